@@ -1,0 +1,58 @@
+# tq — the two commands: `make run` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+EMU := .venv-emu
+BIN := $(VENV)/bin
+PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
+# The machine's pip may add its own constraints; ours come from constraints.txt.
+PIP := $(BIN)/pip --disable-pip-version-check -q
+
+.PHONY: install run test lint typecheck unit integration e2e test-ministack test-moto bench chaos lock clean
+
+install: $(VENV)/.installed $(EMU)/.installed
+
+$(VENV)/.installed: constraints.txt requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt $(PACKAGES) -r requirements-dev.txt
+	touch $@
+
+$(EMU)/.installed: requirements-emulator.txt
+	test -x $(EMU)/bin/python || $(PYTHON) -m venv $(EMU)
+	$(EMU)/bin/pip --disable-pip-version-check -q install -r requirements-emulator.txt
+	touch $@
+
+## make run: set up, start the emulator and the whole stack in the foreground (Ctrl-C stops all of it).
+run: install
+	$(BIN)/tq-local
+
+## make test: set up and run every test: lint, types, unit, then integration + e2e on ministack and on moto.
+test: install lint typecheck unit test-ministack test-moto
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m unit
+
+test-ministack: install
+	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "integration or e2e"
+
+test-moto: install
+	TQ_TEST_EMULATOR=moto $(BIN)/pytest -m "(integration or e2e) and not volume"
+
+## make bench: submit latency, throughput, submit->start and AWS calls per task on a local stack.
+bench: install
+	$(BIN)/python bench/throughput.py
+
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new
+	{ echo '# The one constraints file for the product and its tests: every third-party version, pinned.'; \
+	  echo '# Regenerate with: make lock'; cat constraints.txt.new; } > constraints.txt && rm constraints.txt.new
+
+clean:
+	rm -rf $(VENV) $(EMU) .pytest_cache .mypy_cache .ruff_cache

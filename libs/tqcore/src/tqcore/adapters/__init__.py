@@ -1,0 +1,1 @@
+"""Adapters: the AWS implementations of tqcore's ports."""

@@ -1,0 +1,47 @@
+"""boto3 clients built from settings, with every AWS call counted (our cost and our throughput)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from prometheus_client import Counter
+
+from tqcore.settings import CoreSettings
+
+AWS_CALLS = Counter("tq_aws_calls_total", "AWS API calls made, by service and operation.", ["service", "operation"])
+
+_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 4},
+    connect_timeout=3,
+    read_timeout=25,
+    max_pool_connections=50,
+    tcp_keepalive=True,
+)
+
+
+def _count_call(model: Any, **_: Any) -> None:
+    AWS_CALLS.labels(model.service_model.service_name, model.name).inc()
+
+
+def client(settings: CoreSettings, service: str) -> Any:
+    """A client for ``service`` (``dynamodb``, ``sqs``, ``s3``) at the configured endpoint and region."""
+    session = boto3.session.Session(region_name=settings.region)
+    made = session.client(service, endpoint_url=settings.endpoint_url, config=_CONFIG)  # type: ignore[call-overload]
+    return counted(made)
+
+
+def resource(settings: CoreSettings, service: str) -> Any:
+    """A boto3 resource (for libraries that want one), its client counted like :func:`client`'s."""
+    session = boto3.session.Session(region_name=settings.region)
+    made = session.resource(service, endpoint_url=settings.endpoint_url, config=_CONFIG)  # type: ignore[call-overload]
+    counted(made.meta.client)
+    return made
+
+
+def counted(made: Any) -> Any:
+    """Count every API call ``made`` makes in ``tq_aws_calls_total``."""
+    # before-call fires once per API call; botocore's own retries of that call are not counted again.
+    made.meta.events.register("before-call.*.*", _count_call)
+    return made

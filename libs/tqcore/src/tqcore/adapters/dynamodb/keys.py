@@ -1,0 +1,83 @@
+"""The single-table key design: every item and index key tq writes is built here and nowhere else.
+
+See docs/ARCHITECTURE.md ("Key design") for the access pattern each key or index serves.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime, timedelta
+
+from tqcore.domain.codec import ts
+from tqcore.domain.model import Status
+from tqcore.domain.task import Task
+
+SNAPSHOT_SK = "TASK"
+EVENT_PREFIX = "EVT#"
+IDEM_SK = "IDEM"
+CATALOG_PK = "CATALOG"
+PRESENCE_PK = "PRESENCE"
+
+#: Global secondary indexes: name -> (partition key attribute, sort key attribute).
+INDEXES: dict[str, tuple[str, str]] = {
+    "by_group": ("grp_pk", "grp_sk"),
+    "due": ("due_pk", "due_sk"),
+    "reap": ("reap_pk", "reap_sk"),
+    "dlq": ("dlq_pk", "dlq_sk"),
+}
+#: Only these indexes project whole items; ``by_group`` keeps keys only so a busy group's partition
+#: is written once per task (at creation) instead of at every state change.
+KEYS_ONLY_INDEXES = frozenset({"by_group"})
+TTL_ATTRIBUTE = "expires_ttl"
+
+
+def task_pk(task_id: str) -> str:
+    """Partition of one task: its snapshot and its events."""
+    return f"TASK#{task_id}"
+
+
+def event_sk(seq: int) -> str:
+    """Sort key of the event that produced version ``seq``."""
+    return f"{EVENT_PREFIX}{seq:010d}"
+
+
+def idem_pk(group: str, key: str) -> str:
+    """Partition of one idempotency record (scoped by group)."""
+    return f"IDEM#{group}#{key}"
+
+
+def shard_of(task_id: str, shards: int) -> int:
+    """A stable shard number for a task (crc32, not ``hash()``, which changes per process)."""
+    return zlib.crc32(task_id.encode()) % shards
+
+
+def minute_bucket(at: datetime) -> str:
+    """The time bucket of the ``due`` index: one partition per minute and shard."""
+    return ts(at.replace(second=0, microsecond=0))[:16]  # type: ignore[index]
+
+
+def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_after_s: float) -> dict[str, str]:
+    """The sparse index keys a snapshot carries in its current state."""
+    attrs = {"grp_pk": f"G#{task.group}", "grp_sk": task.id}
+    if task.status in (Status.SCHEDULED, Status.RETRYING) and task.next_run_at is not None:
+        shard = shard_of(task.id, due_shards)
+        attrs["due_pk"] = f"DUE#{minute_bucket(task.next_run_at)}#{shard}"
+        attrs["due_sk"] = f"{ts(task.next_run_at)}#{task.id}"
+    reap_at = _reap_at(task, resend_after_s)
+    if reap_at is not None:
+        attrs["reap_pk"] = f"REAP#{shard_of(task.id, reap_shards)}"
+        attrs["reap_sk"] = f"{ts(reap_at)}#{task.id}"
+    if task.status is Status.FAILED:
+        attrs["dlq_pk"] = f"DLQ#{task.group}"
+        attrs["dlq_sk"] = f"{ts(task.finished_at)}#{task.id}"
+    return attrs
+
+
+def _reap_at(task: Task, resend_after_s: float) -> datetime | None:
+    """When the reaper should look at this task if nothing else happens first."""
+    if task.status is Status.QUEUED and task.queued_at is not None:
+        # Each re-send doubles the wait, so a long backlog costs O(log) duplicate messages per task.
+        return task.queued_at + timedelta(seconds=min(resend_after_s * 2**task.resends, 900 + resend_after_s))
+    if task.status is Status.RUNNING:
+        return task.lease_expires_at
+    return None

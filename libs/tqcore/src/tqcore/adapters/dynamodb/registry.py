@@ -1,0 +1,77 @@
+"""Task-type catalog and service presence, kept in the same table as the tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tqcore.adapters.dynamodb import keys
+from tqcore.adapters.dynamodb.table import Table
+from tqcore.settings import CoreSettings
+
+
+class DynamoRegistry:
+    """Which task types executors handle, and which service instances heartbeat."""
+
+    def __init__(self, client: Any, settings: CoreSettings) -> None:
+        self._db = Table(client, settings.table_name)
+        self._table = settings.table_name
+
+    def register_types(self, types: Sequence[str], by: str) -> None:
+        """Record (idempotently) that ``by`` handles ``types``."""
+        now = str(int(time.time()))
+        for start in range(0, len(types), 25):
+            requests = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "PK": {"S": keys.CATALOG_PK},
+                            "SK": {"S": f"TYPE#{name}"},
+                            "registered_by": {"S": by},
+                            "registered_at": {"N": now},
+                        }
+                    }
+                }
+                for name in types[start : start + 25]
+            ]
+            pending: dict[str, Any] = {self._table: requests}
+            while pending:
+                response = self._db.call("batch_write_item", RequestItems=pending)
+                pending = response.get("UnprocessedItems") or {}
+
+    def task_types(self) -> set[str]:
+        """Every type any executor has registered."""
+        items = self._db.query_all(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": keys.CATALOG_PK}},
+        )
+        return {item["SK"]["S"].removeprefix("TYPE#") for item in items}
+
+    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
+        """Mark ``service``/``instance`` alive for ``ttl_s`` seconds."""
+        until = int(time.time()) + ttl_s
+        self._db.call(
+            "put_item",
+            TableName=self._table,
+            Item={
+                "PK": {"S": keys.PRESENCE_PK},
+                "SK": {"S": f"{service}#{instance}"},
+                "alive_until": {"N": str(until)},
+                keys.TTL_ATTRIBUTE: {"N": str(until + 3600)},
+            },
+        )
+
+    def alive(self) -> dict[str, list[str]]:
+        """Instances whose heartbeat has not run out, by service."""
+        items = self._db.query_all(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": keys.PRESENCE_PK}},
+        )
+        now = int(time.time())
+        alive: dict[str, list[str]] = {}
+        for item in items:
+            if int(item["alive_until"]["N"]) >= now:
+                service, _, instance = item["SK"]["S"].partition("#")
+                alive.setdefault(service, []).append(instance)
+        return alive

@@ -1,0 +1,56 @@
+"""One DynamoDB table: calls that map throttling and connection failures to ``StoreUnavailable``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tqcore.domain.errors import StoreUnavailable
+
+#: Error codes that mean "try again later", not "your request is wrong".
+UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def unavailable(error: Exception) -> StoreUnavailable:
+    """Wrap a throttle or connection failure so callers can answer 503."""
+    return StoreUnavailable(f"DynamoDB is unavailable: {error}")
+
+
+class Table:
+    """A named table on a client."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    def call(self, operation: str, **kwargs: Any) -> Any:
+        """Call ``operation`` on the client."""
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in UNAVAILABLE_CODES:
+                raise unavailable(error) from error
+            raise
+        except BotoCoreError as error:
+            raise unavailable(error) from error
+
+    def query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item a query matches, following ``LastEvaluatedKey``."""
+        items: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while True:
+            extra = {"ExclusiveStartKey": start} if start else {}
+            page = self.call("query", TableName=self.name, **kwargs, **extra)
+            items += page.get("Items", [])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return items

@@ -1,0 +1,230 @@
+"""The DynamoDB event store: snapshot + events in one ``TransactWriteItems`` conditioned on ``version``."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tqcore.adapters.dynamodb import keys
+from tqcore.adapters.dynamodb.table import UNAVAILABLE_CODES, Table, unavailable
+from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
+from tqcore.domain.errors import TaskNotFound, VersionConflict
+from tqcore.domain.model import Event
+from tqcore.domain.task import Task
+from tqcore.ports import DuplicateRequest, IdempotencyRecord
+from tqcore.settings import CoreSettings
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int | float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class DynamoTaskStore:
+    """Tasks in tq's single table (see ``keys`` for the layout)."""
+
+    def __init__(self, client: Any, settings: CoreSettings) -> None:
+        self._db = Table(client, settings.table_name)
+        self._table = settings.table_name
+        self._settings = settings
+
+    # ----------------------------------------------------------------- writes
+    def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
+        """Persist a new task, its events and its idempotency record in one transaction."""
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._snapshot_item(task),
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+        ]
+        if idempotency is not None:
+            now = int(time.time())
+            items.insert(
+                0,
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            "PK": _s(keys.idem_pk(idempotency.group, idempotency.key)),
+                            "SK": _s(keys.IDEM_SK),
+                            "task_id": _s(idempotency.task_id),
+                            "fingerprint": _s(idempotency.fingerprint),
+                            keys.TTL_ATTRIBUTE: _n(now + self._settings.idempotency_ttl_s),
+                        },
+                        # TTL deletion lags, so an expired record counts as absent.
+                        "ConditionExpression": "attribute_not_exists(PK) OR #ttl < :now",
+                        "ExpressionAttributeNames": {"#ttl": keys.TTL_ATTRIBUTE},
+                        "ExpressionAttributeValues": {":now": _n(now)},
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+            )
+        items += self._event_puts(task)
+        reasons = self._transact(items)
+        if reasons is None:
+            return
+        first = reasons[0]
+        if idempotency is not None and first.get("Code") == "ConditionalCheckFailed" and "Item" in first:
+            raise DuplicateRequest(self._idem_record(idempotency.group, idempotency.key, first["Item"]))
+        raise VersionConflict("the task or its idempotency key is being written concurrently", current=None)
+
+    def commit(self, task: Task) -> None:
+        """Append the pending events and replace the snapshot, if the stored version is the one we read."""
+        expected = task.version - len(task.pending_events)
+        if not task.pending_events:
+            return
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._snapshot_item(task),
+                    "ConditionExpression": "version = :expected",
+                    "ExpressionAttributeValues": {":expected": _n(expected)},
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            *self._event_puts(task),
+        ]
+        reasons = self._transact(items)
+        if reasons is None:
+            return
+        first = reasons[0]
+        current = self._task_from_item(first["Item"]) if "Item" in first else None
+        raise VersionConflict(f"task {task.id} changed since version {expected}", current=current)
+
+    def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """Run a transaction; the cancellation reasons if a condition failed, ``None`` on success."""
+        try:
+            self._db.client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "TransactionCanceledException":
+                reasons: list[Any] = error.response.get("CancellationReasons", [])
+                if any(r.get("Code") in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
+                    return reasons
+                if any(r.get("Code") in UNAVAILABLE_CODES for r in reasons):
+                    raise unavailable(error) from error
+            if code in UNAVAILABLE_CODES:
+                raise unavailable(error) from error
+            raise
+        except BotoCoreError as error:
+            raise unavailable(error) from error
+        return None
+
+    def _event_puts(self, task: Task) -> list[dict[str, Any]]:
+        return [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "PK": _s(keys.task_pk(task.id)),
+                        "SK": _s(keys.event_sk(event.seq)),
+                        "doc": _s(_dumps(event_to_dict(event))),
+                    },
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            }
+            for event in task.pending_events
+        ]
+
+    def _snapshot_item(self, task: Task) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "PK": _s(keys.task_pk(task.id)),
+            "SK": _s(keys.SNAPSHOT_SK),
+            "version": _n(task.version),
+            "status": _s(task.status.value),
+            "attempts": _n(task.attempts),
+            "doc": _s(_dumps(task_to_dict(task))),
+        }
+        if task.worker is not None:
+            item["worker"] = _s(task.worker)
+        attrs = keys.index_attributes(
+            task,
+            due_shards=self._settings.due_shards,
+            reap_shards=self._settings.reap_shards,
+            resend_after_s=self._settings.resend_after_s,
+        )
+        item.update({name: _s(value) for name, value in attrs.items()})
+        return item
+
+    # ------------------------------------------------------------------ reads
+    def get(self, task_id: str) -> Task:
+        """The current snapshot (strongly consistent)."""
+        response = self._db.call(
+            "get_item",
+            TableName=self._table,
+            Key={"PK": _s(keys.task_pk(task_id)), "SK": _s(keys.SNAPSHOT_SK)},
+            ConsistentRead=True,
+        )
+        if "Item" not in response:
+            raise TaskNotFound(f"no task {task_id}", task_id=task_id)
+        return self._task_from_item(response["Item"])
+
+    def events(self, task_id: str) -> list[Event]:
+        """Every event of the task, oldest first."""
+        items = self._db.query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :evt)",
+            ExpressionAttributeValues={":pk": _s(keys.task_pk(task_id)), ":evt": _s(keys.EVENT_PREFIX)},
+            ConsistentRead=True,
+        )
+        return [event_from_dict(json.loads(item["doc"]["S"])) for item in items]
+
+    def idempotency_record(self, group: str, key: str) -> IdempotencyRecord | None:
+        """The live (unexpired) record for a key."""
+        response = self._db.call(
+            "get_item",
+            TableName=self._table,
+            Key={"PK": _s(keys.idem_pk(group, key)), "SK": _s(keys.IDEM_SK)},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if item is None or int(item[keys.TTL_ATTRIBUTE]["N"]) < int(time.time()):
+            return None
+        return self._idem_record(group, key, item)
+
+    def reapable(self, shard: int, now: datetime, limit: int) -> list[Task]:
+        """Queued or running tasks of one shard whose deadline (re-send or lease expiry) has passed."""
+        response = self._db.call(
+            "query",
+            TableName=self._table,
+            IndexName="reap",
+            KeyConditionExpression="reap_pk = :pk AND reap_sk < :now",
+            ExpressionAttributeValues={":pk": _s(f"REAP#{shard}"), ":now": _s(f"{ts(now)}#")},
+            Limit=limit,
+        )
+        return [self._task_from_item(item) for item in response.get("Items", [])]
+
+    def due(self, bucket: str, shard: int, now: datetime, limit: int) -> list[Task]:
+        """Scheduled or retrying tasks of one minute bucket and shard whose time has come."""
+        response = self._db.call(
+            "query",
+            TableName=self._table,
+            IndexName="due",
+            KeyConditionExpression="due_pk = :pk AND due_sk < :now",
+            ExpressionAttributeValues={":pk": _s(f"DUE#{bucket}#{shard}"), ":now": _s(f"{ts(now)}#")},
+            Limit=limit,
+        )
+        return [self._task_from_item(item) for item in response.get("Items", [])]
+
+    # -------------------------------------------------------------- internals
+    @staticmethod
+    def _task_from_item(item: dict[str, Any]) -> Task:
+        return task_from_dict(json.loads(item["doc"]["S"]))
+
+    @staticmethod
+    def _idem_record(group: str, key: str, item: dict[str, Any]) -> IdempotencyRecord:
+        return IdempotencyRecord(group, key, item["fingerprint"]["S"], item["task_id"]["S"])

@@ -1,0 +1,63 @@
+"""SQS FIFO queues: one per priority, each with a FIFO dead-letter queue behind a RedrivePolicy."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tqcore.dispatch import Dispatch
+from tqcore.domain.errors import QueueUnavailable
+from tqcore.domain.model import Priority
+from tqcore.domain.task import Task
+from tqcore.settings import CoreSettings
+
+
+class QueueUrls:
+    """Queue URLs by priority, looked up once per process."""
+
+    def __init__(self, client: Any, settings: CoreSettings) -> None:
+        self._client = client
+        self._settings = settings
+        self._urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def queue(self, priority: Priority) -> str:
+        """URL of a priority's queue."""
+        return self._url(self._settings.queue_name(priority))
+
+    def dlq(self, priority: Priority) -> str:
+        """URL of a priority's dead-letter queue."""
+        return self._url(self._settings.dlq_name(priority))
+
+    def _url(self, name: str) -> str:
+        with self._lock:
+            if name not in self._urls:
+                self._urls[name] = self._client.get_queue_url(QueueName=name)["QueueUrl"]
+            return self._urls[name]
+
+
+class SqsTaskQueue:
+    """Sends each queued task to its priority's FIFO queue.
+
+    ``MessageGroupId`` is the task id: FIFO orders (and holds back) messages only within a group, so
+    one group per task means no task ever waits behind another, while SQS still deduplicates sends.
+    """
+
+    def __init__(self, client: Any, settings: CoreSettings) -> None:
+        self._client = client
+        self.urls = QueueUrls(client, settings)
+
+    def send(self, task: Task) -> None:
+        """Send the dispatch for the task's next attempt."""
+        dispatch = Dispatch.of(task)
+        try:
+            self._client.send_message(
+                QueueUrl=self.urls.queue(task.priority),
+                MessageBody=dispatch.encode(),
+                MessageGroupId=task.id,
+                MessageDeduplicationId=dispatch.deduplication_id,
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise QueueUnavailable(f"could not enqueue task {task.id}: {error}") from error

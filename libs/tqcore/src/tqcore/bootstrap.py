@@ -1,0 +1,148 @@
+"""Create tq's table, indexes, TTL, queues, dead-letter queues and bucket if missing (idempotent).
+
+``tq-bootstrap`` runs it from the command line; ``make run`` and the tests call :func:`bootstrap`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tqcore.adapters import aws
+from tqcore.adapters.dynamodb import keys
+from tqcore.domain.model import Priority
+from tqcore.settings import CoreSettings
+
+log = logging.getLogger(__name__)
+
+#: Messages are kept 14 days (the SQS maximum) in queues and dead-letter queues.
+RETENTION_S = 14 * 86400
+
+
+def bootstrap(settings: CoreSettings) -> None:
+    """Make sure every resource exists and is configured."""
+    create_table(aws.client(settings, "dynamodb"), settings.table_name)
+    sqs = aws.client(settings, "sqs")
+    for priority in Priority:
+        create_queue_pair(sqs, settings, priority)
+    create_bucket(aws.client(settings, "s3"), settings)
+
+
+def create_table(ddb: Any, name: str) -> None:
+    """The single table with its four GSIs and TTL."""
+    attributes = {"PK", "SK", *(a for pair in keys.INDEXES.values() for a in pair)}
+    try:
+        ddb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": index,
+                    "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}, {"AttributeName": sk, "KeyType": "RANGE"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY" if index in keys.KEYS_ONLY_INDEXES else "ALL"},
+                }
+                for index, (pk, sk) in keys.INDEXES.items()
+            ],
+        )
+        log.info("created table %s", name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    _wait_active(ddb, name)
+    ttl = ddb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        ddb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": keys.TTL_ATTRIBUTE}
+        )
+
+
+def _wait_active(ddb: Any, name: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while ddb.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"table {name} did not become ACTIVE in {timeout_s} s")
+        time.sleep(0.2)
+
+
+def create_queue_pair(sqs: Any, settings: CoreSettings, priority: Priority) -> None:
+    """A priority's FIFO queue and its FIFO dead-letter queue, linked by a RedrivePolicy."""
+    fifo = {
+        "FifoQueue": "true",
+        "MessageRetentionPeriod": str(RETENTION_S),
+        # High-throughput FIFO: dedup and throughput limits per message group (= per task).
+        "DeduplicationScope": "messageGroup",
+        "FifoThroughputLimit": "perMessageGroupId",
+    }
+    dlq_url = _ensure_queue(sqs, settings.dlq_name(priority), fifo)
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receives})
+    _ensure_queue(
+        sqs,
+        settings.queue_name(priority),
+        {**fifo, "VisibilityTimeout": str(settings.lease_s), "RedrivePolicy": redrive},
+    )
+
+
+def _ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
+    try:
+        url: str = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as error:
+        if (
+            "NonExistentQueue" not in error.response["Error"]["Code"]
+            and "QueueDoesNotExist" not in error.response["Error"]["Code"]
+        ):
+            raise
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        log.info("created queue %s", name)
+        return url
+    mutable = {k: v for k, v in attributes.items() if k != "FifoQueue"}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes=mutable)
+    return url
+
+
+def create_bucket(s3: Any, settings: CoreSettings) -> None:
+    """The log bucket: private, encrypted."""
+    try:
+        if settings.region == "us-east-1":
+            s3.create_bucket(Bucket=settings.bucket_name)
+        else:
+            s3.create_bucket(
+                Bucket=settings.bucket_name, CreateBucketConfiguration={"LocationConstraint": settings.region}
+            )
+        log.info("created bucket %s", settings.bucket_name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_public_access_block(
+        Bucket=settings.bucket_name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+
+
+def main() -> int:
+    """``tq-bootstrap``: create the resources named by the ``TQ_*`` settings."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = CoreSettings()
+    try:
+        bootstrap(settings)
+    except (ClientError, BotoCoreError, TimeoutError) as error:
+        print(f"tq-bootstrap: cannot create resources at {settings.endpoint_url or 'AWS'}: {error}", file=sys.stderr)
+        return 1
+    print(f"tq-bootstrap: resources for prefix {settings.prefix!r} are ready")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

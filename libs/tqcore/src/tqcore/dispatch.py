@@ -1,0 +1,98 @@
+"""The message that hands one attempt of a task to an executor, in Dramatiq's wire format.
+
+Producers (gateway, scheduler, reaper) build it without importing Dramatiq; the executor's broker decodes
+it as a ``dramatiq.Message`` whose only argument is :meth:`Dispatch.to_dict`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from tqcore.domain.codec import task_from_dict, task_to_dict
+from tqcore.domain.model import Priority
+from tqcore.domain.task import Task
+
+#: Messages larger than this leave the task snapshot out; the executor then reads it from the store.
+MAX_INLINE_BYTES = 200 * 1024
+
+
+def actor_name(priority: Priority) -> str:
+    """The Dramatiq actor that runs tasks of one priority."""
+    return f"run_{priority.value}"
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Run attempt ``attempt`` of ``task_id``, which was ``version`` when it was sent.
+
+    ``task`` is the snapshot at that version when it fits in a message: if the claim's version condition
+    holds, the snapshot is exactly what is stored, so the executor needs no read before running.
+    """
+
+    task_id: str
+    attempt: int
+    version: int
+    priority: Priority
+    task: Task | None = None
+
+    @classmethod
+    def of(cls, task: Task) -> Dispatch:
+        """The dispatch for a ``queued`` task's next attempt."""
+        return cls(task.id, task.attempts + 1, task.version, task.priority, task)
+
+    @property
+    def deduplication_id(self) -> str:
+        """SQS FIFO dedup id: task id + attempt, with the version of its enqueue.
+
+        Attempt numbers restart for a redrive or a repeating task's next run; the version of the
+        ``queued`` event never repeats, so a redrive within five minutes is not swallowed as a duplicate,
+        while re-sends of the same enqueue (same version) are.
+        """
+        return f"{self.task_id}.{self.attempt}.v{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The actor argument."""
+        return {
+            "task_id": self.task_id,
+            "attempt": self.attempt,
+            "version": self.version,
+            "priority": self.priority.value,
+            "task": None if self.task is None else task_to_dict(self.task),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Dispatch:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            task_id=raw["task_id"],
+            attempt=int(raw["attempt"]),
+            version=int(raw["version"]),
+            priority=Priority(raw["priority"]),
+            task=None if raw.get("task") is None else task_from_dict(raw["task"]),
+        )
+
+    def encode(self) -> str:
+        """The SQS message body: a Dramatiq message (JSON) for the priority's actor."""
+        body = self._body(self.to_dict())
+        if len(body.encode()) > MAX_INLINE_BYTES:
+            body = self._body({**self.to_dict(), "task": None})
+        return body
+
+    def _body(self, arg: dict[str, Any]) -> str:
+        return json.dumps(
+            {
+                "queue_name": self.priority.value,
+                "actor_name": actor_name(self.priority),
+                "args": [arg],
+                "kwargs": {},
+                "options": {},
+                "message_id": str(uuid.uuid4()),
+                "message_timestamp": int(time.time() * 1000),
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )

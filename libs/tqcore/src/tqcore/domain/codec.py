@@ -1,0 +1,166 @@
+"""The task's JSON form (contract section 3) and back; the same form is what adapters persist."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tqcore.domain.model import ErrorInfo, Event, EventType, Overlap, Priority, RetryPolicy, Schedule, Status
+from tqcore.domain.task import Task
+
+
+def ts(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z``, millisecond precision."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    """The inverse of :func:`ts` (accepts any RFC 3339 offset)."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return ts(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def schedule_to_dict(schedule: Schedule | None) -> dict[str, Any] | None:
+    """The ``schedule`` object, without unset keys."""
+    if schedule is None:
+        return None
+    raw = {
+        "at": ts(schedule.at),
+        "every_s": schedule.every_s,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "start_at": ts(schedule.start_at),
+        "end_at": ts(schedule.end_at),
+    }
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def task_to_dict(task: Task) -> dict[str, Any]:
+    """The task resource exactly as the contract shows it (plus ``cancel_requested``, ``lease_expires_at``)."""
+    return {
+        "id": task.id,
+        "type": task.type,
+        "group": task.group,
+        "owner": task.owner,
+        "name": task.name,
+        "description": task.description,
+        "payload": task.payload,
+        "priority": task.priority.value,
+        "status": task.status.value,
+        "version": task.version,
+        "attempts": task.attempts,
+        "retries": task.retries,
+        "retry": {
+            "max_retries": task.retry.max_retries,
+            "backoff_base_s": task.retry.backoff_base_s,
+            "backoff_max_s": task.retry.backoff_max_s,
+        },
+        "timeout_s": task.timeout_s,
+        "schedule": schedule_to_dict(task.schedule),
+        "overlap": task.overlap.value,
+        "expires_at": ts(task.expires_at),
+        "idempotency_key": task.idempotency_key,
+        "worker": task.worker,
+        "created_at": ts(task.created_at),
+        "updated_at": ts(task.updated_at),
+        "queued_at": ts(task.queued_at),
+        "started_at": ts(task.started_at),
+        "finished_at": ts(task.finished_at),
+        "next_run_at": ts(task.next_run_at),
+        "lease_expires_at": ts(task.lease_expires_at),
+        "run_count": task.run_count,
+        "resends": task.resends,
+        "cancel_requested": task.cancel_requested,
+        "last_error": None
+        if task.last_error is None
+        else {"type": task.last_error.type, "message": task.last_error.message},
+        "result": task.result,
+    }
+
+
+def task_from_dict(raw: dict[str, Any]) -> Task:
+    """Rebuild a task from :func:`task_to_dict`'s output."""
+    sched = raw.get("schedule")
+    err = raw.get("last_error")
+    return Task(
+        id=raw["id"],
+        type=raw["type"],
+        group=raw["group"],
+        owner=raw["owner"],
+        name=raw.get("name"),
+        description=raw.get("description"),
+        payload=raw.get("payload"),
+        priority=Priority(raw["priority"]),
+        status=Status(raw["status"]),
+        version=raw["version"],
+        attempts=raw["attempts"],
+        retry=RetryPolicy(**raw["retry"]),
+        timeout_s=raw["timeout_s"],
+        schedule=None
+        if sched is None
+        else Schedule(
+            at=parse_ts(sched.get("at")),
+            every_s=sched.get("every_s"),
+            cron=sched.get("cron"),
+            timezone=sched.get("timezone"),
+            start_at=parse_ts(sched.get("start_at")),
+            end_at=parse_ts(sched.get("end_at")),
+        ),
+        overlap=Overlap(raw["overlap"]),
+        expires_at=parse_ts(raw.get("expires_at")),
+        idempotency_key=raw.get("idempotency_key"),
+        worker=raw.get("worker"),
+        created_at=_required_ts(raw["created_at"]),
+        updated_at=parse_ts(raw.get("updated_at")),
+        queued_at=parse_ts(raw.get("queued_at")),
+        started_at=parse_ts(raw.get("started_at")),
+        finished_at=parse_ts(raw.get("finished_at")),
+        next_run_at=parse_ts(raw.get("next_run_at")),
+        lease_expires_at=parse_ts(raw.get("lease_expires_at")),
+        run_count=raw.get("run_count", 0),
+        resends=raw.get("resends", 0),
+        cancel_requested=raw.get("cancel_requested", False),
+        last_error=None if err is None else ErrorInfo(err["type"], err["message"]),
+        result=raw.get("result"),
+    )
+
+
+def _required_ts(value: str) -> datetime:
+    parsed = parse_ts(value)
+    assert parsed is not None
+    return parsed
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """One item of ``GET /v1/tasks/{id}/events``."""
+    return {
+        "seq": event.seq,
+        "type": event.type.value,
+        "at": ts(event.at),
+        "actor": event.actor,
+        "data": _jsonable(event.data),
+    }
+
+
+def event_from_dict(raw: dict[str, Any]) -> Event:
+    """Rebuild an event from :func:`event_to_dict`'s output."""
+    return Event(
+        seq=raw["seq"],
+        type=EventType(raw["type"]),
+        at=_required_ts(raw["at"]),
+        actor=raw["actor"],
+        data=raw.get("data") or {},
+    )

@@ -1,0 +1,134 @@
+"""Commands: validated requests to change the domain (pydantic models, no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+
+from tqcore.domain.model import Overlap, Priority, RetryPolicy, Schedule
+
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetrySpec(_Strict):
+    """``retry`` of a submit or update."""
+
+    max_retries: int = Field(default=5, ge=0, le=20)
+    backoff_base_s: float = Field(default=2.0, gt=0, le=3600)
+    backoff_max_s: float = Field(default=300.0, gt=0, le=86400)
+
+    @model_validator(mode="after")
+    def _base_below_max(self) -> Self:
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError("backoff_base_s must not exceed backoff_max_s")
+        return self
+
+    def to_domain(self) -> RetryPolicy:
+        """The domain's retry policy."""
+        return RetryPolicy(self.max_retries, self.backoff_base_s, self.backoff_max_s)
+
+
+class ScheduleSpec(_Strict):
+    """``schedule`` of a submit or update: exactly one of ``at``, ``every_s`` or ``cron``."""
+
+    at: AwareDatetime | None = None
+    every_s: float | None = Field(default=None, ge=1, le=366 * 86400)
+    cron: str | None = Field(default=None, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    start_at: AwareDatetime | None = None
+    end_at: AwareDatetime | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _five_field_cron(cls, value: str | None) -> str | None:
+        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
+            raise ValueError(f"not a valid five-field cron expression: {value!r}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"not an IANA time zone: {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        kinds = [k for k in ("at", "every_s", "cron") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a schedule has exactly one of 'at', 'every_s' or 'cron'")
+        if self.at is not None and (self.start_at or self.end_at):
+            raise ValueError("'start_at' and 'end_at' belong to repeating schedules")
+        if self.timezone is not None and self.cron is None:
+            raise ValueError("'timezone' belongs to cron schedules")
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            raise ValueError("'end_at' must be after 'start_at'")
+        return self
+
+    def to_domain(self) -> Schedule:
+        """The domain's schedule, times in UTC."""
+        return Schedule(
+            at=_utc(self.at),
+            every_s=self.every_s,
+            cron=self.cron,
+            timezone=self.timezone or ("UTC" if self.cron else None),
+            start_at=_utc(self.start_at),
+            end_at=_utc(self.end_at),
+        )
+
+
+class SubmitTask(_Strict):
+    """The body of ``POST /v1/tasks``."""
+
+    type: Name
+    group: Name
+    payload: JsonValue = Field(default_factory=dict)
+    priority: Priority = Priority.NORMAL
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    schedule: ScheduleSpec | None = None
+    overlap: Overlap = Overlap.SKIP
+    expires_at: AwareDatetime | None = None
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    timeout_s: int = Field(default=300, ge=1, le=43200)
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+
+    def fingerprint(self) -> str:
+        """A stable hash of what was asked for, to tell a replay from a different request."""
+        body = self.model_dump(mode="json", exclude={"idempotency_key"})
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def task_fields(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`Task.submit` beyond id, owner and time."""
+        return {
+            "type": self.type,
+            "group": self.group,
+            "payload": self.payload,
+            "priority": self.priority,
+            "idempotency_key": self.idempotency_key,
+            "schedule": self.schedule.to_domain() if self.schedule else None,
+            "overlap": self.overlap,
+            "expires_at": _utc(self.expires_at),
+            "retry": self.retry.to_domain(),
+            "timeout_s": self.timeout_s,
+            "name": self.name,
+            "description": self.description,
+        }

@@ -1,0 +1,51 @@
+"""Domain errors: one root, small subclasses whose docstring is the default message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TqError(Exception):
+    """Something went wrong in tq."""
+
+    def __init__(self, message: str | None = None, **context: Any) -> None:
+        self.message = message or (self.__doc__ or type(self).__name__).strip().splitlines()[0]
+        self.context = context
+        super().__init__(self.message)
+
+
+class TaskNotFound(TqError):
+    """Raised when no task has the given id (or the caller may not see it)."""
+
+
+class IllegalTransition(TqError):
+    """Raised when a change is not allowed in the task's current state."""
+
+
+class StaleAttempt(IllegalTransition):
+    """Raised when an attempt that no longer owns the task tries to change it."""
+
+
+class VersionConflict(TqError):
+    """Raised when the task changed since it was read: another writer committed first."""
+
+    def __init__(self, message: str | None = None, *, current: Any = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        #: The task as it is now, when the store could tell (``None`` if it is gone or unknown).
+        self.current = current
+
+
+class IdempotencyMismatch(TqError):
+    """Raised when an idempotency key is reused with a different request body."""
+
+
+class UnknownTaskType(TqError):
+    """Raised when no executor handles the requested task type."""
+
+
+class StoreUnavailable(TqError):
+    """Raised when the task store is throttled or cannot be reached; the caller may retry later."""
+
+
+class QueueUnavailable(TqError):
+    """Raised when the queue cannot be reached; the task stays durable and is re-sent later."""

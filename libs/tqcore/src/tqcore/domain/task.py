@@ -1,0 +1,311 @@
+"""The task aggregate: every state change is a method that checks legality and records an event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from tqcore.domain.errors import IllegalTransition, StaleAttempt
+from tqcore.domain.model import (
+    ErrorInfo,
+    Event,
+    EventType,
+    Overlap,
+    Priority,
+    RetryPolicy,
+    RunStatus,
+    Schedule,
+    Status,
+)
+
+#: Fields a user may change with PATCH.
+MUTABLE_FIELDS = frozenset(
+    {"payload", "priority", "schedule", "overlap", "expires_at", "retry", "timeout_s", "name", "description"}
+)
+
+
+@dataclass
+class Task:
+    """A unit of work and its whole state; ``version`` counts the events that built it."""
+
+    id: str
+    type: str
+    group: str
+    owner: str
+    created_at: datetime
+    payload: Any = None
+    priority: Priority = Priority.NORMAL
+    name: str | None = None
+    description: str | None = None
+    status: Status = Status.QUEUED
+    version: int = 0
+    attempts: int = 0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_s: int = 300
+    schedule: Schedule | None = None
+    overlap: Overlap = Overlap.SKIP
+    expires_at: datetime | None = None
+    idempotency_key: str | None = None
+    worker: str | None = None
+    updated_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    next_run_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    run_count: int = 0
+    #: Times the current enqueue was sent again because no executor claimed it in time.
+    resends: int = 0
+    cancel_requested: bool = False
+    last_error: ErrorInfo | None = None
+    result: Any = None
+    #: Events recorded since the task was loaded, committed together with the snapshot.
+    pending_events: list[Event] = field(default_factory=list, repr=False, compare=False)
+
+    # ----------------------------------------------------------------- derived
+    @property
+    def retries(self) -> int:
+        """Retries started for the current run: ``max(attempts - 1, 0)``."""
+        return max(self.attempts - 1, 0)
+
+    @property
+    def run_no(self) -> int:
+        """1-based number of the current (or next) run of this task."""
+        return self.run_count + 1
+
+    def run_id(self, attempt: int) -> str:
+        """The id of one attempt of the current run, as listed by ``/runs``."""
+        return f"{self.run_no}.{attempt}"
+
+    # ---------------------------------------------------------------- creation
+    @classmethod
+    def submit(
+        cls,
+        *,
+        task_id: str,
+        type: str,
+        group: str,
+        owner: str,
+        now: datetime,
+        submitted: dict[str, Any],
+        **fields: Any,
+    ) -> Task:
+        """A new task from an accepted submit: ``queued`` to run now, ``scheduled`` if it has a time."""
+        task = cls(id=task_id, type=type, group=group, owner=owner, created_at=now, **fields)
+        task._record(EventType.SUBMITTED, now, owner, submitted)
+        first_run = task._first_run_at(now)
+        if first_run is None or first_run <= now:  # a time already past runs at once
+            task._enqueue(now, owner)
+        else:
+            task._schedule(first_run, now, owner)
+        return task
+
+    def _first_run_at(self, now: datetime) -> datetime | None:
+        sched = self.schedule
+        if sched is None:
+            return None
+        if sched.at is not None:
+            return sched.at
+        return sched.start_at or now
+
+    # ------------------------------------------------------------- transitions
+    def promote(self, now: datetime, actor: str = "scheduler") -> None:
+        """A ``scheduled`` or ``retrying`` task whose time has come goes onto its queue."""
+        self._require(Status.SCHEDULED, Status.RETRYING)
+        if self.next_run_at is not None and self.next_run_at > now:
+            raise IllegalTransition("task is not due yet", next_run_at=self.next_run_at)
+        self._enqueue(now, actor)
+
+    def resend(self, now: datetime, actor: str = "reaper") -> None:
+        """A ``queued`` task nobody claimed in time is sent again (a new version, so a new message)."""
+        self._require(Status.QUEUED)
+        self.resends += 1
+        self._record(EventType.QUEUED, now, actor, {"attempt": self.attempts + 1, "resend": self.resends})
+
+    def claim(self, attempt: int, worker: str, now: datetime, lease_s: float) -> None:
+        """An executor takes the lease for ``attempt``; only the attempt the queue was given can start."""
+        self._require(Status.QUEUED)
+        if attempt != self.attempts + 1:
+            raise StaleAttempt(f"attempt {attempt} is not the next one ({self.attempts + 1})")
+        self.status = Status.RUNNING
+        self.attempts = attempt
+        self.worker = worker
+        self.started_at = now
+        self.lease_expires_at = now + timedelta(seconds=lease_s)
+        self._record(
+            EventType.CLAIMED,
+            now,
+            f"executor:{worker}",
+            {"attempt": attempt, "run_id": self.run_id(attempt), "worker": worker},
+        )
+
+    def succeed(self, attempt: int, worker: str, result: Any, now: datetime) -> None:
+        """The running attempt returned ``result``."""
+        self._require_owner(attempt, worker)
+        data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
+        self.result = result
+        self.last_error = None
+        self.finished_at = now
+        self._release()
+        self.status = Status.SUCCEEDED
+        self._record(EventType.SUCCEEDED, now, f"executor:{worker}", data)
+
+    def fail(
+        self,
+        attempt: int,
+        worker: str,
+        error: ErrorInfo,
+        now: datetime,
+        *,
+        jitter: float,
+        run_status: RunStatus = RunStatus.FAILED,
+    ) -> None:
+        """The running attempt failed: retry after a backoff while the budget lasts, else dead-letter."""
+        self._require_owner(attempt, worker)
+        self._end_attempt(error, now, f"executor:{worker}", run_status, jitter)
+
+    def expire_lease(self, now: datetime, *, jitter: float, actor: str = "reaper") -> None:
+        """The lease ran out (the executor died or stalled): the attempt is ``lost``."""
+        self._require(Status.RUNNING)
+        if self.lease_expires_at is not None and self.lease_expires_at > now:
+            raise IllegalTransition("the lease has not expired", lease_expires_at=self.lease_expires_at)
+        self._record(EventType.LEASE_EXPIRED, now, actor, {"attempt": self.attempts, "worker": self.worker})
+        error = ErrorInfo("LeaseExpired", f"lease of {self.worker} expired")
+        self._end_attempt(error, now, actor, RunStatus.LOST, jitter)
+
+    def request_cancel(self, actor: str, now: datetime) -> None:
+        """Cancel: at once when nothing runs, else the running attempt is told to stop."""
+        if self.status in (Status.SUCCEEDED, Status.FAILED):
+            raise IllegalTransition(f"a {self.status.value} task cannot be cancelled")
+        if self.status in (Status.CANCELLED, Status.EXPIRED):
+            raise IllegalTransition(f"the task is already {self.status.value}")
+        if self.status is Status.RUNNING:
+            if not self.cancel_requested:
+                self.cancel_requested = True
+                self._record(EventType.CANCEL_REQUESTED, now, actor, {"attempt": self.attempts})
+            return
+        self._finish_cancelled(now, actor, {})
+
+    def acknowledge_cancel(self, attempt: int, worker: str, now: datetime) -> None:
+        """The running attempt stopped because a cancel was requested."""
+        self._require_owner(attempt, worker)
+        if not self.cancel_requested:
+            raise IllegalTransition("no cancel was requested")
+        data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
+        self._finish_cancelled(now, f"executor:{worker}", data)
+
+    def expire(self, now: datetime, actor: str = "scheduler") -> None:
+        """A task not started before ``expires_at`` ends ``expired``."""
+        self._require(Status.SCHEDULED, Status.QUEUED, Status.RETRYING)
+        if self.expires_at is None or self.expires_at > now:
+            raise IllegalTransition("the task has not expired")
+        self.status = Status.EXPIRED
+        self.finished_at = now
+        self.next_run_at = None
+        self._record(EventType.EXPIRED, now, actor, {"expires_at": self.expires_at.isoformat()})
+
+    def update(self, changes: dict[str, Any], actor: str, now: datetime) -> None:
+        """Change user-settable fields; not on a terminal task."""
+        unknown = set(changes) - MUTABLE_FIELDS
+        if unknown:
+            raise IllegalTransition(f"fields cannot be changed: {', '.join(sorted(unknown))}")
+        if self.status.is_terminal:
+            raise IllegalTransition(f"a {self.status.value} task cannot be changed")
+        changed = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        if not changed:
+            return
+        for name, value in changed.items():
+            setattr(self, name, value)
+        self._record(EventType.UPDATED, now, actor, {"fields": sorted(changed)})
+
+    def redrive(self, actor: str, now: datetime) -> None:
+        """A ``failed`` task goes back on its queue with a fresh retry budget."""
+        self._require(Status.FAILED)
+        self.attempts = 0
+        self.finished_at = None
+        self._record(EventType.REDRIVEN, now, actor, {})
+        self._enqueue(now, actor)
+
+    # --------------------------------------------------------------- internals
+    def _end_attempt(self, error: ErrorInfo, now: datetime, actor: str, run_status: RunStatus, jitter: float) -> None:
+        attempt = self.attempts
+        self.last_error = error
+        self._record(
+            EventType.FAILED,
+            now,
+            actor,
+            {
+                "attempt": attempt,
+                "run_id": self.run_id(attempt),
+                "run_status": run_status.value,
+                "error": {"type": error.type, "message": error.message},
+                "duration_ms": self._duration_ms(now),
+            },
+        )
+        self._release()
+        if self.cancel_requested:
+            self._finish_cancelled(now, actor, {})
+        elif attempt <= self.retry.max_retries:
+            delay_s = self.retry.delay_s(attempt, jitter)
+            self.status = Status.RETRYING
+            self.next_run_at = now + timedelta(seconds=delay_s)
+            self._record(
+                EventType.RETRY_SCHEDULED,
+                now,
+                actor,
+                {"next_attempt": attempt + 1, "delay_s": round(delay_s, 3), "next_run_at": self.next_run_at},
+            )
+        else:
+            self.status = Status.FAILED
+            self.finished_at = now
+            self._record(EventType.DEAD_LETTERED, now, actor, {"attempts": attempt})
+
+    def _finish_cancelled(self, now: datetime, actor: str, data: dict[str, Any]) -> None:
+        self._release()
+        self.status = Status.CANCELLED
+        self.finished_at = now
+        self.next_run_at = None
+        self._record(EventType.CANCELLED, now, actor, data)
+
+    def _enqueue(self, now: datetime, actor: str) -> None:
+        self.status = Status.QUEUED
+        self.queued_at = now
+        self.resends = 0
+        self.next_run_at = None
+        self._record(EventType.QUEUED, now, actor, {"attempt": self.attempts + 1, "priority": self.priority.value})
+
+    def _schedule(self, at: datetime, now: datetime, actor: str) -> None:
+        self.status = Status.SCHEDULED
+        self.next_run_at = at
+        self._record(EventType.SCHEDULED, now, actor, {"next_run_at": at})
+
+    def _release(self) -> None:
+        self.worker = None
+        self.lease_expires_at = None
+
+    def _duration_ms(self, now: datetime) -> int | None:
+        if self.started_at is None:
+            return None
+        return int((now - self.started_at).total_seconds() * 1000)
+
+    def _require(self, *allowed: Status) -> None:
+        if self.status not in allowed:
+            wanted = " or ".join(s.value for s in allowed)
+            raise IllegalTransition(f"task is {self.status.value}, not {wanted}", status=self.status.value)
+
+    def _require_owner(self, attempt: int, worker: str) -> None:
+        if self.status is not Status.RUNNING or self.attempts != attempt or self.worker != worker:
+            raise StaleAttempt(
+                f"attempt {attempt} on {worker} no longer owns the task "
+                f"(status {self.status.value}, attempt {self.attempts}, worker {self.worker})"
+            )
+
+    def _record(self, type: EventType, now: datetime, actor: str, data: dict[str, Any]) -> None:
+        self.version += 1
+        self.updated_at = now
+        self.pending_events.append(Event(seq=self.version, type=type, at=now, actor=actor, data=data))
+
+    def committed(self) -> Task:
+        """This task with its pending events marked as committed (cleared)."""
+        return replace(self, pending_events=[])

@@ -1,0 +1,81 @@
+"""The executor's use cases: claim an attempt, then record how it ended, fenced by attempt and worker."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from tqcore.dispatch import Dispatch
+from tqcore.domain.errors import IllegalTransition, StaleAttempt, TaskNotFound
+from tqcore.domain.model import ErrorInfo, RunStatus
+from tqcore.domain.task import Task
+from tqcore.ports import Clock, TaskStore
+from tqcore.service import mutate
+
+log = logging.getLogger(__name__)
+
+
+class Attempts:
+    """Claims and outcomes of attempts, for one executor process (``worker``)."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        clock: Clock,
+        *,
+        worker: str,
+        lease_s: float,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self.worker = worker
+        self._lease_s = lease_s
+        self._jitter = jitter
+
+    def claim(self, dispatch: Dispatch) -> Task | None:
+        """Take the lease for ``dispatch.attempt``; ``None`` if that attempt is not ours to run.
+
+        Fast path: the message carries the snapshot it was sent with, so one conditional transaction
+        (``version`` unchanged) both checks and claims. If the task changed meanwhile, the store hands
+        back the current snapshot and the domain decides again.
+        """
+        task = dispatch.task
+        if task is None or task.version != dispatch.version:
+            try:
+                task = self._store.get(dispatch.task_id)
+            except TaskNotFound:
+                log.warning("dropping a message for a task that does not exist", extra={"task_id": dispatch.task_id})
+                return None
+        now = self._clock.now()
+        try:
+            return mutate(self._store, task, lambda t: t.claim(dispatch.attempt, self.worker, now, self._lease_s))
+        except IllegalTransition as refused:
+            log.info(
+                "not claiming: %s",
+                refused,
+                extra={"task_id": dispatch.task_id, "attempt": dispatch.attempt},
+            )
+            return None
+
+    def succeed(self, task: Task, result: Any) -> Task | None:
+        """Record success; ``None`` if the attempt no longer owns the task (a zombie is never recorded)."""
+        now = self._clock.now()
+        return self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now))
+
+    def fail(self, task: Task, error: ErrorInfo, run_status: RunStatus = RunStatus.FAILED) -> Task | None:
+        """Record failure (retrying or dead-lettered); ``None`` if the attempt no longer owns the task."""
+        now = self._clock.now()
+        jitter = self._jitter()
+        return self._fenced(
+            task, lambda t: t.fail(task.attempts, self.worker, error, now, jitter=jitter, run_status=run_status)
+        )
+
+    def _fenced(self, task: Task, change: Callable[[Task], None]) -> Task | None:
+        try:
+            return mutate(self._store, task, change)
+        except StaleAttempt as stale:
+            log.warning("outcome discarded: %s", stale, extra={"task_id": task.id, "attempt": task.attempts})
+            return None

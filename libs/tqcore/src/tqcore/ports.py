@@ -1,0 +1,101 @@
+"""The ports the application talks through; adapters in ``tqcore.adapters`` implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from tqcore.domain.model import Event
+from tqcore.domain.task import Task
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """Which task an idempotency key in a group produced, and the fingerprint of the request."""
+
+    group: str
+    key: str
+    fingerprint: str
+    task_id: str
+
+
+class DuplicateRequest(Exception):
+    """Raised by :meth:`TaskStore.create` when the idempotency key is already taken."""
+
+    def __init__(self, record: IdempotencyRecord) -> None:
+        super().__init__(f"idempotency key {record.key!r} already used in {record.group!r}")
+        self.record = record
+
+
+class Clock(Protocol):
+    """Tells the time (UTC); injected so tests can fix it."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class TaskStore(Protocol):
+    """Durable tasks: a snapshot plus its append-only events, committed together."""
+
+    def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
+        """Persist a new task and its pending events (and the idempotency record) atomically."""
+        ...
+
+    def get(self, task_id: str) -> Task:
+        """The current snapshot; raises ``TaskNotFound``."""
+        ...
+
+    def commit(self, task: Task) -> None:
+        """Persist the task's pending events and snapshot if nobody else committed first.
+
+        Raises ``VersionConflict`` (carrying the current task when known) if the stored version is not
+        ``task.version - len(task.pending_events)``.
+        """
+        ...
+
+    def events(self, task_id: str) -> list[Event]:
+        """The task's events, oldest first."""
+        ...
+
+    def idempotency_record(self, group: str, key: str) -> IdempotencyRecord | None:
+        """The live record for a key, if any."""
+        ...
+
+    def reapable(self, shard: int, now: datetime, limit: int) -> list[Task]:
+        """Queued or running tasks of one shard whose re-send or lease deadline has passed."""
+        ...
+
+    def due(self, bucket: str, shard: int, now: datetime, limit: int) -> list[Task]:
+        """Scheduled or retrying tasks of one minute bucket and shard whose time has come."""
+        ...
+
+
+class TaskQueue(Protocol):
+    """Hands queued tasks to executors."""
+
+    def send(self, task: Task) -> None:
+        """Put a ``queued`` task on its priority's queue; the same enqueue sent twice is deduplicated."""
+        ...
+
+
+class Registry(Protocol):
+    """Which task types exist and which service instances are alive."""
+
+    def register_types(self, types: Sequence[str], by: str) -> None:
+        """Record that an executor handles these types."""
+        ...
+
+    def task_types(self) -> set[str]:
+        """Every registered task type."""
+        ...
+
+    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
+        """Record that an instance of a service is alive for the next ``ttl_s`` seconds."""
+        ...
+
+    def alive(self) -> dict[str, list[str]]:
+        """Live instances by service name."""
+        ...

@@ -1,0 +1,43 @@
+"""A background heartbeat that tells ``/readyz`` (and operators) a service instance is alive."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from tqcore.domain.errors import TqError
+from tqcore.ports import Registry
+
+log = logging.getLogger(__name__)
+
+
+class Presence:
+    """Writes ``service``/``instance`` into the registry every ``interval_s`` until stopped."""
+
+    def __init__(self, registry: Registry, service: str, instance: str, *, interval_s: float) -> None:
+        self._registry = registry
+        self._service = service
+        self._instance = instance
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"presence-{service}", daemon=True)
+
+    def start(self) -> None:
+        """Beat once now, then in the background."""
+        self.beat()
+        self._thread.start()
+
+    def beat(self) -> None:
+        """One heartbeat; failures are logged, not raised (the next beat tries again)."""
+        try:
+            self._registry.heartbeat(self._service, self._instance, ttl_s=int(self._interval_s * 3) + 1)
+        except (TqError, Exception) as error:  # noqa: BLE001 - a missed beat must not kill the service
+            log.warning("presence heartbeat failed: %s", error)
+
+    def stop(self) -> None:
+        """Stop beating."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.beat()

@@ -1,0 +1,199 @@
+"""Use cases: what the services do with the domain, the store and the queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tqcore.domain.access import Principal
+from tqcore.domain.commands import SubmitTask
+from tqcore.domain.errors import (
+    IdempotencyMismatch,
+    IllegalTransition,
+    QueueUnavailable,
+    TaskNotFound,
+    TqError,
+    UnknownTaskType,
+    VersionConflict,
+)
+from tqcore.domain.model import Status
+from tqcore.domain.task import Task
+from tqcore.ports import Clock, DuplicateRequest, IdempotencyRecord, Registry, TaskQueue, TaskStore
+
+log = logging.getLogger(__name__)
+
+#: How often a writer re-reads and re-applies its change after losing a version race.
+MAX_CONFLICT_RETRIES = 8
+
+
+def mutate(store: TaskStore, task: Task, change: Callable[[Task], None]) -> Task:
+    """Apply ``change`` and commit; on a lost race re-apply it to the current task (the domain re-checks).
+
+    Domain errors from ``change`` (an illegal transition, a stale attempt) propagate unchanged.
+    """
+    for attempt in range(MAX_CONFLICT_RETRIES):
+        change(task)
+        try:
+            store.commit(task)
+            return task.committed()
+        except VersionConflict as conflict:
+            if attempt == MAX_CONFLICT_RETRIES - 1:
+                raise
+            time.sleep(0.005 * 2**attempt)
+            task = conflict.current if conflict.current is not None else store.get(task.id)
+    raise AssertionError("unreachable")
+
+
+class TypeCatalog:
+    """The registered task types, cached; a miss refreshes at most once a second."""
+
+    def __init__(self, registry: Registry, *, ttl_s: float = 5.0) -> None:
+        self._registry = registry
+        self._ttl_s = ttl_s
+        self._types: set[str] = set()
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def require(self, type_name: str) -> None:
+        """Raise ``UnknownTaskType`` unless some executor registered ``type_name``."""
+        if type_name in self._fresh(max_age_s=self._ttl_s):
+            return
+        if type_name in self._fresh(max_age_s=1.0):
+            return
+        raise UnknownTaskType(f"no executor handles task type {type_name!r}", type=type_name)
+
+    def _fresh(self, *, max_age_s: float) -> set[str]:
+        with self._lock:
+            if time.monotonic() - self._loaded_at > max_age_s:
+                self._types = self._registry.task_types()
+                self._loaded_at = time.monotonic()
+            return self._types
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The outcome of a submit: the task, and whether it was an idempotent replay."""
+
+    task: Task
+    replayed: bool
+
+
+class Tasks:
+    """The API's use cases on tasks."""
+
+    def __init__(
+        self,
+        store: TaskStore,
+        queue: TaskQueue,
+        catalog: TypeCatalog,
+        clock: Clock,
+        new_id: Callable[[], str],
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._catalog = catalog
+        self._clock = clock
+        self._new_id = new_id
+
+    def submit(self, cmd: SubmitTask, principal: Principal) -> Submitted:
+        """Accept a task durably, then enqueue it; a replayed idempotency key returns the first task."""
+        if not principal.can_submit(cmd.group):
+            raise Forbidden(f"{principal.name} may not submit into group {cmd.group!r}", group=cmd.group)
+        self._catalog.require(cmd.type)
+        task = Task.submit(
+            task_id=self._new_id(),
+            owner=principal.name,
+            now=self._clock.now(),
+            submitted=cmd.model_dump(mode="json"),
+            **cmd.task_fields(),
+        )
+        record = None
+        if cmd.idempotency_key is not None:
+            record = IdempotencyRecord(cmd.group, cmd.idempotency_key, cmd.fingerprint(), task.id)
+        try:
+            self._create(task, record)
+        except DuplicateRequest as duplicate:
+            if duplicate.record.fingerprint != cmd.fingerprint():
+                raise IdempotencyMismatch(
+                    "this idempotency key was used with a different request", key=cmd.idempotency_key
+                ) from None
+            return Submitted(self._store.get(duplicate.record.task_id), replayed=True)
+        task = task.committed()
+        if task.status is Status.QUEUED:
+            self._send(task)
+        return Submitted(task, replayed=False)
+
+    def _create(self, task: Task, record: IdempotencyRecord | None) -> None:
+        # A concurrent submit with the same key can make the transaction conflict rather than fail
+        # its condition; once the winner commits, the retry sees its record.
+        for attempt in range(MAX_CONFLICT_RETRIES):
+            try:
+                self._store.create(task, record)
+                return
+            except VersionConflict:
+                if attempt == MAX_CONFLICT_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * 2**attempt)
+
+    def _send(self, task: Task) -> None:
+        try:
+            self._queue.send(task)
+        except QueueUnavailable:
+            # The task is durable and queued: the reaper re-sends tasks left queued (docs/ARCHITECTURE.md).
+            log.warning("enqueue failed; the reaper will re-send", extra={"task_id": task.id}, exc_info=True)
+
+    def get(self, task_id: str, principal: Principal) -> Task:
+        """A task the principal may see; others are reported as not found."""
+        task = self._store.get(task_id)
+        if not principal.can_see(task.group):
+            raise TaskNotFound(f"no task {task_id}", task_id=task_id)
+        return task
+
+
+class Forbidden(TqError):
+    """Raised when the caller is not allowed to act on a group."""
+
+
+def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: int) -> int:
+    """Send again every task still ``queued`` past its re-send deadline; how many were re-sent.
+
+    This is how an enqueue that failed after the submit committed still runs (re-send, not an outbox):
+    the submit wrote the task ``queued`` with a deadline in the ``reap`` index, and only a claim clears it.
+    """
+    now = clock.now()
+    sent = 0
+    for shard in range(shards):
+        for task in store.reapable(shard, now, limit=100):
+            if task.status is not Status.QUEUED:
+                continue
+            try:
+                task = mutate(store, task, lambda t: t.resend(now))
+            except IllegalTransition:
+                continue  # claimed meanwhile
+            queue.send(task)
+            sent += 1
+    return sent
+
+
+def promote_due(
+    store: TaskStore, queue: TaskQueue, clock: Clock, *, buckets: list[str], shards: int, actor: str = "scheduler"
+) -> int:
+    """Queue every due ``scheduled``/``retrying`` task in the given minute buckets; how many were queued.
+
+    The promotion is a conditional commit, so when several schedulers race only one queues each task.
+    """
+    now = clock.now()
+    promoted = 0
+    for bucket in buckets:
+        for shard in range(shards):
+            for task in store.due(bucket, shard, now, limit=100):
+                try:
+                    task = mutate(store, task, lambda t: t.promote(now, actor))
+                except IllegalTransition:
+                    continue  # promoted, cancelled or changed meanwhile
+                queue.send(task)
+                promoted += 1
+    return promoted

@@ -1,0 +1,52 @@
+"""Settings shared by every tq service (pydantic-settings, read from ``TQ_*`` environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tqcore.domain.model import Priority
+
+
+class CoreSettings(BaseSettings):
+    """Where tq's AWS resources live and the timing knobs every service agrees on.
+
+    ``endpoint_url`` is the only switch between the embedded emulator and real AWS; every resource name
+    derives from ``prefix`` so several stacks and test runs can share one emulator or account.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TQ_", extra="ignore", frozen=True, populate_by_name=True)
+
+    region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("TQ_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    endpoint_url: str | None = Field(default=None, validation_alias=AliasChoices("TQ_ENDPOINT_URL", "AWS_ENDPOINT_URL"))
+    prefix: str = Field(default="tq", pattern=r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$")
+
+    lease_s: int = Field(default=30, ge=2, le=43200)
+    heartbeat_s: float = Field(default=10, gt=0)
+    idempotency_ttl_s: int = Field(default=86400, ge=60)
+    #: A task still ``queued`` this long after it was sent is sent again (dedup id keeps SQS from doubling it).
+    resend_after_s: int = Field(default=30, ge=1)
+    #: How many receives before SQS moves a message to its queue's dead-letter queue.
+    max_receives: int = Field(default=5, ge=1, le=1000)
+    due_shards: int = Field(default=4, ge=1, le=64)
+    reap_shards: int = Field(default=4, ge=1, le=64)
+
+    @property
+    def table_name(self) -> str:
+        """The single DynamoDB table."""
+        return f"{self.prefix}-tasks"
+
+    @property
+    def bucket_name(self) -> str:
+        """The S3 bucket for run logs and large payloads."""
+        return f"{self.prefix}-logs"
+
+    def queue_name(self, priority: Priority) -> str:
+        """The FIFO queue for one priority."""
+        return f"{self.prefix}-{priority.value}.fifo"
+
+    def dlq_name(self, priority: Priority) -> str:
+        """The FIFO dead-letter queue behind one priority's queue."""
+        return f"{self.prefix}-{priority.value}-dlq.fifo"

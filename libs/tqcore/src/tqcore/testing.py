@@ -1,0 +1,147 @@
+"""In-memory fakes of the ports, for unit tests of pure logic; they pass the same contract tests as the adapters."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from tqcore.adapters.dynamodb import keys
+from tqcore.domain.codec import ts
+from tqcore.domain.errors import QueueUnavailable, TaskNotFound, VersionConflict
+from tqcore.domain.model import Event
+from tqcore.domain.task import Task
+from tqcore.ports import DuplicateRequest, IdempotencyRecord
+
+
+class FixedClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        """The fixed time."""
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self._now += timedelta(seconds=seconds)
+
+
+class InMemoryTaskStore:
+    """The task store in a dict, with the same version condition as DynamoDB's transaction."""
+
+    def __init__(self, *, resend_after_s: float = 30, reap_shards: int = 4, due_shards: int = 4) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._idem: dict[tuple[str, str], IdempotencyRecord] = {}
+        self._lock = threading.Lock()
+        self._resend_after_s = resend_after_s
+        self._reap_shards = reap_shards
+        self._due_shards = due_shards
+
+    def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
+        """Store a new task (and its idempotency record) or raise as the real store does."""
+        with self._lock:
+            if idempotency is not None:
+                existing = self._idem.get((idempotency.group, idempotency.key))
+                if existing is not None:
+                    raise DuplicateRequest(existing)
+            if task.id in self._tasks:
+                raise VersionConflict(f"task {task.id} exists", current=None)
+            if idempotency is not None:
+                self._idem[(idempotency.group, idempotency.key)] = idempotency
+            self._save(task)
+
+    def commit(self, task: Task) -> None:
+        """Commit if the stored version is the one the task was read at."""
+        expected = task.version - len(task.pending_events)
+        with self._lock:
+            current = self._tasks.get(task.id)
+            if current is None or current.version != expected:
+                raise VersionConflict(f"task {task.id} changed", current=copy.deepcopy(current))
+            self._save(task)
+
+    def _save(self, task: Task) -> None:
+        self._events.setdefault(task.id, []).extend(task.pending_events)
+        self._tasks[task.id] = replace(copy.deepcopy(task), pending_events=[])
+
+    def get(self, task_id: str) -> Task:
+        """A copy of the stored task."""
+        with self._lock:
+            if task_id not in self._tasks:
+                raise TaskNotFound(f"no task {task_id}")
+            return copy.deepcopy(self._tasks[task_id])
+
+    def events(self, task_id: str) -> list[Event]:
+        """The task's events, oldest first."""
+        with self._lock:
+            return list(self._events.get(task_id, []))
+
+    def idempotency_record(self, group: str, key: str) -> IdempotencyRecord | None:
+        """The record for a key, if any."""
+        return self._idem.get((group, key))
+
+    def reapable(self, shard: int, now: datetime, limit: int) -> list[Task]:
+        """Tasks of a shard past their reap deadline (same rule as the DynamoDB index)."""
+        return self._indexed("reap", f"REAP#{shard}", now, limit)
+
+    def due(self, bucket: str, shard: int, now: datetime, limit: int) -> list[Task]:
+        """Due tasks of a bucket and shard (same rule as the DynamoDB index)."""
+        return self._indexed("due", f"DUE#{bucket}#{shard}", now, limit)
+
+    def _indexed(self, index: str, pk: str, now: datetime, limit: int) -> list[Task]:
+        hits = []
+        with self._lock:
+            for task in self._tasks.values():
+                attrs = keys.index_attributes(
+                    task,
+                    due_shards=self._due_shards,
+                    reap_shards=self._reap_shards,
+                    resend_after_s=self._resend_after_s,
+                )
+                if attrs.get(f"{index}_pk") == pk and attrs[f"{index}_sk"] < f"{ts(now)}#":
+                    hits.append((attrs[f"{index}_sk"], copy.deepcopy(task)))
+        return [task for _, task in sorted(hits, key=lambda hit: hit[0])[:limit]]
+
+
+class RecordingQueue:
+    """A queue that remembers what was sent, and can be told to fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[Task] = []
+        self.fail_next = 0
+
+    def send(self, task: Task) -> None:
+        """Record the send (or fail, if told to)."""
+        if self.fail_next:
+            self.fail_next -= 1
+            raise QueueUnavailable("queue down (fake)")
+        self.sent.append(copy.deepcopy(task))
+
+
+class InMemoryRegistry:
+    """Task types and presence in memory."""
+
+    def __init__(self, types: Sequence[str] = ()) -> None:
+        self._types = set(types)
+        self._alive: dict[str, set[str]] = {}
+
+    def register_types(self, types: Sequence[str], by: str) -> None:
+        """Add types."""
+        self._types |= set(types)
+
+    def task_types(self) -> set[str]:
+        """All types."""
+        return set(self._types)
+
+    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
+        """Mark alive (forever, in the fake)."""
+        self._alive.setdefault(service, set()).add(instance)
+
+    def alive(self) -> dict[str, list[str]]:
+        """Live instances."""
+        return {service: sorted(instances) for service, instances in self._alive.items()}

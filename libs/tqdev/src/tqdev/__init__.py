@@ -1,0 +1,1 @@
+"""Developer tooling: start the embedded AWS emulator and the whole tq stack as local processes."""

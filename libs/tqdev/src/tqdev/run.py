@@ -1,0 +1,64 @@
+"""``make run``: the emulator (unless ``AWS_ENDPOINT_URL`` is set), the resources, and the whole stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from tqdev.emulator import start_emulator
+from tqdev.procs import Proc
+from tqdev.stack import Stack, StackConfig
+
+
+def main() -> int:
+    """Run the local stack in the foreground until Ctrl-C or SIGTERM, then stop all of it."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    run_dir = Path(os.environ.get("TQ_RUN_DIR") or tempfile.mkdtemp(prefix="tq-run-"))
+    emulator: Proc | None = None
+    stack: Stack | None = None
+    try:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if not endpoint:
+            port = int(os.environ.get("TQ_EMULATOR_PORT", "4566"))
+            emulator, endpoint = start_emulator("ministack", run_dir, port=port)
+            print(f"tq: ministack on {endpoint}", flush=True)
+        config = StackConfig(
+            endpoint_url=endpoint,
+            prefix=os.environ.get("TQ_PREFIX", "tq"),
+            run_dir=run_dir,
+            port=int(os.environ.get("TQ_GATEWAY_PORT", "8080")),
+            executors=int(os.environ.get("TQ_EXECUTORS", "2")),
+        )
+        stack = Stack(config)
+        stack.start()
+        print(f"tq: ready on {stack.url} (logs in {run_dir}); Ctrl-C stops everything", flush=True)
+        print(
+            f"try: curl -H 'Authorization: Bearer dev-alice' -H 'content-type: application/json' "
+            f'-d \'{{"type":"echo","group":"team-a","payload":{{"x":1}}}}\' {stack.url}/v1/tasks',
+            flush=True,
+        )
+        while not stop.wait(1):
+            dead = [p.name for p in stack.procs if not p.alive()]
+            if dead:
+                print(f"tq: {', '.join(dead)} exited; stopping (logs in {run_dir})", file=sys.stderr)
+                return 1
+        return 0
+    except (TimeoutError, RuntimeError, FileNotFoundError, OSError) as error:
+        print(f"tq: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if stack is not None:
+            stack.stop()
+        if emulator is not None:
+            emulator.stop()
+        print("tq: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The whole tq stack as local processes: gateway (gunicorn), executors, scheduler and reaper."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tqcore.bootstrap import bootstrap
+from tqcore.settings import CoreSettings
+from tqdev.procs import Proc, free_port, wait_until
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class StackConfig:
+    """What to start and where."""
+
+    endpoint_url: str | None
+    prefix: str
+    run_dir: Path
+    port: int = field(default_factory=free_port)
+    executors: int = 2
+    #: Extra ``TQ_*`` (or other) environment for every service.
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Stack:
+    """Starts, watches and stops one stack; every process it starts it also stops."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.procs: list[Proc] = []
+        self.executors: list[Proc] = []
+        self._executor_seq = 0
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL."""
+        return f"http://127.0.0.1:{self.config.port}"
+
+    def env(self, service: str) -> dict[str, str]:
+        """The environment a service process gets."""
+        cfg = self.config
+        env = {
+            **os.environ,
+            "TQ_PREFIX": cfg.prefix,
+            "TQ_GATEWAY_PORT": str(cfg.port),
+            "TQ_READY_REQUIRES": ",".join(["scheduler", "reaper"] + (["executor"] if cfg.executors else [])),
+            "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_dir(service)),
+        }
+        if cfg.endpoint_url:
+            env["TQ_ENDPOINT_URL"] = cfg.endpoint_url
+            env.setdefault("AWS_ACCESS_KEY_ID", "test")
+            env.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+        env.update(cfg.env)
+        return env
+
+    def _metrics_dir(self, service: str) -> Path:
+        path = self.config.run_dir / "metrics" / service
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def bootstrap(self) -> None:
+        """Create the stack's AWS resources (idempotent)."""
+        settings = CoreSettings(endpoint_url=self.config.endpoint_url, prefix=self.config.prefix)
+        saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+        if self.config.endpoint_url:
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+        try:
+            bootstrap(settings)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+
+    def start(self, *, ready_timeout_s: float = 60) -> None:
+        """Bootstrap, start every service and wait for ``/readyz``."""
+        self.bootstrap()
+        self.procs.append(self._spawn("gateway", [str(BIN / "tq-gateway")]))
+        self.procs.append(self._spawn("scheduler", [str(BIN / "tq-scheduler")]))
+        self.procs.append(self._spawn("reaper", [str(BIN / "tq-reaper")]))
+        for _ in range(self.config.executors):
+            self.add_executor()
+        self.wait_ready(ready_timeout_s)
+
+    def add_executor(self) -> Proc:
+        """Start one more executor process."""
+        self._executor_seq += 1
+        proc = self._spawn(f"executor-{self._executor_seq}", [str(BIN / "tq-executor")], service="executor")
+        self.executors.append(proc)
+        self.procs.append(proc)
+        return proc
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Wait until ``/readyz`` answers 200, failing early if a service died."""
+
+        def ready() -> bool:
+            dead = [p.name for p in self.procs if not p.alive() and p not in self._stopped]
+            if dead:
+                raise RuntimeError(
+                    f"services exited during start-up: {', '.join(dead)} (logs in {self.config.run_dir})"
+                )
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+
+        self._stopped: list[Proc] = []
+        try:
+            wait_until(ready, timeout_s, f"{self.url}/readyz")
+        except RuntimeError:
+            raise
+        except TimeoutError as error:
+            raise TimeoutError(f"{error} (logs in {self.config.run_dir})") from None
+
+    def _spawn(self, name: str, argv: list[str], service: str | None = None) -> Proc:
+        return Proc(name, argv, self.env(service or name), self.config.run_dir / f"{name}.log")
+
+    def stop(self) -> None:
+        """Stop every process this stack started (executors first, so they release work)."""
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+        self.executors.clear()

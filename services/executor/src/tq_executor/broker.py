@@ -1,0 +1,138 @@
+"""A FIFO-capable Dramatiq broker built on dramatiq-sqs (which has no FIFO support).
+
+What changes from ``dramatiq_sqs.SQSBroker``:
+- queues are tq's existing FIFO queues (one per priority, created by bootstrap), never created here;
+- ``enqueue`` sets ``MessageGroupId`` (the task id) and ``MessageDeduplicationId`` and no ``DelaySeconds``;
+- messages are received with a visibility timeout equal to the lease, not 12 hours;
+- ``nack`` leaves the message to SQS (redelivered after a backoff, dead-lettered by the queue's
+  RedrivePolicy) instead of copying it to a ``_dlq`` queue of its own;
+- bodies are plain JSON (no base64), so a payload near the API's body limit still fits a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import dramatiq
+from botocore.exceptions import BotoCoreError, ClientError
+from dramatiq_sqs.broker import MAX_PREFETCH, SQSBroker, SQSConsumer, _SQSMessage
+
+from tqcore.adapters import aws
+from tqcore.adapters.sqs.task_queue import QueueUrls
+from tqcore.dispatch import Dispatch
+from tqcore.domain.model import Priority
+from tqcore.settings import CoreSettings
+
+log = logging.getLogger(__name__)
+
+#: Seconds before a nacked message is received again (times its receive count).
+NACK_BACKOFF_S = 2
+
+
+class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
+    """Dramatiq broker over tq's SQS FIFO queues; Dramatiq queue names are priority names."""
+
+    def __init__(self, settings: CoreSettings, *, middleware: list[dramatiq.Middleware] | None = None) -> None:
+        super().__init__(middleware=middleware, region_name=settings.region, endpoint_url=settings.endpoint_url)
+        self.sqs = aws.resource(settings, "sqs")
+        self._urls = QueueUrls(self.sqs.meta.client, settings)
+        self._lease_s = settings.lease_s
+
+    @property
+    def consumer_class(self) -> type[SQSConsumer]:
+        return FifoSQSConsumer
+
+    def _ensure_queue(self, queue_name: str) -> None:
+        if queue_name not in self.queue_names:
+            raise dramatiq.QueueNotFound(queue_name)  # type: ignore[no-untyped-call]
+        if queue_name not in self.queues:
+            self.queues[queue_name] = self.sqs.Queue(self._urls.queue(Priority(queue_name)))
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 20000) -> dramatiq.Consumer:
+        self._ensure_queue(queue_name)
+        return FifoSQSConsumer(
+            self.queues[queue_name],
+            min(prefetch, MAX_PREFETCH),
+            min(timeout, 20000),
+            dead_letter_queue=None,
+            visibility_timeout=self._lease_s,
+        )
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        if delay:
+            raise ValueError("FIFO queues have no per-message delay; tq delays through its due-time index")
+        self._ensure_queue(message.queue_name)
+        dispatch = Dispatch.from_dict(message.args[0])
+        self.emit_before("enqueue", message, delay)
+        self.queues[message.queue_name].send_message(
+            MessageBody=message.encode().decode(),
+            MessageGroupId=dispatch.task_id,
+            MessageDeduplicationId=dispatch.deduplication_id,
+        )
+        self.emit_after("enqueue", message, delay)
+        return message
+
+
+class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
+    """Receives with the lease as visibility timeout; plain JSON bodies; nack leaves redelivery to SQS."""
+
+    def __next__(self) -> dramatiq.Message[Any] | None:
+        message: dramatiq.Message[Any]
+        try:
+            message = self.messages.popleft()
+            self.misses = 0
+            return message
+        except IndexError:
+            pass
+        if self.message_refc >= self.prefetch:
+            time.sleep(0.02)  # every slot is busy: wait for a worker thread instead of spinning
+            return None
+        for sqs_message in self.queue.receive_messages(
+            MaxNumberOfMessages=self.prefetch - self.message_refc,
+            WaitTimeSeconds=self.wait_time_seconds,
+            VisibilityTimeout=self.visibility_timeout,
+            AttributeNames=["ApproximateReceiveCount"],
+        ):
+            self._decode(sqs_message)
+        try:
+            message = self.messages.popleft()
+            self.misses = 0
+            return message
+        except IndexError:
+            return None
+
+    def _decode(self, sqs_message: Any) -> None:
+        try:
+            decoded = dramatiq.Message.decode(sqs_message.body.encode())
+            Dispatch.from_dict(decoded.args[0])
+        except Exception:  # noqa: BLE001 - any undecodable body is poison
+            # Make it visible again at once: after max_receives receives the RedrivePolicy moves it to
+            # the dead-letter queue, where the reaper settles it.
+            log.error("undecodable message %s; leaving it to the dead-letter queue", sqs_message.message_id)
+            self._change_visibility(sqs_message, 0)
+            return
+        self.messages.append(_SQSMessage(sqs_message, decoded))
+        self.message_refc += 1
+
+    def ack(self, message: _SQSMessage) -> None:
+        try:
+            message._sqs_message.delete()
+        except ClientError as error:
+            # The receipt is stale when the visibility ran out and someone else received the message;
+            # the store, not the message, decides who runs what, so this is harmless.
+            log.warning("could not delete message %s: %s", message.message_id, error)
+        finally:
+            self.message_refc -= 1
+
+    def nack(self, message: _SQSMessage) -> None:
+        receives = int(message._sqs_message.attributes.get("ApproximateReceiveCount", "1"))
+        self._change_visibility(message._sqs_message, NACK_BACKOFF_S * receives)
+        self.message_refc -= 1
+
+    def _change_visibility(self, sqs_message: Any, seconds: int) -> None:
+        try:
+            sqs_message.change_visibility(VisibilityTimeout=seconds)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("could not change visibility of %s: %s", sqs_message.message_id, error)

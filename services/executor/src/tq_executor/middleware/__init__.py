@@ -1,0 +1,1 @@
+"""Dramatiq middleware for the executor, one behaviour per module."""

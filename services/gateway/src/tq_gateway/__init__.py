@@ -1,0 +1,1 @@
+"""tq gateway: the HTTP API (Falcon on gunicorn)."""

@@ -1,0 +1,62 @@
+"""Composition root of the gateway: ``create_app()`` is what gunicorn serves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from tq_gateway import errors
+from tq_gateway.auth import DEV_PRINCIPALS, BearerAuth
+from tq_gateway.body import BodyLimit
+from tq_gateway.metrics import Metrics
+from tq_gateway.openapi import OpenApi
+from tq_gateway.resources import Health, Ready, TaskCollection, TaskItem
+from tq_gateway.settings import GatewaySettings
+from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.registry import DynamoRegistry
+from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.adapters.sqs.task_queue import SqsTaskQueue
+from tqcore.clock import SystemClock, new_task_id
+from tqcore.logs import configure_logging
+from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
+from tqcore.service import Tasks, TypeCatalog
+
+
+def build_app(
+    settings: GatewaySettings,
+    *,
+    store: TaskStore,
+    queue: TaskQueue,
+    registry: Registry,
+    clock: Clock,
+    new_id: Callable[[], str] = new_task_id,
+) -> falcon.App[Any, Any]:
+    """The Falcon app over the given adapters (tests may pass their own)."""
+    tasks = Tasks(store, queue, TypeCatalog(registry), clock, new_id)
+    middleware: list[Any] = [BodyLimit(settings.max_body_bytes), BearerAuth(DEV_PRINCIPALS)]
+    app = falcon.App(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.register(app)
+    app.add_route("/v1/tasks", TaskCollection(tasks))
+    app.add_route("/v1/tasks/{task_id}", TaskItem(tasks))
+    app.add_route("/healthz", Health())
+    app.add_route("/readyz", Ready(registry, settings.ready_requires))
+    app.add_route("/metrics", Metrics())
+    app.add_route("/openapi.json", OpenApi())
+    return app
+
+
+def create_app() -> falcon.App[Any, Any]:
+    """The app wired to AWS (or the emulator) from ``TQ_*`` settings; called once per gunicorn worker."""
+    settings = GatewaySettings()
+    configure_logging("gateway")
+    ddb = aws.client(settings, "dynamodb")
+    return build_app(
+        settings,
+        store=DynamoTaskStore(ddb, settings),
+        queue=SqsTaskQueue(aws.client(settings, "sqs"), settings),
+        registry=DynamoRegistry(ddb, settings),
+        clock=SystemClock(),
+    )

@@ -1,0 +1,100 @@
+"""The one place errors become HTTP: RFC 9457 problem+json, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+from pydantic import ValidationError
+
+from tqcore.domain.errors import (
+    IdempotencyMismatch,
+    IllegalTransition,
+    QueueUnavailable,
+    StoreUnavailable,
+    TaskNotFound,
+    TqError,
+    UnknownTaskType,
+    VersionConflict,
+)
+from tqcore.service import Forbidden
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+#: Domain error -> (HTTP status, problem slug). The first matching class (in order) wins.
+DOMAIN_ERRORS: list[tuple[type[TqError], int, str]] = [
+    (TaskNotFound, 404, "not-found"),
+    (Forbidden, 403, "forbidden"),
+    (IdempotencyMismatch, 409, "idempotency-key-reused"),
+    (UnknownTaskType, 422, "unknown-task-type"),
+    (VersionConflict, 409, "conflict"),
+    (IllegalTransition, 409, "illegal-transition"),
+    (StoreUnavailable, 503, "unavailable"),
+    (QueueUnavailable, 503, "unavailable"),
+]
+
+#: Seconds a client should wait before retrying a 503.
+RETRY_AFTER_S = 1
+
+
+def problem(
+    resp: falcon.Response, status: int, slug: str, detail: str, *, title: str | None = None, **extra: Any
+) -> None:
+    """Write a problem+json response."""
+    resp.status = status
+    resp.content_type = PROBLEM_JSON
+    resp.media = {
+        "type": f"urn:tq:problem:{slug}",
+        "title": title or _title(status),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    if status == 503:
+        resp.set_header("Retry-After", str(RETRY_AFTER_S))
+
+
+def _title(status: int) -> str:
+    return str(falcon.code_to_http_status(status)).split(" ", 1)[1]
+
+
+def _domain_error(req: falcon.Request, resp: falcon.Response, error: TqError, params: Any) -> None:
+    for kind, status, slug in DOMAIN_ERRORS:
+        if isinstance(error, kind):
+            if status >= 500:
+                log.warning("dependency unavailable: %s", error)
+            problem(resp, status, slug, error.message)
+            return
+    _unexpected(req, resp, error, params)
+
+
+def _validation_error(req: falcon.Request, resp: falcon.Response, error: ValidationError, params: Any) -> None:
+    errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors(include_url=False)]
+    problem(resp, 422, "validation", "the request body is not valid", errors=errors, title="Unprocessable Content")
+
+
+def _http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError, params: Any) -> None:
+    status = error.status_code
+    problem(resp, status, _slug(status), error.description or error.title or _title(status))
+    if error.headers:
+        resp.set_headers(error.headers)
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    problem(resp, 500, "internal", "an internal error occurred; it has been logged")
+
+
+def _slug(status: int) -> str:
+    return _title(status).lower().replace(" ", "-").replace("'", "")
+
+
+def register(app: falcon.App[Any, Any]) -> None:
+    """Install every error handler on the app (later registrations take precedence in Falcon)."""
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(ValidationError, _validation_error)
+    app.add_error_handler(TqError, _domain_error)

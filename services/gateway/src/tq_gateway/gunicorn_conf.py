@@ -1,0 +1,28 @@
+"""gunicorn configuration for the gateway, read from the same settings as the app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import multiprocess
+
+from tq_gateway.settings import GatewaySettings
+
+_settings = GatewaySettings()
+
+bind = f"{_settings.gateway_host}:{_settings.gateway_port}"
+workers = _settings.gateway_workers
+worker_class = "gthread"
+threads = _settings.gateway_threads
+# Each worker builds its own app (and AWS clients) after the fork.
+preload_app = False
+graceful_timeout = 10
+accesslog = None
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Let /metrics forget a dead worker's live gauges."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,99 @@
+"""Falcon resources: one class per URI template; each parses, makes one tqcore call, and answers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import falcon
+
+from tq_gateway.body import json_object
+from tq_gateway.errors import problem
+from tqcore.domain.codec import task_to_dict
+from tqcore.domain.commands import SubmitTask
+from tqcore.domain.task import Task
+from tqcore.ports import Registry
+from tqcore.service import Tasks
+
+
+def _send_task(resp: falcon.Response, task: Task, status: int = 200) -> None:
+    resp.status = status
+    resp.media = task_to_dict(task)
+    resp.etag = f'"{task.version}"'
+
+
+class TaskCollection:
+    """``/v1/tasks``."""
+
+    def __init__(self, tasks: Tasks) -> None:
+        self._tasks = tasks
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = json_object(req)
+        header_key = req.get_header("Idempotency-Key")
+        if header_key and body.get("idempotency_key") not in (None, header_key):
+            raise falcon.HTTPBadRequest(
+                title="Bad Request", description="Idempotency-Key header and body idempotency_key differ"
+            )
+        if header_key:
+            body["idempotency_key"] = header_key
+        outcome = self._tasks.submit(SubmitTask.model_validate(body), req.context.principal)
+        _send_task(resp, outcome.task, 200 if outcome.replayed else 201)
+        resp.location = f"/v1/tasks/{outcome.task.id}"
+        if outcome.replayed:
+            resp.set_header("Idempotent-Replayed", "true")
+
+
+class TaskItem:
+    """``/v1/tasks/{task_id}``."""
+
+    def __init__(self, tasks: Tasks) -> None:
+        self._tasks = tasks
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
+        _send_task(resp, self._tasks.get(task_id, req.context.principal))
+
+
+class Health:
+    """``/healthz``: the process answers."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class Ready:
+    """``/readyz``: AWS answers and every required service has a live instance (cached briefly)."""
+
+    def __init__(self, registry: Registry, requires: list[str], cache_s: float = 1.0) -> None:
+        self._registry = registry
+        self._requires = requires
+        self._cache_s = cache_s
+        self._checked_at = float("-inf")
+        self._answer: tuple[int, dict[str, Any]] = (503, {})
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if time.monotonic() - self._checked_at > self._cache_s:
+            self._answer = self._check()
+            self._checked_at = time.monotonic()
+        status, body = self._answer
+        if status == 200:
+            resp.media = body
+        else:
+            problem(
+                resp,
+                503,
+                "not-ready",
+                body.get("detail", "not ready"),
+                **{k: v for k, v in body.items() if k != "detail"},
+            )
+
+    def _check(self) -> tuple[int, dict[str, Any]]:
+        try:
+            alive = self._registry.alive()
+        except Exception as error:  # noqa: BLE001 - any failure to reach AWS means not ready
+            return 503, {"detail": f"AWS is not reachable: {type(error).__name__}"}
+        missing = [name for name in self._requires if not alive.get(name)]
+        counts = {name: len(alive.get(name, [])) for name in sorted({*self._requires, *alive})}
+        if missing:
+            return 503, {"detail": f"waiting for: {', '.join(missing)}", "services": counts}
+        return 200, {"status": "ready", "services": counts}

@@ -1,0 +1,1 @@
+"""tq reaper: re-sends lost enqueues (and, later, reclaims expired leases and settles the DLQ)."""

@@ -1,0 +1,1 @@
+"""tq scheduler: promotes due one-shot, retrying and repeating tasks onto the queues."""
