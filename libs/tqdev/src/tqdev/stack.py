@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from tqcore.settings import CoreSettings
 from tqdev.procs import Proc, free_port, wait_until
 
 BIN = Path(sys.executable).parent
+
+
+def unique_prefix() -> str:
+    """A resource prefix no other stack or test uses (tests share one emulator)."""
+    return f"tqt-{uuid.uuid4().hex[:10]}"
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -46,13 +47,16 @@ def problem(
     """Write a problem+json response."""
     resp.status = status
     resp.content_type = PROBLEM_JSON
-    resp.media = {
-        "type": f"urn:tq:problem:{slug}",
-        "title": title or _title(status),
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
+    # Serialised here: Falcon's media handlers know application/json, not application/problem+json.
+    resp.text = json.dumps(
+        {
+            "type": f"urn:tq:problem:{slug}",
+            "title": title or _title(status),
+            "status": status,
+            "detail": detail,
+            **extra,
+        }
+    )
     if status == 503:
         resp.set_header("Retry-After", str(RETRY_AFTER_S))
 

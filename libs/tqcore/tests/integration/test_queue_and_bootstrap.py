@@ -1,0 +1,121 @@
+"""SQS FIFO queues and the resource bootstrap against a real emulator."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from tqcore.adapters import aws
+from tqcore.adapters.sqs.task_queue import SqsTaskQueue
+from tqcore.bootstrap import bootstrap
+from tqcore.clock import new_task_id
+from tqcore.dispatch import Dispatch
+from tqcore.domain.commands import SubmitTask
+from tqcore.domain.model import Priority
+from tqcore.domain.task import Task
+from tqcore.settings import CoreSettings
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def queued(priority: str = "normal") -> Task:
+    cmd = SubmitTask.model_validate({"type": "echo", "group": "g", "priority": priority})
+    task = Task.submit(task_id=new_task_id(), owner="u", now=NOW, submitted={}, **cmd.task_fields())
+    return task.committed()
+
+
+def receive_all(sqs: Any, url: str, *, visibility: int = 30) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    while True:
+        page = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            VisibilityTimeout=visibility,
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        if not page:
+            return got
+        got += page
+
+
+def test_bootstrap_is_idempotent_and_creates_every_index_and_ttl(settings: CoreSettings) -> None:
+    # Given resources already bootstrapped by the fixture, When bootstrapping again
+    bootstrap(settings)
+    # Then the table has the four indexes and TTL on expires_ttl
+    ddb = aws.client(settings, "dynamodb")
+    table = ddb.describe_table(TableName=settings.table_name)["Table"]
+    assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == ["by_group", "dlq", "due", "reap"]
+    ttl = ddb.describe_time_to_live(TableName=settings.table_name)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_ttl"
+    assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
+
+
+@pytest.mark.parametrize("priority", list(Priority))
+def test_every_priority_has_a_fifo_queue_redriving_to_a_fifo_dlq(
+    settings: CoreSettings, sqs: Any, priority: Priority
+) -> None:
+    url = sqs.get_queue_url(QueueName=settings.queue_name(priority))["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["FifoQueue"] == "true"
+    policy = json.loads(attrs["RedrivePolicy"])
+    assert int(policy["maxReceiveCount"]) == settings.max_receives
+    dlq_url = sqs.get_queue_url(QueueName=settings.dlq_name(priority))["QueueUrl"]
+    dlq_attrs = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"]
+    assert policy["deadLetterTargetArn"] == dlq_attrs["QueueArn"]
+    assert dlq_attrs["FifoQueue"] == "true"
+
+
+def test_the_same_enqueue_sent_twice_is_delivered_once(queue: SqsTaskQueue, sqs: Any) -> None:
+    # Given one queued task sent twice (e.g. the gateway and then a re-send)
+    task = queued()
+    queue.send(task)
+    queue.send(task)
+    # Then SQS delivers one message, grouped by the task, that decodes to the dispatch of attempt 1
+    messages = receive_all(sqs, queue.urls.queue(Priority.NORMAL))
+    assert len(messages) == 1
+    assert messages[0]["Attributes"]["MessageGroupId"] == task.id
+    body = json.loads(messages[0]["Body"])
+    dispatch = Dispatch.from_dict(body["args"][0])
+    assert (dispatch.task_id, dispatch.attempt, dispatch.version) == (task.id, 1, task.version)
+
+
+def test_a_new_enqueue_of_the_same_attempt_is_not_swallowed_as_a_duplicate(queue: SqsTaskQueue, sqs: Any) -> None:
+    # Given a task sent, then re-sent as a new version (a redrive restarts attempt numbers)
+    task = queued()
+    queue.send(task)
+    task.resend(NOW)
+    queue.send(task.committed())
+    # Then both messages are delivered (the claim, not SQS, decides which one runs)
+    assert len(receive_all(sqs, queue.urls.queue(Priority.NORMAL))) == 2
+
+
+def test_tasks_of_one_priority_do_not_block_each_other(queue: SqsTaskQueue, sqs: Any) -> None:
+    # Given several tasks on one queue, each in its own message group
+    tasks = [queued() for _ in range(5)]
+    for task in tasks:
+        queue.send(task)
+    # Then all are receivable at once: none waits behind another's in-flight message
+    messages = receive_all(sqs, queue.urls.queue(Priority.NORMAL))
+    assert sorted(m["Attributes"]["MessageGroupId"] for m in messages) == sorted(t.id for t in tasks)
+
+
+def test_a_message_received_too_often_moves_to_the_dead_letter_queue(
+    queue: SqsTaskQueue, sqs: Any, settings: CoreSettings
+) -> None:
+    # Given a message that every receiver gives back (visibility 0) max_receives times
+    task = queued("high")
+    queue.send(task)
+    url = queue.urls.queue(Priority.HIGH)
+    for _ in range(settings.max_receives):
+        got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=0).get("Messages", [])
+        assert len(got) == 1
+    # When it is received once more, the RedrivePolicy moves it to the FIFO DLQ
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", []) == []
+    dead = receive_all(sqs, queue.urls.dlq(Priority.HIGH))
+    assert [m["Attributes"]["MessageGroupId"] for m in dead] == [task.id]

@@ -1,0 +1,157 @@
+"""The DynamoDB event store against a real emulator: atomic commits, the version condition, idempotency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.clock import new_task_id
+from tqcore.domain.commands import SubmitTask
+from tqcore.domain.errors import TaskNotFound, VersionConflict
+from tqcore.domain.model import Status
+from tqcore.domain.task import Task
+from tqcore.ports import DuplicateRequest, IdempotencyRecord
+from tqcore.service import mutate
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def new_task(**body: Any) -> Task:
+    cmd = SubmitTask.model_validate({"type": "echo", "group": "team-a", **body})
+    return Task.submit(
+        task_id=new_task_id(), owner="alice", now=NOW, submitted=cmd.model_dump(mode="json"), **cmd.task_fields()
+    )
+
+
+def test_create_then_get_returns_the_snapshot_and_its_events(store: DynamoTaskStore) -> None:
+    # Given a submitted task
+    task = new_task(payload={"x": 1})
+    # When it is created
+    store.create(task)
+    # Then the snapshot and both events are stored
+    got = store.get(task.id)
+    assert (got.status, got.version, got.payload) == (Status.QUEUED, 2, {"x": 1})
+    assert [(e.seq, e.type.value) for e in store.events(task.id)] == [(1, "submitted"), (2, "queued")]
+
+
+def test_get_unknown_task_raises_not_found(store: DynamoTaskStore) -> None:
+    with pytest.raises(TaskNotFound):
+        store.get("no-such-task")
+
+
+def test_commit_on_a_stale_version_is_refused_and_returns_the_current_task(store: DynamoTaskStore) -> None:
+    # Given two readers of the same task
+    task = new_task()
+    store.create(task)
+    first, second = store.get(task.id), store.get(task.id)
+    # When both claim, the first commits
+    first.claim(1, "host:1", NOW, 30)
+    store.commit(first)
+    second.claim(1, "host:2", NOW, 30)
+    # Then the second is refused with the winner's snapshot, and only one claim was recorded
+    with pytest.raises(VersionConflict) as refused:
+        store.commit(second)
+    assert refused.value.current is not None
+    assert refused.value.current.worker == "host:1"
+    assert [e.type.value for e in store.events(task.id)].count("claimed") == 1
+
+
+def test_two_writers_racing_one_wins_and_no_event_is_lost_or_duplicated(store: DynamoTaskStore) -> None:
+    # Given one task and two writers released at the same instant, many rounds
+    task = new_task()
+    store.create(task)
+    rounds, outcomes = 15, []
+    for round_no in range(rounds):
+        barrier = threading.Barrier(2)
+        results: list[str] = []
+
+        def writer(name: str, round_no: int = round_no, barrier: threading.Barrier = barrier) -> None:
+            mine = store.get(task.id)
+            mine.update({"description": f"{name}-{round_no}"}, name, NOW)
+            barrier.wait()
+            try:
+                store.commit(mine)
+                results.append("won")
+            except VersionConflict:
+                results.append("lost")
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in ("w1", "w2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        outcomes.append(sorted(results))
+    # Then, as both read the same version before either committed, every round has one winner, one loser
+    assert outcomes == [["lost", "won"]] * rounds
+    # and the history is gap-free: one event per committed version, numbered 1..version
+    final = store.get(task.id)
+    seqs = [e.seq for e in store.events(task.id)]
+    assert seqs == list(range(1, final.version + 1))
+    assert final.version == 2 + rounds
+
+
+def test_concurrent_mutations_through_mutate_all_apply_exactly_once(store: DynamoTaskStore) -> None:
+    # Given eight writers each appending their own marker through the optimistic retry loop
+    task = new_task(payload={"seen": []})
+    store.create(task)
+    barrier = threading.Barrier(8)
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        current = store.get(task.id)
+        mutate(store, current, lambda t: t.update({"payload": {"seen": [*t.payload["seen"], n]}}, f"u{n}", NOW))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then every change landed once and the event log matches the version
+    final = store.get(task.id)
+    assert sorted(final.payload["seen"]) == list(range(8))
+    assert [e.seq for e in store.events(task.id)] == list(range(1, final.version + 1))
+    assert final.version == 2 + 8
+
+
+def test_idempotency_record_is_written_with_the_task_and_blocks_a_second_create(store: DynamoTaskStore) -> None:
+    # Given a task created with an idempotency key
+    first = new_task(idempotency_key="k")
+    record = IdempotencyRecord("team-a", "k", "fp-1", first.id)
+    store.create(first, record)
+    # When another task tries the same key in the same group
+    second = new_task(idempotency_key="k")
+    with pytest.raises(DuplicateRequest) as dup:
+        store.create(second, IdempotencyRecord("team-a", "k", "fp-2", second.id))
+    # Then the first record is returned and the second task was not written at all
+    assert dup.value.record == record
+    with pytest.raises(TaskNotFound):
+        store.get(second.id)
+    assert store.events(second.id) == []
+    # and the same key in another group is independent
+    other = new_task(group="team-b", idempotency_key="k")
+    store.create(other, IdempotencyRecord("team-b", "k", "fp-3", other.id))
+    assert store.idempotency_record("team-b", "k") is not None
+
+
+def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: DynamoTaskStore) -> None:
+    task = new_task()
+    store.create(task)
+    shards = range(4)
+    # Before the deadline (resend_after_s=1 in these settings) nothing is reapable
+    assert not [t for s in shards for t in store.reapable(s, NOW, 100) if t.id == task.id]
+    later = NOW + timedelta(seconds=2)
+    found = [t for s in shards for t in store.reapable(s, later, 100) if t.id == task.id]
+    assert [t.status for t in found] == [Status.QUEUED]
+    # Once claimed, the deadline becomes the lease expiry
+    claimed = store.get(task.id)
+    claimed.claim(1, "h:1", NOW, 30)
+    store.commit(claimed)
+    assert not [t for s in shards for t in store.reapable(s, later, 100) if t.id == task.id]
+    expired = NOW + timedelta(seconds=31)
+    assert [t.status for s in shards for t in store.reapable(s, expired, 100) if t.id == task.id] == [Status.RUNNING]

@@ -1,0 +1,79 @@
+"""Fixtures for the composed system: a whole local stack on the session's emulator, and API clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tqdev.stack import Stack, StackConfig, unique_prefix
+
+TOKENS = {"alice": "dev-alice", "bob": "dev-bob", "carol": "dev-carol", "admin": "dev-admin"}
+
+
+def start_stack(emulator: str, run_dir: Path, *, executors: int = 2, env: dict[str, str] | None = None) -> Stack:
+    """A started stack with a fresh prefix and an execution log at ``run_dir/executions.log``."""
+    config = StackConfig(
+        endpoint_url=emulator,
+        prefix=unique_prefix(),
+        run_dir=run_dir,
+        executors=executors,
+        env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **(env or {})},
+    )
+    stack = Stack(config)
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack shared by a test module."""
+    started = start_stack(emulator, tmp_path_factory.mktemp("stack"))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def client(stack: Stack) -> Callable[[str], httpx.Client]:
+    """``client("alice")``: an HTTP client authenticated as a dev principal."""
+    made: list[httpx.Client] = []
+
+    def as_user(user: str) -> httpx.Client:
+        c = httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {TOKENS[user]}"}, timeout=10)
+        made.append(c)
+        return c
+
+    yield as_user  # type: ignore[misc]
+    for c in made:
+        c.close()
+
+
+def wait_for_status(api: httpx.Client, task_id: str, statuses: set[str], timeout_s: float = 10) -> dict[str, Any]:
+    """Poll a task until its status is one of ``statuses``; the task."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task: dict[str, Any] = api.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in statuses:
+            return task
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} still {task['status']} after {timeout_s} s")
+        time.sleep(0.05)
+
+
+def executions(stack: Stack) -> list[tuple[str, int]]:
+    """(task id, attempt) for every handler call the demo handlers logged."""
+    path = stack.config.run_dir / "executions.log"
+    if not path.exists():
+        return []
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    return [(row[0], int(row[1])) for row in rows]

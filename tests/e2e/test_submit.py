@@ -1,0 +1,145 @@
+"""Submit and read over HTTP against the composed stack (gateway, executors, scheduler, reaper)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import httpx
+import pytest
+
+from tests.conftest import executions, wait_for_status
+from tqdev.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+ECHO = {"type": "echo", "group": "team-a", "payload": {"x": 1}}
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_an_echo_task_succeeds_within_5_s_and_starts_within_1_s(client: Callable[[str], httpx.Client]) -> None:
+    alice = client("alice")
+    # When alice submits an echo task
+    created = alice.post("/v1/tasks", json=ECHO)
+    # Then it is accepted with its location and ETag
+    assert created.status_code == 201, created.text
+    task = created.json()
+    assert created.headers["location"] == f"/v1/tasks/{task['id']}"
+    assert created.headers["etag"] == f'"{task["version"]}"'
+    assert (task["status"], task["owner"], task["group"]) == ("queued", "alice", "team-a")
+    # and it succeeds with its payload as result, starting less than a second after it was created
+    done = wait_for_status(alice, task["id"], {"succeeded", "failed"}, timeout_s=5)
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"x": 1}
+    assert (ts(done["started_at"]) - ts(done["created_at"])).total_seconds() < 1
+    assert done["attempts"] == 1 and done["retries"] == 0 and done["worker"] is None
+    assert all(done[k].endswith("Z") for k in ("created_at", "started_at", "finished_at"))
+
+
+def test_twenty_concurrent_submits_with_one_key_make_one_task_run_once(
+    client: Callable[[str], httpx.Client], stack: Stack
+) -> None:
+    alice = client("alice")
+    body = {**ECHO, "payload": {"n": 20}}
+    headers = {"Idempotency-Key": "same-key-20"}
+    # When the same submit arrives 20 times at once
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(lambda _: alice.post("/v1/tasks", json=body, headers=headers), range(20)))
+    # Then exactly one created the task and the other 19 replayed it
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200] * 19 + [201], [r.text for r in responses if r.status_code not in (200, 201)]
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 1
+    replays = [r for r in responses if r.status_code == 200]
+    assert all(r.headers.get("idempotent-replayed") == "true" for r in replays)
+    (task_id,) = ids
+    wait_for_status(alice, task_id, {"succeeded"}, timeout_s=10)
+    # and the handler ran exactly once
+    assert [e for e in executions(stack) if e[0] == task_id] == [(task_id, 1)]
+    # When the same key comes with another body, Then 409
+    conflict = alice.post("/v1/tasks", json={**body, "payload": {"n": 21}}, headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.headers["content-type"].startswith("application/problem+json")
+    # The key in the body works like the header
+    again = alice.post("/v1/tasks", json={**body, "idempotency_key": "same-key-20"})
+    assert (again.status_code, again.json()["id"]) == (200, task_id)
+
+
+def test_other_groups_tasks_are_invisible_and_wider_principals_see_them(client: Callable[[str], httpx.Client]) -> None:
+    task_id = client("bob").post("/v1/tasks", json={**ECHO, "group": "team-b"}).json()["id"]
+    assert client("alice").get(f"/v1/tasks/{task_id}").status_code == 404
+    assert client("carol").get(f"/v1/tasks/{task_id}").status_code == 200
+    assert client("admin").get(f"/v1/tasks/{task_id}").status_code == 200
+    assert client("alice").get("/v1/tasks/no-such-task").status_code == 404
+
+
+def test_health_readiness_and_openapi_need_no_token(stack: Stack) -> None:
+    assert httpx.get(f"{stack.url}/healthz").status_code == 200
+    ready = httpx.get(f"{stack.url}/readyz")
+    assert ready.status_code == 200
+    assert {"executor", "scheduler", "reaper"} <= set(ready.json()["services"])
+    spec = httpx.get(f"{stack.url}/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    assert {"/v1/tasks", "/v1/tasks/{task_id}", "/readyz"} <= set(spec["paths"])
+    metrics = httpx.get(f"{stack.url}/metrics")
+    assert metrics.status_code == 200 and "tq_aws_calls_total" in metrics.text
+
+
+BAD_REQUESTS = [
+    ("malformed JSON", "dev-alice", b'{"type": "echo", ', 400),
+    ("not an object", "dev-alice", b"[1, 2]", 400),
+    ("empty body", "dev-alice", b"", 400),
+    ("missing type", "dev-alice", json.dumps({"group": "team-a"}).encode(), 422),
+    ("missing group", "dev-alice", json.dumps({"type": "echo"}).encode(), 422),
+    ("bad priority", "dev-alice", json.dumps({**ECHO, "priority": "urgent"}).encode(), 422),
+    ("unknown field", "dev-alice", json.dumps({**ECHO, "priorty": "high"}).encode(), 422),
+    ("timeout out of range", "dev-alice", json.dumps({**ECHO, "timeout_s": 0}).encode(), 422),
+    ("unknown type", "dev-alice", json.dumps({**ECHO, "type": "no-such-type"}).encode(), 422),
+    ("group not mine", "dev-alice", json.dumps({**ECHO, "group": "team-b"}).encode(), 403),
+    ("no token", None, json.dumps(ECHO).encode(), 401),
+    ("unknown token", "dev-mallory", json.dumps(ECHO).encode(), 401),
+    ("oversize body", "dev-alice", json.dumps({**ECHO, "payload": "x" * (300 * 1024)}).encode(), 413),
+]
+
+
+@pytest.mark.parametrize(("case", "token", "body", "status"), BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_input_gets_a_problem_and_writes_nothing(
+    stack: Stack, case: str, token: str | None, body: bytes, status: int
+) -> None:
+    headers = {"content-type": "application/json", "Idempotency-Key": f"bad-{case}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    before = stack_item_count(stack)
+    response = httpx.post(f"{stack.url}/v1/tasks", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert {"type", "title", "status", "detail"} <= set(problem)
+    assert problem["status"] == status
+    assert "Traceback" not in response.text
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    if status == 422 and case != "unknown type":
+        assert problem["errors"] and all({"loc", "msg"} <= set(e) for e in problem["errors"])
+    assert stack_item_count(stack) == before
+
+
+def stack_item_count(stack: Stack) -> int:
+    """Task, event and idempotency items in the stack's table."""
+    from tqcore.adapters import aws
+    from tqcore.settings import CoreSettings
+
+    settings = CoreSettings(endpoint_url=stack.config.endpoint_url, prefix=stack.config.prefix)
+    ddb = aws.client(settings, "dynamodb")
+    count, start = 0, None
+    while True:
+        page = ddb.scan(TableName=settings.table_name, **({"ExclusiveStartKey": start} if start else {}))
+        count += sum(1 for item in page["Items"] if item["PK"]["S"].startswith(("TASK#", "IDEM#")))
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return count
