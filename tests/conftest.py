@@ -15,11 +15,13 @@ from tqdev.stack import Stack, StackConfig, unique_prefix
 TOKENS = {"alice": "dev-alice", "bob": "dev-bob", "carol": "dev-carol", "admin": "dev-admin"}
 
 
-def start_stack(emulator: str, run_dir: Path, *, executors: int = 2, env: dict[str, str] | None = None) -> Stack:
-    """A started stack with a fresh prefix and an execution log at ``run_dir/executions.log``."""
+def start_stack(
+    emulator: str, run_dir: Path, *, executors: int = 2, env: dict[str, str] | None = None, prefix: str | None = None
+) -> Stack:
+    """A started stack (fresh prefix unless given) with an execution log at ``run_dir/executions.log``."""
     config = StackConfig(
         endpoint_url=emulator,
-        prefix=unique_prefix(),
+        prefix=prefix or unique_prefix(),
         run_dir=run_dir,
         executors=executors,
         env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **(env or {})},

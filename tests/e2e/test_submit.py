@@ -37,7 +37,9 @@ def test_an_echo_task_succeeds_within_5_s_and_starts_within_1_s(client: Callable
     assert done["status"] == "succeeded"
     assert done["result"] == {"x": 1}
     assert (ts(done["started_at"]) - ts(done["created_at"])).total_seconds() < 1
-    assert done["attempts"] == 1 and done["retries"] == 0 and done["worker"] is None
+    assert done["attempts"] == 1
+    assert done["retries"] == 0
+    assert done["worker"] is None
     assert all(done[k].endswith("Z") for k in ("created_at", "started_at", "finished_at"))
 
 
@@ -87,7 +89,8 @@ def test_health_readiness_and_openapi_need_no_token(stack: Stack) -> None:
     assert spec["openapi"].startswith("3.1")
     assert {"/v1/tasks", "/v1/tasks/{task_id}", "/readyz"} <= set(spec["paths"])
     metrics = httpx.get(f"{stack.url}/metrics")
-    assert metrics.status_code == 200 and "tq_aws_calls_total" in metrics.text
+    assert metrics.status_code == 200
+    assert "tq_aws_calls_total" in metrics.text
 
 
 BAD_REQUESTS = [
@@ -125,7 +128,8 @@ def test_bad_input_gets_a_problem_and_writes_nothing(
     if status == 401:
         assert response.headers["www-authenticate"].startswith("Bearer")
     if status == 422 and case != "unknown type":
-        assert problem["errors"] and all({"loc", "msg"} <= set(e) for e in problem["errors"])
+        assert problem["errors"]
+        assert all({"loc", "msg"} <= set(e) for e in problem["errors"])
     assert stack_item_count(stack) == before
 
 
