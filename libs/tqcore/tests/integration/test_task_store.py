@@ -71,7 +71,9 @@ def test_two_writers_racing_one_wins_and_no_event_is_lost_or_duplicated(store: D
         barrier = threading.Barrier(2)
         results: list[str] = []
 
-        def writer(name: str, round_no: int = round_no, barrier: threading.Barrier = barrier) -> None:
+        def writer(
+            name: str, round_no: int = round_no, barrier: threading.Barrier = barrier, results: list[str] = results
+        ) -> None:
             mine = store.get(task.id)
             mine.update({"description": f"{name}-{round_no}"}, name, NOW)
             barrier.wait()
