@@ -12,6 +12,7 @@ What changes from ``dramatiq_sqs.SQSBroker``:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds before a nacked message is received again (times its receive count).
 NACK_BACKOFF_S = 2
+#: Acked messages are deleted in batches of this many (the SQS maximum) ...
+ACK_BATCH = 10
+#: ... or after this many seconds, whichever comes first.
+ACK_FLUSH_S = 0.1
 
 
 class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
@@ -76,7 +81,21 @@ class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
 
 
 class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
-    """Receives with the lease as visibility timeout; plain JSON bodies; nack leaves redelivery to SQS."""
+    """Receives with the lease as visibility timeout; plain JSON bodies; nack leaves redelivery to SQS.
+
+    Acks are deleted in batches of up to ten (``DeleteMessageBatch``) at most ``ACK_FLUSH_S`` after the
+    ack: one call per ten tasks instead of one per task. A crash before the flush only means the message
+    is received again after its visibility timeout, and the claim (the task is no longer ``queued``)
+    drops it without running anything.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acks: list[str] = []
+        self._acks_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_periodically, name="ack-flusher", daemon=True)
+        self._flusher.start()
 
     def __next__(self) -> dramatiq.Message[Any] | None:
         message: dramatiq.Message[Any]
@@ -117,14 +136,39 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         self.message_refc += 1
 
     def ack(self, message: _SQSMessage) -> None:
-        try:
-            message._sqs_message.delete()
-        except ClientError as error:
-            # The receipt is stale when the visibility ran out and someone else received the message;
-            # the store, not the message, decides who runs what, so this is harmless.
-            log.warning("could not delete message %s: %s", message.message_id, error)
-        finally:
-            self.message_refc -= 1
+        with self._acks_lock:
+            self._acks.append(message._sqs_message.receipt_handle)
+            full = len(self._acks) >= ACK_BATCH
+        self.message_refc -= 1
+        if full:
+            self._flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._flush()
+        super().close()
+
+    def _flush_periodically(self) -> None:
+        while not self._closed.wait(ACK_FLUSH_S):
+            self._flush()
+
+    def _flush(self) -> None:
+        while True:
+            with self._acks_lock:
+                batch, self._acks = self._acks[:ACK_BATCH], self._acks[ACK_BATCH:]
+            if not batch:
+                return
+            try:
+                response = self.queue.delete_messages(
+                    Entries=[{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(batch)]
+                )
+            except (ClientError, BotoCoreError) as error:
+                log.warning("could not delete %d acked messages: %s", len(batch), error)
+                continue
+            for failure in response.get("Failed", []):
+                # A stale receipt (the visibility ran out and someone else received the message) is
+                # harmless: the store, not the message, decides who runs what.
+                log.warning("could not delete an acked message: %s", failure.get("Message", failure.get("Code")))
 
     def nack(self, message: _SQSMessage) -> None:
         receives = int(message._sqs_message.attributes.get("ApproximateReceiveCount", "1"))
