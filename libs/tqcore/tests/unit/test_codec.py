@@ -252,6 +252,20 @@ def test_task_round_trips_through_json(
     assert task_to_dict(again) == via_json(task_to_dict(task))
 
 
+def test_transient_state_round_trips() -> None:
+    # a running task asked to stop, and a queued task re-sent twice
+    running = build(Status.RUNNING)
+    running.request_cancel("bob", T0 + timedelta(seconds=3))
+    resent = build(Status.QUEUED)
+    resent.resend(T0 + timedelta(seconds=30))
+    resent.resend(T0 + timedelta(seconds=90))
+    for task in (running, resent):
+        again = task_from_dict(via_json(task_to_dict(task)))
+        assert again == task
+    assert task_to_dict(running)["cancel_requested"] is True
+    assert task_to_dict(resent)["resends"] == 2
+
+
 @pytest.mark.parametrize(
     "schedule",
     [

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import itertools
-from datetime import timedelta
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -34,7 +36,7 @@ CAROL = Principal("carol", frozenset({"team-a", "team-b"}))
 ADMIN = Principal("admin", frozenset(), admin=True)
 SHARDS = 4
 RESEND_AFTER_S = 30
-LEASE_S = 30
+LEASE_S = 20
 BOOM = ErrorInfo("ValueError", "boom")
 
 
@@ -69,9 +71,16 @@ def executor(store: InMemoryTaskStore, clock: FixedClock, worker: str) -> Attemp
 
 def delivered(task: Task) -> Dispatch:
     """The dispatch as an executor receives it: encoded, sent and decoded (a fresh copy per delivery)."""
-    import json
-
     return Dispatch.from_dict(json.loads(Dispatch.of(task).encode())["args"][0])
+
+
+def after(clock: FixedClock, start: datetime) -> Callable[[float], None]:
+    """A function that sets the clock to ``start`` plus some seconds."""
+
+    def at(seconds: float) -> None:
+        clock.advance((start + timedelta(seconds=seconds) - clock.now()).total_seconds())
+
+    return at
 
 
 def event_types(store: InMemoryTaskStore, task_id: str) -> list[str]:
@@ -86,11 +95,19 @@ def assert_nothing_written(store: InMemoryTaskStore, queue: RecordingQueue) -> N
 
 
 # ------------------------------------------------------------------------------------------------- submit
-def test_submit_stores_a_queued_task_and_sends_it(tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue) -> None:
+def test_submit_stores_a_queued_task_and_sends_it(
+    tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue
+) -> None:
     submitted = tasks.submit(cmd(payload={"x": 1}), ALICE)
     task = submitted.task
     assert not submitted.replayed
-    assert (task.id, task.owner, task.status, task.version, task.payload) == ("t-1", "alice", Status.QUEUED, 2, {"x": 1})
+    assert (task.id, task.owner, task.status, task.version, task.payload) == (
+        "t-1",
+        "alice",
+        Status.QUEUED,
+        2,
+        {"x": 1},
+    )
     assert task.pending_events == []
     assert store.get("t-1") == task
     assert event_types(store, "t-1") == ["submitted", "queued"]
@@ -118,7 +135,9 @@ def test_an_admin_may_submit_into_any_group(tasks: Tasks) -> None:
     assert tasks.submit(cmd(group="team-z"), ADMIN).task.owner == "admin"
 
 
-def test_submit_of_an_unknown_type_writes_nothing(tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue) -> None:
+def test_submit_of_an_unknown_type_writes_nothing(
+    tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue
+) -> None:
     with pytest.raises(UnknownTaskType):
         tasks.submit(cmd(type="no-such-type", idempotency_key="k-1"), ALICE)
     assert_nothing_written(store, queue)
@@ -144,11 +163,13 @@ def test_replayed_submit_returns_the_same_task_and_runs_nothing_twice(
 
 def test_a_replay_returns_the_task_as_it_is_now(tasks: Tasks, store: InMemoryTaskStore, clock: FixedClock) -> None:
     first = tasks.submit(cmd(idempotency_key="k-1"), ALICE).task
-    executor(store, clock, "host-a:1").claim(Dispatch.of(first))
+    executor(store, clock, "host-a:1").claim(delivered(first))
     assert tasks.submit(cmd(idempotency_key="k-1"), ALICE).task.status is Status.RUNNING
 
 
-def test_same_key_with_a_different_body_is_a_mismatch(tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue) -> None:
+def test_same_key_with_a_different_body_is_a_mismatch(
+    tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue
+) -> None:
     tasks.submit(cmd(idempotency_key="k-1", payload={"a": 1}), ALICE)
     with pytest.raises(IdempotencyMismatch):
         tasks.submit(cmd(idempotency_key="k-1", payload={"a": 2}), ALICE)
@@ -185,22 +206,24 @@ def test_a_failed_enqueue_still_accepts_the_task_and_the_reaper_resends_it(
     # Then the submit succeeded and the task stays queued, unsent
     assert (task.status, store.get(task.id).status, queue.sent) == (Status.QUEUED, Status.QUEUED, [])
     # When the reaper runs before the re-send deadline, nothing is sent
-    clock.advance(RESEND_AFTER_S - 1)
+    assert task.queued_at is not None
+    at = after(clock, task.queued_at)
+    at(RESEND_AFTER_S - 1)
     assert resend_stuck(store, queue, clock, shards=SHARDS) == 0
-    clock.advance(1)
+    at(RESEND_AFTER_S)
     assert resend_stuck(store, queue, clock, shards=SHARDS) == 0  # exactly at the deadline: not yet past it
     # When it runs after the deadline, the task is sent again as a new version
-    clock.advance(1)
+    at(RESEND_AFTER_S + 1)
     assert resend_stuck(store, queue, clock, shards=SHARDS) == 1
     assert [(t.id, t.status, t.resends, t.version) for t in queue.sent] == [(task.id, Status.QUEUED, 1, 3)]
     assert store.get(task.id).resends == 1
     last = store.events(task.id)[-1]
     assert (last.type, last.actor, last.data) == (EventType.QUEUED, "reaper", {"attempt": 1, "resend": 1})
-    # And the next re-send waits twice as long
+    # And the next re-send waits twice as long (counted from the enqueue)
     assert resend_stuck(store, queue, clock, shards=SHARDS) == 0
-    clock.advance(2 * RESEND_AFTER_S - 2)
+    at(2 * RESEND_AFTER_S)
     assert resend_stuck(store, queue, clock, shards=SHARDS) == 0
-    clock.advance(2)
+    at(2 * RESEND_AFTER_S + 1)
     assert resend_stuck(store, queue, clock, shards=SHARDS) == 1
     assert store.get(task.id).resends == 2
 
@@ -228,7 +251,9 @@ def test_resend_covers_every_shard(
 
 
 # ----------------------------------------------------------------------------------------------- mutate
-def test_mutate_reapplies_a_change_that_lost_the_race(tasks: Tasks, store: InMemoryTaskStore, clock: FixedClock) -> None:
+def test_mutate_reapplies_a_change_that_lost_the_race(
+    tasks: Tasks, store: InMemoryTaskStore, clock: FixedClock
+) -> None:
     # Given two writers that read the same version
     task_id = tasks.submit(cmd(), ALICE).task.id
     mine, theirs = store.get(task_id), store.get(task_id)
@@ -426,9 +451,13 @@ def test_promotion_only_looks_in_the_given_buckets(
 ) -> None:
     task = retrying_task(tasks, store, clock)
     clock.advance(10)
-    wrong = [keys.minute_bucket(clock.now() - timedelta(minutes=1)), keys.minute_bucket(clock.now() + timedelta(minutes=1))]
+    wrong = [
+        keys.minute_bucket(clock.now() - timedelta(minutes=1)),
+        keys.minute_bucket(clock.now() + timedelta(minutes=1)),
+    ]
     assert promote_due(store, queue, clock, buckets=wrong, shards=SHARDS) == 0
-    assert promote_due(store, queue, clock, buckets=[keys.minute_bucket(task.next_run_at)], shards=SHARDS) == 1  # type: ignore[arg-type]
+    assert task.next_run_at is not None
+    assert promote_due(store, queue, clock, buckets=[keys.minute_bucket(task.next_run_at)], shards=SHARDS) == 1
 
 
 def test_a_scheduled_task_is_queued_at_its_time(

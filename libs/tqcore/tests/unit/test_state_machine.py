@@ -348,10 +348,10 @@ def test_claim_of_any_attempt_but_the_next_is_stale() -> None:
 
 def test_claim_takes_the_lease() -> None:
     task = submit()
-    task.claim(1, WORKER, T0 + timedelta(seconds=5), 30)
+    task.claim(1, WORKER, T0 + timedelta(seconds=5), 45)
     assert (task.status, task.attempts, task.worker) == (Status.RUNNING, 1, WORKER)
     assert task.started_at == T0 + timedelta(seconds=5)
-    assert task.lease_expires_at == T0 + timedelta(seconds=35)
+    assert task.lease_expires_at == T0 + timedelta(seconds=50)
     event = task.pending_events[-1]
     assert (event.type, event.actor) == (EventType.CLAIMED, f"executor:{WORKER}")
     assert event.data == {"attempt": 1, "run_id": "1.1", "worker": WORKER}
