@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -147,3 +147,53 @@ def stack_item_count(stack: Stack) -> int:
         start = page.get("LastEvaluatedKey")
         if not start:
             return count
+
+
+def test_a_one_shot_task_runs_at_its_time_not_before(client: Callable[[str], httpx.Client]) -> None:
+    alice = client("alice")
+    at = datetime.now(UTC) + timedelta(seconds=3)
+    created = alice.post("/v1/tasks", json={**ECHO, "schedule": {"at": at.isoformat()}})
+    assert created.status_code == 201, created.text
+    task = created.json()
+    assert task["status"] == "scheduled"
+    assert ts(task["next_run_at"]) == at.replace(microsecond=at.microsecond // 1000 * 1000)
+    done = wait_for_status(alice, task["id"], {"succeeded", "failed"}, timeout_s=10)
+    assert done["status"] == "succeeded"
+    started = ts(done["started_at"])
+    assert started >= at
+    assert (started - at).total_seconds() < 2.5  # scheduler polls every second, then the queue hand-off
+
+
+def test_repeating_schedules_are_refused_with_a_clear_problem(client: Callable[[str], httpx.Client]) -> None:
+    response = client("alice").post("/v1/tasks", json={**ECHO, "schedule": {"every_s": 10}})
+    assert response.status_code == 422
+    assert "not supported yet" in response.json()["detail"]
+
+
+def test_a_flaky_task_is_retried_after_its_backoff_and_succeeds(
+    client: Callable[[str], httpx.Client], stack: Stack
+) -> None:
+    alice = client("alice")
+    body = {"type": "flaky", "group": "team-a", "payload": {"fail_times": 2}, "retry": {"backoff_base_s": 0.5}}
+    task_id = alice.post("/v1/tasks", json=body).json()["id"]
+    done = wait_for_status(alice, task_id, {"succeeded", "failed"}, timeout_s=20)
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"attempt": 3}
+    assert (done["attempts"], done["retries"]) == (3, 2)
+    assert [e for e in executions(stack) if e[0] == task_id] == [(task_id, 1), (task_id, 2), (task_id, 3)]
+
+
+def test_a_task_out_of_retries_is_failed_with_its_last_error(client: Callable[[str], httpx.Client]) -> None:
+    alice = client("alice")
+    body = {
+        "type": "flaky",
+        "group": "team-a",
+        "payload": {"fail_times": 5},
+        "retry": {"max_retries": 1, "backoff_base_s": 0.5},
+    }
+    task_id = alice.post("/v1/tasks", json=body).json()["id"]
+    done = wait_for_status(alice, task_id, {"succeeded", "failed"}, timeout_s=20)
+    assert done["status"] == "failed"
+    assert done["attempts"] == 2
+    assert done["last_error"]["type"] == "DemoError"
+    assert "attempt 2" in done["last_error"]["message"]

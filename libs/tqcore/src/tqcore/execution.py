@@ -63,14 +63,19 @@ class Attempts:
     def succeed(self, task: Task, result: Any) -> Task | None:
         """Record success; ``None`` if the attempt no longer owns the task (a zombie is never recorded)."""
         now = self._clock.now()
-        return self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now))
+        token = task.claim_seq
+        return self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now, claim_seq=token))
 
     def fail(self, task: Task, error: ErrorInfo, run_status: RunStatus = RunStatus.FAILED) -> Task | None:
         """Record failure (retrying or dead-lettered); ``None`` if the attempt no longer owns the task."""
         now = self._clock.now()
         jitter = self._jitter()
+        token = task.claim_seq
         return self._fenced(
-            task, lambda t: t.fail(task.attempts, self.worker, error, now, jitter=jitter, run_status=run_status)
+            task,
+            lambda t: t.fail(
+                task.attempts, self.worker, error, now, jitter=jitter, run_status=run_status, claim_seq=token
+            ),
         )
 
     def _fenced(self, task: Task, change: Callable[[Task], None]) -> Task | None:

@@ -17,6 +17,7 @@ from tqcore.domain.errors import (
     TaskNotFound,
     TqError,
     UnknownTaskType,
+    UnsupportedSchedule,
     VersionConflict,
 )
 from tqcore.domain.model import Status
@@ -102,6 +103,9 @@ class Tasks:
         """Accept a task durably, then enqueue it; a replayed idempotency key returns the first task."""
         if not principal.can_submit(cmd.group):
             raise Forbidden(f"{principal.name} may not submit into group {cmd.group!r}", group=cmd.group)
+        if cmd.schedule is not None and cmd.schedule.to_domain().is_repeating:
+            # Interval and cron runs need the scheduler's next-occurrence logic; refusing beats running once.
+            raise UnsupportedSchedule("repeating schedules (every_s, cron) are not supported yet; use 'at'")
         self._catalog.require(cmd.type)
         task = Task.submit(
             task_id=self._new_id(),

@@ -20,6 +20,7 @@ from tqcore.domain.errors import (
     IllegalTransition,
     TaskNotFound,
     UnknownTaskType,
+    UnsupportedSchedule,
     VersionConflict,
 )
 from tqcore.domain.model import ErrorInfo, EventType, Status
@@ -518,3 +519,38 @@ def test_catalog_sees_types_registered_after_its_cache_expired() -> None:
     registry.register_types(["sleep"], by="executor-1")
     catalog.require("sleep")
     assert registry.reads >= 2
+
+
+@pytest.mark.parametrize("schedule", [{"every_s": 60}, {"cron": "*/5 * * * *", "timezone": "Europe/Paris"}])
+def test_repeating_schedules_are_refused_until_the_scheduler_can_run_them(
+    tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue, schedule: dict[str, Any]
+) -> None:
+    with pytest.raises(UnsupportedSchedule):
+        tasks.submit(cmd(schedule=schedule), ALICE)
+    assert_nothing_written(store, queue)
+
+
+def test_a_zombie_from_before_a_redrive_cannot_record_over_the_new_attempt(
+    tasks: Tasks, store: InMemoryTaskStore, clock: FixedClock
+) -> None:
+    # Given attempt 1 claimed by a worker that then stalls, while the task fails and is redriven
+    task_id = tasks.submit(cmd(retry={"max_retries": 0}), ALICE).task.id
+    worker = executor(store, clock, "host:1")
+    claimed = worker.claim(delivered(store.get(task_id)))
+    assert claimed is not None
+    zombie = copy.deepcopy(claimed)  # the stalled handler's view of its claim
+    assert worker.fail(claimed, ErrorInfo("Boom", "first run")) is not None
+    redriven = store.get(task_id)
+    redriven.redrive("alice", clock.now())
+    store.commit(redriven)
+    # When the same worker process claims attempt 1 of the redriven task
+    fresh = worker.claim(delivered(store.get(task_id)))
+    assert fresh is not None
+    assert (fresh.attempts, fresh.worker) == (zombie.attempts, zombie.worker)
+    # Then the stalled first claim (same attempt number, same worker) cannot record its outcome
+    assert worker.succeed(zombie, {"late": True}) is None
+    assert store.get(task_id).status is Status.RUNNING
+    # while the current claim can
+    done = worker.succeed(fresh, {"ok": True})
+    assert done is not None
+    assert done.result == {"ok": True}

@@ -208,25 +208,17 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
     },
     "succeeded": ALL_ILLEGAL_TERMINAL,
     "failed": {**ALL_ILLEGAL_TERMINAL, "redrive": (Q, ["redriven", "queued"])},
-    "cancelled": {**ALL_ILLEGAL_TERMINAL, "request_cancel": (CXL, [])},  # see CANCEL_TWICE below
+    # Contract section 4: DELETE 409s only after succeeded/failed, so cancelling twice is an idempotent no-op.
+    "cancelled": {**ALL_ILLEGAL_TERMINAL, "request_cancel": (CXL, [])},
     "expired": ALL_ILLEGAL_TERMINAL,
 }
-
-#: Contract section 4: DELETE answers "200 task (cancelled, ...) · 409 if it already succeeded or failed", so
-#: cancelling an already-cancelled task is an idempotent no-op; the domain raises IllegalTransition (-> 409).
-CANCEL_TWICE = pytest.mark.xfail(
-    strict=True,
-    raises=IllegalTransition,
-    reason="Task.request_cancel raises on a cancelled task; contract 409s a cancel only after succeeded/failed",
-)
 
 
 def _cases() -> list[Any]:
     cases = []
     for state in BUILDERS:
         for method in TRANSITIONS:
-            marks = [CANCEL_TWICE] if (state, method) == ("cancelled", "request_cancel") else []
-            cases.append(pytest.param(state, method, id=f"{state}-{method}", marks=marks))
+            cases.append(pytest.param(state, method, id=f"{state}-{method}"))
     return cases
 
 

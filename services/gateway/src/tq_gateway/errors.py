@@ -17,6 +17,7 @@ from tqcore.domain.errors import (
     TaskNotFound,
     TqError,
     UnknownTaskType,
+    UnsupportedSchedule,
     VersionConflict,
 )
 from tqcore.service import Forbidden
@@ -31,6 +32,7 @@ DOMAIN_ERRORS: list[tuple[type[TqError], int, str]] = [
     (Forbidden, 403, "forbidden"),
     (IdempotencyMismatch, 409, "idempotency-key-reused"),
     (UnknownTaskType, 422, "unknown-task-type"),
+    (UnsupportedSchedule, 422, "unsupported-schedule"),
     (VersionConflict, 409, "conflict"),
     (IllegalTransition, 409, "illegal-transition"),
     (StoreUnavailable, 503, "unavailable"),

@@ -43,6 +43,10 @@ class UnknownTaskType(TqError):
     """Raised when no executor handles the requested task type."""
 
 
+class UnsupportedSchedule(TqError):
+    """Raised when a schedule kind is valid but this version cannot run it yet."""
+
+
 class StoreUnavailable(TqError):
     """Raised when the task store is throttled or cannot be reached; the caller may retry later."""
 

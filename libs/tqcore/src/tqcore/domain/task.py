@@ -57,6 +57,9 @@ class Task:
     run_count: int = 0
     #: Times the current enqueue was sent again because no executor claimed it in time.
     resends: int = 0
+    #: Version the current attempt's claim produced: the fencing token every outcome must present, so a
+    #: zombie from an earlier run (attempt numbers restart after a redrive) can never record over this one.
+    claim_seq: int | None = None
     cancel_requested: bool = False
     last_error: ErrorInfo | None = None
     result: Any = None
@@ -139,10 +142,11 @@ class Task:
             f"executor:{worker}",
             {"attempt": attempt, "run_id": self.run_id(attempt), "worker": worker},
         )
+        self.claim_seq = self.version
 
-    def succeed(self, attempt: int, worker: str, result: Any, now: datetime) -> None:
+    def succeed(self, attempt: int, worker: str, result: Any, now: datetime, *, claim_seq: int | None = None) -> None:
         """The running attempt returned ``result``."""
-        self._require_owner(attempt, worker)
+        self._require_owner(attempt, worker, claim_seq)
         data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
         self.result = result
         self.last_error = None
@@ -160,9 +164,10 @@ class Task:
         *,
         jitter: float,
         run_status: RunStatus = RunStatus.FAILED,
+        claim_seq: int | None = None,
     ) -> None:
         """The running attempt failed: retry after a backoff while the budget lasts, else dead-letter."""
-        self._require_owner(attempt, worker)
+        self._require_owner(attempt, worker, claim_seq)
         self._end_attempt(error, now, f"executor:{worker}", run_status, jitter)
 
     def expire_lease(self, now: datetime, *, jitter: float, actor: str = "reaper") -> None:
@@ -178,8 +183,10 @@ class Task:
         """Cancel: at once when nothing runs, else the running attempt is told to stop."""
         if self.status in (Status.SUCCEEDED, Status.FAILED):
             raise IllegalTransition(f"a {self.status.value} task cannot be cancelled")
-        if self.status in (Status.CANCELLED, Status.EXPIRED):
-            raise IllegalTransition(f"the task is already {self.status.value}")
+        if self.status is Status.CANCELLED:
+            return  # cancelling twice changes nothing (DELETE is idempotent)
+        if self.status is Status.EXPIRED:
+            raise IllegalTransition("an expired task cannot be cancelled")
         if self.status is Status.RUNNING:
             if not self.cancel_requested:
                 self.cancel_requested = True
@@ -283,6 +290,7 @@ class Task:
     def _release(self) -> None:
         self.worker = None
         self.lease_expires_at = None
+        self.claim_seq = None
 
     def _duration_ms(self, now: datetime) -> int | None:
         if self.started_at is None:
@@ -294,8 +302,10 @@ class Task:
             wanted = " or ".join(s.value for s in allowed)
             raise IllegalTransition(f"task is {self.status.value}, not {wanted}", status=self.status.value)
 
-    def _require_owner(self, attempt: int, worker: str) -> None:
-        if self.status is not Status.RUNNING or self.attempts != attempt or self.worker != worker:
+    def _require_owner(self, attempt: int, worker: str, claim_seq: int | None = None) -> None:
+        """Fence by attempt and worker, and by the claim's token when the caller holds one."""
+        stale_claim = claim_seq is not None and claim_seq != self.claim_seq
+        if self.status is not Status.RUNNING or self.attempts != attempt or self.worker != worker or stale_claim:
             raise StaleAttempt(
                 f"attempt {attempt} on {worker} no longer owns the task "
                 f"(status {self.status.value}, attempt {self.attempts}, worker {self.worker})"
