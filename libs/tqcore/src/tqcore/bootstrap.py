@@ -108,7 +108,7 @@ def _ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
 
 
 def create_bucket(s3: Any, settings: CoreSettings) -> None:
-    """The log bucket: private, encrypted."""
+    """The log bucket: private, encrypted at rest."""
     try:
         if settings.region == "us-east-1":
             s3.create_bucket(Bucket=settings.bucket_name)
@@ -120,6 +120,12 @@ def create_bucket(s3: Any, settings: CoreSettings) -> None:
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
+    s3.put_bucket_encryption(
+        Bucket=settings.bucket_name,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
+        },
+    )
     s3.put_public_access_block(
         Bucket=settings.bucket_name,
         PublicAccessBlockConfiguration={

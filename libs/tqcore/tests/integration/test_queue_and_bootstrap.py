@@ -56,6 +56,14 @@ def test_bootstrap_is_idempotent_and_creates_every_index_and_ttl(settings: CoreS
     assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
 
 
+def test_the_log_bucket_is_encrypted_and_not_public(settings: CoreSettings) -> None:
+    s3 = aws.client(settings, "s3")
+    rules = s3.get_bucket_encryption(Bucket=settings.bucket_name)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=settings.bucket_name)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+
+
 @pytest.mark.parametrize("priority", list(Priority))
 def test_every_priority_has_a_fifo_queue_redriving_to_a_fifo_dlq(
     settings: CoreSettings, sqs: Any, priority: Priority

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -94,7 +95,15 @@ class Stack:
         self.procs.append(self._spawn("reaper", [str(BIN / "tq-reaper")]))
         for _ in range(self.config.executors):
             self.add_executor()
+        if not self.config.executors:
+            self.register_types()
         self.wait_ready(ready_timeout_s)
+
+    def register_types(self) -> None:
+        """Register the executors' task types without running an executor (for ``TQ_EXECUTORS=0``)."""
+        subprocess.run(
+            [str(BIN / "tq-executor"), "register-types"], env=self.env("executor"), check=True, capture_output=True
+        )
 
     def add_executor(self) -> Proc:
         """Start one more executor process."""

@@ -47,18 +47,26 @@ def build_broker(settings: ExecutorSettings, runner: Runner) -> FifoSQSBroker:
     return broker
 
 
-def main() -> int:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+def main(argv: list[str] | None = None) -> int:
+    """``tq-executor``: run until SIGTERM or SIGINT; ``tq-executor register-types``: register and exit."""
+    args = sys.argv[1:] if argv is None else argv
+    if args not in ([], ["register-types"]):
+        print("usage: tq-executor [register-types]", file=sys.stderr)
+        return 2
     settings = ExecutorSettings()
     configure_logging("executor")
     worker = worker_id()
     load_modules(settings.handler_modules)
     handlers: HandlerRegistry = registry
-    handlers.setup()
     ddb = aws.client(settings, "dynamodb")
-    store = DynamoTaskStore(ddb, settings)
     registry_store = DynamoRegistry(ddb, settings)
+    # Types become submittable once registered; a deploy can register them before any executor runs.
     registry_store.register_types(handlers.types, by=worker)
+    if args == ["register-types"]:
+        print(f"tq-executor: registered {', '.join(handlers.types)}")
+        return 0
+    handlers.setup()
+    store = DynamoTaskStore(ddb, settings)
     runner = Runner(Attempts(store, SystemClock(), worker=worker, lease_s=settings.lease_s), handlers)
     broker = build_broker(settings, runner)
     presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)
