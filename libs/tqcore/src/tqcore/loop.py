@@ -1,13 +1,42 @@
-"""The run loop shared by the scheduler and the reaper: do a pass every interval until told to stop."""
+"""Periodic services (scheduler, reaper): one composition helper and the run loop they share."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 
+from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.registry import DynamoRegistry
+from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.adapters.sqs.task_queue import SqsTaskQueue
+from tqcore.clock import SystemClock
+from tqcore.logs import configure_logging
+from tqcore.ports import Clock, TaskQueue, TaskStore
+from tqcore.presence import Presence
+from tqcore.settings import CoreSettings
+
 log = logging.getLogger(__name__)
+
+#: Builds a service's pass from the store, the queue and the clock.
+PassFactory = Callable[[TaskStore, TaskQueue, Clock], Callable[[], object]]
+
+
+def run_periodic_service(service: str, settings: CoreSettings, interval_s: float, make_pass: PassFactory) -> int:
+    """Wire the AWS adapters, announce presence, and run the pass every ``interval_s`` until SIGTERM."""
+    configure_logging(service)
+    ddb = aws.client(settings, "dynamodb")
+    one_pass = make_pass(
+        DynamoTaskStore(ddb, settings), SqsTaskQueue(aws.client(settings, "sqs"), settings), SystemClock()
+    )
+    presence = Presence(DynamoRegistry(ddb, settings), service, f"{socket.gethostname()}:{os.getpid()}", interval_s=5)
+    presence.start()
+    run_every(interval_s, one_pass)
+    presence.stop()
+    return 0
 
 
 def run_every(interval_s: float, one_pass: Callable[[], object], stop: threading.Event | None = None) -> None:

@@ -198,24 +198,21 @@ class DynamoTaskStore:
 
     def reapable(self, shard: int, now: datetime, limit: int) -> list[Task]:
         """Queued or running tasks of one shard whose deadline (re-send or lease expiry) has passed."""
-        response = self._db.call(
-            "query",
-            TableName=self._table,
-            IndexName="reap",
-            KeyConditionExpression="reap_pk = :pk AND reap_sk < :now",
-            ExpressionAttributeValues={":pk": _s(f"REAP#{shard}"), ":now": _s(f"{ts(now)}#")},
-            Limit=limit,
-        )
-        return [self._task_from_item(item) for item in response.get("Items", [])]
+        return self._due_in_index("reap", f"REAP#{shard}", now, limit)
 
     def due(self, bucket: str, shard: int, now: datetime, limit: int) -> list[Task]:
         """Scheduled or retrying tasks of one minute bucket and shard whose time has come."""
+        return self._due_in_index("due", f"DUE#{bucket}#{shard}", now, limit)
+
+    def _due_in_index(self, index: str, partition: str, now: datetime, limit: int) -> list[Task]:
+        """Tasks in one partition of a time-sorted index whose time (the sort key's prefix) is before ``now``."""
+        pk, sk = keys.INDEXES[index]
         response = self._db.call(
             "query",
             TableName=self._table,
-            IndexName="due",
-            KeyConditionExpression="due_pk = :pk AND due_sk < :now",
-            ExpressionAttributeValues={":pk": _s(f"DUE#{bucket}#{shard}"), ":now": _s(f"{ts(now)}#")},
+            IndexName=index,
+            KeyConditionExpression=f"{pk} = :pk AND {sk} < :now",
+            ExpressionAttributeValues={":pk": _s(partition), ":now": _s(f"{ts(now)}#")},
             Limit=limit,
         )
         return [self._task_from_item(item) for item in response.get("Items", [])]
