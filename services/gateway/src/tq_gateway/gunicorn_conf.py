@@ -18,6 +18,8 @@ threads = _settings.gateway_threads
 preload_app = False
 graceful_timeout = 10
 accesslog = None
+# gunicorn 23+ opens a control socket in $HOME by default; several gateways on one machine would share it.
+control_socket_disable = True
 
 
 def child_exit(server: Any, worker: Any) -> None:
