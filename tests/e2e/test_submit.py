@@ -133,6 +133,21 @@ def test_bad_input_gets_a_problem_and_writes_nothing(
     assert stack_item_count(stack) == before
 
 
+def test_chunked_bodies_are_read_and_limited_like_any_other(client: Callable[[str], httpx.Client]) -> None:
+    alice = client("alice")
+
+    def chunked(data: bytes) -> object:
+        yield from (data[i : i + 4096] for i in range(0, len(data), 4096))
+
+    small = alice.post(
+        "/v1/tasks", content=chunked(json.dumps(ECHO).encode()), headers={"content-type": "application/json"}
+    )
+    assert small.status_code == 201, small.text
+    big = json.dumps({**ECHO, "payload": "x" * (300 * 1024)}).encode()
+    large = alice.post("/v1/tasks", content=chunked(big), headers={"content-type": "application/json"})
+    assert large.status_code == 413
+
+
 def stack_item_count(stack: Stack) -> int:
     """Task, event and idempotency items in the stack's table."""
     from tqcore.adapters import aws

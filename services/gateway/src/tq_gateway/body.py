@@ -22,7 +22,11 @@ class BodyLimit:
         )
         if req.content_length is not None and req.content_length > self._max_bytes:
             raise too_large
-        body = req.bounded_stream.read(self._max_bytes + 1)
+        if req.content_length is None and req.env.get("wsgi.input_terminated"):
+            # Chunked upload: no declared length, but the server (gunicorn) ends the stream at the body's end.
+            body = req.stream.read(self._max_bytes + 1)
+        else:
+            body = req.bounded_stream.read(self._max_bytes + 1)
         if len(body) > self._max_bytes:
             raise too_large
         req.context.body = body
