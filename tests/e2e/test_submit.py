@@ -107,6 +107,19 @@ BAD_REQUESTS = [
     ("no token", None, json.dumps(ECHO).encode(), 401),
     ("unknown token", "dev-mallory", json.dumps(ECHO).encode(), 401),
     ("oversize body", "dev-alice", json.dumps({**ECHO, "payload": "x" * (300 * 1024)}).encode(), 413),
+    ("NaN in payload", "dev-alice", b'{"type": "echo", "group": "team-a", "payload": {"x": NaN}}', 400),
+    ("number too large", "dev-alice", b'{"type": "echo", "group": "team-a", "payload": {"x": 1e999}}', 400),
+    ("lone surrogate", "dev-alice", b'{"type": "echo", "group": "team-a", "payload": "\\ud800"}', 400),
+    (
+        "nested too deeply",
+        "dev-alice",
+        b'{"type": "echo", "group": "team-a", "payload": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+        400,
+    ),
+    ("year 1", "dev-alice", json.dumps({**ECHO, "expires_at": "0001-01-01T00:00:00Z"}).encode(), 422),
+    ("past year 9000", "dev-alice", json.dumps({**ECHO, "expires_at": "9999-12-31T23:59:59-05:00"}).encode(), 422),
+    ("naive timestamp", "dev-alice", json.dumps({**ECHO, "schedule": {"at": "2030-01-01T00:00:00"}}).encode(), 422),
+    ("bad cron", "dev-alice", json.dumps({**ECHO, "schedule": {"cron": "61 * * * *"}}).encode(), 422),
 ]
 
 

@@ -110,6 +110,12 @@ def test_malformed_authorization_is_a_401_with_a_bearer_challenge(header: str) -
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize("task_id", ["x" * 3000, "a b", "../etc"])
+def test_ids_that_cannot_exist_are_not_found_without_asking_the_store(task_id: str) -> None:
+    response = client(BrokenStore()).simulate_get(f"/v1/tasks/{task_id}", headers=ALICE)
+    assert response.status_code == 404
+
+
 def test_unknown_routes_are_problems_too() -> None:
     response = client().simulate_get("/v1/nothing-here", headers=ALICE)
     assert response.status_code == 404

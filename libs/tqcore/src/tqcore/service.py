@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -11,11 +12,11 @@ from dataclasses import dataclass
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.errors import (
+    Forbidden,
     IdempotencyMismatch,
     IllegalTransition,
     QueueUnavailable,
     TaskNotFound,
-    TqError,
     UnknownTaskType,
     UnsupportedSchedule,
     VersionConflict,
@@ -25,6 +26,9 @@ from tqcore.domain.task import Task
 from tqcore.ports import Clock, DuplicateRequest, IdempotencyRecord, Registry, TaskQueue, TaskStore
 
 log = logging.getLogger(__name__)
+
+#: The shape of a task id (ULIDs, and the short ids tests use); anything else cannot name a task.
+TASK_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 #: How often a writer re-reads and re-applies its change after losing a version race.
 MAX_CONFLICT_RETRIES = 8
@@ -150,15 +154,13 @@ class Tasks:
             log.warning("enqueue failed; the reaper will re-send", extra={"task_id": task.id}, exc_info=True)
 
     def get(self, task_id: str, principal: Principal) -> Task:
-        """A task the principal may see; others are reported as not found."""
+        """A task the principal may see; others (and ids that cannot exist) are reported as not found."""
+        if not TASK_ID.fullmatch(task_id):
+            raise TaskNotFound(f"no task {task_id[:64]}")
         task = self._store.get(task_id)
         if not principal.can_see(task.group):
             raise TaskNotFound(f"no task {task_id}", task_id=task_id)
         return task
-
-
-class Forbidden(TqError):
-    """Raised when the caller is not allowed to act on a group."""
 
 
 def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: int) -> int:

@@ -16,6 +16,7 @@ from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.errors import (
+    Forbidden,
     IdempotencyMismatch,
     IllegalTransition,
     TaskNotFound,
@@ -26,7 +27,7 @@ from tqcore.domain.errors import (
 from tqcore.domain.model import ErrorInfo, EventType, Status
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
-from tqcore.service import MAX_CONFLICT_RETRIES, Forbidden, Tasks, TypeCatalog, mutate, promote_due, resend_stuck
+from tqcore.service import MAX_CONFLICT_RETRIES, Tasks, TypeCatalog, mutate, promote_due, resend_stuck
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tqcore.domain.codec import event_to_dict
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.errors import IllegalTransition, StaleAttempt
 from tqcore.domain.model import ErrorInfo, EventType, RetryPolicy, RunStatus, Status
@@ -532,7 +533,8 @@ def test_expire_only_after_expires_at(state: str) -> None:
     task.expire(T0 + timedelta(hours=1))
     assert task.status is Status.EXPIRED
     event = task.pending_events[-1]
-    assert (event.actor, event.data) == ("scheduler", {"expires_at": (T0 + timedelta(hours=1)).isoformat()})
+    assert (event.actor, event.data) == ("scheduler", {"expires_at": T0 + timedelta(hours=1)})
+    assert event_to_dict(event)["data"]["expires_at"].endswith("Z")
 
 
 def test_a_task_without_expires_at_never_expires() -> None:

@@ -46,7 +46,7 @@ class Runner:
             if handler is None:
                 raise LookupError(f"this executor has no handler for type {task.type!r}")
             result = handler(ctx)
-            json.dumps(result)  # the result must be JSON; a failure here fails the attempt
+            json.dumps(result, allow_nan=False)  # the result must be strict JSON; if not, the attempt fails
         except TimeoutError as error:
             self.attempts.fail(task, _error(error), RunStatus.TIMED_OUT)
             log.info("attempt timed out", extra=extra)

@@ -32,15 +32,35 @@ class BodyLimit:
         req.context.body = body
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _bad(detail: str) -> falcon.HTTPBadRequest:
+    return falcon.HTTPBadRequest(title="Bad Request", description=detail)
+
+
 def json_object(req: falcon.Request) -> dict[str, Any]:
-    """The body as a JSON object, or a 400 saying what is wrong with it."""
+    """The body as a JSON object, or a 400 saying what is wrong with it.
+
+    Strict JSON only: ``NaN``/``Infinity`` and lone UTF-16 surrogates are refused here, so everything stored
+    can be served back as valid JSON and written to DynamoDB as valid UTF-8.
+    """
     raw = getattr(req.context, "body", b"")
     if not raw.strip():
-        raise falcon.HTTPBadRequest(title="Bad Request", description="the request body is empty; send a JSON object")
+        raise _bad("the request body is empty; send a JSON object")
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise falcon.HTTPBadRequest(title="Bad Request", description=f"the body is not valid JSON: {error}") from None
+        value = json.loads(raw, parse_constant=_no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
+        raise _bad(f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _bad("the body is nested too deeply") from None
     if not isinstance(value, dict):
-        raise falcon.HTTPBadRequest(title="Bad Request", description="the body must be a JSON object")
+        raise _bad("the body must be a JSON object")
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError:
+        raise _bad("the body contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not valid text") from None
+    except ValueError as error:  # a number too large for a float, e.g. 1e999 parsed as inf
+        raise _bad(f"the body is not valid JSON: {error}") from None
     return value

@@ -10,6 +10,7 @@ import falcon
 from pydantic import ValidationError
 
 from tqcore.domain.errors import (
+    Forbidden,
     IdempotencyMismatch,
     IllegalTransition,
     QueueUnavailable,
@@ -20,7 +21,6 @@ from tqcore.domain.errors import (
     UnsupportedSchedule,
     VersionConflict,
 )
-from tqcore.service import Forbidden
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ def ts(value: datetime | None) -> str | None:
     """RFC 3339 in UTC with a ``Z``, millisecond precision."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_ts(value: str | None) -> datetime | None:

@@ -9,15 +9,39 @@ from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 from tqcore.domain.model import Overlap, Priority, RetryPolicy, Schedule
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
+#: Accepted timestamps: anything a task could sensibly be scheduled or expire at.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"timestamp must be between {EARLIEST.year} and {LATEST.year}")
+    return utc
+
+
+#: An RFC 3339 timestamp with an offset, stored in UTC.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class _Strict(BaseModel):
@@ -45,12 +69,12 @@ class RetrySpec(_Strict):
 class ScheduleSpec(_Strict):
     """``schedule`` of a submit or update: exactly one of ``at``, ``every_s`` or ``cron``."""
 
-    at: AwareDatetime | None = None
+    at: Timestamp | None = None
     every_s: float | None = Field(default=None, ge=1, le=366 * 86400)
     cron: str | None = Field(default=None, max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
+    start_at: Timestamp | None = None
+    end_at: Timestamp | None = None
 
     @field_validator("cron")
     @classmethod
@@ -85,12 +109,12 @@ class ScheduleSpec(_Strict):
     def to_domain(self) -> Schedule:
         """The domain's schedule, times in UTC."""
         return Schedule(
-            at=_utc(self.at),
+            at=self.at,
             every_s=self.every_s,
             cron=self.cron,
             timezone=self.timezone or ("UTC" if self.cron else None),
-            start_at=_utc(self.start_at),
-            end_at=_utc(self.end_at),
+            start_at=self.start_at,
+            end_at=self.end_at,
         )
 
 
@@ -104,7 +128,7 @@ class SubmitTask(_Strict):
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     schedule: ScheduleSpec | None = None
     overlap: Overlap = Overlap.SKIP
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     retry: RetrySpec = Field(default_factory=RetrySpec)
     timeout_s: int = Field(default=300, ge=1, le=43200)
     name: str | None = Field(default=None, max_length=200)
@@ -126,7 +150,7 @@ class SubmitTask(_Strict):
             "idempotency_key": self.idempotency_key,
             "schedule": self.schedule.to_domain() if self.schedule else None,
             "overlap": self.overlap,
-            "expires_at": _utc(self.expires_at),
+            "expires_at": self.expires_at,
             "retry": self.retry.to_domain(),
             "timeout_s": self.timeout_s,
             "name": self.name,

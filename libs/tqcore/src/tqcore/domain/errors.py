@@ -35,6 +35,10 @@ class VersionConflict(TqError):
         self.current = current
 
 
+class Forbidden(TqError):
+    """Raised when the caller is not allowed to act on a group."""
+
+
 class IdempotencyMismatch(TqError):
     """Raised when an idempotency key is reused with a different request body."""
 

@@ -210,7 +210,7 @@ class Task:
         self.status = Status.EXPIRED
         self.finished_at = now
         self.next_run_at = None
-        self._record(EventType.EXPIRED, now, actor, {"expires_at": self.expires_at.isoformat()})
+        self._record(EventType.EXPIRED, now, actor, {"expires_at": self.expires_at})
 
     def update(self, changes: dict[str, Any], actor: str, now: datetime) -> None:
         """Change user-settable fields; not on a terminal task."""
