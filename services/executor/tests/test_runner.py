@@ -51,6 +51,7 @@ def env() -> tuple[Tasks, InMemoryTaskStore, RecordingQueue, Runner, HandlerRegi
     handlers.register("opaque", lambda ctx: object())
     handlers.register("slow", lambda ctx: (_ for _ in ()).throw(TimeoutError("ran past 1 s")))
     handlers.register("count", Counter)
+    handlers.register("huge", lambda ctx: "x" * 500_000)
     handlers.setup()
     types = [*handlers.types, "unhandled"]
     tasks = Tasks(store, queue, TypeCatalog(InMemoryRegistry(types)), clock, iter(f"t-{n}" for n in range(99)).__next__)
@@ -127,3 +128,21 @@ def test_the_dispatch_is_a_message_dramatiq_can_decode(env: Any) -> None:
     submit(tasks, "echo", priority="high")
     message = dramatiq.Message.decode(Dispatch.of(queue.sent[-1]).encode().encode())
     assert (message.queue_name, message.actor_name) == ("high", "run_high")
+
+
+def test_a_task_past_its_expiry_is_expired_instead_of_run(env: Any) -> None:
+    tasks, store, queue, runner, handlers = env
+    task_id = submit(tasks, "count", expires_at="2000-01-01T00:00:00Z")
+    run_last(queue, runner)
+    assert store.get(task_id).status is Status.EXPIRED
+    assert handlers.get("count").calls == 0
+
+
+def test_a_result_too_large_to_store_fails_the_attempt_clearly(env: Any) -> None:
+    tasks, store, queue, runner, _ = env
+    task_id = submit(tasks, "huge")
+    run_last(queue, runner)
+    task = store.get(task_id)
+    assert task.status is Status.RETRYING
+    assert task.last_error is not None
+    assert task.last_error.type == "ResultTooLarge"

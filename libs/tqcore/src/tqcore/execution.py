@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from tqcore.dispatch import Dispatch
-from tqcore.domain.errors import IllegalTransition, StaleAttempt, TaskNotFound
-from tqcore.domain.model import ErrorInfo, RunStatus
+from tqcore.domain.errors import IllegalTransition, StaleAttempt, StoreUnavailable, TaskNotFound, TaskTooLarge
+from tqcore.domain.model import ErrorInfo, RunStatus, Status
 from tqcore.domain.task import Task
 from tqcore.ports import Clock, TaskStore
 from tqcore.service import mutate
 
 log = logging.getLogger(__name__)
+
+#: Pauses between local retries of an outcome write while the store is unavailable.
+OUTCOME_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)
 
 
 class Attempts:
@@ -50,6 +56,9 @@ class Attempts:
                 log.warning("dropping a message for a task that does not exist", extra={"task_id": dispatch.task_id})
                 return None
         now = self._clock.now()
+        if task.is_expired(now) and task.status is Status.QUEUED:
+            self._expire(task, now)
+            return None
         try:
             return mutate(self._store, task, lambda t: t.claim(dispatch.attempt, self.worker, now, self._lease_s))
         except IllegalTransition as refused:
@@ -60,11 +69,22 @@ class Attempts:
             )
             return None
 
+    def _expire(self, task: Task, now: datetime) -> None:
+        with contextlib.suppress(IllegalTransition):  # claimed, cancelled or changed meanwhile
+            mutate(self._store, task, lambda t: t.expire(now, f"executor:{self.worker}"))
+        log.info("not claiming: expired", extra={"task_id": task.id})
+
     def succeed(self, task: Task, result: Any) -> Task | None:
-        """Record success; ``None`` if the attempt no longer owns the task (a zombie is never recorded)."""
+        """Record success; ``None`` if the attempt no longer owns the task (a zombie is never recorded).
+
+        A result too large to store fails the attempt with ``ResultTooLarge`` instead.
+        """
         now = self._clock.now()
         token = task.claim_seq
-        return self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now, claim_seq=token))
+        try:
+            return self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now, claim_seq=token))
+        except TaskTooLarge as error:
+            return self.fail(task, ErrorInfo("ResultTooLarge", error.message))
 
     def fail(self, task: Task, error: ErrorInfo, run_status: RunStatus = RunStatus.FAILED) -> Task | None:
         """Record failure (retrying or dead-lettered); ``None`` if the attempt no longer owns the task."""
@@ -79,8 +99,17 @@ class Attempts:
         )
 
     def _fenced(self, task: Task, change: Callable[[Task], None]) -> Task | None:
-        try:
-            return mutate(self._store, task, change)
-        except StaleAttempt as stale:
-            log.warning("outcome discarded: %s", stale, extra={"task_id": task.id, "attempt": task.attempts})
-            return None
+        # The outcome is the one write an attempt cannot do without: after botocore's own retries, keep
+        # trying through a throttle for a while before giving the message back to SQS.
+        for pause_s in (*OUTCOME_RETRY_PAUSES_S, None):
+            try:
+                return mutate(self._store, task, change)
+            except StaleAttempt as stale:
+                log.warning("outcome discarded: %s", stale, extra={"task_id": task.id, "attempt": task.attempts})
+                return None
+            except StoreUnavailable:
+                if pause_s is None:
+                    raise
+                log.warning("store unavailable; retrying the outcome in %.1f s", pause_s, extra={"task_id": task.id})
+                time.sleep(pause_s)
+        raise AssertionError("unreachable")

@@ -15,24 +15,25 @@ from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock
 from tqcore.logs import configure_logging
-from tqcore.ports import Clock, TaskQueue, TaskStore
+from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
 from tqcore.presence import Presence
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
-#: Builds a service's pass from the store, the queue and the clock.
-PassFactory = Callable[[TaskStore, TaskQueue, Clock], Callable[[], object]]
+#: Builds a service's pass from the store, the queue, the registry and the clock.
+PassFactory = Callable[[TaskStore, TaskQueue, Registry, Clock], Callable[[], object]]
 
 
 def run_periodic_service(service: str, settings: CoreSettings, interval_s: float, make_pass: PassFactory) -> int:
     """Wire the AWS adapters, announce presence, and run the pass every ``interval_s`` until SIGTERM."""
     configure_logging(service)
     ddb = aws.client(settings, "dynamodb")
+    registry = DynamoRegistry(ddb, settings)
     one_pass = make_pass(
-        DynamoTaskStore(ddb, settings), SqsTaskQueue(aws.client(settings, "sqs"), settings), SystemClock()
+        DynamoTaskStore(ddb, settings), SqsTaskQueue(aws.client(settings, "sqs"), settings), registry, SystemClock()
     )
-    presence = Presence(DynamoRegistry(ddb, settings), service, f"{socket.gethostname()}:{os.getpid()}", interval_s=5)
+    presence = Presence(registry, service, f"{socket.gethostname()}:{os.getpid()}", interval_s=5)
     presence.start()
     run_every(interval_s, one_pass)
     presence.stop()

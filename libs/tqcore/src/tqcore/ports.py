@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -64,12 +64,16 @@ class TaskStore(Protocol):
         """The live record for a key, if any."""
         ...
 
-    def reapable(self, shard: int, now: datetime, limit: int) -> list[Task]:
-        """Queued or running tasks of one shard whose re-send or lease deadline has passed."""
+    def unclaimed(self, shard: int, now: datetime) -> Iterator[Task]:
+        """Queued tasks of one shard still unclaimed past their re-send deadline, oldest first."""
         ...
 
-    def due(self, bucket: str, shard: int, now: datetime, limit: int) -> list[Task]:
-        """Scheduled or retrying tasks of one minute bucket and shard whose time has come."""
+    def lease_expired(self, shard: int, now: datetime) -> Iterator[Task]:
+        """Running tasks of one shard whose lease has run out, oldest first."""
+        ...
+
+    def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
+        """Scheduled or retrying tasks of one minute bucket and shard whose time has come, oldest first."""
         ...
 
 
@@ -98,4 +102,12 @@ class Registry(Protocol):
 
     def alive(self) -> dict[str, list[str]]:
         """Live instances by service name."""
+        ...
+
+    def mark(self, name: str) -> datetime | None:
+        """A named high-water time shared by replicas (e.g. the scheduler's drained buckets), if set."""
+        ...
+
+    def advance_mark(self, name: str, to: datetime) -> None:
+        """Move a named mark forward to ``to``; never backwards, whoever else moves it."""
         ...

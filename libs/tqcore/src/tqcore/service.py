@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -39,6 +40,7 @@ def mutate(store: TaskStore, task: Task, change: Callable[[Task], None]) -> Task
 
     Domain errors from ``change`` (an illegal transition, a stale attempt) propagate unchanged.
     """
+    task = copy.deepcopy(task)  # a change that fails to commit must not leak into the caller's object
     for attempt in range(MAX_CONFLICT_RETRIES):
         change(task)
         try:
@@ -172,9 +174,7 @@ def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: in
     now = clock.now()
     sent = 0
     for shard in range(shards):
-        for task in store.reapable(shard, now, limit=100):
-            if task.status is not Status.QUEUED:
-                continue
+        for task in list(store.unclaimed(shard, now)):
             try:
                 task = mutate(store, task, lambda t: t.resend(now))
             except IllegalTransition:
@@ -195,11 +195,12 @@ def promote_due(
     promoted = 0
     for bucket in buckets:
         for shard in range(shards):
-            for task in store.due(bucket, shard, now, limit=100):
+            for task in list(store.due(bucket, shard, now)):
                 try:
-                    task = mutate(store, task, lambda t: t.promote(now, actor))
+                    task = mutate(store, task, lambda t: t.promote_or_expire(now, actor))
                 except IllegalTransition:
                     continue  # promoted, cancelled or changed meanwhile
-                queue.send(task)
-                promoted += 1
+                if task.status is Status.QUEUED:
+                    queue.send(task)
+                    promoted += 1
     return promoted

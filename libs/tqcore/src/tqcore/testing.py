@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from tqcore.adapters.dynamodb import keys
-from tqcore.domain.codec import ts
-from tqcore.domain.errors import QueueUnavailable, TaskNotFound, VersionConflict
-from tqcore.domain.model import Event
+from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
+from tqcore.domain.codec import task_to_dict, ts
+from tqcore.domain.errors import QueueUnavailable, TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.model import Event, Status
 from tqcore.domain.task import Task
 from tqcore.ports import DuplicateRequest, IdempotencyRecord
 
@@ -66,6 +68,9 @@ class InMemoryTaskStore:
             self._save(task)
 
     def _save(self, task: Task) -> None:
+        size = len(json.dumps(task_to_dict(task)).encode())
+        if size > MAX_SNAPSHOT_BYTES:
+            raise TaskTooLarge(f"task {task.id} would be {size} bytes")
         self._events.setdefault(task.id, []).extend(task.pending_events)
         self._tasks[task.id] = replace(copy.deepcopy(task), pending_events=[])
 
@@ -85,15 +90,19 @@ class InMemoryTaskStore:
         """The record for a key, if any."""
         return self._idem.get((group, key))
 
-    def reapable(self, shard: int, now: datetime, limit: int) -> list[Task]:
-        """Tasks of a shard past their reap deadline (same rule as the DynamoDB index)."""
-        return self._indexed("reap", f"REAP#{shard}", now, limit)
+    def unclaimed(self, shard: int, now: datetime) -> Iterator[Task]:
+        """Queued tasks of a shard past their re-send deadline (same rule as the DynamoDB index)."""
+        return iter(self._indexed("reap", keys.reap_partition(Status.QUEUED, shard), now))
 
-    def due(self, bucket: str, shard: int, now: datetime, limit: int) -> list[Task]:
+    def lease_expired(self, shard: int, now: datetime) -> Iterator[Task]:
+        """Running tasks of a shard past their lease (same rule as the DynamoDB index)."""
+        return iter(self._indexed("reap", keys.reap_partition(Status.RUNNING, shard), now))
+
+    def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
         """Due tasks of a bucket and shard (same rule as the DynamoDB index)."""
-        return self._indexed("due", f"DUE#{bucket}#{shard}", now, limit)
+        return iter(self._indexed("due", f"DUE#{bucket}#{shard}", now))
 
-    def _indexed(self, index: str, pk: str, now: datetime, limit: int) -> list[Task]:
+    def _indexed(self, index: str, pk: str, now: datetime) -> list[Task]:
         hits = []
         with self._lock:
             for task in self._tasks.values():
@@ -105,7 +114,7 @@ class InMemoryTaskStore:
                 )
                 if attrs.get(f"{index}_pk") == pk and attrs[f"{index}_sk"] < f"{ts(now)}#":
                     hits.append((attrs[f"{index}_sk"], copy.deepcopy(task)))
-        return [task for _, task in sorted(hits, key=lambda hit: hit[0])[:limit]]
+        return [task for _, task in sorted(hits, key=lambda hit: hit[0])]
 
 
 class RecordingQueue:
@@ -129,6 +138,7 @@ class InMemoryRegistry:
     def __init__(self, types: Sequence[str] = ()) -> None:
         self._types = set(types)
         self._alive: dict[str, set[str]] = {}
+        self._marks: dict[str, datetime] = {}
 
     def register_types(self, types: Sequence[str], by: str) -> None:
         """Add types."""
@@ -145,3 +155,12 @@ class InMemoryRegistry:
     def alive(self) -> dict[str, list[str]]:
         """Live instances."""
         return {service: sorted(instances) for service, instances in self._alive.items()}
+
+    def mark(self, name: str) -> datetime | None:
+        """A named mark."""
+        return self._marks.get(name)
+
+    def advance_mark(self, name: str, to: datetime) -> None:
+        """Move a mark forward only."""
+        if name not in self._marks or self._marks[name] < to:
+            self._marks[name] = to

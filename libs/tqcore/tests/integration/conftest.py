@@ -10,7 +10,9 @@ from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.bootstrap import bootstrap
+from tqcore.ports import TaskStore
 from tqcore.settings import CoreSettings
+from tqcore.testing import InMemoryTaskStore
 from tqdev.stack import unique_prefix
 
 
@@ -23,8 +25,16 @@ def settings(emulator: str) -> CoreSettings:
 
 
 @pytest.fixture
-def store(settings: CoreSettings) -> DynamoTaskStore:
+def dynamo_store(settings: CoreSettings) -> DynamoTaskStore:
     """The DynamoDB task store."""
+    return DynamoTaskStore(aws.client(settings, "dynamodb"), settings)
+
+
+@pytest.fixture(params=["dynamodb", "in-memory"])
+def store(request: pytest.FixtureRequest, settings: CoreSettings) -> TaskStore:
+    """Each store test runs against DynamoDB and against the in-memory fake: one contract for both."""
+    if request.param == "in-memory":
+        return InMemoryTaskStore(resend_after_s=settings.resend_after_s, reap_shards=settings.reap_shards)
     return DynamoTaskStore(aws.client(settings, "dynamodb"), settings)
 
 

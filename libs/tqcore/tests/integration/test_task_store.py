@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 
+from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import TaskNotFound, VersionConflict
+from tqcore.domain.errors import TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
-from tqcore.ports import DuplicateRequest, IdempotencyRecord
+from tqcore.ports import DuplicateRequest, IdempotencyRecord, TaskStore
 from tqcore.service import mutate
+from tqcore.settings import CoreSettings
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +31,7 @@ def new_task(**body: Any) -> Task:
     )
 
 
-def test_create_then_get_returns_the_snapshot_and_its_events(store: DynamoTaskStore) -> None:
+def test_create_then_get_returns_the_snapshot_and_its_events(store: TaskStore) -> None:
     # Given a submitted task
     task = new_task(payload={"x": 1})
     # When it is created
@@ -40,12 +42,12 @@ def test_create_then_get_returns_the_snapshot_and_its_events(store: DynamoTaskSt
     assert [(e.seq, e.type.value) for e in store.events(task.id)] == [(1, "submitted"), (2, "queued")]
 
 
-def test_get_unknown_task_raises_not_found(store: DynamoTaskStore) -> None:
+def test_get_unknown_task_raises_not_found(store: TaskStore) -> None:
     with pytest.raises(TaskNotFound):
         store.get("no-such-task")
 
 
-def test_commit_on_a_stale_version_is_refused_and_returns_the_current_task(store: DynamoTaskStore) -> None:
+def test_commit_on_a_stale_version_is_refused_and_returns_the_current_task(store: TaskStore) -> None:
     # Given two readers of the same task
     task = new_task()
     store.create(task)
@@ -62,7 +64,7 @@ def test_commit_on_a_stale_version_is_refused_and_returns_the_current_task(store
     assert [e.type.value for e in store.events(task.id)].count("claimed") == 1
 
 
-def test_two_writers_racing_one_wins_and_no_event_is_lost_or_duplicated(store: DynamoTaskStore) -> None:
+def test_two_writers_racing_one_wins_and_no_event_is_lost_or_duplicated(store: TaskStore) -> None:
     # Given one task and two writers released at the same instant, many rounds
     task = new_task()
     store.create(task)
@@ -98,7 +100,7 @@ def test_two_writers_racing_one_wins_and_no_event_is_lost_or_duplicated(store: D
     assert final.version == 2 + rounds
 
 
-def test_concurrent_mutations_through_mutate_all_apply_exactly_once(store: DynamoTaskStore) -> None:
+def test_concurrent_mutations_through_mutate_all_apply_exactly_once(store: TaskStore) -> None:
     # Given eight writers each appending their own marker through the optimistic retry loop
     task = new_task(payload={"seen": []})
     store.create(task)
@@ -121,7 +123,7 @@ def test_concurrent_mutations_through_mutate_all_apply_exactly_once(store: Dynam
     assert final.version == 2 + 8
 
 
-def test_idempotency_record_is_written_with_the_task_and_blocks_a_second_create(store: DynamoTaskStore) -> None:
+def test_idempotency_record_is_written_with_the_task_and_blocks_a_second_create(store: TaskStore) -> None:
     # Given a task created with an idempotency key
     first = new_task(idempotency_key="k")
     record = IdempotencyRecord("team-a", "k", "fp-1", first.id)
@@ -141,19 +143,54 @@ def test_idempotency_record_is_written_with_the_task_and_blocks_a_second_create(
     assert store.idempotency_record("team-b", "k") is not None
 
 
-def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: DynamoTaskStore) -> None:
+def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: TaskStore) -> None:
     task = new_task()
     store.create(task)
     shards = range(4)
-    # Before the deadline (resend_after_s=1 in these settings) nothing is reapable
-    assert not [t for s in shards for t in store.reapable(s, NOW, 100) if t.id == task.id]
+
+    def unclaimed(at: datetime) -> list[Task]:
+        return [t for s in shards for t in store.unclaimed(s, at) if t.id == task.id]
+
+    def lease_expired(at: datetime) -> list[Task]:
+        return [t for s in shards for t in store.lease_expired(s, at) if t.id == task.id]
+
+    # Before the deadline (resend_after_s=1 in these settings) nothing is unclaimed
+    assert not unclaimed(NOW)
     later = NOW + timedelta(seconds=2)
-    found = [t for s in shards for t in store.reapable(s, later, 100) if t.id == task.id]
-    assert [t.status for t in found] == [Status.QUEUED]
+    assert [t.status for t in unclaimed(later)] == [Status.QUEUED]
+    assert not lease_expired(later)
     # Once claimed, the deadline becomes the lease expiry
     claimed = store.get(task.id)
     claimed.claim(1, "h:1", NOW, 30)
     store.commit(claimed)
-    assert not [t for s in shards for t in store.reapable(s, later, 100) if t.id == task.id]
+    assert not unclaimed(later)
+    assert not lease_expired(later)
     expired = NOW + timedelta(seconds=31)
-    assert [t.status for s in shards for t in store.reapable(s, expired, 100) if t.id == task.id] == [Status.RUNNING]
+    assert [t.status for t in lease_expired(expired)] == [Status.RUNNING]
+    assert not unclaimed(expired)
+
+
+def test_index_walks_page_through_more_than_a_page_of_due_tasks(settings: CoreSettings) -> None:
+    # Given a store that reads the index 5 items a page, and 40 unclaimed tasks over its 4 shards
+    store = DynamoTaskStore(aws.client(settings, "dynamodb"), settings, page_size=5)
+    made = [new_task() for _ in range(40)]
+    for task in made:
+        store.create(task)
+    later = NOW + timedelta(seconds=5)
+    # Then walking every shard finds every one of them
+    found = [t for shard in range(4) for t in store.unclaimed(shard, later)]
+    assert sorted(t.id for t in found) == sorted(t.id for t in made)
+
+
+def test_a_too_large_task_is_refused_with_a_domain_error(dynamo_store: DynamoTaskStore) -> None:
+    store = dynamo_store
+    task = new_task(payload="x" * 250_000)
+    store.create(task)
+    running = store.get(task.id)
+    running.claim(1, "h:1", NOW, 30)
+    store.commit(running)
+    stored = store.get(task.id)
+    stored.succeed(1, "h:1", "y" * 250_000, NOW)
+    with pytest.raises(TaskTooLarge):
+        store.commit(stored)
+    assert store.get(task.id).status is Status.RUNNING

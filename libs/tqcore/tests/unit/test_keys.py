@@ -82,7 +82,13 @@ def test_dlq_keys_sort_by_when_the_task_failed() -> None:
 def test_a_running_task_is_reaped_when_its_lease_expires() -> None:
     task = task_in(Status.RUNNING)
     assert reap_deadline(task) == T0 + timedelta(seconds=45)
-    assert attrs(task)["reap_pk"] == f"REAP#{keys.shard_of(task.id, 8)}"
+    assert attrs(task)["reap_pk"] == f"REAP#R#{keys.shard_of(task.id, 8)}"
+
+
+def test_queued_and_running_tasks_never_share_a_reap_partition() -> None:
+    queued, running = attrs(task_in(Status.QUEUED))["reap_pk"], attrs(task_in(Status.RUNNING))["reap_pk"]
+    assert queued.startswith("REAP#Q#")
+    assert running.startswith("REAP#R#")
 
 
 @pytest.mark.parametrize(("resends", "wait_s"), [(0, 30), (1, 60), (2, 120), (3, 240), (4, 480), (5, 930), (12, 930)])

@@ -136,8 +136,13 @@ class Stack:
         return Proc(name, argv, self.env(service or name), self.config.run_dir / f"{name}.log")
 
     def stop(self) -> None:
-        """Stop every process this stack started (executors first, so they release work)."""
+        """Stop every process this stack started (executors first, so they release work).
+
+        Executors get their shutdown grace (``TQ_SHUTDOWN_GRACE_S``) plus a margin before SIGKILL, so a
+        running attempt may finish instead of being killed mid-way.
+        """
+        grace_s = float(self.env("executor").get("TQ_SHUTDOWN_GRACE_S", "25"))
         for proc in reversed(self.procs):
-            proc.stop()
+            proc.stop(timeout_s=grace_s + 5 if proc in self.executors else 15)
         self.procs.clear()
         self.executors.clear()

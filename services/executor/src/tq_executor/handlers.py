@@ -20,7 +20,8 @@ class TaskContext:
     payload: Any
     timeout_s: int
     worker: str
-    #: Set when the attempt must stop (task cancelled, lease lost, executor shutting down).
+    #: Set when the attempt must stop. Handlers wait on it (``sleep``) so they can stop early; nothing sets
+    #: it yet: cancellation and lost leases set it once heartbeats exist (the crash-proof execution issue).
     stop: threading.Event = field(default_factory=threading.Event)
     #: Captured output lines for the run log.
     output: list[str] = field(default_factory=list)

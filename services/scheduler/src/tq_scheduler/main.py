@@ -16,8 +16,8 @@ def main() -> int:
         "scheduler",
         settings,
         settings.scheduler_interval_s,
-        lambda store, queue, clock: (
-            Scheduler(store, queue, clock, shards=settings.due_shards, catchup_s=settings.catchup_s).run_once
+        lambda store, queue, registry, clock: (
+            Scheduler(store, queue, registry, clock, shards=settings.due_shards, catchup_s=settings.catchup_s).run_once
         ),
     )
 

@@ -51,6 +51,10 @@ class UnsupportedSchedule(TqError):
     """Raised when a schedule kind is valid but this version cannot run it yet."""
 
 
+class TaskTooLarge(TqError):
+    """Raised when a task (payload and result together) would not fit in one stored item."""
+
+
 class StoreUnavailable(TqError):
     """Raised when the task store is throttled or cannot be reached; the caller may retry later."""
 

@@ -120,6 +120,17 @@ class Task:
             raise IllegalTransition("task is not due yet", next_run_at=self.next_run_at)
         self._enqueue(now, actor)
 
+    def promote_or_expire(self, now: datetime, actor: str = "scheduler") -> None:
+        """Promote a due task, or expire it if its ``expires_at`` has passed: no attempt starts after it."""
+        if self.is_expired(now) and self.status in (Status.SCHEDULED, Status.RETRYING):
+            self.expire(now, actor)
+        else:
+            self.promote(now, actor)
+
+    def is_expired(self, now: datetime) -> bool:
+        """True once ``expires_at`` has passed."""
+        return self.expires_at is not None and self.expires_at <= now
+
     def resend(self, now: datetime, actor: str = "reaper") -> None:
         """A ``queued`` task nobody claimed in time is sent again (a new version, so a new message)."""
         self._require(Status.QUEUED)

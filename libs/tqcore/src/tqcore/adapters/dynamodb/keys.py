@@ -17,6 +17,7 @@ EVENT_PREFIX = "EVT#"
 IDEM_SK = "IDEM"
 CATALOG_PK = "CATALOG"
 PRESENCE_PK = "PRESENCE"
+MARK_PK = "MARK"
 
 #: Global secondary indexes: name -> (partition key attribute, sort key attribute).
 INDEXES: dict[str, tuple[str, str]] = {
@@ -65,12 +66,19 @@ def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_af
         attrs["due_sk"] = f"{ts(task.next_run_at)}#{task.id}"
     reap_at = _reap_at(task, resend_after_s)
     if reap_at is not None:
-        attrs["reap_pk"] = f"REAP#{shard_of(task.id, reap_shards)}"
+        attrs["reap_pk"] = reap_partition(task.status, shard_of(task.id, reap_shards))
         attrs["reap_sk"] = f"{ts(reap_at)}#{task.id}"
     if task.status is Status.FAILED:
         attrs["dlq_pk"] = f"DLQ#{task.group}"
         attrs["dlq_sk"] = f"{ts(task.finished_at)}#{task.id}"
     return attrs
+
+
+def reap_partition(status: Status, shard: int) -> str:
+    """``reap`` index partition: queued (re-send deadlines) and running (lease expiries) kept apart, so a
+    pile of one kind never hides the other from a query."""
+    kind = "Q" if status is Status.QUEUED else "R"
+    return f"REAP#{kind}#{shard}"
 
 
 def _reap_at(task: Task, resend_after_s: float) -> datetime | None:

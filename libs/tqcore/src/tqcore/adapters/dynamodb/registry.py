@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.table import Table
+from tqcore.domain.codec import parse_ts, ts
 from tqcore.settings import CoreSettings
 
 
@@ -61,6 +65,32 @@ class DynamoRegistry:
                 keys.TTL_ATTRIBUTE: {"N": str(until + 3600)},
             },
         )
+
+    def mark(self, name: str) -> datetime | None:
+        """A named shared mark."""
+        response = self._db.call(
+            "get_item",
+            TableName=self._table,
+            Key={"PK": {"S": keys.MARK_PK}, "SK": {"S": name}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return parse_ts(item["at"]["S"]) if item else None
+
+    def advance_mark(self, name: str, to: datetime) -> None:
+        """Move a mark forward (a no-op if another replica already moved it further)."""
+        try:
+            self._db.call(
+                "put_item",
+                TableName=self._table,
+                Item={"PK": {"S": keys.MARK_PK}, "SK": {"S": name}, "at": {"S": ts(to)}},
+                ConditionExpression="attribute_not_exists(PK) OR #at < :to",
+                ExpressionAttributeNames={"#at": "at"},
+                ExpressionAttributeValues={":to": {"S": ts(to)}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
     def alive(self) -> dict[str, list[str]]:
         """Instances whose heartbeat has not run out, by service."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -12,11 +15,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.table import UNAVAILABLE_CODES, Table, unavailable
 from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
-from tqcore.domain.errors import TaskNotFound, VersionConflict
-from tqcore.domain.model import Event
+from tqcore.domain.errors import TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.model import Event, Status
 from tqcore.domain.task import Task
 from tqcore.ports import DuplicateRequest, IdempotencyRecord
 from tqcore.settings import CoreSettings
+
+log = logging.getLogger(__name__)
+
+#: Items per page when walking an index.
+PAGE_SIZE = 100
+#: A task snapshot must leave room under DynamoDB's 400 KB item limit for its keys and index attributes.
+MAX_SNAPSHOT_BYTES = 380_000
 
 
 def _s(value: str) -> dict[str, str]:
@@ -34,7 +44,8 @@ def _dumps(value: Any) -> str:
 class DynamoTaskStore:
     """Tasks in tq's single table (see ``keys`` for the layout)."""
 
-    def __init__(self, client: Any, settings: CoreSettings) -> None:
+    def __init__(self, client: Any, settings: CoreSettings, *, page_size: int = PAGE_SIZE) -> None:
+        self._page_size = page_size
         self._db = Table(client, settings.table_name)
         self._table = settings.table_name
         self._settings = settings
@@ -109,7 +120,9 @@ class DynamoTaskStore:
     def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Run a transaction; the cancellation reasons if a condition failed, ``None`` on success."""
         try:
-            self._db.client.transact_write_items(TransactItems=items)
+            # One token per logical commit: botocore's retries of this call resend it, so a commit whose
+            # response was lost is not applied twice (nor refused by its own version condition).
+            self._db.client.transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "TransactionCanceledException":
@@ -142,13 +155,18 @@ class DynamoTaskStore:
         ]
 
     def _snapshot_item(self, task: Task) -> dict[str, Any]:
+        doc = _dumps(task_to_dict(task))
+        if len(doc.encode()) > MAX_SNAPSHOT_BYTES:
+            raise TaskTooLarge(
+                f"task {task.id} would be {len(doc.encode())} bytes; a task item holds at most {MAX_SNAPSHOT_BYTES}"
+            )
         item: dict[str, Any] = {
             "PK": _s(keys.task_pk(task.id)),
             "SK": _s(keys.SNAPSHOT_SK),
             "version": _n(task.version),
             "status": _s(task.status.value),
             "attempts": _n(task.attempts),
-            "doc": _s(_dumps(task_to_dict(task))),
+            "doc": _s(doc),
         }
         if task.worker is not None:
             item["worker"] = _s(task.worker)
@@ -196,26 +214,42 @@ class DynamoTaskStore:
             return None
         return self._idem_record(group, key, item)
 
-    def reapable(self, shard: int, now: datetime, limit: int) -> list[Task]:
-        """Queued or running tasks of one shard whose deadline (re-send or lease expiry) has passed."""
-        return self._due_in_index("reap", f"REAP#{shard}", now, limit)
+    def unclaimed(self, shard: int, now: datetime) -> Iterator[Task]:
+        """Queued tasks of one shard still unclaimed past their re-send deadline, oldest first."""
+        return self._due_in_index("reap", keys.reap_partition(Status.QUEUED, shard), now)
 
-    def due(self, bucket: str, shard: int, now: datetime, limit: int) -> list[Task]:
-        """Scheduled or retrying tasks of one minute bucket and shard whose time has come."""
-        return self._due_in_index("due", f"DUE#{bucket}#{shard}", now, limit)
+    def lease_expired(self, shard: int, now: datetime) -> Iterator[Task]:
+        """Running tasks of one shard whose lease has run out, oldest first."""
+        return self._due_in_index("reap", keys.reap_partition(Status.RUNNING, shard), now)
 
-    def _due_in_index(self, index: str, partition: str, now: datetime, limit: int) -> list[Task]:
-        """Tasks in one partition of a time-sorted index whose time (the sort key's prefix) is before ``now``."""
+    def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
+        """Scheduled or retrying tasks of one minute bucket and shard whose time has come, oldest first."""
+        return self._due_in_index("due", f"DUE#{bucket}#{shard}", now)
+
+    def _due_in_index(self, index: str, partition: str, now: datetime) -> Iterator[Task]:
+        """Tasks in one partition of a time-sorted index whose time (the sort key's prefix) is before ``now``,
+        a page at a time. An item that cannot be decoded is logged and skipped: one bad item must never
+        stop the scheduler or the reaper."""
         pk, sk = keys.INDEXES[index]
-        response = self._db.call(
-            "query",
-            TableName=self._table,
-            IndexName=index,
-            KeyConditionExpression=f"{pk} = :pk AND {sk} < :now",
-            ExpressionAttributeValues={":pk": _s(partition), ":now": _s(f"{ts(now)}#")},
-            Limit=limit,
-        )
-        return [self._task_from_item(item) for item in response.get("Items", [])]
+        start: dict[str, Any] | None = None
+        while True:
+            page = self._db.call(
+                "query",
+                TableName=self._table,
+                IndexName=index,
+                KeyConditionExpression=f"{pk} = :pk AND {sk} < :now",
+                ExpressionAttributeValues={":pk": _s(partition), ":now": _s(f"{ts(now)}#")},
+                Limit=self._page_size,
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            for item in page.get("Items", []):
+                try:
+                    yield self._task_from_item(item)
+                except (KeyError, ValueError, TypeError):
+                    log.error("skipping an undecodable item %s in index %s", item.get("PK"), index, exc_info=True)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return
 
     # -------------------------------------------------------------- internals
     @staticmethod
