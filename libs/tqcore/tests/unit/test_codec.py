@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tqcore.domain.codec import (
     event_from_dict,
@@ -312,3 +313,19 @@ def test_datetimes_inside_event_data_become_timestamps() -> None:
 def test_event_data_defaults_to_empty() -> None:
     event = event_from_dict({"seq": 3, "type": "cancelled", "at": "2026-01-05T08:00:00Z", "actor": "bob", "data": None})
     assert event == Event(seq=3, type=EventType.CANCELLED, at=T0, actor="bob", data={})
+
+
+@pytest.mark.parametrize("year", [1970, 999, 1, 8999])
+def test_timestamps_of_any_year_round_trip(year: int) -> None:
+    # Years below 1000 must be zero-padded, or parse_ts cannot read them back (a stored task would be unreadable).
+    at = datetime(year, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+    text = ts(at)
+    assert text is not None
+    assert text.startswith(f"{year:04d}-")
+    assert parse_ts(text) == at
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-05:00", "1969-12-31T23:59:59Z"])
+def test_submit_refuses_timestamps_outside_1970_to_9000(value: str) -> None:
+    with pytest.raises(ValidationError):
+        SubmitTask.model_validate({"type": "echo", "group": "g", "expires_at": value})
