@@ -21,6 +21,16 @@ class IdempotencyRecord:
     task_id: str
 
 
+@dataclass(frozen=True)
+class LeaseRecord:
+    """Who holds which claim of a running task, until when."""
+
+    task_id: str
+    claim_seq: int
+    worker: str
+    expires_at: datetime
+
+
 class DuplicateRequest(Exception):
     """Raised by :meth:`TaskStore.create` when the idempotency key is already taken."""
 
@@ -48,12 +58,17 @@ class TaskStore(Protocol):
         """The current snapshot; raises ``TaskNotFound``."""
         ...
 
-    def commit(self, task: Task) -> None:
+    def commit(self, task: Task, *, lease_expired_before: datetime | None = None) -> None:
         """Persist the task's pending events and snapshot if nobody else committed first.
 
         Raises ``VersionConflict`` (carrying the current task when known) if the stored version is not
-        ``task.version - len(task.pending_events)``.
+        ``task.version - len(task.pending_events)``. The running attempt's lease is put or removed with it;
+        with ``lease_expired_before`` (a reclaim) the lease must still be expired then, or ``LeaseHeld``.
         """
+        ...
+
+    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> bool:
+        """Heartbeat: move claim ``claim_seq``'s lease to ``until``; False if that claim lost the lease."""
         ...
 
     def events(self, task_id: str) -> list[Event]:
@@ -68,8 +83,8 @@ class TaskStore(Protocol):
         """Queued tasks of one shard still unclaimed past their re-send deadline, oldest first."""
         ...
 
-    def lease_expired(self, shard: int, now: datetime) -> Iterator[Task]:
-        """Running tasks of one shard whose lease has run out, oldest first."""
+    def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
+        """Leases of one shard that ran out before ``now``, oldest first."""
         ...
 
     def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
 from tqcore.domain.codec import task_to_dict, ts
-from tqcore.domain.errors import QueueUnavailable, TaskNotFound, TaskTooLarge, VersionConflict
-from tqcore.domain.model import Event, Status
+from tqcore.domain.errors import LeaseHeld, QueueUnavailable, TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.model import Event, EventType, Status
 from tqcore.domain.task import Task
-from tqcore.ports import DuplicateRequest, IdempotencyRecord
+from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord
 
 
 class FixedClock:
@@ -43,6 +43,7 @@ class InMemoryTaskStore:
         self._lock = threading.Lock()
         self._resend_after_s = resend_after_s
         self._reap_shards = reap_shards
+        self._leases: dict[str, LeaseRecord] = {}
         self._due_shards = due_shards
 
     def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
@@ -58,13 +59,17 @@ class InMemoryTaskStore:
                 self._idem[(idempotency.group, idempotency.key)] = idempotency
             self._save(task)
 
-    def commit(self, task: Task) -> None:
-        """Commit if the stored version is the one the task was read at."""
+    def commit(self, task: Task, *, lease_expired_before: datetime | None = None) -> None:
+        """Commit if the stored version is the one the task was read at (and, for a reclaim, the lease
+        is still expired), keeping the lease in step as the DynamoDB store does."""
         expected = task.version - len(task.pending_events)
         with self._lock:
             current = self._tasks.get(task.id)
             if current is None or current.version != expected:
-                raise VersionConflict(f"task {task.id} changed", current=copy.deepcopy(current))
+                raise VersionConflict(f"task {task.id} changed", current=self._overlaid(current))
+            lease = self._leases.get(task.id)
+            if lease_expired_before is not None and lease is not None and lease.expires_at >= lease_expired_before:
+                raise LeaseHeld(f"the lease of task {task.id} was extended meanwhile")
             self._save(task)
 
     def _save(self, task: Task) -> None:
@@ -72,14 +77,40 @@ class InMemoryTaskStore:
         if size > MAX_SNAPSHOT_BYTES:
             raise TaskTooLarge(f"task {task.id} would be {size} bytes")
         self._events.setdefault(task.id, []).extend(task.pending_events)
-        self._tasks[task.id] = replace(copy.deepcopy(task), pending_events=[])
+        if task.released_claim is not None:
+            self._leases.pop(task.id, None)
+        if any(e.type is EventType.CLAIMED for e in task.pending_events):
+            assert task.claim_seq is not None
+            assert task.worker is not None
+            assert task.lease_expires_at is not None
+            self._leases[task.id] = LeaseRecord(task.id, task.claim_seq, task.worker, task.lease_expires_at)
+        self._tasks[task.id] = replace(copy.deepcopy(task), pending_events=[], released_claim=None)
+
+    def _overlaid(self, task: Task | None) -> Task | None:
+        if task is None:
+            return None
+        task = copy.deepcopy(task)
+        lease = self._leases.get(task.id)
+        if lease is not None and lease.claim_seq == task.claim_seq:
+            task.lease_expires_at = lease.expires_at
+        return task
 
     def get(self, task_id: str) -> Task:
-        """A copy of the stored task."""
+        """A copy of the stored task, with its lease's current expiry."""
         with self._lock:
-            if task_id not in self._tasks:
+            task = self._overlaid(self._tasks.get(task_id))
+            if task is None:
                 raise TaskNotFound(f"no task {task_id}")
-            return copy.deepcopy(self._tasks[task_id])
+            return task
+
+    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> bool:
+        """Heartbeat: move the lease if claim ``claim_seq`` still holds it."""
+        with self._lock:
+            lease = self._leases.get(task_id)
+            if lease is None or lease.claim_seq != claim_seq:
+                return False
+            self._leases[task_id] = replace(lease, expires_at=until)
+            return True
 
     def events(self, task_id: str) -> list[Event]:
         """The task's events, oldest first."""
@@ -94,9 +125,15 @@ class InMemoryTaskStore:
         """Queued tasks of a shard past their re-send deadline (same rule as the DynamoDB index)."""
         return iter(self._indexed("reap", keys.reap_partition(Status.QUEUED, shard), now))
 
-    def lease_expired(self, shard: int, now: datetime) -> Iterator[Task]:
-        """Running tasks of a shard past their lease (same rule as the DynamoDB index)."""
-        return iter(self._indexed("reap", keys.reap_partition(Status.RUNNING, shard), now))
+    def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
+        """Leases of a shard that ran out before ``now``, oldest first."""
+        with self._lock:
+            expired = [
+                lease
+                for lease in self._leases.values()
+                if lease.expires_at < now and keys.shard_of(lease.task_id, self._reap_shards) == shard
+            ]
+        return iter(sorted(expired, key=lambda lease: (lease.expires_at, lease.task_id)))
 
     def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
         """Due tasks of a bucket and shard (same rule as the DynamoDB index)."""

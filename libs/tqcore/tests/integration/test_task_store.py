@@ -12,10 +12,10 @@ from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
-from tqcore.ports import DuplicateRequest, IdempotencyRecord, TaskStore
+from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, TaskStore
 from tqcore.service import mutate
 from tqcore.settings import CoreSettings
 
@@ -151,23 +151,70 @@ def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: TaskSto
     def unclaimed(at: datetime) -> list[Task]:
         return [t for s in shards for t in store.unclaimed(s, at) if t.id == task.id]
 
-    def lease_expired(at: datetime) -> list[Task]:
-        return [t for s in shards for t in store.lease_expired(s, at) if t.id == task.id]
-
     # Before the deadline (resend_after_s=1 in these settings) nothing is unclaimed
     assert not unclaimed(NOW)
     later = NOW + timedelta(seconds=2)
     assert [t.status for t in unclaimed(later)] == [Status.QUEUED]
-    assert not lease_expired(later)
-    # Once claimed, the deadline becomes the lease expiry
+    # Once claimed it is no longer a lost enqueue
     claimed = store.get(task.id)
     claimed.claim(1, "h:1", NOW, 30)
     store.commit(claimed)
     assert not unclaimed(later)
-    assert not lease_expired(later)
-    expired = NOW + timedelta(seconds=31)
-    assert [t.status for t in lease_expired(expired)] == [Status.RUNNING]
-    assert not unclaimed(expired)
+
+
+def expired_leases(store: TaskStore, task_id: str, at: datetime) -> list[LeaseRecord]:
+    return [lease for shard in range(4) for lease in store.lease_expired(shard, at) if lease.task_id == task_id]
+
+
+def test_a_claim_takes_a_lease_that_heartbeats_extend_and_only_its_holder_can(store: TaskStore) -> None:
+    # Given a claimed task with a 30 s lease
+    task = new_task()
+    store.create(task)
+    claimed = store.get(task.id)
+    claimed.claim(1, "h:1", NOW, 30)
+    store.commit(claimed)
+    claim = claimed.claim_seq
+    assert claim is not None
+    # Then its lease expires 30 s after the claim
+    assert store.get(task.id).lease_expires_at == NOW + timedelta(seconds=30)
+    assert not expired_leases(store, task.id, NOW + timedelta(seconds=29))
+    assert [lease.worker for lease in expired_leases(store, task.id, NOW + timedelta(seconds=31))] == ["h:1"]
+    # When its holder heartbeats, the lease moves (no new version, no event)
+    version = store.get(task.id).version
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=60))
+    assert store.get(task.id).lease_expires_at == NOW + timedelta(seconds=60)
+    assert store.get(task.id).version == version
+    assert not expired_leases(store, task.id, NOW + timedelta(seconds=31))
+    # and a heartbeat for another claim is refused
+    assert not store.extend_lease(task.id, claim + 1, NOW + timedelta(seconds=90))
+
+
+def test_a_reclaim_wins_over_a_late_heartbeat_and_loses_to_an_early_one(store: TaskStore) -> None:
+    task = new_task()
+    store.create(task)
+    claimed = store.get(task.id)
+    claimed.claim(1, "h:1", NOW, 30)
+    store.commit(claimed)
+    claim = claimed.claim_seq
+    assert claim is not None
+    later = NOW + timedelta(seconds=31)
+    # Given the reaper saw the lease expired, but the holder's heartbeat lands before the reclaim
+    stale_view = store.get(task.id)
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=60))
+    stale_view.expire_lease(later, jitter=0.0)
+    # Then the reclaim is refused and the attempt keeps running
+    with pytest.raises(LeaseHeld):
+        store.commit(stale_view, lease_expired_before=later)
+    assert store.get(task.id).status is Status.RUNNING
+    # When the lease really runs out, the reclaim removes it and a late heartbeat is refused
+    much_later = NOW + timedelta(seconds=61)
+    reclaimed = store.get(task.id)
+    reclaimed.expire_lease(much_later, jitter=0.0)
+    store.commit(reclaimed, lease_expired_before=much_later)
+    assert store.get(task.id).status is Status.RETRYING
+    assert not expired_leases(store, task.id, much_later)
+    assert not store.extend_lease(task.id, claim, NOW + timedelta(seconds=120))
+    assert [e.type.value for e in store.events(task.id)][-3:] == ["lease_expired", "failed", "retry_scheduled"]
 
 
 def test_index_walks_page_through_more_than_a_page_of_due_tasks(settings: CoreSettings) -> None:

@@ -54,7 +54,8 @@ def test_each_index_holds_only_the_states_it_serves(status: Status) -> None:
     got = attrs(task_in(status))
     assert (got["grp_pk"], got["grp_sk"]) == ("G#team-a", "01hqtask")
     assert ("due_pk" in got) == (status in (Status.SCHEDULED, Status.RETRYING))
-    assert ("reap_pk" in got) == (status in (Status.QUEUED, Status.RUNNING))
+    # Running tasks are found through their lease item, not the snapshot.
+    assert ("reap_pk" in got) == (status is Status.QUEUED)
     assert ("dlq_pk" in got) == (status is Status.FAILED)
     for index, (pk, sk) in keys.INDEXES.items():
         assert (pk in got) == (sk in got), index
@@ -79,16 +80,19 @@ def test_dlq_keys_sort_by_when_the_task_failed() -> None:
     assert (got["dlq_pk"], got["dlq_sk"]) == ("DLQ#team-a", "2026-01-05T08:10:00.000Z#01hqtask")
 
 
-def test_a_running_task_is_reaped_when_its_lease_expires() -> None:
-    task = task_in(Status.RUNNING)
-    assert reap_deadline(task) == T0 + timedelta(seconds=45)
-    assert attrs(task)["reap_pk"] == f"REAP#R#{keys.shard_of(task.id, 8)}"
+def test_a_lease_is_reaped_when_it_expires() -> None:
+    got = keys.lease_index_attributes("01hqtask", T0 + timedelta(seconds=45), 8)
+    assert got == {
+        "reap_pk": f"REAP#R#{keys.shard_of('01hqtask', 8)}",
+        "reap_sk": "2026-01-05T08:00:45.000Z#01hqtask",
+    }
 
 
-def test_queued_and_running_tasks_never_share_a_reap_partition() -> None:
-    queued, running = attrs(task_in(Status.QUEUED))["reap_pk"], attrs(task_in(Status.RUNNING))["reap_pk"]
+def test_queued_tasks_and_leases_never_share_a_reap_partition() -> None:
+    queued = attrs(task_in(Status.QUEUED))["reap_pk"]
+    lease = keys.lease_index_attributes("01hqtask", T0, 8)["reap_pk"]
     assert queued.startswith("REAP#Q#")
-    assert running.startswith("REAP#R#")
+    assert lease.startswith("REAP#R#")
 
 
 @pytest.mark.parametrize(("resends", "wait_s"), [(0, 30), (1, 60), (2, 120), (3, 240), (4, 480), (5, 930), (12, 930)])

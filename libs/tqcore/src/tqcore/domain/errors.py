@@ -26,6 +26,10 @@ class StaleAttempt(IllegalTransition):
     """Raised when an attempt that no longer owns the task tries to change it."""
 
 
+class LeaseHeld(IllegalTransition):
+    """Raised when a lease found expired was extended by its holder before it could be reclaimed."""
+
+
 class VersionConflict(TqError):
     """Raised when the task changed since it was read: another writer committed first."""
 
@@ -61,3 +65,11 @@ class StoreUnavailable(TqError):
 
 class QueueUnavailable(TqError):
     """Raised when the queue cannot be reached; the task stays durable and is re-sent later."""
+
+
+class InvalidCursor(TqError):
+    """Raised when a pagination cursor is malformed or belongs to another listing."""
+
+
+class GroupRequired(TqError):
+    """Raised when a listing needs a group and the caller named none."""

@@ -65,6 +65,8 @@ class Task:
     result: Any = None
     #: Events recorded since the task was loaded, committed together with the snapshot.
     pending_events: list[Event] = field(default_factory=list, repr=False, compare=False)
+    #: The claim this change ended (its lease must go with the commit); ``None`` if no claim ended.
+    released_claim: int | None = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- derived
     @property
@@ -190,6 +192,27 @@ class Task:
         error = ErrorInfo("LeaseExpired", f"lease of {self.worker} expired")
         self._end_attempt(error, now, actor, RunStatus.LOST, jitter)
 
+    def release(self, attempt: int, worker: str, now: datetime, *, claim_seq: int | None = None) -> None:
+        """The executor is shutting down before the attempt finished: give the task back at once.
+
+        The attempt counts as ``lost`` (it may have run partly, so the next one gets a new number) and the
+        task is queued again immediately, without a backoff, for another executor to pick up.
+        """
+        self._require_owner(attempt, worker, claim_seq)
+        actor = f"executor:{worker}"
+        error = ErrorInfo("Released", f"executor {worker} shut down before the attempt finished")
+        self._end_attempt(error, now, actor, RunStatus.LOST, jitter=0.0, backoff=False)
+
+    def dead_letter_poison(self, receives: int, now: datetime, actor: str = "reaper") -> None:
+        """SQS moved the task's message to the dead-letter queue (it failed to process ``receives`` times)."""
+        self._require(Status.QUEUED, Status.RUNNING, Status.RETRYING, Status.SCHEDULED)
+        self.last_error = ErrorInfo("PoisonMessage", f"message dead-lettered by SQS after {receives} receives")
+        self._release()
+        self.status = Status.FAILED
+        self.finished_at = now
+        self.next_run_at = None
+        self._record(EventType.DEAD_LETTERED, now, actor, {"attempts": self.attempts, "receives": receives})
+
     def request_cancel(self, actor: str, now: datetime) -> None:
         """Cancel: at once when nothing runs, else the running attempt is told to stop."""
         if self.status in (Status.SUCCEEDED, Status.FAILED):
@@ -246,7 +269,9 @@ class Task:
         self._enqueue(now, actor)
 
     # --------------------------------------------------------------- internals
-    def _end_attempt(self, error: ErrorInfo, now: datetime, actor: str, run_status: RunStatus, jitter: float) -> None:
+    def _end_attempt(
+        self, error: ErrorInfo, now: datetime, actor: str, run_status: RunStatus, jitter: float, *, backoff: bool = True
+    ) -> None:
         attempt = self.attempts
         self.last_error = error
         self._record(
@@ -264,6 +289,8 @@ class Task:
         self._release()
         if self.cancel_requested:
             self._finish_cancelled(now, actor, {})
+        elif attempt <= self.retry.max_retries and not backoff:
+            self._enqueue(now, actor)
         elif attempt <= self.retry.max_retries:
             delay_s = self.retry.delay_s(attempt, jitter)
             self.status = Status.RETRYING
@@ -299,6 +326,8 @@ class Task:
         self._record(EventType.SCHEDULED, now, actor, {"next_run_at": at})
 
     def _release(self) -> None:
+        if self.claim_seq is not None:
+            self.released_claim = self.claim_seq
         self.worker = None
         self.lease_expires_at = None
         self.claim_seq = None
@@ -329,4 +358,4 @@ class Task:
 
     def committed(self) -> Task:
         """This task with its pending events marked as committed (cleared)."""
-        return replace(self, pending_events=[])
+        return replace(self, pending_events=[], released_claim=None)

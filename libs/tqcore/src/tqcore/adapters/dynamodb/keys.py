@@ -13,6 +13,8 @@ from tqcore.domain.model import Status
 from tqcore.domain.task import Task
 
 SNAPSHOT_SK = "TASK"
+#: The running attempt's lease: beside the snapshot, so heartbeats extend it without a versioned commit.
+LEASE_SK = "TASK#LEASE"
 EVENT_PREFIX = "EVT#"
 IDEM_SK = "IDEM"
 CATALOG_PK = "CATALOG"
@@ -81,11 +83,17 @@ def reap_partition(status: Status, shard: int) -> str:
     return f"REAP#{kind}#{shard}"
 
 
+def lease_index_attributes(task_id: str, expires_at: datetime, reap_shards: int) -> dict[str, str]:
+    """The ``reap`` index keys of a lease item: found by the reaper once ``expires_at`` has passed."""
+    return {
+        "reap_pk": reap_partition(Status.RUNNING, shard_of(task_id, reap_shards)),
+        "reap_sk": f"{ts(expires_at)}#{task_id}",
+    }
+
+
 def _reap_at(task: Task, resend_after_s: float) -> datetime | None:
-    """When the reaper should look at this task if nothing else happens first."""
+    """When the reaper should look at a queued task if no claim comes first (running tasks: see the lease)."""
     if task.status is Status.QUEUED and task.queued_at is not None:
         # Each re-send doubles the wait, so a long backlog costs O(log) duplicate messages per task.
         return task.queued_at + timedelta(seconds=min(resend_after_s * 2**task.resends, 900 + resend_after_s))
-    if task.status is Status.RUNNING:
-        return task.lease_expires_at
     return None

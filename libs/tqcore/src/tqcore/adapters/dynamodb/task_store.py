@@ -12,13 +12,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tqcore.adapters.dynamodb import keys
+from tqcore.adapters.dynamodb import keys, leases
 from tqcore.adapters.dynamodb.table import UNAVAILABLE_CODES, Table, unavailable
 from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
-from tqcore.domain.errors import TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, Status
 from tqcore.domain.task import Task
-from tqcore.ports import DuplicateRequest, IdempotencyRecord
+from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,12 @@ class DynamoTaskStore:
             raise DuplicateRequest(self._idem_record(idempotency.group, idempotency.key, first["Item"]))
         raise VersionConflict("the task or its idempotency key is being written concurrently", current=None)
 
-    def commit(self, task: Task) -> None:
-        """Append the pending events and replace the snapshot, if the stored version is the one we read."""
+    def commit(self, task: Task, *, lease_expired_before: datetime | None = None) -> None:
+        """Append the pending events and replace the snapshot, if the stored version is the one we read.
+
+        The running attempt's lease item is put or deleted in the same transaction. With
+        ``lease_expired_before`` (a reclaim), the lease must still be expired then, or ``LeaseHeld`` is raised.
+        """
         expected = task.version - len(task.pending_events)
         if not task.pending_events:
             return
@@ -110,12 +114,35 @@ class DynamoTaskStore:
             },
             *self._event_puts(task),
         ]
-        reasons = self._transact(items)
+        lease = leases.lease_ops(
+            self._table, task, reap_shards=self._settings.reap_shards, expired_before=lease_expired_before
+        )
+        reasons = self._transact(items + lease)
         if reasons is None:
             return
         first = reasons[0]
+        if first.get("Code") != "ConditionalCheckFailed" and any(
+            r.get("Code") == "ConditionalCheckFailed" for r in reasons[len(items) :]
+        ):
+            raise LeaseHeld(f"the lease of task {task.id} was extended meanwhile")
         current = self._task_from_item(first["Item"]) if "Item" in first else None
         raise VersionConflict(f"task {task.id} changed since version {expected}", current=current)
+
+    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> bool:
+        """Move the lease of claim ``claim_seq`` to ``until``; False if that claim no longer holds it."""
+        request = leases.extend_request(self._table, task_id, claim_seq, until, self._settings.reap_shards)
+        try:
+            self._db.call("update_item", **request)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
+        """Leases of one shard that ran out before ``now``, oldest first."""
+        for item in self._walk_index("reap", keys.reap_partition(Status.RUNNING, shard), now):
+            yield leases.record_from_item(item)
 
     def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Run a transaction; the cancellation reasons if a condition failed, ``None`` on success."""
@@ -181,16 +208,21 @@ class DynamoTaskStore:
 
     # ------------------------------------------------------------------ reads
     def get(self, task_id: str) -> Task:
-        """The current snapshot (strongly consistent)."""
+        """The current snapshot with its lease's current expiry (one strongly consistent query)."""
         response = self._db.call(
-            "get_item",
+            "query",
             TableName=self._table,
-            Key={"PK": _s(keys.task_pk(task_id)), "SK": _s(keys.SNAPSHOT_SK)},
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
+            ExpressionAttributeValues={":pk": _s(keys.task_pk(task_id)), ":sk": _s(keys.SNAPSHOT_SK)},
             ConsistentRead=True,
         )
-        if "Item" not in response:
+        by_sk = {item["SK"]["S"]: item for item in response.get("Items", [])}
+        if keys.SNAPSHOT_SK not in by_sk:
             raise TaskNotFound(f"no task {task_id}", task_id=task_id)
-        return self._task_from_item(response["Item"])
+        lease = by_sk.get(keys.LEASE_SK)
+        return leases.overlay(
+            self._task_from_item(by_sk[keys.SNAPSHOT_SK]), leases.record_from_item(lease) if lease else None
+        )
 
     def events(self, task_id: str) -> list[Event]:
         """Every event of the task, oldest first."""
@@ -218,18 +250,22 @@ class DynamoTaskStore:
         """Queued tasks of one shard still unclaimed past their re-send deadline, oldest first."""
         return self._due_in_index("reap", keys.reap_partition(Status.QUEUED, shard), now)
 
-    def lease_expired(self, shard: int, now: datetime) -> Iterator[Task]:
-        """Running tasks of one shard whose lease has run out, oldest first."""
-        return self._due_in_index("reap", keys.reap_partition(Status.RUNNING, shard), now)
-
     def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
         """Scheduled or retrying tasks of one minute bucket and shard whose time has come, oldest first."""
         return self._due_in_index("due", f"DUE#{bucket}#{shard}", now)
 
     def _due_in_index(self, index: str, partition: str, now: datetime) -> Iterator[Task]:
-        """Tasks in one partition of a time-sorted index whose time (the sort key's prefix) is before ``now``,
-        a page at a time. An item that cannot be decoded is logged and skipped: one bad item must never
-        stop the scheduler or the reaper."""
+        """Tasks in one partition of a time-sorted index whose time (the sort key's prefix) is before ``now``.
+        An item that cannot be decoded is logged and skipped: one bad item must never stop the scheduler or
+        the reaper."""
+        for item in self._walk_index(index, partition, now):
+            try:
+                yield self._task_from_item(item)
+            except (KeyError, ValueError, TypeError):
+                log.error("skipping an undecodable item %s in index %s", item.get("PK"), index, exc_info=True)
+
+    def _walk_index(self, index: str, partition: str, now: datetime) -> Iterator[dict[str, Any]]:
+        """Items of one partition of a time-sorted index whose sort key's time is before ``now``, paged."""
         pk, sk = keys.INDEXES[index]
         start: dict[str, Any] | None = None
         while True:
@@ -242,11 +278,7 @@ class DynamoTaskStore:
                 Limit=self._page_size,
                 **({"ExclusiveStartKey": start} if start else {}),
             )
-            for item in page.get("Items", []):
-                try:
-                    yield self._task_from_item(item)
-                except (KeyError, ValueError, TypeError):
-                    log.error("skipping an undecodable item %s in index %s", item.get("PK"), index, exc_info=True)
+            yield from page.get("Items", [])
             start = page.get("LastEvaluatedKey")
             if not start:
                 return
