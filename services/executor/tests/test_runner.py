@@ -1,14 +1,20 @@
-"""The executor's runner over in-memory fakes: claim, call the handler, record the outcome."""
+"""The executor's runner over in-memory fakes, with handlers in real child processes."""
 
 from __future__ import annotations
 
 import json
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dramatiq
 import pytest
 
-from tq_executor.handlers import HandlerRegistry, TaskContext
+from tq_executor import isolation
+from tq_executor.heartbeat import Heartbeat
+from tq_executor.isolation import HandlerProcess, Job, Stopped
 from tq_executor.runner import Runner
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
@@ -21,128 +27,126 @@ from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, Reco
 pytestmark = pytest.mark.unit
 
 ALICE = Principal("alice", frozenset({"team-a"}))
+MODULES = ["sample_handlers"]
+TYPES = ["t-echo", "t-boom", "t-opaque", "t-nan", "t-hang", "t-crash", "t-count", "unhandled"]
+
+sys.path.insert(0, str(Path(__file__).parent))  # so handler processes can import sample_handlers
 
 
-class Counter:
-    """A stateful handler: set up once, counts calls."""
-
+class Env:
     def __init__(self) -> None:
-        self.calls = 0
-        self.ready = False
+        self.store, self.queue, self.clock = InMemoryTaskStore(), RecordingQueue(), FixedClock()
+        ids = iter(f"t-{n}" for n in range(999))
+        self.tasks = Tasks(self.store, self.queue, TypeCatalog(InMemoryRegistry(TYPES)), self.clock, ids.__next__)
+        self.attempts = Attempts(self.store, self.queue, self.clock, worker="host:7", lease_s=30, jitter=lambda: 0.0)
+        self.runner = Runner(self.attempts, Heartbeat(self.attempts, interval_s=60, lease_s=30), MODULES)
 
-    def setup(self) -> None:
-        self.ready = True
+    def submit(self, type_: str, **extra: Any) -> str:
+        return self.tasks.submit(SubmitTask(type=type_, group="team-a", **extra), ALICE).task.id
 
-    def teardown(self) -> None:
-        self.ready = False
-
-    def __call__(self, ctx: TaskContext) -> Any:
-        assert self.ready
-        self.calls += 1
-        return {"calls": self.calls}
-
-
-@pytest.fixture
-def env() -> tuple[Tasks, InMemoryTaskStore, RecordingQueue, Runner, HandlerRegistry]:
-    store, queue, clock = InMemoryTaskStore(), RecordingQueue(), FixedClock()
-    handlers = HandlerRegistry()
-    handlers.register("echo", lambda ctx: ctx.payload)
-    handlers.register("boom", lambda ctx: 1 / 0)
-    handlers.register("opaque", lambda ctx: object())
-    handlers.register("slow", lambda ctx: (_ for _ in ()).throw(TimeoutError("ran past 1 s")))
-    handlers.register("count", Counter)
-    handlers.register("huge", lambda ctx: "x" * 500_000)
-    handlers.setup()
-    types = [*handlers.types, "unhandled"]
-    tasks = Tasks(store, queue, TypeCatalog(InMemoryRegistry(types)), clock, iter(f"t-{n}" for n in range(99)).__next__)
-    runner = Runner(Attempts(store, clock, worker="host:7", lease_s=30, jitter=lambda: 0.0), handlers)
-    return tasks, store, queue, runner, handlers
+    def deliver_last(self) -> None:
+        """Deliver the last sent dispatch as the broker would: through the JSON message body."""
+        self.runner.run(json.loads(Dispatch.of(self.queue.sent[-1]).encode())["args"][0])
 
 
-def run_last(queue: RecordingQueue, runner: Runner) -> None:
-    """Deliver the last sent dispatch as the broker would: through the JSON message body."""
-    runner.run(json.loads(Dispatch.of(queue.sent[-1]).encode())["args"][0])
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    isolation.prepare(MODULES)
+    made = Env()
+    yield made
+    made.runner.close()
 
 
-def submit(tasks: Tasks, type_: str, **extra: Any) -> str:
-    return tasks.submit(SubmitTask(type=type_, group="team-a", **extra), ALICE).task.id
+def test_a_successful_handler_records_its_result(env: Env) -> None:
+    task_id = env.submit("t-echo", payload={"x": 1})
+    env.deliver_last()
+    task = env.store.get(task_id)
+    assert task.status is Status.SUCCEEDED
+    assert task.result["payload"] == {"x": 1}
+    assert (task.attempts, task.worker) == (1, None)
 
 
-def test_a_successful_handler_records_its_result(env: Any) -> None:
-    tasks, store, queue, runner, _ = env
-    task_id = submit(tasks, "echo", payload={"x": 1})
-    run_last(queue, runner)
-    task = store.get(task_id)
-    assert (task.status, task.result, task.attempts, task.worker) == (Status.SUCCEEDED, {"x": 1}, 1, None)
+def test_handlers_run_in_a_child_process_kept_across_tasks(env: Env) -> None:
+    first, second = env.submit("t-count"), env.submit("t-count")
+    env.deliver_last()
+    env.runner.run(json.loads(Dispatch.of(env.store.get(first)).encode())["args"][0])
+    a, b = env.store.get(first).result, env.store.get(second).result
+    assert a["pid"] == b["pid"]
+    assert a["pid"] != __import__("os").getpid()
+    assert sorted([a["calls"], b["calls"]])[1] >= 2  # one instance, set up once, served both
 
 
-def test_a_redelivered_message_does_not_run_the_handler_again(env: Any) -> None:
-    tasks, store, queue, runner, handlers = env
-    task_id = submit(tasks, "count")
-    run_last(queue, runner)
-    run_last(queue, runner)  # the same message again (e.g. its delete was lost)
-    assert store.get(task_id).result == {"calls": 1}
-    assert handlers.get("count").calls == 1
+def test_a_redelivered_message_does_not_run_the_handler_again(env: Env) -> None:
+    task_id = env.submit("t-count")
+    env.deliver_last()
+    calls = env.store.get(task_id).result["calls"]
+    env.deliver_last()  # the same message again (e.g. its delete was lost)
+    assert env.store.get(task_id).result["calls"] == calls
+    assert [e.type.value for e in env.store.events(task_id)].count("claimed") == 1
 
 
 @pytest.mark.parametrize(
     ("type_", "error_type", "run_status"),
     [
-        ("boom", "ZeroDivisionError", RunStatus.FAILED),
-        ("opaque", "TypeError", RunStatus.FAILED),
-        ("slow", "TimeoutError", RunStatus.TIMED_OUT),
+        ("t-boom", "ZeroDivisionError", RunStatus.FAILED),
+        ("t-opaque", "TypeError", RunStatus.FAILED),
+        ("t-nan", "ValueError", RunStatus.FAILED),
         ("unhandled", "LookupError", RunStatus.FAILED),
+        ("t-crash", "HandlerCrashed", RunStatus.FAILED),
     ],
 )
 def test_a_failing_attempt_is_recorded_and_retried(
-    env: Any, type_: str, error_type: str, run_status: RunStatus
+    env: Env, type_: str, error_type: str, run_status: RunStatus
 ) -> None:
-    tasks, store, queue, runner, _ = env
-    task_id = submit(tasks, type_)
-    run_last(queue, runner)
-    task = store.get(task_id)
+    task_id = env.submit(type_)
+    env.deliver_last()
+    task = env.store.get(task_id)
     assert task.status is Status.RETRYING
     assert task.last_error is not None
     assert task.last_error.type == error_type
-    failed = [e for e in store.events(task_id) if e.type.value == "failed"]
+    failed = [e for e in env.store.events(task_id) if e.type.value == "failed"]
     assert failed[-1].data["run_status"] == run_status.value
 
 
-def test_class_handlers_are_set_up_once_and_torn_down(env: Any) -> None:
-    _, _, _, _, handlers = env
-    counter = handlers.get("count")
-    assert counter.ready
-    handlers.teardown()
-    assert not counter.ready
-
-
-def test_registering_a_type_twice_is_refused() -> None:
-    handlers = HandlerRegistry()
-    handlers.register("echo", lambda ctx: None)
-    with pytest.raises(ValueError, match="twice"):
-        handlers.register("echo", lambda ctx: None)
-
-
-def test_the_dispatch_is_a_message_dramatiq_can_decode(env: Any) -> None:
-    tasks, _, queue, _, _ = env
-    submit(tasks, "echo", priority="high")
-    message = dramatiq.Message.decode(Dispatch.of(queue.sent[-1]).encode().encode())
-    assert (message.queue_name, message.actor_name) == ("high", "run_high")
-
-
-def test_a_task_past_its_expiry_is_expired_instead_of_run(env: Any) -> None:
-    tasks, store, queue, runner, handlers = env
-    task_id = submit(tasks, "count", expires_at="2000-01-01T00:00:00Z")
-    run_last(queue, runner)
-    assert store.get(task_id).status is Status.EXPIRED
-    assert handlers.get("count").calls == 0
-
-
-def test_a_result_too_large_to_store_fails_the_attempt_clearly(env: Any) -> None:
-    tasks, store, queue, runner, _ = env
-    task_id = submit(tasks, "huge")
-    run_last(queue, runner)
-    task = store.get(task_id)
+def test_an_attempt_past_its_timeout_is_killed_and_timed_out(env: Env) -> None:
+    task_id = env.submit("t-hang", timeout_s=1)
+    env.deliver_last()
+    task = env.store.get(task_id)
     assert task.status is Status.RETRYING
     assert task.last_error is not None
-    assert task.last_error.type == "ResultTooLarge"
+    assert task.last_error.type == "TimeoutError"
+    assert env.store.events(task_id)[-2].data["run_status"] == "timed_out"
+    # and the next attempt gets a fresh handler process
+    follow = env.submit("t-echo")
+    env.deliver_last()
+    assert env.store.get(follow).status is Status.SUCCEEDED
+
+
+def test_a_stopped_attempt_kills_its_handler_process() -> None:
+    isolation.prepare(MODULES)
+    process = HandlerProcess(MODULES)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    with pytest.raises(Stopped):
+        process.run(Job("t-x", "t-hang", "g", 1, {}, 60, "host:1"), stop)
+    process.close()
+
+
+def test_a_task_past_its_expiry_is_expired_instead_of_run(env: Env) -> None:
+    task_id = env.submit("t-count", expires_at="2000-01-01T00:00:00Z")
+    env.deliver_last()
+    assert env.store.get(task_id).status is Status.EXPIRED
+    assert not [e for e in env.store.events(task_id) if e.type.value == "claimed"]
+
+
+def test_a_dead_lettered_task_leaves_a_record_in_the_dlq(env: Env) -> None:
+    task_id = env.submit("t-boom", retry={"max_retries": 0})
+    env.deliver_last()
+    assert env.store.get(task_id).status is Status.FAILED
+    assert [t.id for t in env.queue.dead][-1] == task_id
+
+
+def test_the_dispatch_is_a_message_dramatiq_can_decode(env: Env) -> None:
+    env.submit("t-echo", priority="high")
+    message = dramatiq.Message.decode(Dispatch.of(env.queue.sent[-1]).encode().encode())
+    assert (message.queue_name, message.actor_name) == ("high", "run_high")

@@ -7,14 +7,15 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import IllegalTransition, StaleAttempt, StoreUnavailable, TaskNotFound, TaskTooLarge
 from tqcore.domain.model import ErrorInfo, RunStatus, Status
 from tqcore.domain.task import Task
-from tqcore.ports import Clock, TaskStore
+from tqcore.ports import Clock, TaskQueue, TaskStore
+from tqcore.recovery import hand_on
 from tqcore.service import mutate
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Attempts:
     def __init__(
         self,
         store: TaskStore,
+        queue: TaskQueue,
         clock: Clock,
         *,
         worker: str,
@@ -36,6 +38,7 @@ class Attempts:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
+        self._queue = queue
         self._clock = clock
         self.worker = worker
         self._lease_s = lease_s
@@ -91,12 +94,29 @@ class Attempts:
         now = self._clock.now()
         jitter = self._jitter()
         token = task.claim_seq
-        return self._fenced(
+        done = self._fenced(
             task,
             lambda t: t.fail(
                 task.attempts, self.worker, error, now, jitter=jitter, run_status=run_status, claim_seq=token
             ),
         )
+        if done is not None:
+            hand_on(self._queue, done)  # dead-lettered: leave its record in the DLQ
+        return done
+
+    def heartbeat(self, task: Task) -> bool:
+        """Extend the attempt's lease by ``lease_s`` from now; False if the attempt lost it."""
+        assert task.claim_seq is not None
+        return self._store.extend_lease(task.id, task.claim_seq, self._clock.now() + timedelta(seconds=self._lease_s))
+
+    def release(self, task: Task) -> Task | None:
+        """Give an unfinished attempt back at shutdown: the task is queued again at once (or dead-lettered)."""
+        now = self._clock.now()
+        token = task.claim_seq
+        done = self._fenced(task, lambda t: t.release(task.attempts, self.worker, now, claim_seq=token))
+        if done is not None:
+            hand_on(self._queue, done)
+        return done
 
     def _fenced(self, task: Task, change: Callable[[Task], None]) -> Task | None:
         # The outcome is the one write an attempt cannot do without: after botocore's own retries, keep

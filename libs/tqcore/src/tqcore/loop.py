@@ -8,32 +8,53 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.adapters.sqs.dead_letters import SqsDeadLetters
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock
 from tqcore.logs import configure_logging
-from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
+from tqcore.ports import Clock, DeadLetterInbox, Registry, TaskQueue, TaskStore
 from tqcore.presence import Presence
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
-#: Builds a service's pass from the store, the queue, the registry and the clock.
-PassFactory = Callable[[TaskStore, TaskQueue, Registry, Clock], Callable[[], object]]
+
+@dataclass(frozen=True)
+class Adapters:
+    """Everything a periodic service may talk to."""
+
+    store: TaskStore
+    queue: TaskQueue
+    registry: Registry
+    dead_letters: DeadLetterInbox
+    clock: Clock
+
+    @classmethod
+    def for_aws(cls, settings: CoreSettings) -> Adapters:
+        """The AWS (or emulator) adapters named by the settings."""
+        ddb, sqs = aws.client(settings, "dynamodb"), aws.client(settings, "sqs")
+        return cls(
+            store=DynamoTaskStore(ddb, settings),
+            queue=SqsTaskQueue(sqs, settings),
+            registry=DynamoRegistry(ddb, settings),
+            dead_letters=SqsDeadLetters(sqs, settings),
+            clock=SystemClock(),
+        )
 
 
-def run_periodic_service(service: str, settings: CoreSettings, interval_s: float, make_pass: PassFactory) -> int:
+def run_periodic_service(
+    service: str, settings: CoreSettings, interval_s: float, make_pass: Callable[[Adapters], Callable[[], object]]
+) -> int:
     """Wire the AWS adapters, announce presence, and run the pass every ``interval_s`` until SIGTERM."""
     configure_logging(service)
-    ddb = aws.client(settings, "dynamodb")
-    registry = DynamoRegistry(ddb, settings)
-    one_pass = make_pass(
-        DynamoTaskStore(ddb, settings), SqsTaskQueue(aws.client(settings, "sqs"), settings), registry, SystemClock()
-    )
-    presence = Presence(registry, service, f"{socket.gethostname()}:{os.getpid()}", interval_s=5)
+    adapters = Adapters.for_aws(settings)
+    one_pass = make_pass(adapters)
+    presence = Presence(adapters.registry, service, f"{socket.gethostname()}:{os.getpid()}", interval_s=5)
     presence.start()
     run_every(interval_s, one_pass)
     presence.stop()

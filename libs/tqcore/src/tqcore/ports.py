@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from tqcore.domain.model import Event
+from tqcore.dispatch import Dispatch
+from tqcore.domain.model import Event, Priority
 from tqcore.domain.task import Task
 
 
@@ -29,6 +30,18 @@ class LeaseRecord:
     claim_seq: int
     worker: str
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message found in a dead-letter queue: whose task it names (its group id) and how often SQS
+    delivered it before giving up; ``dispatch`` is ``None`` when the body cannot be decoded."""
+
+    priority: Priority
+    receipt: str
+    task_id: str | None
+    receives: int
+    dispatch: Dispatch | None
 
 
 class DuplicateRequest(Exception):
@@ -97,6 +110,22 @@ class TaskQueue(Protocol):
 
     def send(self, task: Task) -> None:
         """Put a ``queued`` task on its priority's queue; the same enqueue sent twice is deduplicated."""
+        ...
+
+    def dead_letter(self, task: Task) -> None:
+        """Leave a ``failed`` task's record in its priority's dead-letter queue."""
+        ...
+
+
+class DeadLetterInbox(Protocol):
+    """Reads the dead-letter queues."""
+
+    def receive(self, priority: Priority, *, hide_s: int) -> list[DeadLetter]:
+        """Up to ten dead letters of one priority, hidden from other readers for ``hide_s`` seconds."""
+        ...
+
+    def discard(self, letter: DeadLetter) -> None:
+        """Delete a dead letter that no longer stands for a failed task."""
         ...
 
 

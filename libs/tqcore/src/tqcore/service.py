@@ -165,25 +165,6 @@ class Tasks:
         return task
 
 
-def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: int) -> int:
-    """Send again every task still ``queued`` past its re-send deadline; how many were re-sent.
-
-    This is how an enqueue that failed after the submit committed still runs (re-send, not an outbox):
-    the submit wrote the task ``queued`` with a deadline in the ``reap`` index, and only a claim clears it.
-    """
-    now = clock.now()
-    sent = 0
-    for shard in range(shards):
-        for task in list(store.unclaimed(shard, now)):
-            try:
-                task = mutate(store, task, lambda t: t.resend(now))
-            except IllegalTransition:
-                continue  # claimed meanwhile
-            queue.send(task)
-            sent += 1
-    return sent
-
-
 def promote_due(
     store: TaskStore, queue: TaskQueue, clock: Clock, *, buckets: list[str], shards: int, actor: str = "scheduler"
 ) -> int:

@@ -159,6 +159,7 @@ class RecordingQueue:
 
     def __init__(self) -> None:
         self.sent: list[Task] = []
+        self.dead: list[Task] = []
         self.fail_next = 0
 
     def send(self, task: Task) -> None:
@@ -167,6 +168,10 @@ class RecordingQueue:
             self.fail_next -= 1
             raise QueueUnavailable("queue down (fake)")
         self.sent.append(copy.deepcopy(task))
+
+    def dead_letter(self, task: Task) -> None:
+        """Record the dead letter."""
+        self.dead.append(copy.deepcopy(task))
 
 
 class InMemoryRegistry:
@@ -201,3 +206,25 @@ class InMemoryRegistry:
         """Move a mark forward only."""
         if name not in self._marks or self._marks[name] < to:
             self._marks[name] = to
+
+
+class InMemoryTaskQueries:
+    """The read-side listings over an :class:`InMemoryTaskStore`, with the same order and cursors as DynamoDB's."""
+
+    def __init__(self, store: InMemoryTaskStore) -> None:
+        self._store = store
+
+    def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
+        """Failed tasks of ``group``, newest first, by the ``dlq`` index's keys (same rule as DynamoDB)."""
+        from tqcore.queries import dlq_after, encode_cursor  # here, so this class only appends to the module
+
+        before = None if cursor is None else dlq_after(cursor)
+        hits = []
+        with self._store._lock:
+            for task in self._store._tasks.values():
+                attrs = keys.index_attributes(task, due_shards=1, reap_shards=1, resend_after_s=30)
+                if attrs.get("dlq_pk") == f"DLQ#{group}" and (before is None or attrs["dlq_sk"] < before):
+                    hits.append((attrs["dlq_sk"], copy.deepcopy(task)))
+        hits.sort(key=lambda hit: hit[0], reverse=True)
+        page = hits[:limit]
+        return [task for _, task in page], (encode_cursor("dlq", page[-1][0]) if len(hits) > limit else None)

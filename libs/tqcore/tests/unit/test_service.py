@@ -27,7 +27,8 @@ from tqcore.domain.errors import (
 from tqcore.domain.model import ErrorInfo, EventType, Status
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
-from tqcore.service import MAX_CONFLICT_RETRIES, Tasks, TypeCatalog, mutate, promote_due, resend_stuck
+from tqcore.recovery import resend_stuck
+from tqcore.service import MAX_CONFLICT_RETRIES, Tasks, TypeCatalog, mutate, promote_due
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -68,7 +69,7 @@ def tasks(store: InMemoryTaskStore, queue: RecordingQueue, clock: FixedClock) ->
 
 
 def executor(store: InMemoryTaskStore, clock: FixedClock, worker: str) -> Attempts:
-    return Attempts(store, clock, worker=worker, lease_s=LEASE_S, jitter=lambda: 0.0)
+    return Attempts(store, RecordingQueue(), clock, worker=worker, lease_s=LEASE_S, jitter=lambda: 0.0)
 
 
 def delivered(task: Task) -> Dispatch:
@@ -378,7 +379,7 @@ def test_succeed_records_the_result(tasks: Tasks, store: InMemoryTaskStore, cloc
 def test_fail_schedules_the_retry_with_the_injected_jitter(
     tasks: Tasks, store: InMemoryTaskStore, clock: FixedClock
 ) -> None:
-    attempts = Attempts(store, clock, worker="host-a:1", lease_s=LEASE_S, jitter=lambda: 0.5)
+    attempts = Attempts(store, RecordingQueue(), clock, worker="host-a:1", lease_s=LEASE_S, jitter=lambda: 0.5)
     running = attempts.claim(delivered(tasks.submit(cmd(retry={"backoff_base_s": 4}), ALICE).task))
     assert running is not None
     failed = attempts.fail(running, BOOM)

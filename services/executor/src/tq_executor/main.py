@@ -8,17 +8,22 @@ import signal
 import socket
 import sys
 import threading
+from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
+from tq_executor import isolation
 from tq_executor.broker import FifoSQSBroker
-from tq_executor.handlers import HandlerRegistry, load_modules, registry
+from tq_executor.handlers import load_modules, registry
+from tq_executor.heartbeat import Heartbeat
 from tq_executor.middleware.redeliver_on_error import RedeliverOnError
 from tq_executor.runner import Runner
 from tq_executor.settings import ExecutorSettings
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock
 from tqcore.dispatch import actor_name
 from tqcore.domain.model import Priority
@@ -30,20 +35,22 @@ log = logging.getLogger(__name__)
 
 
 def worker_id() -> str:
-    """``<hostname>:<pid>``: the process whose death loses the lease."""
+    """``<hostname>:<pid>``: the process whose death loses the lease (its handler processes die with it)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def build_broker(settings: ExecutorSettings, runner: Runner) -> FifoSQSBroker:
     """The broker with one actor per priority; higher priorities are taken first from the local buffer."""
-    broker = FifoSQSBroker(settings, middleware=[RedeliverOnError()])
+    broker = FifoSQSBroker(settings, middleware=[CurrentMessage(), RedeliverOnError()])
+
+    def run(raw_dispatch: dict[str, Any]) -> None:
+        current = CurrentMessage.get_current_message()
+        runner.run(raw_dispatch, getattr(current, "_sqs_message", None))
+
     for priority in Priority:
         dramatiq.actor(
-            actor_name=actor_name(priority),
-            queue_name=priority.value,
-            priority=priority.rank * 10,
-            broker=broker,
-        )(runner.run)
+            actor_name=actor_name(priority), queue_name=priority.value, priority=priority.rank * 10, broker=broker
+        )(run)
     return broker
 
 
@@ -57,17 +64,23 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("executor")
     worker = worker_id()
     load_modules(settings.handler_modules)
-    handlers: HandlerRegistry = registry
     ddb = aws.client(settings, "dynamodb")
     registry_store = DynamoRegistry(ddb, settings)
     # Types become submittable once registered; a deploy can register them before any executor runs.
-    registry_store.register_types(handlers.types, by=worker)
+    registry_store.register_types(registry.types, by=worker)
     if args == ["register-types"]:
-        print(f"tq-executor: registered {', '.join(handlers.types)}")
+        print(f"tq-executor: registered {', '.join(registry.types)}")
         return 0
-    handlers.setup()
-    store = DynamoTaskStore(ddb, settings)
-    runner = Runner(Attempts(store, SystemClock(), worker=worker, lease_s=settings.lease_s), handlers)
+    return serve(settings, worker, registry_store, DynamoTaskStore(ddb, settings))
+
+
+def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistry, store: DynamoTaskStore) -> int:
+    """Consume until SIGTERM; then stop receiving, let attempts finish within the grace, release the rest."""
+    isolation.prepare(settings.handler_modules)
+    queue = SqsTaskQueue(aws.client(settings, "sqs"), settings)
+    attempts = Attempts(store, queue, SystemClock(), worker=worker, lease_s=settings.lease_s)
+    heartbeat = Heartbeat(attempts, interval_s=settings.heartbeat_s, lease_s=settings.lease_s)
+    runner = Runner(attempts, heartbeat, settings.handler_modules)
     broker = build_broker(settings, runner)
     presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)
 
@@ -76,13 +89,20 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     dworker = dramatiq.Worker(broker, worker_threads=settings.threads)
     dworker.start()
+    heartbeat.start()
     presence.start()
-    log.info("executor %s running types %s", worker, ", ".join(handlers.types))
+    log.info("executor %s running types %s", worker, ", ".join(registry.types))
     stop.wait()
-    log.info("executor %s stopping (grace %.0f s)", worker, settings.shutdown_grace_s)
+    log.info("executor %s stopping: no new work, %.0f s grace", worker, settings.shutdown_grace_s)
     presence.stop()
+    for consumer in list(dworker.consumers.values()):
+        consumer.pause()
     dworker.stop(timeout=int(settings.shutdown_grace_s * 1000))
-    handlers.teardown()
+    released = heartbeat.release_all()
+    if released:
+        log.info("released %d unfinished attempts for other executors", released)
+    heartbeat.stop()
+    runner.close()
     return 0
 
 

@@ -1,30 +1,34 @@
-"""Runs one dispatched attempt: claim, call the handler, record the outcome."""
+"""Runs one dispatched attempt: claim, run the handler in a child process under a heartbeat, record it."""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
-from tq_executor.handlers import HandlerRegistry, TaskContext
+from tq_executor.heartbeat import Heartbeat
+from tq_executor.isolation import HandlerCrashed, HandlerProcess, Job, Outcome, Stopped
 from tqcore.dispatch import Dispatch
 from tqcore.domain.model import ErrorInfo, RunStatus
+from tqcore.domain.task import Task
 from tqcore.execution import Attempts
 
 log = logging.getLogger(__name__)
 
-#: Error messages are cut to this many characters in ``last_error``.
-MAX_ERROR_CHARS = 2000
-
 
 class Runner:
-    """The one function every actor calls."""
+    """The one function every actor calls; each worker thread has its own handler process."""
 
-    def __init__(self, attempts: Attempts, handlers: HandlerRegistry) -> None:
+    def __init__(self, attempts: Attempts, heartbeat: Heartbeat, modules: list[str]) -> None:
         self.attempts = attempts
-        self.handlers = handlers
+        self.heartbeat = heartbeat
+        self._modules = modules
+        self._local = threading.local()
+        self._processes: list[HandlerProcess] = []
+        self._lock = threading.Lock()
 
-    def run(self, raw_dispatch: dict[str, Any]) -> None:
+    def run(self, raw_dispatch: dict[str, Any], message: Any = None) -> None:
         """Run the attempt the message names, if it is still ours to run."""
         dispatch = Dispatch.from_dict(raw_dispatch)
         task = self.attempts.claim(dispatch)
@@ -32,31 +36,41 @@ class Runner:
             return
         extra = {"task_id": task.id, "attempt": task.attempts}
         log.info("attempt started", extra=extra)
-        ctx = TaskContext(
-            task_id=task.id,
-            type=task.type,
-            group=task.group,
-            attempt=task.attempts,
-            payload=task.payload,
-            timeout_s=task.timeout_s,
-            worker=self.attempts.worker,
-        )
-        handler = self.handlers.get(task.type)
+        active = self.heartbeat.track(task, message)
         try:
-            if handler is None:
-                raise LookupError(f"this executor has no handler for type {task.type!r}")
-            result = handler(ctx)
-            json.dumps(result, allow_nan=False)  # the result must be strict JSON; if not, the attempt fails
-        except TimeoutError as error:
-            self.attempts.fail(task, _error(error), RunStatus.TIMED_OUT)
-            log.info("attempt timed out", extra=extra)
-        except Exception as error:  # noqa: BLE001 - any handler failure is an attempt failure
-            self.attempts.fail(task, _error(error))
-            log.info("attempt failed: %s", error, extra=extra)
-        else:
-            self.attempts.succeed(task, result)
-            log.info("attempt succeeded", extra=extra)
+            outcome = self._process().run(self._job(task), active.stop)
+        except Stopped:
+            log.info("attempt stopped (lease lost or released)", extra=extra)
+            return
+        except HandlerCrashed as crash:
+            outcome = Outcome(error_type="HandlerCrashed", error_message=str(crash))
+        finally:
+            self.heartbeat.untrack(task.id)
+        self._record(task, outcome)
+        log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.error_type}", extra=extra)
 
+    def _record(self, task: Task, outcome: Outcome) -> None:
+        if outcome.ok:
+            assert outcome.result_json is not None
+            self.attempts.succeed(task, json.loads(outcome.result_json))
+            return
+        error = ErrorInfo(outcome.error_type or "Error", outcome.error_message or "")
+        self.attempts.fail(task, error, RunStatus.TIMED_OUT if outcome.timed_out else RunStatus.FAILED)
 
-def _error(error: BaseException) -> ErrorInfo:
-    return ErrorInfo(type(error).__name__, str(error)[:MAX_ERROR_CHARS])
+    def _job(self, task: Task) -> Job:
+        return Job(task.id, task.type, task.group, task.attempts, task.payload, task.timeout_s, self.attempts.worker)
+
+    def _process(self) -> HandlerProcess:
+        process: HandlerProcess | None = getattr(self._local, "process", None)
+        if process is None:
+            process = self._local.process = HandlerProcess(self._modules)
+            with self._lock:
+                self._processes.append(process)
+        return process
+
+    def close(self) -> None:
+        """Stop every handler process (after the workers stopped)."""
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
+            process.close()

@@ -16,7 +16,7 @@ def main() -> int:
         "reaper",
         settings,
         settings.reaper_interval_s,
-        lambda store, queue, registry, clock: Reaper(store, queue, clock, shards=settings.reap_shards).run_once,
+        lambda adapters: Reaper(adapters, shards=settings.reap_shards).run_once,
     )
 
 

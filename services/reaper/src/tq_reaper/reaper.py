@@ -4,27 +4,30 @@ from __future__ import annotations
 
 import logging
 
-from tqcore.ports import Clock, TaskQueue, TaskStore
-from tqcore.service import resend_stuck
+from tqcore.loop import Adapters
+from tqcore.recovery import reclaim_expired_leases, resend_stuck, settle_dead_letters
 
 log = logging.getLogger(__name__)
 
 
 class Reaper:
-    """Re-sends tasks left ``queued`` with no claim past their deadline (a lost or failed enqueue).
+    """Each pass: reclaims expired leases, re-sends lost enqueues, settles dead-lettered messages.
 
-    Several reapers may run at once: every re-send is a conditional commit, so only one wins each task.
+    Several reapers may run at once: every change is a conditional commit, so only one wins each task.
     """
 
-    def __init__(self, store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: int) -> None:
-        self._store = store
-        self._queue = queue
-        self._clock = clock
+    def __init__(self, adapters: Adapters, *, shards: int) -> None:
+        self._a = adapters
         self._shards = shards
 
-    def run_once(self) -> int:
-        """One pass; how many tasks were re-sent."""
-        sent = resend_stuck(self._store, self._queue, self._clock, shards=self._shards)
-        if sent:
-            log.info("re-sent %d queued tasks nobody claimed", sent)
-        return sent
+    def run_once(self) -> dict[str, int]:
+        """One pass; what it did."""
+        a = self._a
+        done = {
+            "reclaimed": reclaim_expired_leases(a.store, a.queue, a.clock, shards=self._shards),
+            "resent": resend_stuck(a.store, a.queue, a.clock, shards=self._shards),
+            "poisoned": settle_dead_letters(a.store, a.dead_letters, a.clock),
+        }
+        if any(done.values()):
+            log.info("reaper pass: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
+        return done

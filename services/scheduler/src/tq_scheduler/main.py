@@ -16,8 +16,10 @@ def main() -> int:
         "scheduler",
         settings,
         settings.scheduler_interval_s,
-        lambda store, queue, registry, clock: (
-            Scheduler(store, queue, registry, clock, shards=settings.due_shards, catchup_s=settings.catchup_s).run_once
+        lambda a: (
+            Scheduler(
+                a.store, a.queue, a.registry, a.clock, shards=settings.due_shards, catchup_s=settings.catchup_s
+            ).run_once
         ),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,10 +52,17 @@ class SqsTaskQueue:
 
     def send(self, task: Task) -> None:
         """Send the dispatch for the task's next attempt."""
+        self._send(self.urls.queue, task)
+
+    def dead_letter(self, task: Task) -> None:
+        """Leave a record of a task that ran out of retries in its priority's dead-letter queue."""
+        self._send(self.urls.dlq, task)
+
+    def _send(self, url_of: Callable[[Priority], str], task: Task) -> None:
         dispatch = Dispatch.of(task)
         try:
             self._client.send_message(
-                QueueUrl=self.urls.queue(task.priority),
+                QueueUrl=url_of(task.priority),
                 MessageBody=dispatch.encode(),
                 MessageGroupId=task.id,
                 MessageDeduplicationId=dispatch.deduplication_id,

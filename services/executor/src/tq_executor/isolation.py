@@ -1,0 +1,197 @@
+"""Handlers run in child processes, so an attempt can be stopped: a thread cannot be killed, a process can.
+
+Each worker thread owns one long-lived child (started from a clean ``forkserver``, with the handler modules
+preloaded, class handlers set up once per child). The thread sends a job down a pipe and waits for the outcome;
+past ``timeout_s``, or when told to stop (lease lost, shutdown), it SIGKILLs the child and starts a new one for
+the next job. Children die with their executor: each asks the kernel for SIGKILL when its parent (the fork
+server, which exits when the executor does) goes away, so no handler outlives the process holding its lease.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tq_executor.handlers import TaskContext, load_modules, registry
+
+log = logging.getLogger(__name__)
+
+#: How often the waiting thread looks at its stop flag and the clock.
+POLL_S = 0.05
+#: Error messages are cut to this many characters in ``last_error``.
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a child needs to run one attempt."""
+
+    task_id: str
+    type: str
+    group: str
+    attempt: int
+    payload: Any
+    timeout_s: int
+    worker: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended in the child: a JSON result, or an error (``timed_out`` for timeouts)."""
+
+    result_json: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    timed_out: bool = False
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the handler returned a JSON result."""
+        return self.error_type is None
+
+
+class Stopped(Exception):
+    """The attempt was stopped from outside (its lease was lost, or the executor is shutting down)."""
+
+
+class HandlerCrashed(Exception):
+    """The child running the handler died (a segfault, an out-of-memory kill, ``os._exit``)."""
+
+
+class HandlerProcess:
+    """One child process that runs jobs one at a time; killed and replaced when a job must stop."""
+
+    def __init__(self, modules: list[str]) -> None:
+        self._modules = modules
+        self._process: Any = None
+        self._conn: Connection | None = None
+
+    def run(self, job: Job, stop: threading.Event) -> Outcome:
+        """Run ``job`` in the child, waiting at most ``job.timeout_s``; raises ``Stopped`` or ``HandlerCrashed``."""
+        conn = self._ensure_child()
+        conn.send(job)
+        deadline = time.monotonic() + job.timeout_s
+        while True:
+            if conn.poll(POLL_S):
+                try:
+                    outcome: Outcome = conn.recv()
+                except EOFError:
+                    outcome = self._crashed()
+                return outcome
+            if stop.is_set():
+                self.kill()
+                raise Stopped(f"attempt {job.attempt} of {job.task_id} was stopped")
+            if time.monotonic() > deadline:
+                self.kill()
+                return Outcome(
+                    error_type="TimeoutError",
+                    error_message=f"ran past its timeout of {job.timeout_s} s and was killed",
+                    timed_out=True,
+                )
+            if not self._process.is_alive():
+                return self._crashed()
+
+    def _crashed(self) -> Outcome:
+        code = self._process.exitcode
+        self._forget()
+        raise HandlerCrashed(f"the handler process died (exit code {code})")
+
+    def _ensure_child(self) -> Connection:
+        if self._process is None or not self._process.is_alive():
+            self._forget()
+            context = multiprocessing.get_context("forkserver")
+            parent, child = context.Pipe()
+            self._process = context.Process(target=child_main, args=(child, self._modules), daemon=True)
+            self._process.start()
+            child.close()
+            self._conn = parent
+        assert self._conn is not None
+        return self._conn
+
+    def kill(self) -> None:
+        """SIGKILL the child (the next job starts a new one)."""
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        self._forget()
+
+    def close(self) -> None:
+        """Ask the child to tear its handlers down and exit; kill it if it does not."""
+        if self._conn is not None and self._process is not None and self._process.is_alive():
+            with contextlib.suppress(OSError, BrokenPipeError):
+                self._conn.send(None)
+            self._process.join(5)
+        self.kill()
+
+    def _forget(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._process, self._conn = None, None
+
+
+def prepare(modules: list[str]) -> None:
+    """Preload the handler modules into the fork server, so each child starts warm."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["tq_executor.isolation", *modules])
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent exits."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def child_main(conn: Connection, modules: list[str]) -> None:
+    """The child's loop: run each job, send back its outcome, until told to stop (``None``)."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the executor, which stops us itself
+    load_modules(modules)
+    registry.setup()
+    try:
+        while True:
+            try:
+                job = conn.recv()
+            except EOFError:
+                return
+            if job is None:
+                return
+            conn.send(run_job(job))
+    finally:
+        registry.teardown()
+
+
+def run_job(job: Job) -> Outcome:
+    """Run one job with the registered handler (in the child)."""
+    ctx = TaskContext(
+        task_id=job.task_id,
+        type=job.type,
+        group=job.group,
+        attempt=job.attempt,
+        payload=job.payload,
+        timeout_s=job.timeout_s,
+        worker=job.worker,
+    )
+    handler = registry.get(job.type)
+    try:
+        if handler is None:
+            raise LookupError(f"this executor has no handler for type {job.type!r}")
+        result = handler(ctx)
+        # The result must be strict JSON; if not, the attempt fails.
+        return Outcome(result_json=json.dumps(result, allow_nan=False), output=ctx.output)
+    except TimeoutError as error:
+        return Outcome(error_type="TimeoutError", error_message=str(error), timed_out=True, output=ctx.output)
+    except Exception as error:  # noqa: BLE001 - any handler failure is an attempt failure
+        return Outcome(error_type=type(error).__name__, error_message=str(error)[:MAX_ERROR_CHARS], output=ctx.output)

@@ -1,0 +1,54 @@
+"""Handlers for the executor's own tests (imported by name in handler child processes)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tq_executor.handlers import TaskContext, handler
+
+
+@handler("t-echo")
+def echo(ctx: TaskContext) -> Any:
+    return {"payload": ctx.payload, "attempt": ctx.attempt, "pid": os.getpid()}
+
+
+@handler("t-boom")
+def boom(ctx: TaskContext) -> Any:
+    return 1 / 0
+
+
+@handler("t-opaque")
+def opaque(ctx: TaskContext) -> Any:
+    return object()
+
+
+@handler("t-nan")
+def nan(ctx: TaskContext) -> Any:
+    return float("nan")
+
+
+@handler("t-hang")
+def hang(ctx: TaskContext) -> Any:
+    ctx.sleep(3600)
+    return None
+
+
+@handler("t-crash")
+def crash(ctx: TaskContext) -> Any:
+    os._exit(3)
+
+
+@handler("t-count")
+class Counter:
+    """Set up once per handler process; counts the calls it served."""
+
+    def setup(self) -> None:
+        self.calls = 0
+
+    def teardown(self) -> None:
+        pass
+
+    def __call__(self, ctx: TaskContext) -> Any:
+        self.calls += 1
+        return {"calls": self.calls, "pid": os.getpid()}
