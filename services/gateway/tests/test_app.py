@@ -13,7 +13,7 @@ from tq_gateway.app import build_app
 from tq_gateway.body import BodyLimit
 from tq_gateway.settings import GatewaySettings
 from tqcore.domain.errors import StoreUnavailable
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
 
@@ -37,9 +37,11 @@ class BrokenStore(InMemoryTaskStore):
 
 def client(store: InMemoryTaskStore | None = None, **settings: Any) -> falcon.testing.TestClient:
     ids = (f"t-{n}" for n in itertools.count(1))
+    store = store or InMemoryTaskStore()
     app = build_app(
         GatewaySettings(**settings),
-        store=store or InMemoryTaskStore(),
+        store=store,
+        queries=InMemoryTaskQueries(store),
         queue=RecordingQueue(),
         registry=InMemoryRegistry(["echo"]),
         clock=FixedClock(),
@@ -124,9 +126,11 @@ def test_unknown_routes_are_problems_too() -> None:
 
 def test_readyz_waits_for_every_required_service() -> None:
     registry = InMemoryRegistry(["echo"])
+    store = InMemoryTaskStore()
     app = build_app(
         GatewaySettings(ready_requires=["executor", "scheduler"]),
-        store=InMemoryTaskStore(),
+        store=store,
+        queries=InMemoryTaskQueries(store),
         queue=RecordingQueue(),
         registry=registry,
         clock=FixedClock(),

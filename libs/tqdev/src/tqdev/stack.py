@@ -32,6 +32,7 @@ class StackConfig:
     run_dir: Path
     port: int = field(default_factory=free_port)
     executors: int = 2
+    reapers: int = 1
     #: Extra ``TQ_*`` (or other) environment for every service.
     env: dict[str, str] = field(default_factory=dict)
 
@@ -92,7 +93,8 @@ class Stack:
         self.bootstrap()
         self.procs.append(self._spawn("gateway", [str(BIN / "tq-gateway")]))
         self.procs.append(self._spawn("scheduler", [str(BIN / "tq-scheduler")]))
-        self.procs.append(self._spawn("reaper", [str(BIN / "tq-reaper")]))
+        for n in range(self.config.reapers):
+            self.procs.append(self._spawn(f"reaper-{n + 1}" if n else "reaper", [str(BIN / "tq-reaper")], "reaper"))
         for _ in range(self.config.executors):
             self.add_executor()
         if not self.config.executors:
@@ -112,6 +114,10 @@ class Stack:
         self.executors.append(proc)
         self.procs.append(proc)
         return proc
+
+    def executor_by_pid(self, pid: int) -> Proc | None:
+        """The executor process with this pid, if this stack started it."""
+        return next((proc for proc in self.executors if proc.pid == pid), None)
 
     def wait_ready(self, timeout_s: float) -> None:
         """Wait until ``/readyz`` answers 200, failing early if a service died."""

@@ -81,6 +81,11 @@ class Heartbeat:
         for active in running:
             active.stop.set()
             self._attempts.release(active.task)
+            if active.message is not None:
+                # The task's message group is FIFO: while this message is in flight, SQS holds back the new
+                # one the release just sent. Delete it so another executor gets the task now.
+                with contextlib.suppress(Exception):
+                    active.message.delete()
             log.info("released the attempt at shutdown", extra={"task_id": active.task.id})
         return len(running)
 

@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -141,8 +142,9 @@ class HandlerProcess:
 
 
 def prepare(modules: list[str]) -> None:
-    """Preload the handler modules into the fork server, so each child starts warm."""
+    """Start the fork server now, with the handler modules preloaded, so each child starts warm and fast."""
     multiprocessing.get_context("forkserver").set_forkserver_preload(["tq_executor.isolation", *modules])
+    forkserver.ensure_running()
 
 
 def _die_with_parent() -> None:

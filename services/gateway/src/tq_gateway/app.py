@@ -13,14 +13,18 @@ from tq_gateway.body import BodyLimit
 from tq_gateway.metrics import Metrics
 from tq_gateway.openapi import OpenApi
 from tq_gateway.resources import Health, Ready, TaskCollection, TaskItem
+from tq_gateway.resources_history import DeadLetterCollection, DeadLetterRedrive, TaskEvents, TaskRedrive, TaskRuns
 from tq_gateway.settings import GatewaySettings
 from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock, new_task_id
 from tqcore.logs import configure_logging
+from tqcore.management import DeadLetters, TaskHistory
 from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
+from tqcore.queries import TaskQueries
 from tqcore.service import Tasks, TypeCatalog
 
 
@@ -28,6 +32,7 @@ def build_app(
     settings: GatewaySettings,
     *,
     store: TaskStore,
+    queries: TaskQueries,
     queue: TaskQueue,
     registry: Registry,
     clock: Clock,
@@ -35,12 +40,19 @@ def build_app(
 ) -> falcon.App[Any, Any]:
     """The Falcon app over the given adapters (tests may pass their own)."""
     tasks = Tasks(store, queue, TypeCatalog(registry), clock, new_id)
+    history = TaskHistory(store)
+    dead_letters = DeadLetters(store, queries, queue, clock)
     middleware: list[Any] = [BodyLimit(settings.max_body_bytes), BearerAuth(DEV_PRINCIPALS)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
     app.add_route("/v1/tasks", TaskCollection(tasks))
     app.add_route("/v1/tasks/{task_id}", TaskItem(tasks))
+    app.add_route("/v1/tasks/{task_id}/runs", TaskRuns(history))
+    app.add_route("/v1/tasks/{task_id}/events", TaskEvents(history))
+    app.add_route("/v1/tasks/{task_id}/redrive", TaskRedrive(dead_letters))
+    app.add_route("/v1/dlq", DeadLetterCollection(dead_letters))
+    app.add_route("/v1/dlq/redrive", DeadLetterRedrive(dead_letters))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(registry, settings.ready_requires))
     app.add_route("/metrics", Metrics())
@@ -56,6 +68,7 @@ def create_app() -> falcon.App[Any, Any]:
     return build_app(
         settings,
         store=DynamoTaskStore(ddb, settings),
+        queries=DynamoTaskQueries(ddb, settings),
         queue=SqsTaskQueue(aws.client(settings, "sqs"), settings),
         registry=DynamoRegistry(ddb, settings),
         clock=SystemClock(),

@@ -11,8 +11,10 @@ from pydantic import ValidationError
 
 from tqcore.domain.errors import (
     Forbidden,
+    GroupRequired,
     IdempotencyMismatch,
     IllegalTransition,
+    InvalidCursor,
     QueueUnavailable,
     StoreUnavailable,
     TaskNotFound,
@@ -21,6 +23,7 @@ from tqcore.domain.errors import (
     UnsupportedSchedule,
     VersionConflict,
 )
+from tqcore.domain.requests import QUERY_STRING
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ DOMAIN_ERRORS: list[tuple[type[TqError], int, str]] = [
     (IdempotencyMismatch, 409, "idempotency-key-reused"),
     (UnknownTaskType, 422, "unknown-task-type"),
     (UnsupportedSchedule, 422, "unsupported-schedule"),
+    (GroupRequired, 422, "group-required"),
+    (InvalidCursor, 400, "invalid-cursor"),
     (VersionConflict, 409, "conflict"),
     (IllegalTransition, 409, "illegal-transition"),
     (StoreUnavailable, 503, "unavailable"),
@@ -79,7 +84,8 @@ def _domain_error(req: falcon.Request, resp: falcon.Response, error: TqError, pa
 
 def _validation_error(req: falcon.Request, resp: falcon.Response, error: ValidationError, params: Any) -> None:
     errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors(include_url=False)]
-    problem(resp, 422, "validation", "the request body is not valid", errors=errors, title="Unprocessable Content")
+    part = QUERY_STRING if error.title == QUERY_STRING else "request body"
+    problem(resp, 422, "validation", f"the {part} is not valid", errors=errors, title="Unprocessable Content")
 
 
 def _http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError, params: Any) -> None:

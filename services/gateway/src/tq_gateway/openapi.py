@@ -6,6 +6,7 @@ from typing import Any
 
 import falcon
 
+from tq_gateway import openapi_history
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Overlap, Priority, Status
 
@@ -70,10 +71,12 @@ def build_spec() -> dict[str, Any]:
         "info": {"title": "tq", "version": "1.0.0", "description": "Distributed task queue and scheduler."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "parameters": openapi_history.parameters(),
             "schemas": {
                 "SubmitTask": submit,
                 **defs,
                 "Task": _task_schema(),
+                **openapi_history.schemas(),
                 "Problem": {
                     "type": "object",
                     "required": ["type", "title", "status", "detail"],
@@ -121,6 +124,7 @@ def build_spec() -> dict[str, Any]:
                     },
                 }
             },
+            **openapi_history.paths(),
             "/healthz": {"get": {"security": [], "responses": {"200": {"description": "alive"}}}},
             "/readyz": {
                 "get": {"security": [], "responses": {"200": {"description": "ready"}, "503": _problem("not ready")}}

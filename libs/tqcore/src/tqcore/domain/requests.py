@@ -1,0 +1,41 @@
+"""Validated inputs of the read-side and dead-letter endpoints (pydantic models, no I/O)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tqcore.domain.commands import Name
+
+#: Validation errors of these models are about the query string (the gateway says so in its 422).
+QUERY_STRING = "query string"
+
+#: A cursor as handed out (opaque); anything longer was not one of ours.
+Cursor = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class PageQuery(BaseModel):
+    """``limit`` and ``cursor`` of a paged listing."""
+
+    model_config = ConfigDict(frozen=True, title=QUERY_STRING)
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: Cursor | None = None
+
+
+class DeadLetterQuery(PageQuery):
+    """``GET /v1/dlq``: a page of one group's dead letters (all the caller's groups if none is named)."""
+
+    group: Name | None = None
+
+
+class RedriveDeadLetters(BaseModel):
+    """The body of ``POST /v1/dlq/redrive``: the given ``ids``, or else the newest ``limit`` dead letters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    group: Name
+    ids: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=1000)
+    limit: int = Field(default=100, ge=1, le=1000)
+    dry_run: bool = False

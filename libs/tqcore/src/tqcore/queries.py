@@ -1,0 +1,62 @@
+"""The read side's port: listings served from indexes, with opaque pagination cursors shared by every adapter."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Protocol
+
+from tqcore.domain.codec import ts
+from tqcore.domain.errors import InvalidCursor
+from tqcore.domain.task import Task
+
+#: A dead letter's place in the newest-first order: ``<finished_at>#<id>`` (the ``dlq`` index's sort key).
+_DLQ_POSITION = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z#[A-Za-z0-9_-]{1,64}")
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,1024}")
+
+
+class TaskQueries(Protocol):
+    """Listings of tasks that no single task's partition can answer."""
+
+    def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
+        """Up to ``limit`` ``failed`` tasks of ``group``, newest first (by ``finished_at``, then id), after
+        ``cursor``; and the cursor of the next page, ``None`` when there is none. Raises ``InvalidCursor``."""
+        ...
+
+
+def encode_cursor(kind: str, position: str) -> str:
+    """An opaque cursor for a position in one kind of listing (URL-safe base64, no padding)."""
+    return base64.urlsafe_b64encode(f"{kind}:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str) -> str:
+    """The position an :func:`encode_cursor` cursor of ``kind`` holds; ``InvalidCursor`` for anything else."""
+    if not _CURSOR.fullmatch(cursor):
+        raise InvalidCursor()
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursor() from None
+    found, sep, position = text.partition(":")
+    if found != kind or not sep:
+        raise InvalidCursor()
+    return position
+
+
+def dlq_position(task: Task) -> str:
+    """Where a dead letter sits in the newest-first order of its group."""
+    return f"{ts(task.finished_at)}#{task.id}"
+
+
+def dlq_cursor(task: Task) -> str:
+    """The cursor of the dead-letter page that follows ``task``."""
+    return encode_cursor("dlq", dlq_position(task))
+
+
+def dlq_after(cursor: str) -> str:
+    """The position a dead-letter cursor holds (list what sorts before it); ``InvalidCursor`` if malformed."""
+    position = decode_cursor("dlq", cursor)
+    if not _DLQ_POSITION.fullmatch(position):
+        raise InvalidCursor()
+    return position

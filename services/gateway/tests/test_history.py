@@ -1,0 +1,297 @@
+"""The history and dead-letter endpoints over HTTP, on in-memory fakes: shapes, status codes, who sees what."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import falcon.testing
+import pytest
+
+from tq_gateway.app import build_app
+from tq_gateway.settings import GatewaySettings
+from tqcore.domain.commands import SubmitTask
+from tqcore.domain.model import ErrorInfo, Status
+from tqcore.domain.task import Task
+from tqcore.service import mutate
+from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+
+pytestmark = pytest.mark.unit
+
+ALICE = {"Authorization": "Bearer dev-alice"}
+BOB = {"Authorization": "Bearer dev-bob"}
+CAROL = {"Authorization": "Bearer dev-carol"}
+ADMIN = {"Authorization": "Bearer dev-admin"}
+WORKER = "host-a:1"
+RUN_FIELDS = {
+    "run_id",
+    "attempt",
+    "status",
+    "scheduled_for",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "worker",
+    "error",
+    "log_size",
+    "log_expires_at",
+}
+
+
+class Api:
+    """A gateway over fakes, and a way to put tasks in its store."""
+
+    def __init__(self) -> None:
+        self.store = InMemoryTaskStore()
+        self.queue = RecordingQueue()
+        self.clock = FixedClock()
+        self._ids = (f"t-{n}" for n in itertools.count(1))
+        app = build_app(
+            GatewaySettings(),
+            store=self.store,
+            queries=InMemoryTaskQueries(self.store),
+            queue=self.queue,
+            registry=InMemoryRegistry(["echo"]),
+            clock=self.clock,
+        )
+        self.http = falcon.testing.TestClient(app)
+
+    def task(self, group: str = "team-a", *, failures: int = 0, max_retries: int = 0) -> Task:
+        """A queued task, or one after ``failures`` failed attempts (``failed`` once its budget is spent)."""
+        cmd = SubmitTask.model_validate({"type": "echo", "group": group, "retry": {"max_retries": max_retries}})
+        task = Task.submit(
+            task_id=next(self._ids), owner="alice", now=self.clock.now(), submitted=cmd.model_dump(mode="json"),
+            **cmd.task_fields(),
+        )  # fmt: skip
+        self.store.create(task)
+        task = task.committed()
+        for attempt in range(1, failures + 1):
+            if attempt > 1:
+                task = self._change(task, lambda t: t.promote(t.next_run_at or self.clock.now()))
+            task = self._change(task, lambda t, n=attempt: t.claim(n, WORKER, self.clock.now(), 30))
+            task = self._change(
+                task, lambda t, n=attempt: t.fail(n, WORKER, ErrorInfo("E", "boom"), self.clock.now(), jitter=0.0)
+            )
+        return task
+
+    def _change(self, task: Task, change: Callable[[Task], None]) -> Task:
+        self.clock.advance(1)
+        return mutate(self.store, task, change)
+
+    def get(self, path: str, headers: dict[str, str], **params: Any) -> falcon.testing.Result:
+        return self.http.simulate_get(path, headers=headers, params=params or None)
+
+    def post(self, path: str, headers: dict[str, str], body: Any = None) -> falcon.testing.Result:
+        return self.http.simulate_post(path, headers=headers, json=body)
+
+
+@pytest.fixture
+def api() -> Api:
+    return Api()
+
+
+def assert_problem(response: falcon.testing.Result, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json["status"] == status
+    return dict(response.json)
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+def test_runs_lists_each_attempt_newest_first_with_the_contract_fields(api: Api) -> None:
+    task = api.task(failures=3, max_retries=2)
+    response = api.get(f"/v1/tasks/{task.id}/runs", ALICE)
+    assert response.status_code == 200
+    items = response.json["items"]
+    assert [(r["attempt"], r["status"]) for r in items] == [(3, "failed"), (2, "failed"), (1, "failed")]
+    assert all(set(r) == RUN_FIELDS for r in items)
+    assert items[0]["error"] == {"type": "E", "message": "boom"}
+    assert items[0]["started_at"].endswith("Z")
+    assert items[1]["scheduled_for"] is not None
+    assert items[2]["scheduled_for"] is None
+    assert response.json["next_cursor"] is None
+
+
+def test_runs_page_with_an_opaque_cursor(api: Api) -> None:
+    task = api.task(failures=3, max_retries=2)
+    first = api.get(f"/v1/tasks/{task.id}/runs", ALICE, limit=2)
+    assert [r["attempt"] for r in first.json["items"]] == [3, 2]
+    cursor = first.json["next_cursor"]
+    second = api.get(f"/v1/tasks/{task.id}/runs", ALICE, limit=2, cursor=cursor)
+    assert ([r["attempt"] for r in second.json["items"]], second.json["next_cursor"]) == ([1], None)
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "ten", "-1"])
+def test_a_limit_out_of_range_is_a_422_about_the_query_string(api: Api, limit: str) -> None:
+    task = api.task()
+    body = assert_problem(api.get(f"/v1/tasks/{task.id}/runs", ALICE, limit=limit), 422)
+    assert body["detail"] == "the query string is not valid"
+    assert body["errors"][0]["loc"] == ["limit"]
+
+
+@pytest.mark.parametrize("path", ["/v1/tasks/t-1/runs", "/v1/dlq"])
+def test_a_malformed_cursor_is_a_400(api: Api, path: str) -> None:
+    api.task(failures=1)
+    body = assert_problem(api.get(path, ALICE, cursor="not a cursor"), 400)
+    assert body["type"] == "urn:tq:problem:invalid-cursor"
+
+
+# -------------------------------------------------------------------------------------------------- events
+def test_events_are_listed_oldest_first(api: Api) -> None:
+    task = api.task(failures=1)
+    response = api.get(f"/v1/tasks/{task.id}/events", ALICE)
+    assert response.status_code == 200
+    items = response.json["items"]
+    assert [e["seq"] for e in items] == list(range(1, task.version + 1))
+    assert [e["type"] for e in items] == ["submitted", "queued", "claimed", "failed", "dead_lettered"]
+    assert set(items[0]) == {"seq", "type", "at", "actor", "data"}
+    assert items[0]["actor"] == "alice"
+    assert items[2]["actor"] == f"executor:{WORKER}"
+
+
+@pytest.mark.parametrize(("who", "status"), [(ALICE, 404), (BOB, 200), (CAROL, 200), (ADMIN, 200)])
+@pytest.mark.parametrize("resource", ["runs", "events"])
+def test_history_of_a_task_outside_the_callers_groups_is_not_found(
+    api: Api, who: dict[str, str], status: int, resource: str
+) -> None:
+    task = api.task("team-b", failures=1)
+    response = api.get(f"/v1/tasks/{task.id}/{resource}", who)
+    assert response.status_code == status
+    assert "team-b" not in response.text or status == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/tasks/t-1/runs"), ("GET", "/v1/tasks/t-1/events"), ("POST", "/v1/tasks/t-1/redrive"),
+     ("GET", "/v1/dlq"), ("POST", "/v1/dlq/redrive")],
+)  # fmt: skip
+def test_every_new_endpoint_needs_a_token(api: Api, method: str, path: str) -> None:
+    response = api.http.simulate_request(method, path)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+# ------------------------------------------------------------------------------------------ redrive one
+def test_redrive_queues_a_failed_task_again(api: Api) -> None:
+    task = api.task(failures=1)
+    response = api.post(f"/v1/tasks/{task.id}/redrive", ALICE)
+    assert response.status_code == 200
+    assert (response.json["status"], response.json["attempts"], response.json["retries"]) == ("queued", 0, 0)
+    assert response.headers["etag"] == f'"{task.version + 2}"'
+    assert [t.id for t in api.queue.sent] == [task.id]
+    assert api.get(f"/v1/tasks/{task.id}/events", ALICE).json["items"][-2]["actor"] == "alice"
+
+
+def test_redrive_of_a_task_that_is_not_failed_is_a_409(api: Api) -> None:
+    task = api.task()
+    assert_problem(api.post(f"/v1/tasks/{task.id}/redrive", ALICE), 409)
+    assert api.queue.sent == []
+
+
+@pytest.mark.parametrize("task_id", ["t-1", "no-such-task"])
+def test_redrive_of_an_invisible_or_unknown_task_is_a_404(api: Api, task_id: str) -> None:
+    api.task("team-b", failures=1)
+    assert_problem(api.post(f"/v1/tasks/{task_id}/redrive", ALICE), 404)
+
+
+def test_a_redrive_whose_enqueue_fails_still_answers_200(api: Api) -> None:
+    task = api.task(failures=1)
+    api.queue.fail_next = 1
+    response = api.post(f"/v1/tasks/{task.id}/redrive", ALICE)
+    assert (response.status_code, response.json["status"]) == (200, "queued")
+
+
+# -------------------------------------------------------------------------------------------------- dlq
+def test_the_dlq_lists_failed_tasks_newest_first(api: Api) -> None:
+    old, _queued, new = api.task(failures=1), api.task(), api.task(failures=1)
+    response = api.get("/v1/dlq", ALICE, group="team-a")
+    assert response.status_code == 200
+    assert [t["id"] for t in response.json["items"]] == [new.id, old.id]
+    assert response.json["items"][0]["status"] == "failed"
+    assert response.json["next_cursor"] is None
+
+
+def test_the_dlq_pages_and_merges_the_callers_groups(api: Api) -> None:
+    tasks = [api.task(group, failures=1) for group in ("team-a", "team-b", "team-a")]
+    first = api.get("/v1/dlq", CAROL, limit=2)
+    second = api.get("/v1/dlq", CAROL, limit=2, cursor=first.json["next_cursor"])
+    ids = [t["id"] for t in first.json["items"] + second.json["items"]]
+    assert ids == [t.id for t in reversed(tasks)]
+    assert second.json["next_cursor"] is None
+    assert [t["id"] for t in api.get("/v1/dlq", ALICE).json["items"]] == [tasks[2].id, tasks[0].id]
+
+
+def test_the_dlq_of_another_group_is_a_403_and_an_admin_must_name_one(api: Api) -> None:
+    api.task("team-b", failures=1)
+    assert_problem(api.get("/v1/dlq", ALICE, group="team-b"), 403)
+    assert assert_problem(api.get("/v1/dlq", ADMIN), 422)["type"] == "urn:tq:problem:group-required"
+    assert len(api.get("/v1/dlq", ADMIN, group="team-b").json["items"]) == 1
+
+
+def test_an_invalid_dlq_group_is_a_422(api: Api) -> None:
+    assert assert_problem(api.get("/v1/dlq", ALICE, group="../x"), 422)["errors"][0]["loc"] == ["group"]
+
+
+# ------------------------------------------------------------------------------------------ redrive dlq
+def test_dlq_redrive_dry_run_lists_and_changes_nothing(api: Api) -> None:
+    tasks = [api.task(failures=1) for _ in range(3)]
+    response = api.post("/v1/dlq/redrive", ALICE, {"group": "team-a", "limit": 2, "dry_run": True})
+    assert response.status_code == 200
+    assert (response.json["count"], response.json["ids"]) == (2, [tasks[2].id, tasks[1].id])
+    assert all(api.store.get(t.id).status is Status.FAILED for t in tasks)
+    assert api.queue.sent == []
+
+
+def test_dlq_redrive_skips_ids_of_other_groups_and_live_tasks(api: Api) -> None:
+    mine, theirs, queued = api.task(failures=1), api.task("team-b", failures=1), api.task()
+    body = {"group": "team-a", "ids": [mine.id, theirs.id, queued.id, "nope"]}
+    response = api.post("/v1/dlq/redrive", CAROL, body)
+    assert (response.status_code, response.json["count"], response.json["ids"]) == (200, 1, [mine.id])
+    assert api.store.get(theirs.id).status is Status.FAILED
+
+
+def test_dlq_redrive_of_another_group_is_a_403(api: Api) -> None:
+    assert_problem(api.post("/v1/dlq/redrive", ALICE, {"group": "team-b"}), 403)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"group": "team-a", "extra": 1}, {"group": "team-a", "limit": 0}, {"group": "team-a", "limit": 1001},
+     {"group": "team-a", "ids": "t-1"}, {"group": "team-a", "ids": ["t"] * 1001}, {"group": "team-a", "dry_run": []}],
+)  # fmt: skip
+def test_an_invalid_dlq_redrive_body_is_a_422(api: Api, body: dict[str, Any]) -> None:
+    assert assert_problem(api.post("/v1/dlq/redrive", ALICE, body), 422)["errors"]
+
+
+def test_a_dlq_redrive_without_a_json_body_is_a_400(api: Api) -> None:
+    assert_problem(api.http.simulate_post("/v1/dlq/redrive", headers=ALICE, body=b"[1"), 400)
+
+
+# ------------------------------------------------------------------------------------------------ openapi
+def test_openapi_describes_every_new_endpoint_and_every_reference_resolves(api: Api) -> None:
+    spec = api.http.simulate_get("/openapi.json").json
+    assert spec["openapi"] == "3.1.0"
+    assert {
+        "/v1/tasks/{task_id}/runs": "get",
+        "/v1/tasks/{task_id}/events": "get",
+        "/v1/tasks/{task_id}/redrive": "post",
+        "/v1/dlq": "get",
+        "/v1/dlq/redrive": "post",
+    }.items() <= {path: next(iter(ops)) for path, ops in spec["paths"].items()}.items()
+    for ref in _refs(spec):
+        node: Any = spec
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]
+        assert isinstance(node, dict), ref
+    run = spec["components"]["schemas"]["Run"]["properties"]
+    assert set(run) == RUN_FIELDS
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []

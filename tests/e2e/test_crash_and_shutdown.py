@@ -1,0 +1,166 @@
+"""Executors that die or are stopped: no task is lost, no attempt runs twice (issue 3, acceptance 4 and 5)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import executions, start_stack, wait_for_status
+from tqdev.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+FAST_LEASES = {"TQ_LEASE_S": "6", "TQ_HEARTBEAT_S": "2", "TQ_REAPER_INTERVAL_S": "1"}
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def submit_sleep(api: httpx.Client, seconds: float, **extra: Any) -> str:
+    body = {"type": "sleep", "group": "team-a", "payload": {"seconds": seconds}, **extra}
+    response = api.post("/v1/tasks", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def running_on(stack: Stack, api: httpx.Client, task_id: str) -> int:
+    """Wait until the task runs; the pid of the executor holding it."""
+    task = wait_for_status(api, task_id, {"running"}, timeout_s=15)
+    pid = int(task["worker"].rsplit(":", 1)[1])
+    assert stack.executor_by_pid(pid) is not None, "the worker field names one of our executors"
+    return pid
+
+
+def claims(api: httpx.Client, task_id: str) -> list[dict[str, Any]]:
+    events = api.get(f"/v1/tasks/{task_id}/events").json()["items"]
+    return [e for e in events if e["type"] == "claimed"]
+
+
+@pytest.fixture
+def api_for() -> Iterator[Any]:
+    clients: list[httpx.Client] = []
+
+    def make(stack: Stack) -> httpx.Client:
+        client = httpx.Client(base_url=stack.url, headers={"Authorization": "Bearer dev-alice"}, timeout=10)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def test_killing_the_executor_of_a_running_task_reruns_it_after_its_lease(
+    emulator: str, tmp_path: Path, api_for: Any
+) -> None:
+    stack = start_stack(emulator, tmp_path, env=FAST_LEASES)
+    try:
+        api = api_for(stack)
+        task_id = submit_sleep(api, 3, retry={"backoff_base_s": 0.5})
+        pid = running_on(stack, api, task_id)
+        deadline = time.monotonic() + 10
+        while (task_id, 1) not in executions(stack):  # the handler itself has started
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        handlers = descendants(pid)
+        assert handlers, "the handler runs in a child process of the executor"
+        # When the executor holding the task is SIGKILLed
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.time()
+        # Then its handler processes die with it
+        deadline = time.monotonic() + 5
+        while any(alive(p) for p in handlers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [p for p in handlers if alive(p)], "no handler outlives its executor"
+        # and the task is re-run within lease + reaper interval + a few seconds, and succeeds
+        done = wait_for_status(api, task_id, {"succeeded", "failed"}, timeout_s=40)
+        assert done["status"] == "succeeded"
+        second = claims(api, task_id)[1]
+        assert ts(second["at"]) - killed_at < 6 + 1 + 4
+        runs = api.get(f"/v1/tasks/{task_id}/runs").json()["items"]
+        assert [r["status"] for r in runs] == ["succeeded", "lost"]  # newest first
+        attempts = [e for e in executions(stack) if e[0] == task_id]
+        assert attempts == [(task_id, 1), (task_id, 2)]
+    finally:
+        stack.stop()
+
+
+def test_sigterm_lets_a_running_attempt_finish_within_the_grace_period(
+    emulator: str, tmp_path: Path, api_for: Any
+) -> None:
+    stack = start_stack(emulator, tmp_path, executors=1, env={"TQ_SHUTDOWN_GRACE_S": "25"})
+    try:
+        api = api_for(stack)
+        task_id = submit_sleep(api, 20)
+        pid = running_on(stack, api, task_id)
+        # When its executor is told to stop while the 20 s sleep runs
+        os.kill(pid, signal.SIGTERM)
+        # Then the attempt finishes there, once, and the executor exits after it
+        done = wait_for_status(api, task_id, {"succeeded", "failed", "queued"}, timeout_s=30)
+        assert done["status"] == "succeeded"
+        assert done["attempts"] == 1
+        proc = stack.executor_by_pid(pid)
+        assert proc is not None
+        proc.popen.wait(timeout=10)
+        assert len(claims(api, task_id)) == 1
+    finally:
+        stack.stop()
+
+
+def test_sigterm_with_a_short_grace_hands_the_attempt_to_another_executor_at_once(
+    emulator: str, tmp_path: Path, api_for: Any
+) -> None:
+    stack = start_stack(emulator, tmp_path, executors=2, env={"TQ_SHUTDOWN_GRACE_S": "2"})
+    try:
+        api = api_for(stack)
+        task_id = submit_sleep(api, 8)
+        pid = running_on(stack, api, task_id)
+        os.kill(pid, signal.SIGTERM)
+        stopped_at = time.time()
+        done = wait_for_status(api, task_id, {"succeeded", "failed"}, timeout_s=30)
+        assert done["status"] == "succeeded"
+        first, second = claims(api, task_id)
+        # released after the 2 s grace and claimed elsewhere long before the 30 s lease would have run out
+        assert second["data"]["worker"] != first["data"]["worker"]
+        assert ts(second["at"]) - stopped_at < 2 + 5
+        runs = api.get(f"/v1/tasks/{task_id}/runs").json()["items"]
+        assert [r["status"] for r in runs] == ["succeeded", "lost"]
+        assert done["finished_at"] is not None
+        assert datetime.now(UTC).timestamp() - stopped_at < 30
+    finally:
+        stack.stop()
