@@ -45,6 +45,10 @@ test-ministack: install
 test-moto: install
 	TQ_TEST_EMULATOR=moto $(BIN)/pytest -m "(integration or e2e) and not volume"
 
+## make chaos: 2,000 tasks while executors are SIGKILLed every 3 s (also part of `make test`); prints its figures.
+chaos: install
+	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m chaos -s
+
 ## make bench: submit latency, throughput, submit->start and AWS calls per task on a local stack.
 bench: install
 	$(BIN)/python bench/throughput.py

@@ -16,7 +16,13 @@ TOKENS = {"alice": "dev-alice", "bob": "dev-bob", "carol": "dev-carol", "admin":
 
 
 def start_stack(
-    emulator: str, run_dir: Path, *, executors: int = 2, env: dict[str, str] | None = None, prefix: str | None = None
+    emulator: str,
+    run_dir: Path,
+    *,
+    executors: int = 2,
+    reapers: int = 1,
+    env: dict[str, str] | None = None,
+    prefix: str | None = None,
 ) -> Stack:
     """A started stack (fresh prefix unless given) with an execution log at ``run_dir/executions.log``."""
     config = StackConfig(
@@ -24,6 +30,7 @@ def start_stack(
         prefix=prefix or unique_prefix(),
         run_dir=run_dir,
         executors=executors,
+        reapers=reapers,
         env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **(env or {})},
     )
     stack = Stack(config)

@@ -264,6 +264,7 @@ class Task:
         """A ``failed`` task goes back on its queue with a fresh retry budget."""
         self._require(Status.FAILED)
         self.attempts = 0
+        self.run_count += 1  # the redriven work is a new run: its attempts get new run ids
         self.finished_at = None
         self._record(EventType.REDRIVEN, now, actor, {})
         self._enqueue(now, actor)
