@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.conftest import executions, wait_for_status
+from tests.conftest import MOTO_TRANSACTIONS_NOT_ATOMIC, executions, wait_for_status
 from tqdev.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +43,7 @@ def test_an_echo_task_succeeds_within_5_s_and_starts_within_1_s(client: Callable
     assert all(done[k].endswith("Z") for k in ("created_at", "started_at", "finished_at"))
 
 
+@MOTO_TRANSACTIONS_NOT_ATOMIC
 def test_twenty_concurrent_submits_with_one_key_make_one_task_run_once(
     client: Callable[[str], httpx.Client], stack: Stack
 ) -> None:

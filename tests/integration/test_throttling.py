@@ -201,11 +201,6 @@ def test_d_a_fully_throttled_store_is_a_503_with_retry_after_and_writes_nothing(
     assert messages_waiting(aws.client(settings, "sqs"), settings) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tqcore.adapters.dynamodb.table.UNAVAILABLE_CODES lacks the transaction reason codes ThrottlingError "
-    "and ProvisionedThroughputExceeded, so a throttled TransactWriteItems escapes as a ClientError (500)",
-)
 def test_d_a_transaction_throttled_as_dynamodb_reports_it_is_a_503_too(
     settings: GatewaySettings, ddb: Any, registry: DynamoRegistry
 ) -> None:

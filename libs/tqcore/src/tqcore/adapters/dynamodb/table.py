@@ -16,6 +16,9 @@ UNAVAILABLE_CODES = frozenset(
         "RequestLimitExceeded",
         "InternalServerError",
         "ServiceUnavailable",
+        # The same, as reason codes of a cancelled TransactWriteItems (botocore does not retry those).
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
     }
 )
 
