@@ -28,7 +28,7 @@ pytestmark = pytest.mark.unit
 
 ALICE = Principal("alice", frozenset({"team-a"}))
 MODULES = ["sample_handlers"]
-TYPES = ["t-echo", "t-boom", "t-opaque", "t-nan", "t-hang", "t-crash", "t-count", "unhandled"]
+TYPES = ["t-echo", "t-boom", "t-opaque", "t-nan", "t-hang", "t-crash", "t-count", "unhandled", "script"]
 
 sys.path.insert(0, str(Path(__file__).parent))  # so handler processes can import sample_handlers
 
@@ -150,3 +150,25 @@ def test_the_dispatch_is_a_message_dramatiq_can_decode(env: Env) -> None:
     env.submit("t-echo", priority="high")
     message = dramatiq.Message.decode(Dispatch.of(env.queue.sent[-1]).encode().encode())
     assert (message.queue_name, message.actor_name) == ("high", "run_high")
+
+
+def test_a_timed_out_script_leaves_no_process_behind(env: Env) -> None:
+    isolation.prepare([*MODULES, "tq_executor.demo"])
+    runner = Runner(env.attempts, Heartbeat(env.attempts, interval_s=60, lease_s=30), [*MODULES, "tq_executor.demo"])
+    try:
+        task_id = env.submit("script", payload={"argv": ["sleep", "31.5"]}, timeout_s=1)
+        runner.run(json.loads(Dispatch.of(env.queue.sent[-1]).encode())["args"][0])
+        task = env.store.get(task_id)
+        assert task.last_error is not None
+        assert task.last_error.type == "TimeoutError"
+    finally:
+        runner.close()
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p) == ["sleep", "31.5"]]
+
+
+def _cmdline(proc: Path) -> list[str]:
+    try:
+        parts = (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+    return [Path(parts[0].decode()).name, *[p.decode() for p in parts[1:-1]]] if len(parts) > 1 else []

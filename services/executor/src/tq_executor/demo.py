@@ -12,6 +12,7 @@ import subprocess
 from typing import Any
 
 from tq_executor.handlers import TaskContext, handler
+from tq_executor.isolation import die_with_parent
 from tq_executor.settings import ExecutorSettings
 
 
@@ -80,7 +81,14 @@ class Script:
             raise DemoError(f"{argv[0]!r} is not installed on this executor")
         try:
             done = subprocess.run(
-                [program, *argv[1:]], capture_output=True, text=True, timeout=ctx.timeout_s, check=False
+                [program, *argv[1:]],
+                capture_output=True,
+                text=True,
+                # The executor kills this handler's process at timeout_s (and the program with it); this is
+                # only a backstop.
+                timeout=ctx.timeout_s + 1,
+                check=False,
+                preexec_fn=die_with_parent,  # killed with its handler process, never orphaned
             )
         except subprocess.TimeoutExpired as expired:
             raise TimeoutError(f"{argv[0]} ran past {ctx.timeout_s} s and was killed") from expired

@@ -20,8 +20,8 @@ class TaskContext:
     payload: Any
     timeout_s: int
     worker: str
-    #: Set when the attempt must stop. Handlers wait on it (``sleep``) so they can stop early; nothing sets
-    #: it yet: cancellation and lost leases set it once heartbeats exist (the crash-proof execution issue).
+    #: For handlers that wait (``sleep``). An attempt that must stop (timeout, lost lease, shutdown) is
+    #: stopped by killing its handler process, so inside a handler this flag is never set today.
     stop: threading.Event = field(default_factory=threading.Event)
     #: Captured output lines for the run log.
     output: list[str] = field(default_factory=list)

@@ -147,7 +147,7 @@ def prepare(modules: list[str]) -> None:
     forkserver.ensure_running()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: have the kernel SIGKILL this process when its parent exits."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -158,7 +158,7 @@ def _die_with_parent() -> None:
 
 def child_main(conn: Connection, modules: list[str]) -> None:
     """The child's loop: run each job, send back its outcome, until told to stop (``None``)."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the executor, which stops us itself
     load_modules(modules)
     registry.setup()
