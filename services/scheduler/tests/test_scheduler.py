@@ -102,3 +102,21 @@ def test_buckets_cover_every_minute_between_two_times(clock: FixedClock) -> None
     got = buckets_between(start, start + timedelta(minutes=2, seconds=45))
     assert len(got) == 4
     assert got[0] == start.strftime("%Y-%m-%dT%H:%M")
+
+
+def test_due_work_that_lands_behind_the_mark_is_found_by_the_periodic_sweep(parts: tuple, clock: FixedClock) -> None:
+    tasks, store, _, _ = parts
+    sched = scheduler(parts, clock)
+    sched.run_once()
+    clock.advance(600)
+    sched.run_once()  # the mark is now ~9 minutes past the start
+    # Given a task that became due in a bucket the scheduler has already drained (e.g. a lagging index)
+    task_id = schedule_at(tasks, clock, 30)
+    task = store.get(task_id)
+    task.next_run_at = clock.now() - timedelta(minutes=5)
+    store._tasks[task_id] = task  # place it in an old bucket, as a late index write would
+    clock.advance(1)
+    assert sched.run_once() == 0  # the regular pass only walks from the mark
+    clock.advance(60)
+    assert sched.run_once() == 1  # the minute's sweep walks 15 minutes back
+    assert store.get(task_id).status is Status.QUEUED

@@ -82,22 +82,24 @@ class Attempts:
 
         A result too large to store fails the attempt with ``ResultTooLarge`` instead.
         """
-        now = self._clock.now()
         token = task.claim_seq
+        now = self._clock.now
         try:
-            return self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now, claim_seq=token))
+            return self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now(), claim_seq=token))
         except TaskTooLarge as error:
             return self.fail(task, ErrorInfo("ResultTooLarge", error.message))
 
     def fail(self, task: Task, error: ErrorInfo, run_status: RunStatus = RunStatus.FAILED) -> Task | None:
         """Record failure (retrying or dead-lettered); ``None`` if the attempt no longer owns the task."""
-        now = self._clock.now()
         jitter = self._jitter()
         token = task.claim_seq
+        # The time is read on every try: a retry's next_run_at must fall after the commit, never in a minute
+        # bucket the scheduler already drained while this write waited out a throttle.
+        now = self._clock.now
         done = self._fenced(
             task,
             lambda t: t.fail(
-                task.attempts, self.worker, error, now, jitter=jitter, run_status=run_status, claim_seq=token
+                task.attempts, self.worker, error, now(), jitter=jitter, run_status=run_status, claim_seq=token
             ),
         )
         if done is not None:
@@ -111,9 +113,9 @@ class Attempts:
 
     def release(self, task: Task) -> Task | None:
         """Give an unfinished attempt back at shutdown: the task is queued again at once (or dead-lettered)."""
-        now = self._clock.now()
         token = task.claim_seq
-        done = self._fenced(task, lambda t: t.release(task.attempts, self.worker, now, claim_seq=token))
+        now = self._clock.now
+        done = self._fenced(task, lambda t: t.release(task.attempts, self.worker, now(), claim_seq=token))
         if done is not None:
             hand_on(self._queue, done)
         return done

@@ -35,13 +35,15 @@ class LeaseRecord:
 @dataclass(frozen=True)
 class DeadLetter:
     """A message found in a dead-letter queue: whose task it names (its group id) and how often SQS
-    delivered it before giving up; ``dispatch`` is ``None`` when the body cannot be decoded."""
+    delivered it before giving up; ``dispatch`` is ``None`` when the body cannot be decoded. ``record`` marks
+    the record tq itself leaves for a task that ran out of retries (not a message SQS moved there)."""
 
     priority: Priority
     receipt: str
     task_id: str | None
     receives: int
     dispatch: Dispatch | None
+    record: bool = False
 
 
 class DuplicateRequest(Exception):

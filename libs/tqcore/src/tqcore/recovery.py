@@ -3,7 +3,9 @@
 - a task left ``queued`` with no claim past its deadline is sent again (a lost or failed enqueue);
 - a lease that ran out (its executor died or stalled) is reclaimed: the attempt is ``lost``, then the
   task is retried after its backoff or dead-lettered;
-- a message SQS moved to a dead-letter queue (undecodable, or failing again and again) fails its task.
+- a message SQS moved to a dead-letter queue is settled: an undecodable one fails its task; a decodable one
+  (it may only have bounced through a backlog or an outage) sends the task again, up to three times, then
+  fails it.
 
 Every change is a conditional commit, so several reapers can run at once without doing anything twice.
 """
@@ -12,15 +14,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
-from tqcore.domain.errors import IllegalTransition, QueueUnavailable, TaskNotFound, VersionConflict
+from tqcore.domain.errors import IllegalTransition, QueueUnavailable, TaskNotFound, TqError, VersionConflict
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
 from tqcore.ports import Clock, DeadLetter, DeadLetterInbox, TaskQueue, TaskStore
-from tqcore.service import mutate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: A dead letter that stands for a failed task is looked at again after this long (the SQS maximum).
 KEEP_DEAD_LETTER_S = 12 * 3600
@@ -39,7 +42,7 @@ def hand_on(queue: TaskQueue, task: Task) -> None:
             queue.send(task)
         elif task.status is Status.FAILED:
             queue.dead_letter(task)
-    except QueueUnavailable:
+    except (QueueUnavailable, TqError):
         log.warning("could not hand the task on; the reaper will", extra={"task_id": task.id}, exc_info=True)
 
 
@@ -48,16 +51,17 @@ def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: in
 
     This is how an enqueue that failed after the submit committed still runs (re-send, not an outbox):
     the submit wrote the task ``queued`` with a deadline in the ``reap`` index, and only a claim clears it.
+    One conditional commit per task and no retry on a lost race, so of several reapers only one re-sends.
     """
-    now = clock.now()
     sent = 0
     for shard in range(shards):
-        for task in list(store.unclaimed(shard, now)):
+        for task in _each(store.unclaimed(shard, clock.now()), "unclaimed tasks"):
             try:
-                task = mutate(store, task, lambda t: t.resend(now))
-            except IllegalTransition:
-                continue  # claimed meanwhile
-            queue.send(task)
+                task.resend(clock.now())
+                store.commit(task)
+            except (IllegalTransition, VersionConflict):
+                continue  # claimed, or re-sent by another reaper, meanwhile
+            hand_on(queue, task.committed())
             sent += 1
     return sent
 
@@ -66,10 +70,10 @@ def reclaim_expired_leases(
     store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: int, jitter: Callable[[], float] = random.random
 ) -> int:
     """Reclaim every lease that ran out; how many attempts were marked ``lost``."""
-    now = clock.now()
     reclaimed = 0
     for shard in range(shards):
-        for lease in list(store.lease_expired(shard, now)):
+        for lease in _each(store.lease_expired(shard, clock.now()), "expired leases"):
+            now = clock.now()  # per lease: a retry's next_run_at must never fall behind the scheduler's mark
             try:
                 task = store.get(lease.task_id)
             except TaskNotFound:
@@ -89,20 +93,27 @@ def reclaim_expired_leases(
     return reclaimed
 
 
-def settle_dead_letters(store: TaskStore, inbox: DeadLetterInbox, clock: Clock) -> int:
-    """Fail the tasks whose current message SQS dead-lettered; drop dead letters that no longer matter."""
-    failed = 0
+def settle_dead_letters(
+    store: TaskStore, queue: TaskQueue, inbox: DeadLetterInbox, clock: Clock, *, strikes_allowed: int = 3
+) -> int:
+    """Settle what SQS moved to the dead-letter queues; how many letters were settled."""
+    settled = 0
     for priority in Priority:
         for _ in range(DEAD_LETTER_BATCHES):
             letters = inbox.receive(priority, hide_s=KEEP_DEAD_LETTER_S)
             for letter in letters:
-                failed += _settle(store, inbox, clock, letter)
+                try:
+                    settled += _settle(store, queue, inbox, clock, letter, strikes_allowed)
+                except TqError as error:  # the store is unavailable: the letter comes back later
+                    log.warning("could not settle a dead letter: %s", error, extra={"task_id": letter.task_id})
             if len(letters) < 10:
                 break
-    return failed
+    return settled
 
 
-def _settle(store: TaskStore, inbox: DeadLetterInbox, clock: Clock, letter: DeadLetter) -> int:
+def _settle(
+    store: TaskStore, queue: TaskQueue, inbox: DeadLetterInbox, clock: Clock, letter: DeadLetter, strikes_allowed: int
+) -> int:
     if letter.task_id is None:
         log.error("a dead letter names no task; kept for inspection")
         return 0
@@ -111,22 +122,35 @@ def _settle(store: TaskStore, inbox: DeadLetterInbox, clock: Clock, letter: Dead
     except TaskNotFound:
         inbox.discard(letter)
         return 0
-    if task.status is Status.FAILED:
-        return 0  # the record of a dead-lettered task: it stays
-    if task.status.is_terminal or not _is_current(task, letter):
-        inbox.discard(letter)  # redriven, finished, or an old enqueue's message: nothing to settle
+    if letter.record:
+        # Our own record of a dead-lettered task: it stays while the task is failed.
+        if task.status is not Status.FAILED:
+            inbox.discard(letter)
         return 0
-    now = clock.now()
+    attempt = letter.dispatch.attempt if letter.dispatch is not None else None
     try:
-        mutate(store, task, lambda t: t.dead_letter_poison(letter.receives, now))
-    except IllegalTransition:
+        task.poisoned(attempt, letter.receives, clock.now(), strikes_allowed=strikes_allowed)
+        store.commit(task)
+    except (IllegalTransition, VersionConflict):
+        # Not the task's live message (an old attempt's, or the task moved on): nothing to settle.
+        inbox.discard(letter)
         return 0
-    log.warning("failed a task whose message was dead-lettered by SQS", extra={"task_id": task.id})
+    inbox.discard(letter)
+    done = task.committed()
+    log.warning(
+        "a dead-lettered message %s its task",
+        "failed" if done.status is Status.FAILED else "re-sent",
+        extra={"task_id": done.id},
+    )
+    hand_on(queue, done)
     return 1
 
 
-def _is_current(task: Task, letter: DeadLetter) -> bool:
-    """Whether the dead letter is the task's live message (an undecodable one counts while it waits)."""
-    if letter.dispatch is None:
-        return task.status is Status.QUEUED
-    return task.status is Status.QUEUED and letter.dispatch.attempt == task.attempts + 1
+def _each(items: Iterable[T], what: str) -> Iterator[T]:
+    """Walk ``items`` one at a time; a walk that breaks off is logged, and what was found so far is kept."""
+    found: list[T] = []
+    try:
+        found.extend(items)
+    except TqError as error:
+        log.warning("could not walk %s: %s", what, error)
+    yield from found

@@ -28,8 +28,8 @@ from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
-#: Seconds before a nacked message is received again (times its receive count).
-NACK_BACKOFF_S = 2
+#: A nacked message comes back after a lease per receive, at most this many seconds later.
+NACK_BACKOFF_MAX_S = 900
 #: Acked messages are deleted in batches of this many (the SQS maximum) ...
 ACK_BATCH = 10
 #: ... or after this many seconds, whichever comes first.
@@ -171,8 +171,10 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
                 log.warning("could not delete an acked message: %s", failure.get("Message", failure.get("Code")))
 
     def nack(self, message: _SQSMessage) -> None:
+        # An actor raises when the store or queue is unreachable: back off a lease per receive (capped), so
+        # an outage of a few minutes does not burn the receives that send a message to the DLQ.
         receives = int(message._sqs_message.attributes.get("ApproximateReceiveCount", "1"))
-        self._change_visibility(message._sqs_message, NACK_BACKOFF_S * receives)
+        self._change_visibility(message._sqs_message, min(NACK_BACKOFF_MAX_S, self.visibility_timeout * receives))
         self.message_refc -= 1
 
     def _change_visibility(self, sqs_message: Any, seconds: int) -> None:

@@ -1,7 +1,9 @@
 """Heartbeats: every ``TQ_HEARTBEAT_S`` extend each running attempt's lease and its message's visibility.
 
-An attempt whose lease is gone (the reaper reclaimed it, the task was redriven) is told to stop. At shutdown,
-attempts still running after the grace period are released, so another executor takes them at once.
+An attempt whose lease is gone (the reaper reclaimed it, the task was redriven) is told to stop; so is one
+whose lease could not be extended for longer than the lease leaves (the store unreachable): by then the
+reaper may have handed the task to someone else. At shutdown, attempts still running after the grace period
+are stopped first, then released, so another executor takes them at once.
 """
 
 from __future__ import annotations
@@ -9,23 +11,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqcore.domain.errors import TqError
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
 
 log = logging.getLogger(__name__)
 
+#: How long ``release_all`` waits for a stopped attempt's handler process to be gone before releasing it.
+STOP_WAIT_S = 5.0
 
-@dataclass
+
+@dataclass(eq=False)
 class Active:
     """A running attempt: its task, the flag that stops it, and the SQS message that carried it."""
 
     task: Task
     message: Any = None
     stop: threading.Event = field(default_factory=threading.Event)
+    #: Set by the runner once the attempt's handler is no longer running.
+    ended: threading.Event = field(default_factory=threading.Event)
+    extended_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple[str, int | None]:
+        """Attempts are told apart by their claim, not only their task (a task can be claimed again)."""
+        return (self.task.id, self.task.claim_seq)
 
 
 class Heartbeat:
@@ -35,7 +48,7 @@ class Heartbeat:
         self._attempts = attempts
         self._interval_s = interval_s
         self._lease_s = lease_s
-        self._active: dict[str, Active] = {}
+        self._active: dict[tuple[str, int | None], Active] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
@@ -48,13 +61,15 @@ class Heartbeat:
         """Start keeping an attempt alive."""
         active = Active(task, message)
         with self._lock:
-            self._active[task.id] = active
+            self._active[active.key] = active
         return active
 
-    def untrack(self, task_id: str) -> None:
-        """The attempt ended."""
+    def untrack(self, active: Active) -> None:
+        """The attempt ended (only this attempt: a newer claim of the same task stays tracked)."""
+        active.ended.set()
         with self._lock:
-            self._active.pop(task_id, None)
+            if self._active.get(active.key) is active:
+                del self._active[active.key]
 
     def beat(self) -> None:
         """One heartbeat for every running attempt."""
@@ -63,31 +78,46 @@ class Heartbeat:
         for active in running:
             try:
                 alive = self._attempts.heartbeat(active.task)
-            except (TqError, Exception) as error:  # noqa: BLE001 - try again next beat; the lease has slack
+            except Exception as error:  # noqa: BLE001 - try again next beat while the lease has slack
                 log.warning("heartbeat failed: %s", error, extra={"task_id": active.task.id})
+                if time.monotonic() - active.extended_at > self._lease_s - self._interval_s:
+                    log.warning("lease about to run out unextended; stopping", extra={"task_id": active.task.id})
+                    active.stop.set()
                 continue
             if not alive:
                 log.warning("lease lost; stopping the attempt", extra={"task_id": active.task.id})
                 active.stop.set()
                 continue
+            active.extended_at = time.monotonic()
             if active.message is not None:
                 with contextlib.suppress(Exception):  # visibility is a courtesy; the lease is what counts
                     active.message.change_visibility(VisibilityTimeout=self._lease_s)
 
     def release_all(self) -> int:
-        """Stop and give back every attempt still running (shutdown after the grace period)."""
+        """Stop, then give back, every attempt still running (shutdown after the grace period)."""
         with self._lock:
             running = list(self._active.values())
         for active in running:
             active.stop.set()
-            self._attempts.release(active.task)
+        released = 0
+        for active in running:
+            # Only once its handler is gone, so the next attempt never overlaps this one.
+            if not active.ended.wait(STOP_WAIT_S):
+                log.error("handler did not stop; leaving the task to its lease", extra={"task_id": active.task.id})
+                continue
+            try:
+                self._attempts.release(active.task)
+            except Exception:
+                log.exception("could not release the attempt", extra={"task_id": active.task.id})
+                continue
             if active.message is not None:
                 # The task's message group is FIFO: while this message is in flight, SQS holds back the new
                 # one the release just sent. Delete it so another executor gets the task now.
                 with contextlib.suppress(Exception):
                     active.message.delete()
+            released += 1
             log.info("released the attempt at shutdown", extra={"task_id": active.task.id})
-        return len(running)
+        return released
 
     def stop(self) -> None:
         """Stop beating."""

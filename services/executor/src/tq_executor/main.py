@@ -88,6 +88,9 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     dworker = dramatiq.Worker(broker, worker_threads=settings.threads)
+    # Few buffered messages: a message waiting unclaimed in this process gets no heartbeat, and one that
+    # waits past its visibility bounces to another executor (each bounce counts towards the DLQ).
+    dworker.queue_prefetch = settings.prefetch
     dworker.start()
     heartbeat.start()
     presence.start()
@@ -101,6 +104,8 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     released = heartbeat.release_all()
     if released:
         log.info("released %d unfinished attempts for other executors", released)
+    for thread in dworker.workers:  # let outcome writes already under way finish
+        thread.join(timeout=5)
     heartbeat.stop()
     runner.close()
     return 0

@@ -40,13 +40,17 @@ class Runner:
         try:
             outcome = self._process().run(self._job(task), active.stop)
         except Stopped:
+            self.heartbeat.untrack(active)
             log.info("attempt stopped (lease lost or released)", extra=extra)
             return
         except HandlerCrashed as crash:
             outcome = Outcome(error_type="HandlerCrashed", error_message=str(crash))
+        try:
+            # Recorded even if it was told to stop meanwhile: a finished outcome beats a release (which then
+            # finds the attempt gone), and a zombie's write is refused by the fence anyway.
+            self._record(task, outcome)
         finally:
-            self.heartbeat.untrack(task.id)
-        self._record(task, outcome)
+            self.heartbeat.untrack(active)
         log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.error_type}", extra=extra)
 
     def _record(self, task: Task, outcome: Outcome) -> None:

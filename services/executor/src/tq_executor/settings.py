@@ -21,6 +21,8 @@ class ExecutorSettings(CoreSettings):
     script_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["echo", "sleep", "true", "false", "date"]
     )
+    #: Messages each queue's consumer may hold beyond those running (dramatiq's prefetch; SQS caps it at 10).
+    prefetch: int = Field(default=4, ge=1, le=10)
     #: Seconds between presence heartbeats (what ``/readyz`` looks for).
     presence_s: float = Field(default=5.0, gt=0)
     #: On SIGTERM, how long running attempts may finish before the rest are released.

@@ -52,6 +52,7 @@ def _task_schema() -> dict[str, Any]:
             "lease_expires_at": TS,
             "run_count": {"type": "integer"},
             "resends": {"type": "integer"},
+            "poison_strikes": {"type": "integer"},
             "claim_seq": {"type": ["integer", "null"]},
             "cancel_requested": {"type": "boolean"},
             "last_error": {"type": ["object", "null"]},

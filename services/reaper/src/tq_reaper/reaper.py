@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from tqcore.loop import Adapters
 from tqcore.recovery import reclaim_expired_leases, resend_stuck, settle_dead_letters
@@ -21,13 +22,20 @@ class Reaper:
         self._shards = shards
 
     def run_once(self) -> dict[str, int]:
-        """One pass; what it did."""
+        """One pass; what it did. Each job runs even if another fails (it is logged and tried next pass)."""
         a = self._a
-        done = {
-            "reclaimed": reclaim_expired_leases(a.store, a.queue, a.clock, shards=self._shards),
-            "resent": resend_stuck(a.store, a.queue, a.clock, shards=self._shards),
-            "poisoned": settle_dead_letters(a.store, a.dead_letters, a.clock),
+        jobs: dict[str, Callable[[], int]] = {
+            "reclaimed": lambda: reclaim_expired_leases(a.store, a.queue, a.clock, shards=self._shards),
+            "resent": lambda: resend_stuck(a.store, a.queue, a.clock, shards=self._shards),
+            "dead letters settled": lambda: settle_dead_letters(a.store, a.queue, a.dead_letters, a.clock),
         }
+        done = {}
+        for name, job in jobs.items():
+            try:
+                done[name] = job()
+            except Exception:
+                log.exception("reaper job %r failed; it runs again next pass", name)
+                done[name] = 0
         if any(done.values()):
             log.info("reaper pass: %s", ", ".join(f"{k} {v}" for k, v in done.items()))
         return done

@@ -13,6 +13,10 @@ log = logging.getLogger(__name__)
 
 #: The shared mark: every minute bucket before it has been drained by some scheduler replica.
 MARK = "scheduler-drained-until"
+#: Every so often a pass also walks this far behind the mark: a belt-and-braces sweep for due work that
+#: reached an already drained bucket late (an index that lagged, a clock that was behind).
+SWEEP_BACK = timedelta(minutes=15)
+SWEEP_EVERY_S = 60.0
 
 
 class Scheduler:
@@ -33,14 +37,19 @@ class Scheduler:
         self._shards = shards
         self._catchup_s = catchup_s
         self._low_water: datetime | None = None
+        self._swept_at: datetime | None = None
 
     def run_once(self) -> int:
         """One pass over every bucket from the low-water mark to now; how many tasks were queued."""
         now = self._clock.now()
         if self._low_water is None:
             self._low_water = self._registry.mark(MARK) or now - timedelta(seconds=self._catchup_s)
+        start = self._low_water
+        if self._swept_at is None or (now - self._swept_at).total_seconds() >= SWEEP_EVERY_S:
+            start = min(start, now - SWEEP_BACK)
+            self._swept_at = now
         promoted = promote_due(
-            self._store, self._queue, self._clock, buckets=buckets_between(self._low_water, now), shards=self._shards
+            self._store, self._queue, self._clock, buckets=buckets_between(start, now), shards=self._shards
         )
         # Every bucket was walked to its end (an error would have raised). Keep the previous minute open: a
         # task can become due in it just before the minute turns.

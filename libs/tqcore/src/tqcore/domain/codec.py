@@ -83,6 +83,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "lease_expires_at": ts(task.lease_expires_at),
         "run_count": task.run_count,
         "resends": task.resends,
+        "poison_strikes": task.poison_strikes,
         "claim_seq": task.claim_seq,
         "cancel_requested": task.cancel_requested,
         "last_error": None
@@ -133,6 +134,7 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
         lease_expires_at=parse_ts(raw.get("lease_expires_at")),
         run_count=raw.get("run_count", 0),
         resends=raw.get("resends", 0),
+        poison_strikes=raw.get("poison_strikes", 0),
         claim_seq=raw.get("claim_seq"),
         cancel_requested=raw.get("cancel_requested", False),
         last_error=None if err is None else ErrorInfo(err["type"], err["message"]),

@@ -57,6 +57,8 @@ class Task:
     run_count: int = 0
     #: Times the current enqueue was sent again because no executor claimed it in time.
     resends: int = 0
+    #: Times this run's message was dead-lettered by SQS and sent again (see ``poisoned``).
+    poison_strikes: int = 0
     #: Version the current attempt's claim produced: the fencing token every outcome must present, so a
     #: zombie from an earlier run (attempt numbers restart after a redrive) can never record over this one.
     claim_seq: int | None = None
@@ -203,15 +205,28 @@ class Task:
         error = ErrorInfo("Released", f"executor {worker} shut down before the attempt finished")
         self._end_attempt(error, now, actor, RunStatus.LOST, jitter=0.0, backoff=False)
 
-    def dead_letter_poison(self, receives: int, now: datetime, actor: str = "reaper") -> None:
-        """SQS moved the task's message to the dead-letter queue (it failed to process ``receives`` times)."""
-        self._require(Status.QUEUED, Status.RUNNING, Status.RETRYING, Status.SCHEDULED)
-        self.last_error = ErrorInfo("PoisonMessage", f"message dead-lettered by SQS after {receives} receives")
-        self._release()
+    def poisoned(
+        self, attempt: int | None, receives: int, now: datetime, *, strikes_allowed: int, actor: str = "reaper"
+    ) -> None:
+        """SQS dead-lettered the queued task's message after ``receives`` deliveries.
+
+        ``attempt`` is the attempt the message carried (``None`` if it could not even be decoded). An
+        undecodable message fails the task at once. A decodable one may only have bounced (a backlog, a store
+        outage): the task is sent again with a fresh message, up to ``strikes_allowed`` times, then failed.
+        """
+        self._require(Status.QUEUED)
+        if attempt is not None and attempt != self.attempts + 1:
+            raise StaleAttempt(f"the dead letter carried attempt {attempt}, not the next one ({self.attempts + 1})")
+        self.poison_strikes += 1
+        data = {"attempt": self.attempts + 1, "receives": receives, "strike": self.poison_strikes}
+        if attempt is not None and self.poison_strikes < strikes_allowed:
+            self._record(EventType.QUEUED, now, actor, {**data, "reason": "message dead-lettered; sent again"})
+            return
+        why = "undecodable" if attempt is None else f"dead-lettered {self.poison_strikes} times"
+        self.last_error = ErrorInfo("PoisonMessage", f"its message was {why} (last after {receives} receives)")
         self.status = Status.FAILED
         self.finished_at = now
-        self.next_run_at = None
-        self._record(EventType.DEAD_LETTERED, now, actor, {"attempts": self.attempts, "receives": receives})
+        self._record(EventType.DEAD_LETTERED, now, actor, {**data, "attempts": self.attempts})
 
     def request_cancel(self, actor: str, now: datetime) -> None:
         """Cancel: at once when nothing runs, else the running attempt is told to stop."""
@@ -265,6 +280,7 @@ class Task:
         self._require(Status.FAILED)
         self.attempts = 0
         self.run_count += 1  # the redriven work is a new run: its attempts get new run ids
+        self.poison_strikes = 0
         self.finished_at = None
         self._record(EventType.REDRIVEN, now, actor, {})
         self._enqueue(now, actor)

@@ -142,7 +142,10 @@ class DynamoTaskStore:
     def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
         """Leases of one shard that ran out before ``now``, oldest first."""
         for item in self._walk_index("reap", keys.reap_partition(Status.RUNNING, shard), now):
-            yield leases.record_from_item(item)
+            try:
+                yield leases.record_from_item(item)
+            except (KeyError, ValueError, TypeError):
+                log.error("skipping an undecodable lease item %s", item.get("PK"), exc_info=True)
 
     def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Run a transaction; the cancellation reasons if a condition failed, ``None`` on success."""

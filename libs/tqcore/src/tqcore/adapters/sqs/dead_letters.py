@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tqcore.adapters.sqs.task_queue import QueueUrls
+from tqcore.adapters.sqs.task_queue import RECORD_GROUP_MARK, QueueUrls
 from tqcore.dispatch import Dispatch
 from tqcore.domain.model import Priority
 from tqcore.ports import DeadLetter
@@ -53,10 +53,13 @@ def _letter(priority: Priority, message: dict[str, Any]) -> DeadLetter:
         dispatch: Dispatch | None = Dispatch.from_dict(json.loads(message["Body"])["args"][0])
     except (ValueError, KeyError, IndexError, TypeError):
         dispatch = None
+    group: str | None = attributes.get("MessageGroupId")
+    record = group is not None and RECORD_GROUP_MARK in group
     return DeadLetter(
         priority=priority,
         receipt=message["ReceiptHandle"],
-        task_id=attributes.get("MessageGroupId"),
+        task_id=group.split(RECORD_GROUP_MARK)[0] if group and record else group,
         receives=int(attributes.get("ApproximateReceiveCount", "0")),
         dispatch=dispatch,
+        record=record,
     )

@@ -14,6 +14,9 @@ from tqcore.domain.model import Priority
 from tqcore.domain.task import Task
 from tqcore.settings import CoreSettings
 
+#: Marks the group id of a dead-letter record tq leaves itself.
+RECORD_GROUP_MARK = ".dead."
+
 
 class QueueUrls:
     """Queue URLs by priority, looked up once per process."""
@@ -52,19 +55,23 @@ class SqsTaskQueue:
 
     def send(self, task: Task) -> None:
         """Send the dispatch for the task's next attempt."""
-        self._send(self.urls.queue, task)
+        self._send(self.urls.queue, task, task.id)
 
     def dead_letter(self, task: Task) -> None:
-        """Leave a record of a task that ran out of retries in its priority's dead-letter queue."""
-        self._send(self.urls.dlq, task)
+        """Leave a record of a task that ran out of retries in its priority's dead-letter queue.
 
-    def _send(self, url_of: Callable[[Priority], str], task: Task) -> None:
+        Its group id is its own (``<task id>.dead.v<version>``): in a FIFO queue a record that the reaper keeps
+        hidden must never hold back a later message of the same task.
+        """
+        self._send(self.urls.dlq, task, f"{task.id}{RECORD_GROUP_MARK}v{task.version}")
+
+    def _send(self, url_of: Callable[[Priority], str], task: Task, group: str) -> None:
         dispatch = Dispatch.of(task)
         try:
             self._client.send_message(
                 QueueUrl=url_of(task.priority),
                 MessageBody=dispatch.encode(),
-                MessageGroupId=task.id,
+                MessageGroupId=group,
                 MessageDeduplicationId=dispatch.deduplication_id,
             )
         except (ClientError, BotoCoreError) as error:

@@ -1,0 +1,117 @@
+"""The reaper's use cases on the in-memory fakes: re-sends, reclaims and dead letters, with races."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import pytest
+
+from tqcore.dispatch import Dispatch
+from tqcore.domain.access import Principal
+from tqcore.domain.commands import SubmitTask
+from tqcore.domain.model import Priority, Status
+from tqcore.execution import Attempts
+from tqcore.ports import DeadLetter
+from tqcore.recovery import resend_stuck, settle_dead_letters
+from tqcore.service import Tasks, TypeCatalog
+from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+
+pytestmark = pytest.mark.unit
+
+ALICE = Principal("alice", frozenset({"team-a"}))
+
+
+class Inbox:
+    """Dead letters handed out once, and what was discarded."""
+
+    def __init__(self, letters: list[DeadLetter]) -> None:
+        self.letters = letters
+        self.discarded: list[DeadLetter] = []
+
+    def receive(self, priority: Priority, *, hide_s: int) -> list[DeadLetter]:
+        mine = [letter for letter in self.letters if letter.priority is priority]
+        self.letters = [letter for letter in self.letters if letter.priority is not priority]
+        return mine
+
+    def discard(self, letter: DeadLetter) -> None:
+        self.discarded.append(letter)
+
+
+@pytest.fixture
+def env() -> tuple[Tasks, InMemoryTaskStore, RecordingQueue, FixedClock]:
+    store, queue, clock = InMemoryTaskStore(resend_after_s=30), RecordingQueue(), FixedClock()
+    ids = (f"t-{n}" for n in itertools.count(1))
+    return Tasks(store, queue, TypeCatalog(InMemoryRegistry(["echo"])), clock, lambda: next(ids)), store, queue, clock
+
+
+def letter(task_id: str, dispatch: Dispatch | None, receives: int = 5, record: bool = False) -> DeadLetter:
+    return DeadLetter(Priority.NORMAL, f"r-{task_id}", task_id, receives, dispatch, record)
+
+
+def test_of_two_reapers_racing_only_one_resends(env: tuple) -> None:
+    tasks, store, queue, clock = env
+    task_id = tasks.submit(SubmitTask(type="echo", group="team-a"), ALICE).task.id
+    clock.advance(31)
+    # Given two reapers that both found the task unclaimed (they read the same version)
+    slow_view = store.get(task_id)
+    assert resend_stuck(store, queue, clock, shards=4) == 1
+    # When the second commits its re-send on the stale view, it is refused and sends nothing
+    slow_view.resend(clock.now())
+    with pytest.raises(Exception, match="changed"):
+        store.commit(slow_view)
+    assert resend_stuck(store, queue, clock, shards=4) == 0
+    assert len(queue.sent) == 2  # the submit's send and one re-send
+
+
+def test_an_undecodable_dead_letter_fails_its_queued_task_at_once(env: tuple) -> None:
+    tasks, store, queue, clock = env
+    task_id = tasks.submit(SubmitTask(type="echo", group="team-a"), ALICE).task.id
+    inbox = Inbox([letter(task_id, None)])
+    assert settle_dead_letters(store, queue, inbox, clock) == 1
+    task = store.get(task_id)
+    assert task.status is Status.FAILED
+    assert task.last_error is not None
+    assert task.last_error.type == "PoisonMessage"
+    assert [t.id for t in queue.dead] == [task_id]  # its record goes to the DLQ
+    assert len(inbox.discarded) == 1
+
+
+def test_a_decodable_dead_letter_sends_the_task_again_twice_then_fails_it(env: tuple) -> None:
+    tasks, store, queue, clock = env
+    task_id = tasks.submit(SubmitTask(type="echo", group="team-a"), ALICE).task.id
+    for strike in (1, 2):
+        dispatch = Dispatch.of(store.get(task_id))
+        assert settle_dead_letters(store, queue, Inbox([letter(task_id, dispatch)]), clock) == 1
+        assert store.get(task_id).status is Status.QUEUED, strike
+        assert queue.sent[-1].version == store.get(task_id).version  # a fresh message was sent
+    assert settle_dead_letters(store, queue, Inbox([letter(task_id, Dispatch.of(store.get(task_id)))]), clock) == 1
+    assert store.get(task_id).status is Status.FAILED
+
+
+def test_a_dead_letter_of_a_task_that_moved_on_changes_nothing(env: tuple) -> None:
+    tasks, store, queue, clock = env
+    task_id = tasks.submit(SubmitTask(type="echo", group="team-a"), ALICE).task.id
+    stale = Dispatch.of(store.get(task_id))
+    running = Attempts(store, queue, clock, worker="h:1", lease_s=30).claim(stale)
+    assert running is not None
+    inbox = Inbox([letter(task_id, stale), letter(task_id, None)])
+    assert settle_dead_letters(store, queue, inbox, clock) == 0
+    assert store.get(task_id).status is Status.RUNNING  # a running task is never failed by a letter
+    assert len(inbox.discarded) == 2
+
+
+def test_dead_letter_records_stay_while_their_task_is_failed_and_go_after_a_redrive(env: tuple) -> None:
+    tasks, store, queue, clock = env
+    task_id = tasks.submit(SubmitTask(type="echo", group="team-a"), ALICE).task.id
+    settle_dead_letters(store, queue, Inbox([letter(task_id, None)]), clock)
+    record = letter(task_id, Dispatch.of(store.get(task_id)), record=True)
+    inbox = Inbox([record])
+    settle_dead_letters(store, queue, inbox, clock)
+    assert inbox.discarded == []
+    failed = store.get(task_id)
+    failed.redrive("alice", clock.now() + timedelta(seconds=1))
+    store.commit(failed)
+    inbox = Inbox([record])
+    settle_dead_letters(store, queue, inbox, clock)
+    assert inbox.discarded == [record]
