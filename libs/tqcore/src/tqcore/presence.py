@@ -30,7 +30,7 @@ class Presence:
     def beat(self) -> None:
         """One heartbeat; failures are logged, not raised (the next beat tries again)."""
         try:
-            self._registry.heartbeat(self._service, self._instance, ttl_s=int(self._interval_s * 3) + 1)
+            self._registry.heartbeat(self._service, self._instance, ttl_s=int(self._interval_s * 5) + 5)
         except (TqError, Exception) as error:  # noqa: BLE001 - a missed beat must not kill the service
             log.warning("presence heartbeat failed: %s", error)
 
