@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import executions, start_stack, wait_for_status
 from tqdev.stack import Stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 FAST_LEASES = {"TQ_LEASE_S": "6", "TQ_HEARTBEAT_S": "2", "TQ_REAPER_INTERVAL_S": "1"}
 

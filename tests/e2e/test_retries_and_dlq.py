@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import executions, wait_for_status
 from tqdev.stack import Stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 #: The scheduler polls every second; a retry may start up to this much after it falls due.
 PROMOTION_SLACK_S = 1.5

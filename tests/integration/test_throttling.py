@@ -40,7 +40,7 @@ from tqcore.service import Tasks, TypeCatalog
 from tqcore.settings import CoreSettings
 from tqdev.stack import unique_prefix
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ALICE = Principal("alice", frozenset({"team-a"}))
 THROTTLE_TYPE = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
