@@ -13,8 +13,9 @@ import dramatiq
 import pytest
 
 from tq_executor import isolation
+from tq_executor.handlers import Job
 from tq_executor.heartbeat import Heartbeat
-from tq_executor.isolation import HandlerProcess, Job, Stopped
+from tq_executor.isolation import HandlerProcess, Stopped
 from tq_executor.runner import Runner
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 
 @dataclass
-class TaskContext:
-    """What a handler sees of the attempt it runs."""
+class Job:
+    """One attempt to run: what the executor sends its handler process."""
 
     task_id: str
     type: str
@@ -20,6 +20,12 @@ class TaskContext:
     payload: Any
     timeout_s: int
     worker: str
+
+
+@dataclass
+class TaskContext(Job):
+    """What a handler sees of the attempt it runs: the job, a stop flag, and its captured output."""
+
     #: For handlers that wait (``sleep``). An attempt that must stop (timeout, lost lease, shutdown) is
     #: stopped by killing its handler process, so inside a handler this flag is never set today.
     stop: threading.Event = field(default_factory=threading.Event)

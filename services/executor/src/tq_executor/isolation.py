@@ -23,7 +23,7 @@ from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tq_executor.handlers import TaskContext, load_modules, registry
+from tq_executor.handlers import Job, TaskContext, load_modules, registry
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +31,6 @@ log = logging.getLogger(__name__)
 POLL_S = 0.05
 #: Error messages are cut to this many characters in ``last_error``.
 MAX_ERROR_CHARS = 2000
-
-
-@dataclass(frozen=True)
-class Job:
-    """What a child needs to run one attempt."""
-
-    task_id: str
-    type: str
-    group: str
-    attempt: int
-    payload: Any
-    timeout_s: int
-    worker: str
 
 
 @dataclass(frozen=True)
@@ -177,15 +164,7 @@ def child_main(conn: Connection, modules: list[str]) -> None:
 
 def run_job(job: Job) -> Outcome:
     """Run one job with the registered handler (in the child)."""
-    ctx = TaskContext(
-        task_id=job.task_id,
-        type=job.type,
-        group=job.group,
-        attempt=job.attempt,
-        payload=job.payload,
-        timeout_s=job.timeout_s,
-        worker=job.worker,
-    )
+    ctx = TaskContext(**vars(job))
     handler = registry.get(job.type)
     try:
         if handler is None:

@@ -7,8 +7,9 @@ import logging
 import threading
 from typing import Any
 
+from tq_executor.handlers import Job
 from tq_executor.heartbeat import Heartbeat
-from tq_executor.isolation import HandlerCrashed, HandlerProcess, Job, Outcome, Stopped
+from tq_executor.isolation import HandlerCrashed, HandlerProcess, Outcome, Stopped
 from tqcore.dispatch import Dispatch
 from tqcore.domain.model import ErrorInfo, RunStatus
 from tqcore.domain.task import Task
