@@ -88,8 +88,16 @@ def wait_for_status(api: httpx.Client, task_id: str, statuses: set[str], timeout
 
 def executions(stack: Stack) -> list[tuple[str, int]]:
     """(task id, attempt) for every handler call the demo handlers logged."""
+    return [(row[0], int(row[1])) for row in _execution_rows(stack)]
+
+
+def executed_runs(stack: Stack, task_id: str) -> list[str]:
+    """The run ids (``<run>.<attempt>``) of every handler call for one task, in the order they started."""
+    return [row[3] for row in _execution_rows(stack) if row[0] == task_id]
+
+
+def _execution_rows(stack: Stack) -> list[list[str]]:
     path = stack.config.run_dir / "executions.log"
     if not path.exists():
         return []
-    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    return [(row[0], int(row[1])) for row in rows]
+    return [line.split() for line in path.read_text().splitlines() if line.strip()]

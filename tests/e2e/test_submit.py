@@ -199,12 +199,6 @@ def test_a_one_shot_task_runs_at_its_time_not_before(client: Callable[[str], htt
     assert (started - at).total_seconds() < 2.5  # scheduler polls every second, then the queue hand-off
 
 
-def test_repeating_schedules_are_refused_with_a_clear_problem(client: Callable[[str], httpx.Client]) -> None:
-    response = client("alice").post("/v1/tasks", json={**ECHO, "schedule": {"every_s": 10}})
-    assert response.status_code == 422
-    assert "not supported yet" in response.json()["detail"]
-
-
 def test_a_flaky_task_is_retried_after_its_backoff_and_succeeds(
     client: Callable[[str], httpx.Client], stack: Stack
 ) -> None:

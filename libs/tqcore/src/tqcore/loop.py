@@ -62,13 +62,20 @@ def run_periodic_service(
 
 
 def run_every(interval_s: float, one_pass: Callable[[], object], stop: threading.Event | None = None) -> None:
-    """Call ``one_pass`` every ``interval_s`` seconds until SIGTERM/SIGINT (or ``stop`` is set)."""
+    """Call ``one_pass`` every ``interval_s`` seconds until SIGTERM/SIGINT (or ``stop`` is set).
+
+    A pass that returns a ``float`` names its own pause before the next pass (the scheduler's, when it knows
+    a task falls due sooner than the interval).
+    """
     stop = stop or threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     while not stop.is_set():
+        pause_s = interval_s
         try:
-            one_pass()
+            asked = one_pass()
+            if isinstance(asked, float):
+                pause_s = asked
         except Exception:
             log.exception("pass failed; retrying next interval")
-        stop.wait(interval_s)
+        stop.wait(pause_s)

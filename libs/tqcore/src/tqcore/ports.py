@@ -103,7 +103,7 @@ class TaskStore(Protocol):
         ...
 
     def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
-        """Scheduled or retrying tasks of one minute bucket and shard whose time has come, oldest first."""
+        """Tasks of one minute bucket and shard whose ``wake_at`` is before ``now``, oldest first."""
         ...
 
 
@@ -112,6 +112,11 @@ class TaskQueue(Protocol):
 
     def send(self, task: Task) -> None:
         """Put a ``queued`` task on its priority's queue; the same enqueue sent twice is deduplicated."""
+        ...
+
+    def send_batch(self, tasks: Sequence[Task]) -> None:
+        """:meth:`send` for many tasks in as few calls as the queue allows; raises ``QueueUnavailable`` if any
+        could not be sent (the others were)."""
         ...
 
     def dead_letter(self, task: Task) -> None:

@@ -11,15 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tqcore.domain.access import Principal
-from tqcore.domain.commands import SubmitTask
+from tqcore.domain.commands import SubmitTask, UpdateTask
 from tqcore.domain.errors import (
     Forbidden,
     IdempotencyMismatch,
-    IllegalTransition,
+    PreconditionFailed,
     QueueUnavailable,
     TaskNotFound,
     UnknownTaskType,
-    UnsupportedSchedule,
     VersionConflict,
 )
 from tqcore.domain.model import Status
@@ -109,9 +108,6 @@ class Tasks:
         """Accept a task durably, then enqueue it; a replayed idempotency key returns the first task."""
         if not principal.can_submit(cmd.group):
             raise Forbidden(f"{principal.name} may not submit into group {cmd.group!r}", group=cmd.group)
-        if cmd.schedule is not None and cmd.schedule.to_domain().is_repeating:
-            # Interval and cron runs need the scheduler's next-occurrence logic; refusing beats running once.
-            raise UnsupportedSchedule("repeating schedules (every_s, cron) are not supported yet; use 'at'")
         self._catalog.require(cmd.type)
         task = Task.submit(
             task_id=self._new_id(),
@@ -155,6 +151,34 @@ class Tasks:
             # The task is durable and queued: the reaper re-sends tasks left queued (docs/ARCHITECTURE.md).
             log.warning("enqueue failed; the reaper will re-send", extra={"task_id": task.id}, exc_info=True)
 
+    def update(self, task_id: str, cmd: UpdateTask, principal: Principal, *, if_match: int | None = None) -> Task:
+        """PATCH: change fields; a new schedule, payload or priority takes effect for the next run."""
+        changes = cmd.changes()
+        return self._change(
+            task_id, principal, if_match, lambda t: t.update(changes, principal.name, self._clock.now())
+        )
+
+    def cancel(self, task_id: str, principal: Principal, *, if_match: int | None = None) -> Task:
+        """DELETE: cancel at once, or ask the running attempt to stop (the task then ends ``cancelled``)."""
+        return self._change(task_id, principal, if_match, lambda t: t.request_cancel(principal.name, self._clock.now()))
+
+    def _change(self, task_id: str, principal: Principal, if_match: int | None, change: Callable[[Task], None]) -> Task:
+        """Apply a user's change. With ``If-Match`` the change applies to that version or not at all (412);
+        without, it is re-applied to the current version when another writer (say, the scheduler) wins."""
+        task = self.get(task_id, principal)
+        if if_match is None:
+            return mutate(self._store, task, change)
+        if task.version != if_match:
+            raise PreconditionFailed(f"the task is at version {task.version}, not {if_match}", version=task.version)
+        work = copy.deepcopy(task)
+        change(work)
+        try:
+            self._store.commit(work)
+        except VersionConflict as conflict:
+            current = conflict.current.version if conflict.current is not None else None
+            raise PreconditionFailed(f"the task changed after version {if_match}", version=current) from None
+        return work.committed()
+
     def get(self, task_id: str, principal: Principal) -> Task:
         """A task the principal may see; others (and ids that cannot exist) are reported as not found."""
         if not TASK_ID.fullmatch(task_id):
@@ -163,25 +187,3 @@ class Tasks:
         if not principal.can_see(task.group):
             raise TaskNotFound(f"no task {task_id}", task_id=task_id)
         return task
-
-
-def promote_due(
-    store: TaskStore, queue: TaskQueue, clock: Clock, *, buckets: list[str], shards: int, actor: str = "scheduler"
-) -> int:
-    """Queue every due ``scheduled``/``retrying`` task in the given minute buckets; how many were queued.
-
-    The promotion is a conditional commit, so when several schedulers race only one queues each task.
-    """
-    now = clock.now()
-    promoted = 0
-    for bucket in buckets:
-        for shard in range(shards):
-            for task in list(store.due(bucket, shard, now)):
-                try:
-                    task = mutate(store, task, lambda t: t.promote_or_expire(now, actor))
-                except IllegalTransition:
-                    continue  # promoted, cancelled or changed meanwhile
-                if task.status is Status.QUEUED:
-                    queue.send(task)
-                    promoted += 1
-    return promoted

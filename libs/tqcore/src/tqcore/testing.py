@@ -169,6 +169,17 @@ class RecordingQueue:
             raise QueueUnavailable("queue down (fake)")
         self.sent.append(copy.deepcopy(task))
 
+    def send_batch(self, tasks: Sequence[Task]) -> None:
+        """Record each send (the fake fails per task, like a partly failed batch)."""
+        failed = 0
+        for task in tasks:
+            try:
+                self.send(task)
+            except QueueUnavailable:
+                failed += 1
+        if failed:
+            raise QueueUnavailable(f"{failed} of {len(tasks)} sends failed (fake)")
+
     def dead_letter(self, task: Task) -> None:
         """Record the dead letter."""
         self.dead.append(copy.deepcopy(task))

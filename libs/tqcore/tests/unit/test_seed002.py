@@ -17,7 +17,8 @@ from tqcore.domain.task import Task
 from tqcore.execution import Attempts
 from tqcore.ports import LeaseRecord
 from tqcore.recovery import reclaim_expired_leases
-from tqcore.service import Tasks, TypeCatalog, promote_due
+from tqcore.scheduling import promote_due
+from tqcore.service import Tasks, TypeCatalog
 from tqcore.settings import CoreSettings
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 

@@ -19,16 +19,17 @@ from tqcore.domain.errors import (
     Forbidden,
     IdempotencyMismatch,
     IllegalTransition,
+    InvalidSchedule,
     TaskNotFound,
     UnknownTaskType,
-    UnsupportedSchedule,
     VersionConflict,
 )
 from tqcore.domain.model import ErrorInfo, EventType, Status
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
 from tqcore.recovery import resend_stuck
-from tqcore.service import MAX_CONFLICT_RETRIES, Tasks, TypeCatalog, mutate, promote_due
+from tqcore.scheduling import promote_due
+from tqcore.service import MAX_CONFLICT_RETRIES, Tasks, TypeCatalog, mutate
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -523,11 +524,18 @@ def test_catalog_sees_types_registered_after_its_cache_expired() -> None:
     assert registry.reads >= 2
 
 
-@pytest.mark.parametrize("schedule", [{"every_s": 60}, {"cron": "*/5 * * * *", "timezone": "Europe/Paris"}])
-def test_repeating_schedules_are_refused_until_the_scheduler_can_run_them(
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"every_s": 60, "start_at": "2020-01-01T00:00:00Z", "end_at": "2020-01-02T00:00:00Z"},
+        {"cron": "0 0 30 2 *"},  # February 30th never comes
+        {"cron": "0 0 * * *", "start_at": "2031-01-01T00:30:00Z", "end_at": "2031-01-01T23:00:00Z"},
+    ],
+)
+def test_a_repeating_schedule_that_can_never_run_is_refused_and_nothing_is_written(
     tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue, schedule: dict[str, Any]
 ) -> None:
-    with pytest.raises(UnsupportedSchedule):
+    with pytest.raises(InvalidSchedule, match="no run left"):
         tasks.submit(cmd(schedule=schedule), ALICE)
     assert_nothing_written(store, queue)
 

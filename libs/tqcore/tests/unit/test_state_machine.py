@@ -412,7 +412,7 @@ def test_a_task_runs_at_most_one_plus_max_retries_attempts(max_retries: int) -> 
     last = task.pending_events[-1]
     assert (last.type, last.data, last.actor) == (
         EventType.DEAD_LETTERED,
-        {"attempts": max_retries + 1},
+        {"attempts": max_retries + 1, "run_id": f"1.{max_retries + 1}"},
         "executor:" + WORKER,
     )
     assert_consistent(task)
@@ -617,14 +617,6 @@ def test_update_of_a_field_users_may_not_change_is_refused(field: str) -> None:
 
 
 # -------------------------------------------------------------------------------- repeating tasks (sec. 3)
-REPEATING_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="contract sec. 3: a repeating task is 'scheduled' between runs and ends only when cancelled, expired or "
-    "past end_at; Task.succeed/_end_attempt make it terminal (succeeded/failed) after its first run",
-)
-
-
-@REPEATING_BUG
 def test_a_repeating_task_is_scheduled_again_after_a_successful_run() -> None:
     task = running(schedule={"every_s": 60})
     task.succeed(1, WORKER, "done", T0 + timedelta(seconds=2))
@@ -634,7 +626,6 @@ def test_a_repeating_task_is_scheduled_again_after_a_successful_run() -> None:
     assert task.run_count == 1
 
 
-@REPEATING_BUG
 def test_a_repeating_task_outlives_a_run_that_exhausted_its_retries() -> None:
     task = running(schedule={"every_s": 60}, retry={"max_retries": 0})
     task.fail(1, WORKER, BOOM, T0 + timedelta(seconds=2), jitter=0.0)

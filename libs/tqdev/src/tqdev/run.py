@@ -34,6 +34,7 @@ def main() -> int:
             run_dir=run_dir,
             port=int(os.environ.get("TQ_GATEWAY_PORT", "8080")),
             executors=int(os.environ.get("TQ_EXECUTORS", "2")),
+            schedulers=int(os.environ.get("TQ_SCHEDULERS", "1")),
         )
         stack = Stack(config)
         stack.start()

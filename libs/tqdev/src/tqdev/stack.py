@@ -33,6 +33,7 @@ class StackConfig:
     port: int = field(default_factory=free_port)
     executors: int = 2
     reapers: int = 1
+    schedulers: int = 1
     #: Extra ``TQ_*`` (or other) environment for every service.
     env: dict[str, str] = field(default_factory=dict)
 
@@ -44,7 +45,9 @@ class Stack:
         self.config = config
         self.procs: list[Proc] = []
         self.executors: list[Proc] = []
+        self.schedulers: list[Proc] = []
         self._executor_seq = 0
+        self._scheduler_seq = 0
         config.run_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -92,7 +95,8 @@ class Stack:
         """Bootstrap, start every service and wait for ``/readyz``."""
         self.bootstrap()
         self.procs.append(self._spawn("gateway", [str(BIN / "tq-gateway")]))
-        self.procs.append(self._spawn("scheduler", [str(BIN / "tq-scheduler")]))
+        for _ in range(self.config.schedulers):
+            self.add_scheduler()
         for n in range(self.config.reapers):
             self.procs.append(self._spawn(f"reaper-{n + 1}" if n else "reaper", [str(BIN / "tq-reaper")], "reaper"))
         for _ in range(self.config.executors):
@@ -114,6 +118,21 @@ class Stack:
         self.executors.append(proc)
         self.procs.append(proc)
         return proc
+
+    def add_scheduler(self) -> Proc:
+        """Start one more scheduler replica (the first is named ``scheduler``, later ones ``scheduler-N``)."""
+        self._scheduler_seq += 1
+        name = "scheduler" if self._scheduler_seq == 1 else f"scheduler-{self._scheduler_seq}"
+        proc = self._spawn(name, [str(BIN / "tq-scheduler")], service="scheduler")
+        self.schedulers.append(proc)
+        self.procs.append(proc)
+        return proc
+
+    def stop_schedulers(self) -> None:
+        """Stop every scheduler replica (to simulate scheduler downtime); ``add_scheduler`` starts one again."""
+        for proc in self.schedulers:
+            proc.stop()
+        self.schedulers.clear()
 
     def executor_by_pid(self, pid: int) -> Proc | None:
         """The executor process with this pid, if this stack started it."""

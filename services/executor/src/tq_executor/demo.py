@@ -1,6 +1,6 @@
 """The demo task types of the local stack (contract section 5): echo, sleep, flaky, script.
 
-If ``TQ_DEMO_EXECUTION_LOG`` names a file, every handler call appends ``task_id attempt worker`` to it —
+If ``TQ_DEMO_EXECUTION_LOG`` names a file, every handler call appends ``task_id attempt worker run_id`` to it —
 the handlers' own record of what ran, which tests use to prove no attempt runs twice.
 """
 
@@ -22,7 +22,7 @@ def _note_execution(ctx: TaskContext) -> None:
         # One O_APPEND write per line: lines from concurrent processes never interleave.
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{ctx.task_id} {ctx.attempt} {ctx.worker}\n".encode())
+            os.write(fd, f"{ctx.task_id} {ctx.attempt} {ctx.worker} {ctx.run_id}\n".encode())
         finally:
             os.close(fd)
 

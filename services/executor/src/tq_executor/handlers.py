@@ -20,6 +20,8 @@ class Job:
     payload: Any
     timeout_s: int
     worker: str
+    #: ``<run>.<attempt>``: which run of a repeating task this attempt belongs to (as ``/runs`` lists it).
+    run_id: str = ""
 
 
 @dataclass

@@ -63,7 +63,16 @@ class Runner:
         self.attempts.fail(task, error, RunStatus.TIMED_OUT if outcome.timed_out else RunStatus.FAILED)
 
     def _job(self, task: Task) -> Job:
-        return Job(task.id, task.type, task.group, task.attempts, task.payload, task.timeout_s, self.attempts.worker)
+        return Job(
+            task.id,
+            task.type,
+            task.group,
+            task.attempts,
+            task.payload,
+            task.timeout_s,
+            self.attempts.worker,
+            task.run_id(task.attempts),
+        )
 
     def _process(self) -> HandlerProcess:
         process: HandlerProcess | None = getattr(self._local, "process", None)

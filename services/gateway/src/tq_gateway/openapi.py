@@ -7,7 +7,7 @@ from typing import Any
 import falcon
 
 from tq_gateway import openapi_history
-from tqcore.domain.commands import SubmitTask
+from tqcore.domain.commands import SubmitTask, UpdateTask
 from tqcore.domain.model import Overlap, Priority, Status
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -55,6 +55,9 @@ def _task_schema() -> dict[str, Any]:
             "poison_strikes": {"type": "integer"},
             "claim_seq": {"type": ["integer", "null"]},
             "cancel_requested": {"type": "boolean"},
+            "next_slot_at": TS,
+            "waiting_slot": TS,
+            "parent_id": nullable_str,
             "last_error": {"type": ["object", "null"]},
             "result": {},
         },
@@ -64,7 +67,15 @@ def _task_schema() -> dict[str, Any]:
 def build_spec() -> dict[str, Any]:
     """The OpenAPI document."""
     submit = SubmitTask.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = submit.pop("$defs", {})
+    update = UpdateTask.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = {**submit.pop("$defs", {}), **update.pop("$defs", {})}
+    task_id = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    version = {
+        "name": "If-Match",
+        "in": "header",
+        "description": 'the version the change applies to: 3 or "3"',
+        "schema": {"type": "string"},
+    }
     auth_errors = {"401": _problem("missing or unknown token")}
     task_ok = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}}
     return {
@@ -75,6 +86,7 @@ def build_spec() -> dict[str, Any]:
             "parameters": openapi_history.parameters(),
             "schemas": {
                 "SubmitTask": submit,
+                "UpdateTask": update,
                 **defs,
                 "Task": _task_schema(),
                 **openapi_history.schemas(),
@@ -117,13 +129,41 @@ def build_spec() -> dict[str, Any]:
             "/v1/tasks/{task_id}": {
                 "get": {
                     "summary": "Read a task",
-                    "parameters": [{"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [task_id],
                     "responses": {
-                        "200": {"description": "the task", **task_ok},
+                        "200": {"description": "the task (header ETag: its version)", **task_ok},
                         **auth_errors,
                         "404": _problem("no such task"),
                     },
-                }
+                },
+                "patch": {
+                    "summary": "Change a task; a new schedule, payload or priority applies from the next run",
+                    "parameters": [task_id, version],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UpdateTask"}}},
+                    },
+                    "responses": {
+                        "200": {"description": "the changed task", **task_ok},
+                        "400": _problem("malformed JSON or If-Match"),
+                        **auth_errors,
+                        "404": _problem("no such task"),
+                        "409": _problem("the task is terminal, or the change is not allowed in its state"),
+                        "412": _problem("If-Match names another version"),
+                        "422": _problem("invalid body, or a schedule with no run left"),
+                    },
+                },
+                "delete": {
+                    "summary": "Cancel a task; a running attempt is asked to stop",
+                    "parameters": [task_id, version],
+                    "responses": {
+                        "200": {"description": "cancelled, or running with cancel_requested", **task_ok},
+                        **auth_errors,
+                        "404": _problem("no such task"),
+                        "409": _problem("the task already succeeded, failed or expired"),
+                        "412": _problem("If-Match names another version"),
+                    },
+                },
             },
             **openapi_history.paths(),
             "/healthz": {"get": {"security": [], "responses": {"200": {"description": "alive"}}}},

@@ -10,7 +10,7 @@ import falcon
 from tq_gateway.body import json_object
 from tq_gateway.errors import problem
 from tqcore.domain.codec import task_to_dict
-from tqcore.domain.commands import SubmitTask
+from tqcore.domain.commands import SubmitTask, UpdateTask
 from tqcore.domain.task import Task
 from tqcore.ports import Registry
 from tqcore.service import Tasks
@@ -52,6 +52,26 @@ class TaskItem:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         _send_task(resp, self._tasks.get(task_id, req.context.principal))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
+        cmd = UpdateTask.model_validate(json_object(req))
+        _send_task(resp, self._tasks.update(task_id, cmd, req.context.principal, if_match=if_match(req)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
+        _send_task(resp, self._tasks.cancel(task_id, req.context.principal, if_match=if_match(req)))
+
+
+def if_match(req: falcon.Request) -> int | None:
+    """The version ``If-Match`` names: ``3``, ``"3"`` or ``W/"3"`` (``*`` or no header: any version)."""
+    raw = req.get_header("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 18:
+        raise falcon.HTTPBadRequest(
+            title="Bad Request", description=f'If-Match must be a task version such as 3 or "3", not {raw[:40]!r}'
+        )
+    return int(value)
 
 
 class Health:

@@ -6,22 +6,26 @@ import sys
 
 from tq_scheduler.scheduler import Scheduler
 from tq_scheduler.settings import SchedulerSettings
-from tqcore.loop import run_periodic_service
+from tqcore.loop import Adapters, run_periodic_service
 
 
 def main() -> int:
-    """Promote due work every ``TQ_SCHEDULER_INTERVAL_S`` until SIGTERM."""
+    """Act on due work every ``TQ_SCHEDULER_INTERVAL_S`` (or sooner, when it knows something is due) until SIGTERM."""
     settings = SchedulerSettings()
-    return run_periodic_service(
-        "scheduler",
-        settings,
-        settings.scheduler_interval_s,
-        lambda a: (
-            Scheduler(
-                a.store, a.queue, a.registry, a.clock, shards=settings.due_shards, catchup_s=settings.catchup_s
-            ).run_once
-        ),
-    )
+
+    def make_pass(a: Adapters) -> Scheduler:
+        return Scheduler(
+            a.store,
+            a.queue,
+            a.registry,
+            a.clock,
+            shards=settings.due_shards,
+            catchup_s=settings.catchup_s,
+            starting_deadline_s=settings.starting_deadline_s,
+            interval_s=settings.scheduler_interval_s,
+        )
+
+    return run_periodic_service("scheduler", settings, settings.scheduler_interval_s, lambda a: make_pass(a).tick)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The scheduler: each pass queues the due tasks of every minute bucket it has not yet drained."""
+"""The scheduler: each pass acts on the due tasks of every minute bucket it has not yet drained."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from tqcore.adapters.dynamodb.keys import minute_bucket
 from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
-from tqcore.service import promote_due
+from tqcore.scheduling import Pass, Promoter
 
 log = logging.getLogger(__name__)
 
@@ -24,23 +24,36 @@ class Scheduler:
 
     The mark lives in the table, so a scheduler that was down for a day resumes where it left off (not
     only ``catchup_s`` back), and replicas share it. ``catchup_s`` only bounds the look-back of a brand-new
-    deployment, which has no mark yet.
+    deployment, which has no mark yet. ``starting_deadline_s`` is how late a repeating task's catch-up run
+    may still start; ``interval_s`` is the pause between passes, and how far ahead a pass looks so that the
+    next one can start exactly when the earliest task it saw falls due.
     """
 
     def __init__(
-        self, store: TaskStore, queue: TaskQueue, registry: Registry, clock: Clock, *, shards: int, catchup_s: int
+        self,
+        store: TaskStore,
+        queue: TaskQueue,
+        registry: Registry,
+        clock: Clock,
+        *,
+        shards: int,
+        catchup_s: int,
+        starting_deadline_s: float = 3600,
+        interval_s: float = 1.0,
     ) -> None:
-        self._store = store
-        self._queue = queue
         self._registry = registry
         self._clock = clock
-        self._shards = shards
         self._catchup_s = catchup_s
+        self._interval_s = interval_s
+        self._promoter = Promoter(
+            store, queue, clock, shards=shards, starting_deadline_s=starting_deadline_s, lookahead_s=interval_s
+        )
         self._low_water: datetime | None = None
         self._swept_at: datetime | None = None
+        self.last_pass = Pass()
 
     def run_once(self) -> int:
-        """One pass over every bucket from the low-water mark to now; how many tasks were queued."""
+        """One pass over every bucket from the low-water mark to now; how many runs and retries were queued."""
         now = self._clock.now()
         if self._low_water is None:
             self._low_water = self._registry.mark(MARK) or now - timedelta(seconds=self._catchup_s)
@@ -48,18 +61,32 @@ class Scheduler:
         if self._swept_at is None or (now - self._swept_at).total_seconds() >= SWEEP_EVERY_S:
             start = min(start, now - SWEEP_BACK)
             self._swept_at = now
-        promoted = promote_due(
-            self._store, self._queue, self._clock, buckets=buckets_between(start, now), shards=self._shards
-        )
+        self.last_pass = self._promoter.run(buckets_between(start, now + timedelta(seconds=self._interval_s)))
         # Every bucket was walked to its end (an error would have raised). Keep the previous minute open: a
         # task can become due in it just before the minute turns.
         drained = (now - timedelta(minutes=1)).replace(second=0, microsecond=0)
         if drained > self._low_water:
             self._low_water = drained
             self._registry.advance_mark(MARK, drained)
-        if promoted:
-            log.info("queued %d due tasks", promoted)
-        return promoted
+        if self.last_pass.events:
+            log.info("scheduler pass", extra={"events": dict(self.last_pass.events)})
+        return self.last_pass.queued
+
+    def pause_s(self) -> float:
+        """How long to wait before the next pass: the interval, or less if a task seen falls due sooner."""
+        wake = self.last_pass.next_wake
+        if wake is None:
+            return self._interval_s
+        return min(self._interval_s, max(0.0, (wake - self._clock.now()).total_seconds()))
+
+    def tick(self) -> float:
+        """One pass, then the pause before the next (what the run loop calls)."""
+        self.run_once()
+        return self.pause_s()
+
+    def close(self) -> None:
+        """Stop the promoter's threads."""
+        self._promoter.close()
 
 
 def buckets_between(start: datetime, end: datetime) -> list[str]:

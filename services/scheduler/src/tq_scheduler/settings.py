@@ -8,8 +8,10 @@ from tqcore.settings import CoreSettings
 
 
 class SchedulerSettings(CoreSettings):
-    """How often the scheduler looks for due work, and how far back it looks after a restart."""
+    """How often the scheduler looks for due work, how far back after a restart, and how late runs may start."""
 
-    scheduler_interval_s: float = Field(default=1.0, gt=0)
-    #: On start, due work this old is still found (the starting deadline for catch-up).
+    scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
+    #: A brand-new deployment (no shared mark yet) looks this far back for due work.
     catchup_s: int = Field(default=3600, ge=60)
+    #: After downtime a repeating task runs once to catch up if its latest missed slot is at most this old.
+    starting_deadline_s: float = Field(default=3600, ge=0)

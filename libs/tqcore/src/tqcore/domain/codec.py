@@ -49,7 +49,9 @@ def schedule_to_dict(schedule: Schedule | None) -> dict[str, Any] | None:
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:
-    """The task resource exactly as the contract shows it (plus ``cancel_requested``, ``lease_expires_at``)."""
+    """The task resource as the contract shows it, plus extensions: ``cancel_requested``, ``lease_expires_at``,
+    ``next_slot_at`` (a repeating task's next slot), ``waiting_slot`` (``overlap: queue``) and ``parent_id``
+    (a run spawned by a repeating task with ``overlap: allow``)."""
     return {
         "id": task.id,
         "type": task.type,
@@ -86,6 +88,9 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "poison_strikes": task.poison_strikes,
         "claim_seq": task.claim_seq,
         "cancel_requested": task.cancel_requested,
+        "next_slot_at": ts(task.next_slot_at),
+        "waiting_slot": ts(task.waiting_slot),
+        "parent_id": task.parent_id,
         "last_error": None
         if task.last_error is None
         else {"type": task.last_error.type, "message": task.last_error.message},
@@ -137,6 +142,9 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
         poison_strikes=raw.get("poison_strikes", 0),
         claim_seq=raw.get("claim_seq"),
         cancel_requested=raw.get("cancel_requested", False),
+        next_slot_at=parse_ts(raw.get("next_slot_at")),
+        waiting_slot=parse_ts(raw.get("waiting_slot")),
+        parent_id=raw.get("parent_id"),
         last_error=None if err is None else ErrorInfo(err["type"], err["message"]),
         result=raw.get("result"),
     )

@@ -156,3 +156,31 @@ class SubmitTask(_Strict):
             "name": self.name,
             "description": self.description,
         }
+
+
+class UpdateTask(_Strict):
+    """The body of ``PATCH /v1/tasks/{id}``: the fields to change (at least one); ``null`` clears a nullable one."""
+
+    payload: JsonValue = None
+    priority: Priority = Priority.NORMAL
+    schedule: ScheduleSpec | None = None
+    overlap: Overlap = Overlap.SKIP
+    expires_at: Timestamp | None = None
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    timeout_s: int = Field(default=300, ge=1, le=43200)
+    name: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("name at least one field to change")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, as domain values (defaults above only stand for fields left out)."""
+        domain: dict[str, Any] = {
+            "schedule": self.schedule.to_domain() if self.schedule else None,
+            "retry": self.retry.to_domain(),
+        }
+        return {name: domain.get(name, getattr(self, name)) for name in self.model_fields_set}

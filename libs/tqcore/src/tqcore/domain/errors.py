@@ -51,8 +51,12 @@ class UnknownTaskType(TqError):
     """Raised when no executor handles the requested task type."""
 
 
-class UnsupportedSchedule(TqError):
-    """Raised when a schedule kind is valid but this version cannot run it yet."""
+class InvalidSchedule(TqError):
+    """Raised when a schedule is well-formed but can never run (no slot before its end)."""
+
+
+class PreconditionFailed(TqError):
+    """Raised when ``If-Match`` names a version that is no longer the task's current one."""
 
 
 class TaskTooLarge(TqError):

@@ -78,6 +78,9 @@ class EventType(enum.StrEnum):
     UPDATED = "updated"  #: fields changed through the API
     EXPIRED = "expired"  #: not started before ``expires_at``
     REDRIVEN = "redriven"  #: a failed task was given a fresh retry budget
+    RUN_SKIPPED = "run_skipped"  #: a repeating task's slot(s) did not run: overlap, catch-up or too late
+    RUN_WAITING = "run_waiting"  #: ``overlap: queue``: a due run waits for the current one to end
+    RUN_SPAWNED = "run_spawned"  #: ``overlap: allow``: a due run started as its own task beside the current one
 
 
 @dataclass(frozen=True)

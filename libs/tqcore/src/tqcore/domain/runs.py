@@ -46,7 +46,9 @@ def project_runs(events: Iterable[Event]) -> list[Run]:
         if event.type in (EventType.SCHEDULED, EventType.RETRY_SCHEDULED):
             next_run_at = _time(data.get("next_run_at"))
         elif event.type is EventType.QUEUED:
-            if "resend" not in data:  # a re-send repeats the same enqueue
+            if "scheduled_for" in data:  # the slot (or retry time) the enqueue was for
+                scheduled_for, next_run_at = _time(data["scheduled_for"]), None
+            elif "resend" not in data:  # a re-send repeats the same enqueue
                 scheduled_for, next_run_at = next_run_at, None
         elif event.type is EventType.CLAIMED:
             runs.append(_started(event, scheduled_for))

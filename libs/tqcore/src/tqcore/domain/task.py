@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from tqcore.domain.errors import IllegalTransition, StaleAttempt
+from tqcore.domain import schedules
+from tqcore.domain.errors import IllegalTransition, InvalidSchedule, StaleAttempt
 from tqcore.domain.model import (
     ErrorInfo,
     Event,
@@ -18,6 +20,9 @@ from tqcore.domain.model import (
     Schedule,
     Status,
 )
+
+#: States in which a run is under way (queued, running, or waiting out a retry's backoff).
+BUSY = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRYING})
 
 #: Fields a user may change with PATCH.
 MUTABLE_FIELDS = frozenset(
@@ -63,6 +68,12 @@ class Task:
     #: zombie from an earlier run (attempt numbers restart after a redrive) can never record over this one.
     claim_seq: int | None = None
     cancel_requested: bool = False
+    #: A repeating task's next slot not yet acted on (``None`` for one-shot tasks and once the schedule ends).
+    next_slot_at: datetime | None = None
+    #: ``overlap: queue``: the slot of the one run waiting for the current run to end.
+    waiting_slot: datetime | None = None
+    #: The repeating task that spawned this task as an overlapping run (``overlap: allow``).
+    parent_id: str | None = None
     last_error: ErrorInfo | None = None
     result: Any = None
     #: Events recorded since the task was loaded, committed together with the snapshot.
@@ -85,6 +96,27 @@ class Task:
         """The id of one attempt of the current run, as listed by ``/runs``."""
         return f"{self.run_no}.{attempt}"
 
+    @property
+    def is_repeating(self) -> bool:
+        """True for interval and cron schedules."""
+        return self.schedule is not None and self.schedule.is_repeating
+
+    @property
+    def wake_at(self) -> datetime | None:
+        """When the scheduler must next look at the task (the ``due`` index's time), ``None`` if never.
+
+        A waiting task wakes for its run (or retry) or its expiry; a repeating task with a run under way also
+        wakes at its next slot, to skip it, keep it waiting or spawn it, as its ``overlap`` says.
+        """
+        times = []
+        if self.status in (Status.SCHEDULED, Status.RETRYING) and self.next_run_at is not None:
+            times.append(self.next_run_at)
+        if self.status is Status.SCHEDULED and self.expires_at is not None:
+            times.append(self.expires_at)
+        if self.status in BUSY and self.is_repeating and self.next_slot_at is not None:
+            times.append(self.next_slot_at)
+        return min(times) if times else None
+
     # ---------------------------------------------------------------- creation
     @classmethod
     def submit(
@@ -103,18 +135,53 @@ class Task:
         task._record(EventType.SUBMITTED, now, owner, submitted)
         first_run = task._first_run_at(now)
         if first_run is None or first_run <= now:  # a time already past runs at once
-            task._enqueue(now, owner)
+            if task.is_repeating:
+                task.next_slot_at = task._slot_after(now)
+            task._enqueue(now, owner, scheduled_for=first_run)
         else:
             task._schedule(first_run, now, owner)
         return task
 
     def _first_run_at(self, now: datetime) -> datetime | None:
+        """When a new (or rescheduled) task first runs; raises ``InvalidSchedule`` if it never would."""
         sched = self.schedule
         if sched is None:
             return None
         if sched.at is not None:
             return sched.at
-        return sched.start_at or now
+        first = schedules.first_slot(sched, self.created_at, now)
+        if first is None:
+            raise InvalidSchedule("the schedule has no run left: nothing matches before its end_at")
+        self.next_slot_at = first
+        return first
+
+    def _slot_after(self, at: datetime) -> datetime | None:
+        assert self.schedule is not None
+        return schedules.next_slot(self.schedule, self.created_at, at)
+
+    def spawn_run(self, slot: datetime, now: datetime, actor: str = "scheduler") -> Task:
+        """A one-shot task running ``slot`` of this repeating task beside its current run (``overlap: allow``).
+
+        Its id is derived from the slot, so schedulers racing to spawn it create it once.
+        """
+        child = Task(
+            id=f"{self.id}-{int(slot.timestamp() * 1000)}",
+            type=self.type,
+            group=self.group,
+            owner=self.owner,
+            created_at=now,
+            payload=copy.deepcopy(self.payload),
+            priority=self.priority,
+            name=self.name,
+            description=self.description,
+            retry=self.retry,
+            timeout_s=self.timeout_s,
+            expires_at=self.expires_at,
+            parent_id=self.id,
+        )
+        child._record(EventType.SUBMITTED, now, actor, {"parent_id": self.id, "scheduled_for": slot})
+        child._enqueue(now, actor, scheduled_for=slot)
+        return child
 
     # ------------------------------------------------------------- transitions
     def promote(self, now: datetime, actor: str = "scheduler") -> None:
@@ -124,12 +191,86 @@ class Task:
             raise IllegalTransition("task is not due yet", next_run_at=self.next_run_at)
         self._enqueue(now, actor)
 
-    def promote_or_expire(self, now: datetime, actor: str = "scheduler") -> None:
-        """Promote a due task, or expire it if its ``expires_at`` has passed: no attempt starts after it."""
-        if self.is_expired(now) and self.status in (Status.SCHEDULED, Status.RETRYING):
+    def on_due(self, now: datetime, *, starting_deadline_s: float, actor: str = "scheduler") -> Task | None:
+        """The scheduler found the task due (``wake_at`` has passed): act on it.
+
+        Expire it past ``expires_at``; queue a due one-shot run or retry; start a repeating task's due run;
+        or, while a run is under way, skip, keep waiting or spawn the slot that came due, as ``overlap``
+        says. A repeating task that missed slots runs once to catch up, if its latest slot is no older than
+        ``starting_deadline_s``. Returns the spawned task (``overlap: allow``) for the caller to create.
+        """
+        if self.status is Status.SCHEDULED and self.is_expired(now):
             self.expire(now, actor)
-        else:
+            return None
+        run_due = self.next_run_at is not None and self.next_run_at <= now
+        if self.status is Status.RETRYING and run_due and self.is_expired(now):
+            self.expire(now, actor)
+            return None
+        if self.status is Status.SCHEDULED and run_due and self.is_repeating:
+            slot = self._catch_up(now, starting_deadline_s, actor)
+            if slot is not None:
+                self._enqueue(now, actor, scheduled_for=slot)
+            else:
+                self._schedule_next(now, actor)
+            return None
+        if self.status in (Status.SCHEDULED, Status.RETRYING) and run_due:
             self.promote(now, actor)
+            return None
+        if self.status in BUSY and self.is_repeating and self.next_slot_at is not None and self.next_slot_at <= now:
+            return self._slot_while_busy(now, starting_deadline_s, actor)
+        raise IllegalTransition("task is not due yet", wake_at=self.wake_at)
+
+    def _catch_up(self, now: datetime, starting_deadline_s: float, actor: str) -> datetime | None:
+        """Move past every slot up to ``now``; the latest one, if it may still start, else ``None``.
+
+        The slots passed over are recorded as one ``run_skipped`` event: after downtime a repeating task
+        runs once, not once per missed slot (and not at all if even its latest slot is too old).
+        """
+        assert self.schedule is not None
+        assert self.next_slot_at is not None
+        first = self.next_slot_at
+        latest, count = schedules.latest_slot(self.schedule, self.created_at, first, now)
+        self.next_slot_at = self._slot_after(now)
+        on_time = (now - latest).total_seconds() <= starting_deadline_s
+        if count > 1 or not on_time:
+            self._record(
+                EventType.RUN_SKIPPED,
+                now,
+                actor,
+                {
+                    "reason": "catch_up" if on_time else "starting_deadline",
+                    "count": count - 1 if on_time else count,
+                    "first": first,
+                    "last": latest if not on_time else None,
+                    "starting_deadline_s": starting_deadline_s,
+                },
+            )
+        return latest if on_time else None
+
+    def _slot_while_busy(self, now: datetime, starting_deadline_s: float, actor: str) -> Task | None:
+        if self.is_expired(now):  # no run starts after expires_at: the schedule ends with the current run
+            self._record(EventType.RUN_SKIPPED, now, actor, {"reason": "expired", "first": self.next_slot_at})
+            self.next_slot_at = None
+            return None
+        slot = self._catch_up(now, starting_deadline_s, actor)
+        if slot is None:
+            return None
+        if self.overlap is Overlap.ALLOW:
+            child = self.spawn_run(slot, now, actor)
+            self._record(EventType.RUN_SPAWNED, now, actor, {"task_id": child.id, "scheduled_for": slot})
+            return child
+        if self.overlap is Overlap.QUEUE and self.waiting_slot is None:
+            self.waiting_slot = slot
+            self._record(EventType.RUN_WAITING, now, actor, {"scheduled_for": slot})
+            return None
+        why = "previous run still going" if self.overlap is Overlap.SKIP else "a run is already waiting"
+        self._record(
+            EventType.RUN_SKIPPED,
+            now,
+            actor,
+            {"reason": "overlap", "scheduled_for": slot, "detail": why, "run_id": self.run_id(max(self.attempts, 1))},
+        )
+        return None
 
     def is_expired(self, now: datetime) -> bool:
         """True once ``expires_at`` has passed."""
@@ -167,8 +308,11 @@ class Task:
         self.last_error = None
         self.finished_at = now
         self._release()
-        self.status = Status.SUCCEEDED
+        if not self.is_repeating:
+            self.status = Status.SUCCEEDED
         self._record(EventType.SUCCEEDED, now, f"executor:{worker}", data)
+        if self.is_repeating:
+            self._run_ended(now, f"executor:{worker}")
 
     def fail(
         self,
@@ -224,9 +368,7 @@ class Task:
             return
         why = "undecodable" if attempt is None else f"dead-lettered {self.poison_strikes} times"
         self.last_error = ErrorInfo("PoisonMessage", f"its message was {why} (last after {receives} receives)")
-        self.status = Status.FAILED
-        self.finished_at = now
-        self._record(EventType.DEAD_LETTERED, now, actor, {**data, "attempts": self.attempts})
+        self._dead_letter(now, actor, {**data, "attempts": self.attempts})
 
     def request_cancel(self, actor: str, now: datetime) -> None:
         """Cancel: at once when nothing runs, else the running attempt is told to stop."""
@@ -258,7 +400,7 @@ class Task:
             raise IllegalTransition("the task has not expired")
         self.status = Status.EXPIRED
         self.finished_at = now
-        self.next_run_at = None
+        self.next_run_at = self.next_slot_at = self.waiting_slot = None
         self._record(EventType.EXPIRED, now, actor, {"expires_at": self.expires_at})
 
     def update(self, changes: dict[str, Any], actor: str, now: datetime) -> None:
@@ -271,15 +413,48 @@ class Task:
         changed = {k: v for k, v in changes.items() if getattr(self, k) != v}
         if not changed:
             return
+        if "schedule" in changed:
+            self._reschedule(changed["schedule"], now)
         for name, value in changed.items():
             setattr(self, name, value)
-        self._record(EventType.UPDATED, now, actor, {"fields": sorted(changed)})
+        data: dict[str, Any] = {"fields": sorted(changed)}
+        if "schedule" in changed:
+            data["next_run_at"] = self.next_run_at
+            data["next_slot_at"] = self.next_slot_at
+        self._record(EventType.UPDATED, now, actor, data)
+
+    def _reschedule(self, schedule: Schedule | None, now: datetime) -> None:
+        """A new schedule takes effect for the next run; a run already under way is not touched."""
+        repeating = schedule is not None and schedule.is_repeating
+        if self.status in BUSY:
+            if not (self.is_repeating and repeating):
+                raise IllegalTransition(
+                    f"the task is {self.status.value}: only a repeating task's schedule can change while it runs"
+                )
+            self.next_slot_at = self._first_slot_of(schedule, now)
+            return
+        # Scheduled: the new schedule decides the next run (no schedule: at once, by the scheduler's next pass).
+        self.next_slot_at = self._first_slot_of(schedule, now) if repeating else None
+        if schedule is None:
+            self.next_run_at = now
+        elif schedule.at is not None:
+            self.next_run_at = schedule.at
+        else:
+            self.next_run_at = self.next_slot_at
+
+    def _first_slot_of(self, schedule: Schedule | None, now: datetime) -> datetime:
+        assert schedule is not None
+        first = schedules.first_slot(schedule, self.created_at, now)
+        if first is None:
+            raise InvalidSchedule("the new schedule has no run left: nothing matches before its end_at")
+        return first
 
     def redrive(self, actor: str, now: datetime) -> None:
         """A ``failed`` task goes back on its queue with a fresh retry budget."""
         self._require(Status.FAILED)
         self.attempts = 0
-        self.run_count += 1  # the redriven work is a new run: its attempts get new run ids
+        if not self.is_repeating:  # a repeating task counted its run when it ended
+            self.run_count += 1  # the redriven work is a new run: its attempts get new run ids
         self.poison_strikes = 0
         self.finished_at = None
         self._record(EventType.REDRIVEN, now, actor, {})
@@ -319,23 +494,63 @@ class Task:
                 {"next_attempt": attempt + 1, "delay_s": round(delay_s, 3), "next_run_at": self.next_run_at},
             )
         else:
-            self.status = Status.FAILED
+            self._dead_letter(now, actor, {"attempts": attempt, "run_id": self.run_id(attempt)})
+
+    def _dead_letter(self, now: datetime, actor: str, data: dict[str, Any]) -> None:
+        """The run failed for good: the task fails, unless it repeats and has runs left (its schedule goes on)."""
+        if self.is_repeating and (self.next_slot_at is not None or self.waiting_slot is not None):
+            self._record(EventType.DEAD_LETTERED, now, actor, {**data, "schedule_continues": True})
+            self._run_ended(now, actor)
+            return
+        self.status = Status.FAILED
+        self.finished_at = now
+        self._record(EventType.DEAD_LETTERED, now, actor, data)
+
+    def _run_ended(self, now: datetime, actor: str) -> None:
+        """A repeating task's run is over: stop if cancelled, else start the waiting run, wait for the next
+        slot, or end (``succeeded``: its last run is done and no slot is left)."""
+        self.run_count += 1
+        self.attempts = 0
+        self.poison_strikes = 0
+        if self.cancel_requested:
+            self._finish_cancelled(now, actor, {})
+        elif self.waiting_slot is not None:
+            slot, self.waiting_slot = self.waiting_slot, None
+            self._enqueue(now, actor, scheduled_for=slot)
+        elif self.next_slot_at is None:
+            self.status = Status.SUCCEEDED
             self.finished_at = now
-            self._record(EventType.DEAD_LETTERED, now, actor, {"attempts": attempt})
+        else:
+            self.finished_at = None
+            self._schedule(self.next_slot_at, now, actor)
+
+    def _schedule_next(self, now: datetime, actor: str) -> None:
+        """An idle repeating task waits for its next slot, or, with none left, ends ``expired``."""
+        if self.next_slot_at is not None:
+            self._schedule(self.next_slot_at, now, actor)
+            return
+        self.status = Status.EXPIRED
+        self.finished_at = now
+        self.next_run_at = None
+        self._record(EventType.EXPIRED, now, actor, {"reason": "no slot left before the schedule's end_at"})
 
     def _finish_cancelled(self, now: datetime, actor: str, data: dict[str, Any]) -> None:
         self._release()
         self.status = Status.CANCELLED
         self.finished_at = now
         self.next_run_at = None
+        self.next_slot_at = self.waiting_slot = None
         self._record(EventType.CANCELLED, now, actor, data)
 
-    def _enqueue(self, now: datetime, actor: str) -> None:
+    def _enqueue(self, now: datetime, actor: str, *, scheduled_for: datetime | None = None) -> None:
+        data: dict[str, Any] = {"attempt": self.attempts + 1, "priority": self.priority.value}
+        if (scheduled_for or self.next_run_at) is not None:
+            data["scheduled_for"] = scheduled_for or self.next_run_at
         self.status = Status.QUEUED
         self.queued_at = now
         self.resends = 0
         self.next_run_at = None
-        self._record(EventType.QUEUED, now, actor, {"attempt": self.attempts + 1, "priority": self.priority.value})
+        self._record(EventType.QUEUED, now, actor, data)
 
     def _schedule(self, at: datetime, now: datetime, actor: str) -> None:
         self.status = Status.SCHEDULED

@@ -62,10 +62,11 @@ def minute_bucket(at: datetime) -> str:
 def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_after_s: float) -> dict[str, str]:
     """The sparse index keys a snapshot carries in its current state."""
     attrs = {"grp_pk": f"G#{task.group}", "grp_sk": task.id}
-    if task.status in (Status.SCHEDULED, Status.RETRYING) and task.next_run_at is not None:
+    wake_at = task.wake_at
+    if wake_at is not None:
         shard = shard_of(task.id, due_shards)
-        attrs["due_pk"] = f"DUE#{minute_bucket(task.next_run_at)}#{shard}"
-        attrs["due_sk"] = f"{ts(task.next_run_at)}#{task.id}"
+        attrs["due_pk"] = f"DUE#{minute_bucket(wake_at)}#{shard}"
+        attrs["due_sk"] = f"{ts(wake_at)}#{task.id}"
     reap_at = _reap_at(task, resend_after_s)
     if reap_at is not None:
         attrs["reap_pk"] = reap_partition(task.status, shard_of(task.id, reap_shards))

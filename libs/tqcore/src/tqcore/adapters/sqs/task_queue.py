@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -56,6 +56,37 @@ class SqsTaskQueue:
     def send(self, task: Task) -> None:
         """Send the dispatch for the task's next attempt."""
         self._send(self.urls.queue, task, task.id)
+
+    def send_batch(self, tasks: Sequence[Task]) -> None:
+        """Send many dispatches with ``SendMessageBatch``, ten per call and queue."""
+        by_queue: dict[Priority, list[Task]] = {}
+        for task in tasks:
+            by_queue.setdefault(task.priority, []).append(task)
+        failed: list[str] = []
+        for priority, group in by_queue.items():
+            for start in range(0, len(group), 10):
+                chunk = group[start : start + 10]
+                entries = []
+                for n, task in enumerate(chunk):
+                    dispatch = Dispatch.of(task)
+                    entries.append(
+                        {
+                            "Id": str(n),
+                            "MessageBody": dispatch.encode(),
+                            "MessageGroupId": task.id,
+                            "MessageDeduplicationId": dispatch.deduplication_id,
+                        }
+                    )
+                try:
+                    answer = self._client.send_message_batch(QueueUrl=self.urls.queue(priority), Entries=entries)
+                except (ClientError, BotoCoreError) as error:
+                    failed += [f"{task.id}: {error}" for task in chunk]
+                    continue
+                failed += [
+                    f"{chunk[int(f['Id'])].id}: {f.get('Message', f.get('Code'))}" for f in answer.get("Failed", [])
+                ]
+        if failed:
+            raise QueueUnavailable(f"could not enqueue {len(failed)} tasks, e.g. {failed[0]}")
 
     def dead_letter(self, task: Task) -> None:
         """Leave a record of a task that ran out of retries in its priority's dead-letter queue.
