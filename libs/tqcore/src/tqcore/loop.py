@@ -9,6 +9,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
@@ -47,18 +48,41 @@ class Adapters:
         )
 
 
+@runtime_checkable
+class Periodic(Protocol):
+    """A periodic service's pass that holds resources: ``tick`` runs a pass, ``close`` releases them."""
+
+    def tick(self) -> object:
+        """One pass; a ``float`` return is the pause before the next."""
+        ...
+
+    def close(self) -> None:
+        """Finish (e.g. send what was staged) and release threads."""
+        ...
+
+
 def run_periodic_service(
-    service: str, settings: CoreSettings, interval_s: float, make_pass: Callable[[Adapters], Callable[[], object]]
+    service: str,
+    settings: CoreSettings,
+    interval_s: float,
+    make_pass: Callable[[Adapters], Callable[[], object] | Periodic],
 ) -> int:
     """Wire the AWS adapters, announce presence, and run the pass every ``interval_s`` until SIGTERM."""
     configure_logging(service)
     adapters = Adapters.for_aws(settings)
-    one_pass = make_pass(adapters)
-    presence = Presence(adapters.registry, service, f"{socket.gethostname()}:{os.getpid()}", interval_s=5)
+    made = make_pass(adapters)
+    presence = Presence(adapters.registry, service, instance_name(), interval_s=5)
     presence.start()
-    run_every(interval_s, one_pass)
+    run_every(interval_s, made.tick if isinstance(made, Periodic) else made)
+    if isinstance(made, Periodic):
+        made.close()
     presence.stop()
     return 0
+
+
+def instance_name() -> str:
+    """This process as the presence registry names it: ``<hostname>:<pid>``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def run_every(interval_s: float, one_pass: Callable[[], object], stop: threading.Event | None = None) -> None:

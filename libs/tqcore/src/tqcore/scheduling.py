@@ -2,26 +2,35 @@
 
 Each due task is changed by one conditional commit (``Task.on_due``): queued, expired, or (a repeating task
 with a run under way) its due slot skipped, kept waiting or spawned. A replica that loses the race re-reads
-the task, finds it no longer due, and moves on. Shards of the ``due`` index are drained in parallel, each
-replica starting at a different shard, and queued tasks are sent to SQS in batches of ten.
+the task, finds it no longer due, and moves on. Shards of the ``due`` index are drained in parallel, and
+replicas divide them: each drains its own share first and the others' after, so replicas rarely collide but
+a dead replica's share is still drained. Queued tasks are sent to SQS in batches of ten.
+
+A run due within ``stage_s`` is *staged*: its change is committed ahead, as of its time (``queued_at`` is that
+time), and a sender thread puts it on the queue when the time comes. A peak of hundreds due at one instant is
+then committed before the instant and sent at it, instead of being written while executors compete for the
+same instant (Quartz acquires triggers a time window ahead for the same reason). If the scheduler dies
+between the commit and the send, the reaper re-sends the task (it is ``queued`` and unclaimed).
 """
 
 from __future__ import annotations
 
 import copy
+import heapq
+import itertools
 import logging
-import random
+import threading
 from collections import Counter as Tally
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
 from tqcore.domain.errors import IllegalTransition, QueueUnavailable, VersionConflict
-from tqcore.domain.model import Event, EventType, Status
-from tqcore.domain.task import Task
+from tqcore.domain.model import Event, EventType, Overlap, Status
+from tqcore.domain.task import BUSY, Task
 from tqcore.ports import Clock, TaskQueue, TaskStore
 from tqcore.service import mutate
 
@@ -64,6 +73,70 @@ class Pass:
             self.next_wake = at
 
 
+@dataclass(frozen=True)
+class Acted:
+    """What acting on one due task did: the tasks to send, the events committed, the task's next wake-up."""
+
+    send: list[Task] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    wake_at: datetime | None = None
+    #: For a staged change: when to send (``None``: at once).
+    send_at: datetime | None = None
+
+
+class Outbox:
+    """Tasks committed ahead of their time, sent when it comes by a thread of its own."""
+
+    def __init__(self, send: Callable[[list[Task]], None], clock: Clock) -> None:
+        self._send = send
+        self._clock = clock
+        self._heap: list[tuple[datetime, int, Task]] = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="staged-sender", daemon=True)
+        self._thread.start()
+
+    def put(self, at: datetime, tasks: list[Task]) -> None:
+        """Send ``tasks`` at ``at``."""
+        with self._cond:
+            for task in tasks:
+                heapq.heappush(self._heap, (at, next(self._order), task))
+            self._cond.notify()
+
+    def pending(self) -> int:
+        """Tasks waiting for their time."""
+        with self._cond:
+            return len(self._heap)
+
+    def close(self) -> None:
+        """Send what is pending, each at its time (at most ``stage_s`` away), then stop."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if not self._heap:
+                        if self._closing:
+                            return
+                        self._cond.wait()
+                        continue
+                    wait_s = (self._heap[0][0] - self._clock.now()).total_seconds()
+                    if wait_s <= 0:
+                        break
+                    self._cond.wait(min(wait_s, 0.05))  # short waits: an injected clock may jump
+                now = self._clock.now()
+                due = []
+                while self._heap and self._heap[0][0] <= now:
+                    due.append(heapq.heappop(self._heap)[2])
+            for start in range(0, len(due), SEND_BATCH):
+                self._send(due[start : start + SEND_BATCH])
+
+
 class Promoter:
     """Drains the ``due`` index: one instance per scheduler process."""
 
@@ -76,6 +149,8 @@ class Promoter:
         shards: int,
         starting_deadline_s: float,
         lookahead_s: float = 0.0,
+        stage_s: float = 0.0,
+        workers: int = 16,
         actor: str = "scheduler",
     ) -> None:
         self._store = store
@@ -83,59 +158,87 @@ class Promoter:
         self._clock = clock
         self._shards = shards
         self._deadline_s = starting_deadline_s
-        self._lookahead = timedelta(seconds=lookahead_s)
+        self._stage = timedelta(seconds=stage_s)
+        self._lookahead = max(timedelta(seconds=lookahead_s), self._stage)
+        self._outbox = Outbox(self._send, clock)
         self._actor = actor
-        self._first_shard = random.randrange(shards)  # noqa: S311 - replicas start on different shards
-        self._pool = ThreadPoolExecutor(max_workers=shards, thread_name_prefix="promote")
+        self._waves: list[list[int]] = [list(range(shards))]
+        self._shards_pool = ThreadPoolExecutor(max_workers=shards, thread_name_prefix="shard")
+        #: Commits are round trips: many in flight keep a peak (hundreds due at once) short.
+        self._acts_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promote")
+
+    def divide(self, rank: int, replicas: int) -> None:
+        """Take shards ``rank``, ``rank + replicas``, ... first (this replica's share), the others after."""
+        own = [s for s in range(self._shards) if s % max(replicas, 1) == rank % max(replicas, 1)]
+        others = [s for s in range(self._shards) if s not in own]
+        self._waves = [wave for wave in (own, others) if wave]
 
     def run(self, buckets: list[str]) -> Pass:
         """Act on every task of ``buckets`` due by now; note the earliest one due within the look-ahead."""
         now = self._clock.now()
-        order = [(self._first_shard + n) % self._shards for n in range(self._shards)]
         done = Pass()
-        for shard_pass in self._pool.map(lambda shard: self._drain(buckets, shard, now), order):
-            done.merge(shard_pass)
+        for wave in self._waves:
+            for shard_pass in self._shards_pool.map(lambda shard: self._drain(buckets, shard, now), wave):
+                done.merge(shard_pass)
         return done
 
     def _drain(self, buckets: list[str], shard: int, now: datetime) -> Pass:
+        """Walk one shard's due tasks, acting on each in the shared pool and sending what got queued."""
         done = Pass()
-        outbox: list[Task] = []
+        acting: list[Future[Acted]] = []
         for bucket in buckets:
             for task in self._store.due(bucket, shard, now + self._lookahead):
                 wake_at = task.wake_at
-                if wake_at is None:
-                    continue
-                if wake_at > now:
+                if wake_at is not None and wake_at <= now:
+                    acting.append(self._acts_pool.submit(self._act, task, None))
+                elif wake_at is not None and wake_at <= now + self._stage and task.stageable():
+                    acting.append(self._acts_pool.submit(self._act, task, wake_at))
+                else:
                     done.wake(wake_at)
-                    continue
-                outbox += self._act(task, now, done)
-                if len(outbox) >= SEND_BATCH:
-                    self._send(outbox)
-                    outbox = []
+        outbox: list[Task] = []
+        for future in as_completed(acting):
+            acted = future.result()
+            _count(acted.events, done)
+            done.wake(acted.wake_at)
+            if acted.send_at is not None:
+                self._outbox.put(acted.send_at, acted.send)
+                continue
+            outbox += acted.send
+            if len(outbox) >= SEND_BATCH:
+                self._send(outbox[:SEND_BATCH])
+                outbox = outbox[SEND_BATCH:]
         self._send(outbox)
         return done
 
-    def _act(self, task: Task, now: datetime, done: Pass) -> list[Task]:
-        """Commit the task's due change; the tasks to send (it, and a spawned run)."""
+    def _act(self, task: Task, staged_at: datetime | None) -> Acted:
+        """Commit the task's due change: now (read at commit time, so ``queued_at`` tells when it really
+        happened), or, staged, as of ``staged_at``."""
         recorded: list[Event] = []
 
         def change(t: Task) -> None:
-            t.on_due(now, starting_deadline_s=self._deadline_s, actor=self._actor)
+            t.on_due(staged_at or self._clock.now(), starting_deadline_s=self._deadline_s, actor=self._actor)
             recorded[:] = t.pending_events
 
+        send: list[Task] = []
+        if task.overlap is Overlap.ALLOW and task.status in BUSY:
+            # A spawned run exists before its parent moves past the slot, so a crash in between loses nothing:
+            # the next pass spawns the same id again and the store refuses the duplicate. Its creator sends it.
+            try:
+                spawned = copy.deepcopy(task).on_due(
+                    self._clock.now(), starting_deadline_s=self._deadline_s, actor=self._actor
+                )
+            except IllegalTransition:
+                return Acted()  # another replica (or a user's change) got there first
+            if spawned is not None and self._create(spawned):
+                send.append(spawned.committed())
         try:
-            spawned = copy.deepcopy(task).on_due(now, starting_deadline_s=self._deadline_s, actor=self._actor)
-            # The spawned run exists before its parent moves past the slot, so a crash in between loses
-            # nothing: the next pass spawns the same id again, and the store refuses the duplicate.
-            fresh = spawned is not None and self._create(spawned)
             task = mutate(self._store, task, change)
         except IllegalTransition:
-            return []  # another replica (or a user's change) got there first
-        _count(recorded, done)
-        out = [task] if task.status is Status.QUEUED and _queued(recorded) else []
-        if spawned is not None and fresh:
-            out.append(spawned.committed())
-        return out
+            return Acted(send=send)
+        if task.status is Status.QUEUED and _queued(recorded):
+            send.append(task)
+        # The task's next wake-up (a repeating task's next slot) may fall within the look-ahead.
+        return Acted(send=send, events=recorded, wake_at=task.wake_at, send_at=staged_at)
 
     def _create(self, task: Task) -> bool:
         try:
@@ -155,8 +258,14 @@ class Promoter:
             log.warning("enqueue of %d tasks failed; the reaper will re-send them", len(batch), exc_info=True)
 
     def close(self) -> None:
-        """Stop the worker threads."""
-        self._pool.shutdown(wait=True)
+        """Stop the worker threads, after sending what was staged (each at its time)."""
+        self._shards_pool.shutdown(wait=True)
+        self._acts_pool.shutdown(wait=True)
+        self._outbox.close()
+
+    def staged(self) -> int:
+        """Tasks committed ahead and waiting for their time to be sent."""
+        return self._outbox.pending()
 
 
 def _queued(events: list[Event]) -> bool:

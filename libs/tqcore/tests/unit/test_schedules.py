@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -27,12 +28,18 @@ FALL_DAY = datetime(2026, 11, 1)
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def every(seconds: float, **bounds: datetime) -> Schedule:
-    return Schedule(every_s=seconds, **bounds)
+def every(seconds: float, *, start_at: datetime | None = None, end_at: datetime | None = None) -> Schedule:
+    return Schedule(every_s=seconds, start_at=start_at, end_at=end_at)
 
 
-def cron(expression: str, zone: str = "America/Los_Angeles", **bounds: datetime) -> Schedule:
-    return Schedule(cron=expression, timezone=zone, **bounds)
+def cron(
+    expression: str,
+    zone: str = "America/Los_Angeles",
+    *,
+    start_at: datetime | None = None,
+    end_at: datetime | None = None,
+) -> Schedule:
+    return Schedule(cron=expression, timezone=zone, start_at=start_at, end_at=end_at)
 
 
 def la(wall: datetime, *, fold: int = 0) -> datetime:
@@ -253,7 +260,7 @@ def test_an_hourly_cron_never_fires_twice_at_one_instant_over_the_fall_back_day(
     # When the slots of the 25-hour fall-back day are listed
     got = slots_between(schedule, la(FALL_DAY) - MS, la(datetime(2026, 11, 2)) - MS)
     # Then the instants strictly increase, and each wall-clock hour fires once (the repeated 01:00 too)
-    assert all(a < b for a, b in zip(got, got[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(got))
     assert [slot.astimezone(LA).hour for slot in got] == list(range(24))
     assert la(FALL_DAY.replace(hour=1), fold=1) not in got
 

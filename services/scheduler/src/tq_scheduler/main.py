@@ -6,7 +6,7 @@ import sys
 
 from tq_scheduler.scheduler import Scheduler
 from tq_scheduler.settings import SchedulerSettings
-from tqcore.loop import Adapters, run_periodic_service
+from tqcore.loop import Adapters, instance_name, run_periodic_service
 
 
 def main() -> int:
@@ -23,9 +23,11 @@ def main() -> int:
             catchup_s=settings.catchup_s,
             starting_deadline_s=settings.starting_deadline_s,
             interval_s=settings.scheduler_interval_s,
+            stage_s=settings.scheduler_stage_s,
+            instance=instance_name(),
         )
 
-    return run_periodic_service("scheduler", settings, settings.scheduler_interval_s, lambda a: make_pass(a).tick)
+    return run_periodic_service("scheduler", settings, settings.scheduler_interval_s, make_pass)
 
 
 if __name__ == "__main__":

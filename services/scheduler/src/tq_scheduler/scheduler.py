@@ -17,6 +17,8 @@ MARK = "scheduler-drained-until"
 #: reached an already drained bucket late (an index that lagged, a clock that was behind).
 SWEEP_BACK = timedelta(minutes=15)
 SWEEP_EVERY_S = 60.0
+#: How often a replica looks up the live replicas, to divide the shards among them.
+DIVIDE_EVERY_S = 30.0
 
 
 class Scheduler:
@@ -26,7 +28,8 @@ class Scheduler:
     only ``catchup_s`` back), and replicas share it. ``catchup_s`` only bounds the look-back of a brand-new
     deployment, which has no mark yet. ``starting_deadline_s`` is how late a repeating task's catch-up run
     may still start; ``interval_s`` is the pause between passes, and how far ahead a pass looks so that the
-    next one can start exactly when the earliest task it saw falls due.
+    next one can start exactly when the earliest task it saw falls due. Runs due within ``stage_s`` are
+    committed ahead and sent at their time (see ``tqcore.scheduling``).
     """
 
     def __init__(
@@ -40,13 +43,24 @@ class Scheduler:
         catchup_s: int,
         starting_deadline_s: float = 3600,
         interval_s: float = 1.0,
+        stage_s: float = 0.0,
+        instance: str | None = None,
     ) -> None:
         self._registry = registry
+        self._instance = instance
+        self._divided_at: datetime | None = None
         self._clock = clock
         self._catchup_s = catchup_s
         self._interval_s = interval_s
+        self._horizon = timedelta(seconds=max(interval_s, stage_s))
         self._promoter = Promoter(
-            store, queue, clock, shards=shards, starting_deadline_s=starting_deadline_s, lookahead_s=interval_s
+            store,
+            queue,
+            clock,
+            shards=shards,
+            starting_deadline_s=starting_deadline_s,
+            lookahead_s=interval_s,
+            stage_s=stage_s,
         )
         self._low_water: datetime | None = None
         self._swept_at: datetime | None = None
@@ -55,13 +69,14 @@ class Scheduler:
     def run_once(self) -> int:
         """One pass over every bucket from the low-water mark to now; how many runs and retries were queued."""
         now = self._clock.now()
+        self._divide(now)
         if self._low_water is None:
             self._low_water = self._registry.mark(MARK) or now - timedelta(seconds=self._catchup_s)
         start = self._low_water
         if self._swept_at is None or (now - self._swept_at).total_seconds() >= SWEEP_EVERY_S:
             start = min(start, now - SWEEP_BACK)
             self._swept_at = now
-        self.last_pass = self._promoter.run(buckets_between(start, now + timedelta(seconds=self._interval_s)))
+        self.last_pass = self._promoter.run(buckets_between(start, now + self._horizon))
         # Every bucket was walked to its end (an error would have raised). Keep the previous minute open: a
         # task can become due in it just before the minute turns.
         drained = (now - timedelta(minutes=1)).replace(second=0, microsecond=0)
@@ -71,6 +86,17 @@ class Scheduler:
         if self.last_pass.events:
             log.info("scheduler pass", extra={"events": dict(self.last_pass.events)})
         return self.last_pass.queued
+
+    def _divide(self, now: datetime) -> None:
+        """Share the shards with the other live replicas, by rank in the presence registry."""
+        if self._instance is None:
+            return
+        if self._divided_at is not None and (now - self._divided_at).total_seconds() < DIVIDE_EVERY_S:
+            return
+        replicas = self._registry.alive().get("scheduler", [])
+        if self._instance in replicas:  # not yet, in the moment before its first heartbeat lands
+            self._promoter.divide(replicas.index(self._instance), len(replicas))
+            self._divided_at = now
 
     def pause_s(self) -> float:
         """How long to wait before the next pass: the interval, or less if a task seen falls due sooner."""

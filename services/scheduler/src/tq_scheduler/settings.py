@@ -15,3 +15,5 @@ class SchedulerSettings(CoreSettings):
     catchup_s: int = Field(default=3600, ge=60)
     #: After downtime a repeating task runs once to catch up if its latest missed slot is at most this old.
     starting_deadline_s: float = Field(default=3600, ge=0)
+    #: Runs due this soon are committed ahead and sent at their time (0: commit at the time itself).
+    scheduler_stage_s: float = Field(default=5.0, ge=0, le=60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tqcore.domain import schedules
@@ -20,6 +20,8 @@ from tqcore.domain.model import (
     Schedule,
     Status,
 )
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: States in which a run is under way (queued, running, or waiting out a retry's backoff).
 BUSY = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRYING})
@@ -102,6 +104,11 @@ class Task:
         return self.schedule is not None and self.schedule.is_repeating
 
     @property
+    def _slot_pending_while_busy(self) -> bool:
+        """A run is under way and a next slot is coming (none once a cancel was requested)."""
+        return self.status in BUSY and self.is_repeating and self.next_slot_at is not None and not self.cancel_requested
+
+    @property
     def wake_at(self) -> datetime | None:
         """When the scheduler must next look at the task (the ``due`` index's time), ``None`` if never.
 
@@ -113,7 +120,8 @@ class Task:
             times.append(self.next_run_at)
         if self.status is Status.SCHEDULED and self.expires_at is not None:
             times.append(self.expires_at)
-        if self.status in BUSY and self.is_repeating and self.next_slot_at is not None:
+        if self._slot_pending_while_busy:
+            assert self.next_slot_at is not None
             times.append(self.next_slot_at)
         return min(times) if times else None
 
@@ -165,7 +173,7 @@ class Task:
         Its id is derived from the slot, so schedulers racing to spawn it create it once.
         """
         child = Task(
-            id=f"{self.id}-{int(slot.timestamp() * 1000)}",
+            id=f"{self.id}-{(slot - EPOCH) // timedelta(milliseconds=1)}",
             type=self.type,
             group=self.group,
             owner=self.owner,
@@ -216,9 +224,19 @@ class Task:
         if self.status in (Status.SCHEDULED, Status.RETRYING) and run_due:
             self.promote(now, actor)
             return None
-        if self.status in BUSY and self.is_repeating and self.next_slot_at is not None and self.next_slot_at <= now:
+        if self._slot_pending_while_busy and self.next_slot_at is not None and self.next_slot_at <= now:
             return self._slot_while_busy(now, starting_deadline_s, actor)
         raise IllegalTransition("task is not due yet", wake_at=self.wake_at)
+
+    def stageable(self) -> bool:
+        """True if what falls due next is only a run (or retry) starting at ``next_run_at``: a change the
+        scheduler may commit a little ahead, sending the task at its time (see ``tqcore.scheduling``)."""
+        return (
+            self.status in (Status.SCHEDULED, Status.RETRYING)
+            and self.next_run_at is not None
+            and self.wake_at == self.next_run_at
+            and not self.is_expired(self.next_run_at)
+        )
 
     def _catch_up(self, now: datetime, starting_deadline_s: float, actor: str) -> datetime | None:
         """Move past every slot up to ``now``; the latest one, if it may still start, else ``None``.
