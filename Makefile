@@ -8,7 +8,7 @@ PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executo
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit integration e2e test-ministack test-moto bench chaos lock clean
+.PHONY: install run test lint typecheck unit integration e2e test-ministack test-moto bench bench-schedule test-downtime chaos lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -54,6 +54,14 @@ chaos: install
 ## make bench: submit latency, throughput, submit->start and AWS calls per task on a local stack.
 bench: install
 	$(BIN)/python bench/throughput.py
+
+## make bench-schedule: 750 tasks due at one instant, two scheduler replicas: lateness, once-only, AWS calls.
+bench-schedule: install
+	$(BIN)/python bench/schedule_peak.py
+
+## make test-downtime: the scheduler-downtime scenario alone (TQ_TEST_DOWNTIME_S, default 35 s; the issue's 180).
+test-downtime: install
+	TQ_TEST_EMULATOR=ministack $(BIN)/pytest tests/e2e/test_schedules.py -k catch_up
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new

@@ -98,7 +98,12 @@ def main() -> None:
     parser.add_argument("--executors", type=int, default=2)
     parser.add_argument("--lead-s", type=float, default=30)
     parser.add_argument("--threads", type=int, default=8, help="worker threads per executor (TQ_THREADS)")
-    parser.add_argument("--prefetch", type=int, default=10, help="messages prefetched per queue (TQ_PREFETCH)")
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=10,
+        help="messages held per queue (TQ_PREFETCH; 10 suits a burst of short tasks, the default 4 long ones)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")

@@ -113,7 +113,7 @@ def test_due_work_that_lands_behind_the_mark_is_found_by_the_periodic_sweep(part
     # Given a task that became due in a bucket the scheduler has already drained (e.g. a lagging index)
     task_id = schedule_at(tasks, clock, 30)
     task = store.get(task_id)
-    task.next_run_at = clock.now() - timedelta(minutes=5)
+    task.next_run_at = task.updated_at = clock.now() - timedelta(minutes=5)
     store._tasks[task_id] = task  # place it in an old bucket, as a late index write would
     clock.advance(1)
     assert sched.run_once() == 0  # the regular pass only walks from the mark

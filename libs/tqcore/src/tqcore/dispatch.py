@@ -38,11 +38,13 @@ class Dispatch:
     version: int
     priority: Priority
     task: Task | None = None
+    #: The run the attempt belongs to (attempt numbers restart with each run; ``None`` in older messages).
+    run: int | None = None
 
     @classmethod
     def of(cls, task: Task) -> Dispatch:
         """The dispatch for a ``queued`` task's next attempt."""
-        return cls(task.id, task.attempts + 1, task.version, task.priority, task)
+        return cls(task.id, task.attempts + 1, task.version, task.priority, task, task.run_no)
 
     @property
     def deduplication_id(self) -> str:
@@ -61,6 +63,7 @@ class Dispatch:
             "attempt": self.attempt,
             "version": self.version,
             "priority": self.priority.value,
+            "run": self.run,
             "task": None if self.task is None else task_to_dict(self.task),
         }
 
@@ -73,6 +76,7 @@ class Dispatch:
             version=int(raw["version"]),
             priority=Priority(raw["priority"]),
             task=None if raw.get("task") is None else task_from_dict(raw["task"]),
+            run=None if raw.get("run") is None else int(raw["run"]),
         )
 
     def encode(self) -> str:

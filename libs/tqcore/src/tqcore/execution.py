@@ -63,7 +63,11 @@ class Attempts:
             self._expire(task, now)
             return None
         try:
-            return mutate(self._store, task, lambda t: t.claim(dispatch.attempt, self.worker, now, self._lease_s))
+            return mutate(
+                self._store,
+                task,
+                lambda t: t.claim(dispatch.attempt, self.worker, now, self._lease_s, run=dispatch.run),
+            )
         except IllegalTransition as refused:
             log.info(
                 "not claiming: %s",
@@ -85,9 +89,12 @@ class Attempts:
         token = task.claim_seq
         now = self._clock.now
         try:
-            return self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now(), claim_seq=token))
+            done = self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now(), claim_seq=token))
         except TaskTooLarge as error:
             return self.fail(task, ErrorInfo("ResultTooLarge", error.message))
+        if done is not None:
+            hand_on(self._queue, done)  # a repeating task's waiting run (overlap: queue) starts at once
+        return done
 
     def fail(self, task: Task, error: ErrorInfo, run_status: RunStatus = RunStatus.FAILED) -> Task | None:
         """Record failure (retrying or dead-lettered); ``None`` if the attempt no longer owns the task."""

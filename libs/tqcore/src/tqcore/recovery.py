@@ -128,8 +128,9 @@ def _settle(
             inbox.discard(letter)
         return 0
     attempt = letter.dispatch.attempt if letter.dispatch is not None else None
+    run = letter.dispatch.run if letter.dispatch is not None else None
     try:
-        task.poisoned(attempt, letter.receives, clock.now(), strikes_allowed=strikes_allowed)
+        task.poisoned(attempt, letter.receives, clock.now(), strikes_allowed=strikes_allowed, run=run)
         store.commit(task)
     except (IllegalTransition, VersionConflict):
         # Not the task's live message (an old attempt's, or the task moved on): nothing to settle.

@@ -134,7 +134,10 @@ class Outbox:
                 while self._heap and self._heap[0][0] <= now:
                     due.append(heapq.heappop(self._heap)[2])
             for start in range(0, len(due), SEND_BATCH):
-                self._send(due[start : start + SEND_BATCH])
+                try:
+                    self._send(due[start : start + SEND_BATCH])
+                except Exception:  # the thread must outlive any one send; the reaper re-sends what is lost
+                    log.exception("sending staged tasks failed; the reaper will re-send them")
 
 
 class Promoter:
@@ -197,7 +200,11 @@ class Promoter:
                     done.wake(wake_at)
         outbox: list[Task] = []
         for future in as_completed(acting):
-            acted = future.result()
+            try:
+                acted = future.result()
+            except Exception:  # one task's failure (a store outage) must not cost the others their send
+                log.exception("acting on a due task failed; the next pass retries it")
+                continue
             _count(acted.events, done)
             done.wake(acted.wake_at)
             if acted.send_at is not None:
@@ -214,23 +221,37 @@ class Promoter:
         """Commit the task's due change: now (read at commit time, so ``queued_at`` tells when it really
         happened), or, staged, as of ``staged_at``."""
         recorded: list[Event] = []
-
-        def change(t: Task) -> None:
-            t.on_due(staged_at or self._clock.now(), starting_deadline_s=self._deadline_s, actor=self._actor)
-            recorded[:] = t.pending_events
-
-        send: list[Task] = []
-        if task.overlap is Overlap.ALLOW and task.status in BUSY:
-            # A spawned run exists before its parent moves past the slot, so a crash in between loses nothing:
-            # the next pass spawns the same id again and the store refuses the duplicate. Its creator sends it.
+        deadline = self._deadline_s
+        spawned = None
+        if task.overlap is Overlap.ALLOW and task.status in BUSY:  # a dry run: does the slot spawn a run?
             try:
-                spawned = copy.deepcopy(task).on_due(
-                    self._clock.now(), starting_deadline_s=self._deadline_s, actor=self._actor
-                )
+                spawned = copy.deepcopy(task).on_due(self._clock.now(), starting_deadline_s=deadline, actor=self._actor)
             except IllegalTransition:
                 return Acted()  # another replica (or a user's change) got there first
-            if spawned is not None and self._create(spawned):
+        send: list[Task] = []
+        if spawned is not None:
+            # ``overlap: allow``. The spawned run exists before its parent moves past the slot, so a crash in
+            # between loses nothing (the next pass spawns the same id, and the store refuses the duplicate);
+            # its creator sends it. The parent's commit then only moves past that slot, whatever state a
+            # re-read finds it in: never a second run of the same slot.
+            slot = spawned.run_slot
+            assert slot is not None
+            if self._create(spawned):
                 send.append(spawned.committed())
+
+            def change(t: Task) -> None:
+                t.slot_spawned(slot, spawned.id, self._clock.now(), starting_deadline_s=deadline, actor=self._actor)
+                recorded[:] = t.pending_events
+
+        else:
+
+            def change(t: Task) -> None:
+                at = staged_at or self._clock.now()
+                if t.on_due(at, starting_deadline_s=deadline, actor=self._actor) is not None:
+                    # Re-read after a lost race, the task now wants a run spawned: the next pass does that.
+                    raise IllegalTransition("the task changed; its slot is decided on the next pass")
+                recorded[:] = t.pending_events
+
         try:
             task = mutate(self._store, task, change)
         except IllegalTransition:
@@ -238,7 +259,7 @@ class Promoter:
         if task.status is Status.QUEUED and _queued(recorded):
             send.append(task)
         # The task's next wake-up (a repeating task's next slot) may fall within the look-ahead.
-        return Acted(send=send, events=recorded, wake_at=task.wake_at, send_at=staged_at)
+        return Acted(send=send, events=recorded, wake_at=task.wake_at, send_at=staged_at if not spawned else None)
 
     def _create(self, task: Task) -> bool:
         try:

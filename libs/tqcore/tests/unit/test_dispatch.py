@@ -69,7 +69,7 @@ def test_a_huge_payload_leaves_the_task_out_of_the_message() -> None:
     assert len(body.encode()) < 4096
     arg = dramatiq.Message.decode(body.encode()).args[0]
     assert arg["task"] is None
-    assert Dispatch.from_dict(arg) == Dispatch("t-1", 1, 2, Priority.NORMAL, None)
+    assert Dispatch.from_dict(arg) == Dispatch("t-1", 1, 2, Priority.NORMAL, None, run=1)
 
 
 def test_the_inline_limit_counts_bytes_not_characters() -> None:

@@ -40,7 +40,12 @@ ACK_FLUSH_S = 0.1
 class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
     """Dramatiq broker over tq's SQS FIFO queues; Dramatiq queue names are priority names."""
 
-    def __init__(self, settings: CoreSettings, *, middleware: list[dramatiq.Middleware] | None = None) -> None:
+    def __init__(
+        self,
+        settings: CoreSettings,
+        *,
+        middleware: list[dramatiq.Middleware] | None = None,
+    ) -> None:
         super().__init__(middleware=middleware, region_name=settings.region, endpoint_url=settings.endpoint_url)
         self.sqs = aws.resource(settings, "sqs")
         self._urls = QueueUrls(self.sqs.meta.client, settings)
@@ -141,7 +146,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         free = self.prefetch - self.message_refc
         if free < max(1, self.prefetch // 2):
             # Receive in batches: each ReceiveMessage costs about as much CPU as a claim, so fetching one
-            # message per call (a slot freed at a time) would add a call per task. Wait for half the slots.
+            # message per call (a slot freed at a time) would add a call per task. Wait for half the room.
             time.sleep(0.02)
             return None
         received = self._client.receive_message(
@@ -202,8 +207,13 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
                     Entries=[{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(batch)],
                 )
             except (ClientError, BotoCoreError) as error:
-                log.warning("could not delete %d acked messages: %s", len(batch), error)
-                continue
+                # Keep them for the next flush: an acked message left undeleted holds back its task's FIFO
+                # group (a repeating task's next run) until its visibility runs out. A receipt that went stale
+                # meanwhile fails per entry below, and is dropped then.
+                log.warning("could not delete %d acked messages (retrying): %s", len(batch), error)
+                with self._acks_lock:
+                    self._acks[:0] = batch
+                return
             for failure in response.get("Failed", []):
                 # A stale receipt (the visibility ran out and someone else received the message) is
                 # harmless: the store, not the message, decides who runs what.

@@ -22,8 +22,9 @@ class ExecutorSettings(CoreSettings):
         default_factory=lambda: ["echo", "sleep", "true", "false", "date"]
     )
     #: Messages each queue's consumer may hold unacked, running ones included (dramatiq's prefetch; SQS caps a
-    #: receive at 10). It receives once half of them are free: batches, not a ReceiveMessage per task.
-    prefetch: int = Field(default=10, ge=1, le=10)
+    #: receive at 10). Few: a message waiting unclaimed gets no heartbeat and bounces past its visibility. It
+    #: receives once half of them are free: batches, not a ReceiveMessage per task.
+    prefetch: int = Field(default=4, ge=1, le=10)
     #: Seconds between presence heartbeats (what ``/readyz`` looks for).
     presence_s: float = Field(default=5.0, gt=0)
     #: On SIGTERM, how long running attempts may finish before the rest are released.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -11,9 +12,13 @@ from tq_gateway.body import json_object
 from tq_gateway.errors import problem
 from tqcore.domain.codec import task_to_dict
 from tqcore.domain.commands import SubmitTask, UpdateTask
+from tqcore.domain.errors import PreconditionFailed
 from tqcore.domain.task import Task
 from tqcore.ports import Registry
 from tqcore.service import Tasks
+
+#: One task version, plain or as a quoted entity tag (ASCII digits only).
+VERSION_TAG = re.compile(r'([0-9]{1,18})|"([0-9]{1,18})"', re.ASCII)
 
 
 def _send_task(resp: falcon.Response, task: Task, status: int = 200) -> None:
@@ -62,16 +67,23 @@ class TaskItem:
 
 
 def if_match(req: falcon.Request) -> int | None:
-    """The version ``If-Match`` names: ``3``, ``"3"`` or ``W/"3"`` (``*`` or no header: any version)."""
+    """The version ``If-Match`` names: ``3`` or ``"3"`` (no header, or ``*``: any version).
+
+    A weak tag (``W/"3"``) never matches under If-Match's strong comparison (RFC 9110), so it fails the
+    precondition; anything else that is not one version is a bad request.
+    """
     raw = req.get_header("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 18:
+    value = raw.strip()
+    if value.startswith("W/"):
+        raise PreconditionFailed('a weak entity tag never matches If-Match; send the version, e.g. "3"')
+    match = VERSION_TAG.fullmatch(value)
+    if match is None:
         raise falcon.HTTPBadRequest(
-            title="Bad Request", description=f'If-Match must be a task version such as 3 or "3", not {raw[:40]!r}'
+            title="Bad Request", description=f'If-Match must be one task version such as 3 or "3", not {raw[:40]!r}'
         )
-    return int(value)
+    return int(match.group(1) or match.group(2))
 
 
 class Health:

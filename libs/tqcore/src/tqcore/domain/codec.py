@@ -90,6 +90,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "cancel_requested": task.cancel_requested,
         "next_slot_at": ts(task.next_slot_at),
         "waiting_slot": ts(task.waiting_slot),
+        "run_slot": ts(task.run_slot),
         "parent_id": task.parent_id,
         "last_error": None
         if task.last_error is None
@@ -144,6 +145,7 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
         cancel_requested=raw.get("cancel_requested", False),
         next_slot_at=parse_ts(raw.get("next_slot_at")),
         waiting_slot=parse_ts(raw.get("waiting_slot")),
+        run_slot=parse_ts(raw.get("run_slot")),
         parent_id=raw.get("parent_id"),
         last_error=None if err is None else ErrorInfo(err["type"], err["message"]),
         result=raw.get("result"),

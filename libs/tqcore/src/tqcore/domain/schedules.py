@@ -5,7 +5,9 @@ so a slot read back from the store is exactly the slot that was computed. Cron s
 the schedule's zone, turned into instants by two rules for daylight-saving changes:
 
 * a wall-clock time that does not exist (spring forward) fires once, at the first instant after the gap;
-* a wall-clock time that happens twice (fall back) fires once, at its first occurrence.
+* a wall-clock time that happens twice (fall back) fires once, at its first occurrence. Each wall-clock time
+  fires at most once, so a cron that runs every hour or more often does not run during the second pass through
+  the repeated hour (Vixie cron runs such jobs in real time there; tq keeps the one rule).
 
 Every function returns instants in UTC; ``end_at`` bounds the schedule (a slot at or after it never fires).
 """

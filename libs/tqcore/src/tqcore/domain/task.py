@@ -74,6 +74,8 @@ class Task:
     next_slot_at: datetime | None = None
     #: ``overlap: queue``: the slot of the one run waiting for the current run to end.
     waiting_slot: datetime | None = None
+    #: The slot the current (or last) run of a repeating task is for.
+    run_slot: datetime | None = None
     #: The repeating task that spawned this task as an overlapping run (``overlap: allow``).
     parent_id: str | None = None
     last_error: ErrorInfo | None = None
@@ -143,9 +145,11 @@ class Task:
         task._record(EventType.SUBMITTED, now, owner, submitted)
         first_run = task._first_run_at(now)
         if first_run is None or first_run <= now:  # a time already past runs at once
-            if task.is_repeating:
+            if task.is_repeating and first_run is not None:
                 task.next_slot_at = task._slot_after(now)
-            task._enqueue(now, owner, scheduled_for=first_run)
+                task._start_run(now, owner, first_run)
+            else:
+                task._enqueue(now, owner, scheduled_for=first_run)
         else:
             task._schedule(first_run, now, owner)
         return task
@@ -188,6 +192,7 @@ class Task:
             parent_id=self.id,
         )
         child._record(EventType.SUBMITTED, now, actor, {"parent_id": self.id, "scheduled_for": slot})
+        child.run_slot = slot
         child._enqueue(now, actor, scheduled_for=slot)
         return child
 
@@ -217,7 +222,7 @@ class Task:
         if self.status is Status.SCHEDULED and run_due and self.is_repeating:
             slot = self._catch_up(now, starting_deadline_s, actor)
             if slot is not None:
-                self._enqueue(now, actor, scheduled_for=slot)
+                self._start_run(now, actor, slot)
             else:
                 self._schedule_next(now, actor)
             return None
@@ -265,6 +270,22 @@ class Task:
             )
         return latest if on_time else None
 
+    def slot_spawned(
+        self, slot: datetime, child_id: str, now: datetime, *, starting_deadline_s: float, actor: str = "scheduler"
+    ) -> None:
+        """``slot`` runs as the spawned task ``child_id`` (``overlap: allow``): move past it, busy or not.
+
+        The commit that follows a spawn: if, meanwhile, the run under way ended and the task now waits for
+        that very slot, it must still not run it itself, or the slot would run twice.
+        """
+        if self.status.is_terminal or self.next_slot_at is None or self.next_slot_at > now:
+            raise IllegalTransition("the task is already past that slot")
+        if self._catch_up(now, starting_deadline_s, actor) != slot:
+            raise IllegalTransition("the slot due is no longer the one spawned")
+        self._record(EventType.RUN_SPAWNED, now, actor, {"task_id": child_id, "scheduled_for": slot})
+        if self.status is Status.SCHEDULED:
+            self._schedule_next(now, actor)
+
     def _slot_while_busy(self, now: datetime, starting_deadline_s: float, actor: str) -> Task | None:
         if self.is_expired(now):  # no run starts after expires_at: the schedule ends with the current run
             self._record(EventType.RUN_SKIPPED, now, actor, {"reason": "expired", "first": self.next_slot_at})
@@ -300,11 +321,11 @@ class Task:
         self.resends += 1
         self._record(EventType.QUEUED, now, actor, {"attempt": self.attempts + 1, "resend": self.resends})
 
-    def claim(self, attempt: int, worker: str, now: datetime, lease_s: float) -> None:
-        """An executor takes the lease for ``attempt``; only the attempt the queue was given can start."""
+    def claim(self, attempt: int, worker: str, now: datetime, lease_s: float, *, run: int | None = None) -> None:
+        """An executor takes the lease for ``attempt`` (of run ``run``, when the message says); only the attempt
+        the queue was given can start: attempt numbers restart with every run, run numbers never repeat."""
         self._require(Status.QUEUED)
-        if attempt != self.attempts + 1:
-            raise StaleAttempt(f"attempt {attempt} is not the next one ({self.attempts + 1})")
+        self._require_next(attempt, run)
         self.status = Status.RUNNING
         self.attempts = attempt
         self.worker = worker
@@ -368,7 +389,14 @@ class Task:
         self._end_attempt(error, now, actor, RunStatus.LOST, jitter=0.0, backoff=False)
 
     def poisoned(
-        self, attempt: int | None, receives: int, now: datetime, *, strikes_allowed: int, actor: str = "reaper"
+        self,
+        attempt: int | None,
+        receives: int,
+        now: datetime,
+        *,
+        strikes_allowed: int,
+        run: int | None = None,
+        actor: str = "reaper",
     ) -> None:
         """SQS dead-lettered the queued task's message after ``receives`` deliveries.
 
@@ -377,8 +405,8 @@ class Task:
         outage): the task is sent again with a fresh message, up to ``strikes_allowed`` times, then failed.
         """
         self._require(Status.QUEUED)
-        if attempt is not None and attempt != self.attempts + 1:
-            raise StaleAttempt(f"the dead letter carried attempt {attempt}, not the next one ({self.attempts + 1})")
+        if attempt is not None:
+            self._require_next(attempt, run)
         self.poison_strikes += 1
         data = {"attempt": self.attempts + 1, "receives": receives, "strike": self.poison_strikes}
         if attempt is not None and self.poison_strikes < strikes_allowed:
@@ -449,7 +477,9 @@ class Task:
                 raise IllegalTransition(
                     f"the task is {self.status.value}: only a repeating task's schedule can change while it runs"
                 )
-            self.next_slot_at = self._first_slot_of(schedule, now)
+            # The slot of the run under way (or staged, a little ahead of its time) must not come round again.
+            after_run = self.run_slot + timedelta(milliseconds=1) if self.run_slot else now
+            self.next_slot_at = self._first_slot_of(schedule, max(now, after_run))
             return
         # Scheduled: the new schedule decides the next run (no schedule: at once, by the scheduler's next pass).
         self.next_slot_at = self._first_slot_of(schedule, now) if repeating else None
@@ -471,8 +501,7 @@ class Task:
         """A ``failed`` task goes back on its queue with a fresh retry budget."""
         self._require(Status.FAILED)
         self.attempts = 0
-        if not self.is_repeating:  # a repeating task counted its run when it ended
-            self.run_count += 1  # the redriven work is a new run: its attempts get new run ids
+        self.run_count += 1  # the redriven work is a new run: its attempts get new run ids
         self.poison_strikes = 0
         self.finished_at = None
         self._record(EventType.REDRIVEN, now, actor, {})
@@ -534,13 +563,19 @@ class Task:
             self._finish_cancelled(now, actor, {})
         elif self.waiting_slot is not None:
             slot, self.waiting_slot = self.waiting_slot, None
-            self._enqueue(now, actor, scheduled_for=slot)
+            self.finished_at = None
+            self._start_run(now, actor, slot)
         elif self.next_slot_at is None:
             self.status = Status.SUCCEEDED
             self.finished_at = now
         else:
             self.finished_at = None
             self._schedule(self.next_slot_at, now, actor)
+
+    def _start_run(self, now: datetime, actor: str, slot: datetime) -> None:
+        """Queue a repeating task's run for ``slot``."""
+        self.run_slot = slot
+        self._enqueue(now, actor, scheduled_for=slot)
 
     def _schedule_next(self, now: datetime, actor: str) -> None:
         """An idle repeating task waits for its next slot, or, with none left, ends ``expired``."""
@@ -562,8 +597,10 @@ class Task:
 
     def _enqueue(self, now: datetime, actor: str, *, scheduled_for: datetime | None = None) -> None:
         data: dict[str, Any] = {"attempt": self.attempts + 1, "priority": self.priority.value}
-        if (scheduled_for or self.next_run_at) is not None:
-            data["scheduled_for"] = scheduled_for or self.next_run_at
+        # The slot (or retry time) this enqueue is for; sent again after a release, it is still the run's slot.
+        scheduled_for = scheduled_for or self.next_run_at or (self.run_slot if self.is_repeating else None)
+        if scheduled_for is not None:
+            data["scheduled_for"] = scheduled_for
         self.status = Status.QUEUED
         self.queued_at = now
         self.resends = 0
@@ -591,6 +628,12 @@ class Task:
         if self.status not in allowed:
             wanted = " or ".join(s.value for s in allowed)
             raise IllegalTransition(f"task is {self.status.value}, not {wanted}", status=self.status.value)
+
+    def _require_next(self, attempt: int, run: int | None) -> None:
+        if run is not None and run != self.run_no:
+            raise StaleAttempt(f"the message is for run {run}, not the next one ({self.run_no})")
+        if attempt != self.attempts + 1:
+            raise StaleAttempt(f"attempt {attempt} is not the next one ({self.attempts + 1})")
 
     def _require_owner(self, attempt: int, worker: str, claim_seq: int | None = None) -> None:
         """Fence by attempt and worker, and by the claim's token when the caller holds one."""

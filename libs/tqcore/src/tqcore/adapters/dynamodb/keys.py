@@ -64,6 +64,10 @@ def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_af
     attrs = {"grp_pk": f"G#{task.group}", "grp_sk": task.id}
     wake_at = task.wake_at
     if wake_at is not None:
+        # Never in a bucket older than the write itself: a scheduler may have drained it already (an
+        # ``expires_at`` or ``at`` set in the past must still be found, and acted on at once).
+        if task.updated_at is not None and wake_at < task.updated_at:
+            wake_at = task.updated_at
         shard = shard_of(task.id, due_shards)
         attrs["due_pk"] = f"DUE#{minute_bucket(wake_at)}#{shard}"
         attrs["due_sk"] = f"{ts(wake_at)}#{task.id}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -58,32 +58,30 @@ class SqsTaskQueue:
         self._send(self.urls.queue, task, task.id)
 
     def send_batch(self, tasks: Sequence[Task]) -> None:
-        """Send many dispatches with ``SendMessageBatch``, ten per call and queue."""
+        """Send many dispatches with ``SendMessageBatch``: per queue, ten a call at most and within SQS's
+        limit on a batch's total size."""
         by_queue: dict[Priority, list[Task]] = {}
         for task in tasks:
             by_queue.setdefault(task.priority, []).append(task)
         failed: list[str] = []
-        for priority, group in by_queue.items():
-            for start in range(0, len(group), 10):
-                chunk = group[start : start + 10]
-                entries = []
-                for n, task in enumerate(chunk):
-                    dispatch = Dispatch.of(task)
-                    entries.append(
-                        {
-                            "Id": str(n),
-                            "MessageBody": dispatch.encode(),
-                            "MessageGroupId": task.id,
-                            "MessageDeduplicationId": dispatch.deduplication_id,
-                        }
-                    )
+        for priority, queued in by_queue.items():
+            for chunk in _batches([(task, Dispatch.of(task)) for task in queued]):
+                entries = [
+                    {
+                        "Id": str(n),
+                        "MessageBody": body,
+                        "MessageGroupId": task.id,
+                        "MessageDeduplicationId": dispatch.deduplication_id,
+                    }
+                    for n, (task, dispatch, body) in enumerate(chunk)
+                ]
                 try:
                     answer = self._client.send_message_batch(QueueUrl=self.urls.queue(priority), Entries=entries)
                 except (ClientError, BotoCoreError) as error:
-                    failed += [f"{task.id}: {error}" for task in chunk]
+                    failed += [f"{task.id}: {error}" for task, _, _ in chunk]
                     continue
                 failed += [
-                    f"{chunk[int(f['Id'])].id}: {f.get('Message', f.get('Code'))}" for f in answer.get("Failed", [])
+                    f"{chunk[int(f['Id'])][0].id}: {f.get('Message', f.get('Code'))}" for f in answer.get("Failed", [])
                 ]
         if failed:
             raise QueueUnavailable(f"could not enqueue {len(failed)} tasks, e.g. {failed[0]}")
@@ -107,3 +105,23 @@ class SqsTaskQueue:
             )
         except (ClientError, BotoCoreError) as error:
             raise QueueUnavailable(f"could not enqueue task {task.id}: {error}") from error
+
+
+#: SQS refuses a batch whose messages add up to more than 256 KiB; keep a margin for attributes.
+MAX_BATCH_BYTES = 240 * 1024
+
+
+def _batches(items: list[tuple[Task, Dispatch]]) -> Iterator[list[tuple[Task, Dispatch, str]]]:
+    """Groups of at most ten encoded dispatches whose bodies fit one ``SendMessageBatch`` together."""
+    chunk: list[tuple[Task, Dispatch, str]] = []
+    size = 0
+    for task, dispatch in items:
+        body = dispatch.encode()
+        length = len(body.encode())
+        if chunk and (len(chunk) == 10 or size + length > MAX_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((task, dispatch, body))
+        size += length
+    if chunk:
+        yield chunk
