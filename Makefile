@@ -59,7 +59,7 @@ bench: install
 bench-schedule: install
 	$(BIN)/python bench/schedule_peak.py
 
-## make test-downtime: the scheduler-downtime scenario alone (TQ_TEST_DOWNTIME_S, default 35 s; the issue's 180).
+## make test-downtime: the scheduler-downtime scenario alone (TQ_TEST_DOWNTIME_S, default 25 s; the issue's 180).
 test-downtime: install
 	TQ_TEST_EMULATOR=ministack $(BIN)/pytest tests/e2e/test_schedules.py -k catch_up
 

@@ -54,6 +54,7 @@ def body(n: int, rng: random.Random) -> dict[str, Any]:
     return {"type": "flaky", "group": "team-a", "payload": {"fail_times": rng.randint(0, 3)}, "retry": retry}
 
 
+@pytest.mark.timeout(DEADLINE_S + 180 + 60)  # its own bounds: the chaos, the settling, start and stop
 def test_two_thousand_tasks_survive_executors_killed_every_three_seconds(emulator: str, tmp_path: Path) -> None:
     rng = random.Random(20261123)
     stack = start_stack(emulator, tmp_path, executors=3, reapers=2, env=CHAOS_ENV)

@@ -144,10 +144,8 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         except IndexError:
             pass
         free = self.prefetch - self.message_refc
-        if free < max(1, self.prefetch // 2):
-            # Receive in batches: each ReceiveMessage costs about as much CPU as a claim, so fetching one
-            # message per call (a slot freed at a time) would add a call per task. Wait for half the room.
-            time.sleep(0.02)
+        if free < 1:
+            time.sleep(0.02)  # every slot is busy: wait for a worker thread instead of spinning
             return None
         received = self._client.receive_message(
             QueueUrl=self.queue.url,
