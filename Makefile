@@ -40,7 +40,7 @@ unit: install
 	$(BIN)/pytest -m unit
 
 test-ministack: install
-	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "integration or e2e"
+	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "integration or e2e" --durations=12
 
 # The second opinion: every integration and e2e test again on moto, except the volume/chaos runs (moto's SQS
 # slows down as queues grow) and the slow process-timing scenarios (their AWS calls are covered by the rest).

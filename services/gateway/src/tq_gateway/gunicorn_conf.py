@@ -17,6 +17,9 @@ threads = _settings.gateway_threads
 # Each worker builds its own app (and AWS clients) after the fork.
 preload_app = False
 graceful_timeout = 10
+# Idle keep-alive connections stay open longer than a client or load balancer keeps one idle (AWS ALB: 60 s):
+# a server that closes first races the client's next request on that connection, which then reads a reset.
+keepalive = 75
 accesslog = None
 # gunicorn 23+ opens a control socket in $HOME by default; several gateways on one machine would share it.
 control_socket_disable = True
