@@ -11,6 +11,9 @@ import pytest
 #: Which emulator the integration and e2e tiers run against: ministack (default) or moto.
 EMULATOR = os.environ.get("TQ_TEST_EMULATOR", "ministack")
 
+# Gateways built in tests accept the contract's dev tokens (``dev-alice`` ...); production accepts API keys only.
+os.environ.setdefault("TQ_AUTH", "dev")
+
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

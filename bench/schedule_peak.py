@@ -26,7 +26,7 @@ from throughput import HEADERS, aws_calls, pct, wait_executed
 
 from tqdev.emulator import start_emulator
 from tqdev.procs import Proc
-from tqdev.stack import Stack, StackConfig, unique_prefix
+from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
 
 
 def ts(value: str) -> datetime:
@@ -118,6 +118,7 @@ def main() -> None:
             schedulers=args.schedulers,
             env={
                 "TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"),
+                **HIGH_RATE_LIMIT,
                 "TQ_THREADS": str(args.threads),
                 "TQ_PREFETCH": str(args.prefetch),
             },

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tqdev.emulator import start_emulator
-from tqdev.stack import Stack, StackConfig, unique_prefix
+from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
 
 HEADERS = {"Authorization": "Bearer dev-alice"}
 
@@ -157,7 +157,7 @@ def main() -> None:
             prefix=unique_prefix(),
             run_dir=run_dir,
             executors=args.executors,
-            env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log")},
+            env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **HIGH_RATE_LIMIT},
         )
     )
     try:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tqdev.stack import Stack, StackConfig, unique_prefix
+from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
 
 #: moto 5.2.5's TransactWriteItems checks conditions and writes without a lock, so concurrent transactions can
 #: both commit there; ministack, like DynamoDB, serialises them. Concurrency races run on ministack only.
@@ -31,14 +31,17 @@ def start_stack(
     env: dict[str, str] | None = None,
     prefix: str | None = None,
 ) -> Stack:
-    """A started stack (fresh prefix unless given) with an execution log at ``run_dir/executions.log``."""
+    """A started stack (fresh prefix unless given) with an execution log at ``run_dir/executions.log``.
+
+    Its rate limit is ``HIGH_RATE_LIMIT`` unless ``env`` names one: tests drive many requests as one principal.
+    """
     config = StackConfig(
         endpoint_url=emulator,
         prefix=prefix or unique_prefix(),
         run_dir=run_dir,
         executors=executors,
         reapers=reapers,
-        env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **(env or {})},
+        env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **HIGH_RATE_LIMIT, **(env or {})},
     )
     stack = Stack(config)
     try:

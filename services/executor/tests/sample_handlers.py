@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from typing import Any
 
 from tq_executor.handlers import TaskContext, handler
@@ -52,3 +55,30 @@ class Counter:
     def __call__(self, ctx: TaskContext) -> Any:
         self.calls += 1
         return {"calls": self.calls, "pid": os.getpid()}
+
+
+@handler("t-print")
+def printing(ctx: TaskContext) -> Any:
+    """Output by every route: Python's print, the raw fd, stderr, ctx.log and a subprocess."""
+    print("from print")
+    os.write(1, b"from fd 1\n")
+    print("from stderr", file=sys.stderr)
+    ctx.log("from ctx.log")
+    subprocess.run(["echo", "from a subprocess"], check=True)
+    return {"lines": int(ctx.payload.get("lines", 0)) if isinstance(ctx.payload, dict) else 0}
+
+
+@handler("t-flood")
+def flood(ctx: TaskContext) -> Any:
+    """Print ``lines`` numbered lines."""
+    for n in range(1, int(ctx.payload["lines"]) + 1):
+        ctx.log(str(n))
+    return None
+
+
+@handler("t-stubborn")
+def stubborn(ctx: TaskContext) -> Any:
+    """Ignores ctx.stop: has to be killed."""
+    print("stubborn started")
+    time.sleep(3600)
+    return None

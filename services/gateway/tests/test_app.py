@@ -139,3 +139,29 @@ def test_readyz_waits_for_every_required_service() -> None:
     first = api.simulate_get("/readyz")
     assert first.status_code == 503
     assert "executor" in first.json["detail"]
+
+
+class FullStore(InMemoryTaskStore):
+    """A store whose items would outgrow DynamoDB's item limit on any change."""
+
+    def commit(self, task: Any, **kwargs: Any) -> None:
+        from tqcore.domain.errors import TaskTooLarge
+
+        raise TaskTooLarge(f"task {task.id} would be 401000 bytes (fake)")
+
+
+def test_a_change_that_would_outgrow_the_item_limit_is_a_413_and_changes_nothing() -> None:
+    store = FullStore()
+    api = client(store)
+    created = api.simulate_post("/v1/tasks", json=ECHO, headers=ALICE)
+    response = api.simulate_patch(f"/v1/tasks/{created.json['id']}", json={"payload": {"y": 2}}, headers=ALICE)
+    assert response.status_code == 413, response.text
+    assert response.json["type"].endswith("too-large")
+    assert store.get(created.json["id"]).payload == {"x": 1}
+
+
+def test_the_body_limit_cannot_be_set_beyond_what_a_task_item_holds() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        GatewaySettings(max_body_bytes=400 * 1024)

@@ -295,3 +295,43 @@ def _refs(node: Any) -> list[str]:
     if isinstance(node, list):
         return [ref for value in node for ref in _refs(value)]
     return []
+
+
+def test_the_task_list_pages_newest_first_and_filters_by_status(api: Api) -> None:
+    made = [api.task().id for _ in range(3)]
+    failed = api.task(failures=1).id
+    api.task("team-b")
+    first = api.get("/v1/tasks", ALICE, group="team-a", limit="2")
+    assert first.status_code == 200, first.text
+    assert [t["id"] for t in first.json["items"]] == [failed, made[2]]
+    rest = api.get("/v1/tasks", ALICE, group="team-a", cursor=first.json["next_cursor"])
+    assert ([t["id"] for t in rest.json["items"]], rest.json["next_cursor"]) == ([made[1], made[0]], None)
+    only_failed = api.get("/v1/tasks", ALICE, status="failed")
+    assert [t["id"] for t in only_failed.json["items"]] == [failed]
+    assert only_failed.json["items"][0]["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [({"status": "done"}, 422), ({"limit": "0"}, 422), ({"limit": "201"}, 422), ({"cursor": "nope!"}, 400)],
+)
+def test_a_bad_list_query_is_a_problem(api: Api, params: dict[str, str], status: int) -> None:
+    assert_problem(api.get("/v1/tasks", ALICE, **params), status)
+
+
+def test_listing_another_group_is_forbidden_and_an_admin_must_name_one(api: Api) -> None:
+    assert_problem(api.get("/v1/tasks", ALICE, group="team-b"), 403)
+    assert_problem(api.get("/v1/tasks", ADMIN), 422)
+    assert api.get("/v1/tasks", ADMIN, group="team-b").status_code == 200
+
+
+def test_the_queues_show_every_priority_with_their_counts(api: Api) -> None:
+    api.queue.send(api.task())
+    api.queue.dead_letter(api.task(failures=1))
+    response = api.get("/v1/queues", BOB)
+    assert response.status_code == 200, response.text
+    queues = {q["priority"]: q for q in response.json["queues"]}
+    assert list(queues) == ["high", "normal", "low"]
+    assert queues["normal"] == {"name": "tq-normal.fifo", "priority": "normal", "depth": 1, "in_flight": 0,
+                                "dlq_depth": 1}  # fmt: skip
+    assert api.get("/v1/queues", {}).status_code == 401

@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb import keys
+from tqcore.adapters.s3 import run_logs
 from tqcore.domain.model import Priority
 from tqcore.settings import CoreSettings
 
@@ -108,7 +109,7 @@ def _ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
 
 
 def create_bucket(s3: Any, settings: CoreSettings) -> None:
-    """The log bucket: private, encrypted at rest."""
+    """The log bucket: private, encrypted at rest, run logs expired by a lifecycle rule."""
     try:
         if settings.region == "us-east-1":
             s3.create_bucket(Bucket=settings.bucket_name)
@@ -133,6 +134,21 @@ def create_bucket(s3: Any, settings: CoreSettings) -> None:
             "IgnorePublicAcls": True,
             "BlockPublicPolicy": True,
             "RestrictPublicBuckets": True,
+        },
+    )
+    # Replaces the bucket's whole lifecycle configuration: tq owns this bucket.
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=settings.bucket_name,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": run_logs.LIFECYCLE_RULE_ID,
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": run_logs.LOG_PREFIX},
+                    "Expiration": {"Days": run_logs.lifecycle_days(settings.run_log_retention_s)},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
         },
     )
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import IllegalTransition, StaleAttempt, StoreUnavailable, TaskNotFound, TaskTooLarge
-from tqcore.domain.model import ErrorInfo, RunStatus, Status
+from tqcore.domain.model import ErrorInfo, RunLog, RunStatus, Status
 from tqcore.domain.task import Task
-from tqcore.ports import Clock, TaskQueue, TaskStore
+from tqcore.ports import Clock, LeaseState, TaskQueue, TaskStore
 from tqcore.recovery import hand_on
 from tqcore.service import mutate
 
@@ -81,7 +81,7 @@ class Attempts:
             mutate(self._store, task, lambda t: t.expire(now, f"executor:{self.worker}"))
         log.info("not claiming: expired", extra={"task_id": task.id})
 
-    def succeed(self, task: Task, result: Any) -> Task | None:
+    def succeed(self, task: Task, result: Any, log: RunLog | None = None) -> Task | None:
         """Record success; ``None`` if the attempt no longer owns the task (a zombie is never recorded).
 
         A result too large to store fails the attempt with ``ResultTooLarge`` instead.
@@ -89,14 +89,18 @@ class Attempts:
         token = task.claim_seq
         now = self._clock.now
         try:
-            done = self._fenced(task, lambda t: t.succeed(task.attempts, self.worker, result, now(), claim_seq=token))
+            done = self._fenced(
+                task, lambda t: t.succeed(task.attempts, self.worker, result, now(), claim_seq=token, log=log)
+            )
         except TaskTooLarge as error:
-            return self.fail(task, ErrorInfo("ResultTooLarge", error.message))
+            return self.fail(task, ErrorInfo("ResultTooLarge", error.message), log=log)
         if done is not None:
             hand_on(self._queue, done)  # a repeating task's waiting run (overlap: queue) starts at once
         return done
 
-    def fail(self, task: Task, error: ErrorInfo, run_status: RunStatus = RunStatus.FAILED) -> Task | None:
+    def fail(
+        self, task: Task, error: ErrorInfo, run_status: RunStatus = RunStatus.FAILED, log: RunLog | None = None
+    ) -> Task | None:
         """Record failure (retrying or dead-lettered); ``None`` if the attempt no longer owns the task."""
         jitter = self._jitter()
         token = task.claim_seq
@@ -106,15 +110,41 @@ class Attempts:
         done = self._fenced(
             task,
             lambda t: t.fail(
-                task.attempts, self.worker, error, now(), jitter=jitter, run_status=run_status, claim_seq=token
+                task.attempts,
+                self.worker,
+                error,
+                now(),
+                jitter=jitter,
+                run_status=run_status,
+                claim_seq=token,
+                log=log,
             ),
         )
         if done is not None:
             hand_on(self._queue, done)  # dead-lettered: leave its record in the DLQ
         return done
 
-    def heartbeat(self, task: Task) -> bool:
-        """Extend the attempt's lease by ``lease_s`` from now; False if the attempt lost it."""
+    def cancelled(self, task: Task, log: RunLog | None = None) -> Task | None:
+        """Record that the attempt stopped because its task's cancel was requested (``acknowledge_cancel``,
+        fenced like an outcome); ``None`` if the attempt no longer owns the task."""
+        token = task.claim_seq
+        now = self._clock.now
+        # The claim-time snapshot predates the cancel; read the current one (cancels are rare) so the domain
+        # sees the request, and the commit is not first refused on its version.
+        try:
+            current = self._store.get(task.id)
+        except TaskNotFound:
+            return None
+        done = self._fenced(
+            current, lambda t: t.acknowledge_cancel(task.attempts, self.worker, now(), claim_seq=token, log=log)
+        )
+        if done is not None:
+            hand_on(self._queue, done)
+        return done
+
+    def heartbeat(self, task: Task) -> LeaseState:
+        """Extend the attempt's lease by ``lease_s`` from now: ``HELD``, ``CANCEL_REQUESTED`` (stop and record
+        the cancel) or ``LOST`` (stop, record nothing)."""
         assert task.claim_seq is not None
         return self._store.extend_lease(task.id, task.claim_seq, self._clock.now() + timedelta(seconds=self._lease_s))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from tqcore.dispatch import Dispatch
+from tqcore.domain.access import ApiKey
 from tqcore.domain.model import Event, Priority
 from tqcore.domain.task import Task
 
@@ -30,6 +32,16 @@ class LeaseRecord:
     claim_seq: int
     worker: str
     expires_at: datetime
+    #: Set with the task's ``cancel_requested`` event, so the next heartbeat tells the attempt to stop.
+    cancel_requested: bool = False
+
+
+class LeaseState(enum.Enum):
+    """What a heartbeat found when it extended an attempt's lease."""
+
+    HELD = "held"  #: extended; carry on
+    CANCEL_REQUESTED = "cancel_requested"  #: extended, but the task's cancel was requested: stop the attempt
+    LOST = "lost"  #: the claim no longer holds the lease (reclaimed, redriven): stop without recording
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,17 @@ class DeadLetter:
     receives: int
     dispatch: Dispatch | None
     record: bool = False
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """One priority's queue as ``GET /v1/queues`` shows it (SQS's approximate counts)."""
+
+    name: str
+    priority: Priority
+    depth: int
+    in_flight: int
+    dlq_depth: int
 
 
 class DuplicateRequest(Exception):
@@ -82,8 +105,9 @@ class TaskStore(Protocol):
         """
         ...
 
-    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> bool:
-        """Heartbeat: move claim ``claim_seq``'s lease to ``until``; False if that claim lost the lease."""
+    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> LeaseState:
+        """Heartbeat: move claim ``claim_seq``'s lease to ``until``; whether it still holds it, and whether the
+        task's cancel was requested meanwhile (one write, whatever the answer)."""
         ...
 
     def events(self, task_id: str) -> list[Event]:
@@ -107,6 +131,18 @@ class TaskStore(Protocol):
         ...
 
 
+class RunLogStore(Protocol):
+    """Where attempts' captured output is kept, named by task and claim (run ids repeat after a redrive)."""
+
+    def put(self, task_id: str, claim_seq: int, body: bytes) -> None:
+        """Store one attempt's log (already bounded by the caller)."""
+        ...
+
+    def get(self, task_id: str, claim_seq: int) -> bytes | None:
+        """One attempt's log; ``None`` if it is not (or no longer) stored."""
+        ...
+
+
 class TaskQueue(Protocol):
     """Hands queued tasks to executors."""
 
@@ -121,6 +157,14 @@ class TaskQueue(Protocol):
 
     def dead_letter(self, task: Task) -> None:
         """Leave a ``failed`` task's record in its priority's dead-letter queue."""
+        ...
+
+
+class ManagedQueue(TaskQueue, Protocol):
+    """A task queue that also tells how full it is (what the gateway needs of the queues)."""
+
+    def depths(self) -> list[QueueDepth]:
+        """Every priority's queue, highest priority first; raises ``QueueUnavailable`` if SQS cannot answer."""
         ...
 
 
@@ -161,4 +205,24 @@ class Registry(Protocol):
 
     def advance_mark(self, name: str, to: datetime) -> None:
         """Move a named mark forward to ``to``; never backwards, whoever else moves it."""
+        ...
+
+
+class ApiKeyStore(Protocol):
+    """API key records with the hash of each key's token (never the token)."""
+
+    def add(self, key: ApiKey, token_hash: str) -> None:
+        """Store a new key; its id must be new."""
+        ...
+
+    def find(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key and its token hash, if the id exists (revoked or not)."""
+        ...
+
+    def all(self) -> list[ApiKey]:
+        """Every key (revoked ones too), oldest first; no hashes."""
+        ...
+
+    def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        """Mark a key revoked at ``at`` (an earlier revocation stands); the key, or ``None`` if unknown."""
         ...

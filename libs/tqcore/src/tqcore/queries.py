@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from tqcore.domain.codec import ts
@@ -13,6 +14,7 @@ from tqcore.domain.task import Task
 
 #: A dead letter's place in the newest-first order: ``<finished_at>#<id>`` (the ``dlq`` index's sort key).
 _DLQ_POSITION = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z#[A-Za-z0-9_-]{1,64}")
+_TASK_POSITION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,1024}")
 
 
@@ -22,6 +24,16 @@ class TaskQueries(Protocol):
     def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
         """Up to ``limit`` ``failed`` tasks of ``group``, newest first (by ``finished_at``, then id), after
         ``cursor``; and the cursor of the next page, ``None`` when there is none. Raises ``InvalidCursor``."""
+        ...
+
+    def newest_ids(self, group: str, before: str | None = None) -> Iterator[str]:
+        """Ids of ``group``'s tasks, newest first (ids sort by creation time), those sorting before ``before``
+        only; fetched lazily, page by page, as the caller consumes them."""
+        ...
+
+    def tasks(self, ids: Sequence[str]) -> list[Task]:
+        """The current snapshots of the tasks with these ids, in the order given; ids of tasks that no longer
+        exist (their history expired) are left out."""
         ...
 
 
@@ -58,5 +70,13 @@ def dlq_after(cursor: str) -> str:
     """The position a dead-letter cursor holds (list what sorts before it); ``InvalidCursor`` if malformed."""
     position = decode_cursor("dlq", cursor)
     if not _DLQ_POSITION.fullmatch(position):
+        raise InvalidCursor()
+    return position
+
+
+def task_after(cursor: str) -> str:
+    """The task id a task-listing cursor holds (list what sorts before it); ``InvalidCursor`` if malformed."""
+    position = decode_cursor("tasks", cursor)
+    if not _TASK_POSITION.fullmatch(position):
         raise InvalidCursor()
     return position

@@ -30,8 +30,15 @@ class CoreSettings(BaseSettings):
     resend_after_s: int = Field(default=30, ge=1)
     #: How many receives before SQS moves a message to its queue's dead-letter queue.
     max_receives: int = Field(default=5, ge=1, le=1000)
+    #: Events, and ended tasks, are deleted by DynamoDB's TTL this many days after they were written/ended.
+    history_retention_days: int = Field(default=90, ge=1, le=36500)
     due_shards: int = Field(default=4, ge=1, le=64)
     reap_shards: int = Field(default=4, ge=1, le=64)
+    #: A run log keeps at most this many bytes of an attempt's output (the rest is cut, with a marker line).
+    run_log_max_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
+    #: Run logs are served this long after their attempt ends (then 410); the bucket's lifecycle rule deletes
+    #: them in whole days (at least one) after the same time.
+    run_log_retention_s: int = Field(default=30 * 86400, ge=1)
 
     @property
     def table_name(self) -> str:

@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
+from tqcore.domain.access import ApiKey
 from tqcore.domain.codec import task_to_dict, ts
 from tqcore.domain.errors import LeaseHeld, QueueUnavailable, TaskNotFound, TaskTooLarge, VersionConflict
-from tqcore.domain.model import Event, EventType, Status
+from tqcore.domain.model import Event, EventType, Priority, Status
 from tqcore.domain.task import Task
-from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord
+from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, QueueDepth
 
 
 class FixedClock:
@@ -84,6 +85,9 @@ class InMemoryTaskStore:
             assert task.worker is not None
             assert task.lease_expires_at is not None
             self._leases[task.id] = LeaseRecord(task.id, task.claim_seq, task.worker, task.lease_expires_at)
+        lease = self._leases.get(task.id)
+        if lease is not None and any(e.type is EventType.CANCEL_REQUESTED for e in task.pending_events):
+            self._leases[task.id] = replace(lease, cancel_requested=True)
         self._tasks[task.id] = replace(copy.deepcopy(task), pending_events=[], released_claim=None)
 
     def _overlaid(self, task: Task | None) -> Task | None:
@@ -103,14 +107,14 @@ class InMemoryTaskStore:
                 raise TaskNotFound(f"no task {task_id}")
             return task
 
-    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> bool:
-        """Heartbeat: move the lease if claim ``claim_seq`` still holds it."""
+    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> LeaseState:
+        """Heartbeat: move the lease if claim ``claim_seq`` still holds it; tell a requested cancel."""
         with self._lock:
             lease = self._leases.get(task_id)
             if lease is None or lease.claim_seq != claim_seq:
-                return False
+                return LeaseState.LOST
             self._leases[task_id] = replace(lease, expires_at=until)
-            return True
+            return LeaseState.CANCEL_REQUESTED if lease.cancel_requested else LeaseState.HELD
 
     def events(self, task_id: str) -> list[Event]:
         """The task's events, oldest first."""
@@ -154,6 +158,21 @@ class InMemoryTaskStore:
         return [task for _, task in sorted(hits, key=lambda hit: hit[0])]
 
 
+class InMemoryRunLogs:
+    """The run log store in a dict."""
+
+    def __init__(self) -> None:
+        self.logs: dict[tuple[str, int], bytes] = {}
+
+    def put(self, task_id: str, claim_seq: int, body: bytes) -> None:
+        """Keep the log."""
+        self.logs[(task_id, claim_seq)] = bytes(body)
+
+    def get(self, task_id: str, claim_seq: int) -> bytes | None:
+        """The log, if kept."""
+        return self.logs.get((task_id, claim_seq))
+
+
 class RecordingQueue:
     """A queue that remembers what was sent, and can be told to fail."""
 
@@ -183,6 +202,19 @@ class RecordingQueue:
     def dead_letter(self, task: Task) -> None:
         """Record the dead letter."""
         self.dead.append(copy.deepcopy(task))
+
+    def depths(self) -> list[QueueDepth]:
+        """What was sent and dead-lettered, per priority (nothing is ever received from the fake)."""
+        return [
+            QueueDepth(
+                name=f"tq-{priority.value}.fifo",
+                priority=priority,
+                depth=sum(task.priority is priority for task in self.sent),
+                in_flight=0,
+                dlq_depth=sum(task.priority is priority for task in self.dead),
+            )
+            for priority in Priority
+        ]
 
 
 class InMemoryRegistry:
@@ -239,3 +271,48 @@ class InMemoryTaskQueries:
         hits.sort(key=lambda hit: hit[0], reverse=True)
         page = hits[:limit]
         return [task for _, task in page], (encode_cursor("dlq", page[-1][0]) if len(hits) > limit else None)
+
+    def newest_ids(self, group: str, before: str | None = None) -> Iterator[str]:
+        """Ids of ``group``'s tasks, newest first, by the ``by_group`` index's sort key (as in DynamoDB)."""
+        with self._store._lock:
+            ids = [task.id for task in self._store._tasks.values() if task.group == group]
+        yield from sorted((i for i in ids if before is None or i < before), reverse=True)
+
+    def tasks(self, ids: Sequence[str]) -> list[Task]:
+        """Copies of the tasks that exist, in the order given."""
+        with self._store._lock:
+            return [copy.deepcopy(self._store._tasks[i]) for i in ids if i in self._store._tasks]
+
+
+class InMemoryApiKeyStore:
+    """API key records and token hashes in a dict."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[ApiKey, str]] = {}
+        #: How many ``find`` calls reached the store (to see what a cache saves).
+        self.finds = 0
+
+    def add(self, key: ApiKey, token_hash: str) -> None:
+        """Store a new key; ``ValueError`` if the id is taken."""
+        if key.key_id in self._keys:
+            raise ValueError(f"API key id {key.key_id} already exists")
+        self._keys[key.key_id] = (key, token_hash)
+
+    def find(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key and its hash, if any."""
+        self.finds += 1
+        return self._keys.get(key_id)
+
+    def all(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        return sorted((key for key, _ in self._keys.values()), key=lambda key: (key.created_at, key.key_id))
+
+    def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        """Revoke unless already revoked; ``None`` if unknown."""
+        if key_id not in self._keys:
+            return None
+        key, token_hash = self._keys[key_id]
+        if key.revoked_at is None:
+            key = replace(key, revoked_at=at)
+            self._keys[key_id] = (key, token_hash)
+        return key

@@ -141,3 +141,24 @@ def test_undecodable_index_items_are_skipped(settings: CoreSettings) -> None:
     )  # fmt: skip
     # When the group is listed, then the good one still comes
     assert [t.id for t in DynamoTaskQueries(client, settings).dead_lettered("team-a", 10)[0]] == [good.id]
+
+
+def test_a_groups_ids_come_newest_first_across_index_pages(backend: Backend, settings: CoreSettings) -> None:
+    store, queries = backend
+    group = f"grp-{new_task_id()}"  # a group of its own: the table is shared by the module's tests
+    made = [submitted(store, group, T0).id for _ in range(7)]
+    submitted(store, f"other-{group}", T0)
+    if isinstance(queries, DynamoTaskQueries):
+        queries = DynamoTaskQueries(aws.client(settings, "dynamodb"), settings, page_size=3)  # several pages
+    assert list(queries.newest_ids(group)) == sorted(made, reverse=True)
+    assert list(queries.newest_ids(group, before=sorted(made)[3])) == sorted(made)[:3][::-1]
+
+
+def test_tasks_are_read_in_the_order_asked_and_missing_ids_are_left_out(backend: Backend) -> None:
+    store, queries = backend
+    made = [submitted(store, "team-a", T0).id for _ in range(3)]
+    cancelled = mutate(store, store.get(made[1]), lambda t: t.request_cancel("alice", T0))
+    found = queries.tasks([made[2], "no-such-task", made[1], made[0]])
+    assert [task.id for task in found] == [made[2], made[1], made[0]]
+    assert found[1].status is Status.CANCELLED
+    assert found[1].version == cancelled.version

@@ -127,3 +127,16 @@ def test_a_message_received_too_often_moves_to_the_dead_letter_queue(
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", []) == []
     dead = receive_all(sqs, queue.urls.dlq(Priority.HIGH))
     assert [m["Attributes"]["MessageGroupId"] for m in dead] == [task.id]
+
+
+def test_depths_count_waiting_in_flight_and_dead_lettered_messages_per_priority(
+    queue: SqsTaskQueue, sqs: Any, settings: CoreSettings
+) -> None:
+    for priority in ("high", "high", "high", "low"):
+        queue.send(queued(priority))
+    queue.dead_letter(queued("low"))
+    sqs.receive_message(QueueUrl=queue.urls.queue(Priority.HIGH), MaxNumberOfMessages=1, VisibilityTimeout=60)
+    depths = queue.depths()
+    assert [(d.name, d.priority) for d in depths] == [(settings.queue_name(p), p) for p in Priority]
+    counts = {d.priority: (d.depth, d.in_flight, d.dlq_depth) for d in depths}
+    assert counts == {Priority.HIGH: (2, 1, 0), Priority.NORMAL: (0, 0, 0), Priority.LOW: (1, 0, 1)}

@@ -16,7 +16,7 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
-from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, TaskStore
+from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, TaskStore
 from tqcore.service import mutate
 from tqcore.settings import CoreSettings
 
@@ -191,12 +191,12 @@ def test_a_claim_takes_a_lease_that_heartbeats_extend_and_only_its_holder_can(st
     assert [lease.worker for lease in expired_leases(store, task.id, NOW + timedelta(seconds=31))] == ["h:1"]
     # When its holder heartbeats, the lease moves (no new version, no event)
     version = store.get(task.id).version
-    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=60))
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=60)) is LeaseState.HELD
     assert store.get(task.id).lease_expires_at == NOW + timedelta(seconds=60)
     assert store.get(task.id).version == version
     assert not expired_leases(store, task.id, NOW + timedelta(seconds=31))
     # and a heartbeat for another claim is refused
-    assert not store.extend_lease(task.id, claim + 1, NOW + timedelta(seconds=90))
+    assert store.extend_lease(task.id, claim + 1, NOW + timedelta(seconds=90)) is LeaseState.LOST
 
 
 def test_a_reclaim_wins_over_a_late_heartbeat_and_loses_to_an_early_one(store: TaskStore) -> None:
@@ -210,7 +210,7 @@ def test_a_reclaim_wins_over_a_late_heartbeat_and_loses_to_an_early_one(store: T
     later = NOW + timedelta(seconds=31)
     # Given the reaper saw the lease expired, but the holder's heartbeat lands before the reclaim
     stale_view = store.get(task.id)
-    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=60))
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=60)) is LeaseState.HELD
     stale_view.expire_lease(later, jitter=0.0)
     # Then the reclaim is refused and the attempt keeps running
     with pytest.raises(LeaseHeld):
@@ -223,7 +223,7 @@ def test_a_reclaim_wins_over_a_late_heartbeat_and_loses_to_an_early_one(store: T
     store.commit(reclaimed, lease_expired_before=much_later)
     assert store.get(task.id).status is Status.RETRYING
     assert not expired_leases(store, task.id, much_later)
-    assert not store.extend_lease(task.id, claim, NOW + timedelta(seconds=120))
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=120)) is LeaseState.LOST
     assert [e.type.value for e in store.events(task.id)][-3:] == ["lease_expired", "failed", "retry_scheduled"]
 
 
@@ -251,3 +251,64 @@ def test_a_too_large_task_is_refused_with_a_domain_error(dynamo_store: DynamoTas
     with pytest.raises(TaskTooLarge):
         store.commit(stored)
     assert store.get(task.id).status is Status.RUNNING
+
+
+def test_history_items_and_an_ended_task_carry_a_ttl_of_the_retention_period(emulator: str) -> None:
+    from tqcore.adapters.dynamodb import keys
+    from tqcore.bootstrap import bootstrap
+    from tqdev.stack import unique_prefix
+
+    settings = CoreSettings(endpoint_url=emulator, prefix=unique_prefix(), history_retention_days=7)
+    bootstrap(settings)
+    client = aws.client(settings, "dynamodb")
+    store = DynamoTaskStore(client, settings)
+    task = new_task()
+    store.create(task)
+
+    def ttl_by_sk() -> dict[str, int | None]:
+        items = client.query(
+            TableName=settings.table_name,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": keys.task_pk(task.id)}},
+            ConsistentRead=True,
+        )["Items"]
+        return {i["SK"]["S"]: int(i[keys.TTL_ATTRIBUTE]["N"]) if keys.TTL_ATTRIBUTE in i else None for i in items}
+
+    week = 7 * 86400
+    created = ttl_by_sk()
+    assert created[keys.SNAPSHOT_SK] is None  # a live task never expires
+    assert {sk: ttl for sk, ttl in created.items() if sk != keys.SNAPSHOT_SK} == {
+        keys.event_sk(1): int(NOW.timestamp()) + week,
+        keys.event_sk(2): int(NOW.timestamp()) + week,
+    }
+    ended_at = NOW + timedelta(hours=1)
+    mutate(store, store.get(task.id), lambda t: t.request_cancel("alice", ended_at))
+    ended = ttl_by_sk()
+    assert ended[keys.SNAPSHOT_SK] == int(ended_at.timestamp()) + week
+    assert ended[keys.event_sk(3)] == int(ended_at.timestamp()) + week
+
+
+def test_a_cancel_request_flags_the_lease_and_the_next_heartbeat_sees_it(store: TaskStore) -> None:
+    # Given a running attempt
+    task = new_task()
+    store.create(task)
+    claimed = store.get(task.id)
+    claimed.claim(1, "h:1", NOW, 30)
+    store.commit(claimed)
+    claim = claimed.claim_seq
+    assert claim is not None
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=40)) is LeaseState.HELD
+    # When a user cancels it (one commit: snapshot, event and the lease's flag together)
+    mutate(store, store.get(task.id), lambda t: t.request_cancel("alice", NOW + timedelta(seconds=5)))
+    # Then the next heartbeat still extends the lease and tells the attempt to stop
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=50)) is LeaseState.CANCEL_REQUESTED
+    assert store.get(task.id).lease_expires_at == NOW + timedelta(seconds=50)
+    # and a second DELETE changes nothing
+    again = mutate(store, store.get(task.id), lambda t: t.request_cancel("alice", NOW + timedelta(seconds=6)))
+    assert [e.type.value for e in store.events(task.id)].count("cancel_requested") == 1
+    # When the attempt acknowledges, the task ends cancelled and the lease goes with the commit
+    done = mutate(store, again, lambda t: t.acknowledge_cancel(1, "h:1", NOW + timedelta(seconds=7), claim_seq=claim))
+    assert done.status is Status.CANCELLED
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=60)) is LeaseState.LOST
+    cancelled = store.events(task.id)[-1]
+    assert (cancelled.type.value, cancelled.actor) == ("cancelled", "executor:h:1")

@@ -11,7 +11,7 @@ import pytest
 from tqcore.domain.codec import event_from_dict, event_to_dict
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import ErrorInfo, Event, EventType, RunStatus
-from tqcore.domain.runs import Run, page_of_runs, project_runs, run_to_dict
+from tqcore.domain.runs import Run, find_run, page_of_runs, project_runs, run_to_dict
 from tqcore.domain.task import Task
 
 pytestmark = pytest.mark.unit
@@ -290,3 +290,54 @@ def test_a_run_as_json_has_exactly_the_contract_fields() -> None:
         "log_size": None,
         "log_expires_at": None,
     }
+
+
+def test_outcomes_carry_the_log_size_and_expiry_into_the_run_even_once_stored() -> None:
+    expires = at(3600)
+    events = [
+        claimed(3, 1),
+        failed(4, 1, log_size=120, log_expires_at=expires),
+        claimed(6, 2),
+        ev(7, "succeeded", attempt=2, run_id="1.2", duration_ms=5, log_size=0, log_expires_at=expires),
+        claimed(9, 3),
+        ev(10, "cancel_requested", attempt=3),
+        ev(11, "cancelled", attempt=3, run_id="1.3", log_size=7, log_expires_at=expires),
+    ]
+    # Stored events hold the expiry as an RFC 3339 string; the projection reads both forms alike
+    for shown in (events, [event_from_dict(event_to_dict(e)) for e in events]):
+        runs = project_runs(shown)
+        assert [(r.run_id, r.status, r.log_size, r.log_expires_at) for r in runs] == [
+            ("1.3", RunStatus.CANCELLED, 7, expires),
+            ("1.2", RunStatus.SUCCEEDED, 0, expires),
+            ("1.1", RunStatus.FAILED, 120, expires),
+        ]
+        assert run_to_dict(runs[0])["log_size"] == 7
+        assert run_to_dict(runs[0])["log_expires_at"] == "2026-01-05T09:00:00.000Z"
+
+
+def test_runs_without_a_recorded_log_show_none() -> None:
+    # A lost run (the reaper), an outcome from before run logs, and a running one record no log
+    runs = project_runs(
+        [
+            claimed(3, 1),
+            ev(4, "lease_expired", attempt=1),
+            claimed(6, 2),
+            ev(7, "succeeded", attempt=2, run_id="1.2"),
+            claimed(9, 3),
+        ]
+    )
+    assert [(r.log_size, r.log_expires_at) for r in runs] == [(None, None)] * 3
+
+
+def test_a_nonsense_log_size_is_ignored() -> None:
+    runs = project_runs([claimed(3, 1), ev(4, "succeeded", attempt=1, run_id="1.1", log_size=True)])
+    assert runs[0].log_size is None
+
+
+def test_find_run_takes_the_newest_run_of_a_repeated_id() -> None:
+    # A redrive restarts attempt numbers: run id 1.1 appears twice, the newest (highest claim) wins
+    runs = project_runs([claimed(3, 1), failed(4, 1), ev(6, "redriven"), claimed(8, 1)])
+    found = find_run(runs, "1.1")
+    assert found is not None
+    assert found.seq == 8
+    assert find_run(runs, "9.9") is None

@@ -15,7 +15,7 @@ from tqcore.domain.errors import LeaseHeld, StoreUnavailable
 from tqcore.domain.model import EventType, RunStatus, Status
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
-from tqcore.ports import LeaseRecord
+from tqcore.ports import LeaseRecord, LeaseState
 from tqcore.recovery import reclaim_expired_leases
 from tqcore.scheduling import promote_due
 from tqcore.service import Tasks, TypeCatalog
@@ -179,7 +179,7 @@ def test_b_a_heartbeat_at_10_s_keeps_the_reaper_away_at_35_s() -> None:
     t0 = world.clock.now()
     # Given the worker HAD heartbeated at T+10 s (lease now until T+40 s) and crashed right after
     world.clock.advance(HEARTBEAT_S)
-    assert worker.heartbeat(claimed) is True
+    assert worker.heartbeat(claimed) is LeaseState.HELD
     assert world.store.get(claimed.id).lease_expires_at == at(t0, 40)
     # When the reaper passes at T+35 s and T+40 s, Then nothing is reclaimed: the lease is still good
     world.clock.advance(25)
@@ -205,7 +205,7 @@ def test_b_the_reclaim_at_35_s_loses_to_a_heartbeat_that_lands_first() -> None:
     world.clock.advance(35)
     stale_view: Task = world.store.get(claimed.id)
     # ... and its heartbeat landed before the reaper's commit
-    assert worker.heartbeat(claimed) is True
+    assert worker.heartbeat(claimed) is LeaseState.HELD
     stale_view.expire_lease(world.clock.now(), jitter=0.0)
     # When the reaper commits, Then its conditional commit is refused and the attempt keeps running
     with pytest.raises(LeaseHeld):

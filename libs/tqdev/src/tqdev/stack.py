@@ -17,6 +17,11 @@ from tqdev.procs import Proc, free_port, wait_until
 
 BIN = Path(sys.executable).parent
 
+#: Stack environment for tests and benches that drive many requests as one principal: a per-principal rate limit
+#: far above what a local stack serves, so the limiter still runs but never throttles (``make run`` keeps the
+#: contract's 200 requests/s, burst 400).
+HIGH_RATE_LIMIT = {"TQ_RATE_LIMIT_RPS": "100000", "TQ_RATE_LIMIT_BURST": "100000"}
+
 
 def unique_prefix() -> str:
     """A resource prefix no other stack or test uses (tests share one emulator)."""
@@ -64,6 +69,8 @@ class Stack:
             "TQ_GATEWAY_PORT": str(cfg.port),
             "TQ_READY_REQUIRES": ",".join(["scheduler", "reaper"] + (["executor"] if cfg.executors else [])),
             "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_dir(service)),
+            # The local stack accepts the contract's dev tokens and API keys (production defaults to keys only).
+            "TQ_AUTH": "dev,keys",
         }
         if cfg.endpoint_url:
             env["TQ_ENDPOINT_URL"] = cfg.endpoint_url

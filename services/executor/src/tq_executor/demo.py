@@ -9,11 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Any
+import threading
+from collections import deque
+from typing import IO, Any
 
 from tq_executor.handlers import TaskContext, handler
 from tq_executor.isolation import die_with_parent
 from tq_executor.settings import ExecutorSettings
+
+#: The ``script`` result keeps the last this many characters of stdout (the whole output is in the run log).
+STDOUT_TAIL_CHARS = 4096
 
 
 def _note_execution(ctx: TaskContext) -> None:
@@ -79,26 +84,49 @@ class Script:
         program = shutil.which(argv[0])
         if program is None:
             raise DemoError(f"{argv[0]!r} is not installed on this executor")
-        try:
-            done = subprocess.run(
-                [program, *argv[1:]],
-                capture_output=True,
-                text=True,
+        # Both streams are read line by line as the program runs and appended to the run log (stderr lines
+        # marked), so a program killed at its timeout or by a cancel leaves what it printed so far.
+        with subprocess.Popen(
+            [program, *argv[1:]],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent,  # killed with its handler process, never orphaned
+        ) as proc:
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            tail: deque[bytes] = deque()
+            readers = [
+                threading.Thread(target=_pump, args=(proc.stdout, ctx, b"", tail), daemon=True),
+                threading.Thread(target=_pump, args=(proc.stderr, ctx, b"[stderr] ", None), daemon=True),
+            ]
+            for reader in readers:
+                reader.start()
+            try:
                 # The executor kills this handler's process at timeout_s (and the program with it); this is
                 # only a backstop.
-                timeout=ctx.timeout_s + 1,
-                check=False,
-                preexec_fn=die_with_parent,  # killed with its handler process, never orphaned
-            )
-        except subprocess.TimeoutExpired as expired:
-            raise TimeoutError(f"{argv[0]} ran past {ctx.timeout_s} s and was killed") from expired
-        for line in done.stdout.splitlines():
-            ctx.log(line)
-        for line in done.stderr.splitlines():
-            ctx.log(f"[stderr] {line}")
-        if done.returncode != 0:
-            raise DemoError(f"{argv[0]} exited with status {done.returncode}")
-        return {"exit_code": done.returncode, "stdout": done.stdout[-4096:]}
+                code = proc.wait(timeout=ctx.timeout_s + 1)
+            except subprocess.TimeoutExpired as expired:
+                proc.kill()
+                raise TimeoutError(f"{argv[0]} ran past {ctx.timeout_s} s and was killed") from expired
+            for reader in readers:
+                reader.join()
+        if code != 0:
+            raise DemoError(f"{argv[0]} exited with status {code}")
+        stdout = b"".join(tail).decode("utf-8", "replace")
+        return {"exit_code": code, "stdout": stdout[-STDOUT_TAIL_CHARS:]}
+
+
+def _pump(stream: IO[bytes], ctx: TaskContext, mark: bytes, tail: deque[bytes] | None) -> None:
+    """Copy a program's stream to the run log line by line; keep the last few KiB in ``tail``."""
+    kept = 0
+    for line in stream:
+        ctx.write_log(mark + line if line.endswith(b"\n") else mark + line + b"\n")
+        if tail is not None:
+            tail.append(line)
+            kept += len(line)
+            while kept - len(tail[0]) >= STDOUT_TAIL_CHARS:
+                kept -= len(tail.popleft())
 
 
 def _field(ctx: TaskContext, name: str, kind: type | tuple[type, ...]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,21 +23,37 @@ class Job:
     worker: str
     #: ``<run>.<attempt>``: which run of a repeating task this attempt belongs to (as ``/runs`` lists it).
     run_id: str = ""
+    #: The file the attempt's output goes to (its fds 1 and 2 and ``ctx.log``); empty: not captured.
+    log_path: str = ""
 
 
 @dataclass
 class TaskContext(Job):
-    """What a handler sees of the attempt it runs: the job, a stop flag, and its captured output."""
+    """What a handler sees of the attempt it runs: the job, a stop flag, and its run log."""
 
-    #: For handlers that wait (``sleep``). An attempt that must stop (timeout, lost lease, shutdown) is
-    #: stopped by killing its handler process, so inside a handler this flag is never set today.
+    #: For handlers that wait (``sleep``): set when the attempt's task is cancelled, a short grace before the
+    #: executor kills the handler process. A timeout, a lost lease or a shutdown kill it without warning.
     stop: threading.Event = field(default_factory=threading.Event)
-    #: Captured output lines for the run log.
+    #: Lines logged while no log file is open (a handler called outside an executor, e.g. in a test).
     output: list[str] = field(default_factory=list)
+    #: The run log's file descriptor (opened ``O_APPEND`` by the handler process), or -1.
+    log_fd: int = field(default=-1, repr=False)
 
     def log(self, line: str) -> None:
         """Add a line to this attempt's run log."""
-        self.output.append(line)
+        if self.log_fd < 0:
+            self.output.append(line)
+            return
+        self.write_log(line.encode("utf-8", "replace") + (b"" if line.endswith("\n") else b"\n"))
+
+    def write_log(self, data: bytes) -> None:
+        """Append raw bytes to the run log (one ``O_APPEND`` write: lines from several threads never mix)."""
+        if self.log_fd < 0:
+            self.output.append(data.decode("utf-8", "replace").rstrip("\n"))
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.log_fd, view) :]
 
     def sleep(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; False if the attempt was told to stop first."""

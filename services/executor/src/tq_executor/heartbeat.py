@@ -1,7 +1,9 @@
 """Heartbeats: every ``TQ_HEARTBEAT_S`` extend each running attempt's lease and its message's visibility.
 
-An attempt whose lease is gone (the reaper reclaimed it, the task was redriven) is told to stop; so is one
-whose lease could not be extended for longer than the lease leaves (the store unreachable): by then the
+A beat is one conditional ``UpdateItem`` per attempt, which also returns the lease item: if the task's cancel
+was requested meanwhile (its commit flagged the lease), the attempt is told to stop and records the cancel, with
+no extra call. An attempt whose lease is gone (the reaper reclaimed it, the task was redriven) is told to stop;
+so is one whose lease could not be extended for longer than the lease leaves (the store unreachable): by then the
 reaper may have handed the task to someone else. At shutdown, attempts still running after the grace period
 are stopped first, then released, so another executor takes them at once.
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
+from tqcore.ports import LeaseState
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +29,14 @@ STOP_WAIT_S = 5.0
 
 @dataclass(eq=False)
 class Active:
-    """A running attempt: its task, the flag that stops it, and the SQS message that carried it."""
+    """A running attempt: its task, the flags that stop it, and the SQS message that carried it."""
 
     task: Task
     message: Any = None
+    #: Stop and record nothing (lease lost, shutdown).
     stop: threading.Event = field(default_factory=threading.Event)
+    #: Stop because the task was cancelled, and record the cancel.
+    cancel: threading.Event = field(default_factory=threading.Event)
     #: Set by the runner once the attempt's handler is no longer running.
     ended: threading.Event = field(default_factory=threading.Event)
     extended_at: float = field(default_factory=time.monotonic)
@@ -77,17 +83,20 @@ class Heartbeat:
             running = list(self._active.values())
         for active in running:
             try:
-                alive = self._attempts.heartbeat(active.task)
+                state = self._attempts.heartbeat(active.task)
             except Exception as error:  # noqa: BLE001 - try again next beat while the lease has slack
                 log.warning("heartbeat failed: %s", error, extra={"task_id": active.task.id})
                 if time.monotonic() - active.extended_at > self._lease_s - self._interval_s:
                     log.warning("lease about to run out unextended; stopping", extra={"task_id": active.task.id})
                     active.stop.set()
                 continue
-            if not alive:
+            if state is LeaseState.LOST:
                 log.warning("lease lost; stopping the attempt", extra={"task_id": active.task.id})
                 active.stop.set()
                 continue
+            if state is LeaseState.CANCEL_REQUESTED and not active.cancel.is_set():
+                log.info("task cancelled; stopping the attempt", extra={"task_id": active.task.id})
+                active.cancel.set()
             active.extended_at = time.monotonic()
             if active.message is not None:
                 with contextlib.suppress(Exception):  # visibility is a courtesy; the lease is what counts

@@ -3,8 +3,13 @@
 Each worker thread owns one long-lived child (started from a clean ``forkserver``, with the handler modules
 preloaded, class handlers set up once per child). The thread sends a job down a pipe and waits for the outcome;
 past ``timeout_s``, or when told to stop (lease lost, shutdown), it SIGKILLs the child and starts a new one for
-the next job. Children die with their executor: each asks the kernel for SIGKILL when its parent (the fork
-server, which exits when the executor does) goes away, so no handler outlives the process holding its lease.
+the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the handler's ``ctx.stop``) and kills
+only if the handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the
+kernel for SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
+handler outlives the process holding its lease.
+
+While a job runs, the child's fds 1 and 2 point at the attempt's log file (``O_APPEND``), so whatever the
+handler, C code or a subprocess prints lands there, and survives the child being killed.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,6 +38,10 @@ log = logging.getLogger(__name__)
 POLL_S = 0.05
 #: Error messages are cut to this many characters in ``last_error``.
 MAX_ERROR_CHARS = 2000
+#: How long a cancelled handler may take to return after ``ctx.stop`` is set before its process is killed.
+CANCEL_GRACE_S = 2.0
+#: The signal that sets the running handler's ``ctx.stop`` in the child.
+STOP_SIGNAL = signal.SIGUSR1
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,8 @@ class Outcome:
     error_type: str | None = None
     error_message: str | None = None
     timed_out: bool = False
-    output: list[str] = field(default_factory=list)
+    #: The attempt was told to stop because its task was cancelled (whatever the handler then returned).
+    cancelled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -65,21 +77,44 @@ class HandlerProcess:
         self._process: Any = None
         self._conn: Connection | None = None
 
-    def run(self, job: Job, stop: threading.Event) -> Outcome:
-        """Run ``job`` in the child, waiting at most ``job.timeout_s``; raises ``Stopped`` or ``HandlerCrashed``."""
+    def run(
+        self,
+        job: Job,
+        stop: threading.Event,
+        cancel: threading.Event | None = None,
+        *,
+        cancel_grace_s: float = CANCEL_GRACE_S,
+    ) -> Outcome:
+        """Run ``job`` in the child, waiting at most ``job.timeout_s``; raises ``Stopped`` or ``HandlerCrashed``.
+
+        ``cancel`` asks the handler to stop (``ctx.stop``), then kills it after ``cancel_grace_s``; the outcome
+        is then ``cancelled``. An outcome that arrived before the cancel was acted on is returned as it is.
+        """
         conn = self._ensure_child()
         conn.send(job)
         deadline = time.monotonic() + job.timeout_s
+        kill_at: float | None = None  # set once the handler was asked to stop for a cancel
         while True:
             if conn.poll(POLL_S):
                 try:
                     outcome: Outcome = conn.recv()
                 except EOFError:
                     outcome = self._crashed()
-                return outcome
+                return outcome if kill_at is None else replace(outcome, cancelled=True)
             if stop.is_set():
                 self.kill()
                 raise Stopped(f"attempt {job.attempt} of {job.task_id} was stopped")
+            if cancel is not None and cancel.is_set() and kill_at is None:
+                kill_at = time.monotonic() + cancel_grace_s
+                with contextlib.suppress(OSError):
+                    os.kill(self._process.pid, STOP_SIGNAL)
+            if kill_at is not None and time.monotonic() > kill_at:
+                self.kill()
+                return Outcome(
+                    error_type="Cancelled",
+                    error_message=f"cancelled; the handler did not stop within {cancel_grace_s} s and was killed",
+                    cancelled=True,
+                )
             if time.monotonic() > deadline:
                 self.kill()
                 return Outcome(
@@ -147,6 +182,11 @@ def child_main(conn: Connection, modules: list[str]) -> None:
     """The child's loop: run each job, send back its outcome, until told to stop (``None``)."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the executor, which stops us itself
+    signal.signal(STOP_SIGNAL, _stop_current)
+    # Line-buffered, so what Python code prints reaches the log file even if the process is killed.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     load_modules(modules)
     registry.setup()
     try:
@@ -162,17 +202,66 @@ def child_main(conn: Connection, modules: list[str]) -> None:
         registry.teardown()
 
 
+#: The context of the job the child is running (what ``STOP_SIGNAL`` stops), or ``None`` between jobs.
+_current: TaskContext | None = None
+
+
+def _stop_current(signum: int, frame: Any) -> None:
+    ctx = _current
+    if ctx is not None:
+        # Set from another thread: the handler may be inside ``ctx.stop.wait()`` holding the event's lock,
+        # which this signal handler (running on that same thread) must not try to take.
+        threading.Thread(target=ctx.stop.set, daemon=True).start()
+
+
+@contextlib.contextmanager
+def captured_output(path: str) -> Iterator[int]:
+    """Point fds 1 and 2 at the log file ``path`` (``O_APPEND``) for the block; yields its fd (-1: no file)."""
+    if not path:
+        yield -1
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    _flush_std()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield fd
+    finally:
+        _flush_std()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for spare in (*saved, fd):
+            os.close(spare)
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
 def run_job(job: Job) -> Outcome:
-    """Run one job with the registered handler (in the child)."""
-    ctx = TaskContext(**vars(job))
-    handler = registry.get(job.type)
+    """Run one job with the registered handler (in the child), its output captured in ``job.log_path``."""
+    global _current
+    with captured_output(job.log_path) as log_fd:
+        ctx = TaskContext(**vars(job), log_fd=log_fd)
+        _current = ctx
+        try:
+            return _call(ctx)
+        finally:
+            _current = None
+
+
+def _call(ctx: TaskContext) -> Outcome:
+    handler = registry.get(ctx.type)
     try:
         if handler is None:
-            raise LookupError(f"this executor has no handler for type {job.type!r}")
+            raise LookupError(f"this executor has no handler for type {ctx.type!r}")
         result = handler(ctx)
         # The result must be strict JSON; if not, the attempt fails.
-        return Outcome(result_json=json.dumps(result, allow_nan=False), output=ctx.output)
+        return Outcome(result_json=json.dumps(result, allow_nan=False))
     except TimeoutError as error:
-        return Outcome(error_type="TimeoutError", error_message=str(error), timed_out=True, output=ctx.output)
+        return Outcome(error_type="TimeoutError", error_message=str(error), timed_out=True)
     except Exception as error:  # noqa: BLE001 - any handler failure is an attempt failure
-        return Outcome(error_type=type(error).__name__, error_message=str(error)[:MAX_ERROR_CHARS], output=ctx.output)
+        return Outcome(error_type=type(error).__name__, error_message=str(error)[:MAX_ERROR_CHARS])

@@ -18,11 +18,13 @@ from tq_executor.broker import FifoSQSBroker
 from tq_executor.handlers import load_modules, registry
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.middleware.redeliver_on_error import RedeliverOnError
+from tq_executor.run_log import RunLogs
 from tq_executor.runner import Runner
 from tq_executor.settings import ExecutorSettings
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.adapters.s3.run_logs import S3RunLogs
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock
 from tqcore.dispatch import actor_name
@@ -80,7 +82,12 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     queue = SqsTaskQueue(aws.client(settings, "sqs"), settings)
     attempts = Attempts(store, queue, SystemClock(), worker=worker, lease_s=settings.lease_s)
     heartbeat = Heartbeat(attempts, interval_s=settings.heartbeat_s, lease_s=settings.lease_s)
-    runner = Runner(attempts, heartbeat, settings.handler_modules)
+    logs = RunLogs(
+        S3RunLogs(aws.client(settings, "s3"), settings),
+        max_bytes=settings.run_log_max_bytes,
+        retention_s=settings.run_log_retention_s,
+    )
+    runner = Runner(attempts, heartbeat, settings.handler_modules, logs)
     broker = build_broker(settings, runner)
     presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)
 

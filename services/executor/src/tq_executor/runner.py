@@ -10,8 +10,10 @@ from typing import Any
 from tq_executor.handlers import Job
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.isolation import HandlerCrashed, HandlerProcess, Outcome, Stopped
+from tq_executor.run_log import RunLogs
 from tqcore.dispatch import Dispatch
-from tqcore.domain.model import ErrorInfo, RunStatus
+from tqcore.domain.errors import IllegalTransition
+from tqcore.domain.model import ErrorInfo, RunLog, RunStatus
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
 
@@ -21,10 +23,14 @@ log = logging.getLogger(__name__)
 class Runner:
     """The one function every actor calls; each worker thread has its own handler process."""
 
-    def __init__(self, attempts: Attempts, heartbeat: Heartbeat, modules: list[str]) -> None:
+    def __init__(
+        self, attempts: Attempts, heartbeat: Heartbeat, modules: list[str], logs: RunLogs | None = None
+    ) -> None:
         self.attempts = attempts
         self.heartbeat = heartbeat
         self._modules = modules
+        #: Where attempts' output is captured and stored; ``None``: not captured (tests of other things).
+        self.logs = logs
         self._local = threading.local()
         self._processes: list[HandlerProcess] = []
         self._lock = threading.Lock()
@@ -39,9 +45,11 @@ class Runner:
         log.info("attempt started", extra=extra)
         active = self.heartbeat.track(task, message)
         try:
-            outcome = self._process().run(self._job(task), active.stop)
+            outcome = self._process().run(self._job(task), active.stop, active.cancel)
         except Stopped:
             self.heartbeat.untrack(active)
+            if self.logs is not None:
+                self.logs.discard(task)  # nothing is recorded for this attempt: its next owner records its own
             log.info("attempt stopped (lease lost or released)", extra=extra)
             return
         except HandlerCrashed as crash:
@@ -49,18 +57,27 @@ class Runner:
         try:
             # Recorded even if it was told to stop meanwhile: a finished outcome beats a release (which then
             # finds the attempt gone), and a zombie's write is refused by the fence anyway.
-            self._record(task, outcome)
+            run_log = self.logs.collect(task) if self.logs is not None else None
+            self._record(task, outcome, run_log)
         finally:
             self.heartbeat.untrack(active)
-        log.info("attempt %s", "succeeded" if outcome.ok else f"failed: {outcome.error_type}", extra=extra)
+        log.info("attempt %s", _describe(outcome), extra=extra)
 
-    def _record(self, task: Task, outcome: Outcome) -> None:
+    def _record(self, task: Task, outcome: Outcome, run_log: RunLog | None) -> None:
+        if outcome.cancelled:
+            # Told to stop because its task was cancelled (the heartbeat saw the lease's flag): whatever the
+            # handler returned after that, the attempt is recorded as the cancel's acknowledgement.
+            try:
+                self.attempts.cancelled(task, run_log)
+                return
+            except IllegalTransition as refused:  # no cancel on record after all: never leave the run open
+                log.error("cancel not recorded (%s); failing the attempt", refused, extra={"task_id": task.id})
         if outcome.ok:
             assert outcome.result_json is not None
-            self.attempts.succeed(task, json.loads(outcome.result_json))
+            self.attempts.succeed(task, json.loads(outcome.result_json), run_log)
             return
         error = ErrorInfo(outcome.error_type or "Error", outcome.error_message or "")
-        self.attempts.fail(task, error, RunStatus.TIMED_OUT if outcome.timed_out else RunStatus.FAILED)
+        self.attempts.fail(task, error, RunStatus.TIMED_OUT if outcome.timed_out else RunStatus.FAILED, run_log)
 
     def _job(self, task: Task) -> Job:
         return Job(
@@ -72,6 +89,7 @@ class Runner:
             task.timeout_s,
             self.attempts.worker,
             task.run_id(task.attempts),
+            str(self.logs.path(task)) if self.logs is not None else "",
         )
 
     def _process(self) -> HandlerProcess:
@@ -88,3 +106,11 @@ class Runner:
             processes = list(self._processes)
         for process in processes:
             process.close()
+        if self.logs is not None:
+            self.logs.close()
+
+
+def _describe(outcome: Outcome) -> str:
+    if outcome.cancelled:
+        return "cancelled"
+    return "succeeded" if outcome.ok else f"failed: {outcome.error_type}"

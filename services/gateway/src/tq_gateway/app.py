@@ -8,22 +8,34 @@ from typing import Any
 import falcon
 
 from tq_gateway import errors
-from tq_gateway.auth import DEV_PRINCIPALS, BearerAuth
+from tq_gateway.auth import BearerAuth, authenticators
 from tq_gateway.body import BodyLimit
 from tq_gateway.metrics import Metrics
 from tq_gateway.openapi import OpenApi
+from tq_gateway.ratelimit import RateLimit, Replicas, instance_name
 from tq_gateway.resources import Health, Ready, TaskCollection, TaskItem
-from tq_gateway.resources_history import DeadLetterCollection, DeadLetterRedrive, TaskEvents, TaskRedrive, TaskRuns
+from tq_gateway.resources_history import (
+    DeadLetterCollection,
+    DeadLetterRedrive,
+    QueueList,
+    TaskEvents,
+    TaskRedrive,
+    TaskRunLog,
+    TaskRuns,
+)
 from tq_gateway.settings import GatewaySettings
 from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.api_keys import DynamoApiKeyStore
 from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.adapters.s3.run_logs import S3RunLogs
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
+from tqcore.api_keys import ApiKeys
 from tqcore.clock import SystemClock, new_task_id
 from tqcore.logs import configure_logging
-from tqcore.management import DeadLetters, TaskHistory
-from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
+from tqcore.management import DeadLetters, TaskHistory, TaskListing
+from tqcore.ports import Clock, ManagedQueue, Registry, RunLogStore, TaskStore
 from tqcore.queries import TaskQueries
 from tqcore.service import Tasks, TypeCatalog
 
@@ -33,26 +45,33 @@ def build_app(
     *,
     store: TaskStore,
     queries: TaskQueries,
-    queue: TaskQueue,
+    queue: ManagedQueue,
     registry: Registry,
     clock: Clock,
     new_id: Callable[[], str] = new_task_id,
+    replicas: Replicas | None = None,
+    logs: RunLogStore | None = None,
+    api_keys: ApiKeys | None = None,
 ) -> falcon.App[Any, Any]:
-    """The Falcon app over the given adapters (tests may pass their own)."""
+    """The Falcon app over the given adapters (tests may pass their own; ``replicas`` defaults to one)."""
     tasks = Tasks(store, queue, TypeCatalog(registry), clock, new_id)
-    history = TaskHistory(store)
+    history = TaskHistory(store, logs, clock)
     dead_letters = DeadLetters(store, queries, queue, clock)
-    middleware: list[Any] = [BodyLimit(settings.max_body_bytes), BearerAuth(DEV_PRINCIPALS)]
+    middleware: list[Any] = [BodyLimit(settings.max_body_bytes), BearerAuth(authenticators(settings, api_keys))]
+    if settings.rate_limit_rps > 0:  # after authentication: the limit is per principal
+        middleware.append(RateLimit.from_settings(settings, replicas or Replicas()))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
-    app.add_route("/v1/tasks", TaskCollection(tasks))
+    app.add_route("/v1/tasks", TaskCollection(tasks, TaskListing(queries)))
     app.add_route("/v1/tasks/{task_id}", TaskItem(tasks))
     app.add_route("/v1/tasks/{task_id}/runs", TaskRuns(history))
+    app.add_route("/v1/tasks/{task_id}/runs/{run_id}/log", TaskRunLog(history))
     app.add_route("/v1/tasks/{task_id}/events", TaskEvents(history))
     app.add_route("/v1/tasks/{task_id}/redrive", TaskRedrive(dead_letters))
     app.add_route("/v1/dlq", DeadLetterCollection(dead_letters))
     app.add_route("/v1/dlq/redrive", DeadLetterRedrive(dead_letters))
+    app.add_route("/v1/queues", QueueList(queue))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(registry, settings.ready_requires))
     app.add_route("/metrics", Metrics())
@@ -65,11 +84,17 @@ def create_app() -> falcon.App[Any, Any]:
     settings = GatewaySettings()
     configure_logging("gateway")
     ddb = aws.client(settings, "dynamodb")
+    registry = DynamoRegistry(ddb, settings)
+    replicas = Replicas(registry)
+    replicas.start(instance_name(settings))
     return build_app(
         settings,
         store=DynamoTaskStore(ddb, settings),
         queries=DynamoTaskQueries(ddb, settings),
         queue=SqsTaskQueue(aws.client(settings, "sqs"), settings),
-        registry=DynamoRegistry(ddb, settings),
+        registry=registry,
         clock=SystemClock(),
+        replicas=replicas,
+        logs=S3RunLogs(aws.client(settings, "s3"), settings),
+        api_keys=ApiKeys(DynamoApiKeyStore(ddb, settings), SystemClock()),
     )

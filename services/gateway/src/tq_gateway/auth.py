@@ -1,13 +1,22 @@
-"""Bearer-token authentication: a middleware that puts the caller's ``Principal`` on the request."""
+"""Bearer-token authentication: a middleware that puts the caller's ``Principal`` on the request.
+
+The middleware asks a chain of authenticators, one per accepted kind of token (``TQ_AUTH``); each recognises its
+own kind by its shape and ignores the others. Tokens are never logged, and never put in an error message.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import falcon
 
-from tqcore.domain.access import Principal
+from tq_gateway.jwt_auth import InvalidToken, JwtTokens
+from tq_gateway.settings import GatewaySettings
+from tqcore.api_keys import ApiKeys
+from tqcore.domain.access import Principal, api_key_hash
 
 #: The contract's dev principals (section 1): local stack only.
 DEV_PRINCIPALS: Mapping[str, Principal] = {
@@ -20,6 +29,9 @@ DEV_PRINCIPALS: Mapping[str, Principal] = {
 #: Paths anyone may call.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
+#: How long a gateway worker trusts an API key it looked up: a revocation takes effect within this time.
+API_KEY_CACHE_S = 10.0
+
 
 class Unauthenticated(falcon.HTTPUnauthorized):
     """No token, or one we do not know."""
@@ -28,20 +40,101 @@ class Unauthenticated(falcon.HTTPUnauthorized):
         super().__init__(title="Unauthorized", description=detail, challenges=["Bearer"])
 
 
+class Authenticator(Protocol):
+    """Resolves one kind of bearer token."""
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The caller, or ``None`` if the token is not of this kind or unknown; ``InvalidToken`` to refuse."""
+        ...
+
+
+class DevTokens:
+    """The fixed dev tokens (``dev-alice`` ...)."""
+
+    def __init__(self, principals: Mapping[str, Principal] = DEV_PRINCIPALS) -> None:
+        self._principals = principals
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The dev principal named by the token."""
+        return self._principals.get(token)
+
+
+class CachedApiKeys:
+    """API keys, each successful lookup remembered for ``ttl_s`` (by the token's hash, not the token)."""
+
+    def __init__(
+        self,
+        keys: ApiKeys,
+        ttl_s: float = API_KEY_CACHE_S,
+        max_entries: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._keys = keys
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._monotonic = monotonic
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The key's principal, from the cache or the store."""
+        digest = api_key_hash(token)
+        now = self._monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        principal = self._keys.authenticate(token)
+        with self._lock:
+            if principal is None:
+                self._cache.pop(digest, None)
+                return None
+            if len(self._cache) >= self._max_entries:
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                if len(self._cache) >= self._max_entries:
+                    self._cache.clear()
+            self._cache[digest] = (now + self._ttl_s, principal)
+        return principal
+
+
 class BearerAuth:
     """Resolves ``Authorization: Bearer <token>`` to a principal in ``req.context.principal``."""
 
-    def __init__(self, principals: Mapping[str, Principal]) -> None:
-        self._principals = principals
+    def __init__(self, authenticators: Sequence[Authenticator]) -> None:
+        self._authenticators = list(authenticators)
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         if req.path in PUBLIC_PATHS or resource is None:
             return
         header = req.get_header("Authorization") or ""
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        principal = self._principals.get(token.strip())
-        if principal is None:
-            raise Unauthenticated("unknown token")
-        req.context.principal = principal
+        req.context.principal = self.principal(token)
+
+    def principal(self, token: str) -> Principal:
+        """The first authenticator's answer; ``Unauthenticated`` if none knows the token."""
+        for authenticator in self._authenticators:
+            try:
+                principal = authenticator.authenticate(token)
+            except InvalidToken as error:
+                raise Unauthenticated(f"invalid token: {error}") from None
+            if principal is not None:
+                return principal
+        raise Unauthenticated("unknown token")
+
+
+def authenticators(settings: GatewaySettings, api_keys: ApiKeys | None) -> list[Authenticator]:
+    """The chain ``TQ_AUTH`` asks for (API keys need ``api_keys``)."""
+    chain: list[Authenticator] = []
+    for kind in dict.fromkeys(settings.auth):
+        if kind == "keys":
+            if api_keys is None:
+                raise ValueError("TQ_AUTH=keys needs an API key store")
+            chain.append(CachedApiKeys(api_keys))
+        elif kind == "jwt":
+            chain.append(JwtTokens.from_settings(settings))
+        else:
+            chain.append(DevTokens())
+    return chain

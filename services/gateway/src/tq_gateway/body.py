@@ -64,3 +64,8 @@ def json_object(req: falcon.Request) -> dict[str, Any]:
     except ValueError as error:  # a number too large for a float, e.g. 1e999 parsed as inf
         raise _bad(f"the body is not valid JSON: {error}") from None
     return value
+
+
+def query_params(req: falcon.Request, *names: str) -> dict[str, Any]:
+    """The named query parameters that were given (others are ignored, as for any careful HTTP API)."""
+    return {name: req.params[name] for name in names if name in req.params}

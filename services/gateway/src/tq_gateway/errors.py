@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 from pydantic import ValidationError
 
+from tq_gateway.ratelimit import RateLimited
 from tqcore.domain.errors import (
     Forbidden,
     GroupRequired,
@@ -16,10 +17,12 @@ from tqcore.domain.errors import (
     IllegalTransition,
     InvalidCursor,
     InvalidSchedule,
+    LogExpired,
     PreconditionFailed,
     QueueUnavailable,
     StoreUnavailable,
     TaskNotFound,
+    TaskTooLarge,
     TqError,
     UnknownTaskType,
     VersionConflict,
@@ -33,11 +36,13 @@ PROBLEM_JSON = "application/problem+json"
 #: Domain error -> (HTTP status, problem slug). The first matching class (in order) wins.
 DOMAIN_ERRORS: list[tuple[type[TqError], int, str]] = [
     (TaskNotFound, 404, "not-found"),
+    (LogExpired, 410, "gone"),
     (Forbidden, 403, "forbidden"),
     (IdempotencyMismatch, 409, "idempotency-key-reused"),
     (UnknownTaskType, 422, "unknown-task-type"),
     (InvalidSchedule, 422, "invalid-schedule"),
     (PreconditionFailed, 412, "precondition-failed"),
+    (TaskTooLarge, 413, "too-large"),
     (GroupRequired, 422, "group-required"),
     (InvalidCursor, 400, "invalid-cursor"),
     (VersionConflict, 409, "conflict"),
@@ -97,6 +102,11 @@ def _http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPEr
         resp.set_headers(error.headers)
 
 
+def _rate_limited(req: falcon.Request, resp: falcon.Response, error: RateLimited, params: Any) -> None:
+    problem(resp, 429, "rate-limited", str(error), retry_after_s=error.retry_after_s)
+    resp.set_header("Retry-After", str(error.retry_after_s))
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     problem(resp, 500, "internal", "an internal error occurred; it has been logged")
@@ -112,3 +122,4 @@ def register(app: falcon.App[Any, Any]) -> None:
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(ValidationError, _validation_error)
     app.add_error_handler(TqError, _domain_error)
+    app.add_error_handler(RateLimited, _rate_limited)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import multiprocess
 
+from tq_gateway.buckets import create_table
 from tq_gateway.settings import GatewaySettings
 
 _settings = GatewaySettings()
@@ -23,11 +30,40 @@ keepalive = 75
 accesslog = None
 # gunicorn 23+ opens a control socket in $HOME by default; several gateways on one machine would share it.
 control_socket_disable = True
+# HTTPS when a certificate is configured; with a client CA, mutual TLS: no certificate signed by that CA, no
+# connection (the handshake fails before any HTTP). Bearer authentication still applies on top.
+if _settings.tls_cert:
+    certfile = _settings.tls_cert
+    keyfile = _settings.tls_key
+    if _settings.tls_client_ca:
+        ca_certs = _settings.tls_client_ca
+        cert_reqs = ssl.CERT_REQUIRED
+
+
+def on_starting(server: Any) -> None:
+    """Before forking workers: create the host's shared rate-limit table and name this replica, for the workers.
+
+    Workers inherit the master's environment, so every worker of this master maps the same table and
+    heartbeats the same presence instance (``<host>:<master pid>``): one replica, however many workers.
+    """
+    # Memory-backed where there is one (any local directory works: the pages stay cached); mkdtemp makes a
+    # private (0700) directory with a random name under it.
+    shm = Path("/dev/shm")  # noqa: S108
+    directory = tempfile.mkdtemp(prefix="tq-gateway-", dir=shm if shm.is_dir() else None)
+    table = os.path.join(directory, "rate-limit")
+    create_table(table)
+    os.environ["TQ_RATE_LIMIT_TABLE"] = table
+    os.environ.setdefault("TQ_GATEWAY_INSTANCE", f"{socket.gethostname()}:{os.getpid()}")
+
+
+def on_exit(server: Any) -> None:
+    """Remove the shared rate-limit table."""
+    table = os.environ.get("TQ_RATE_LIMIT_TABLE")
+    if table:
+        shutil.rmtree(os.path.dirname(table), ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:
     """Let /metrics forget a dead worker's live gauges."""
-    import os
-
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

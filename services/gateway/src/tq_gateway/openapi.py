@@ -1,4 +1,8 @@
-"""``/openapi.json``: OpenAPI 3.1 for the endpoints that exist, schemas derived from the pydantic models."""
+"""``/openapi.json``: OpenAPI 3.1 for every endpoint; request schemas come from the pydantic models.
+
+The task endpoints are described here, a task's history, the dead letters and the queues in
+``openapi_history``, and the shared schemas, responses and headers in ``openapi_components``.
+"""
 
 from __future__ import annotations
 
@@ -7,172 +11,227 @@ from typing import Any
 import falcon
 
 from tq_gateway import openapi_history
-from tqcore.domain.commands import SubmitTask, UpdateTask
-from tqcore.domain.model import Overlap, Priority, Status
+from tq_gateway.openapi_components import GUARDED, NAME, NOT_FOUND, headers, ok, problem, ref, responses, schemas
+from tqcore.domain.model import Status
 
-PROBLEM = {"$ref": "#/components/schemas/Problem"}
-TS = {"type": ["string", "null"], "format": "date-time"}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": PROBLEM}}}
+TOO_LARGE = {"413": ref("BodyTooLarge", "responses")}
 
 
-def _task_schema() -> dict[str, Any]:
-    nullable_str = {"type": ["string", "null"]}
+def _json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": ref(schema)}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _if_match() -> dict[str, Any]:
     return {
-        "type": "object",
-        "required": ["id", "type", "group", "owner", "status", "version", "priority", "created_at"],
-        "properties": {
-            "id": {"type": "string"},
-            "type": {"type": "string"},
-            "group": {"type": "string"},
-            "owner": {"type": "string"},
-            "name": nullable_str,
-            "description": nullable_str,
-            "payload": {},
-            "priority": {"enum": [p.value for p in Priority]},
-            "status": {"enum": [s.value for s in Status]},
-            "version": {"type": "integer"},
-            "attempts": {"type": "integer"},
-            "retries": {"type": "integer"},
-            "retry": {"type": "object"},
-            "timeout_s": {"type": "integer"},
-            "schedule": {"type": ["object", "null"]},
-            "overlap": {"enum": [o.value for o in Overlap]},
-            "expires_at": TS,
-            "idempotency_key": nullable_str,
-            "worker": nullable_str,
-            "created_at": {"type": "string", "format": "date-time"},
-            "updated_at": TS,
-            "queued_at": TS,
-            "started_at": TS,
-            "finished_at": TS,
-            "next_run_at": TS,
-            "lease_expires_at": TS,
-            "run_count": {"type": "integer"},
-            "resends": {"type": "integer"},
-            "poison_strikes": {"type": "integer"},
-            "claim_seq": {"type": ["integer", "null"]},
-            "cancel_requested": {"type": "boolean"},
-            "next_slot_at": TS,
-            "waiting_slot": TS,
-            "parent_id": nullable_str,
-            "last_error": {"type": ["object", "null"]},
-            "result": {},
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": 'apply only to this version: `3` or `"3"` (`*`: any); a weak tag never matches (412); '
+        "anything else is a 400",
+        "schema": {"type": "string", "pattern": '^([0-9]{1,18}|"[0-9]{1,18}"|\\*)$'},
+    }
+
+
+def _task_paths() -> dict[str, Any]:
+    task_ok = ok("the task", "Task", ETag="ETag")
+    task_id = [ref("TaskId", "parameters")]
+    return {
+        "/v1/tasks": {
+            "get": {
+                "operationId": "listTasks",
+                "summary": "List tasks, newest first",
+                "description": "A page of one group's tasks (all the caller's groups merged if none is named; an "
+                "admin must name one). A filtered page may come back short, even empty, with a `next_cursor`.",
+                "parameters": [
+                    ref("Group", "parameters"),
+                    _query(
+                        "status", "only tasks in this status", {"type": "string", "enum": [s.value for s in Status]}
+                    ),
+                    _query("type", "only tasks of this type", NAME),
+                    ref("Limit", "parameters"),
+                    ref("Cursor", "parameters"),
+                ],
+                "responses": {
+                    "200": ok("a page of tasks", "TaskPage"),
+                    "400": problem("a cursor this listing did not hand out"),
+                    "403": problem("not a member of the group"),
+                    "422": problem("an invalid query parameter, or an admin named no group (errors: [{loc, msg}])"),
+                    **GUARDED,
+                },
+            },
+            "post": {
+                "operationId": "submitTask",
+                "summary": "Submit a task",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "same as the body's `idempotency_key` (both given and different: 400)",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    }
+                ],
+                "requestBody": _json_body("SubmitTask"),
+                "responses": {
+                    "201": ok("created", "Task", ETag="ETag", Location="Location"),
+                    "200": ok(
+                        "an idempotent replay: the task the same key and body created within 24 h",
+                        "Task",
+                        ETag="ETag",
+                        Location="Location",
+                        **{"Idempotent-Replayed": "IdempotentReplayed"},
+                    ),
+                    **TOO_LARGE,
+                    "400": problem("malformed JSON, or the Idempotency-Key header and body differ"),
+                    "403": problem("not a member of the group"),
+                    "409": problem("the idempotency key was used with another body"),
+                    "422": problem(
+                        "an invalid body (errors: [{loc, msg}]), an unknown task type, or a schedule with no run left"
+                    ),
+                    **GUARDED,
+                },
+            },
+        },
+        "/v1/tasks/{task_id}": {
+            "get": {
+                "operationId": "getTask",
+                "summary": "Read a task",
+                "parameters": task_id,
+                "responses": {"200": task_ok, **NOT_FOUND, **GUARDED},
+            },
+            "patch": {
+                "operationId": "updateTask",
+                "summary": "Change a task; a new schedule, payload or priority applies from the next run",
+                "parameters": [*task_id, _if_match()],
+                "requestBody": _json_body("UpdateTask"),
+                "responses": {
+                    "200": ok("the changed task", "Task", ETag="ETag"),
+                    **TOO_LARGE,
+                    "400": problem("malformed JSON or If-Match"),
+                    **NOT_FOUND,
+                    "409": problem("the task is terminal, or the change is not allowed in its state"),
+                    "412": problem("If-Match names another version (or is a weak tag)"),
+                    "422": problem("an invalid body (errors: [{loc, msg}]), or a schedule with no run left"),
+                    **GUARDED,
+                },
+            },
+            "delete": {
+                "operationId": "cancelTask",
+                "summary": "Cancel a task; a running attempt is told to stop at its next heartbeat",
+                "parameters": [*task_id, _if_match()],
+                "responses": {
+                    "200": ok("cancelled, or still running with cancel_requested: true", "Task", ETag="ETag"),
+                    "400": problem("malformed If-Match"),
+                    **NOT_FOUND,
+                    "409": problem("the task already succeeded, failed or expired"),
+                    "412": problem("If-Match names another version (or is a weak tag)"),
+                    **GUARDED,
+                },
+            },
+        },
+    }
+
+
+def _public_paths() -> dict[str, Any]:
+    def text(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+    def json_object(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+    ready = {
+        "description": "every required service has a live instance and AWS answers",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["status", "services"],
+                    "properties": {
+                        "status": {"const": "ready"},
+                        "services": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                    },
+                }
+            }
+        },
+    }
+    return {
+        "/healthz": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness: the process answers",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "alive",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["status"],
+                                    "properties": {"status": {"const": "ok"}},
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "ready",
+                "summary": "Readiness",
+                "security": [],
+                "responses": {"200": ready, "503": problem("not ready (`services`: live instances per service)")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus text exposition",
+                "security": [],
+                "responses": {"200": text("every metric of the gateway")},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": json_object("OpenAPI 3.1")},
+            }
         },
     }
 
 
 def build_spec() -> dict[str, Any]:
     """The OpenAPI document."""
-    submit = SubmitTask.model_json_schema(ref_template="#/components/schemas/{model}")
-    update = UpdateTask.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = {**submit.pop("$defs", {}), **update.pop("$defs", {})}
-    task_id = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    version = {
-        "name": "If-Match",
-        "in": "header",
-        "description": 'the version the change applies to: 3 or "3"',
-        "schema": {"type": "string"},
-    }
-    auth_errors = {"401": _problem("missing or unknown token")}
-    task_ok = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Task"}}}}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "tq", "version": "1.0.0", "description": "Distributed task queue and scheduler."},
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "parameters": openapi_history.parameters(),
-            "schemas": {
-                "SubmitTask": submit,
-                "UpdateTask": update,
-                **defs,
-                "Task": _task_schema(),
-                **openapi_history.schemas(),
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "errors": {"type": "array", "items": {"type": "object"}},
-                    },
-                },
-            },
+        "info": {
+            "title": "tq",
+            "version": "1.0.0",
+            "description": "Distributed task queue and scheduler. Errors are RFC 9457 `application/problem+json`.",
         },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/v1/tasks": {
-                "post": {
-                    "summary": "Submit a task",
-                    "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmitTask"}}},
-                    },
-                    "responses": {
-                        "201": {"description": "created", **task_ok},
-                        "200": {"description": "idempotent replay (header Idempotent-Replayed: true)", **task_ok},
-                        "400": _problem("malformed JSON"),
-                        **auth_errors,
-                        "403": _problem("not a member of the group"),
-                        "409": _problem("idempotency key reused with another body"),
-                        "413": _problem("body too large"),
-                        "422": _problem("invalid body or unknown task type"),
-                        "503": _problem("storage throttled or unreachable"),
-                    },
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a dev token (local stack), an API key or a JWT, as the gateway's TQ_AUTH accepts",
                 }
             },
-            "/v1/tasks/{task_id}": {
-                "get": {
-                    "summary": "Read a task",
-                    "parameters": [task_id],
-                    "responses": {
-                        "200": {"description": "the task (header ETag: its version)", **task_ok},
-                        **auth_errors,
-                        "404": _problem("no such task"),
-                    },
-                },
-                "patch": {
-                    "summary": "Change a task; a new schedule, payload or priority applies from the next run",
-                    "parameters": [task_id, version],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UpdateTask"}}},
-                    },
-                    "responses": {
-                        "200": {"description": "the changed task", **task_ok},
-                        "400": _problem("malformed JSON or If-Match"),
-                        **auth_errors,
-                        "404": _problem("no such task"),
-                        "409": _problem("the task is terminal, or the change is not allowed in its state"),
-                        "412": _problem("If-Match names another version"),
-                        "422": _problem("invalid body, or a schedule with no run left"),
-                    },
-                },
-                "delete": {
-                    "summary": "Cancel a task; a running attempt is asked to stop",
-                    "parameters": [task_id, version],
-                    "responses": {
-                        "200": {"description": "cancelled, or running with cancel_requested", **task_ok},
-                        **auth_errors,
-                        "404": _problem("no such task"),
-                        "409": _problem("the task already succeeded, failed or expired"),
-                        "412": _problem("If-Match names another version"),
-                    },
-                },
-            },
-            **openapi_history.paths(),
-            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {
-                "get": {"security": [], "responses": {"200": {"description": "ready"}, "503": _problem("not ready")}}
-            },
-            "/metrics": {"get": {"security": [], "responses": {"200": {"description": "Prometheus text"}}}},
-            "/openapi.json": {"get": {"security": [], "responses": {"200": {"description": "this document"}}}},
+            "parameters": openapi_history.parameters(),
+            "headers": headers(),
+            "responses": responses(),
+            "schemas": {**schemas(), **openapi_history.schemas()},
         },
+        "security": [{"bearerAuth": []}],
+        "paths": {**_task_paths(), **openapi_history.paths(), **_public_paths()},
     }
 
 

@@ -1,101 +1,78 @@
-"""The OpenAPI description of a task's history (runs, events) and of the dead letters; merged by ``openapi``."""
+"""The OpenAPI description of a task's history (runs, logs, events), the dead letters and the queues."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tqcore.domain.model import EventType, RunStatus
-from tqcore.domain.requests import RedriveDeadLetters
-
-TS = {"type": ["string", "null"], "format": "date-time"}
-PROBLEM = {"$ref": "#/components/schemas/Problem"}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _ok(description: str, schema: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
-
-
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/problem+json": {"schema": PROBLEM}}}
-
-
-def _param(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/parameters/{name}"}
+from tq_gateway.openapi_components import (
+    GUARDED,
+    NAME,
+    NOT_FOUND,
+    event_schema,
+    ok,
+    problem,
+    queue_schema,
+    ref,
+    run_schema,
+)
 
 
 def parameters() -> dict[str, Any]:
-    """Reusable parameters: the task id and the paging query."""
+    """Reusable parameters: the task id, the group and the paging query."""
     return {
-        "TaskId": {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}},
+        "TaskId": {
+            "name": "task_id",
+            "in": "path",
+            "required": True,
+            "description": "the task's id; anything that is not a task's id is a 404",
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        },
+        "Group": {
+            "name": "group",
+            "in": "query",
+            "required": False,
+            "description": "the group to list; without it, all the caller's groups merged (an admin must name one)",
+            "schema": NAME,
+        },
         "Limit": {
             "name": "limit",
             "in": "query",
+            "required": False,
             "description": "page size; out of range or not an integer: 422",
             "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
         },
         "Cursor": {
             "name": "cursor",
             "in": "query",
-            "description": "opaque `next_cursor` of the previous page; a cursor this listing did not hand out: 400",
-            "schema": {"type": "string", "maxLength": 1024},
+            "required": False,
+            "description": "the `next_cursor` of the previous page (opaque, URL-safe base64); a cursor this "
+            "listing did not hand out: 400; longer than 1024 characters: 422",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": "^[A-Za-z0-9_-]+$"},
         },
     }
 
 
 def schemas() -> dict[str, Any]:
-    """Schemas of runs, events, pages of tasks and the dead-letter redrive."""
-    event = {
-        "type": "object",
-        "required": ["seq", "type", "at", "actor", "data"],
-        "properties": {
-            "seq": {"type": "integer", "description": "the task version the event produced"},
-            "type": {"enum": [t.value for t in EventType]},
-            "at": {"type": "string", "format": "date-time"},
-            "actor": {"type": "string"},
-            "data": {"type": "object"},
-        },
-    }
-    cursor = {"type": ["string", "null"]}
-    redrive = RedriveDeadLetters.model_json_schema(ref_template="#/components/schemas/{model}")
+    """Schemas of runs, events, pages, queues and the dead-letter redrive's answer."""
+    cursor = {"type": ["string", "null"], "description": "the next page's cursor; null on the last page"}
     return {
-        "Run": _run_schema(),
-        "RunPage": _page(_ref("Run"), cursor),
-        "Event": event,
-        "EventList": {"type": "object", "required": ["items"], "properties": {"items": _items(_ref("Event"))}},
-        "TaskPage": _page(_ref("Task"), cursor),
-        "RedriveDeadLetters": redrive,
+        "Run": run_schema(),
+        "RunPage": _page(ref("Run"), cursor),
+        "Event": event_schema(),
+        "EventList": {"type": "object", "required": ["items"], "properties": {"items": _items(ref("Event"))}},
+        "TaskPage": _page(ref("Task"), cursor),
         "Redriven": {
             "type": "object",
-            "required": ["count", "ids"],
+            "required": ["count", "ids", "dry_run"],
             "properties": {
-                "count": {"type": "integer"},
+                "count": {"type": "integer", "minimum": 0},
                 "ids": {"type": "array", "items": {"type": "string"}},
                 "dry_run": {"type": "boolean"},
             },
         },
+        "Queue": queue_schema(),
+        "QueueList": {"type": "object", "required": ["queues"], "properties": {"queues": _items(ref("Queue"))}},
     }
-
-
-def _run_schema() -> dict[str, Any]:
-    error = {"type": ["object", "null"], "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}
-    properties = {
-        "run_id": {"type": "string", "description": "`<run>.<attempt>`"},
-        "attempt": {"type": "integer"},
-        "status": {"enum": [s.value for s in RunStatus]},
-        "scheduled_for": {**TS, "description": "the task's next_run_at when it was queued, if it had one"},
-        "started_at": {"type": "string", "format": "date-time"},
-        "finished_at": TS,
-        "duration_ms": {"type": ["integer", "null"]},
-        "worker": {"type": ["string", "null"]},
-        "error": error,
-        "log_size": {"type": ["integer", "null"]},
-        "log_expires_at": TS,
-    }
-    return {"type": "object", "required": list(properties), "properties": properties}
 
 
 def _items(item: dict[str, Any]) -> dict[str, Any]:
@@ -111,76 +88,111 @@ def _page(item: dict[str, Any], cursor: dict[str, Any]) -> dict[str, Any]:
 
 
 def paths() -> dict[str, Any]:
-    """The endpoints of a task's history and of the dead letters."""
-    auth = {"401": _problem("missing or unknown token"), "503": _problem("storage throttled or unreachable")}
-    not_found = {"404": _problem("no such task, or not in the caller's groups")}
-    paging = {"400": _problem("malformed cursor"), "422": _problem("invalid limit (errors: [{loc, msg}])")}
-    task_id = [_param("TaskId")]
+    """The endpoints of a task's history, of the dead letters and of the queues."""
+    task_id = [ref("TaskId", "parameters")]
+    run_id = {
+        "name": "run_id",
+        "in": "path",
+        "required": True,
+        "description": "a run's `run_id` as the task's runs list it (`<run>.<attempt>`); anything else is a 404",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    }
     return {
         "/v1/tasks/{task_id}/runs": {
             "get": {
+                "operationId": "listRuns",
                 "summary": "A task's runs, newest first: one item per attempt (a projection of its events)",
-                "parameters": [*task_id, _param("Limit"), _param("Cursor")],
-                "responses": {"200": _ok("a page of runs", "RunPage"), **paging, **auth, **not_found},
+                "parameters": [*task_id, ref("Limit", "parameters"), ref("Cursor", "parameters")],
+                "responses": {
+                    "200": ok("a page of runs", "RunPage"),
+                    "400": problem("a cursor this listing did not hand out"),
+                    **NOT_FOUND,
+                    "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
+                    **GUARDED,
+                },
+            }
+        },
+        "/v1/tasks/{task_id}/runs/{run_id}/log": {
+            "get": {
+                "operationId": "getRunLog",
+                "summary": "An attempt's captured output and log lines",
+                "parameters": [*task_id, run_id],
+                "responses": {
+                    "200": {
+                        "description": "the log (possibly empty)",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "404": problem(
+                        "no such task (or not in the caller's groups), no such run, or a run that recorded no log "
+                        "(still running, or lost)"
+                    ),
+                    "410": problem("the log has expired (see the run's `log_expires_at`)"),
+                    **GUARDED,
+                },
             }
         },
         "/v1/tasks/{task_id}/events": {
             "get": {
+                "operationId": "listEvents",
                 "summary": "A task's event history, oldest first",
                 "parameters": task_id,
-                "responses": {"200": _ok("every event", "EventList"), **auth, **not_found},
+                "responses": {"200": ok("every event", "EventList"), **NOT_FOUND, **GUARDED},
             }
         },
         "/v1/tasks/{task_id}/redrive": {
             "post": {
+                "operationId": "redriveTask",
                 "summary": "Queue a failed task again with a fresh retry budget (no body)",
                 "parameters": task_id,
                 "responses": {
-                    "200": _ok("the task, queued (header ETag)", "Task"),
-                    **auth,
-                    **not_found,
-                    "409": _problem("the task is not failed"),
+                    "200": ok("the task, queued", "Task", ETag="ETag"),
+                    **NOT_FOUND,
+                    "409": problem("the task is not failed"),
+                    "413": ref("BodyTooLarge", "responses"),
+                    **GUARDED,
                 },
             }
         },
         "/v1/dlq": {"get": _dlq_list()},
-        "/v1/dlq/redrive": {"post": _dlq_redrive(auth)},
-    }
-
-
-def _dlq_list() -> dict[str, Any]:
-    group = {
-        "name": "group",
-        "in": "query",
-        "description": "the group to list; without it, all the caller's groups merged (required for admins)",
-        "schema": {"type": "string"},
-    }
-    return {
-        "summary": "Dead-lettered (failed) tasks, newest first by finished_at",
-        "parameters": [group, _param("Limit"), _param("Cursor")],
-        "responses": {
-            "200": _ok("a page of failed tasks", "TaskPage"),
-            "400": _problem("malformed cursor"),
-            "401": _problem("missing or unknown token"),
-            "403": _problem("not a member of the group"),
-            "422": _problem("invalid limit or group, or an admin named no group"),
-            "503": _problem("storage throttled or unreachable"),
+        "/v1/dlq/redrive": {"post": _dlq_redrive()},
+        "/v1/queues": {
+            "get": {
+                "operationId": "listQueues",
+                "summary": "The task queues with their approximate depths",
+                "responses": {"200": ok("every priority's queue", "QueueList"), **GUARDED},
+            }
         },
     }
 
 
-def _dlq_redrive(auth: dict[str, Any]) -> dict[str, Any]:
+def _dlq_list() -> dict[str, Any]:
     return {
+        "operationId": "listDeadLetters",
+        "summary": "Dead-lettered (failed) tasks, newest first by finished_at",
+        "parameters": [ref("Group", "parameters"), ref("Limit", "parameters"), ref("Cursor", "parameters")],
+        "responses": {
+            "200": ok("a page of failed tasks", "TaskPage"),
+            "400": problem("a cursor this listing did not hand out"),
+            "403": problem("not a member of the group"),
+            "422": problem("an invalid query parameter, or an admin named no group (errors: [{loc, msg}])"),
+            **GUARDED,
+        },
+    }
+
+
+def _dlq_redrive() -> dict[str, Any]:
+    return {
+        "operationId": "redriveDeadLetters",
         "summary": "Redrive a group's dead letters: the given ids, or else the newest `limit`",
         "description": "Ids that are not failed or not in the group are skipped. With `ids`, `limit` is ignored. "
         "`dry_run` lists what would be redriven and changes nothing.",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("RedriveDeadLetters")}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("RedriveDeadLetters")}}},
         "responses": {
-            "200": _ok("what was (or, on a dry run, would be) redriven", "Redriven"),
-            "400": _problem("malformed JSON"),
-            **auth,
-            "403": _problem("not a member of the group"),
-            "413": _problem("body too large"),
-            "422": _problem("invalid body"),
+            "200": ok("what was (or, on a dry run, would be) redriven", "Redriven"),
+            "400": ref("MalformedBody", "responses"),
+            "403": problem("not a member of the group"),
+            "413": ref("BodyTooLarge", "responses"),
+            "422": problem("an invalid body (errors: [{loc, msg}])"),
+            **GUARDED,
         },
     }

@@ -8,12 +8,14 @@ from typing import Any
 
 import falcon
 
-from tq_gateway.body import json_object
+from tq_gateway.body import json_object, query_params
 from tq_gateway.errors import problem
 from tqcore.domain.codec import task_to_dict
 from tqcore.domain.commands import SubmitTask, UpdateTask
 from tqcore.domain.errors import PreconditionFailed
+from tqcore.domain.requests import TaskListQuery
 from tqcore.domain.task import Task
+from tqcore.management import TaskListing
 from tqcore.ports import Registry
 from tqcore.service import Tasks
 
@@ -30,8 +32,15 @@ def _send_task(resp: falcon.Response, task: Task, status: int = 200) -> None:
 class TaskCollection:
     """``/v1/tasks``."""
 
-    def __init__(self, tasks: Tasks) -> None:
+    def __init__(self, tasks: Tasks, listing: TaskListing) -> None:
         self._tasks = tasks
+        self._listing = listing
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """A page of tasks, newest first."""
+        query = TaskListQuery.model_validate(query_params(req, "group", "status", "type", "limit", "cursor"))
+        page = self._listing.page(query, req.context.principal)
+        resp.media = {"items": [task_to_dict(task) for task in page.items], "next_cursor": page.next_cursor}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = json_object(req)

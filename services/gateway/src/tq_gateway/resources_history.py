@@ -1,21 +1,20 @@
-"""Falcon resources of a task's history (runs, events) and of the dead letters: one class per URI template."""
+"""Falcon resources of a task's history (runs, events), the dead letters and the queues: one class per URI
+template."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import falcon
 
-from tq_gateway.body import json_object
+from tq_gateway.body import json_object, query_params
 from tqcore.domain.codec import event_to_dict, task_to_dict
 from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import run_to_dict
 from tqcore.management import DeadLetters, TaskHistory
-
-
-def _query(req: falcon.Request, *names: str) -> dict[str, Any]:
-    """The named query parameters that were given (others are ignored, as for any careful HTTP API)."""
-    return {name: req.params[name] for name in names if name in req.params}
+from tqcore.ports import ManagedQueue, QueueDepth
 
 
 class TaskRuns:
@@ -26,9 +25,21 @@ class TaskRuns:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         """A page of the task's runs, newest first."""
-        query = PageQuery.model_validate(_query(req, "limit", "cursor"))
+        query = PageQuery.model_validate(query_params(req, "limit", "cursor"))
         page = self._history.runs(task_id, req.context.principal, query)
         resp.media = {"items": [run_to_dict(run) for run in page.items], "next_cursor": page.next_cursor}
+
+
+class TaskRunLog:
+    """``/v1/tasks/{task_id}/runs/{run_id}/log``."""
+
+    def __init__(self, history: TaskHistory) -> None:
+        self._history = history
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str, run_id: str) -> None:
+        """The run's captured output and log lines, as stored (at most ``TQ_RUN_LOG_MAX_BYTES`` and a marker)."""
+        resp.data = self._history.run_log(task_id, run_id, req.context.principal)
+        resp.content_type = "text/plain; charset=utf-8"
 
 
 class TaskEvents:
@@ -64,7 +75,7 @@ class DeadLetterCollection:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of dead letters, newest first."""
-        query = DeadLetterQuery.model_validate(_query(req, "group", "limit", "cursor"))
+        query = DeadLetterQuery.model_validate(query_params(req, "group", "limit", "cursor"))
         page = self._dead_letters.page(query, req.context.principal)
         resp.media = {"items": [task_to_dict(task) for task in page.items], "next_cursor": page.next_cursor}
 
@@ -80,3 +91,38 @@ class DeadLetterRedrive:
         cmd = RedriveDeadLetters.model_validate(json_object(req))
         outcome = self._dead_letters.redrive(cmd, req.context.principal)
         resp.media = {"count": outcome.count, "ids": outcome.ids, "dry_run": cmd.dry_run}
+
+
+class QueueList:
+    """``/v1/queues``: every priority's queue depth, in-flight count and dead-letter depth.
+
+    The counts are SQS's approximations anyway, so each gateway process reuses an answer for ``cache_s``:
+    dashboards polling it cost six ``GetQueueAttributes`` calls per process per ``cache_s``, not per request.
+    Any authenticated caller may read them: they are totals over every group and name no task.
+    """
+
+    def __init__(self, queue: ManagedQueue, cache_s: float = 2.0) -> None:
+        self._queue = queue
+        self._cache_s = cache_s
+        self._lock = threading.Lock()
+        self._read_at = float("-inf")
+        self._body: dict[str, Any] = {}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """The queues, highest priority first."""
+        with self._lock:
+            if time.monotonic() - self._read_at > self._cache_s:
+                self._body = {"queues": [queue_to_dict(depth) for depth in self._queue.depths()]}
+                self._read_at = time.monotonic()
+            resp.media = self._body
+
+
+def queue_to_dict(depth: QueueDepth) -> dict[str, Any]:
+    """One item of ``GET /v1/queues``."""
+    return {
+        "name": depth.name,
+        "priority": depth.priority.value,
+        "depth": depth.depth,
+        "in_flight": depth.in_flight,
+        "dlq_depth": depth.dlq_depth,
+    }

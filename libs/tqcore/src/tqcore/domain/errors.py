@@ -39,6 +39,14 @@ class VersionConflict(TqError):
         self.current = current
 
 
+class RunNotFound(TaskNotFound):
+    """Raised when the task has no run with the given id, or no log was recorded for it."""
+
+
+class LogExpired(TqError):
+    """Raised when a run's log is past its retention (or already deleted by the bucket's lifecycle rule)."""
+
+
 class Forbidden(TqError):
     """Raised when the caller is not allowed to act on a group."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 
@@ -137,3 +137,16 @@ class Event:
     at: datetime
     actor: str
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """What an attempt's outcome records of its captured output: the stored size (0: it printed nothing, so
+    nothing was stored) and how long it is served after the attempt ends."""
+
+    size: int
+    retention_s: float
+
+    def to_data(self, ended_at: datetime) -> dict[str, Any]:
+        """The fields it adds to the outcome event's data (and so to the run in ``/runs``)."""
+        return {"log_size": self.size, "log_expires_at": ended_at + timedelta(seconds=self.retention_s)}

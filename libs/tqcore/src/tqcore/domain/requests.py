@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from tqcore.domain.commands import Name
+from tqcore.domain.model import Status
 
 #: Validation errors of these models are about the query string (the gateway says so in its 422).
 QUERY_STRING = "query string"
@@ -28,6 +29,14 @@ class DeadLetterQuery(PageQuery):
     """``GET /v1/dlq``: a page of one group's dead letters (all the caller's groups if none is named)."""
 
     group: Name | None = None
+
+
+class TaskListQuery(PageQuery):
+    """``GET /v1/tasks``: a page of one group's tasks (all the caller's groups if none is named), filtered."""
+
+    group: Name | None = None
+    status: Status | None = None
+    type: Name | None = None
 
 
 class RedriveDeadLetters(BaseModel):

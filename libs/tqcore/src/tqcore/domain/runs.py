@@ -20,7 +20,8 @@ _CLOSED_BY_TASK_END = {
 
 @dataclass(frozen=True)
 class Run:
-    """One attempt of a task as ``GET /v1/tasks/{id}/runs`` lists it; ``seq`` is its ``claimed`` event's."""
+    """One attempt of a task as ``GET /v1/tasks/{id}/runs`` lists it; ``seq`` is its ``claimed`` event's (the
+    claim's token, ``claim_seq``, which also names the attempt's stored log)."""
 
     seq: int
     run_id: str
@@ -103,7 +104,13 @@ def _end(runs: list[Run], event: Event, status: RunStatus, *, by_attempt: bool =
         finished_at=event.at,
         duration_ms=int(duration) if duration is not None else run.duration_ms,
         error=_error(event.data.get("error")) or run.error,
+        log_size=_size(event.data.get("log_size"), run.log_size),
+        log_expires_at=_time(event.data.get("log_expires_at")) or run.log_expires_at,
     )
+
+
+def _size(value: Any, default: int | None) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 def _find(runs: Sequence[Run], data: dict[str, Any], *, by_attempt: bool) -> int | None:
@@ -138,6 +145,11 @@ def _time(value: Any) -> datetime | None:
         except ValueError:
             return None
     return None
+
+
+def find_run(runs: Sequence[Run], run_id: str) -> Run | None:
+    """The newest run with this id (run ids repeat after a redrive: the newest is the one ``/runs`` shows first)."""
+    return next((run for run in runs if run.run_id == run_id), None)
 
 
 def page_of_runs(runs: Sequence[Run], *, limit: int, before_seq: int | None = None) -> tuple[list[Run], int | None]:

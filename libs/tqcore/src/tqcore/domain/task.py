@@ -16,6 +16,7 @@ from tqcore.domain.model import (
     Overlap,
     Priority,
     RetryPolicy,
+    RunLog,
     RunStatus,
     Schedule,
     Status,
@@ -339,10 +340,20 @@ class Task:
         )
         self.claim_seq = self.version
 
-    def succeed(self, attempt: int, worker: str, result: Any, now: datetime, *, claim_seq: int | None = None) -> None:
+    def succeed(
+        self,
+        attempt: int,
+        worker: str,
+        result: Any,
+        now: datetime,
+        *,
+        claim_seq: int | None = None,
+        log: RunLog | None = None,
+    ) -> None:
         """The running attempt returned ``result``."""
         self._require_owner(attempt, worker, claim_seq)
         data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
+        data.update(log.to_data(now) if log is not None else {})
         self.result = result
         self.last_error = None
         self.finished_at = now
@@ -363,10 +374,11 @@ class Task:
         jitter: float,
         run_status: RunStatus = RunStatus.FAILED,
         claim_seq: int | None = None,
+        log: RunLog | None = None,
     ) -> None:
         """The running attempt failed: retry after a backoff while the budget lasts, else dead-letter."""
         self._require_owner(attempt, worker, claim_seq)
-        self._end_attempt(error, now, f"executor:{worker}", run_status, jitter)
+        self._end_attempt(error, now, f"executor:{worker}", run_status, jitter, log=log)
 
     def expire_lease(self, now: datetime, *, jitter: float, actor: str = "reaper") -> None:
         """The lease ran out (the executor died or stalled): the attempt is ``lost``."""
@@ -431,12 +443,15 @@ class Task:
             return
         self._finish_cancelled(now, actor, {})
 
-    def acknowledge_cancel(self, attempt: int, worker: str, now: datetime) -> None:
-        """The running attempt stopped because a cancel was requested."""
-        self._require_owner(attempt, worker)
+    def acknowledge_cancel(
+        self, attempt: int, worker: str, now: datetime, *, claim_seq: int | None = None, log: RunLog | None = None
+    ) -> None:
+        """The running attempt stopped because a cancel was requested (its heartbeat told it)."""
+        self._require_owner(attempt, worker, claim_seq)
         if not self.cancel_requested:
             raise IllegalTransition("no cancel was requested")
         data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
+        data.update(log.to_data(now) if log is not None else {})
         self._finish_cancelled(now, f"executor:{worker}", data)
 
     def expire(self, now: datetime, actor: str = "scheduler") -> None:
@@ -509,7 +524,15 @@ class Task:
 
     # --------------------------------------------------------------- internals
     def _end_attempt(
-        self, error: ErrorInfo, now: datetime, actor: str, run_status: RunStatus, jitter: float, *, backoff: bool = True
+        self,
+        error: ErrorInfo,
+        now: datetime,
+        actor: str,
+        run_status: RunStatus,
+        jitter: float,
+        *,
+        backoff: bool = True,
+        log: RunLog | None = None,
     ) -> None:
         attempt = self.attempts
         self.last_error = error
@@ -523,6 +546,7 @@ class Task:
                 "run_status": run_status.value,
                 "error": {"type": error.type, "message": error.message},
                 "duration_ms": self._duration_ms(now),
+                **(log.to_data(now) if log is not None else {}),
             },
         )
         self._release()

@@ -20,6 +20,9 @@ IDEM_SK = "IDEM"
 CATALOG_PK = "CATALOG"
 PRESENCE_PK = "PRESENCE"
 MARK_PK = "MARK"
+#: Every API key record, one item per key id (sort key): a small partition, read by GetItem on each uncached
+#: request and queried whole only by ``tq-keys list``.
+API_KEY_PK = "APIKEY"
 
 #: Global secondary indexes: name -> (partition key attribute, sort key attribute).
 INDEXES: dict[str, tuple[str, str]] = {
@@ -49,6 +52,11 @@ def idem_pk(group: str, key: str) -> str:
     return f"IDEM#{group}#{key}"
 
 
+def group_pk(group: str) -> str:
+    """Partition of a group in the ``by_group`` index (every task of the group, by id)."""
+    return f"G#{group}"
+
+
 def shard_of(task_id: str, shards: int) -> int:
     """A stable shard number for a task (crc32, not ``hash()``, which changes per process)."""
     return zlib.crc32(task_id.encode()) % shards
@@ -61,7 +69,7 @@ def minute_bucket(at: datetime) -> str:
 
 def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_after_s: float) -> dict[str, str]:
     """The sparse index keys a snapshot carries in its current state."""
-    attrs = {"grp_pk": f"G#{task.group}", "grp_sk": task.id}
+    attrs = {"grp_pk": group_pk(task.group), "grp_sk": task.id}
     wake_at = task.wake_at
     if wake_at is not None:
         # Never in a bucket older than the write itself: a scheduler may have drained it already (an
@@ -102,3 +110,8 @@ def _reap_at(task: Task, resend_after_s: float) -> datetime | None:
         # Each re-send doubles the wait, so a long backlog costs O(log) duplicate messages per task.
         return task.queued_at + timedelta(seconds=min(resend_after_s * 2**task.resends, 900 + resend_after_s))
     return None
+
+
+def api_key_sk(key_id: str) -> str:
+    """Sort key of one API key's record in the ``API_KEY_PK`` partition."""
+    return f"KEY#{key_id}"

@@ -2,7 +2,9 @@
 
 The claim's commit puts the lease; heartbeats extend it with a plain conditional update (no new version, no
 event: a heartbeat every 10 s would otherwise flood the history and race every user change); the commit that
-ends the attempt deletes it. The reaper finds expired leases through the ``reap`` index (``REAP#R#<shard>``)
+ends the attempt deletes it. The commit of a ``cancel_requested`` event also sets ``cancel_requested`` on the
+lease, and the heartbeat's update returns the item (``ALL_NEW``), so the executor learns of the cancel at its
+next beat without any extra call. The reaper finds expired leases through the ``reap`` index (``REAP#R#<shard>``)
 and reclaims one only if its delete still sees it expired, so a heartbeat that lands first wins.
 """
 
@@ -15,7 +17,7 @@ from tqcore.adapters.dynamodb import keys
 from tqcore.domain.codec import parse_ts, ts
 from tqcore.domain.model import EventType
 from tqcore.domain.task import Task
-from tqcore.ports import LeaseRecord
+from tqcore.ports import LeaseRecord, LeaseState
 
 
 def lease_key(task_id: str) -> dict[str, Any]:
@@ -41,6 +43,20 @@ def lease_ops(table: str, task: Task, *, reap_shards: int, expired_before: datet
                     if expired_before is None
                     else condition,
                     "ExpressionAttributeValues": values,
+                }
+            }
+        )
+    cancel = any(event.type is EventType.CANCEL_REQUESTED for event in task.pending_events)
+    if cancel and task.claim_seq is not None and task.released_claim is None:
+        # The snapshot's version condition proves this claim is the running one, so its lease is there.
+        ops.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": lease_key(task.id),
+                    "UpdateExpression": "SET cancel_requested = :yes",
+                    "ConditionExpression": "claim_seq = :claim",
+                    "ExpressionAttributeValues": {":yes": {"BOOL": True}, ":claim": {"N": str(task.claim_seq)}},
                 }
             }
         )
@@ -80,6 +96,8 @@ def extend_request(table: str, task_id: str, claim_seq: int, until: datetime, re
             ":sk": {"S": index["reap_sk"]},
             ":claim": {"N": str(claim_seq)},
         },
+        # The whole (small) item comes back with the write: its ``cancel_requested`` costs no extra read.
+        "ReturnValues": "ALL_NEW",
     }
 
 
@@ -87,7 +105,18 @@ def record_from_item(item: dict[str, Any]) -> LeaseRecord:
     """Decode a lease item."""
     expires_at = parse_ts(item["expires_at"]["S"])
     assert expires_at is not None
-    return LeaseRecord(item["task_id"]["S"], int(item["claim_seq"]["N"]), item["worker"]["S"], expires_at)
+    return LeaseRecord(
+        item["task_id"]["S"],
+        int(item["claim_seq"]["N"]),
+        item["worker"]["S"],
+        expires_at,
+        cancel_requested=item.get("cancel_requested", {}).get("BOOL", False),
+    )
+
+
+def state_after_extend(attributes: dict[str, Any]) -> LeaseState:
+    """What an extended lease (the update's ``ALL_NEW`` attributes) tells its attempt."""
+    return LeaseState.CANCEL_REQUESTED if attributes.get("cancel_requested", {}).get("BOOL") else LeaseState.HELD
 
 
 def overlay(task: Task, lease: LeaseRecord | None) -> Task:

@@ -4,60 +4,112 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import task_from_dict
+from tqcore.domain.errors import StoreUnavailable
 from tqcore.domain.task import Task
 from tqcore.queries import dlq_after, encode_cursor
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
+#: Index items per query page when walking a group's ids.
+PAGE_SIZE = 100
+#: ``BatchGetItem`` takes at most 100 keys.
+BATCH_GET_KEYS = 100
+#: Pauses before asking again for keys a batch read left unprocessed.
+BATCH_GET_PAUSES_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+
 
 class DynamoTaskQueries:
     """Listings served by the table's global secondary indexes (eventually consistent, like any GSI)."""
 
-    def __init__(self, client: Any, settings: CoreSettings) -> None:
+    def __init__(self, client: Any, settings: CoreSettings, *, page_size: int = PAGE_SIZE) -> None:
         self._db = Table(client, settings.table_name)
+        self._page_size = page_size
 
     def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
         """Up to ``limit`` failed tasks of ``group`` from the sparse ``dlq`` index, newest first, after ``cursor``."""
-        pk, sk = keys.INDEXES["dlq"]
-        condition = f"{pk} = :pk"
-        values = {":pk": {"S": f"DLQ#{group}"}}
-        if cursor is not None:
-            # The cursor is a position in the sort key's order, so it works for any group (merged listings).
-            condition += f" AND {sk} < :before"
-            values[":before"] = {"S": dlq_after(cursor)}
-        found = self._newest(condition, values, want=limit + 1)  # one more tells whether a next page exists
+        # The cursor is a position in the sort key's order, so it works for any group (merged listings).
+        before = None if cursor is None else dlq_after(cursor)
+        found: list[tuple[str, Task]] = []
+        want = limit + 1  # one more tells whether a next page exists
+        for item in self._newest("dlq", f"DLQ#{group}", before, page_size=want):
+            try:
+                found.append((item["dlq_sk"]["S"], task_from_dict(json.loads(item["doc"]["S"]))))
+            except (KeyError, ValueError, TypeError):
+                log.error("skipping an undecodable dead letter %s", item.get("PK"), exc_info=True)
+            if len(found) == want:
+                break
         page = found[:limit]
         more = len(found) > limit
         return [task for _, task in page], (encode_cursor("dlq", page[-1][0]) if more else None)
 
-    def _newest(self, condition: str, values: dict[str, Any], *, want: int) -> list[tuple[str, Task]]:
-        """``(sort key, task)`` of up to ``want`` items, newest first, across as many pages as it takes;
-        an item that cannot be decoded is logged and skipped."""
-        found: list[tuple[str, Task]] = []
+    def newest_ids(self, group: str, before: str | None = None) -> Iterator[str]:
+        """Ids from the keys-only ``by_group`` index, newest first, a query page at a time."""
+        for item in self._newest("by_group", keys.group_pk(group), before, page_size=self._page_size):
+            yield item["grp_sk"]["S"]
+
+    def tasks(self, ids: Sequence[str]) -> list[Task]:
+        """Snapshots by ``BatchGetItem`` (strongly consistent, 100 keys a call), in the order of ``ids``."""
+        found: dict[str, Task] = {}
+        for offset in range(0, len(ids), BATCH_GET_KEYS):
+            wanted = [
+                {"PK": {"S": keys.task_pk(i)}, "SK": {"S": keys.SNAPSHOT_SK}}
+                for i in dict.fromkeys(ids[offset : offset + BATCH_GET_KEYS])
+            ]
+            for item in self._batch_get(wanted):
+                try:
+                    task = task_from_dict(json.loads(item["doc"]["S"]))
+                except (KeyError, ValueError, TypeError):
+                    log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
+                    continue
+                found[task.id] = task
+        return [found[i] for i in ids if i in found]
+
+    def _batch_get(self, wanted: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Every item of ``wanted``, asking again for the keys DynamoDB left unprocessed (throttling)."""
+        for pause_s in BATCH_GET_PAUSES_S:
+            answer = self._db.call(
+                "batch_get_item",
+                RequestItems={
+                    self._db.name: {"Keys": wanted, "ConsistentRead": True, "ProjectionExpression": "doc, PK"}
+                },
+            )
+            yield from answer.get("Responses", {}).get(self._db.name, [])
+            wanted = answer.get("UnprocessedKeys", {}).get(self._db.name, {}).get("Keys", [])
+            if not wanted:
+                return
+            time.sleep(pause_s)
+        raise StoreUnavailable(f"DynamoDB left {len(wanted)} keys of a batch read unprocessed")
+
+    def _newest(self, index: str, partition: str, before: str | None, *, page_size: int) -> Iterator[dict[str, Any]]:
+        """Items of one index partition, newest first (sort keys before ``before`` only), a query page at a time
+        as the caller consumes them."""
+        pk, sk = keys.INDEXES[index]
+        condition = f"{pk} = :pk"
+        values = {":pk": {"S": partition}}
+        if before is not None:
+            condition += f" AND {sk} < :before"
+            values[":before"] = {"S": before}
         start: dict[str, Any] | None = None
-        while len(found) < want:
+        while True:
             page = self._db.call(
                 "query",
                 TableName=self._db.name,
-                IndexName="dlq",
+                IndexName=index,
                 KeyConditionExpression=condition,
                 ExpressionAttributeValues=values,
                 ScanIndexForward=False,
-                Limit=want - len(found),
+                Limit=page_size,
                 **({"ExclusiveStartKey": start} if start else {}),
             )
-            for item in page.get("Items", []):
-                try:
-                    found.append((item["dlq_sk"]["S"], task_from_dict(json.loads(item["doc"]["S"]))))
-                except (KeyError, ValueError, TypeError):
-                    log.error("skipping an undecodable dead letter %s", item.get("PK"), exc_info=True)
+            yield from page.get("Items", [])
             start = page.get("LastEvaluatedKey")
             if not start:
-                break
-        return found
+                return

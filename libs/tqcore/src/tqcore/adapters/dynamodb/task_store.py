@@ -18,7 +18,7 @@ from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, 
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, Status
 from tqcore.domain.task import Task
-from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord
+from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -128,16 +128,17 @@ class DynamoTaskStore:
         current = self._task_from_item(first["Item"]) if "Item" in first else None
         raise VersionConflict(f"task {task.id} changed since version {expected}", current=current)
 
-    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> bool:
-        """Move the lease of claim ``claim_seq`` to ``until``; False if that claim no longer holds it."""
+    def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> LeaseState:
+        """Move the lease of claim ``claim_seq`` to ``until`` (one ``UpdateItem``); ``LOST`` if that claim no
+        longer holds it, ``CANCEL_REQUESTED`` if the task's cancel was requested meanwhile."""
         request = leases.extend_request(self._table, task_id, claim_seq, until, self._settings.reap_shards)
         try:
-            self._db.call("update_item", **request)
+            response = self._db.call("update_item", **request)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
+                return LeaseState.LOST
             raise
-        return True
+        return leases.state_after_extend(response.get("Attributes", {}))
 
     def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
         """Leases of one shard that ran out before ``now``, oldest first."""
@@ -177,6 +178,7 @@ class DynamoTaskStore:
                         "PK": _s(keys.task_pk(task.id)),
                         "SK": _s(keys.event_sk(event.seq)),
                         "doc": _s(_dumps(event_to_dict(event))),
+                        keys.TTL_ATTRIBUTE: _n(self._forget_at(event.at)),
                     },
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
@@ -200,6 +202,9 @@ class DynamoTaskStore:
         }
         if task.worker is not None:
             item["worker"] = _s(task.worker)
+        if task.status.is_terminal:
+            # An ended task goes with its history (a redrive ends the TTL: the next Put has none).
+            item[keys.TTL_ATTRIBUTE] = _n(self._forget_at(task.finished_at or task.updated_at or task.created_at))
         attrs = keys.index_attributes(
             task,
             due_shards=self._settings.due_shards,
@@ -208,6 +213,10 @@ class DynamoTaskStore:
         )
         item.update({name: _s(value) for name, value in attrs.items()})
         return item
+
+    def _forget_at(self, at: datetime) -> int:
+        """When DynamoDB's TTL may delete history written at ``at`` (epoch seconds)."""
+        return int(at.timestamp()) + self._settings.history_retention_days * 86400
 
     # ------------------------------------------------------------------ reads
     def get(self, task_id: str) -> Task:

@@ -12,6 +12,7 @@ from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import QueueUnavailable
 from tqcore.domain.model import Priority
 from tqcore.domain.task import Task
+from tqcore.ports import QueueDepth
 from tqcore.settings import CoreSettings
 
 #: Marks the group id of a dead-letter record tq leaves itself.
@@ -51,6 +52,7 @@ class SqsTaskQueue:
 
     def __init__(self, client: Any, settings: CoreSettings) -> None:
         self._client = client
+        self._settings = settings
         self.urls = QueueUrls(client, settings)
 
     def send(self, task: Task) -> None:
@@ -93,6 +95,30 @@ class SqsTaskQueue:
         hidden must never hold back a later message of the same task.
         """
         self._send(self.urls.dlq, task, f"{task.id}{RECORD_GROUP_MARK}v{task.version}")
+
+    def depths(self) -> list[QueueDepth]:
+        """Every priority's queue, highest priority first, from ``GetQueueAttributes`` (two calls a priority:
+        the queue and its dead-letter queue)."""
+        try:
+            return [self._depth(priority) for priority in Priority]
+        except (ClientError, BotoCoreError) as error:
+            raise QueueUnavailable(f"could not read the queues' depths: {error}") from error
+
+    def _depth(self, priority: Priority) -> QueueDepth:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        queue = self._attributes(self.urls.queue(priority), names)
+        dlq = self._attributes(self.urls.dlq(priority), names[:1])
+        return QueueDepth(
+            name=self._settings.queue_name(priority),
+            priority=priority,
+            depth=queue["ApproximateNumberOfMessages"],
+            in_flight=queue["ApproximateNumberOfMessagesNotVisible"],
+            dlq_depth=dlq["ApproximateNumberOfMessages"],
+        )
+
+    def _attributes(self, url: str, names: list[str]) -> dict[str, int]:
+        found = self._client.get_queue_attributes(QueueUrl=url, AttributeNames=names).get("Attributes", {})
+        return {name: int(found.get(name, 0)) for name in names}
 
     def _send(self, url_of: Callable[[Priority], str], task: Task, group: str) -> None:
         dispatch = Dispatch.of(task)

@@ -1,0 +1,295 @@
+"""Reusable parts of the OpenAPI document: schemas of what the codec emits, problem responses, headers.
+
+Response schemas list every field ``task_to_dict``, ``run_to_dict`` and ``event_to_dict`` emit, all of them
+required (nullable ones as ``["<type>", "null"]``); they stay open (no ``additionalProperties: false``) because
+the contract lets the API add fields. A unit test keeps the field lists equal to the codec's output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tqcore.domain.commands import SubmitTask, UpdateTask
+from tqcore.domain.model import EventType, Overlap, Priority, RunStatus, Status
+from tqcore.domain.requests import RedriveDeadLetters
+
+TS = {"type": "string", "format": "date-time"}
+NULLABLE_TS = {"type": ["string", "null"], "format": "date-time"}
+NULLABLE_STR = {"type": ["string", "null"]}
+PROBLEM_JSON = "application/problem+json"
+#: A group or task type name, as ``tqcore.domain.commands.Name`` accepts it.
+NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:\\-]*$"}
+
+
+def ref(name: str, kind: str = "schemas") -> dict[str, str]:
+    """A ``$ref`` to a component."""
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def problem(description: str, **headers: str) -> dict[str, Any]:
+    """A problem+json response; ``headers`` maps a header name to its component (all of them always sent)."""
+    response: dict[str, Any] = {"description": description, "content": {PROBLEM_JSON: {"schema": ref("Problem")}}}
+    if headers:
+        response["headers"] = {name: ref(component, "headers") for name, component in headers.items()}
+    return response
+
+
+def ok(description: str, schema: str, **headers: str) -> dict[str, Any]:
+    """A JSON response of a component schema, with the named header components."""
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": ref(schema)}},
+    }
+    if headers:
+        response["headers"] = {name: ref(component, "headers") for name, component in headers.items()}
+    return response
+
+
+#: The auth, rate-limit and availability answers every authenticated operation may give.
+GUARDED = {
+    "401": ref("Unauthorized", "responses"),
+    "429": ref("TooManyRequests", "responses"),
+    "503": ref("Unavailable", "responses"),
+}
+NOT_FOUND = {"404": ref("NotFound", "responses")}
+
+
+def responses() -> dict[str, Any]:
+    """Problem responses every authenticated operation (or every one that reads a body) may answer."""
+    return {
+        "Unauthorized": problem("missing or unknown bearer token", **{"WWW-Authenticate": "WWWAuthenticate"}),
+        "TooManyRequests": problem("the caller's rate limit is exhausted", **{"Retry-After": "RetryAfter"}),
+        "Unavailable": problem("storage throttled or a dependency unreachable", **{"Retry-After": "RetryAfter"}),
+        "NotFound": problem("no such task, or it is not in the caller's groups (its existence is not revealed)"),
+        "MalformedBody": problem("the body is empty, not valid JSON, or not a JSON object"),
+        "BodyTooLarge": problem(
+            "the body exceeds the limit (default 256 KiB), or the task would be too large to store"
+        ),
+    }
+
+
+def headers() -> dict[str, Any]:
+    """Response headers."""
+    return {
+        "ETag": {
+            "description": "the task's version as a quoted entity tag; `If-Match` takes it (quoted or plain)",
+            "required": True,
+            "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+        },
+        "Location": {
+            "description": "the task's URL",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^/v1/tasks/[A-Za-z0-9_-]+$"},
+        },
+        "IdempotentReplayed": {
+            "description": "the answer replays an earlier submit with the same idempotency key and body",
+            "required": True,
+            "schema": {"type": "string", "enum": ["true"]},
+        },
+        "RetryAfter": {
+            "description": "seconds to wait before retrying",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        "WWWAuthenticate": {
+            "description": "the auth scheme to use: Bearer",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^Bearer"},
+        },
+    }
+
+
+def schemas() -> dict[str, Any]:
+    """Every component schema: request bodies from the pydantic models, responses as the codec emits them."""
+    submit, update, redrive = (
+        model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for model in (SubmitTask, UpdateTask, RedriveDeadLetters)
+    )
+    defs = {**submit.pop("$defs", {}), **update.pop("$defs", {}), **redrive.pop("$defs", {})}
+    _constrain_schedule_spec(defs["ScheduleSpec"])
+    # UpdateTask's validator: name at least one field (``{}`` is a 422).
+    update["minProperties"] = 1
+    return {
+        "SubmitTask": submit,
+        "UpdateTask": update,
+        "RedriveDeadLetters": redrive,
+        **defs,
+        "Task": _task(),
+        "Schedule": _schedule(),
+        "Problem": _problem(),
+    }
+
+
+def _constrain_schedule_spec(spec: dict[str, Any]) -> None:
+    """Add what ScheduleSpec's model validator checks and JSON Schema can say: exactly one kind."""
+    spec["description"] = (
+        "Exactly one of `at`, `every_s` or `cron` (the others absent or null); `timezone` only with `cron`; "
+        "`start_at`/`end_at` only with `every_s` or `cron`, and `end_at` after `start_at`. Timestamps are RFC 3339 "
+        "with an offset, between 1970 and 9000. Anything else is a 422."
+    )
+    null = {"type": "null"}
+    spec["oneOf"] = [
+        {"required": ["at"], "properties": {"at": TS, "start_at": null, "end_at": null, "timezone": null}},
+        {"required": ["every_s"], "properties": {"every_s": {"type": "number"}, "timezone": null}},
+        {"required": ["cron"], "properties": {"cron": {"type": "string"}}},
+    ]
+
+
+def _task() -> dict[str, Any]:
+    integer = {"type": "integer", "minimum": 0}
+    properties: dict[str, Any] = {
+        "id": {"type": "string"},
+        "type": {"type": "string"},
+        "group": {"type": "string"},
+        "owner": {"type": "string"},
+        "name": NULLABLE_STR,
+        "description": NULLABLE_STR,
+        "payload": {"description": "any JSON value, as submitted"},
+        "priority": {"type": "string", "enum": [p.value for p in Priority]},
+        "status": {"type": "string", "enum": [s.value for s in Status]},
+        "version": {"type": "integer", "minimum": 1, "description": "increases with every change; the ETag"},
+        "attempts": {**integer, "description": "attempts started for the current run"},
+        "retries": {**integer, "description": "max(attempts - 1, 0)"},
+        "retry": {
+            "type": "object",
+            "required": ["max_retries", "backoff_base_s", "backoff_max_s"],
+            "properties": {
+                "max_retries": {"type": "integer", "minimum": 0, "maximum": 20},
+                "backoff_base_s": {"type": "number", "exclusiveMinimum": 0},
+                "backoff_max_s": {"type": "number", "exclusiveMinimum": 0},
+            },
+        },
+        "timeout_s": {"type": "integer", "minimum": 1, "maximum": 43200},
+        "schedule": {"oneOf": [ref("Schedule"), {"type": "null"}]},
+        "overlap": {"type": "string", "enum": [o.value for o in Overlap]},
+        "expires_at": NULLABLE_TS,
+        "idempotency_key": NULLABLE_STR,
+        "worker": {**NULLABLE_STR, "description": '"<hostname>:<pid>" of the executor holding the lease'},
+        "created_at": TS,
+        "updated_at": NULLABLE_TS,
+        "queued_at": NULLABLE_TS,
+        "started_at": NULLABLE_TS,
+        "finished_at": NULLABLE_TS,
+        "next_run_at": NULLABLE_TS,
+        "lease_expires_at": NULLABLE_TS,
+        "run_count": {**integer, "description": "runs finished (repeating tasks)"},
+        "resends": {**integer, "description": "times the current enqueue was sent again, unclaimed"},
+        "poison_strikes": {**integer, "description": "times this run's message was dead-lettered by SQS"},
+        "claim_seq": {"type": ["integer", "null"], "description": "the version the current attempt's claim made"},
+        "cancel_requested": {"type": "boolean", "description": "a running attempt was told to stop"},
+        "next_slot_at": {**NULLABLE_TS, "description": "a repeating task's next slot"},
+        "waiting_slot": {**NULLABLE_TS, "description": "`overlap: queue`: the slot of the run waiting"},
+        "run_slot": {**NULLABLE_TS, "description": "the slot the current (or last) run is for"},
+        "parent_id": {**NULLABLE_STR, "description": "`overlap: allow`: the repeating task that spawned this run"},
+        "last_error": {
+            "type": ["object", "null"],
+            "required": ["type", "message"],
+            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "result": {"description": "the handler's return value (any JSON value), null until it succeeds"},
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _schedule() -> dict[str, Any]:
+    number = {"type": "number", "minimum": 1}
+    return {
+        "type": "object",
+        "description": "One of `{at}`, `{every_s, start_at?, end_at?}`, `{cron, timezone, start_at?, end_at?}`.",
+        "properties": {
+            "at": TS,
+            "every_s": number,
+            "cron": {"type": "string"},
+            "timezone": {"type": "string"},
+            "start_at": TS,
+            "end_at": TS,
+        },
+        "oneOf": [
+            {
+                "required": ["at"],
+                "not": {"anyOf": [{"required": [k]} for k in ("every_s", "cron", "timezone", "start_at", "end_at")]},
+            },
+            {"required": ["every_s"], "not": {"anyOf": [{"required": [k]} for k in ("at", "cron", "timezone")]}},
+            {"required": ["cron", "timezone"], "not": {"anyOf": [{"required": [k]} for k in ("at", "every_s")]}},
+        ],
+    }
+
+
+def _problem() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "RFC 9457 problem details; some problems add members (e.g. `services` on /readyz).",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "description": "validation errors (422)",
+                "items": {
+                    "type": "object",
+                    "required": ["loc", "msg"],
+                    "properties": {
+                        "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                        "msg": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }
+
+
+def run_schema() -> dict[str, Any]:
+    """One item of a task's runs."""
+    error = {
+        "type": ["object", "null"],
+        "required": ["type", "message"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+    }
+    properties = {
+        "run_id": {"type": "string", "description": "`<run>.<attempt>`"},
+        "attempt": {"type": "integer", "minimum": 0},
+        "status": {"type": "string", "enum": [s.value for s in RunStatus]},
+        "scheduled_for": {**NULLABLE_TS, "description": "the task's next_run_at when it was queued, if it had one"},
+        "started_at": TS,
+        "finished_at": NULLABLE_TS,
+        "duration_ms": {"type": ["integer", "null"], "minimum": 0},
+        "worker": NULLABLE_STR,
+        "error": error,
+        "log_size": {"type": ["integer", "null"], "minimum": 0, "description": "bytes of captured output"},
+        "log_expires_at": NULLABLE_TS,
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def event_schema() -> dict[str, Any]:
+    """One item of a task's events."""
+    return {
+        "type": "object",
+        "required": ["seq", "type", "at", "actor", "data"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1, "description": "the task version the event produced"},
+            "type": {"type": "string", "enum": [t.value for t in EventType]},
+            "at": TS,
+            "actor": {"type": "string", "description": "the user, or scheduler / executor:<worker> / reaper"},
+            "data": {"type": "object"},
+        },
+    }
+
+
+def queue_schema() -> dict[str, Any]:
+    """One item of ``GET /v1/queues``."""
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "type": "object",
+        "required": ["name", "priority", "depth", "in_flight", "dlq_depth"],
+        "properties": {
+            "name": {"type": "string"},
+            "priority": {"type": "string", "enum": [p.value for p in Priority]},
+            "depth": {**count, "description": "messages waiting (approximate)"},
+            "in_flight": {**count, "description": "messages received and not yet deleted (approximate)"},
+            "dlq_depth": {**count, "description": "messages in the queue's dead-letter queue (approximate)"},
+        },
+    }

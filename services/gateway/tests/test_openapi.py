@@ -1,0 +1,189 @@
+"""The OpenAPI document: valid OpenAPI 3.1, one operation per route and method, schemas equal to the codec's output."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+import falcon.testing
+import jsonschema_rs
+import pytest
+import schemathesis
+
+from tq_gateway.app import build_app
+from tq_gateway.openapi import build_spec
+from tq_gateway.resources_history import queue_to_dict
+from tq_gateway.settings import GatewaySettings
+from tqcore.domain.codec import event_to_dict, task_to_dict
+from tqcore.domain.model import ErrorInfo, Event, EventType, Priority, RunStatus, Schedule, Status
+from tqcore.domain.runs import Run, run_to_dict
+from tqcore.domain.task import Task
+from tqcore.ports import QueueDepth
+from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+SPEC = build_spec()
+
+
+def _app() -> falcon.App[Any, Any]:
+    store = InMemoryTaskStore()
+    ids = (f"t-{n}" for n in itertools.count(1))
+    return build_app(
+        GatewaySettings(),
+        store=store,
+        queries=InMemoryTaskQueries(store),
+        queue=RecordingQueue(),
+        registry=InMemoryRegistry(["echo"]),
+        clock=FixedClock(),
+        new_id=lambda: next(ids),
+    )
+
+
+def _routes(app: falcon.App[Any, Any]) -> set[str]:
+    """``METHOD /uri/template`` for every responder a resource defines (not Falcon's default OPTIONS/405)."""
+
+    def walk(nodes: list[Any]) -> Iterator[Any]:
+        for node in nodes:
+            yield node
+            yield from walk(node.children)
+
+    found = set()
+    for node in walk(app._router._roots):
+        if node.resource is None:
+            continue
+        for method in falcon.COMBINED_METHODS:
+            if callable(getattr(node.resource, f"on_{method.lower()}", None)):
+                found.add(f"{method} {node.uri_template}")
+    return found
+
+
+def _documented(spec: dict[str, Any]) -> set[str]:
+    return {f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item}
+
+
+def _validator(name: str) -> jsonschema_rs.Validator:
+    """A validator for one component schema, its ``$ref``s resolved within the document."""
+    return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", "components": SPEC["components"]})
+
+
+def test_the_document_is_valid_openapi_3_1_and_every_schema_valid_json_schema() -> None:
+    assert SPEC["openapi"] == "3.1.0"
+    schema = schemathesis.openapi.from_dict(SPEC)
+    schema.validate()  # the OpenAPI 3.1 meta-schema
+    for name, component in SPEC["components"]["schemas"].items():
+        assert jsonschema_rs.meta.is_valid(component), name
+    assert all(result.ok() for result in schema.get_all_operations())
+
+
+def test_every_route_is_documented_and_every_documented_operation_is_routed() -> None:
+    assert _routes(_app()) == _documented(SPEC)
+
+
+def test_the_gateway_serves_the_document() -> None:
+    response = falcon.testing.TestClient(_app()).simulate_get("/openapi.json")
+    assert response.status_code == 200
+    assert response.json == SPEC
+
+
+def test_every_operation_documents_auth_and_its_public_ones_need_none() -> None:
+    public = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+    assert SPEC["components"]["securitySchemes"]["bearerAuth"].items() >= {"type": "http", "scheme": "bearer"}.items()
+    assert SPEC["security"] == [{"bearerAuth": []}]
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            if path in public:
+                assert operation["security"] == [], (method, path)
+                continue
+            assert "security" not in operation, (method, path)
+            assert {"401", "429", "503"} <= set(operation["responses"]), (method, path)
+            assert operation["operationId"]
+
+
+def _task(**fields: Any) -> Task:
+    return Task(id="01abc", type="echo", group="team-a", owner="alice", created_at=NOW, version=1, **fields)
+
+
+TASKS = [
+    _task(),
+    _task(
+        status=Status.RUNNING,
+        attempts=2,
+        payload={"x": [1, None]},
+        schedule=Schedule(cron="0 0 * * MON", timezone="Europe/Paris", start_at=NOW, end_at=None),
+        worker="host:1",
+        claim_seq=4,
+        cancel_requested=True,
+        next_slot_at=NOW,
+        waiting_slot=NOW,
+        run_slot=NOW,
+        parent_id="01abd",
+        last_error=ErrorInfo("ValueError", "boom"),
+        result=7,
+    ),
+    _task(schedule=Schedule(at=NOW)),
+    _task(schedule=Schedule(every_s=90.5, start_at=NOW, end_at=datetime(2027, 1, 1, tzinfo=UTC))),
+]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_the_task_schema_names_exactly_what_the_codec_emits(task: Task) -> None:
+    emitted = task_to_dict(task)
+    assert set(emitted) == set(SPEC["components"]["schemas"]["Task"]["properties"])
+    _validator("Task").validate(emitted)
+
+
+def test_the_run_and_event_schemas_name_exactly_what_the_codec_emits() -> None:
+    runs = [
+        Run(seq=3, run_id="1.1", attempt=1, status=RunStatus.RUNNING, started_at=NOW, worker=None),
+        Run(
+            seq=5,
+            run_id="1.2",
+            attempt=2,
+            status=RunStatus.FAILED,
+            started_at=NOW,
+            worker="h:1",
+            scheduled_for=NOW,
+            finished_at=NOW,
+            duration_ms=12,
+            error=ErrorInfo("E", "m"),
+            log_size=10,
+            log_expires_at=NOW,
+        ),
+    ]
+    for run in runs:
+        emitted = run_to_dict(run)
+        assert set(emitted) == set(SPEC["components"]["schemas"]["Run"]["properties"])
+        _validator("Run").validate(emitted)
+    event = event_to_dict(Event(seq=1, type=EventType.SUBMITTED, at=NOW, actor="alice", data={"at": NOW}))
+    assert set(event) == set(SPEC["components"]["schemas"]["Event"]["properties"])
+    _validator("Event").validate(event)
+
+
+def test_the_queue_schema_names_exactly_what_the_gateway_emits() -> None:
+    emitted = queue_to_dict(QueueDepth(name="tq-high.fifo", priority=Priority.HIGH, depth=3, in_flight=1, dlq_depth=0))
+    assert set(emitted) == set(SPEC["components"]["schemas"]["Queue"]["properties"])
+    _validator("Queue").validate(emitted)
+
+
+@pytest.mark.parametrize(
+    ("schema", "instance", "valid"),
+    [
+        ("ScheduleSpec", {"at": "2026-01-01T00:00:00Z"}, True),
+        ("ScheduleSpec", {"every_s": 60, "start_at": "2026-01-01T00:00:00Z", "at": None}, True),
+        ("ScheduleSpec", {"cron": "0 0 * * MON", "timezone": "UTC"}, True),
+        ("ScheduleSpec", {}, False),
+        ("ScheduleSpec", {"at": "2026-01-01T00:00:00Z", "every_s": 60}, False),
+        ("ScheduleSpec", {"every_s": 60, "timezone": "UTC"}, False),
+        ("UpdateTask", {}, False),
+        ("UpdateTask", {"payload": None}, True),
+        ("SubmitTask", {"type": "echo", "group": "team-a", "extra": 1}, False),
+        ("RedriveDeadLetters", {"group": "team-a", "limit": 1001}, False),
+    ],
+)
+def test_the_request_schemas_say_what_the_commands_check(schema: str, instance: Any, valid: bool) -> None:
+    assert _validator(schema).is_valid(instance) is valid

@@ -1,0 +1,118 @@
+"""Cancelling a running task (issue 5, acceptance 3): the attempt stops at its next heartbeat."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import TOKENS, executions, start_stack, wait_for_status
+from tqdev.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+HEARTBEAT_S = 1.0
+#: Beyond one heartbeat: the executor's poll of its stop flags (50 ms), the commit, and this test's polling.
+MARGIN_S = 1.0
+ENV = {"TQ_HEARTBEAT_S": str(HEARTBEAT_S)}
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = start_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1, env=ENV)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def alice(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {TOKENS['alice']}"}, timeout=10) as c:
+        yield c
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def submit(api: httpx.Client, type_: str, payload: dict) -> str:
+    response = api.post("/v1/tasks", json={"type": type_, "group": "team-a", "payload": payload})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def cancel_when_running(stack: Stack, api: httpx.Client, task_id: str) -> float:
+    """Wait until the handler runs, DELETE as alice; seconds from the DELETE to ``cancelled``."""
+    wait_for_status(api, task_id, {"running"}, timeout_s=15)
+    deadline = time.monotonic() + 10
+    while (task_id, 1) not in executions(stack):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    started = time.monotonic()
+    response = api.delete(f"/v1/tasks/{task_id}")
+    assert response.status_code == 200, response.text
+    assert (response.json()["status"], response.json()["cancel_requested"]) == ("running", True)
+    wait_for_status(api, task_id, {"cancelled"}, timeout_s=HEARTBEAT_S + MARGIN_S + 5)
+    return time.monotonic() - started
+
+
+def test_cancelling_a_running_sleep_stops_it_within_one_heartbeat(stack: Stack, alice: httpx.Client) -> None:
+    # Given a 60 s sleep that is running
+    task_id = submit(alice, "sleep", {"seconds": 60})
+    # When alice cancels it
+    elapsed_s = cancel_when_running(stack, alice, task_id)
+    print(f"\n  DELETE -> cancelled: {elapsed_s * 1000:.0f} ms (heartbeat {HEARTBEAT_S} s)")
+    # Then it is cancelled within one heartbeat (plus a small margin), not after 60 s
+    assert elapsed_s <= HEARTBEAT_S + MARGIN_S
+    task = alice.get(f"/v1/tasks/{task_id}").json()
+    assert (task["status"], task["result"], task["worker"]) == ("cancelled", None, None)
+    run = alice.get(f"/v1/tasks/{task_id}/runs").json()["items"][0]
+    assert run["status"] == "cancelled"
+    assert (ts(run["finished_at"]) - ts(run["started_at"])).total_seconds() < 10  # the sleep did not complete
+    assert run["log_size"] == 0
+    events = alice.get(f"/v1/tasks/{task_id}/events").json()["items"]
+    by_type = {e["type"]: e for e in events}
+    assert by_type["cancel_requested"]["actor"] == "alice"
+    assert by_type["cancelled"]["actor"].startswith("executor:")
+    assert [e["type"] for e in events].count("cancelled") == 1
+    assert "succeeded" not in by_type
+    assert "failed" not in by_type
+    # and the executor is free for the next task at once
+    started = time.monotonic()
+    follow = submit(alice, "echo", {"n": 1})
+    assert wait_for_status(alice, follow, {"succeeded"}, timeout_s=5)["status"] == "succeeded"
+    print(f"  next task submit->succeeded: {(time.monotonic() - started) * 1000:.0f} ms")
+
+
+def test_cancelling_a_running_script_kills_its_program_and_keeps_its_output(stack: Stack, alice: httpx.Client) -> None:
+    # Given a script that ignores the stop request (its program sleeps on)
+    task_id = submit(alice, "script", {"argv": ["sleep", "61.25"]})
+    # When it is cancelled, the handler is asked, then killed after the grace, with its program
+    elapsed_s = cancel_when_running(stack, alice, task_id)
+    print(f"\n  script DELETE -> cancelled: {elapsed_s * 1000:.0f} ms (heartbeat {HEARTBEAT_S} s + 2 s grace)")
+    assert elapsed_s <= HEARTBEAT_S + 2.0 + MARGIN_S
+    run = alice.get(f"/v1/tasks/{task_id}/runs").json()["items"][0]
+    assert run["status"] == "cancelled"
+    deadline = time.monotonic() + 5
+    while _processes("sleep", "61.25") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes("sleep", "61.25"), "the program died with its handler process"
+
+
+def _processes(*argv: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parts = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+            except OSError:
+                continue
+            if parts and [Path(parts[0].decode()).name, *(p.decode() for p in parts[1:])] == list(argv):
+                found.append(int(entry.name))
+    return found
