@@ -42,10 +42,14 @@ unit: install
 test-ministack: install
 	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "integration or e2e" --durations=12
 
-# The second opinion: every integration and e2e test again on moto, except the volume/chaos runs (moto's SQS
-# slows down as queues grow) and the slow process-timing scenarios (their AWS calls are covered by the rest).
+# The second opinion: every adapter (integration) test again on moto, and the e2e modules that drive the core
+# AWS paths end to end (submit, run, schedule, priority). Not re-run there: volume/chaos (moto's SQS slows down as
+# queues grow), the slow process-timing scenarios, and the e2e modules whose AWS calls the adapter tests already
+# cover on moto (access, auth, cancel, run logs, rate limits, mTLS): they keep `make test` within 15 minutes.
+MOTO_E2E := tests/e2e/test_submit.py tests/e2e/test_schedules.py tests/e2e/test_priority.py
 test-moto: install
-	TQ_TEST_EMULATOR=moto $(BIN)/pytest -m "(integration or e2e) and not volume and not slow"
+	TQ_TEST_EMULATOR=moto $(BIN)/pytest -m "(integration or e2e) and not volume and not slow" \
+		libs/tqcore/tests/integration tests/integration $(MOTO_E2E)
 
 ## make chaos: 2,000 tasks while executors are SIGKILLed every 3 s (also part of `make test`); prints its figures.
 chaos: install
