@@ -107,7 +107,9 @@ def test_alice_is_denied_and_every_member_or_admin_is_allowed(
     assert alice.get("/v1/tasks?group=team-a").status_code == 200
 
 
-def test_alice_lists_only_team_a_and_carol_sees_both_groups_merged(as_user: Callable[[str], httpx.Client]) -> None:
+def test_alice_lists_only_team_a_carol_both_groups_merged_and_admin_every_group(
+    as_user: Callable[[str], httpx.Client],
+) -> None:
     alice, bob, carol = as_user("alice"), as_user("bob"), as_user("carol")
     mine = alice.post("/v1/tasks", json={"type": "echo", "group": "team-a", "schedule": FAR_FUTURE}).json()["id"]
     theirs = bob.post("/v1/tasks", json={"type": "echo", "group": "team-b", "schedule": FAR_FUTURE}).json()["id"]
@@ -117,6 +119,9 @@ def test_alice_lists_only_team_a_and_carol_sees_both_groups_merged(as_user: Call
     assert {t["group"] for t in alice.get("/v1/tasks", params={"limit": 200}).json()["items"]} == {"team-a"}
     newest = [t["id"] for t in carol.get("/v1/tasks", params={"limit": 2}).json()["items"]]
     assert newest == [theirs, mine]
+    # admin, naming no group, sees every group's tasks
+    everything = [t["id"] for t in as_user("admin").get("/v1/tasks", params={"limit": 2}).json()["items"]]
+    assert everything == [theirs, mine]
 
 
 def test_every_change_names_its_actor_in_the_history(as_user: Callable[[str], httpx.Client]) -> None:

@@ -16,7 +16,7 @@ from tqcore.clock import SystemClock, new_task_id
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import EventType, Status
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqdev.procs import free_port
 from tqdev.stack import unique_prefix
@@ -38,7 +38,7 @@ def test_a_task_whose_enqueue_failed_is_resent_by_the_reaper_and_runs_once(emula
         tasks = Tasks(
             store,
             SqsTaskQueue(dead_sqs, settings),
-            TypeCatalog(DynamoRegistry(ddb, settings)),
+            Catalog(DynamoRegistry(ddb, settings)),
             SystemClock(),
             new_task_id,
         )

@@ -36,7 +36,7 @@ from tqcore.domain.errors import StoreUnavailable, TaskNotFound
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqdev.stack import unique_prefix
 
@@ -233,7 +233,7 @@ def test_d_under_30_percent_throttling_every_accepted_submit_is_durable(
 
     sqs = aws.client(settings, "sqs")
     tasks = Tasks(
-        DynamoTaskStore(client, settings), SqsTaskQueue(sqs, settings), TypeCatalog(registry), SystemClock(), new_id
+        DynamoTaskStore(client, settings), SqsTaskQueue(sqs, settings), Catalog(registry), SystemClock(), new_id
     )
 
     def submit(n: int) -> Task | StoreUnavailable:

@@ -14,7 +14,7 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Status
 from tqcore.execution import Attempts
 from tqcore.recovery import reclaim_expired_leases
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -26,7 +26,7 @@ ALICE = Principal("alice", frozenset({"team-a"}))
 def env() -> tuple[Tasks, InMemoryTaskStore, RecordingQueue, FixedClock, Attempts]:
     store, queue, clock = InMemoryTaskStore(), RecordingQueue(), FixedClock()
     ids = (f"t-{n}" for n in itertools.count(1))
-    tasks = Tasks(store, queue, TypeCatalog(InMemoryRegistry(["echo"])), clock, lambda: next(ids))
+    tasks = Tasks(store, queue, Catalog(InMemoryRegistry(["echo"])), clock, lambda: next(ids))
     return tasks, store, queue, clock, Attempts(store, queue, clock, worker="h:1", lease_s=30, jitter=lambda: 0.0)
 
 

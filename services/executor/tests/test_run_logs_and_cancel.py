@@ -24,7 +24,7 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import RunStatus, Status
 from tqcore.domain.runs import project_runs
 from tqcore.execution import Attempts
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryRunLogs, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -41,7 +41,7 @@ class Env:
     def __init__(self, max_bytes: int = 1024 * 1024) -> None:
         self.store, self.queue, self.clock = InMemoryTaskStore(), RecordingQueue(), FixedClock()
         ids = iter(f"t-{n}" for n in range(999))
-        self.tasks = Tasks(self.store, self.queue, TypeCatalog(InMemoryRegistry(TYPES)), self.clock, ids.__next__)
+        self.tasks = Tasks(self.store, self.queue, Catalog(InMemoryRegistry(TYPES)), self.clock, ids.__next__)
         self.attempts = Attempts(self.store, self.queue, self.clock, worker="host:7", lease_s=30, jitter=lambda: 0.0)
         self.heartbeat = Heartbeat(self.attempts, interval_s=60, lease_s=30)
         self.logs = InMemoryRunLogs()
@@ -267,3 +267,18 @@ def _child_pids() -> set[int]:
             if fields[1] == me:
                 found.add(int(entry.name))
     return found
+
+
+def test_a_running_attempts_log_file_is_kept_near_its_bound_and_still_reads_as_cut(tmp_path: Path) -> None:
+    path = tmp_path / "attempt.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for _ in range(50):  # a handler flooding output between the executor's polls
+            os.write(fd, b"x" * 999 + b"\n")
+            isolation.cap_log(str(path), 2000)
+            assert path.stat().st_size <= 2001 + 1000
+        os.write(fd, b"tail\n")  # O_APPEND: later writes go on at the cut end, never over the kept head
+    finally:
+        os.close(fd)
+    assert read_bounded(path, 2000) == (b"x" * 999 + b"\n") * 2 + truncation_marker(2000)
+    isolation.cap_log("", 10)  # no log file: nothing to do

@@ -22,7 +22,7 @@ from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import RunStatus, Status
 from tqcore.execution import Attempts
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -38,7 +38,7 @@ class Env:
     def __init__(self) -> None:
         self.store, self.queue, self.clock = InMemoryTaskStore(), RecordingQueue(), FixedClock()
         ids = iter(f"t-{n}" for n in range(999))
-        self.tasks = Tasks(self.store, self.queue, TypeCatalog(InMemoryRegistry(TYPES)), self.clock, ids.__next__)
+        self.tasks = Tasks(self.store, self.queue, Catalog(InMemoryRegistry(TYPES)), self.clock, ids.__next__)
         self.attempts = Attempts(self.store, self.queue, self.clock, worker="host:7", lease_s=30, jitter=lambda: 0.0)
         self.runner = Runner(self.attempts, Heartbeat(self.attempts, interval_s=60, lease_s=30), MODULES)
 

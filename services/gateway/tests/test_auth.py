@@ -209,16 +209,22 @@ def test_the_cache_saves_lookups_and_a_revocation_takes_effect_after_its_ttl(
     assert cached.authenticate(token) == alice
     ticker.now += 0.2
     assert cached.authenticate(token) is None
-    assert cached.authenticate(token) is None
-    assert store.finds == 3
+    assert cached.authenticate(token) is None  # the refusal is remembered too
+    assert store.finds == 2
 
 
-def test_failures_are_not_cached_and_a_full_cache_stays_bounded(api: tuple[ApiKeys, InMemoryApiKeyStore]) -> None:
+def test_refusals_are_cached_briefly_and_a_full_cache_stays_bounded(
+    api: tuple[ApiKeys, InMemoryApiKeyStore],
+) -> None:
     keys, store = api
-    cached = CachedApiKeys(keys, max_entries=2, monotonic=Ticker())
+    ticker = Ticker()
+    cached = CachedApiKeys(keys, max_entries=2, monotonic=ticker, refused_ttl_s=2)
     tokens = [keys.create(f"u{n}", ["g"])[1] for n in range(3)]
     wrong = tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B")
     assert cached.authenticate(wrong) is None
+    assert cached.authenticate(wrong) is None
+    assert store.finds == 1
+    ticker.now += 2.1
     assert cached.authenticate(wrong) is None
     assert store.finds == 2
     assert all(cached.authenticate(token) is not None for token in tokens)

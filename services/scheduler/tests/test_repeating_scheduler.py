@@ -19,7 +19,7 @@ from tqcore.domain.errors import PreconditionFailed
 from tqcore.domain.model import Event, EventType, Status
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -95,7 +95,7 @@ def stack() -> Iterator[Stack]:
     clock = FixedClock()
     store, queue, registry = InMemoryTaskStore(due_shards=SHARDS), RecordingQueue(), InMemoryRegistry(["echo"])
     ids = (f"t-{n}" for n in itertools.count(1))
-    tasks = Tasks(store, queue, TypeCatalog(registry), clock, lambda: next(ids))
+    tasks = Tasks(store, queue, Catalog(registry), clock, lambda: next(ids))
     executor = Attempts(store, queue, clock, worker=WORKER, lease_s=30, jitter=lambda: 0.0)
     world = Stack(clock, store, queue, registry, tasks, executor, epoch=clock.now())
     yield world

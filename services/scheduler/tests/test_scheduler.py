@@ -11,7 +11,7 @@ from tq_scheduler.scheduler import MARK, Scheduler, buckets_between
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import EventType, Status
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -29,7 +29,7 @@ def clock() -> FixedClock:
 def parts(clock: FixedClock) -> tuple[Tasks, InMemoryTaskStore, RecordingQueue, InMemoryRegistry]:
     store, queue, registry = InMemoryTaskStore(due_shards=SHARDS), RecordingQueue(), InMemoryRegistry(["echo"])
     ids = (f"t-{n}" for n in itertools.count(1))
-    return Tasks(store, queue, TypeCatalog(registry), clock, lambda: next(ids)), store, queue, registry
+    return Tasks(store, queue, Catalog(registry), clock, lambda: next(ids)), store, queue, registry
 
 
 def scheduler(parts: tuple, clock: FixedClock, catchup_s: int = 3600) -> Scheduler:  # type: ignore[type-arg]

@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import IllegalTransition, StaleAttempt, StoreUnavailable, TaskNotFound, TaskTooLarge
@@ -19,6 +19,8 @@ from tqcore.recovery import hand_on
 from tqcore.service import mutate
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Pauses between local retries of an outcome write while the store is unavailable.
 OUTCOME_RETRY_PAUSES_S = (0.5, 1.0, 2.0, 4.0)
@@ -132,7 +134,7 @@ class Attempts:
         # The claim-time snapshot predates the cancel; read the current one (cancels are rare) so the domain
         # sees the request, and the commit is not first refused on its version.
         try:
-            current = self._store.get(task.id)
+            current = _through_throttles(lambda: self._store.get(task.id), task.id)
         except TaskNotFound:
             return None
         done = self._fenced(
@@ -160,15 +162,21 @@ class Attempts:
     def _fenced(self, task: Task, change: Callable[[Task], None]) -> Task | None:
         # The outcome is the one write an attempt cannot do without: after botocore's own retries, keep
         # trying through a throttle for a while before giving the message back to SQS.
-        for pause_s in (*OUTCOME_RETRY_PAUSES_S, None):
-            try:
-                return mutate(self._store, task, change)
-            except StaleAttempt as stale:
-                log.warning("outcome discarded: %s", stale, extra={"task_id": task.id, "attempt": task.attempts})
-                return None
-            except StoreUnavailable:
-                if pause_s is None:
-                    raise
-                log.warning("store unavailable; retrying the outcome in %.1f s", pause_s, extra={"task_id": task.id})
-                time.sleep(pause_s)
-        raise AssertionError("unreachable")
+        try:
+            return _through_throttles(lambda: mutate(self._store, task, change), task.id)
+        except StaleAttempt as stale:
+            log.warning("outcome discarded: %s", stale, extra={"task_id": task.id, "attempt": task.attempts})
+            return None
+
+
+def _through_throttles(call: Callable[[], T], task_id: str) -> T:
+    """``call()``, tried again after each of ``OUTCOME_RETRY_PAUSES_S`` while the store is unavailable."""
+    for pause_s in (*OUTCOME_RETRY_PAUSES_S, None):
+        try:
+            return call()
+        except StoreUnavailable:
+            if pause_s is None:
+                raise
+            log.warning("store unavailable; retrying the outcome in %.1f s", pause_s, extra={"task_id": task_id})
+            time.sleep(pause_s)
+    raise AssertionError("unreachable")

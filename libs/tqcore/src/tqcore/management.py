@@ -6,6 +6,7 @@ import heapq
 import itertools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tqcore.clock import SystemClock
@@ -86,28 +87,40 @@ class Redriven:
         return len(self.ids)
 
 
-def listed_groups(group: str | None, principal: Principal, what: str) -> list[str]:
-    """The groups a listing covers: the one named (if the caller may see it), else all the caller's groups."""
+def listed_groups(
+    group: str | None, principal: Principal, what: str, every_group: Callable[[], list[str]] | None
+) -> list[str]:
+    """The groups a listing covers: the one named (if the caller may see it), else all the caller's groups
+    (an admin's: ``every_group()``; ``GroupRequired`` without it)."""
     if group is not None:
         if not principal.can_see(group):
             raise Forbidden(f"{principal.name} may not read group {group!r}", group=group)
         return [group]
     if principal.admin:
-        raise GroupRequired(f"name a group: an admin's {what} would span every group")
+        if every_group is None:
+            raise GroupRequired(f"name a group: an admin's {what} would span every group")
+        return every_group()
     return sorted(principal.groups)
 
 
 class TaskListing:
     """``GET /v1/tasks``: a group's tasks (or all the caller's groups merged), newest first, filtered."""
 
-    def __init__(self, queries: TaskQueries, *, scan_budget: int = SCAN_BUDGET) -> None:
+    def __init__(
+        self,
+        queries: TaskQueries,
+        *,
+        every_group: Callable[[], list[str]] | None = None,
+        scan_budget: int = SCAN_BUDGET,
+    ) -> None:
         self._queries = queries
+        self._every_group = every_group
         self._budget = scan_budget
 
     def page(self, query: TaskListQuery, principal: Principal) -> TaskPage:
         """A page of tasks matching the filters; reads at most ``scan_budget`` tasks (see ``SCAN_BUDGET``)."""
         before = None if query.cursor is None else task_after(query.cursor)
-        groups = listed_groups(query.group, principal, "tasks")
+        groups = listed_groups(query.group, principal, "tasks", self._every_group)
         # Task ids sort by creation time in every group alike, so merging the groups' newest-first id streams
         # gives the newest-first order of their union, and a cursor (an id) is a position valid in each.
         ids = heapq.merge(*(self._queries.newest_ids(group, before) for group in groups), reverse=True)
@@ -190,15 +203,24 @@ def _run_position(cursor: str) -> int:
 class DeadLetters:
     """Failed tasks: listing them per group and giving them a fresh retry budget."""
 
-    def __init__(self, store: TaskStore, queries: TaskQueries, queue: TaskQueue, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        queries: TaskQueries,
+        queue: TaskQueue,
+        clock: Clock,
+        *,
+        every_group: Callable[[], list[str]] | None = None,
+    ) -> None:
         self._store = store
+        self._every_group = every_group
         self._queries = queries
         self._queue = queue
         self._clock = clock
 
     def page(self, query: DeadLetterQuery, principal: Principal) -> TaskPage:
         """Dead letters of one group, or of all the caller's groups merged, newest first."""
-        groups = listed_groups(query.group, principal, "dead letters")
+        groups = listed_groups(query.group, principal, "dead letters", self._every_group)
         if query.cursor is not None:
             dlq_after(query.cursor)  # refuse a bad cursor even when the caller has no group to list
         pages = [self._queries.dead_lettered(group, query.limit, query.cursor) for group in groups]

@@ -181,7 +181,7 @@ class DeadLetterInbox(Protocol):
 
 
 class Registry(Protocol):
-    """Which task types exist and which service instances are alive."""
+    """Which task types and groups exist and which service instances are alive."""
 
     def register_types(self, types: Sequence[str], by: str) -> None:
         """Record that an executor handles these types."""
@@ -189,6 +189,14 @@ class Registry(Protocol):
 
     def task_types(self) -> set[str]:
         """Every registered task type."""
+        ...
+
+    def add_group(self, group: str) -> None:
+        """Record that tasks exist in ``group`` (idempotent)."""
+        ...
+
+    def groups(self) -> set[str]:
+        """Every group tasks were submitted into."""
         ...
 
     def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:

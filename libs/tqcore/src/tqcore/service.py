@@ -53,8 +53,9 @@ def mutate(store: TaskStore, task: Task, change: Callable[[Task], None]) -> Task
     raise AssertionError("unreachable")
 
 
-class TypeCatalog:
-    """The registered task types, cached; a miss refreshes at most once a second."""
+class Catalog:
+    """The registered task types, cached (a miss refreshes at most once a second), and the groups tasks were
+    submitted into (each recorded once per process)."""
 
     def __init__(self, registry: Registry, *, ttl_s: float = 5.0) -> None:
         self._registry = registry
@@ -62,6 +63,19 @@ class TypeCatalog:
         self._types: set[str] = set()
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
+        self._noted: set[str] = set()
+
+    def note_group(self, group: str) -> None:
+        """Make sure ``group`` is in the registry (one write per group and process)."""
+        if group in self._noted:
+            return
+        self._registry.add_group(group)
+        with self._lock:
+            self._noted.add(group)
+
+    def groups(self) -> list[str]:
+        """Every group tasks were submitted into, sorted (what an admin's listings span)."""
+        return sorted(self._registry.groups())
 
     def require(self, type_name: str) -> None:
         """Raise ``UnknownTaskType`` unless some executor registered ``type_name``."""
@@ -94,7 +108,7 @@ class Tasks:
         self,
         store: TaskStore,
         queue: TaskQueue,
-        catalog: TypeCatalog,
+        catalog: Catalog,
         clock: Clock,
         new_id: Callable[[], str],
     ) -> None:
@@ -109,6 +123,7 @@ class Tasks:
         if not principal.can_submit(cmd.group):
             raise Forbidden(f"{principal.name} may not submit into group {cmd.group!r}", group=cmd.group)
         self._catalog.require(cmd.type)
+        self._catalog.note_group(cmd.group)  # before the task exists, so an admin's listing always finds it
         task = Task.submit(
             task_id=self._new_id(),
             owner=principal.name,

@@ -222,6 +222,7 @@ class InMemoryRegistry:
 
     def __init__(self, types: Sequence[str] = ()) -> None:
         self._types = set(types)
+        self._groups: set[str] = set()
         self._alive: dict[str, set[str]] = {}
         self._marks: dict[str, datetime] = {}
 
@@ -232,6 +233,14 @@ class InMemoryRegistry:
     def task_types(self) -> set[str]:
         """All types."""
         return set(self._types)
+
+    def add_group(self, group: str) -> None:
+        """Remember a group."""
+        self._groups.add(group)
+
+    def groups(self) -> set[str]:
+        """Every group remembered."""
+        return set(self._groups)
 
     def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
         """Mark alive (forever, in the fake)."""

@@ -140,3 +140,14 @@ def test_depths_count_waiting_in_flight_and_dead_lettered_messages_per_priority(
     assert [(d.name, d.priority) for d in depths] == [(settings.queue_name(p), p) for p in Priority]
     counts = {d.priority: (d.depth, d.in_flight, d.dlq_depth) for d in depths}
     assert counts == {Priority.HIGH: (2, 1, 0), Priority.NORMAL: (0, 0, 0), Priority.LOW: (1, 0, 1)}
+
+
+def test_the_registry_remembers_each_group_once_and_apart_from_the_task_types(settings: CoreSettings) -> None:
+    from tqcore.adapters.dynamodb.registry import DynamoRegistry
+
+    registry = DynamoRegistry(aws.client(settings, "dynamodb"), settings)
+    registry.register_types(["echo"], by="test")
+    for group in ("team-b", "team-a", "team-b"):
+        registry.add_group(group)
+    assert registry.groups() == {"team-a", "team-b"}
+    assert registry.task_types() == {"echo"}

@@ -112,9 +112,12 @@ def test_another_groups_listing_is_forbidden_and_an_admin_names_any_group() -> N
     listing = TaskListing(InMemoryTaskQueries(store))
     with pytest.raises(Forbidden):
         listing.page(TaskListQuery(group="team-b"), ALICE)
-    with pytest.raises(GroupRequired):
+    with pytest.raises(GroupRequired):  # a listing that cannot know every group
         listing.page(TaskListQuery(), ADMIN)
     assert [t.id for t in listing.page(TaskListQuery(group="team-b"), ADMIN).items] == [made]
+    mine = make("team-a").id
+    everything = TaskListing(InMemoryTaskQueries(store), every_group=lambda: ["team-a", "team-b"])
+    assert [t.id for t in everything.page(TaskListQuery(), ADMIN).items] == [mine, made]
 
 
 @pytest.mark.parametrize("cursor", ["garbage!", encode_cursor("dlq", "t-0001"), encode_cursor("tasks", "a b")])

@@ -14,7 +14,7 @@ from tqcore.domain.model import Priority, Status
 from tqcore.execution import Attempts
 from tqcore.ports import DeadLetter
 from tqcore.recovery import resend_stuck, settle_dead_letters
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -42,7 +42,7 @@ class Inbox:
 def env() -> tuple[Tasks, InMemoryTaskStore, RecordingQueue, FixedClock]:
     store, queue, clock = InMemoryTaskStore(resend_after_s=30), RecordingQueue(), FixedClock()
     ids = (f"t-{n}" for n in itertools.count(1))
-    return Tasks(store, queue, TypeCatalog(InMemoryRegistry(["echo"])), clock, lambda: next(ids)), store, queue, clock
+    return Tasks(store, queue, Catalog(InMemoryRegistry(["echo"])), clock, lambda: next(ids)), store, queue, clock
 
 
 def letter(task_id: str, dispatch: Dispatch | None, receives: int = 5, record: bool = False) -> DeadLetter:

@@ -34,7 +34,7 @@ from tqcore.domain.runs import project_runs
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
 from tqcore.scheduling import Pass, Promoter
-from tqcore.service import Tasks, TypeCatalog, mutate
+from tqcore.service import Catalog, Tasks, mutate
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -154,7 +154,7 @@ def gateway_parts(clock: FixedClock) -> tuple[Tasks, InMemoryTaskStore, Recordin
     """The submit/PATCH use cases over fakes, as the gateway calls them."""
     store, queue = InMemoryTaskStore(due_shards=SHARDS), RecordingQueue()
     ids = (f"t-{n}" for n in itertools.count(1))
-    return Tasks(store, queue, TypeCatalog(InMemoryRegistry(["echo"])), clock, lambda: next(ids)), store, queue
+    return Tasks(store, queue, Catalog(InMemoryRegistry(["echo"])), clock, lambda: next(ids)), store, queue
 
 
 # --------------------------------------------------------------------------- h1: a staged run, then PATCH

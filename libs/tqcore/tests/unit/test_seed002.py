@@ -18,7 +18,7 @@ from tqcore.execution import Attempts
 from tqcore.ports import LeaseRecord, LeaseState
 from tqcore.recovery import reclaim_expired_leases
 from tqcore.scheduling import promote_due
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
@@ -67,9 +67,7 @@ class World:
         self.store = ThrottledStore(reap_shards=SHARDS, due_shards=DEFAULTS.due_shards)
         self.queue = RecordingQueue()
         ids = iter(f"t-{n}" for n in range(1, 100))
-        self.tasks = Tasks(
-            self.store, self.queue, TypeCatalog(InMemoryRegistry(["echo"])), self.clock, lambda: next(ids)
-        )
+        self.tasks = Tasks(self.store, self.queue, Catalog(InMemoryRegistry(["echo"])), self.clock, lambda: next(ids))
 
     def executor(self, worker: str) -> Attempts:
         # jitter 0: the full nominal backoff (2 s for the first retry); 0.999 would make it about 1 s.

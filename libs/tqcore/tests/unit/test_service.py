@@ -29,7 +29,7 @@ from tqcore.domain.task import Task
 from tqcore.execution import Attempts
 from tqcore.recovery import resend_stuck
 from tqcore.scheduling import promote_due
-from tqcore.service import MAX_CONFLICT_RETRIES, Tasks, TypeCatalog, mutate
+from tqcore.service import MAX_CONFLICT_RETRIES, Catalog, Tasks, mutate
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -66,7 +66,7 @@ def queue() -> RecordingQueue:
 @pytest.fixture
 def tasks(store: InMemoryTaskStore, queue: RecordingQueue, clock: FixedClock) -> Tasks:
     ids = (f"t-{n}" for n in itertools.count(1))
-    return Tasks(store, queue, TypeCatalog(InMemoryRegistry(["echo", "sleep"])), clock, lambda: next(ids))
+    return Tasks(store, queue, Catalog(InMemoryRegistry(["echo", "sleep"])), clock, lambda: next(ids))
 
 
 def executor(store: InMemoryTaskStore, clock: FixedClock, worker: str) -> Attempts:
@@ -499,7 +499,7 @@ class CountingRegistry(InMemoryRegistry):
 
 
 def test_catalog_knows_registered_types() -> None:
-    catalog = TypeCatalog(InMemoryRegistry(["echo"]))
+    catalog = Catalog(InMemoryRegistry(["echo"]))
     catalog.require("echo")
     with pytest.raises(UnknownTaskType):
         catalog.require("sleep")
@@ -507,7 +507,7 @@ def test_catalog_knows_registered_types() -> None:
 
 def test_catalog_caches_and_a_miss_does_not_hammer_the_registry() -> None:
     registry = CountingRegistry(["echo"])
-    catalog = TypeCatalog(registry, ttl_s=60)
+    catalog = Catalog(registry, ttl_s=60)
     for _ in range(5):
         catalog.require("echo")
         with pytest.raises(UnknownTaskType):
@@ -517,7 +517,7 @@ def test_catalog_caches_and_a_miss_does_not_hammer_the_registry() -> None:
 
 def test_catalog_sees_types_registered_after_its_cache_expired() -> None:
     registry = CountingRegistry(["echo"])
-    catalog = TypeCatalog(registry, ttl_s=0)
+    catalog = Catalog(registry, ttl_s=0)
     catalog.require("echo")
     registry.register_types(["sleep"], by="executor-1")
     catalog.require("sleep")

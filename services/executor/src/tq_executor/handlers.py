@@ -25,6 +25,8 @@ class Job:
     run_id: str = ""
     #: The file the attempt's output goes to (its fds 1 and 2 and ``ctx.log``); empty: not captured.
     log_path: str = ""
+    #: The bound of the stored log; the executor also keeps the file near it while the attempt runs.
+    log_max_bytes: int = 0
 
 
 @dataclass

@@ -41,7 +41,7 @@ MAX_ERROR_CHARS = 2000
 #: How long a cancelled handler may take to return after ``ctx.stop`` is set before its process is killed.
 CANCEL_GRACE_S = 2.0
 #: The signal that sets the running handler's ``ctx.stop`` in the child.
-STOP_SIGNAL = signal.SIGUSR1
+STOP_SIGNAL = signal.SIGUSR1  # ignored in the fork server: see forkserver_init
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,7 @@ class HandlerProcess:
                 )
             if not self._process.is_alive():
                 return self._crashed()
+            cap_log(job.log_path, job.log_max_bytes)
 
     def _crashed(self) -> Outcome:
         code = self._process.exitcode
@@ -163,9 +164,22 @@ class HandlerProcess:
         self._process, self._conn = None, None
 
 
+def cap_log(path: str, max_bytes: int) -> None:
+    """Keep a running attempt's log file from filling the disk: past ``max_bytes`` it is cut back to
+    ``max_bytes + 1`` (so the stored copy still ends with the truncation marker); the handler's ``O_APPEND``
+    writes go on at the new end, so the file stays within a poll's worth of output of the bound."""
+    if not path or max_bytes <= 0:
+        return
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_size > max_bytes + 1:
+            os.truncate(path, max_bytes + 1)
+
+
 def prepare(modules: list[str]) -> None:
     """Start the fork server now, with the handler modules preloaded, so each child starts warm and fast."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["tq_executor.isolation", *modules])
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["tq_executor.forkserver_init", "tq_executor.isolation", *modules]
+    )
     forkserver.ensure_running()
 
 
@@ -251,6 +265,7 @@ def run_job(job: Job) -> Outcome:
             return _call(ctx)
         finally:
             _current = None
+            ctx.log_fd = -1  # the fd is closed next and its number reused: a lingering thread must not write there
 
 
 def _call(ctx: TaskContext) -> Outcome:

@@ -51,6 +51,11 @@ class RunLogs:
         self._retention_s = retention_s
         self._dir = Path(tempfile.mkdtemp(prefix="tq-run-logs-"))
 
+    @property
+    def max_bytes(self) -> int:
+        """The bound of a stored log."""
+        return self._max_bytes
+
     def path(self, task: Task) -> Path:
         """Where this attempt's output goes (named by its claim: unique per attempt)."""
         return self._dir / f"{task.id}.{task.claim_seq}.log"

@@ -90,6 +90,7 @@ class Runner:
             self.attempts.worker,
             task.run_id(task.attempts),
             str(self.logs.path(task)) if self.logs is not None else "",
+            self.logs.max_bytes if self.logs is not None else 0,
         )
 
     def _process(self) -> HandlerProcess:

@@ -37,7 +37,7 @@ from tqcore.logs import configure_logging
 from tqcore.management import DeadLetters, TaskHistory, TaskListing
 from tqcore.ports import Clock, ManagedQueue, Registry, RunLogStore, TaskStore
 from tqcore.queries import TaskQueries
-from tqcore.service import Tasks, TypeCatalog
+from tqcore.service import Catalog, Tasks
 
 
 def build_app(
@@ -54,16 +54,17 @@ def build_app(
     api_keys: ApiKeys | None = None,
 ) -> falcon.App[Any, Any]:
     """The Falcon app over the given adapters (tests may pass their own; ``replicas`` defaults to one)."""
-    tasks = Tasks(store, queue, TypeCatalog(registry), clock, new_id)
+    catalog = Catalog(registry)
+    tasks = Tasks(store, queue, catalog, clock, new_id)
     history = TaskHistory(store, logs, clock)
-    dead_letters = DeadLetters(store, queries, queue, clock)
+    dead_letters = DeadLetters(store, queries, queue, clock, every_group=catalog.groups)
     middleware: list[Any] = [BodyLimit(settings.max_body_bytes), BearerAuth(authenticators(settings, api_keys))]
     if settings.rate_limit_rps > 0:  # after authentication: the limit is per principal
         middleware.append(RateLimit.from_settings(settings, replicas or Replicas()))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
-    app.add_route("/v1/tasks", TaskCollection(tasks, TaskListing(queries)))
+    app.add_route("/v1/tasks", TaskCollection(tasks, TaskListing(queries, every_group=catalog.groups)))
     app.add_route("/v1/tasks/{task_id}", TaskItem(tasks))
     app.add_route("/v1/tasks/{task_id}/runs", TaskRuns(history))
     app.add_route("/v1/tasks/{task_id}/runs/{run_id}/log", TaskRunLog(history))

@@ -31,6 +31,8 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
 #: How long a gateway worker trusts an API key it looked up: a revocation takes effect within this time.
 API_KEY_CACHE_S = 10.0
+#: How long a gateway worker remembers a token it refused.
+REFUSED_CACHE_S = 2.0
 
 
 class Unauthenticated(falcon.HTTPUnauthorized):
@@ -60,7 +62,9 @@ class DevTokens:
 
 
 class CachedApiKeys:
-    """API keys, each successful lookup remembered for ``ttl_s`` (by the token's hash, not the token)."""
+    """API keys, each lookup remembered (by the token's hash, not the token): a key found for ``ttl_s``, a token
+    refused for ``refused_ttl_s`` (so a client repeating a bad token costs no read per request; a new key's id is
+    random, so it is never among the refused)."""
 
     def __init__(
         self,
@@ -68,12 +72,14 @@ class CachedApiKeys:
         ttl_s: float = API_KEY_CACHE_S,
         max_entries: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
+        refused_ttl_s: float = REFUSED_CACHE_S,
     ) -> None:
         self._keys = keys
         self._ttl_s = ttl_s
+        self._refused_ttl_s = refused_ttl_s
         self._max_entries = max_entries
         self._monotonic = monotonic
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
     def authenticate(self, token: str) -> Principal | None:
@@ -86,14 +92,11 @@ class CachedApiKeys:
             return hit[1]
         principal = self._keys.authenticate(token)
         with self._lock:
-            if principal is None:
-                self._cache.pop(digest, None)
-                return None
             if len(self._cache) >= self._max_entries:
                 self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
                 if len(self._cache) >= self._max_entries:
                     self._cache.clear()
-            self._cache[digest] = (now + self._ttl_s, principal)
+            self._cache[digest] = (now + (self._ttl_s if principal else self._refused_ttl_s), principal)
         return principal
 
 

@@ -44,8 +44,8 @@ def _task_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listTasks",
                 "summary": "List tasks, newest first",
-                "description": "A page of one group's tasks (all the caller's groups merged if none is named; an "
-                "admin must name one). A filtered page may come back short, even empty, with a `next_cursor`.",
+                "description": "A page of one group's tasks (all the caller's groups merged if none is named; for an "
+                "admin, every group). A filtered page may come back short, even empty, with a `next_cursor`.",
                 "parameters": [
                     ref("Group", "parameters"),
                     _query(

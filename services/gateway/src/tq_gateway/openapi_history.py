@@ -31,7 +31,7 @@ def parameters() -> dict[str, Any]:
             "name": "group",
             "in": "query",
             "required": False,
-            "description": "the group to list; without it, all the caller's groups merged (an admin must name one)",
+            "description": "the group to list; without it, all the caller's groups merged (an admin's: every group)",
             "schema": NAME,
         },
         "Limit": {

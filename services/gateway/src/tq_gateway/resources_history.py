@@ -11,6 +11,7 @@ import falcon
 
 from tq_gateway.body import json_object, query_params
 from tqcore.domain.codec import event_to_dict, task_to_dict
+from tqcore.domain.errors import QueueUnavailable
 from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import run_to_dict
 from tqcore.management import DeadLetters, TaskHistory
@@ -106,15 +107,23 @@ class QueueList:
         self._cache_s = cache_s
         self._lock = threading.Lock()
         self._read_at = float("-inf")
-        self._body: dict[str, Any] = {}
+        self._answer: dict[str, Any] | QueueUnavailable = {}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """The queues, highest priority first."""
-        with self._lock:
-            if time.monotonic() - self._read_at > self._cache_s:
-                self._body = {"queues": [queue_to_dict(depth) for depth in self._queue.depths()]}
-                self._read_at = time.monotonic()
-            resp.media = self._body
+        with self._lock:  # held only to read and swap the cached answer, never across the SQS calls
+            stale = time.monotonic() - self._read_at > self._cache_s
+            answer = self._answer
+        if stale:
+            try:
+                answer = {"queues": [queue_to_dict(depth) for depth in self._queue.depths()]}
+            except QueueUnavailable as error:  # cached too: a slow SQS is asked once per cache_s, not per request
+                answer = error
+            with self._lock:
+                self._answer, self._read_at = answer, time.monotonic()
+        if isinstance(answer, QueueUnavailable):
+            raise QueueUnavailable(answer.message)
+        resp.media = answer
 
 
 def queue_to_dict(depth: QueueDepth) -> dict[str, Any]:

@@ -18,6 +18,8 @@ LEASE_SK = "TASK#LEASE"
 EVENT_PREFIX = "EVT#"
 IDEM_SK = "IDEM"
 CATALOG_PK = "CATALOG"
+#: The groups tasks were ever submitted into (what an admin's listing spans).
+GROUPS_PK = "GROUPS"
 PRESENCE_PK = "PRESENCE"
 MARK_PK = "MARK"
 #: Every API key record, one item per key id (sort key): a small partition, read by GetItem on each uncached

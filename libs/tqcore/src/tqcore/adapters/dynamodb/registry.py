@@ -52,6 +52,21 @@ class DynamoRegistry:
         )
         return {item["SK"]["S"].removeprefix("TYPE#") for item in items}
 
+    def add_group(self, group: str) -> None:
+        """Record (idempotently) that tasks exist in ``group``."""
+        self._db.call(
+            "put_item",
+            TableName=self._table,
+            Item={"PK": {"S": keys.GROUPS_PK}, "SK": {"S": f"G#{group}"}, "group": {"S": group}},
+        )
+
+    def groups(self) -> set[str]:
+        """Every group tasks were submitted into."""
+        items = self._db.query_all(
+            KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": keys.GROUPS_PK}}
+        )
+        return {item["SK"]["S"].removeprefix("G#") for item in items}
+
     def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
         """Mark ``service``/``instance`` alive for ``ttl_s`` seconds."""
         until = int(time.time()) + ttl_s
