@@ -42,11 +42,11 @@ unit: install
 test-ministack: install
 	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "integration or e2e" --durations=12
 
-# The second opinion: every adapter (integration) test again on moto, and the e2e modules that drive the core
-# AWS paths end to end (submit, run, schedule, priority). Not re-run there: volume/chaos (moto's SQS slows down as
-# queues grow), the slow process-timing scenarios, and the e2e modules whose AWS calls the adapter tests already
-# cover on moto (access, auth, cancel, run logs, rate limits, mTLS): they keep `make test` within 15 minutes.
-MOTO_E2E := tests/e2e/test_submit.py tests/e2e/test_schedules.py tests/e2e/test_priority.py
+# The second opinion: every adapter (integration) test again on moto, and the submit-to-finish e2e module. Not
+# re-run there: volume/chaos (moto's SQS slows down as queues grow), the slow process-timing scenarios, and the e2e
+# modules whose AWS calls the adapter tests already cover on moto (schedules, priority, access, auth, cancel, run
+# logs, rate limits, mTLS): they keep `make test` within 15 minutes.
+MOTO_E2E := tests/e2e/test_submit.py
 test-moto: install
 	TQ_TEST_EMULATOR=moto $(BIN)/pytest -m "(integration or e2e) and not volume and not slow" \
 		libs/tqcore/tests/integration tests/integration $(MOTO_E2E)

@@ -288,9 +288,9 @@ class InMemoryTaskQueries:
         yield from sorted((i for i in ids if before is None or i < before), reverse=True)
 
     def tasks(self, ids: Sequence[str]) -> list[Task]:
-        """Copies of the tasks that exist, in the order given."""
+        """Copies of the tasks that exist (with their lease's current expiry), in the order given."""
         with self._store._lock:
-            return [copy.deepcopy(self._store._tasks[i]) for i in ids if i in self._store._tasks]
+            return [task for task in (self._store._overlaid(self._store._tasks.get(i)) for i in ids) if task]
 
 
 class InMemoryApiKeyStore:

@@ -162,3 +162,15 @@ def test_tasks_are_read_in_the_order_asked_and_missing_ids_are_left_out(backend:
     assert [task.id for task in found] == [made[2], made[1], made[0]]
     assert found[1].status is Status.CANCELLED
     assert found[1].version == cancelled.version
+
+
+def test_a_listed_running_task_shows_its_lease_as_the_heartbeat_moved_it(backend: Backend) -> None:
+    from tqcore.ports import LeaseState
+
+    store, queries = backend
+    task = mutate(store, submitted(store, "team-a", T0), lambda t: t.claim(1, WORKER, T0, 30))
+    assert task.claim_seq is not None
+    assert store.extend_lease(task.id, task.claim_seq, T0 + timedelta(seconds=90)) is LeaseState.HELD
+    (listed,) = queries.tasks([task.id])
+    assert listed.lease_expires_at == T0 + timedelta(seconds=90)
+    assert listed.lease_expires_at == store.get(task.id).lease_expires_at

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,7 +175,12 @@ class Stack:
         running attempt may finish instead of being killed mid-way.
         """
         grace_s = float(self.env("executor").get("TQ_SHUTDOWN_GRACE_S", "25"))
-        for proc in reversed(self.procs):
-            proc.stop(timeout_s=grace_s + 5 if proc in self.executors else 15)
+        executors = [proc for proc in self.procs if proc in self.executors]
+        others = [proc for proc in self.procs if proc not in self.executors]
+        # Each group is stopped at once, in parallel: one stop's wait does not add to the next's.
+        for group, timeout_s in ((executors, grace_s + 5), (others, 15.0)):
+            if group:
+                with ThreadPoolExecutor(max_workers=len(group)) as pool:
+                    list(pool.map(lambda proc, t=timeout_s: proc.stop(timeout_s=t), group))
         self.procs.clear()
         self.executors.clear()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tqcore.adapters.dynamodb import keys
+from tqcore.adapters.dynamodb import keys, leases
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import task_from_dict
 from tqcore.domain.errors import StoreUnavailable
+from tqcore.domain.model import Status
 from tqcore.domain.task import Task
 from tqcore.queries import dlq_after, encode_cursor
 from tqcore.settings import CoreSettings
@@ -70,15 +72,26 @@ class DynamoTaskQueries:
                     log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
                     continue
                 found[task.id] = task
+        self._overlay_leases([task for task in found.values() if task.status is Status.RUNNING])
         return [found[i] for i in ids if i in found]
 
-    def _batch_get(self, wanted: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def _overlay_leases(self, running: list[Task]) -> None:
+        """Give running tasks their lease's current expiry (heartbeats move it without a new snapshot)."""
+        by_id = {task.id: task for task in running}
+        for offset in range(0, len(running), BATCH_GET_KEYS):
+            wanted = [leases.lease_key(task.id) for task in running[offset : offset + BATCH_GET_KEYS]]
+            for item in self._batch_get(wanted, projection="PK, task_id, claim_seq, worker, expires_at"):
+                with contextlib.suppress(KeyError, ValueError, TypeError, AssertionError):
+                    record = leases.record_from_item(item)
+                    leases.overlay(by_id[record.task_id], record)
+
+    def _batch_get(self, wanted: list[dict[str, Any]], projection: str = "doc, PK") -> Iterator[dict[str, Any]]:
         """Every item of ``wanted``, asking again for the keys DynamoDB left unprocessed (throttling)."""
         for pause_s in BATCH_GET_PAUSES_S:
             answer = self._db.call(
                 "batch_get_item",
                 RequestItems={
-                    self._db.name: {"Keys": wanted, "ConsistentRead": True, "ProjectionExpression": "doc, PK"}
+                    self._db.name: {"Keys": wanted, "ConsistentRead": True, "ProjectionExpression": projection}
                 },
             )
             yield from answer.get("Responses", {}).get(self._db.name, [])
