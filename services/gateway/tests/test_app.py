@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import falcon
 import falcon.testing
 import pytest
 
-from tq_gateway.app import build_app
 from tq_gateway.body import BodyLimit
 from tq_gateway.settings import GatewaySettings
+from tq_gateway.testing import client_over_fakes
 from tqcore.domain.errors import StoreUnavailable
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+from tqcore.testing import InMemoryRegistry, InMemoryTaskStore
 
 pytestmark = pytest.mark.unit
 
@@ -36,18 +35,7 @@ class BrokenStore(InMemoryTaskStore):
 
 
 def client(store: InMemoryTaskStore | None = None, **settings: Any) -> falcon.testing.TestClient:
-    ids = (f"t-{n}" for n in itertools.count(1))
-    store = store or InMemoryTaskStore()
-    app = build_app(
-        GatewaySettings(**settings),
-        store=store,
-        queries=InMemoryTaskQueries(store),
-        queue=RecordingQueue(),
-        registry=InMemoryRegistry(["echo"]),
-        clock=FixedClock(),
-        new_id=lambda: next(ids),
-    )
-    return falcon.testing.TestClient(app)
+    return client_over_fakes(GatewaySettings(**settings), store=store)
 
 
 def test_a_throttled_store_is_a_503_with_retry_after() -> None:
@@ -126,16 +114,7 @@ def test_unknown_routes_are_problems_too() -> None:
 
 def test_readyz_waits_for_every_required_service() -> None:
     registry = InMemoryRegistry(["echo"])
-    store = InMemoryTaskStore()
-    app = build_app(
-        GatewaySettings(ready_requires=["executor", "scheduler"]),
-        store=store,
-        queries=InMemoryTaskQueries(store),
-        queue=RecordingQueue(),
-        registry=registry,
-        clock=FixedClock(),
-    )
-    api = falcon.testing.TestClient(app)
+    api = client_over_fakes(GatewaySettings(ready_requires=["executor", "scheduler"]), registry=registry)
     first = api.simulate_get("/readyz")
     assert first.status_code == 503
     assert "executor" in first.json["detail"]

@@ -17,19 +17,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from tq_gateway.app import build_app
 from tq_gateway.auth import BearerAuth, CachedApiKeys, DevTokens, authenticators
 from tq_gateway.jwt_auth import InvalidToken, JwtTokens
 from tq_gateway.settings import GatewaySettings
+from tq_gateway.testing import client_over_fakes
 from tqcore.api_keys import ApiKeys
 from tqcore.domain.access import Principal
 from tqcore.testing import (
     FixedClock,
     InMemoryApiKeyStore,
-    InMemoryRegistry,
-    InMemoryTaskQueries,
-    InMemoryTaskStore,
-    RecordingQueue,
 )
 
 pytestmark = pytest.mark.unit
@@ -253,17 +249,7 @@ def test_the_chain_follows_the_auth_setting(api: tuple[ApiKeys, InMemoryApiKeySt
 
 
 def app_client(api_keys: ApiKeys | None, **settings: Any) -> falcon.testing.TestClient:
-    store = InMemoryTaskStore()
-    app = build_app(
-        GatewaySettings(**settings),
-        store=store,
-        queries=InMemoryTaskQueries(store),
-        queue=RecordingQueue(),
-        registry=InMemoryRegistry(["echo"]),
-        clock=FixedClock(),
-        api_keys=api_keys,
-    )
-    return falcon.testing.TestClient(app)
+    return client_over_fakes(GatewaySettings(**settings), api_keys=api_keys)
 
 
 def test_dev_tokens_are_refused_unless_dev_is_enabled(api: tuple[ApiKeys, InMemoryApiKeyStore]) -> None:

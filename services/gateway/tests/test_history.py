@@ -9,13 +9,12 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from tq_gateway.app import build_app
-from tq_gateway.settings import GatewaySettings
+from tq_gateway.testing import client_over_fakes
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import ErrorInfo, Status
 from tqcore.domain.task import Task
 from tqcore.service import mutate
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
 
@@ -48,15 +47,7 @@ class Api:
         self.clock = FixedClock()
         self.registry = InMemoryRegistry(["echo"])
         self._ids = (f"t-{n}" for n in itertools.count(1))
-        app = build_app(
-            GatewaySettings(),
-            store=self.store,
-            queries=InMemoryTaskQueries(self.store),
-            queue=self.queue,
-            registry=self.registry,
-            clock=self.clock,
-        )
-        self.http = falcon.testing.TestClient(app)
+        self.http = client_over_fakes(store=self.store, queue=self.queue, registry=self.registry, clock=self.clock)
 
     def task(self, group: str = "team-a", *, failures: int = 0, max_retries: int = 0) -> Task:
         """A queued task, or one after ``failures`` failed attempts (``failed`` once its budget is spent)."""

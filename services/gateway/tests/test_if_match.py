@@ -3,17 +3,14 @@ and which are bad requests (400), both for the parser alone and through the gate
 
 from __future__ import annotations
 
-import itertools
-
 import falcon
 import falcon.testing
 import pytest
 
-from tq_gateway.app import build_app
 from tq_gateway.resources import if_match
-from tq_gateway.settings import GatewaySettings
+from tq_gateway.testing import client_over_fakes
 from tqcore.domain.errors import PreconditionFailed
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+from tqcore.testing import InMemoryTaskStore
 
 pytestmark = pytest.mark.unit
 
@@ -50,19 +47,8 @@ class Api:
     """The gateway over fakes, holding one scheduled task ``t-1``."""
 
     def __init__(self) -> None:
-        store = InMemoryTaskStore()
-        ids = (f"t-{n}" for n in itertools.count(1))
-        app = build_app(
-            GatewaySettings(),
-            store=store,
-            queries=InMemoryTaskQueries(store),
-            queue=RecordingQueue(),
-            registry=InMemoryRegistry(["echo"]),
-            clock=FixedClock(),
-            new_id=lambda: next(ids),
-        )
-        self.store = store
-        self.http = falcon.testing.TestClient(app)
+        self.store = InMemoryTaskStore()
+        self.http = client_over_fakes(store=self.store)
         created = self.http.simulate_post("/v1/tasks", json=SCHEDULED, headers=ALICE)
         assert created.status_code == 201
         self.version = self.store.get("t-1").version

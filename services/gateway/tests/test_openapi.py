@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,16 +12,14 @@ import jsonschema_rs
 import pytest
 import schemathesis
 
-from tq_gateway.app import build_app
 from tq_gateway.openapi import build_spec
 from tq_gateway.resources_history import queue_to_dict
-from tq_gateway.settings import GatewaySettings
+from tq_gateway.testing import app_over_fakes
 from tqcore.domain.codec import event_to_dict, task_to_dict
 from tqcore.domain.model import ErrorInfo, Event, EventType, Priority, RunStatus, Schedule, Status
 from tqcore.domain.runs import Run, run_to_dict
 from tqcore.domain.task import Task
 from tqcore.ports import QueueDepth
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
 
@@ -31,17 +28,7 @@ SPEC = build_spec()
 
 
 def _app() -> falcon.App[Any, Any]:
-    store = InMemoryTaskStore()
-    ids = (f"t-{n}" for n in itertools.count(1))
-    return build_app(
-        GatewaySettings(),
-        store=store,
-        queries=InMemoryTaskQueries(store),
-        queue=RecordingQueue(),
-        registry=InMemoryRegistry(["echo"]),
-        clock=FixedClock(),
-        new_id=lambda: next(ids),
-    )
+    return app_over_fakes()
 
 
 def _routes(app: falcon.App[Any, Any]) -> set[str]:

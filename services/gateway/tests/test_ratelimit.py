@@ -10,11 +10,11 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from tq_gateway.app import build_app
 from tq_gateway.buckets import PROBE_SLOTS, SharedBuckets, create_table, gcra
 from tq_gateway.ratelimit import Replicas
 from tq_gateway.settings import GatewaySettings
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+from tq_gateway.testing import client_over_fakes
+from tqcore.testing import InMemoryRegistry
 
 pytestmark = pytest.mark.unit
 
@@ -135,17 +135,7 @@ def test_two_processes_over_time_get_burst_plus_rate_times_window(tmp_path: Path
 
 
 def client(replicas: Replicas | None = None, **settings: Any) -> falcon.testing.TestClient:
-    store = InMemoryTaskStore()
-    app = build_app(
-        GatewaySettings(**settings),
-        store=store,
-        queries=InMemoryTaskQueries(store),
-        queue=RecordingQueue(),
-        registry=InMemoryRegistry(["echo"]),
-        clock=FixedClock(),
-        replicas=replicas,
-    )
-    return falcon.testing.TestClient(app)
+    return client_over_fakes(GatewaySettings(**settings), replicas=replicas)
 
 
 def statuses(api: falcon.testing.TestClient, n: int, headers: dict[str, str]) -> list[int]:

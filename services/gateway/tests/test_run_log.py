@@ -7,19 +7,15 @@ import itertools
 import falcon.testing
 import pytest
 
-from tq_gateway.app import build_app
-from tq_gateway.settings import GatewaySettings
+from tq_gateway.testing import client_over_fakes
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import RunLog
 from tqcore.domain.task import Task
 from tqcore.service import mutate
 from tqcore.testing import (
     FixedClock,
-    InMemoryRegistry,
     InMemoryRunLogs,
-    InMemoryTaskQueries,
     InMemoryTaskStore,
-    RecordingQueue,
 )
 
 pytestmark = pytest.mark.unit
@@ -33,16 +29,7 @@ class Api:
     def __init__(self) -> None:
         self.store, self.clock, self.logs = InMemoryTaskStore(), FixedClock(), InMemoryRunLogs()
         self._ids = (f"t-{n}" for n in itertools.count(1))
-        app = build_app(
-            GatewaySettings(),
-            store=self.store,
-            queries=InMemoryTaskQueries(self.store),
-            queue=RecordingQueue(),
-            registry=InMemoryRegistry(["echo"]),
-            clock=self.clock,
-            logs=self.logs,
-        )
-        self.http = falcon.testing.TestClient(app)
+        self.http = client_over_fakes(store=self.store, clock=self.clock, logs=self.logs)
 
     def ran(self, body: bytes | None, *, finish: bool = True) -> tuple[Task, int]:
         """A task whose attempt 1.1 ran and printed ``body`` (``None``: recorded no log)."""
