@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -52,14 +53,21 @@ def start_stack(
     return stack
 
 
-@pytest.fixture(scope="module")
-def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack shared by a test module."""
-    started = start_stack(emulator, tmp_path_factory.mktemp("stack"))
+@contextlib.contextmanager
+def running_stack(emulator: str, run_dir: Path, **options: Any) -> Iterator[Stack]:
+    """:func:`start_stack` for the ``with`` block, stopped after it whatever happens."""
+    started = start_stack(emulator, run_dir, **options)
     try:
         yield started
     finally:
         started.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack shared by a test module (a module may override it with a stack of its own settings)."""
+    with running_stack(emulator, tmp_path_factory.mktemp("stack")) as started:
+        yield started
 
 
 @pytest.fixture

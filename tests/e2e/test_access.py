@@ -7,14 +7,14 @@ carol (team-a and team-b) and admin (every group) can, and every change they mak
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import TOKENS, wait_for_status
+from tests.conftest import wait_for_status
 from tqdev.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -68,31 +68,17 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def as_user(stack: Stack) -> Iterator[Callable[[str], httpx.Client]]:
-    made: list[httpx.Client] = []
-
-    def open_as(user: str) -> httpx.Client:
-        api = httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {TOKENS[user]}"}, timeout=10)
-        made.append(api)
-        return api
-
-    yield open_as
-    for api in made:
-        api.close()
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_alice_is_denied_and_every_member_or_admin_is_allowed(
-    case: Case, as_user: Callable[[str], httpx.Client]
+    case: Case, client: Callable[[str], httpx.Client]
 ) -> None:
-    bob, alice = as_user("bob"), as_user("alice")
+    bob, alice = client("bob"), client("alice")
     for user in ("alice", *ALLOWED):
         # A fresh task per caller, so each allowed change starts from the same state.
         task = make(bob, case.needs) if case.needs else {}
         run_id = first_run(bob, task["id"]) if case.needs == "failed" else "1.1"
         before = bob.get(f"/v1/tasks/{task['id']}").json() if task else None
-        response = case.call(as_user(user), task, run_id)
+        response = case.call(client(user), task, run_id)
         if user == "alice":
             assert response.status_code == case.denied_status, (case.name, response.text)
             assert response.headers["content-type"] == "application/problem+json"
@@ -108,9 +94,9 @@ def test_alice_is_denied_and_every_member_or_admin_is_allowed(
 
 
 def test_alice_lists_only_team_a_carol_both_groups_merged_and_admin_every_group(
-    as_user: Callable[[str], httpx.Client],
+    client: Callable[[str], httpx.Client],
 ) -> None:
-    alice, bob, carol = as_user("alice"), as_user("bob"), as_user("carol")
+    alice, bob, carol = client("alice"), client("bob"), client("carol")
     mine = alice.post("/v1/tasks", json={"type": "echo", "group": "team-a", "schedule": FAR_FUTURE}).json()["id"]
     theirs = bob.post("/v1/tasks", json={"type": "echo", "group": "team-b", "schedule": FAR_FUTURE}).json()["id"]
     seen_by_alice = {t["id"] for t in alice.get("/v1/tasks", params={"limit": 200}).json()["items"]}
@@ -120,12 +106,12 @@ def test_alice_lists_only_team_a_carol_both_groups_merged_and_admin_every_group(
     newest = [t["id"] for t in carol.get("/v1/tasks", params={"limit": 2}).json()["items"]]
     assert newest == [theirs, mine]
     # admin, naming no group, sees every group's tasks
-    everything = [t["id"] for t in as_user("admin").get("/v1/tasks", params={"limit": 2}).json()["items"]]
+    everything = [t["id"] for t in client("admin").get("/v1/tasks", params={"limit": 2}).json()["items"]]
     assert everything == [theirs, mine]
 
 
-def test_every_change_names_its_actor_in_the_history(as_user: Callable[[str], httpx.Client]) -> None:
-    bob, carol, admin = as_user("bob"), as_user("carol"), as_user("admin")
+def test_every_change_names_its_actor_in_the_history(client: Callable[[str], httpx.Client]) -> None:
+    bob, carol, admin = client("bob"), client("carol"), client("admin")
     task = make(bob, "waiting")
     carol.patch(f"/v1/tasks/{task['id']}", json={"priority": "high"}).raise_for_status()
     admin.delete(f"/v1/tasks/{task['id']}").raise_for_status()
@@ -139,9 +125,9 @@ def test_every_change_names_its_actor_in_the_history(as_user: Callable[[str], ht
 
 
 def test_the_queues_are_visible_to_any_authenticated_caller_and_to_nobody_else(
-    as_user: Callable[[str], httpx.Client], stack: Stack
+    client: Callable[[str], httpx.Client], stack: Stack
 ) -> None:
-    queues = as_user("alice").get("/v1/queues")
+    queues = client("alice").get("/v1/queues")
     assert queues.status_code == 200
     assert [q["priority"] for q in queues.json()["queues"]] == ["high", "normal", "low"]
     anonymous = httpx.get(f"{stack.url}/v1/queues", timeout=10)

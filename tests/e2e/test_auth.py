@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import start_stack
+from tests.conftest import running_stack, start_stack
 from tqcore.adapters import aws
 from tqcore.settings import CoreSettings
 from tqdev.stack import BIN, Stack
@@ -26,11 +26,10 @@ REVOKED_WITHIN_S = 15
 @pytest.fixture(scope="module")
 def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack logging at DEBUG, so a token that reached any log line at all would be found."""
-    started = start_stack(emulator, tmp_path_factory.mktemp("auth"), executors=1, env={"TQ_LOG_LEVEL": "DEBUG"})
-    try:
+    with running_stack(
+        emulator, tmp_path_factory.mktemp("auth"), executors=1, env={"TQ_LOG_LEVEL": "DEBUG"}
+    ) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def tq_keys(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TOKENS, executions, start_stack, wait_for_status
+from tests.conftest import TOKENS, executions, running_stack, wait_for_status
 from tqdev.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -23,11 +23,8 @@ ENV = {"TQ_HEARTBEAT_S": str(HEARTBEAT_S)}
 
 @pytest.fixture(scope="module")
 def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    started = start_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1, env=ENV)
-    try:
+    with running_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1, env=ENV) as started:
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

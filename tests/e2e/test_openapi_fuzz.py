@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS, load_all_checks
 
-from tests.conftest import TOKENS, start_stack, wait_for_status
+from tests.conftest import TOKENS, running_stack, wait_for_status
 from tqdev.stack import Stack
 
 #: ``slow``: ministack only (``make test-moto`` leaves it out); the gateway's answers do not depend on the emulator,
@@ -52,11 +52,8 @@ STACK_ENV = {"TQ_RATE_LIMIT_RPS": "100000", "TQ_RATE_LIMIT_BURST": "100000"}
 @pytest.fixture(scope="module")
 def fuzzed_stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own (one executor, no rate limit), so the fuzzer's tasks disturb no other module."""
-    started = start_stack(emulator, tmp_path_factory.mktemp("fuzz"), executors=1, env=STACK_ENV)
-    try:
+    with running_stack(emulator, tmp_path_factory.mktemp("fuzz"), executors=1, env=STACK_ENV) as started:
         yield started
-    finally:
-        started.stop()
 
 
 def _seed(stack: Stack) -> dict[str, str]:

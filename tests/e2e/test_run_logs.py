@@ -13,7 +13,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.conftest import TOKENS, start_stack, wait_for_status
+from tests.conftest import running_stack, wait_for_status
 from tqdev.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -24,24 +24,8 @@ ENV = {"TQ_RUN_LOG_RETENTION_S": str(RETENTION_S), "TQ_SCRIPT_ALLOW": "echo,slee
 
 @pytest.fixture(scope="module")
 def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    started = start_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1, env=ENV)
-    try:
+    with running_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1, env=ENV) as started:
         yield started
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def client(stack: Stack) -> Iterator[Callable[[str], httpx.Client]]:
-    made: list[httpx.Client] = []
-
-    def as_user(user: str) -> httpx.Client:
-        made.append(httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {TOKENS[user]}"}, timeout=10))
-        return made[-1]
-
-    yield as_user
-    for c in made:
-        c.close()
 
 
 def run_script(api: httpx.Client, argv: list[str]) -> dict:
