@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.access import ApiKey
@@ -28,12 +26,11 @@ class DynamoApiKeyStore:
     def add(self, key: ApiKey, token_hash: str) -> None:
         """Store a new key; raises ``ValueError`` if the id is taken."""
         item = {**_key(key.key_id), **_to_item(key), "token_sha256": {"S": token_hash}}
-        try:
-            self._db.call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)")
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise ValueError(f"API key id {key.key_id} already exists") from error
-            raise
+        added = self._db.conditional(
+            "put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)"
+        )
+        if added is None:
+            raise ValueError(f"API key id {key.key_id} already exists")
 
     def find(self, key_id: str) -> tuple[ApiKey, str] | None:
         """The key and its token hash (a consistent read, so a revocation is seen at once)."""
@@ -53,21 +50,16 @@ class DynamoApiKeyStore:
 
     def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
         """Set ``revoked_at`` unless already set; ``None`` if there is no such key."""
-        try:
-            response = self._db.call(
-                "update_item",
-                TableName=self._table,
-                Key=_key(key_id),
-                UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
-                ConditionExpression="attribute_exists(PK)",
-                ExpressionAttributeValues={":at": {"S": ts(at)}},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise
-        return _from_item(response["Attributes"])
+        response = self._db.conditional(
+            "update_item",
+            TableName=self._table,
+            Key=_key(key_id),
+            UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":at": {"S": ts(at)}},
+            ReturnValues="ALL_NEW",
+        )
+        return None if response is None else _from_item(response["Attributes"])
 
 
 def _key(key_id: str) -> dict[str, Any]:

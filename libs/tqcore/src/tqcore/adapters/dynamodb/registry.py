@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import parse_ts, ts
@@ -94,18 +92,14 @@ class DynamoRegistry:
 
     def advance_mark(self, name: str, to: datetime) -> None:
         """Move a mark forward (a no-op if another replica already moved it further)."""
-        try:
-            self._db.call(
-                "put_item",
-                TableName=self._table,
-                Item={"PK": {"S": keys.MARK_PK}, "SK": {"S": name}, "at": {"S": ts(to)}},
-                ConditionExpression="attribute_not_exists(PK) OR #at < :to",
-                ExpressionAttributeNames={"#at": "at"},
-                ExpressionAttributeValues={":to": {"S": ts(to)}},
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        self._db.conditional(
+            "put_item",
+            TableName=self._table,
+            Item={"PK": {"S": keys.MARK_PK}, "SK": {"S": name}, "at": {"S": ts(to)}},
+            ConditionExpression="attribute_not_exists(PK) OR #at < :to",
+            ExpressionAttributeNames={"#at": "at"},
+            ExpressionAttributeValues={":to": {"S": ts(to)}},
+        )
 
     def alive(self) -> dict[str, list[str]]:
         """Instances whose heartbeat has not run out, by service."""

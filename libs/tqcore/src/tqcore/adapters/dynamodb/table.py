@@ -46,6 +46,15 @@ class Table:
         except BotoCoreError as error:
             raise unavailable(error) from error
 
+    def conditional(self, operation: str, **kwargs: Any) -> Any | None:
+        """:meth:`call` for a write with a ``ConditionExpression``: ``None`` when the condition does not hold."""
+        try:
+            return self.call(operation, **kwargs)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return None
+            raise
+
     def query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
         """Every item a query matches, following ``LastEvaluatedKey``."""
         items: list[dict[str, Any]] = []

@@ -132,12 +132,9 @@ class DynamoTaskStore:
         """Move the lease of claim ``claim_seq`` to ``until`` (one ``UpdateItem``); ``LOST`` if that claim no
         longer holds it, ``CANCEL_REQUESTED`` if the task's cancel was requested meanwhile."""
         request = leases.extend_request(self._table, task_id, claim_seq, until, self._settings.reap_shards)
-        try:
-            response = self._db.call("update_item", **request)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return LeaseState.LOST
-            raise
+        response = self._db.conditional("update_item", **request)
+        if response is None:
+            return LeaseState.LOST
         return leases.state_after_extend(response.get("Attributes", {}))
 
     def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
