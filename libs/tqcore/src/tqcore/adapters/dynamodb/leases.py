@@ -110,13 +110,18 @@ def record_from_item(item: dict[str, Any]) -> LeaseRecord:
         int(item["claim_seq"]["N"]),
         item["worker"]["S"],
         expires_at,
-        cancel_requested=item.get("cancel_requested", {}).get("BOOL", False),
+        cancel_requested=_cancel_requested(item),
     )
 
 
 def state_after_extend(attributes: dict[str, Any]) -> LeaseState:
     """What an extended lease (the update's ``ALL_NEW`` attributes) tells its attempt."""
-    return LeaseState.CANCEL_REQUESTED if attributes.get("cancel_requested", {}).get("BOOL") else LeaseState.HELD
+    return LeaseState.CANCEL_REQUESTED if _cancel_requested(attributes) else LeaseState.HELD
+
+
+def _cancel_requested(item: dict[str, Any]) -> bool:
+    """Whether a lease item carries the flag a ``cancel_requested`` commit sets."""
+    return bool(item.get("cancel_requested", {}).get("BOOL", False))
 
 
 def overlay(task: Task, lease: LeaseRecord | None) -> Task:
