@@ -8,7 +8,7 @@ PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executo
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit integration e2e test-ministack test-moto test-moto-adapters test-moto-e2e bench bench-schedule test-downtime chaos lock clean
+.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule test-downtime chaos alerts lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -23,16 +23,22 @@ $(EMU)/.installed: requirements-emulator.txt
 	touch $@
 
 ## make run: set up, start the emulator and the whole stack in the foreground (Ctrl-C stops all of it).
+# TQ_MONITORING=1 make run: also Prometheus and Alertmanager on loopback, with ops/alerts' rules, scraping the stack.
 run: install
+	$(if $(filter 1,$(TQ_MONITORING)),scripts/install-monitoring.sh)
 	$(BIN)/tq-local
 
-## make test: set up and run every test: lint, types, unit, then integration + e2e on ministack and on moto.
-# The chaos run (about 4 minutes, on ministack) and moto's adapter tests run side by side: neither asserts
-# timings that the other's load could upset (chaos has only its 420 s progress deadline); moto's e2e module,
-# which does time a start, runs alone afterwards.
-test: install lint typecheck unit test-ministack
-	$(MAKE) -j2 --output-sync=target chaos test-moto-adapters
+## make test: set up and run every test: lint, types, unit, alert rules, then integration + e2e on ministack and moto.
+# The chaos run (about 4-6 minutes, on ministack) has a second lane beside it: moto's adapter tests, then the
+# observability e2e modules on ministack. Neither lane asserts timings the other's load could upset (chaos has
+# only its 420 s progress deadline; the observability modules count, with deadlines of tens of seconds).
+# moto's e2e module, which does time a start, runs alone afterwards.
+test: install lint typecheck unit alerts test-ministack-core
+	$(MAKE) -j2 --output-sync=target chaos beside-chaos
 	$(MAKE) test-moto-e2e
+
+beside-chaos: test-moto-adapters
+	$(MAKE) test-observability
 
 lint: install
 	$(BIN)/ruff check .
@@ -44,9 +50,17 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m unit
 
-# Every integration and e2e test on ministack but the chaos run (`make chaos`).
-test-ministack: install
-	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=12
+# Every integration and e2e test on ministack but the chaos run (`make chaos`): the observability modules
+# (metrics, logs, traces, live alerting) and the rest.
+OBSERVABILITY_E2E := tests/e2e/test_metrics.py tests/e2e/test_logs.py tests/e2e/test_traces.py tests/e2e/test_alerting.py
+test-ministack: test-ministack-core test-observability
+
+test-ministack-core: install
+	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=12 \
+		$(addprefix --ignore=,$(OBSERVABILITY_E2E))
+
+test-observability: install alerts
+	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "e2e" $(OBSERVABILITY_E2E)
 
 # The second opinion: every adapter (integration) test again on moto, and the submit-to-finish e2e module. Not
 # re-run there: volume/chaos (moto's SQS slows down as queues grow), the slow process-timing scenarios, and the e2e
@@ -76,6 +90,19 @@ bench-schedule: install
 ## make test-downtime: the scheduler-downtime scenario alone (TQ_TEST_DOWNTIME_S, default 25 s; the issue's 180).
 test-downtime: install
 	TQ_TEST_EMULATOR=ministack $(BIN)/pytest tests/e2e/test_schedules.py -k catch_up
+
+## make alerts: check the Prometheus rules and run their promtool tests, check Alertmanager's config and its routes
+## (installs Debian's prometheus and prometheus-alertmanager first if they are missing).
+AM_CONFIG := ops/alerts/alertmanager.yml
+ROUTE_TEST := amtool config routes test --config.file=$(AM_CONFIG) --verify.receivers
+alerts:
+	scripts/install-monitoring.sh
+	promtool check rules ops/alerts/rules/*.yml
+	promtool test rules ops/alerts/tests/*.yml
+	amtool check-config $(AM_CONFIG)
+	$(ROUTE_TEST)=page severity=page alertname=TqNoExecutorAlive priority=high
+	$(ROUTE_TEST)=ticket severity=ticket alertname=TqDeadLetterQueueNotEmpty group=team-a
+	$(ROUTE_TEST)=ticket alertname=AnAlertWithoutSeverity
 
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new

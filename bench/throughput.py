@@ -22,10 +22,9 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from tqdev.emulator import start_emulator
+from tqdev.metrics import scrape
 from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
 
 HEADERS = {"Authorization": "Bearer dev-alice"}
@@ -37,15 +36,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def aws_calls(stack: Stack) -> Counter[str]:
-    """tq_aws_calls_total summed over every process of every service, by operation."""
+    """tq_aws_calls_total summed over every running process of every service, by service and operation."""
     total: Counter[str] = Counter()
-    for service_dir in (stack.config.run_dir / "metrics").iterdir():
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(service_dir))
-        for metric in registry.collect():
-            for sample in metric.samples:
-                if sample.name == "tq_aws_calls_total":
-                    total[f"{service_dir.name}:{sample.labels['operation']}"] += int(sample.value)
+    for service, url in stack.metrics_urls().values():
+        for (name, labels), count in scrape(url).items():
+            if name == "tq_aws_calls_total":
+                total[f"{service}:{dict(labels)['operation']}"] += int(count)
     return total
 
 

@@ -12,10 +12,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.conftest import MOTO_TRANSACTIONS_NOT_ATOMIC, executed_runs, executions, wait_for_status
+from tqdev.metrics import scrape, value
 from tqdev.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -45,15 +44,9 @@ def events(api: httpx.Client, task_id: str, kind: str) -> list[dict[str, Any]]:
 
 
 def scheduler_metric(stack: Stack, name: str, **labels: str) -> float:
-    """A counter summed over the stack's scheduler processes (their prometheus multiprocess files)."""
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(stack.config.run_dir / "metrics" / "scheduler"))
-    return sum(
-        sample.value
-        for metric in registry.collect()
-        for sample in metric.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
+    """A counter summed over the stack's running scheduler processes (scraped from their /metrics)."""
+    urls = [url for service, url in stack.metrics_urls().values() if service == "scheduler"]
+    return sum(value(scrape(url), name, **labels) for url in urls)
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import falcon.testing
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from prometheus_client import REGISTRY
 
 from tq_gateway.app import build_app
 from tq_gateway.settings import GatewaySettings
@@ -136,6 +137,11 @@ def registry(ddb: Any, settings: CoreSettings) -> DynamoRegistry:
     return made
 
 
+def throttles_counted() -> float:
+    """``tq_dynamodb_throttles_total`` for transactions, in this process."""
+    return REGISTRY.get_sample_value("tq_dynamodb_throttles_total", {"operation": "TransactWriteItems"}) or 0.0
+
+
 def throttled_client(settings: CoreSettings, rate: float, **options: Any) -> tuple[Any, Throttle]:
     client = aws.client(settings, "dynamodb")  # the production client: standard mode, 4 retries
     return client, Throttle(client, rate=rate, **options)
@@ -181,6 +187,7 @@ def test_d_a_fully_throttled_store_is_a_503_with_retry_after_and_writes_nothing(
     # Given a gateway whose every DynamoDB write is throttled (the catalog read is not)
     client, throttle = throttled_client(settings, rate=1.0)
     api = gateway(settings, client, registry)
+    counted_before = throttles_counted()
     # When a task is submitted (with an idempotency key, so that record would be written too)
     response = api.simulate_post(
         "/v1/tasks", json={"type": "echo", "group": "team-a", "payload": {"x": 1}}, headers={"Idempotency-Key": "k-1"}
@@ -189,6 +196,8 @@ def test_d_a_fully_throttled_store_is_a_503_with_retry_after_and_writes_nothing(
     # adapters' ``max_attempts: 4``, which botocore counts as retries after the first attempt
     assert throttle.sent == {"TransactWriteItems": 5}
     assert throttle.throttled == throttle.sent
+    # ... and the process's metrics counted each throttled try
+    assert throttles_counted() == counted_before + 5
     # and the client is told to come back later, as problem+json without internals
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
@@ -208,10 +217,12 @@ def test_d_a_transaction_throttled_as_dynamodb_reports_it_is_a_503_too(
     # item inside TransactWriteItems (botocore does not retry TransactionCanceledException)
     client, throttle = throttled_client(settings, rate=1.0, reply=(CANCELLED_TYPE, CANCELLED_BODY))
     api = gateway(settings, client, registry)
+    counted_before = throttles_counted()
     # When a task is submitted
     response = api.simulate_post("/v1/tasks", json={"type": "echo", "group": "team-a"})
     # Then nothing was written, and the client is told to come back later, as for any other throttle
     assert throttle.throttled == {"TransactWriteItems": 1}
+    assert throttles_counted() == counted_before + 1  # counted from the cancellation's reasons
     assert task_items(ddb, settings) == []
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"

@@ -11,16 +11,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from prometheus_client.registry import Collector
+
 from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.adapters.sqs.dead_letters import SqsDeadLetters
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock
 from tqcore.logs import configure_logging
-from tqcore.ports import Clock, DeadLetterInbox, Registry, TaskQueue, TaskStore
+from tqcore.metrics import serve_metrics
+from tqcore.ports import Clock, DeadLetterInbox, ManagedQueue, Registry, TaskStore
 from tqcore.presence import Presence
+from tqcore.queries import TaskQueries
 from tqcore.settings import CoreSettings
+from tqcore.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +36,8 @@ class Adapters:
     """Everything a periodic service may talk to."""
 
     store: TaskStore
-    queue: TaskQueue
+    queue: ManagedQueue
+    queries: TaskQueries
     registry: Registry
     dead_letters: DeadLetterInbox
     clock: Clock
@@ -42,6 +49,7 @@ class Adapters:
         return cls(
             store=DynamoTaskStore(ddb, settings),
             queue=SqsTaskQueue(sqs, settings),
+            queries=DynamoTaskQueries(ddb, settings),
             registry=DynamoRegistry(ddb, settings),
             dead_letters=SqsDeadLetters(sqs, settings),
             clock=SystemClock(),
@@ -66,11 +74,15 @@ def run_periodic_service(
     settings: CoreSettings,
     interval_s: float,
     make_pass: Callable[[Adapters], Callable[[], object] | Periodic],
+    collectors: Callable[[Adapters], list[Collector]] = lambda _: [],
 ) -> int:
-    """Wire the AWS adapters, announce presence, and run the pass every ``interval_s`` until SIGTERM."""
+    """Wire the AWS adapters, serve ``/metrics`` (with the service's own ``collectors``), announce presence,
+    and run the pass every ``interval_s`` until SIGTERM."""
     configure_logging(service)
+    configure_tracing(service, settings)
     adapters = Adapters.for_aws(settings)
     made = make_pass(adapters)
+    serve_metrics(settings, *collectors(adapters))
     presence = Presence(adapters.registry, service, instance_name(), interval_s=5)
     presence.start()
     run_every(interval_s, made.tick if isinstance(made, Periodic) else made)

@@ -6,10 +6,12 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from tqcore.domain.codec import ts
 from tqcore.domain.errors import InvalidCursor
+from tqcore.domain.model import Priority
 from tqcore.domain.task import Task
 
 #: A dead letter's place in the newest-first order: ``<finished_at>#<id>`` (the ``dlq`` index's sort key).
@@ -34,6 +36,15 @@ class TaskQueries(Protocol):
     def tasks(self, ids: Sequence[str]) -> list[Task]:
         """The current snapshots of the tasks with these ids, in the order given; ids of tasks that no longer
         exist (their history expired) are left out."""
+        ...
+
+    def dead_letter_count(self, group: str, cap: int = ...) -> int:
+        """How many ``failed`` tasks ``group`` has, counting up to ``cap``."""
+        ...
+
+    def oldest_queued(self, sample: int = ...) -> dict[Priority, datetime]:
+        """When the longest-waiting ``queued`` task of each priority was queued (priorities with none left out;
+        an adapter may look at a sample of the queued tasks only)."""
         ...
 
 

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
+from tqcore import tracing
 from tqcore.domain.errors import IllegalTransition, QueueUnavailable, VersionConflict
 from tqcore.domain.model import Event, EventType, Overlap, Status
 from tqcore.domain.task import BUSY, Task
@@ -193,9 +194,9 @@ class Promoter:
             for task in self._store.due(bucket, shard, now + self._lookahead):
                 wake_at = task.wake_at
                 if wake_at is not None and wake_at <= now:
-                    acting.append(self._acts_pool.submit(self._act, task, None))
+                    acting.append(self._acts_pool.submit(self._promote, task, None))
                 elif wake_at is not None and wake_at <= now + self._stage and task.stageable():
-                    acting.append(self._acts_pool.submit(self._act, task, wake_at))
+                    acting.append(self._acts_pool.submit(self._promote, task, wake_at))
                 else:
                     done.wake(wake_at)
         outbox: list[Task] = []
@@ -217,6 +218,14 @@ class Promoter:
         self._send(outbox)
         return done
 
+    def _promote(self, task: Task, staged_at: datetime | None) -> Acted:
+        """:meth:`_act` within the task's ``tq.promote`` span: its commit, and the send and attempt that follow,
+        are in the run's trace."""
+        with tracing.promotion(task, self._clock.now()) as span:
+            acted = self._act(task, staged_at)
+            span.set_attribute("tq.events", [event.type.value for event in acted.events])
+            return acted
+
     def _act(self, task: Task, staged_at: datetime | None) -> Acted:
         """Commit the task's due change: now (read at commit time, so ``queued_at`` tells when it really
         happened), or, staged, as of ``staged_at``."""
@@ -236,6 +245,7 @@ class Promoter:
             # re-read finds it in: never a second run of the same slot.
             slot = spawned.run_slot
             assert slot is not None
+            tracing.note_context(spawned)  # the spawned run's trace is the promotion's
             if self._create(spawned):
                 send.append(spawned.committed())
 
@@ -250,6 +260,7 @@ class Promoter:
                 if t.on_due(at, starting_deadline_s=deadline, actor=self._actor) is not None:
                     # Re-read after a lost race, the task now wants a run spawned: the next pass does that.
                     raise IllegalTransition("the task changed; its slot is decided on the next pass")
+                tracing.note_context(t)  # what it queues continues the promotion's trace
                 recorded[:] = t.pending_events
 
         try:

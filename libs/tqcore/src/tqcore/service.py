@@ -24,6 +24,7 @@ from tqcore.domain.errors import (
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
 from tqcore.ports import Clock, DuplicateRequest, IdempotencyRecord, Registry, TaskQueue, TaskStore
+from tqcore.tracing import current_trace_context
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class Tasks:
             owner=principal.name,
             now=self._clock.now(),
             submitted=cmd.model_dump(mode="json"),
+            trace_context=current_trace_context(),  # its runs join the request's trace
             **cmd.task_fields(),
         )
         record = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -39,6 +41,17 @@ class CoreSettings(BaseSettings):
     #: Run logs are served this long after their attempt ends (then 410); the bucket's lifecycle rule deletes
     #: them in whole days (at least one) after the same time.
     run_log_retention_s: int = Field(default=30 * 86400, ge=1)
+    #: Where spans go: ``otlp`` (OTLP over HTTP to ``otlp_endpoint``), ``console`` (one JSON object per line on
+    #: stdout) or ``none`` (no tracing SDK at all).
+    traces_exporter: Literal["otlp", "console", "none"] = "none"
+    #: OTLP/HTTP base URL (spans go to ``<base>/v1/traces``); unset: the standard ``OTEL_EXPORTER_OTLP_*``.
+    otlp_endpoint: str | None = None
+    #: Share of new traces kept (a trace's spans all follow its root's decision).
+    traces_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    #: Where executors, schedulers and reapers serve ``/metrics`` (the gateway serves it on its own port);
+    #: port 0 turns it off. Several processes on one host each need a port of their own.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
 
     @property
     def table_name(self) -> str:

@@ -292,6 +292,22 @@ class InMemoryTaskQueries:
         with self._store._lock:
             return [task for task in (self._store._overlaid(self._store._tasks.get(i)) for i in ids) if task]
 
+    def dead_letter_count(self, group: str, cap: int = 10_000) -> int:
+        """How many failed tasks ``group`` has, up to ``cap``."""
+        with self._store._lock:
+            failed = [t for t in self._store._tasks.values() if t.group == group and t.status is Status.FAILED]
+        return min(len(failed), cap)
+
+    def oldest_queued(self, sample: int = 100) -> dict[Priority, datetime]:
+        """The earliest ``queued_at`` of each priority's queued tasks (all of them: no sampling here)."""
+        oldest: dict[Priority, datetime] = {}
+        with self._store._lock:
+            for task in self._store._tasks.values():
+                if task.status is Status.QUEUED and task.queued_at is not None:
+                    known = oldest.get(task.priority)
+                    oldest[task.priority] = task.queued_at if known is None else min(known, task.queued_at)
+        return oldest
+
 
 class InMemoryApiKeyStore:
     """API key records and token hashes in a dict."""

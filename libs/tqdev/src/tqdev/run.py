@@ -1,4 +1,5 @@
-"""``make run``: the emulator (unless ``AWS_ENDPOINT_URL`` is set), the resources, and the whole stack."""
+"""``make run``: the emulator (unless ``AWS_ENDPOINT_URL`` is set), the resources, and the whole stack (and, with
+``TQ_MONITORING=1``, Prometheus and Alertmanager scraping it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 
 from tqdev.emulator import start_emulator
+from tqdev.monitoring import Monitoring, MonitoringConfig
 from tqdev.procs import Proc
 from tqdev.stack import Stack, StackConfig
 
@@ -22,6 +24,7 @@ def main() -> int:
     run_dir = Path(os.environ.get("TQ_RUN_DIR") or tempfile.mkdtemp(prefix="tq-run-"))
     emulator: Proc | None = None
     stack: Stack | None = None
+    monitoring: Monitoring | None = None
     try:
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         if not endpoint:
@@ -38,6 +41,13 @@ def main() -> int:
         )
         stack = Stack(config)
         stack.start()
+        if os.environ.get("TQ_MONITORING") == "1":
+            monitoring = Monitoring(MonitoringConfig(targets=stack.metrics_targets(), run_dir=run_dir))
+            monitoring.start()
+            print(
+                f"tq: Prometheus on {monitoring.prometheus_url}, Alertmanager on {monitoring.alertmanager_url}",
+                flush=True,
+            )
         print(f"tq: ready on {stack.url} (logs in {run_dir}); Ctrl-C stops everything", flush=True)
         print(
             f"try: curl -H 'Authorization: Bearer dev-alice' -H 'content-type: application/json' "
@@ -54,6 +64,8 @@ def main() -> int:
         print(f"tq: {error}", file=sys.stderr)
         return 1
     finally:
+        if monitoring is not None:
+            monitoring.stop()
         if stack is not None:
             stack.stop()
         if emulator is not None:

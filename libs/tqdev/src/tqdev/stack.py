@@ -54,6 +54,8 @@ class Stack:
         self.schedulers: list[Proc] = []
         self._executor_seq = 0
         self._scheduler_seq = 0
+        #: Process name -> (service, /metrics port) of every non-gateway process started.
+        self._metrics_ports: dict[str, tuple[str, int]] = {}
         config.run_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -69,10 +71,11 @@ class Stack:
             "TQ_PREFIX": cfg.prefix,
             "TQ_GATEWAY_PORT": str(cfg.port),
             "TQ_READY_REQUIRES": ",".join(["scheduler", "reaper"] + (["executor"] if cfg.executors else [])),
-            "PROMETHEUS_MULTIPROC_DIR": str(self._metrics_dir(service)),
             # The local stack accepts the contract's dev tokens and API keys (production defaults to keys only).
             "TQ_AUTH": "dev,keys",
         }
+        if service == "gateway":  # its gunicorn workers share one /metrics through files
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(self._metrics_dir(service))
         if cfg.endpoint_url:
             env["TQ_ENDPOINT_URL"] = cfg.endpoint_url
             env.setdefault("AWS_ACCESS_KEY_ID", "test")
@@ -166,7 +169,35 @@ class Stack:
             raise TimeoutError(f"{error} (logs in {self.config.run_dir})") from None
 
     def _spawn(self, name: str, argv: list[str], service: str | None = None) -> Proc:
-        return Proc(name, argv, self.env(service or name), self.config.run_dir / f"{name}.log")
+        service = service or name
+        env = self.env(service)
+        if service != "gateway":  # one /metrics per process, on a port of its own (the gateway serves its own)
+            port = free_port()
+            env["TQ_METRICS_PORT"] = str(port)
+            self._metrics_ports[name] = (service, port)
+        return Proc(name, argv, env, self.config.run_dir / f"{name}.log")
+
+    def metrics_targets(self) -> dict[str, list[str]]:
+        """Prometheus scrape targets (``host:port``) of the running processes, by job (``tq-<service>``)."""
+        targets: dict[str, list[str]] = {}
+        for service, url in self.metrics_urls().values():
+            targets.setdefault(f"tq-{service}", []).append(url.removeprefix("http://").removesuffix("/metrics"))
+        return targets
+
+    def metrics_urls(self) -> dict[str, tuple[str, str]]:
+        """Process name -> (service, ``/metrics`` URL) of every running process, the gateway's included."""
+        running = {proc.name for proc in self.procs if proc.alive()}
+        urls = {"gateway": ("gateway", f"{self.url}/metrics")}
+        for name, (service, port) in sorted(self._metrics_ports.items()):
+            if name in running:
+                urls[name] = (service, f"http://127.0.0.1:{port}/metrics")
+        return urls
+
+    def metrics_url(self, name: str) -> str:
+        """The ``/metrics`` URL of one process (``executor-1``, ``scheduler``, ``reaper``) or of the gateway."""
+        if name == "gateway":
+            return f"{self.url}/metrics"
+        return f"http://127.0.0.1:{self._metrics_ports[name][1]}/metrics"
 
     def stop(self) -> None:
         """Stop every process this stack started (executors first, so they release work).

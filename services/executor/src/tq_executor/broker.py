@@ -26,6 +26,7 @@ from tqcore.adapters.sqs.task_queue import QueueUrls
 from tqcore.dispatch import Dispatch
 from tqcore.domain.model import Priority
 from tqcore.settings import CoreSettings
+from tqcore.tracing import MESSAGE_ATTRIBUTE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,21 @@ class ReceivedMessage:
     attributes: dict[str, str]
     queue_url: str
     client: Any = field(repr=False, compare=False)
+    #: The sender's ``MessageAttributes`` as SQS returns them (the W3C trace context).
+    message_attributes: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, raw: dict[str, Any], queue_url: str, client: Any) -> ReceivedMessage:
         """From one entry of ``ReceiveMessage``'s ``Messages``."""
-        return cls(raw["MessageId"], raw["ReceiptHandle"], raw["Body"], raw.get("Attributes", {}), queue_url, client)
+        return cls(
+            raw["MessageId"],
+            raw["ReceiptHandle"],
+            raw["Body"],
+            raw.get("Attributes", {}),
+            queue_url,
+            client,
+            raw.get("MessageAttributes", {}),
+        )
 
     def change_visibility(self, *, VisibilityTimeout: int) -> None:  # boto3 Message.change_visibility
         """Hide the message for ``VisibilityTimeout`` more seconds (0: visible at once)."""
@@ -153,6 +164,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
             WaitTimeSeconds=self.wait_time_seconds,
             VisibilityTimeout=self.visibility_timeout,
             AttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=MESSAGE_ATTRIBUTE_NAMES,
         )
         for raw in received.get("Messages", []):
             self._decode(ReceivedMessage.of(raw, self.queue.url, self._client))

@@ -18,6 +18,7 @@ from tq_executor.broker import FifoSQSBroker
 from tq_executor.handlers import load_modules, registry
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.middleware.redeliver_on_error import RedeliverOnError
+from tq_executor.middleware.tracing import Tracing
 from tq_executor.run_log import RunLogs
 from tq_executor.runner import Runner
 from tq_executor.settings import ExecutorSettings
@@ -31,7 +32,9 @@ from tqcore.dispatch import actor_name
 from tqcore.domain.model import Priority
 from tqcore.execution import Attempts
 from tqcore.logs import configure_logging
+from tqcore.metrics import serve_metrics
 from tqcore.presence import Presence
+from tqcore.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ def worker_id() -> str:
 
 def build_broker(settings: ExecutorSettings, runner: Runner) -> FifoSQSBroker:
     """The broker with one actor per priority; higher priorities are taken first from the local buffer."""
-    broker = FifoSQSBroker(settings, middleware=[CurrentMessage(), RedeliverOnError()])
+    broker = FifoSQSBroker(settings, middleware=[CurrentMessage(), RedeliverOnError(), Tracing()])
 
     def run(raw_dispatch: dict[str, Any]) -> None:
         current = CurrentMessage.get_current_message()
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = ExecutorSettings()
     configure_logging("executor")
+    configure_tracing("executor", settings)
     worker = worker_id()
     load_modules(settings.handler_modules)
     ddb = aws.client(settings, "dynamodb")
@@ -89,6 +93,7 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     )
     runner = Runner(attempts, heartbeat, settings.handler_modules, logs)
     broker = build_broker(settings, runner)
+    serve_metrics(settings)
     presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)
 
     stop = threading.Event()

@@ -7,17 +7,23 @@ import logging
 import threading
 from typing import Any
 
+from prometheus_client import Gauge
+
 from tq_executor.handlers import Job
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.isolation import HandlerCrashed, HandlerProcess, Outcome, Stopped
 from tq_executor.run_log import RunLogs
+from tqcore import tracing
 from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import IllegalTransition
 from tqcore.domain.model import ErrorInfo, RunLog, RunStatus
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
+from tqcore.logs import log_context
 
 log = logging.getLogger(__name__)
+
+IN_PROGRESS = Gauge("tq_attempts_in_progress", "Attempts this executor process is running.")
 
 
 class Runner:
@@ -41,8 +47,12 @@ class Runner:
         task = self.attempts.claim(dispatch)
         if task is None:
             return
-        extra = {"task_id": task.id, "attempt": task.attempts}
-        log.info("attempt started", extra=extra)
+        # Every line logged while the attempt runs, here or in tqcore, names the task and attempt.
+        with log_context(task_id=task.id, attempt=task.attempts), IN_PROGRESS.track_inprogress():
+            self._run_claimed(task, message)
+
+    def _run_claimed(self, task: Task, message: Any) -> None:
+        log.info("attempt started")
         active = self.heartbeat.track(task, message)
         try:
             outcome = self._process().run(self._job(task), active.stop, active.cancel)
@@ -50,7 +60,7 @@ class Runner:
             self.heartbeat.untrack(active)
             if self.logs is not None:
                 self.logs.discard(task)  # nothing is recorded for this attempt: its next owner records its own
-            log.info("attempt stopped (lease lost or released)", extra=extra)
+            log.info("attempt stopped (lease lost or released)")
             return
         except HandlerCrashed as crash:
             outcome = Outcome(error_type="HandlerCrashed", error_message=str(crash))
@@ -61,7 +71,8 @@ class Runner:
             self._record(task, outcome, run_log)
         finally:
             self.heartbeat.untrack(active)
-        log.info("attempt %s", _describe(outcome), extra=extra)
+        log.info("attempt %s", _describe(outcome))
+        tracing.note_outcome(_describe(outcome), failed=not (outcome.ok or outcome.cancelled))
 
     def _record(self, task: Task, outcome: Outcome, run_log: RunLog | None) -> None:
         if outcome.cancelled:

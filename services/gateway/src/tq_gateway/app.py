@@ -10,7 +10,7 @@ import falcon
 from tq_gateway import errors
 from tq_gateway.auth import BearerAuth, authenticators
 from tq_gateway.body import BodyLimit
-from tq_gateway.metrics import Metrics
+from tq_gateway.metrics import Metrics, RequestMetrics
 from tq_gateway.openapi import OpenApi
 from tq_gateway.ratelimit import RateLimit, Replicas, instance_name
 from tq_gateway.resources import Health, Ready, TaskCollection, TaskItem
@@ -24,6 +24,7 @@ from tq_gateway.resources_history import (
     TaskRuns,
 )
 from tq_gateway.settings import GatewaySettings
+from tq_gateway.tracing import RequestSpans
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.api_keys import DynamoApiKeyStore
 from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
@@ -38,6 +39,7 @@ from tqcore.management import DeadLetters, TaskHistory, TaskListing
 from tqcore.ports import Clock, ManagedQueue, Registry, RunLogStore, TaskStore
 from tqcore.queries import TaskQueries
 from tqcore.service import Catalog, Tasks
+from tqcore.tracing import configure_tracing
 
 
 def build_app(
@@ -52,13 +54,20 @@ def build_app(
     replicas: Replicas | None = None,
     logs: RunLogStore | None = None,
     api_keys: ApiKeys | None = None,
+    trace_requests: bool = False,
 ) -> falcon.App[Any, Any]:
-    """The Falcon app over the given adapters (tests may pass their own; ``replicas`` defaults to one)."""
+    """The Falcon app over the given adapters (tests may pass their own; ``replicas`` defaults to one); with
+    ``trace_requests`` each request is a span."""
     catalog = Catalog(registry)
     tasks = Tasks(store, queue, catalog, clock, new_id)
     history = TaskHistory(store, logs, clock)
     dead_letters = DeadLetters(store, queries, queue, clock, every_group=catalog.groups)
-    middleware: list[Any] = [BodyLimit(settings.max_body_bytes), BearerAuth(authenticators(settings, api_keys))]
+    middleware: list[Any] = [
+        *([RequestSpans()] if trace_requests else []),  # first: its span covers the rest of the request
+        RequestMetrics(),
+        BodyLimit(settings.max_body_bytes),
+        BearerAuth(authenticators(settings, api_keys)),
+    ]
     if settings.rate_limit_rps > 0:  # after authentication: the limit is per principal
         middleware.append(RateLimit.from_settings(settings, replicas or Replicas()))
     app = falcon.App(middleware=middleware)
@@ -84,6 +93,7 @@ def create_app() -> falcon.App[Any, Any]:
     """The app wired to AWS (or the emulator) from ``TQ_*`` settings; called once per gunicorn worker."""
     settings = GatewaySettings()
     configure_logging("gateway")
+    traced = configure_tracing("gateway", settings)
     ddb = aws.client(settings, "dynamodb")
     registry = DynamoRegistry(ddb, settings)
     replicas = Replicas(registry)
@@ -98,4 +108,5 @@ def create_app() -> falcon.App[Any, Any]:
         replicas=replicas,
         logs=S3RunLogs(aws.client(settings, "s3"), settings),
         api_keys=ApiKeys(DynamoApiKeyStore(ddb, settings), SystemClock()),
+        trace_requests=traced,
     )

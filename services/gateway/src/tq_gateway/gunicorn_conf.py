@@ -28,6 +28,18 @@ graceful_timeout = 10
 # a server that closes first races the client's next request on that connection, which then reads a reset.
 keepalive = 75
 accesslog = None
+# gunicorn's own lines (the master's start-up, worker boots and deaths) are JSON like every other line.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "tqcore.logs.JsonFormatter", "service": "gateway"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+    },
+}
 # gunicorn 23+ opens a control socket in $HOME by default; several gateways on one machine would share it.
 control_socket_disable = True
 # HTTPS when a certificate is configured; with a client CA, mutual TLS: no certificate signed by that CA, no

@@ -1,11 +1,54 @@
-"""``/metrics``: Prometheus text exposition, aggregated across gunicorn workers when multiprocess."""
+"""``/metrics`` (Prometheus text, aggregated across gunicorn workers) and the request metrics it serves."""
 
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 import falcon
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter(
+    "tq_http_requests_total", "API requests answered, by route template and status code.", ["method", "route", "code"]
+)
+REQUEST_DURATION = Histogram(
+    "tq_http_request_duration_seconds",
+    "Time to answer an API request, by route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SUBMIT_DURATION = Histogram(
+    "tq_submit_duration_seconds",
+    "Time to accept a task (POST /v1/tasks answered 201).",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+)
+#: Requests that matched no route are counted under one label, whatever their path.
+UNROUTED = "unrouted"
+
+
+class RequestMetrics:
+    """Counts and times every request by its route template (first middleware: sees every outcome)."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started_s = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        elapsed_s = time.perf_counter() - getattr(req.context, "started_s", time.perf_counter())
+        route = req.uri_template or UNROUTED
+        code = falcon.http_status_to_code(resp.status)
+        REQUESTS.labels(req.method, route, str(code)).inc()
+        REQUEST_DURATION.labels(req.method, route).observe(elapsed_s)
+        if route == "/v1/tasks" and req.method == "POST" and code == 201:
+            SUBMIT_DURATION.observe(elapsed_s)
 
 
 class Metrics:

@@ -187,6 +187,11 @@ def _task() -> dict[str, Any]:
             "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
         },
         "result": {"description": "the handler's return value (any JSON value), null until it succeeds"},
+        "trace_context": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "string"},
+            "description": "W3C trace context (`traceparent`, `tracestate`) the task's runs are traced under",
+        },
     }
     return {"type": "object", "required": list(properties), "properties": properties}
 

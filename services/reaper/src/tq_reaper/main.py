@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from tq_reaper.gauges import SystemGauges
 from tq_reaper.reaper import Reaper
 from tq_reaper.settings import ReaperSettings
 from tqcore.loop import run_periodic_service
@@ -17,6 +18,7 @@ def main() -> int:
         settings,
         settings.reaper_interval_s,
         lambda adapters: Reaper(adapters, shards=settings.reap_shards).run_once,
+        lambda a: [SystemGauges(a.queue, a.queries, a.registry, a.clock, ttl_s=settings.gauges_ttl_s)],
     )
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from prometheus_client import Gauge
+
 from tqcore.adapters.dynamodb.keys import minute_bucket
 from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
 from tqcore.scheduling import Pass, Promoter
 
 log = logging.getLogger(__name__)
+
+LAST_PASS = Gauge(
+    "tq_scheduler_last_pass_timestamp_seconds", "When this scheduler last finished a pass over every due bucket."
+)
 
 #: The shared mark: every minute bucket before it has been drained by some scheduler replica.
 MARK = "scheduler-drained-until"
@@ -85,6 +91,7 @@ class Scheduler:
             self._registry.advance_mark(MARK, drained)
         if self.last_pass.events:
             log.info("scheduler pass", extra={"events": dict(self.last_pass.events)})
+        LAST_PASS.set_to_current_time()
         return self.last_pass.queued
 
     def _divide(self, now: datetime) -> None:

@@ -11,6 +11,15 @@ from prometheus_client import Counter
 from tqcore.settings import CoreSettings
 
 AWS_CALLS = Counter("tq_aws_calls_total", "AWS API calls made, by service and operation.", ["service", "operation"])
+DYNAMODB_THROTTLES = Counter(
+    "tq_dynamodb_throttles_total",
+    "DynamoDB requests refused for throughput (each try, retries included).",
+    ["operation"],
+)
+#: Error codes DynamoDB answers a request it throttled with (a cancelled transaction's reasons carry the last).
+THROTTLE_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "ThrottlingError"}
+)
 
 _CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 4},
@@ -26,6 +35,16 @@ _CONFIG = Config(
 
 def _count_call(model: Any, **_: Any) -> None:
     AWS_CALLS.labels(model.service_model.service_name, model.name).inc()
+
+
+def _count_throttle(response: Any = None, operation: Any = None, **_: Any) -> None:
+    # needs-retry fires once per HTTP try, with that try's parsed response (None after a connection error).
+    if not response:
+        return
+    error = response[1].get("Error", {})
+    reasons = response[1].get("CancellationReasons") or []
+    if error.get("Code") in THROTTLE_CODES or any(r.get("Code") in THROTTLE_CODES for r in reasons):
+        DYNAMODB_THROTTLES.labels(operation.name).inc()
 
 
 def client(settings: CoreSettings, service: str) -> Any:
@@ -47,4 +66,5 @@ def counted(made: Any) -> Any:
     """Count every API call ``made`` makes in ``tq_aws_calls_total``."""
     # before-call fires once per API call; botocore's own retries of that call are not counted again.
     made.meta.events.register("before-call.*.*", _count_call)
+    made.meta.events.register("needs-retry.dynamodb.*", _count_throttle)
     return made

@@ -50,8 +50,8 @@ def schedule_to_dict(schedule: Schedule | None) -> dict[str, Any] | None:
 
 def task_to_dict(task: Task) -> dict[str, Any]:
     """The task resource as the contract shows it, plus extensions: ``cancel_requested``, ``lease_expires_at``,
-    ``next_slot_at`` (a repeating task's next slot), ``waiting_slot`` (``overlap: queue``) and ``parent_id``
-    (a run spawned by a repeating task with ``overlap: allow``)."""
+    ``next_slot_at`` (a repeating task's next slot), ``waiting_slot`` (``overlap: queue``), ``parent_id``
+    (a run spawned by a repeating task with ``overlap: allow``) and ``trace_context`` (W3C, for tracing)."""
     return {
         "id": task.id,
         "type": task.type,
@@ -96,6 +96,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         if task.last_error is None
         else {"type": task.last_error.type, "message": task.last_error.message},
         "result": task.result,
+        "trace_context": task.trace_context,
     }
 
 
@@ -149,6 +150,7 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
         parent_id=raw.get("parent_id"),
         last_error=None if err is None else ErrorInfo(err["type"], err["message"]),
         result=raw.get("result"),
+        trace_context=raw.get("trace_context"),
     )
 
 

@@ -81,6 +81,9 @@ class Task:
     parent_id: str | None = None
     last_error: ErrorInfo | None = None
     result: Any = None
+    #: The W3C trace context (``traceparent``, ``tracestate``) the task's next step continues: its submit's, or
+    #: the scheduler's that queued its current run. Metadata for tracing, never a reason for a transition.
+    trace_context: dict[str, str] | None = None
     #: Events recorded since the task was loaded, committed together with the snapshot.
     pending_events: list[Event] = field(default_factory=list, repr=False, compare=False)
     #: The claim this change ended (its lease must go with the commit); ``None`` if no claim ended.

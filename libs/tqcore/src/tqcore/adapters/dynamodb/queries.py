@@ -7,13 +7,14 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 from tqcore.adapters.dynamodb import keys, leases
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import task_from_dict
 from tqcore.domain.errors import StoreUnavailable
-from tqcore.domain.model import Status
+from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
 from tqcore.queries import dlq_after, encode_cursor
 from tqcore.settings import CoreSettings
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 #: ``BatchGetItem`` takes at most 100 keys.
 BATCH_GET_KEYS = 100
+#: Dead letters counted per group at most (the gauge says "at least this many" beyond).
+COUNT_CAP = 10_000
+#: Queued tasks read per re-send shard to find the longest-waiting one.
+OLDEST_SAMPLE = 100
 #: Pauses before asking again for keys a batch read left unprocessed.
 BATCH_GET_PAUSES_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 
@@ -34,6 +39,52 @@ class DynamoTaskQueries:
     def __init__(self, client: Any, settings: CoreSettings, *, page_size: int = PAGE_SIZE) -> None:
         self._db = Table(client, settings.table_name)
         self._page_size = page_size
+        self._reap_shards = settings.reap_shards
+
+    def dead_letter_count(self, group: str, cap: int = COUNT_CAP) -> int:
+        """How many failed tasks ``group`` has in the ``dlq`` index, counting up to ``cap``."""
+        count, start = 0, None
+        while count < cap:
+            page = self._db.call(
+                "query",
+                TableName=self._db.name,
+                IndexName="dlq",
+                KeyConditionExpression="dlq_pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"DLQ#{group}"}},
+                Select="COUNT",
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            count += int(page.get("Count", 0))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        return min(count, cap)
+
+    def oldest_queued(self, sample: int = OLDEST_SAMPLE) -> dict[Priority, datetime]:
+        """When the longest-waiting ``queued`` task of each priority was queued (priorities with none left out).
+
+        Queued tasks sit in the ``reap`` index by re-send deadline, which is ``queued_at`` plus a wait that
+        doubles with each re-send: the first ``sample`` of each shard hold the oldest unless more than that
+        many newer tasks are queued in the shard ahead of a much re-sent one (then this is a lower bound).
+        """
+        oldest: dict[Priority, datetime] = {}
+        for shard in range(self._reap_shards):
+            page = self._db.call(
+                "query",
+                TableName=self._db.name,
+                IndexName="reap",
+                KeyConditionExpression="reap_pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": keys.reap_partition(Status.QUEUED, shard)}},
+                ProjectionExpression="doc",
+                Limit=sample,
+            )
+            for item in page.get("Items", []):
+                with contextlib.suppress(KeyError, ValueError, TypeError):
+                    task = task_from_dict(json.loads(item["doc"]["S"]))
+                    if task.status is Status.QUEUED and task.queued_at is not None:
+                        known = oldest.get(task.priority)
+                        oldest[task.priority] = task.queued_at if known is None else min(known, task.queued_at)
+        return oldest
 
     def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
         """Up to ``limit`` failed tasks of ``group`` from the sparse ``dlq`` index, newest first, after ``cursor``."""

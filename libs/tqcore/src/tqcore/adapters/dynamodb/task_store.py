@@ -18,6 +18,7 @@ from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, 
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, Status
 from tqcore.domain.task import Task
+from tqcore.metrics import observe_commit
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState
 from tqcore.settings import CoreSettings
 
@@ -87,6 +88,7 @@ class DynamoTaskStore:
         items += self._event_puts(task)
         reasons = self._transact(items)
         if reasons is None:
+            observe_commit(task, task.pending_events)
             return
         first = reasons[0]
         if idempotency is not None and first.get("Code") == "ConditionalCheckFailed" and "Item" in first:
@@ -119,6 +121,7 @@ class DynamoTaskStore:
         )
         reasons = self._transact(items + lease)
         if reasons is None:
+            observe_commit(task, task.pending_events)
             return
         first = reasons[0]
         if first.get("Code") != "ConditionalCheckFailed" and any(

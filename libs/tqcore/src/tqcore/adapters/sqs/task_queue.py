@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
+from tqcore import tracing
 from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import QueueUnavailable
 from tqcore.domain.model import Priority
@@ -57,36 +61,51 @@ class SqsTaskQueue:
 
     def send(self, task: Task) -> None:
         """Send the dispatch for the task's next attempt."""
-        self._send(self.urls.queue, task, task.id)
+        self._send(task, task.id)
 
     def send_batch(self, tasks: Sequence[Task]) -> None:
         """Send many dispatches with ``SendMessageBatch``: per queue, ten a call at most and within SQS's
-        limit on a batch's total size."""
+        limit on a batch's total size. Each message carries its own task's trace context."""
         by_queue: dict[Priority, list[Task]] = {}
         for task in tasks:
             by_queue.setdefault(task.priority, []).append(task)
         failed: list[str] = []
         for priority, queued in by_queue.items():
-            for chunk in _batches([(task, Dispatch.of(task)) for task in queued]):
-                entries = [
-                    {
-                        "Id": str(n),
-                        "MessageBody": body,
-                        "MessageGroupId": task.id,
-                        "MessageDeduplicationId": dispatch.deduplication_id,
-                    }
-                    for n, (task, dispatch, body) in enumerate(chunk)
-                ]
-                try:
-                    answer = self._client.send_message_batch(QueueUrl=self.urls.queue(priority), Entries=entries)
-                except (ClientError, BotoCoreError) as error:
-                    failed += [f"{task.id}: {error}" for task, _, _ in chunk]
-                    continue
-                failed += [
-                    f"{chunk[int(f['Id'])][0].id}: {f.get('Message', f.get('Code'))}" for f in answer.get("Failed", [])
-                ]
+            for chunk in _batches([self._outgoing(task) for task in queued]):
+                failed += self._send_chunk(priority, chunk)
         if failed:
             raise QueueUnavailable(f"could not enqueue {len(failed)} tasks, e.g. {failed[0]}")
+
+    def _outgoing(self, task: Task) -> _Outgoing:
+        """The task's message, its ``tq.enqueue`` span started (a child of the task's own trace)."""
+        dispatch = Dispatch.of(task)
+        queue = self._settings.queue_name(task.priority)
+        span = tracing.start_producer_span("tq.enqueue", task, dispatch.attempt, queue)
+        attributes = tracing.inject_into_message_attributes({}, trace.set_span_in_context(span))
+        return _Outgoing(task, dispatch, dispatch.encode(), attributes, span)
+
+    def _send_chunk(self, priority: Priority, chunk: list[_Outgoing]) -> list[str]:
+        """One ``SendMessageBatch``; the messages that failed, described. Ends each message's span."""
+        entries = [
+            {
+                "Id": str(n),
+                "MessageBody": out.body,
+                "MessageGroupId": out.task.id,
+                "MessageDeduplicationId": out.dispatch.deduplication_id,
+                **_with_attributes(out.attributes),
+            }
+            for n, out in enumerate(chunk)
+        ]
+        try:
+            answer = self._client.send_message_batch(QueueUrl=self.urls.queue(priority), Entries=entries)
+        except (ClientError, BotoCoreError) as error:
+            for out in chunk:
+                tracing.end_span(out.span, str(error))
+            return [f"{out.task.id}: {error}" for out in chunk]
+        refused = {int(f["Id"]): str(f.get("Message", f.get("Code"))) for f in answer.get("Failed", [])}
+        for n, out in enumerate(chunk):
+            tracing.end_span(out.span, refused.get(n))
+        return [f"{chunk[n].task.id}: {message}" for n, message in refused.items()]
 
     def dead_letter(self, task: Task) -> None:
         """Leave a record of a task that ran out of retries in its priority's dead-letter queue.
@@ -94,7 +113,7 @@ class SqsTaskQueue:
         Its group id is its own (``<task id>.dead.v<version>``): in a FIFO queue a record that the reaper keeps
         hidden must never hold back a later message of the same task.
         """
-        self._send(self.urls.dlq, task, f"{task.id}{RECORD_GROUP_MARK}v{task.version}")
+        self._send(task, f"{task.id}{RECORD_GROUP_MARK}v{task.version}", dead=True)
 
     def depths(self) -> list[QueueDepth]:
         """Every priority's queue, highest priority first, from ``GetQueueAttributes`` (two calls a priority:
@@ -120,34 +139,62 @@ class SqsTaskQueue:
         found = self._client.get_queue_attributes(QueueUrl=url, AttributeNames=names).get("Attributes", {})
         return {name: int(found.get(name, 0)) for name in names}
 
-    def _send(self, url_of: Callable[[Priority], str], task: Task, group: str) -> None:
+    def _send(self, task: Task, group: str, *, dead: bool = False) -> None:
+        """One ``SendMessage`` (to the dead-letter queue if ``dead``) within the task's producer span, which the
+        message carries as its context."""
         dispatch = Dispatch.of(task)
-        try:
-            self._client.send_message(
-                QueueUrl=url_of(task.priority),
-                MessageBody=dispatch.encode(),
-                MessageGroupId=group,
-                MessageDeduplicationId=dispatch.deduplication_id,
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise QueueUnavailable(f"could not enqueue task {task.id}: {error}") from error
+        queue = (self._settings.dlq_name if dead else self._settings.queue_name)(task.priority)
+        span = tracing.start_producer_span("tq.dead_letter" if dead else "tq.enqueue", task, dispatch.attempt, queue)
+        with trace.use_span(span, end_on_exit=True):
+            try:
+                self._client.send_message(
+                    QueueUrl=self.urls.dlq(task.priority) if dead else self.urls.queue(task.priority),
+                    MessageBody=dispatch.encode(),
+                    MessageGroupId=group,
+                    MessageDeduplicationId=dispatch.deduplication_id,
+                    **_with_attributes(tracing.inject_into_message_attributes({})),
+                )
+            except (ClientError, BotoCoreError) as error:
+                raise QueueUnavailable(f"could not enqueue task {task.id}: {error}") from error
 
 
-#: SQS refuses a batch whose messages add up to more than 256 KiB; keep a margin for attributes.
+@dataclass(frozen=True)
+class _Outgoing:
+    """One message of a batch: its task, dispatch, encoded body, ``MessageAttributes`` and open span."""
+
+    task: Task
+    dispatch: Dispatch
+    body: str
+    attributes: dict[str, Any]
+    span: Span
+
+    @property
+    def size(self) -> int:
+        """Bytes SQS counts towards a batch's limit: the body and every attribute's name, type and value."""
+        return len(self.body.encode()) + sum(
+            len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
+            for name, value in self.attributes.items()
+        )
+
+
+def _with_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """``MessageAttributes`` as a keyword argument, left out when there are none (tracing off)."""
+    return {"MessageAttributes": attributes} if attributes else {}
+
+
+#: SQS refuses a batch whose messages (bodies and attributes) add up to more than 256 KiB; keep a margin.
 MAX_BATCH_BYTES = 240 * 1024
 
 
-def _batches(items: list[tuple[Task, Dispatch]]) -> Iterator[list[tuple[Task, Dispatch, str]]]:
-    """Groups of at most ten encoded dispatches whose bodies fit one ``SendMessageBatch`` together."""
-    chunk: list[tuple[Task, Dispatch, str]] = []
+def _batches(items: list[_Outgoing]) -> Iterator[list[_Outgoing]]:
+    """Groups of at most ten messages that fit one ``SendMessageBatch`` together."""
+    chunk: list[_Outgoing] = []
     size = 0
-    for task, dispatch in items:
-        body = dispatch.encode()
-        length = len(body.encode())
-        if chunk and (len(chunk) == 10 or size + length > MAX_BATCH_BYTES):
+    for item in items:
+        if chunk and (len(chunk) == 10 or size + item.size > MAX_BATCH_BYTES):
             yield chunk
             chunk, size = [], 0
-        chunk.append((task, dispatch, body))
-        size += length
+        chunk.append(item)
+        size += item.size
     if chunk:
         yield chunk
