@@ -25,6 +25,15 @@ def actor_name(priority: Priority) -> str:
     return f"run_{priority.value}"
 
 
+def enqueue_of(task: Task) -> str | None:
+    """A queued task's enqueue: the time it was queued (ms) and its poison strikes. A re-send leaves both
+    alone; every new enqueue (submit, promotion, retry, redrive, a run's next attempt) sets ``queued_at``, and
+    the re-send after SQS dead-lettered the message counts a strike."""
+    if task.queued_at is None:
+        return None
+    return f"q{int(task.queued_at.timestamp() * 1000)}.p{task.poison_strikes}"
+
+
 @dataclass(frozen=True)
 class Dispatch:
     """Run attempt ``attempt`` of ``task_id``, which was ``version`` when it was sent.
@@ -40,21 +49,25 @@ class Dispatch:
     task: Task | None = None
     #: The run the attempt belongs to (attempt numbers restart with each run; ``None`` in older messages).
     run: int | None = None
+    #: Which enqueue this is (see :meth:`enqueue_of`); ``None`` in older messages.
+    enqueue: str | None = None
 
     @classmethod
     def of(cls, task: Task) -> Dispatch:
         """The dispatch for a ``queued`` task's next attempt."""
-        return cls(task.id, task.attempts + 1, task.version, task.priority, task, task.run_no)
+        return cls(task.id, task.attempts + 1, task.version, task.priority, task, task.run_no, enqueue_of(task))
 
     @property
     def deduplication_id(self) -> str:
-        """SQS FIFO dedup id: task id + attempt, with the version of its enqueue.
+        """SQS FIFO dedup id: task id + attempt + which enqueue of it this is.
 
-        Attempt numbers restart for a redrive or a repeating task's next run; the version of the
-        ``queued`` event never repeats, so a redrive within five minutes is not swallowed as a duplicate,
-        while re-sends of the same enqueue (same version) are.
+        Attempt numbers restart for a redrive or a repeating task's next run, so the attempt alone would
+        swallow those; the enqueue (when the task was queued, and how often SQS dead-lettered its message
+        since) does not repeat. The reaper's re-sends of a task still ``queued`` keep it on purpose: when the
+        first message did reach SQS and only waits in a backlog, SQS drops the copies (for its five-minute
+        window), so a backlog is not multiplied by re-sends; when the send was lost, the re-send is the message.
         """
-        return f"{self.task_id}.{self.attempt}.v{self.version}"
+        return f"{self.task_id}.{self.attempt}.{self.enqueue or f'v{self.version}'}"
 
     def to_dict(self) -> dict[str, Any]:
         """The actor argument."""
@@ -64,6 +77,7 @@ class Dispatch:
             "version": self.version,
             "priority": self.priority.value,
             "run": self.run,
+            "enqueue": self.enqueue,
             "task": None if self.task is None else task_to_dict(self.task),
         }
 
@@ -77,6 +91,7 @@ class Dispatch:
             priority=Priority(raw["priority"]),
             task=None if raw.get("task") is None else task_from_dict(raw["task"]),
             run=None if raw.get("run") is None else int(raw["run"]),
+            enqueue=raw.get("enqueue"),
         )
 
     def encode(self) -> str:

@@ -93,11 +93,21 @@ def test_the_same_enqueue_sent_twice_is_delivered_once(queue: SqsTaskQueue, sqs:
     assert (dispatch.task_id, dispatch.attempt, dispatch.version) == (task.id, 1, task.version)
 
 
-def test_a_new_enqueue_of_the_same_attempt_is_not_swallowed_as_a_duplicate(queue: SqsTaskQueue, sqs: Any) -> None:
-    # Given a task sent, then re-sent as a new version (a redrive restarts attempt numbers)
+def test_a_re_send_of_a_message_sqs_holds_is_dropped_as_a_duplicate(queue: SqsTaskQueue, sqs: Any) -> None:
+    # Given a task sent, then re-sent by the reaper as a new version (it waited in a backlog past its deadline)
     task = queued()
     queue.send(task)
     task.resend(NOW)
+    queue.send(task.committed())
+    # Then SQS holds one message: re-sends do not multiply a backlog
+    assert len(receive_all(sqs, queue.urls.queue(Priority.NORMAL))) == 1
+
+
+def test_a_new_enqueue_of_the_same_attempt_is_not_swallowed_as_a_duplicate(queue: SqsTaskQueue, sqs: Any) -> None:
+    # Given a task sent, then sent again after SQS dead-lettered its message (the same attempt, a new enqueue)
+    task = queued()
+    queue.send(task)
+    task.poisoned(1, 5, NOW, strikes_allowed=3)
     queue.send(task.committed())
     # Then both messages are delivered (the claim, not SQS, decides which one runs)
     assert len(receive_all(sqs, queue.urls.queue(Priority.NORMAL))) == 2

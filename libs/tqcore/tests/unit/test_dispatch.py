@@ -69,7 +69,7 @@ def test_a_huge_payload_leaves_the_task_out_of_the_message() -> None:
     assert len(body.encode()) < 4096
     arg = dramatiq.Message.decode(body.encode()).args[0]
     assert arg["task"] is None
-    assert Dispatch.from_dict(arg) == Dispatch("t-1", 1, 2, Priority.NORMAL, None, run=1)
+    assert Dispatch.from_dict(arg) == Dispatch("t-1", 1, 2, Priority.NORMAL, None, run=1, enqueue=dispatch.enqueue)
 
 
 def test_the_inline_limit_counts_bytes_not_characters() -> None:
@@ -92,8 +92,38 @@ def test_deduplication_id_is_the_same_for_sends_of_the_same_version() -> None:
     first = Dispatch.of(task)
     second = Dispatch.of(copy.deepcopy(task))
     # Then SQS sees one message
-    assert first.deduplication_id == second.deduplication_id == "t-1.1.v2"
+    assert first.deduplication_id == second.deduplication_id
+    assert first.deduplication_id.startswith("t-1.1.")
     assert json.loads(first.encode())["message_id"] != json.loads(second.encode())["message_id"]
+
+
+def test_a_re_send_keeps_the_deduplication_id_of_its_enqueue() -> None:
+    # Given a queued task nobody claimed, re-sent twice by the reaper (each re-send is a new version)
+    task = queued()
+    first = Dispatch.of(task)
+    task.resend(T0 + timedelta(seconds=30))
+    task.resend(T0 + timedelta(seconds=90))
+    again = Dispatch.of(task)
+    # Then the re-sends are the same enqueue to SQS: dropped if the first message got there, delivered if not
+    assert again.version == first.version + 2
+    assert again.deduplication_id == first.deduplication_id
+
+
+def test_a_re_send_after_sqs_dead_lettered_the_message_is_a_new_message() -> None:
+    # Given a queued task whose message SQS moved to its dead-letter queue (it is gone from the queue)
+    task = queued()
+    first = Dispatch.of(task)
+    task.poisoned(1, 5, T0 + timedelta(seconds=60), strikes_allowed=3)
+    assert task.status is Status.QUEUED
+    # Then the re-send is not swallowed as a duplicate of the message SQS no longer holds
+    assert Dispatch.of(task).deduplication_id != first.deduplication_id
+
+
+def test_the_enqueue_travels_in_the_message() -> None:
+    dispatch = Dispatch.of(queued())
+    assert dispatch.enqueue is not None
+    decoded = Dispatch.from_dict(json.loads(dispatch.encode())["args"][0])
+    assert decoded.deduplication_id == dispatch.deduplication_id
 
 
 def test_deduplication_id_differs_after_a_redrive() -> None:
