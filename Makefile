@@ -8,7 +8,7 @@ PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executo
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule test-downtime chaos alerts lock clean
+.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule test-downtime chaos alerts infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -104,10 +104,19 @@ alerts:
 	$(ROUTE_TEST)=ticket severity=ticket alertname=TqDeadLetterQueueNotEmpty group=team-a
 	$(ROUTE_TEST)=ticket alertname=AnAlertWithoutSeverity
 
+## make infra: the Pulumi program's offline mock tests alone (they are unit tests: `make unit` runs them too).
+infra: install
+	$(BIN)/pytest -m unit infra/pulumi/tests tests/unit/test_dockerfiles.py
+
+## make pants: Pants lint, check (mypy), unit tests and one pex per service in dist/, then start each pex
+## (installs Pants 2.17.1 into .pants-venv first). CI runs it after `make test`.
+pants: install
+	scripts/pants-ci.sh
+
 lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > constraints.txt.new
 	{ echo '# The one constraints file for the product and its tests: every third-party version, pinned.'; \
 	  echo '# Regenerate with: make lock'; cat constraints.txt.new; } > constraints.txt && rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) $(EMU) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(EMU) .pytest_cache .mypy_cache .ruff_cache .pants-venv 3rdparty/tools dist

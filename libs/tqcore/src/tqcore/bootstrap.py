@@ -36,21 +36,13 @@ def bootstrap(settings: CoreSettings) -> None:
 
 def create_table(ddb: Any, name: str) -> None:
     """The single table with its four GSIs and TTL."""
-    attributes = {"PK", "SK", *(a for pair in keys.INDEXES.values() for a in pair)}
     try:
         ddb.create_table(
             TableName=name,
             BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": index,
-                    "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}, {"AttributeName": sk, "KeyType": "RANGE"}],
-                    "Projection": {"ProjectionType": "KEYS_ONLY" if index in keys.KEYS_ONLY_INDEXES else "ALL"},
-                }
-                for index, (pk, sk) in keys.INDEXES.items()
-            ],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in table_attribute_names()],
+            GlobalSecondaryIndexes=global_secondary_indexes(),
         )
         log.info("created table %s", name)
     except ClientError as error:
@@ -64,6 +56,23 @@ def create_table(ddb: Any, name: str) -> None:
         )
 
 
+def table_attribute_names() -> list[str]:
+    """Every key attribute of the table and its indexes (all strings), sorted."""
+    return sorted({"PK", "SK", *(a for pair in keys.INDEXES.values() for a in pair)})
+
+
+def global_secondary_indexes() -> list[dict[str, Any]]:
+    """The table's GSIs as ``CreateTable`` takes them (the Pulumi program builds the same from this)."""
+    return [
+        {
+            "IndexName": index,
+            "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"}, {"AttributeName": sk, "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY" if index in keys.KEYS_ONLY_INDEXES else "ALL"},
+        }
+        for index, (pk, sk) in keys.INDEXES.items()
+    ]
+
+
 def _wait_active(ddb: Any, name: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while ddb.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
@@ -74,21 +83,26 @@ def _wait_active(ddb: Any, name: str, timeout_s: float = 60) -> None:
 
 def create_queue_pair(sqs: Any, settings: CoreSettings, priority: Priority) -> None:
     """A priority's FIFO queue and its FIFO dead-letter queue, linked by a RedrivePolicy."""
-    fifo = {
+    dlq_url = _ensure_queue(sqs, settings.dlq_name(priority), dead_letter_queue_attributes())
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    _ensure_queue(sqs, settings.queue_name(priority), queue_attributes(settings, dlq_arn))
+
+
+def dead_letter_queue_attributes() -> dict[str, str]:
+    """A dead-letter queue's attributes (the Pulumi program sets the same): FIFO, kept 14 days."""
+    return {
         "FifoQueue": "true",
         "MessageRetentionPeriod": str(RETENTION_S),
         # High-throughput FIFO: dedup and throughput limits per message group (= per task).
         "DeduplicationScope": "messageGroup",
         "FifoThroughputLimit": "perMessageGroupId",
     }
-    dlq_url = _ensure_queue(sqs, settings.dlq_name(priority), fifo)
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def queue_attributes(settings: CoreSettings, dlq_arn: str) -> dict[str, str]:
+    """A priority queue's attributes: a dead-letter queue's, visibility = lease, redrive after ``max_receives``."""
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receives})
-    _ensure_queue(
-        sqs,
-        settings.queue_name(priority),
-        {**fifo, "VisibilityTimeout": str(settings.lease_s), "RedrivePolicy": redrive},
-    )
+    return {**dead_letter_queue_attributes(), "VisibilityTimeout": str(settings.lease_s), "RedrivePolicy": redrive}
 
 
 def _ensure_queue(sqs: Any, name: str, attributes: dict[str, str]) -> str:
@@ -121,36 +135,38 @@ def create_bucket(s3: Any, settings: CoreSettings) -> None:
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
-    s3.put_bucket_encryption(
-        Bucket=settings.bucket_name,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
-        },
-    )
-    s3.put_public_access_block(
-        Bucket=settings.bucket_name,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
-    )
+    encryption = {"Rules": [ENCRYPTION_RULE]}
+    s3.put_bucket_encryption(Bucket=settings.bucket_name, ServerSideEncryptionConfiguration=encryption)
+    s3.put_public_access_block(Bucket=settings.bucket_name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
     # Replaces the bucket's whole lifecycle configuration: tq owns this bucket.
     s3.put_bucket_lifecycle_configuration(
-        Bucket=settings.bucket_name,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": run_logs.LIFECYCLE_RULE_ID,
-                    "Status": "Enabled",
-                    "Filter": {"Prefix": run_logs.LOG_PREFIX},
-                    "Expiration": {"Days": run_logs.lifecycle_days(settings.run_log_retention_s)},
-                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                }
-            ]
-        },
+        Bucket=settings.bucket_name, LifecycleConfiguration={"Rules": [lifecycle_rule(settings)]}
     )
+
+
+#: The log bucket's default encryption (the Pulumi program sets the same).
+ENCRYPTION_RULE: dict[str, Any] = {
+    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+    "BucketKeyEnabled": True,
+}
+#: Nothing in the log bucket is ever public.
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+def lifecycle_rule(settings: CoreSettings) -> dict[str, Any]:
+    """The rule that expires run logs (whole days after ``run_log_retention_s``) and stale multipart uploads."""
+    return {
+        "ID": run_logs.LIFECYCLE_RULE_ID,
+        "Status": "Enabled",
+        "Filter": {"Prefix": run_logs.LOG_PREFIX},
+        "Expiration": {"Days": run_logs.lifecycle_days(settings.run_log_retention_s)},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+    }
 
 
 def main() -> int:

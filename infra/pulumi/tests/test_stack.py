@@ -1,0 +1,155 @@
+"""The Pulumi program under mocks, offline: inventory, queues, table, bucket, IAM, security groups; and the
+checks catching flawed variants built with the same builders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tq_infra import checks, iam
+from tq_infra.aws_calls import SERVICES, Operation, operations_of
+from tq_infra.checks import Registered
+from tq_infra.config import StackConfig
+from tq_infra.testing import run
+
+pytestmark = [
+    pytest.mark.unit,
+    # pulumi_aws warns of its own deprecated V2 aliases as its s3 package loads: not about this program.
+    pytest.mark.filterwarnings("ignore:.*has been deprecated in favor of:DeprecationWarning"),
+]
+
+CONFIG = StackConfig(
+    prefix="tq-test",
+    image_tags={s: f"{s}-1.2.3" for s in SERVICES},
+    certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/test",
+    replica_regions=["eu-central-1"],
+)
+
+
+@pytest.fixture(scope="module")
+def stack() -> list[Registered]:
+    from tq_infra.stack import build
+
+    return run(lambda: build(CONFIG))
+
+
+def test_the_stack_has_every_resource_the_issue_names(stack: list[Registered]) -> None:
+    counts: dict[str, int] = {}
+    for r in stack:
+        counts[r.typ] = counts.get(r.typ, 0) + 1
+    assert counts["aws:sqs/queue:Queue"] == 6  # three priorities, each with a dead-letter queue
+    assert counts["aws:dynamodb/table:Table"] == 1
+    assert counts["aws:s3/bucket:Bucket"] == 1
+    assert counts["aws:ecs/service:Service"] == 4
+    assert counts["aws:ecs/taskDefinition:TaskDefinition"] == 4
+    assert counts["aws:ecr/repository:Repository"] == 4
+    assert counts["aws:cloudwatch/logGroup:LogGroup"] == 4
+    assert counts["aws:iam/role:Role"] == 5  # a task role per service and the execution role
+    assert counts["aws:lb/listener:Listener"] == 1
+    assert counts["aws:appautoscaling/policy:Policy"] == 2
+    endpoints = {
+        r.inputs["serviceName"].rsplit(".", 1)[-1] for r in checks.of_type(stack, "aws:ec2/vpcEndpoint:VpcEndpoint")
+    }
+    assert {"dynamodb", "sqs", "s3", "api", "dkr", "logs"} <= endpoints
+    assert not [r for r in stack if r.typ.startswith("aws:ec2/natGateway")]
+    assert all(
+        g["retentionInDays"] == CONFIG.log_retention_days
+        for g in (r.inputs for r in checks.of_type(stack, "aws:cloudwatch/logGroup:LogGroup"))
+    )
+
+
+def test_the_listener_is_https_with_the_configured_certificate(stack: list[Registered]) -> None:
+    (listener,) = checks.of_type(stack, "aws:lb/listener:Listener")
+    assert (listener.inputs["protocol"], listener.inputs["port"]) == ("HTTPS", 443)
+    assert listener.inputs["certificateArn"] == CONFIG.certificate_arn
+
+
+def test_containers_run_the_configured_image_tags(stack: list[Registered]) -> None:
+    for definition in checks.of_type(stack, "aws:ecs/taskDefinition:TaskDefinition"):
+        (container,) = json.loads(definition.inputs["containerDefinitions"])
+        assert container["image"].endswith(f"-{container['name']}:{CONFIG.image_tags[container['name']]}")
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        assert env["TQ_PREFIX"] == CONFIG.prefix
+
+
+def test_every_queue_is_fifo_and_redrives(stack: list[Registered]) -> None:
+    assert checks.queue_problems(stack) == []
+
+
+def test_the_table_has_pitr_ttl_and_the_indexes(stack: list[Registered]) -> None:
+    assert checks.table_problems(stack) == []
+    (table,) = checks.of_type(stack, "aws:dynamodb/table:Table")
+    assert [r["regionName"] for r in table.inputs["replicas"]] == CONFIG.replica_regions
+
+
+def test_the_bucket_is_encrypted_private_and_expires_logs(stack: list[Registered]) -> None:
+    assert checks.bucket_problems(stack) == []
+
+
+def test_no_wildcard_actions_and_star_resources_only_where_aws_requires(stack: list[Registered]) -> None:
+    assert checks.iam_problems(stack) == []
+
+
+def test_only_the_load_balancer_listener_is_open_to_the_internet(stack: list[Registered]) -> None:
+    assert checks.security_group_problems(stack) == []
+
+
+def test_each_task_role_allows_exactly_the_calls_its_code_makes(stack: list[Registered]) -> None:
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in checks.of_type(stack, "aws:iam/rolePolicy:RolePolicy")}
+    for service in SERVICES:
+        allowed = {a for s in policies[f"{CONFIG.prefix}-{service}"]["Statement"] for a in s["Action"]}
+        assert allowed == iam.actions_of(operations_of(service)), service
+
+
+def test_a_queue_without_a_redrive_policy_is_caught() -> None:
+    from tq_infra.data import Queues
+    from tqcore.bootstrap import queue_attributes
+    from tqcore.settings import CoreSettings
+
+    def no_redrive(settings: CoreSettings, dlq_arn: str) -> dict[str, str]:
+        return {k: v for k, v in queue_attributes(settings, dlq_arn).items() if k != "RedrivePolicy"}
+
+    flawed = run(lambda: Queues("bad", CoreSettings(prefix="bad"), queue_attributes=no_redrive))
+    assert len(checks.queue_problems(flawed)) == 3
+
+
+def test_a_role_with_a_wildcard_action_or_resource_is_caught() -> None:
+    resources = iam.AppResources("arn:aws:dynamodb:r:1:table/t", ["arn:aws:sqs:r:1:q.fifo"], "arn:aws:s3:::b")
+
+    def build() -> None:
+        import pulumi_aws as aws
+
+        aws.iam.RolePolicy("bad", role="r", policy=iam.task_policy({Operation("sqs", "*")}, resources))
+        aws.iam.RolePolicy(
+            "star",
+            role="r",
+            policy=iam.document([{"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": ["*"]}]),
+        )
+
+    problems = checks.iam_problems(run(build))
+    assert problems == ["bad: wildcard action 'sqs:*'", "star: '*' resource for ['sqs:SendMessage']"]
+
+
+def test_an_ingress_open_to_the_internet_off_the_listener_is_caught() -> None:
+    def build() -> None:
+        import pulumi_aws as aws
+
+        aws.vpc.SecurityGroupIngressRule(
+            "ssh", security_group_id="sg-1", ip_protocol="tcp", from_port=22, to_port=22, cidr_ipv4="0.0.0.0/0"
+        )
+
+    assert checks.security_group_problems(run(build)) == ["ssh: open to the internet"]
+
+
+def test_a_bucket_without_its_configurations_is_caught() -> None:
+    def build() -> None:
+        import pulumi_aws as aws
+
+        aws.s3.Bucket("bare", bucket="bare")
+
+    assert checks.bucket_problems(run(build)) == [
+        "bare: no encryption configuration",
+        "bare: no lifecycle configuration",
+        "bare: no public configuration",
+    ]
