@@ -11,6 +11,9 @@ import httpx
 import pytest
 
 from tests.conftest import TOKENS, running_stack, wait_for_status
+
+# infra/pulumi is not a Pants source (its SDKs): Pants infers no dependency on it.
+from tq_infra.aws_calls import Operation, operations_of  # pants: no-infer-dep
 from tqdev.metrics import scrape, value
 from tqdev.stack import Stack
 
@@ -96,6 +99,23 @@ def test_counters_histograms_and_gauges_after_100_tasks_some_dead_lettered(
     assert value(reaper, "tq_replicas_alive", service="executor") == 2
     assert value(reaper, "tq_replicas_alive", service="scheduler") == 1
     assert value(reaper, "tq_lease_reclaims_total") == 0
+
+
+def test_every_aws_call_a_process_made_is_one_its_task_role_allows(stack: Stack) -> None:
+    # Given the stack after the workload above (each process counts the AWS calls it made, by operation)
+    made: dict[str, set[Operation]] = {}
+    for service, url in stack.metrics_urls().values():
+        for (metric, labels), count in scrape(url).items():
+            if metric == "tq_aws_calls_total" and count > 0:
+                found = dict(labels)
+                made.setdefault(service, set()).add(Operation(found["service"], found["operation"]))
+    # Then every one is among the calls infra/pulumi derives from that service's code (its task role allows
+    # exactly those): a call the derivation missed would be AccessDenied on AWS
+    assert set(made) == {"gateway", "executor", "scheduler", "reaper"}
+    for service, operations in made.items():
+        assert operations <= operations_of(service), (service, sorted(operations - operations_of(service)))
+    assert Operation("dynamodb", "TransactWriteItems") in made["gateway"]
+    assert Operation("sqs", "ReceiveMessage") in made["executor"]
 
 
 def test_queue_depth_and_oldest_queued_age_while_no_executor_runs(emulator: str, tmp_path: Path) -> None:
