@@ -43,22 +43,12 @@ class DynamoTaskQueries:
 
     def dead_letter_count(self, group: str, cap: int = COUNT_CAP) -> int:
         """How many failed tasks ``group`` has in the ``dlq`` index, counting up to ``cap``."""
-        count, start = 0, None
-        while count < cap:
-            page = self._db.call(
-                "query",
-                TableName=self._db.name,
-                IndexName="dlq",
-                KeyConditionExpression="dlq_pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": f"DLQ#{group}"}},
-                Select="COUNT",
-                **({"ExclusiveStartKey": start} if start else {}),
-            )
-            count += int(page.get("Count", 0))
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                break
-        return min(count, cap)
+        return self._db.count(
+            cap,
+            IndexName="dlq",
+            KeyConditionExpression="dlq_pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"DLQ#{group}"}},
+        )
 
     def oldest_queued(self, sample: int = OLDEST_SAMPLE) -> dict[Priority, datetime]:
         """When the longest-waiting ``queued`` task of each priority was queued (priorities with none left out).
@@ -161,19 +151,11 @@ class DynamoTaskQueries:
         if before is not None:
             condition += f" AND {sk} < :before"
             values[":before"] = {"S": before}
-        start: dict[str, Any] | None = None
-        while True:
-            page = self._db.call(
-                "query",
-                TableName=self._db.name,
-                IndexName=index,
-                KeyConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                ScanIndexForward=False,
-                Limit=page_size,
-                **({"ExclusiveStartKey": start} if start else {}),
-            )
+        for page in self._db.query_pages(
+            IndexName=index,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            Limit=page_size,
+        ):
             yield from page.get("Items", [])
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return

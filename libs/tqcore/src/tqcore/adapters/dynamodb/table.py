@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -55,14 +56,26 @@ class Table:
                 return None
             raise
 
-    def query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
-        """Every item a query matches, following ``LastEvaluatedKey``."""
-        items: list[dict[str, Any]] = []
+    def query_pages(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Each page of a query's answer, following ``LastEvaluatedKey`` as long as the caller reads on."""
         start: dict[str, Any] | None = None
         while True:
             extra = {"ExclusiveStartKey": start} if start else {}
-            page = self.call("query", TableName=self.name, **kwargs, **extra)
-            items += page.get("Items", [])
+            page: dict[str, Any] = self.call("query", TableName=self.name, **kwargs, **extra)
+            yield page
             start = page.get("LastEvaluatedKey")
             if not start:
-                return items
+                return
+
+    def query_all(self, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every item a query matches."""
+        return [item for page in self.query_pages(**kwargs) for item in page.get("Items", [])]
+
+    def count(self, cap: int, **kwargs: Any) -> int:
+        """How many items a query matches (``Select=COUNT``), reading no further once ``cap`` is reached."""
+        found = 0
+        for page in self.query_pages(Select="COUNT", **kwargs):
+            found += int(page.get("Count", 0))
+            if found >= cap:
+                return cap
+        return found

@@ -279,21 +279,13 @@ class DynamoTaskStore:
     def _walk_index(self, index: str, partition: str, now: datetime) -> Iterator[dict[str, Any]]:
         """Items of one partition of a time-sorted index whose sort key's time is before ``now``, paged."""
         pk, sk = keys.INDEXES[index]
-        start: dict[str, Any] | None = None
-        while True:
-            page = self._db.call(
-                "query",
-                TableName=self._table,
-                IndexName=index,
-                KeyConditionExpression=f"{pk} = :pk AND {sk} < :now",
-                ExpressionAttributeValues={":pk": _s(partition), ":now": _s(f"{ts(now)}#")},
-                Limit=self._page_size,
-                **({"ExclusiveStartKey": start} if start else {}),
-            )
+        for page in self._db.query_pages(
+            IndexName=index,
+            KeyConditionExpression=f"{pk} = :pk AND {sk} < :now",
+            ExpressionAttributeValues={":pk": _s(partition), ":now": _s(f"{ts(now)}#")},
+            Limit=self._page_size,
+        ):
             yield from page.get("Items", [])
-            start = page.get("LastEvaluatedKey")
-            if not start:
-                return
 
     # -------------------------------------------------------------- internals
     @staticmethod

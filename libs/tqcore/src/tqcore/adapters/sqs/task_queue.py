@@ -61,7 +61,7 @@ class SqsTaskQueue:
 
     def send(self, task: Task) -> None:
         """Send the dispatch for the task's next attempt."""
-        self._send(task, task.id)
+        self._send(task)
 
     def send_batch(self, tasks: Sequence[Task]) -> None:
         """Send many dispatches with ``SendMessageBatch``: per queue, ten a call at most and within SQS's
@@ -76,26 +76,19 @@ class SqsTaskQueue:
         if failed:
             raise QueueUnavailable(f"could not enqueue {len(failed)} tasks, e.g. {failed[0]}")
 
-    def _outgoing(self, task: Task) -> _Outgoing:
-        """The task's message, its ``tq.enqueue`` span started (a child of the task's own trace)."""
+    def _outgoing(self, task: Task, *, dead: bool = False) -> _Outgoing:
+        """The task's message (for the dead-letter queue if ``dead``), its producer span started (a child of
+        the task's own trace) and carried in the message's attributes."""
         dispatch = Dispatch.of(task)
-        queue = self._settings.queue_name(task.priority)
-        span = tracing.start_producer_span("tq.enqueue", task, dispatch.attempt, queue)
+        queue = (self._settings.dlq_name if dead else self._settings.queue_name)(task.priority)
+        span = tracing.start_producer_span("tq.dead_letter" if dead else "tq.enqueue", task, dispatch.attempt, queue)
         attributes = tracing.inject_into_message_attributes({}, trace.set_span_in_context(span))
-        return _Outgoing(task, dispatch, dispatch.encode(), attributes, span)
+        group = f"{task.id}{RECORD_GROUP_MARK}v{task.version}" if dead else task.id
+        return _Outgoing(task, dispatch, dispatch.encode(), attributes, span, group)
 
     def _send_chunk(self, priority: Priority, chunk: list[_Outgoing]) -> list[str]:
         """One ``SendMessageBatch``; the messages that failed, described. Ends each message's span."""
-        entries = [
-            {
-                "Id": str(n),
-                "MessageBody": out.body,
-                "MessageGroupId": out.task.id,
-                "MessageDeduplicationId": out.dispatch.deduplication_id,
-                **_with_attributes(out.attributes),
-            }
-            for n, out in enumerate(chunk)
-        ]
+        entries = [{"Id": str(n), **out.message()} for n, out in enumerate(chunk)]
         try:
             answer = self._client.send_message_batch(QueueUrl=self.urls.queue(priority), Entries=entries)
         except (ClientError, BotoCoreError) as error:
@@ -113,7 +106,7 @@ class SqsTaskQueue:
         Its group id is its own (``<task id>.dead.v<version>``): in a FIFO queue a record that the reaper keeps
         hidden must never hold back a later message of the same task.
         """
-        self._send(task, f"{task.id}{RECORD_GROUP_MARK}v{task.version}", dead=True)
+        self._send(task, dead=True)
 
     def depths(self) -> list[QueueDepth]:
         """Every priority's queue, highest priority first, from ``GetQueueAttributes`` (two calls a priority:
@@ -139,34 +132,36 @@ class SqsTaskQueue:
         found = self._client.get_queue_attributes(QueueUrl=url, AttributeNames=names).get("Attributes", {})
         return {name: int(found.get(name, 0)) for name in names}
 
-    def _send(self, task: Task, group: str, *, dead: bool = False) -> None:
-        """One ``SendMessage`` (to the dead-letter queue if ``dead``) within the task's producer span, which the
-        message carries as its context."""
-        dispatch = Dispatch.of(task)
-        queue = (self._settings.dlq_name if dead else self._settings.queue_name)(task.priority)
-        span = tracing.start_producer_span("tq.dead_letter" if dead else "tq.enqueue", task, dispatch.attempt, queue)
-        with trace.use_span(span, end_on_exit=True):
+    def _send(self, task: Task, *, dead: bool = False) -> None:
+        """One ``SendMessage`` (to the dead-letter queue if ``dead``), its client span a child of the producer's."""
+        out = self._outgoing(task, dead=dead)
+        url = self.urls.dlq(task.priority) if dead else self.urls.queue(task.priority)
+        with trace.use_span(out.span, end_on_exit=True):
             try:
-                self._client.send_message(
-                    QueueUrl=self.urls.dlq(task.priority) if dead else self.urls.queue(task.priority),
-                    MessageBody=dispatch.encode(),
-                    MessageGroupId=group,
-                    MessageDeduplicationId=dispatch.deduplication_id,
-                    **_with_attributes(tracing.inject_into_message_attributes({})),
-                )
+                self._client.send_message(QueueUrl=url, **out.message())
             except (ClientError, BotoCoreError) as error:
                 raise QueueUnavailable(f"could not enqueue task {task.id}: {error}") from error
 
 
 @dataclass(frozen=True)
 class _Outgoing:
-    """One message of a batch: its task, dispatch, encoded body, ``MessageAttributes`` and open span."""
+    """One message to send: its task, dispatch, encoded body, ``MessageAttributes``, open span and group."""
 
     task: Task
     dispatch: Dispatch
     body: str
     attributes: dict[str, Any]
     span: Span
+    group: str
+
+    def message(self) -> dict[str, Any]:
+        """The ``SendMessage`` arguments (and a batch entry's, but its ``Id``) other than the queue."""
+        return {
+            "MessageBody": self.body,
+            "MessageGroupId": self.group,
+            "MessageDeduplicationId": self.dispatch.deduplication_id,
+            **_with_attributes(self.attributes),
+        }
 
     @property
     def size(self) -> int:
