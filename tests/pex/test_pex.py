@@ -2,8 +2,9 @@
 
 The four pex files run as one stack against the session's emulator, with the environment ``tqdev.stack`` gives
 the local stack: the gateway answers ``/healthz``, and ``/readyz`` once the executor, scheduler and reaper have
-announced themselves (so each one connected to the emulator and ran); those three serve ``/metrics``; the
-executor's ``register-types`` registers the default handlers; every process exits 0 on SIGTERM.
+announced themselves (so each one connected to the emulator and ran); those three serve ``/metrics``; a task
+submitted to the gateway is run to success by the executor; the executor's ``register-types`` registers the
+default handlers; every process exits 0 on SIGTERM.
 Run by ``scripts/pants-ci.sh`` (``pytest -m pex tests/pex``), not by ``make test``.
 """
 
@@ -107,6 +108,24 @@ def test_each_worker_pex_serves_its_metrics(running: Running, service: str) -> N
 def test_the_stack_of_pex_files_becomes_ready(running: Running) -> None:
     # Ready means the executor, scheduler and reaper each heartbeat their presence through the emulator.
     running.poll(lambda: httpx.get(f"{running.stack.url}/readyz", timeout=2).status_code == 200, "/readyz")
+
+
+def test_a_task_submitted_to_the_gateway_pex_is_run_by_the_executor_pex(running: Running) -> None:
+    # Given the stack of pex files ready
+    test_the_stack_of_pex_files_becomes_ready(running)
+    auth = {"Authorization": "Bearer dev-alice"}
+    # When a task is submitted through the gateway
+    body = {"type": "echo", "group": "team-a", "payload": {"from": "pex"}}
+    answer = httpx.post(f"{running.stack.url}/v1/tasks", json=body, headers=auth, timeout=10)
+    assert answer.status_code == 201, answer.text
+    task_url = f"{running.stack.url}/v1/tasks/{answer.json()['id']}"
+
+    # Then the executor runs it to success, with the payload as its result
+    def succeeded() -> bool:
+        return httpx.get(task_url, headers=auth, timeout=5).json()["status"] == "succeeded"
+
+    running.poll(succeeded, "the task's success")
+    assert httpx.get(task_url, headers=auth, timeout=5).json()["result"] == {"from": "pex"}
 
 
 def test_the_executor_pex_registers_its_types(stack: Stack) -> None:
