@@ -151,5 +151,5 @@ def test_a_bucket_without_its_configurations_is_caught() -> None:
     assert checks.bucket_problems(run(build)) == [
         "bare: no encryption configuration",
         "bare: no lifecycle configuration",
-        "bare: no public configuration",
+        "bare: no public-access-block configuration",
     ]

@@ -69,11 +69,11 @@ def bucket_problems(resources: list[Registered]) -> list[str]:
     by_bucket: dict[str, set[str]] = {}
     for kind, typ in (
         ("encryption", "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"),
-        ("public", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"),
+        ("public-access-block", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"),
         ("lifecycle", "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"),
     ):
         for r in of_type(resources, typ):
-            if kind == "public" and not all(
+            if kind == "public-access-block" and not all(
                 r.inputs.get(k) is True
                 for k in ("blockPublicAcls", "ignorePublicAcls", "blockPublicPolicy", "restrictPublicBuckets")
             ):
@@ -87,7 +87,7 @@ def bucket_problems(resources: list[Registered]) -> list[str]:
                 continue
             by_bucket.setdefault(r.inputs["bucket"], set()).add(kind)
     for bucket in of_type(resources, "aws:s3/bucket:Bucket"):
-        missing = {"encryption", "public", "lifecycle"} - by_bucket.get(bucket.id, set())
+        missing = {"encryption", "public-access-block", "lifecycle"} - by_bucket.get(bucket.id, set())
         problems += [f"{bucket.name}: no {kind} configuration" for kind in sorted(missing)]
     return problems
 
