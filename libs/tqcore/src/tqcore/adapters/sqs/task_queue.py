@@ -135,9 +135,9 @@ class SqsTaskQueue:
     def _send(self, task: Task, *, dead: bool = False) -> None:
         """One ``SendMessage`` (to the dead-letter queue if ``dead``), its client span a child of the producer's."""
         out = self._outgoing(task, dead=dead)
-        url = self.urls.dlq(task.priority) if dead else self.urls.queue(task.priority)
         with trace.use_span(out.span, end_on_exit=True):
-            try:
+            try:  # the queue's URL too: its first lookup is a call
+                url = self.urls.dlq(task.priority) if dead else self.urls.queue(task.priority)
                 self._client.send_message(QueueUrl=url, **out.message())
             except (ClientError, BotoCoreError) as error:
                 raise QueueUnavailable(f"could not enqueue task {task.id}: {error}") from error
