@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import SpanKind, Tracer
 
-from tqcore import tracing
+from tqcore import tracing, tracing_sdk
 from tqcore.dispatch import Dispatch
 from tqcore.domain.codec import task_from_dict, task_to_dict
 from tqcore.domain.model import Schedule, Status
@@ -31,7 +33,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def exported() -> Iterator[tuple[Tracer, InMemorySpanExporter]]:
     spans = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(root=tracing.RootSampler(1.0)), shutdown_on_exit=False)
+    provider = TracerProvider(sampler=ParentBased(root=tracing_sdk.RootSampler(1.0)), shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(spans))
     yield provider.get_tracer("test"), spans
     provider.shutdown()
@@ -101,7 +103,7 @@ def test_root_aws_calls_are_dropped_but_calls_within_a_unit_of_work_are_kept(
 
 def test_the_console_exporter_writes_one_json_object_per_line() -> None:
     out = io.StringIO()
-    provider = tracing.build_provider("test", CoreSettings(traces_exporter="console"), out=out)
+    provider = tracing_sdk.build_provider("test", CoreSettings(traces_exporter="console"), out=out)
     tracer = provider.get_tracer("test")
     with (
         tracer.start_as_current_span("outer", attributes={"text": "two\nlines"}),
@@ -170,3 +172,16 @@ def test_a_later_run_of_a_repeating_task_starts_a_trace_linked_to_the_last(
     assert promote.context.trace_id != submit.context.trace_id
     assert [link.context.span_id for link in promote.links] == [submit.context.span_id]
     assert dict(promote.attributes or {})["tq.run"] == 4
+
+
+def test_without_an_exporter_no_process_loads_the_sdk() -> None:
+    # A fresh interpreter that imports every service's tracing and configures it with the default (none)
+    code = (
+        "import sys; from tqcore import tracing; from tqcore.settings import CoreSettings;"
+        "import tq_executor.main, tq_gateway.app, tq_scheduler.main, tq_reaper.main;"
+        "assert tracing.configure_tracing('test', CoreSettings()) is False;"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'opentelemetry.exporter'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # Then neither the SDK nor an exporter was imported (they cost each start about a tenth of a second)
+    assert done.stdout.strip() == "[]", done.stdout
