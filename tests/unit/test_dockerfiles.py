@@ -76,3 +76,11 @@ def test_the_healthcheck_asks_the_service_s_own_endpoint(service: str, health: t
     assert f"http://127.0.0.1:{port}{path}" in command
     assert "curl" not in command  # the slim image has none
     assert str(port) in only(service, "EXPOSE").split()
+
+
+def test_the_gateway_image_counts_every_gunicorn_worker_in_its_metrics() -> None:
+    env = " ".join(argument for name, argument in instructions("gateway") if name == "ENV")
+    directory = re.search(r"PROMETHEUS_MULTIPROC_DIR=(\S+)", env)
+    assert directory, "the gateway's /metrics would show one worker's counters"
+    made = [argument for name, argument in instructions("gateway") if name == "RUN" and directory[1] in argument]
+    assert made, f"{directory[1]} is never created"

@@ -153,3 +153,38 @@ def test_a_bucket_without_its_configurations_is_caught() -> None:
         "bare: no lifecycle configuration",
         "bare: no public-access-block configuration",
     ]
+
+
+def test_the_load_balancer_checks_the_gateway_process_not_the_whole_system(stack: list[Registered]) -> None:
+    # /readyz needs every other service alive: a reaper down must not take every gateway out of the ALB
+    (group,) = checks.of_type(stack, "aws:lb/targetGroup:TargetGroup")
+    assert group.inputs["healthCheck"]["path"] == "/healthz"
+
+
+def test_every_container_has_a_health_check_ecs_runs(stack: list[Registered]) -> None:
+    for definition in checks.of_type(stack, "aws:ecs/taskDefinition:TaskDefinition"):
+        (container,) = json.loads(definition.inputs["containerDefinitions"])
+        probe = " ".join(container["healthCheck"]["command"])
+        assert ("/healthz" if container["name"] == "gateway" else ":9100/metrics") in probe, probe
+
+
+def test_a_role_that_reads_objects_may_list_the_bucket_so_a_missing_log_is_a_404(stack: list[Registered]) -> None:
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in checks.of_type(stack, "aws:iam/rolePolicy:RolePolicy")}
+    statements = policies[f"{CONFIG.prefix}-gateway"]["Statement"]
+    listing = [s for s in statements if "s3:ListBucket" in s["Action"]]
+    assert listing, statements
+    # on the bucket itself, not its objects
+    assert all(not r.endswith("/*") for s in listing for r in s["Resource"])
+
+
+def test_the_services_settings_come_from_tq_env_and_size_the_queues() -> None:
+    from tq_infra.stack import service_settings
+
+    config = StackConfig(prefix="tq-x", image_tags={}, certificate_arn="arn", env={"TQ_LEASE_S": "45"})
+    settings = service_settings(config, "eu-west-1")
+    assert (settings.prefix, settings.region, settings.lease_s) == ("tq-x", "eu-west-1", 45)
+
+    from tq_infra.data import Queues
+
+    queues = checks.of_type(run(lambda: Queues("x", settings)), "aws:sqs/queue:Queue")
+    assert {q.inputs.get("visibilityTimeoutSeconds") for q in queues if "dlq" not in q.inputs["name"]} == {45}

@@ -19,6 +19,8 @@ GATEWAY_PORT = 8080
 METRICS_PORT = 9100
 #: CPU units and MiB per task.
 SIZES = {"gateway": (512, 1024), "executor": (1024, 2048), "scheduler": (256, 512), "reaper": (256, 512)}
+#: Services whose task count autoscaling sets.
+AUTOSCALED = frozenset({"gateway", "executor"})
 
 
 class Repositories(pulumi.ComponentResource):
@@ -74,7 +76,7 @@ class Services(pulumi.ComponentResource):
             opts=child,
         )
         self.task_roles = {s: self._task_role(f"{name}-{s}", s, resources, child) for s in SERVICES}
-        self.alb, self.target_group, alb_sg = self._load_balancer(name, config, network, child)
+        self.alb, self.target_group, listener, alb_sg = self._load_balancer(name, config, network, child)
         gateway_sg = self._gateway_security_group(name, network, alb_sg, child)
         if not config.deploy_services:
             self.register_outputs({})
@@ -123,8 +125,16 @@ class Services(pulumi.ComponentResource):
                 deployment_minimum_healthy_percent=100,
                 deployment_maximum_percent=200,
                 deployment_circuit_breaker={"enable": True, "rollback": True},
-                # Autoscaling owns the count after creation.
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCount"]),
+                # The gateway's first health checks wait for its workers to start.
+                health_check_grace_period_seconds=30 if gateway else None,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # Autoscaling owns the gateway's and executors' counts after creation (the scheduler's and
+                    # reaper's follow tq:schedulerCount and tq:reaperCount).
+                    ignore_changes=["desiredCount"] if service in AUTOSCALED else None,
+                    # ECS refuses a service whose target group no load balancer uses yet.
+                    depends_on=[listener] if gateway else None,
+                ),
             )
         self._autoscaling(name, config, queue_names, child)
         self.register_outputs({})
@@ -138,7 +148,7 @@ class Services(pulumi.ComponentResource):
 
     def _load_balancer(
         self, name: str, config: StackConfig, network: Network, child: pulumi.ResourceOptions
-    ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, aws.ec2.SecurityGroup]:
+    ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, aws.lb.Listener, aws.ec2.SecurityGroup]:
         sg = aws.ec2.SecurityGroup(f"{name}-alb", vpc_id=network.vpc.id, description="tq ALB", opts=child)
         # The one rule open to the internet: HTTPS to the listener (IPv4: the VPC has no IPv6 block).
         aws.vpc.SecurityGroupIngressRule(
@@ -165,10 +175,12 @@ class Services(pulumi.ComponentResource):
             target_type="ip",
             vpc_id=network.vpc.id,
             deregistration_delay=15,
-            health_check={"path": "/readyz", "matcher": "200", "interval": 10, "healthy_threshold": 2},
+            # /healthz: the process answers. Not /readyz, which also needs the other services alive: a reaper
+            # down would make every gateway unhealthy, and ECS would replace them all.
+            health_check={"path": "/healthz", "matcher": "200", "interval": 10, "healthy_threshold": 2},
             opts=child,
         )
-        aws.lb.Listener(
+        listener = aws.lb.Listener(
             f"{name}-https",
             load_balancer_arn=alb.arn,
             port=HTTPS,
@@ -178,7 +190,7 @@ class Services(pulumi.ComponentResource):
             default_actions=[{"type": "forward", "target_group_arn": target_group.arn}],
             opts=child,
         )
-        return alb, target_group, sg
+        return alb, target_group, listener, sg
 
     def _gateway_security_group(
         self, name: str, network: Network, alb_sg: aws.ec2.SecurityGroup, child: pulumi.ResourceOptions
@@ -228,9 +240,11 @@ class Services(pulumi.ComponentResource):
             "TQ_METRICS_PORT": str(METRICS_PORT),
         }
         ports = [METRICS_PORT]
+        health = f"http://127.0.0.1:{METRICS_PORT}/metrics"
         if service == "gateway":
             environment |= {"TQ_GATEWAY_HOST": "0.0.0.0", "TQ_GATEWAY_PORT": str(GATEWAY_PORT)}  # noqa: S104
             ports = [GATEWAY_PORT]
+            health = f"http://127.0.0.1:{GATEWAY_PORT}/healthz"
         return {
             "name": service,
             "image": pulumi.Output.concat(
@@ -239,6 +253,19 @@ class Services(pulumi.ComponentResource):
             "essential": True,
             "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
             "portMappings": [{"containerPort": p, "protocol": "tcp"} for p in ports],
+            # ECS ignores the image's HEALTHCHECK: the same probe here, so a hung process is replaced.
+            "healthCheck": {
+                "command": [
+                    "CMD",
+                    "python",
+                    "-c",
+                    f"import urllib.request; urllib.request.urlopen('{health}', timeout=4)",
+                ],
+                "interval": 15,
+                "timeout": 5,
+                "retries": 3,
+                "startPeriod": 30,
+            },
             # Executors hand attempts over within TQ_SHUTDOWN_GRACE_S (25 s) of SIGTERM.
             "stopTimeout": 40 if service == "executor" else 20,
             "readonlyRootFilesystem": False,

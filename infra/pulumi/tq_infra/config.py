@@ -48,17 +48,23 @@ class StackConfig:
             image_tags={service: config.require(f"{service}ImageTag") for service in SERVICES},
             certificate_arn=config.require("certificateArn"),
             vpc_cidr=config.get("vpcCidr") or cls.vpc_cidr,
-            az_count=config.get_int("azCount") or cls.az_count,
+            az_count=_int(config, "azCount", cls.az_count),
             replica_regions=config.get_object("replicaRegions") or [],
-            log_retention_days=config.get_int("logRetentionDays") or cls.log_retention_days,
+            log_retention_days=_int(config, "logRetentionDays", cls.log_retention_days),
             deploy_services=config.get_bool("deployServices") is not False,
             env=config.get_object("env") or {},
-            gateway_min=config.get_int("gatewayMin") or cls.gateway_min,
-            gateway_max=config.get_int("gatewayMax") or cls.gateway_max,
-            gateway_requests_per_target=config.get_int("gatewayRequestsPerTarget") or cls.gateway_requests_per_target,
-            executor_min=config.get_int("executorMin") or cls.executor_min,
-            executor_max=config.get_int("executorMax") or cls.executor_max,
-            executor_backlog_per_task=config.get_int("executorBacklogPerTask") or cls.executor_backlog_per_task,
-            scheduler_count=config.get_int("schedulerCount") or cls.scheduler_count,
-            reaper_count=config.get_int("reaperCount") or cls.reaper_count,
+            gateway_min=_int(config, "gatewayMin", cls.gateway_min),
+            gateway_max=_int(config, "gatewayMax", cls.gateway_max),
+            gateway_requests_per_target=_int(config, "gatewayRequestsPerTarget", cls.gateway_requests_per_target),
+            executor_min=_int(config, "executorMin", cls.executor_min),
+            executor_max=_int(config, "executorMax", cls.executor_max),
+            executor_backlog_per_task=_int(config, "executorBacklogPerTask", cls.executor_backlog_per_task),
+            scheduler_count=_int(config, "schedulerCount", cls.scheduler_count),
+            reaper_count=_int(config, "reaperCount", cls.reaper_count),
         )
+
+
+def _int(config: pulumi.Config, key: str, default: int) -> int:
+    """``tq:<key>`` as an int, ``default`` only when unset (0 is a value: e.g. ``executorMin: 0``)."""
+    value = config.get_int(key)
+    return default if value is None else value

@@ -30,8 +30,10 @@ ACTIONS_OF: dict[Operation, tuple[str, ...]] = {
     Operation("sqs", "SendMessageBatch"): ("sqs:SendMessage",),
     Operation("sqs", "DeleteMessageBatch"): ("sqs:DeleteMessage",),
     Operation("sqs", "ChangeMessageVisibilityBatch"): ("sqs:ChangeMessageVisibility",),
-    # S3 names actions after what they touch, not after the API.
-    Operation("s3", "HeadObject"): ("s3:GetObject",),
+    # S3 names actions after what they touch, not after the API. Without ListBucket, S3 answers a read of a
+    # missing key with 403 AccessDenied instead of 404 NoSuchKey (which the run-log reader maps to "gone").
+    Operation("s3", "GetObject"): ("s3:GetObject", "s3:ListBucket"),
+    Operation("s3", "HeadObject"): ("s3:GetObject", "s3:ListBucket"),
     Operation("s3", "ListObjectsV2"): ("s3:ListBucket",),
     Operation("s3", "ListObjects"): ("s3:ListBucket",),
     Operation("s3", "HeadBucket"): ("s3:ListBucket",),

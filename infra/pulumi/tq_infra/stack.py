@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pulumi
 import pulumi_aws as aws
 
@@ -13,11 +15,26 @@ from tq_infra.network import Network
 from tqcore.settings import CoreSettings
 
 
+def service_settings(config: StackConfig, region: str) -> CoreSettings:
+    """The services' settings as their tasks will read them: ``tq:env`` plus the prefix and region, and nothing
+    from the environment of whoever runs ``pulumi up``. They name the resources and set what the queues and the
+    bucket depend on (the lease as the visibility timeout, receives before the DLQ, the run-log expiry)."""
+    env = {**config.env, "TQ_PREFIX": config.prefix, "TQ_REGION": region}
+    saved = dict(os.environ)
+    try:
+        for key in [k for k in os.environ if k.startswith(("TQ_", "AWS_"))]:
+            del os.environ[key]
+        os.environ.update(env)
+        return CoreSettings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def build(config: StackConfig) -> dict[str, pulumi.Output[str]]:
     """Create every resource; the stack outputs, by name."""
     region = aws.get_region().region
-    # The services' own settings name the resources: what Pulumi creates is what they look for.
-    settings = CoreSettings(prefix=config.prefix, region=region)
+    settings = service_settings(config, region)
     network = Network(config.prefix, config.vpc_cidr, config.az_count, region)
     table = Table(config.prefix, settings, config.replica_regions)
     queues = Queues(config.prefix, settings)
