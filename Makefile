@@ -32,8 +32,12 @@ run: install
 # The chaos run (about 4-6 minutes, on ministack) has a second lane beside it: moto's adapter tests, then the
 # observability e2e modules on ministack. Neither lane asserts timings the other's load could upset (chaos has
 # only its 420 s progress deadline; the observability modules count, with deadlines of tens of seconds).
-# moto's e2e module, which does time a start, runs alone afterwards.
-test: install lint typecheck unit alerts test-ministack-core
+# moto's e2e module, which does time a start, runs alone afterwards. lint, typecheck, unit and alerts (each one
+# process, none timing anything) run two at a time first; the integration tiers, which do time things, never
+# run beside them.
+test: install
+	$(MAKE) -j2 --output-sync=target lint typecheck unit alerts
+	$(MAKE) test-ministack-core
 	$(MAKE) -j2 --output-sync=target chaos beside-chaos
 	$(MAKE) test-moto-e2e
 
