@@ -124,14 +124,3 @@ def security_group_problems(resources: list[Registered]) -> list[str]:
                 if OPEN & {*inline.get("cidrBlocks", []), *inline.get("ipv6CidrBlocks", [])}:
                     problems.append(f"{group.name}: inline {direction} rule open to the internet")
     return problems
-
-
-def all_problems(resources: list[Registered]) -> list[str]:
-    """Every check's problems."""
-    return [
-        *queue_problems(resources),
-        *table_problems(resources),
-        *bucket_problems(resources),
-        *iam_problems(resources),
-        *security_group_problems(resources),
-    ]

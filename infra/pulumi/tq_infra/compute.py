@@ -78,6 +78,7 @@ class Services(pulumi.ComponentResource):
         self.task_roles = {s: self._task_role(f"{name}-{s}", s, resources, child) for s in SERVICES}
         self.alb, self.target_group, listener, alb_sg = self._load_balancer(name, config, network, child)
         gateway_sg = self._gateway_security_group(name, network, alb_sg, child)
+        self._metrics_ingress(name, network, child)
         if not config.deploy_services:
             self.register_outputs({})
             return
@@ -211,7 +212,10 @@ class Services(pulumi.ComponentResource):
             **port,
             opts=child,
         )
-        # Prometheus, wherever it runs in the VPC, scrapes every task's /metrics.
+        return sg
+
+    def _metrics_ingress(self, name: str, network: Network, child: pulumi.ResourceOptions) -> None:
+        """Prometheus, wherever it runs in the VPC, scrapes every task's /metrics."""
         for rule, (low, high) in (("metrics", (METRICS_PORT, METRICS_PORT)), ("gateway-metrics", (GATEWAY_PORT,) * 2)):
             aws.vpc.SecurityGroupIngressRule(
                 f"{name}-{rule}-from-vpc",
@@ -222,7 +226,6 @@ class Services(pulumi.ComponentResource):
                 to_port=high,
                 opts=child,
             )
-        return sg
 
     def _container(
         self,
