@@ -130,6 +130,10 @@ def test_sigterm_lets_a_running_attempt_finish_within_the_grace_period(
         pid = running_on(stack, api, task_id)
         # When its executor is told to stop while the 20 s sleep runs
         os.kill(pid, signal.SIGTERM)
+        # and a task arrives during its grace period
+        later = api.post("/v1/tasks", json={"type": "echo", "group": "team-a", "payload": {"n": 1}})
+        assert later.status_code == 201, later.text
+        later_id = later.json()["id"]
         # Then the attempt finishes there, once, and the executor exits after it
         done = wait_for_status(api, task_id, {"succeeded", "failed", "queued"}, timeout_s=30)
         assert done["status"] == "succeeded"
@@ -138,6 +142,12 @@ def test_sigterm_lets_a_running_attempt_finish_within_the_grace_period(
         assert proc is not None
         proc.popen.wait(timeout=10)
         assert len(claims(api, task_id)) == 1
+        # having taken no new work: the later task waits, unclaimed, for another executor, which runs it
+        assert api.get(f"/v1/tasks/{later_id}").json()["status"] == "queued"
+        assert not claims(api, later_id)
+        stack.add_executor()
+        assert wait_for_status(api, later_id, {"succeeded", "failed"}, timeout_s=20)["status"] == "succeeded"
+        assert [e for e in executions(stack) if e[0] == later_id] == [(later_id, 1)]
     finally:
         stack.stop()
 
@@ -162,5 +172,12 @@ def test_sigterm_with_a_short_grace_hands_the_attempt_to_another_executor_at_onc
         assert [r["status"] for r in runs] == ["succeeded", "lost"]
         assert done["finished_at"] is not None
         assert datetime.now(UTC).timestamp() - stopped_at < 30
+        # An idle executor told to stop exits at once (within its 1 s poll), not after a restart delay
+        idle = next(proc for proc in stack.executors if proc.pid != pid)
+        assert idle.alive()
+        os.kill(idle.pid, signal.SIGTERM)
+        told_at = time.monotonic()
+        idle.popen.wait(timeout=10)
+        assert time.monotonic() - told_at < 2.5
     finally:
         stack.stop()

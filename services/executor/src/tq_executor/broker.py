@@ -36,6 +36,8 @@ NACK_BACKOFF_MAX_S = 900
 ACK_BATCH = 10
 #: ... or after this many seconds, whichever comes first.
 ACK_FLUSH_S = 0.1
+#: Once receiving has stopped, how often a consumer thread looks whether it should end.
+STOPPED_POLL_S = 0.05
 
 
 class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
@@ -51,6 +53,14 @@ class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
         self.sqs = aws.resource(settings, "sqs")
         self._urls = QueueUrls(self.sqs.meta.client, settings)
         self._lease_s = settings.lease_s
+        self._receiving_stopped = threading.Event()
+
+    def stop_receiving(self) -> None:
+        """From now on no consumer receives: at shutdown, running attempts finish but no new one starts.
+
+        (Dramatiq's own ``pause`` makes each consumer thread sleep its 3 s restart delay before it can stop.)
+        """
+        self._receiving_stopped.set()
 
     @property
     def consumer_class(self) -> type[SQSConsumer]:
@@ -70,6 +80,7 @@ class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
             min(timeout, 20000),
             dead_letter_queue=None,
             visibility_timeout=self._lease_s,
+            receiving_stopped=self._receiving_stopped,
         )
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
@@ -137,8 +148,9 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     drops it without running anything.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, receiving_stopped: threading.Event | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._receiving_stopped = receiving_stopped or threading.Event()
         self._client = self.queue.meta.client
         self._acks: list[str] = []
         self._acks_lock = threading.Lock()
@@ -148,6 +160,10 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
 
     def __next__(self) -> dramatiq.Message[Any] | None:
         message: dramatiq.Message[Any]
+        if self._receiving_stopped.is_set():  # shutting down: hand out nothing more
+            self._give_back()
+            time.sleep(STOPPED_POLL_S)
+            return None
         try:
             message = self.messages.popleft()
             self.misses = 0
@@ -168,12 +184,25 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         )
         for raw in received.get("Messages", []):
             self._decode(ReceivedMessage.of(raw, self.queue.url, self._client))
+        if self._receiving_stopped.is_set():  # stopped during the long poll
+            self._give_back()
+            return None
         try:
             message = self.messages.popleft()
             self.misses = 0
             return message
         except IndexError:
             return None
+
+    def _give_back(self) -> None:
+        """Make the messages received but not handed out visible again at once, for other executors."""
+        buffered: list[_SQSMessage] = list(self.messages)
+        self.messages.clear()
+        if buffered:
+            try:
+                self.requeue(buffered)
+            except (ClientError, BotoCoreError) as error:  # they come back after their visibility timeout
+                log.warning("could not give back %d received messages: %s", len(buffered), error)
 
     def _decode(self, sqs_message: ReceivedMessage) -> None:
         try:

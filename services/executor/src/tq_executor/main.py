@@ -97,8 +97,13 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)
 
     stop = threading.Event()
+
+    def on_signal(*_: object) -> None:  # receive nothing more from the instant the signal arrives
+        broker.stop_receiving()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     dworker = dramatiq.Worker(broker, worker_threads=settings.threads)
     # Few buffered messages: a message waiting unclaimed in this process gets no heartbeat, and one that
     # waits past its visibility bounces to another executor (each bounce counts towards the DLQ).
@@ -110,8 +115,6 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     stop.wait()
     log.info("executor %s stopping: no new work, %.0f s grace", worker, settings.shutdown_grace_s)
     presence.stop()
-    for consumer in list(dworker.consumers.values()):
-        consumer.pause()
     dworker.stop(timeout=int(settings.shutdown_grace_s * 1000))
     released = heartbeat.release_all()
     if released:
