@@ -8,7 +8,7 @@ PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executo
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule test-downtime chaos alerts infra pants lock clean
+.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule test-downtime chaos alerts infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -59,9 +59,21 @@ unit: install
 OBSERVABILITY_E2E := tests/e2e/test_metrics.py tests/e2e/test_logs.py tests/e2e/test_traces.py tests/e2e/test_alerting.py
 test-ministack: test-ministack-core test-observability
 
+# Two lanes, each on an emulator of its own: the modules that time things closely (a start within 1 s of its
+# time, retry gaps, schedule cadence, rate limits) and the volume and fuzz runs, one after another as before;
+# beside them the modules with only generous deadlines and little CPU of their own (the adapter tests, lost
+# enqueues, poison, throttling, crashes and shutdowns, access, auth, mTLS).
+CORE := TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=8
+CORE_BESIDE := libs/tqcore/tests/integration tests/integration tests/e2e/test_crash_and_shutdown.py \
+	tests/e2e/test_access.py tests/e2e/test_auth.py tests/e2e/test_mtls.py
 test-ministack-core: install
-	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=12 \
-		$(addprefix --ignore=,$(OBSERVABILITY_E2E))
+	$(MAKE) -j2 --output-sync=target test-core-timed test-core-beside
+
+test-core-timed: install
+	$(CORE) $(addprefix --ignore=,$(OBSERVABILITY_E2E) $(CORE_BESIDE))
+
+test-core-beside: install
+	$(CORE) $(CORE_BESIDE)
 
 test-observability: install alerts
 	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "e2e" $(OBSERVABILITY_E2E)
