@@ -21,7 +21,7 @@ from tqcore.adapters.sqs.dead_letters import SqsDeadLetters
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock
 from tqcore.logs import configure_logging
-from tqcore.metrics import serve_metrics
+from tqcore.metrics import observe_commit, serve_metrics
 from tqcore.ports import Clock, DeadLetterInbox, ManagedQueue, Registry, TaskStore
 from tqcore.presence import Presence
 from tqcore.queries import TaskQueries
@@ -47,7 +47,7 @@ class Adapters:
         """The AWS (or emulator) adapters named by the settings."""
         ddb, sqs = aws.client(settings, "dynamodb"), aws.client(settings, "sqs")
         return cls(
-            store=DynamoTaskStore(ddb, settings),
+            store=DynamoTaskStore(ddb, settings, on_commit=observe_commit),
             queue=SqsTaskQueue(sqs, settings),
             queries=DynamoTaskQueries(ddb, settings),
             registry=DynamoRegistry(ddb, settings),

@@ -72,6 +72,27 @@ def test_commit_on_a_stale_version_is_refused_and_returns_the_current_task(store
     assert [e.type.value for e in store.events(task.id)].count("claimed") == 1
 
 
+def test_the_commit_observer_hears_each_committed_change_once_and_no_refused_one(settings: CoreSettings) -> None:
+    # Given a store whose composition root observes its commits (as the services count metrics)
+    heard: list[tuple[str, list[str]]] = []
+    store = DynamoTaskStore(
+        aws.client(settings, "dynamodb"),
+        settings,
+        on_commit=lambda task, events: heard.append((task.id, [e.type.value for e in events])),
+    )
+    task = new_task()
+    # When a task is created, claimed, and a stale copy then tries to claim it too
+    store.create(task)
+    first, stale = store.get(task.id), store.get(task.id)
+    first.claim(1, "host:1", NOW, 30)
+    store.commit(first)
+    stale.claim(1, "host:2", NOW, 30)
+    with pytest.raises(VersionConflict):
+        store.commit(stale)
+    # Then the observer heard the two committed changes, with their events, and not the refused one
+    assert heard == [(task.id, ["submitted", "queued"]), (task.id, ["claimed"])]
+
+
 @MOTO_TRANSACTIONS_NOT_ATOMIC
 def test_two_writers_racing_one_wins_and_no_event_is_lost_or_duplicated(store: TaskStore) -> None:
     # Given one task and two writers released at the same instant, many rounds

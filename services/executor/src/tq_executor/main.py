@@ -32,7 +32,7 @@ from tqcore.dispatch import actor_name
 from tqcore.domain.model import Priority
 from tqcore.execution import Attempts
 from tqcore.logs import configure_logging
-from tqcore.metrics import serve_metrics
+from tqcore.metrics import observe_commit, serve_metrics
 from tqcore.presence import Presence
 from tqcore.tracing import configure_tracing
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["register-types"]:
         print(f"tq-executor: registered {', '.join(registry.types)}")
         return 0
-    return serve(settings, worker, registry_store, DynamoTaskStore(ddb, settings))
+    return serve(settings, worker, registry_store, DynamoTaskStore(ddb, settings, on_commit=observe_commit))
 
 
 def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistry, store: DynamoTaskStore) -> int:

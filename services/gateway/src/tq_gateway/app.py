@@ -36,6 +36,7 @@ from tqcore.api_keys import ApiKeys
 from tqcore.clock import SystemClock, new_task_id
 from tqcore.logs import configure_logging
 from tqcore.management import DeadLetters, TaskHistory, TaskListing
+from tqcore.metrics import observe_commit
 from tqcore.ports import Clock, ManagedQueue, Registry, RunLogStore, TaskStore
 from tqcore.queries import TaskQueries
 from tqcore.service import Catalog, Tasks
@@ -100,7 +101,7 @@ def create_app() -> falcon.App[Any, Any]:
     replicas.start(instance_name(settings))
     return build_app(
         settings,
-        store=DynamoTaskStore(ddb, settings),
+        store=DynamoTaskStore(ddb, settings, on_commit=observe_commit),
         queries=DynamoTaskQueries(ddb, settings),
         queue=SqsTaskQueue(aws.client(settings, "sqs"), settings),
         registry=registry,

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,6 @@ from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, 
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, Status
 from tqcore.domain.task import Task
-from tqcore.metrics import observe_commit
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState
 from tqcore.settings import CoreSettings
 
@@ -45,8 +44,17 @@ def _dumps(value: Any) -> str:
 class DynamoTaskStore:
     """Tasks in tq's single table (see ``keys`` for the layout)."""
 
-    def __init__(self, client: Any, settings: CoreSettings, *, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self,
+        client: Any,
+        settings: CoreSettings,
+        *,
+        page_size: int = PAGE_SIZE,
+        on_commit: Callable[[Task, Sequence[Event]], None] | None = None,
+    ) -> None:
         self._page_size = page_size
+        #: Told of every committed change (the composition roots count metrics with it).
+        self._on_commit = on_commit or (lambda task, events: None)
         self._db = Table(client, settings.table_name)
         self._table = settings.table_name
         self._settings = settings
@@ -88,7 +96,7 @@ class DynamoTaskStore:
         items += self._event_puts(task)
         reasons = self._transact(items)
         if reasons is None:
-            observe_commit(task, task.pending_events)
+            self._on_commit(task, task.pending_events)
             return
         first = reasons[0]
         if idempotency is not None and first.get("Code") == "ConditionalCheckFailed" and "Item" in first:
@@ -121,7 +129,7 @@ class DynamoTaskStore:
         )
         reasons = self._transact(items + lease)
         if reasons is None:
-            observe_commit(task, task.pending_events)
+            self._on_commit(task, task.pending_events)
             return
         first = reasons[0]
         if first.get("Code") != "ConditionalCheckFailed" and any(
