@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -151,6 +152,36 @@ def test_bad_input_gets_a_problem_and_writes_nothing(
         assert problem["errors"]
         assert all({"loc", "msg"} <= set(e) for e in problem["errors"])
     assert stack_item_count(stack) == before
+
+
+REFUSED_BEFORE_THE_APP = [
+    ("request line too long", b"GET /v1/tasks/" + b"x" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+    ("header too large", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431),
+    ("not HTTP", b"HELLO THERE\r\n\r\n", 400),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "status"), REFUSED_BEFORE_THE_APP, ids=[c[0] for c in REFUSED_BEFORE_THE_APP])
+def test_requests_refused_before_the_app_still_get_a_problem(stack: Stack, case: str, raw: bytes, status: int) -> None:
+    # When a request breaks HTTP or gunicorn's size limits, so that the app never sees it
+    host, port = stack.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(raw)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    # Then the answer is still problem+json, not gunicorn's HTML page
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} "), lines[0]
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    assert headers["content-type"] == "application/problem+json"
+    assert int(headers["content-length"]) == len(body)
+    problem = json.loads(body)
+    assert problem["status"] == status
+    assert problem["type"].startswith("urn:tq:problem:")
+    assert problem["title"]
+    assert problem["detail"]
 
 
 def test_chunked_bodies_are_read_and_limited_like_any_other(client: Callable[[str], httpx.Client]) -> None:

@@ -79,6 +79,19 @@ def _title(status: int) -> str:
     return str(falcon.code_to_http_status(status)).split(" ", 1)[1]
 
 
+def refusal(status: int, detail: str) -> bytes:
+    """A whole HTTP/1.1 response for a request refused before it reached the app (a request line or headers
+    over gunicorn's limits, malformed HTTP): problem+json like every other error, and the connection closed."""
+    body = json.dumps(
+        {"type": f"urn:tq:problem:{_slug(status)}", "title": _title(status), "status": status, "detail": detail}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {_title(status)}\r\nConnection: close\r\n"
+        f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
 def _domain_error(req: falcon.Request, resp: falcon.Response, error: TqError, params: Any) -> None:
     for kind, status, slug in DOMAIN_ERRORS:
         if isinstance(error, kind):

@@ -10,8 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gunicorn import util
 from prometheus_client import multiprocess
 
+from tq_gateway import errors
 from tq_gateway.buckets import create_table
 from tq_gateway.settings import GatewaySettings
 
@@ -40,6 +42,16 @@ logconfig_dict = {
         "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
     },
 }
+
+
+def _write_refusal(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    util.write_nonblock(sock, errors.refusal(status_int, mesg or reason))
+
+
+# A request gunicorn refuses itself (a request line over 4094 bytes, headers over their limits, malformed HTTP)
+# never reaches the app; gunicorn answers it through ``util.write_error``, with an HTML page. It has no hook for
+# that page, so its writer is replaced here (in the master, before workers fork): problem+json as everywhere.
+util.write_error = _write_refusal
 # gunicorn 23+ opens a control socket in $HOME by default; several gateways on one machine would share it.
 control_socket_disable = True
 # HTTPS when a certificate is configured; with a client CA, mutual TLS: no certificate signed by that CA, no
