@@ -14,6 +14,9 @@ import httpx
 import pytest
 
 from tests.conftest import executions, start_stack, wait_for_status
+from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.registry import DynamoRegistry
+from tqcore.settings import CoreSettings
 from tqdev.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -181,3 +184,26 @@ def test_sigterm_with_a_short_grace_hands_the_attempt_to_another_executor_at_onc
         assert time.monotonic() - told_at < 2.5
     finally:
         stack.stop()
+
+
+def test_every_service_leaves_the_presence_registry_when_it_stops(emulator: str, tmp_path: Path) -> None:
+    # Given a running stack, whose services all heartbeat into the presence registry
+    stack = start_stack(emulator, tmp_path)
+    try:
+        registry = DynamoRegistry(aws.client(settings_of(stack), "dynamodb"), settings_of(stack))
+        alive = registry.alive()
+        assert {s: len(alive.get(s, [])) for s in ("gateway", "executor", "scheduler", "reaper")} == {
+            "gateway": 1,
+            "executor": 2,
+            "scheduler": 1,
+            "reaper": 1,
+        }
+    finally:
+        # When the stack is stopped (SIGTERM to every process)
+        stack.stop()
+    # Then none of them still counts as alive: they left, rather than running out 30 s later
+    assert registry.alive() == {}
+
+
+def settings_of(stack: Stack) -> CoreSettings:
+    return CoreSettings(endpoint_url=stack.config.endpoint_url, prefix=stack.config.prefix)

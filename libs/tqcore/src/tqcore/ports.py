@@ -203,6 +203,10 @@ class Registry(Protocol):
         """Record that an instance of a service is alive for the next ``ttl_s`` seconds."""
         ...
 
+    def leave(self, service: str, instance: str) -> None:
+        """Record that an instance stopped (so it stops counting as alive at once, not when its beat runs out)."""
+        ...
+
     def alive(self) -> dict[str, list[str]]:
         """Live instances by service name."""
         ...

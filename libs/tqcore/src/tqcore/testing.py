@@ -246,9 +246,13 @@ class InMemoryRegistry:
         """Mark alive (forever, in the fake)."""
         self._alive.setdefault(service, set()).add(instance)
 
+    def leave(self, service: str, instance: str) -> None:
+        """Mark no longer alive."""
+        self._alive.get(service, set()).discard(instance)
+
     def alive(self) -> dict[str, list[str]]:
         """Live instances."""
-        return {service: sorted(instances) for service, instances in self._alive.items()}
+        return {service: sorted(instances) for service, instances in self._alive.items() if instances}
 
     def mark(self, name: str) -> datetime | None:
         """A named mark."""

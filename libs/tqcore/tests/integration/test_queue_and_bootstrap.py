@@ -161,3 +161,15 @@ def test_the_registry_remembers_each_group_once_and_apart_from_the_task_types(se
         registry.add_group(group)
     assert registry.groups() == {"team-a", "team-b"}
     assert registry.task_types() == {"echo"}
+
+
+def test_an_instance_that_leaves_no_longer_counts_as_alive_and_its_peers_still_do(settings: CoreSettings) -> None:
+    from tqcore.adapters.dynamodb.registry import DynamoRegistry
+
+    registry = DynamoRegistry(aws.client(settings, "dynamodb"), settings)
+    for instance in ("host-a:1", "host-b:2"):
+        registry.heartbeat("executor", instance, ttl_s=30)
+    registry.heartbeat("scheduler", "host-a:3", ttl_s=30)
+    registry.leave("executor", "host-a:1")
+    registry.leave("executor", "host-c:9")  # never there: nothing happens
+    assert registry.alive() == {"executor": ["host-b:2"], "scheduler": ["host-a:3"]}

@@ -81,10 +81,19 @@ def on_starting(server: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    """Remove the shared rate-limit table."""
+    """Remove the shared rate-limit table, and leave the presence registry (the other replicas then take this
+    one's share of the rate limit at once, not when its workers' last heartbeat runs out)."""
     table = os.environ.get("TQ_RATE_LIMIT_TABLE")
     if table:
         shutil.rmtree(os.path.dirname(table), ignore_errors=True)
+    instance = os.environ.get("TQ_GATEWAY_INSTANCE")
+    if instance:  # imported here: the master imports no AWS client (or metric) before it forks
+        from tq_gateway.ratelimit import SERVICE
+        from tqcore.adapters import aws
+        from tqcore.adapters.dynamodb.registry import DynamoRegistry
+        from tqcore.presence import leave
+
+        leave(DynamoRegistry(aws.client(_settings, "dynamodb"), _settings), SERVICE, instance)
 
 
 def child_exit(server: Any, worker: Any) -> None:

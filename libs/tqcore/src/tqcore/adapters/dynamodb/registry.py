@@ -79,6 +79,14 @@ class DynamoRegistry:
             },
         )
 
+    def leave(self, service: str, instance: str) -> None:
+        """Remove ``service``/``instance`` from the live instances."""
+        self._db.call(
+            "delete_item",
+            TableName=self._table,
+            Key={"PK": {"S": keys.PRESENCE_PK}, "SK": {"S": f"{service}#{instance}"}},
+        )
+
     def mark(self, name: str) -> datetime | None:
         """A named shared mark."""
         response = self._db.call(
