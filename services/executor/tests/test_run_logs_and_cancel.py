@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -282,3 +284,26 @@ def test_a_running_attempts_log_file_is_kept_near_its_bound_and_still_reads_as_c
         os.close(fd)
     assert read_bounded(path, 2000) == (b"x" * 999 + b"\n") * 2 + truncation_marker(2000)
     isolation.cap_log("", 10)  # no log file: nothing to do
+
+
+def test_run_log_directories_of_dead_executors_on_this_host_are_removed_at_start(tmp_path: Path) -> None:
+    # Given the directories a SIGKILLed executor of this host left, a live one's, and another host's
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, host = int(gone.stdout), socket.gethostname()
+    orphan = tmp_path / f"tq-run-logs-{dead_pid}@{host}@abc"
+    live = tmp_path / f"tq-run-logs-{os.getpid()}@{host}@def"
+    elsewhere = tmp_path / f"tq-run-logs-{dead_pid}@other-host@ghi"
+    for directory in (orphan, live, elsewhere):
+        directory.mkdir()
+        (directory / "t-1.1.log").write_text("output\n")
+    # When an executor's run logs start there
+    logs = RunLogs(InMemoryRunLogs(), max_bytes=100, retention_s=1, base_dir=tmp_path)
+    # Then only the dead local executor's directory is gone, and the new one is named for this process
+    assert not orphan.exists()
+    assert live.exists()
+    assert elsewhere.exists()
+    made = [p.name for p in tmp_path.iterdir() if p not in (live, elsewhere)]
+    assert len(made) == 1
+    assert made[0].startswith(f"tq-run-logs-{os.getpid()}@{host}@")
+    logs.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name])

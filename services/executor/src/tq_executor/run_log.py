@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -42,14 +43,44 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
     return kept + (b"" if kept.endswith(b"\n") else b"\n") + truncation_marker(max_bytes)
 
 
+#: A run-log directory is named ``<prefix><executor pid>@<host name>@<random>``.
+DIR_PREFIX = "tq-run-logs-"
+
+
+def remove_orphans(base: Path) -> int:
+    """Remove the run-log directories that executors of this host died without removing (SIGKILL, out of
+    memory), so crashes do not pile files up; the number removed. Only this host's: a directory shared with
+    another host or container names a pid this one cannot see."""
+    removed = 0
+    for path in base.glob(f"{DIR_PREFIX}*@*@*"):
+        pid, host, _ = path.name.removeprefix(DIR_PREFIX).split("@", 2)
+        if host == socket.gethostname() and pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 class RunLogs:
     """Per-attempt log files in a private directory, stored in a :class:`RunLogStore` when the attempt ends."""
 
-    def __init__(self, store: RunLogStore, *, max_bytes: int, retention_s: float) -> None:
+    def __init__(self, store: RunLogStore, *, max_bytes: int, retention_s: float, base_dir: Path | None = None) -> None:
         self._store = store
         self._max_bytes = max_bytes
         self._retention_s = retention_s
-        self._dir = Path(tempfile.mkdtemp(prefix="tq-run-logs-"))
+        base = base_dir or Path(tempfile.gettempdir())
+        if removed := remove_orphans(base):
+            log.info("removed %d run-log directories of executors that are gone", removed)
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}@{socket.gethostname()}@", dir=base))
 
     @property
     def max_bytes(self) -> int:
