@@ -38,6 +38,8 @@ def main() -> int:
             port=int(os.environ.get("TQ_GATEWAY_PORT", "8080")),
             executors=int(os.environ.get("TQ_EXECUTORS", "2")),
             schedulers=int(os.environ.get("TQ_SCHEDULERS", "1")),
+            # The local stack accepts dev tokens and API keys unless the shell names other methods.
+            env={"TQ_AUTH": os.environ["TQ_AUTH"]} if os.environ.get("TQ_AUTH") else {},
         )
         stack = Stack(config)
         stack.start()
