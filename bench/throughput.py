@@ -6,11 +6,15 @@ Starts ministack and a whole stack (gateway + executors + scheduler + reaper) as
   2. saturation phase: M echo tasks from C concurrent clients: sustained tasks/s, submit->start p50/p99.
 
 Usage: .venv/bin/python bench/throughput.py [--rate 50] [--paced 500] [--burst 2000] [--clients 16] [--executors 2]
+                                          [--traces]
+With --traces every service exports its spans over OTLP/HTTP to a receiver in this process (tqdev.otlp), as
+``TQ_TRACES_EXPORTER=otlp`` would to a collector, and the spans received are counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -25,6 +29,7 @@ import httpx
 
 from tqdev.emulator import start_emulator
 from tqdev.metrics import scrape
+from tqdev.otlp import OtlpReceiver
 from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
 
 HEADERS = {"Authorization": "Bearer dev-alice"}
@@ -142,34 +147,40 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--executors", type=int, default=2)
+    parser.add_argument("--traces", action="store_true", help="export every span over OTLP/HTTP")
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     run_dir = Path(tempfile.mkdtemp(prefix="tq-bench-"))
-    emulator, endpoint = start_emulator("ministack", run_dir)
-    stack = Stack(
-        StackConfig(
-            endpoint_url=endpoint,
-            prefix=unique_prefix(),
-            run_dir=run_dir,
-            executors=args.executors,
-            env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **HIGH_RATE_LIMIT},
+    with contextlib.ExitStack() as resources:
+        env = {"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **HIGH_RATE_LIMIT}
+        receiver = None
+        if args.traces:
+            receiver = resources.enter_context(OtlpReceiver())
+            env |= {"TQ_TRACES_EXPORTER": "otlp", "TQ_OTLP_ENDPOINT": receiver.url}
+        emulator, endpoint = start_emulator("ministack", run_dir)
+        resources.callback(emulator.stop)
+        config = StackConfig(
+            endpoint_url=endpoint, prefix=unique_prefix(), run_dir=run_dir, executors=args.executors, env=env
         )
-    )
-    try:
+        stack = Stack(config)
+        resources.callback(stack.stop)
         stack.start()
         with httpx.Client(base_url=stack.url, headers=HEADERS, timeout=30) as client:
             for n in range(20):  # warm up connections and caches
                 submit(client, n)
             wait_executed(stack, 20, 30)
-            print(f"machine: {os.cpu_count()} cores; emulator: ministack; executors: {args.executors}")
+            traces = "OTLP to a local receiver" if args.traces else "none"
+            print(
+                f"machine: {os.cpu_count()} cores; emulator: ministack; executors: {args.executors}; traces: {traces}"
+            )
             print(f"paced ({args.paced} tasks at {args.rate:g}/s):", paced(stack, client, args.rate, args.paced))
             print(
                 f"burst ({args.burst} tasks, {args.clients} clients):", burst(stack, client, args.burst, args.clients)
             )
-    finally:
-        stack.stop()
-        emulator.stop()
+        if receiver is not None:
+            time.sleep(7)  # the batch span processors export every 5 s
+            print(f"spans received: {len(receiver.spans())}")
 
 
 if __name__ == "__main__":
