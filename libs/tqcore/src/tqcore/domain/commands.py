@@ -118,14 +118,10 @@ class ScheduleSpec(_Strict):
         )
 
 
-class SubmitTask(_Strict):
-    """The body of ``POST /v1/tasks``."""
+class _TaskSettings(_Strict):
+    """The fields a submit sets and a PATCH may change, with their defaults and bounds."""
 
-    type: Name
-    group: Name
-    payload: JsonValue = Field(default_factory=dict)
     priority: Priority = Priority.NORMAL
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     schedule: ScheduleSpec | None = None
     overlap: Overlap = Overlap.SKIP
     expires_at: Timestamp | None = None
@@ -133,6 +129,15 @@ class SubmitTask(_Strict):
     timeout_s: int = Field(default=300, ge=1, le=43200)
     name: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
+
+
+class SubmitTask(_TaskSettings):
+    """The body of ``POST /v1/tasks``."""
+
+    type: Name
+    group: Name
+    payload: JsonValue = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
 
     def fingerprint(self) -> str:
         """A stable hash of what was asked for, to tell a replay from a different request."""
@@ -158,18 +163,10 @@ class SubmitTask(_Strict):
         }
 
 
-class UpdateTask(_Strict):
+class UpdateTask(_TaskSettings):
     """The body of ``PATCH /v1/tasks/{id}``: the fields to change (at least one); ``null`` clears a nullable one."""
 
     payload: JsonValue = None
-    priority: Priority = Priority.NORMAL
-    schedule: ScheduleSpec | None = None
-    overlap: Overlap = Overlap.SKIP
-    expires_at: Timestamp | None = None
-    retry: RetrySpec = Field(default_factory=RetrySpec)
-    timeout_s: int = Field(default=300, ge=1, le=43200)
-    name: str | None = Field(default=None, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
 
     @model_validator(mode="after")
     def _something(self) -> Self:
