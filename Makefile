@@ -59,12 +59,12 @@ unit: install
 OBSERVABILITY_E2E := tests/e2e/test_metrics.py tests/e2e/test_logs.py tests/e2e/test_traces.py tests/e2e/test_alerting.py
 test-ministack: test-ministack-core test-observability
 
-# Two lanes, each on an emulator of its own: the modules that time things closely (a start within 1 s of its
-# time, retry gaps, schedule cadence, rate limits) and the volume and fuzz runs, one after another as before;
-# beside them the modules with only generous deadlines and little CPU of their own (the adapter tests, lost
-# enqueues, poison, throttling, crashes and shutdowns, access, auth, mTLS).
+# Two lanes, each on an emulator of its own: the modules that time things (a start within 1 s of its time,
+# retry gaps, schedule cadence, rate limits, crash and shutdown timings) and the volume and fuzz runs, one after
+# another as before; beside them the modules with only generous deadlines and little CPU of their own (the
+# adapter tests, lost enqueues, poison, throttling, access, auth, mTLS).
 CORE := TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=8
-CORE_BESIDE := libs/tqcore/tests/integration tests/integration tests/e2e/test_crash_and_shutdown.py \
+CORE_BESIDE := libs/tqcore/tests/integration tests/integration \
 	tests/e2e/test_access.py tests/e2e/test_auth.py tests/e2e/test_mtls.py
 test-ministack-core: install
 	$(MAKE) -j2 --output-sync=target test-core-timed test-core-beside

@@ -134,9 +134,7 @@ def test_sigterm_lets_a_running_attempt_finish_within_the_grace_period(
         # When its executor is told to stop while the 20 s sleep runs
         os.kill(pid, signal.SIGTERM)
         # and a task arrives during its grace period
-        later = api.post("/v1/tasks", json={"type": "echo", "group": "team-a", "payload": {"n": 1}})
-        assert later.status_code == 201, later.text
-        later_id = later.json()["id"]
+        later_id = submit_echo(api)
         # Then the attempt finishes there, once, and the executor exits after it
         done = wait_for_status(api, task_id, {"succeeded", "failed", "queued"}, timeout_s=30)
         assert done["status"] == "succeeded"
@@ -184,6 +182,45 @@ def test_sigterm_with_a_short_grace_hands_the_attempt_to_another_executor_at_onc
         assert time.monotonic() - told_at < 2.5
     finally:
         stack.stop()
+
+
+def test_sigterm_gives_back_at_once_the_tasks_it_received_but_had_not_started(
+    emulator: str, tmp_path: Path, api_for: Any
+) -> None:
+    # Given one executor with one worker thread, busy with an 8 s sleep, that has received two echo tasks too
+    stack = start_stack(emulator, tmp_path, executors=1, env={"TQ_THREADS": "1", "TQ_SHUTDOWN_GRACE_S": "25"})
+    try:
+        api = api_for(stack)
+        sleeping = submit_sleep(api, 8)
+        pid = running_on(stack, api, sleeping)
+        echoes = [submit_echo(api) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while normal_in_flight(api) < 3:
+            assert time.monotonic() < deadline, "the executor never received the echo tasks"
+            time.sleep(0.2)
+        # When it is told to stop, and another executor starts
+        os.kill(pid, signal.SIGTERM)
+        stack.add_executor()
+        # Then the other executor runs the echo tasks while the sleep still runs here, each once
+        for echo in echoes:
+            assert wait_for_status(api, echo, {"succeeded", "failed"}, timeout_s=20)["status"] == "succeeded"
+            assert [c["data"]["worker"].rsplit(":", 1)[1] for c in claims(api, echo)] != [str(pid)]
+            assert len(claims(api, echo)) == 1
+        assert api.get(f"/v1/tasks/{sleeping}").json()["status"] == "running"
+        assert wait_for_status(api, sleeping, {"succeeded", "failed"}, timeout_s=20)["status"] == "succeeded"
+    finally:
+        stack.stop()
+
+
+def submit_echo(api: httpx.Client) -> str:
+    response = api.post("/v1/tasks", json={"type": "echo", "group": "team-a", "payload": {"n": 1}})
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def normal_in_flight(api: httpx.Client) -> int:
+    queues = api.get("/v1/queues").json()["queues"]
+    return int(next(q["in_flight"] for q in queues if q["priority"] == "normal"))
 
 
 def test_every_service_leaves_the_presence_registry_when_it_stops(emulator: str, tmp_path: Path) -> None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
 from botocore.exceptions import BotoCoreError, ClientError
+from dramatiq.common import iter_queue
 from dramatiq_sqs.broker import MAX_PREFETCH, SQSBroker, SQSConsumer, _SQSMessage
 
 from tqcore.adapters import aws
@@ -96,6 +98,23 @@ class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
         )
         self.emit_after("enqueue", message, delay)
         return message
+
+
+def give_back_unstarted(worker: dramatiq.Worker) -> int:
+    """Make the messages ``worker`` received but has not started visible again at once; how many.
+
+    At shutdown Dramatiq does this itself only once every worker thread has stopped, that is after the grace:
+    until then those tasks would wait, invisible, for an executor that will not run them.
+    """
+    by_queue: dict[str, list[Any]] = {}
+    for item in iter_queue(worker.work_queue):  # type: ignore[no-untyped-call]
+        by_queue.setdefault(item.message.queue_name, []).append(item.message)
+    for queue_name, messages in by_queue.items():
+        try:
+            worker.consumers[queue_name].requeue_messages(messages)
+        except (ClientError, BotoCoreError) as error:  # they come back after their visibility timeout
+            log.warning("could not give back %d received messages: %s", len(messages), error)
+    return sum(len(messages) for messages in by_queue.values())
 
 
 @dataclass(frozen=True)
@@ -193,6 +212,22 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
             return message
         except IndexError:
             return None
+
+    def requeue(self, messages: Iterable[_SQSMessage]) -> None:
+        """Make received messages visible again at once (for other executors), saying which SQS refused."""
+        pending = list(messages)
+        for start in range(0, len(pending), ACK_BATCH):
+            batch = pending[start : start + ACK_BATCH]
+            response = self._client.change_message_visibility_batch(
+                QueueUrl=self.queue.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m._sqs_message.receipt_handle, "VisibilityTimeout": 0}
+                    for i, m in enumerate(batch)
+                ],
+            )
+            self.message_refc -= len(response.get("Successful", []))
+            for failure in response.get("Failed", []):  # it comes back once its visibility timeout runs out
+                log.warning("could not give back a message: %s", failure.get("Message", failure.get("Code")))
 
     def _give_back(self) -> None:
         """Make the messages received but not handed out visible again at once, for other executors."""

@@ -14,7 +14,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from tq_executor import isolation
-from tq_executor.broker import FifoSQSBroker
+from tq_executor.broker import FifoSQSBroker, give_back_unstarted
 from tq_executor.handlers import load_modules, registry
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.middleware.redeliver_on_error import RedeliverOnError
@@ -114,7 +114,8 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     log.info("executor %s running types %s", worker, ", ".join(registry.types))
     stop.wait()
     log.info("executor %s stopping: no new work, %.0f s grace", worker, settings.shutdown_grace_s)
-    presence.stop()
+    if given_back := give_back_unstarted(dworker):
+        log.info("gave back %d received tasks it had not started", given_back)
     dworker.stop(timeout=int(settings.shutdown_grace_s * 1000))
     released = heartbeat.release_all()
     if released:
@@ -122,6 +123,7 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     for thread in dworker.workers:  # let outcome writes already under way finish
         thread.join(timeout=5)
     heartbeat.stop()
+    presence.stop()  # last: leaving the registry is a call that must not eat into the grace
     runner.close()
     return 0
 
