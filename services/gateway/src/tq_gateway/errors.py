@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 import falcon
 from pydantic import ValidationError
 
+from tq_gateway import problems
+from tq_gateway.problems import PROBLEM_JSON
 from tq_gateway.ratelimit import RateLimited
 from tqcore.domain.errors import (
     Forbidden,
@@ -30,8 +31,6 @@ from tqcore.domain.errors import (
 from tqcore.domain.requests import QUERY_STRING
 
 log = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
 
 #: Domain error -> (HTTP status, problem slug). The first matching class (in order) wins.
 DOMAIN_ERRORS: list[tuple[type[TqError], int, str]] = [
@@ -62,34 +61,9 @@ def problem(
     resp.status = status
     resp.content_type = PROBLEM_JSON
     # Serialised here: Falcon's media handlers know application/json, not application/problem+json.
-    resp.text = json.dumps(
-        {
-            "type": f"urn:tq:problem:{slug}",
-            "title": title or _title(status),
-            "status": status,
-            "detail": detail,
-            **extra,
-        }
-    )
+    resp.text = problems.document(status, slug, detail, title_=title, **extra)
     if status == 503:
         resp.set_header("Retry-After", str(RETRY_AFTER_S))
-
-
-def _title(status: int) -> str:
-    return str(falcon.code_to_http_status(status)).split(" ", 1)[1]
-
-
-def refusal(status: int, detail: str) -> bytes:
-    """A whole HTTP/1.1 response for a request refused before it reached the app (a request line or headers
-    over gunicorn's limits, malformed HTTP): problem+json like every other error, and the connection closed."""
-    body = json.dumps(
-        {"type": f"urn:tq:problem:{_slug(status)}", "title": _title(status), "status": status, "detail": detail}
-    ).encode()
-    head = (
-        f"HTTP/1.1 {status} {_title(status)}\r\nConnection: close\r\n"
-        f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
 
 
 def _domain_error(req: falcon.Request, resp: falcon.Response, error: TqError, params: Any) -> None:
@@ -110,7 +84,7 @@ def _validation_error(req: falcon.Request, resp: falcon.Response, error: Validat
 
 def _http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError, params: Any) -> None:
     status = error.status_code
-    problem(resp, status, _slug(status), error.description or error.title or _title(status))
+    problem(resp, status, problems.slug(status), error.description or error.title or problems.title(status))
     if error.headers:
         resp.set_headers(error.headers)
 
@@ -123,10 +97,6 @@ def _rate_limited(req: falcon.Request, resp: falcon.Response, error: RateLimited
 def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     problem(resp, 500, "internal", "an internal error occurred; it has been logged")
-
-
-def _slug(status: int) -> str:
-    return _title(status).lower().replace(" ", "-").replace("'", "")
 
 
 def register(app: falcon.App[Any, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from gunicorn import util
 from prometheus_client import multiprocess
 
-from tq_gateway import errors
+from tq_gateway import problems
 from tq_gateway.buckets import create_table
 from tq_gateway.settings import GatewaySettings
 
@@ -45,7 +45,7 @@ logconfig_dict = {
 
 
 def _write_refusal(sock: Any, status_int: int, reason: str, mesg: str) -> None:
-    util.write_nonblock(sock, errors.refusal(status_int, mesg or reason))
+    util.write_nonblock(sock, problems.refusal(status_int, mesg or reason))
 
 
 # A request gunicorn refuses itself (a request line over 4094 bytes, headers over their limits, malformed HTTP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tq_gateway.problems import PROBLEM_JSON
 from tqcore.domain.commands import SubmitTask, UpdateTask
 from tqcore.domain.model import EventType, Overlap, Priority, RunStatus, Status
 from tqcore.domain.requests import RedriveDeadLetters
@@ -16,7 +17,6 @@ from tqcore.domain.requests import RedriveDeadLetters
 TS = {"type": "string", "format": "date-time"}
 NULLABLE_TS = {"type": ["string", "null"], "format": "date-time"}
 NULLABLE_STR = {"type": ["string", "null"]}
-PROBLEM_JSON = "application/problem+json"
 #: A group or task type name, as ``tqcore.domain.commands.Name`` accepts it.
 NAME = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:\\-]*$"}
 
