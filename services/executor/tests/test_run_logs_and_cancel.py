@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from tq_executor import isolation
 from tq_executor.heartbeat import Heartbeat
-from tq_executor.run_log import RunLogs, read_bounded, truncation_marker
+from tq_executor.run_log import RunLogs, read_bounded, remove_orphans, truncation_marker
 from tq_executor.runner import Runner
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
@@ -93,7 +92,7 @@ def test_every_kind_of_output_lands_in_the_run_log_and_the_run_records_its_size(
     assert run.status is RunStatus.SUCCEEDED
     assert run.log_size == len(body)
     assert run.log_expires_at == env.clock.now() + timedelta(seconds=RETENTION_S)
-    assert list(env.runner.logs._dir.iterdir()) == []  # type: ignore[union-attr]  # the file is gone
+    assert [p.name for p in env.runner.logs._dir.iterdir()] == [".lock"]  # type: ignore[union-attr]  # the log is gone
 
 
 def test_a_silent_attempt_stores_nothing_and_records_size_zero(env: Env) -> None:
@@ -286,24 +285,31 @@ def test_a_running_attempts_log_file_is_kept_near_its_bound_and_still_reads_as_c
     isolation.cap_log("", 10)  # no log file: nothing to do
 
 
-def test_run_log_directories_of_dead_executors_on_this_host_are_removed_at_start(tmp_path: Path) -> None:
-    # Given the directories a SIGKILLed executor of this host left, a live one's, and another host's
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid, host = int(gone.stdout), socket.gethostname()
-    orphan = tmp_path / f"tq-run-logs-{dead_pid}@{host}@abc"
-    live = tmp_path / f"tq-run-logs-{os.getpid()}@{host}@def"
-    elsewhere = tmp_path / f"tq-run-logs-{dead_pid}@other-host@ghi"
-    for directory in (orphan, live, elsewhere):
+def test_run_log_directories_of_executors_that_are_gone_are_removed_at_start(tmp_path: Path) -> None:
+    # Given the directory a SIGKILLed executor left (its lock file, unlocked), a running executor's (locked), and
+    # a directory that only looks like one (no lock file)
+    orphan, live, lookalike = (tmp_path / f"tq-run-logs-{name}" for name in ("gone", "running", "other"))
+    for directory in (orphan, live, lookalike):
         directory.mkdir()
         (directory / "t-1.1.log").write_text("output\n")
-    # When an executor's run logs start there
-    logs = RunLogs(InMemoryRunLogs(), max_bytes=100, retention_s=1, base_dir=tmp_path)
-    # Then only the dead local executor's directory is gone, and the new one is named for this process
-    assert not orphan.exists()
-    assert live.exists()
-    assert elsewhere.exists()
-    made = [p.name for p in tmp_path.iterdir() if p not in (live, elsewhere)]
-    assert len(made) == 1
-    assert made[0].startswith(f"tq-run-logs-{os.getpid()}@{host}@")
-    logs.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name])
+    (orphan / ".lock").touch()
+    held = os.open(live / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        # When an executor's run logs start there
+        logs = RunLogs(InMemoryRunLogs(), max_bytes=100, retention_s=1, base_dir=tmp_path)
+        # Then only the gone executor's directory is removed, and the new one is locked while it is in use
+        assert not orphan.exists()
+        assert live.exists()
+        assert lookalike.exists()
+        (made,) = (p for p in tmp_path.iterdir() if p not in (live, lookalike))
+        assert made.name.startswith("tq-run-logs-")
+        assert remove_orphans(tmp_path) == 0
+        assert made.exists()
+        logs.close()
+        assert sorted(tmp_path.iterdir()) == sorted([live, lookalike])
+    finally:
+        os.close(held)
+    # and once the running one is gone too, the next start removes its directory
+    assert remove_orphans(tmp_path) == 1
+    assert not live.exists()

@@ -35,8 +35,10 @@ class Presence:
             log.warning("presence heartbeat failed: %s", error)
 
     def stop(self) -> None:
-        """Stop beating and leave the registry, so the instance stops counting as alive at once (readiness, the
-        scheduler's shard ranks, the gateway's share of the rate limit) rather than when its last beat runs out."""
+        """Stop beating and leave the registry, so the instance stops counting as alive (readiness at once; the
+        schedulers' shard ranks and the gateways' rate-limit shares at their next re-read) rather than when its
+        last beat runs out. A beat still under way after 10 s could land after the leave: the instance then
+        counts until that beat runs out."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)  # a beat under way would otherwise re-add it after the leave

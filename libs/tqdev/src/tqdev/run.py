@@ -51,8 +51,17 @@ def main() -> int:
                 flush=True,
             )
         print(f"tq: ready on {stack.url} (logs in {run_dir}); Ctrl-C stops everything", flush=True)
+        bearer = "dev-alice"
+        if "dev" not in stack.env("gateway")["TQ_AUTH"].split(","):
+            bearer = "<key>"
+            print(
+                f"tq: dev tokens are off; make a <key> with: AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test "
+                f"AWS_SECRET_ACCESS_KEY=test TQ_PREFIX={config.prefix} .venv/bin/tq-keys create --user alice "
+                "--group team-a",
+                flush=True,
+            )
         print(
-            f"try: curl -H 'Authorization: Bearer dev-alice' -H 'content-type: application/json' "
+            f"try: curl -H 'Authorization: Bearer {bearer}' -H 'content-type: application/json' "
             f'-d \'{{"type":"echo","group":"team-a","payload":{{"x":1}}}}\' {stack.url}/v1/tasks',
             flush=True,
         )

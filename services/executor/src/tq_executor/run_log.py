@@ -11,10 +11,10 @@ on it or fails because of it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -43,31 +43,45 @@ def read_bounded(path: Path, max_bytes: int) -> bytes:
     return kept + (b"" if kept.endswith(b"\n") else b"\n") + truncation_marker(max_bytes)
 
 
-#: A run-log directory is named ``<prefix><executor pid>@<host name>@<random>``.
+#: A run-log directory is ``<prefix><random>``; it holds a lock file that its executor keeps locked while it lives.
 DIR_PREFIX = "tq-run-logs-"
+_NEW_PREFIX = ".tq-run-logs-new-"
+_LOCK = ".lock"
 
 
 def remove_orphans(base: Path) -> int:
-    """Remove the run-log directories that executors of this host died without removing (SIGKILL, out of
-    memory), so crashes do not pile files up; the number removed. Only this host's: a directory shared with
-    another host or container names a pid this one cannot see."""
+    """Remove the run-log directories whose executor is gone (a SIGKILL or an out-of-memory kill skips the
+    clean-up), so crashes do not pile files up; the number removed.
+
+    Gone means its lock file can be locked: an executor holds that ``flock`` for as long as it lives and the
+    kernel drops it when the process dies, whatever pid namespace or host name the executor had.
+    """
     removed = 0
-    for path in base.glob(f"{DIR_PREFIX}*@*@*"):
-        pid, host, _ = path.name.removeprefix(DIR_PREFIX).split("@", 2)
-        if host == socket.gethostname() and pid.isdigit() and not _running(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
+    for path in base.glob(f"{DIR_PREFIX}*"):
+        try:
+            fd = os.open(path / _LOCK, os.O_RDWR)
+        except OSError:  # no lock file (not ours), or not ours to open
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its executor is running
+            os.close(fd)
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
+        removed += 1
     return removed
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+def _locked_directory(base: Path) -> tuple[Path, int]:
+    """A new run-log directory and the descriptor holding its lock (locked before the directory takes its
+    name, so no other executor can see it unlocked)."""
+    made = Path(tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=base))
+    fd = os.open(made / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    named = base / f"{DIR_PREFIX}{made.name.removeprefix(_NEW_PREFIX)}"
+    made.rename(named)
+    return named, fd
 
 
 class RunLogs:
@@ -80,7 +94,7 @@ class RunLogs:
         base = base_dir or Path(tempfile.gettempdir())
         if removed := remove_orphans(base):
             log.info("removed %d run-log directories of executors that are gone", removed)
-        self._dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}@{socket.gethostname()}@", dir=base))
+        self._dir, self._lock_fd = _locked_directory(base)
 
     @property
     def max_bytes(self) -> int:
@@ -113,3 +127,6 @@ class RunLogs:
     def close(self) -> None:
         """Remove the directory."""
         shutil.rmtree(self._dir, ignore_errors=True)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1

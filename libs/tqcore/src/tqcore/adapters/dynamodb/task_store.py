@@ -96,7 +96,7 @@ class DynamoTaskStore:
         items += self._event_puts(task)
         reasons = self._transact(items)
         if reasons is None:
-            self._on_commit(task, task.pending_events)
+            self._committed(task)
             return
         first = reasons[0]
         if idempotency is not None and first.get("Code") == "ConditionalCheckFailed" and "Item" in first:
@@ -129,7 +129,7 @@ class DynamoTaskStore:
         )
         reasons = self._transact(items + lease)
         if reasons is None:
-            self._on_commit(task, task.pending_events)
+            self._committed(task)
             return
         first = reasons[0]
         if first.get("Code") != "ConditionalCheckFailed" and any(
@@ -138,6 +138,12 @@ class DynamoTaskStore:
             raise LeaseHeld(f"the lease of task {task.id} was extended meanwhile")
         current = self._task_from_item(first["Item"]) if "Item" in first else None
         raise VersionConflict(f"task {task.id} changed since version {expected}", current=current)
+
+    def _committed(self, task: Task) -> None:
+        try:
+            self._on_commit(task, task.pending_events)
+        except Exception:  # the change is committed: an observer (metrics) failing must not make it look failed
+            log.exception("the commit observer failed", extra={"task_id": task.id})
 
     def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> LeaseState:
         """Move the lease of claim ``claim_seq`` to ``until`` (one ``UpdateItem``); ``LOST`` if that claim no
