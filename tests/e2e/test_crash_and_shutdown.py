@@ -187,27 +187,33 @@ def test_sigterm_with_a_short_grace_hands_the_attempt_to_another_executor_at_onc
 def test_sigterm_gives_back_at_once_the_tasks_it_received_but_had_not_started(
     emulator: str, tmp_path: Path, api_for: Any
 ) -> None:
-    # Given one executor with one worker thread, busy with an 8 s sleep, that has received two echo tasks too
+    # Given one executor with one worker thread, busy with a 15 s sleep, that has received two echo tasks too
     stack = start_stack(emulator, tmp_path, executors=1, env={"TQ_THREADS": "1", "TQ_SHUTDOWN_GRACE_S": "25"})
     try:
         api = api_for(stack)
-        sleeping = submit_sleep(api, 8)
+        sleeping = submit_sleep(api, 15)
         pid = running_on(stack, api, sleeping)
         echoes = [submit_echo(api) for _ in range(2)]
         deadline = time.monotonic() + 10
         while normal_in_flight(api) < 3:
             assert time.monotonic() < deadline, "the executor never received the echo tasks"
             time.sleep(0.2)
-        # When it is told to stop, and another executor starts
-        os.kill(pid, signal.SIGTERM)
+        # and a second executor, running (the echo tasks are invisible to it: the first one holds them)
         stack.add_executor()
-        # Then the other executor runs the echo tasks while the sleep still runs here, each once
+        registry = DynamoRegistry(aws.client(settings_of(stack), "dynamodb"), settings_of(stack))
+        deadline = time.monotonic() + 15
+        while len(registry.alive().get("executor", [])) < 2:
+            assert time.monotonic() < deadline, "the second executor never started"
+            time.sleep(0.2)
+        # When the first one is told to stop
+        os.kill(pid, signal.SIGTERM)
+        # Then the other executor runs the echo tasks while the sleep still runs there, each once
         for echo in echoes:
             assert wait_for_status(api, echo, {"succeeded", "failed"}, timeout_s=20)["status"] == "succeeded"
             assert [c["data"]["worker"].rsplit(":", 1)[1] for c in claims(api, echo)] != [str(pid)]
             assert len(claims(api, echo)) == 1
         assert api.get(f"/v1/tasks/{sleeping}").json()["status"] == "running"
-        assert wait_for_status(api, sleeping, {"succeeded", "failed"}, timeout_s=20)["status"] == "succeeded"
+        assert wait_for_status(api, sleeping, {"succeeded", "failed"}, timeout_s=25)["status"] == "succeeded"
     finally:
         stack.stop()
 

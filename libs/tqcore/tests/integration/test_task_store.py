@@ -93,6 +93,19 @@ def test_the_commit_observer_hears_each_committed_change_once_and_no_refused_one
     assert heard == [(task.id, ["submitted", "queued"]), (task.id, ["claimed"])]
 
 
+def test_a_failing_commit_observer_does_not_make_a_committed_change_look_failed(settings: CoreSettings) -> None:
+    def broken(task: Task, events: Any) -> None:
+        raise RuntimeError("metrics are broken")
+
+    store = DynamoTaskStore(aws.client(settings, "dynamodb"), settings, on_commit=broken)
+    task = new_task()
+    store.create(task)  # no error: the task is stored
+    claimed = store.get(task.id)
+    claimed.claim(1, "host:1", NOW, 30)
+    store.commit(claimed)
+    assert store.get(task.id).worker == "host:1"
+
+
 @MOTO_TRANSACTIONS_NOT_ATOMIC
 def test_two_writers_racing_one_wins_and_no_event_is_lost_or_duplicated(store: TaskStore) -> None:
     # Given one task and two writers released at the same instant, many rounds

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from tqcore.presence import Presence
@@ -20,6 +23,20 @@ class FailingRegistry(InMemoryRegistry):
         raise ConnectionError("unreachable")
 
 
+class SlowRegistry(InMemoryRegistry):
+    """A registry whose heartbeats, once ``slow`` is set, wait until ``release`` is set (a slow DynamoDB)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow, self.beating, self.release = threading.Event(), threading.Event(), threading.Event()
+
+    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
+        if self.slow.is_set():
+            self.beating.set()
+            self.release.wait(5)
+        super().heartbeat(service, instance, ttl_s)
+
+
 def test_an_instance_counts_while_it_runs_and_not_once_it_has_stopped() -> None:
     registry = InMemoryRegistry()
     other = Presence(registry, "executor", "host:2", interval_s=0.01)
@@ -28,9 +45,23 @@ def test_an_instance_counts_while_it_runs_and_not_once_it_has_stopped() -> None:
     presence.start()
     assert registry.alive() == {"executor": ["host:1", "host:2"]}
     presence.stop()
-    # its beat thread has ended, so no late beat puts it back
     assert registry.alive() == {"executor": ["host:2"]}
     other.stop()
+    assert registry.alive() == {}
+
+
+def test_a_beat_under_way_when_the_instance_stops_does_not_put_it_back() -> None:
+    # Given an instance whose background beat is stuck in a slow registry call
+    registry = SlowRegistry()
+    presence = Presence(registry, "scheduler", "host:1", interval_s=0.01)
+    presence.start()
+    registry.slow.set()
+    assert registry.beating.wait(5)
+    # When it stops while that beat is under way (the beat lands 0.2 s later)
+    threading.Timer(0.2, registry.release.set).start()
+    presence.stop()
+    # Then it has left after the beat landed, not before
+    time.sleep(0.3)
     assert registry.alive() == {}
 
 

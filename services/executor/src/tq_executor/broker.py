@@ -110,10 +110,7 @@ def give_back_unstarted(worker: dramatiq.Worker) -> int:
     for item in iter_queue(worker.work_queue):  # type: ignore[no-untyped-call]
         by_queue.setdefault(item.message.queue_name, []).append(item.message)
     for queue_name, messages in by_queue.items():
-        try:
-            worker.consumers[queue_name].requeue_messages(messages)
-        except (ClientError, BotoCoreError) as error:  # they come back after their visibility timeout
-            log.warning("could not give back %d received messages: %s", len(messages), error)
+        worker.consumers[queue_name].requeue_messages(messages)
     return sum(len(messages) for messages in by_queue.values())
 
 
@@ -214,17 +211,25 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
             return None
 
     def requeue(self, messages: Iterable[_SQSMessage]) -> None:
-        """Make received messages visible again at once (for other executors), saying which SQS refused."""
+        """Make received messages visible again at once (for other executors), saying which SQS refused.
+
+        Never raises: Dramatiq calls this while shutting down, and an error would skip the rest of the shutdown;
+        a message not given back comes back once its visibility timeout runs out.
+        """
         pending = list(messages)
         for start in range(0, len(pending), ACK_BATCH):
             batch = pending[start : start + ACK_BATCH]
-            response = self._client.change_message_visibility_batch(
-                QueueUrl=self.queue.url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m._sqs_message.receipt_handle, "VisibilityTimeout": 0}
-                    for i, m in enumerate(batch)
-                ],
-            )
+            try:
+                response = self._client.change_message_visibility_batch(
+                    QueueUrl=self.queue.url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m._sqs_message.receipt_handle, "VisibilityTimeout": 0}
+                        for i, m in enumerate(batch)
+                    ],
+                )
+            except (ClientError, BotoCoreError) as error:
+                log.warning("could not give back %d messages: %s", len(batch), error)
+                continue
             self.message_refc -= len(response.get("Successful", []))
             for failure in response.get("Failed", []):  # it comes back once its visibility timeout runs out
                 log.warning("could not give back a message: %s", failure.get("Message", failure.get("Code")))
@@ -234,10 +239,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         buffered: list[_SQSMessage] = list(self.messages)
         self.messages.clear()
         if buffered:
-            try:
-                self.requeue(buffered)
-            except (ClientError, BotoCoreError) as error:  # they come back after their visibility timeout
-                log.warning("could not give back %d received messages: %s", len(buffered), error)
+            self.requeue(buffered)
 
     def _decode(self, sqs_message: ReceivedMessage) -> None:
         try:

@@ -114,17 +114,19 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     log.info("executor %s running types %s", worker, ", ".join(registry.types))
     stop.wait()
     log.info("executor %s stopping: no new work, %.0f s grace", worker, settings.shutdown_grace_s)
-    if given_back := give_back_unstarted(dworker):
-        log.info("gave back %d received tasks it had not started", given_back)
-    dworker.stop(timeout=int(settings.shutdown_grace_s * 1000))
-    released = heartbeat.release_all()
-    if released:
-        log.info("released %d unfinished attempts for other executors", released)
-    for thread in dworker.workers:  # let outcome writes already under way finish
-        thread.join(timeout=5)
-    heartbeat.stop()
-    presence.stop()  # last: leaving the registry is a call that must not eat into the grace
-    runner.close()
+    try:
+        if given_back := give_back_unstarted(dworker):
+            log.info("gave back %d received tasks it had not started", given_back)
+        dworker.stop(timeout=int(settings.shutdown_grace_s * 1000))
+        released = heartbeat.release_all()
+        if released:
+            log.info("released %d unfinished attempts for other executors", released)
+        for thread in dworker.workers:  # let outcome writes already under way finish
+            thread.join(timeout=5)
+        heartbeat.stop()
+    finally:
+        presence.stop()  # last: leaving the registry is a call that must not eat into the grace
+        runner.close()
     return 0
 
 

@@ -23,7 +23,7 @@ def slug(status: int) -> str:
     return title(status).lower().replace(" ", "-").replace("'", "")
 
 
-def document(status: int, kind: str, detail: str, *, title_: str | None = None, **extra: Any) -> str:
+def document(status: int, kind: str, detail: str, /, *, title_: str | None = None, **extra: Any) -> str:
     """The problem+json text: ``type`` ``urn:tq:problem:<kind>``, ``title``, ``status``, ``detail`` and ``extra``."""
     return json.dumps(
         {
