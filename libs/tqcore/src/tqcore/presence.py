@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from tqcore.domain.errors import TqError
 from tqcore.ports import Registry
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ class Presence:
         """One heartbeat; failures are logged, not raised (the next beat tries again)."""
         try:
             self._registry.heartbeat(self._service, self._instance, ttl_s=int(self._interval_s * 5) + 5)
-        except (TqError, Exception) as error:  # noqa: BLE001 - a missed beat must not kill the service
+        except Exception as error:  # noqa: BLE001 - a missed beat must not kill the service
             log.warning("presence heartbeat failed: %s", error)
 
     def stop(self) -> None:
@@ -53,5 +52,5 @@ def leave(registry: Registry, service: str, instance: str) -> None:
     """Take an instance out of the registry; a failure is logged (the instance then runs out after its TTL)."""
     try:
         registry.leave(service, instance)
-    except (TqError, Exception) as error:  # noqa: BLE001 - stopping must not fail on it
+    except Exception as error:  # noqa: BLE001 - stopping must not fail on it
         log.warning("could not leave the presence registry: %s", error)

@@ -265,7 +265,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     def close(self) -> None:
         self._closed.set()
         self._flush()
-        super().close()
+        self._give_back()  # what dramatiq_sqs's own close does: nothing buffered stays invisible
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(ACK_FLUSH_S):
