@@ -134,14 +134,15 @@ def test_make_run_gives_up_on_a_service_in_a_crash_loop(emulator: str, tmp_path:
     # Given a scheduler that cannot start: its interval must be above 0
     started = time.monotonic()
     with local_run(emulator, tmp_path, {"TQ_SCHEDULER_INTERVAL_S": "0"}) as run:
-        # Then tq-local restarts it five times, backing off 0.5 + 1 + 2 + 4 + 8 s, gives up at its sixth exit
+        # Then tq-local restarts it five times, backing off 0.5 + 1 + 2 + 4 + 8 s, gives up at its sixth exit in a row
         # and stops everything, exiting non-zero
-        assert run.popen.wait(timeout=120) == 1
+        assert run.popen.wait(timeout=150) == 1
         took_s = time.monotonic() - started
     output = run.output()
-    assert re.search(r"tq: scheduler exit code \d+ again after 5 restarts within 60 s: a crash loop, giving up", output)
+    gave_up = r"tq: scheduler exit code \d+ again after 5 restarts in a row, none up 30 s: a crash loop, giving up"
+    assert re.search(gave_up, output)
     delays = re.findall(r"tq: scheduler \(pid \d+\) exit code \d+; restarted as pid \d+ after (\S+) s", output)
     assert delays == ["0.5", "1", "2", "4", "8"]
     assert "tq: stopped" in output
-    assert took_s < 90, took_s
+    assert took_s < 120, took_s  # 65 s measured with the machine's load average at 16
     assert run.processes() == set()

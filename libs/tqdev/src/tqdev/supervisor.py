@@ -9,9 +9,8 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,9 +27,10 @@ class RestartPolicy:
     max_delay_s: float = 10.0
     #: A process that stayed up this long before exiting starts again from ``first_delay_s``.
     stable_s: float = 30.0
-    #: A crash loop: a process that would need more than ``max_restarts`` restarts within ``window_s``.
+    #: A crash loop: a process that exits again after ``max_restarts`` restarts in a row, none up ``stable_s``.
+    #: (Counted in a row rather than within a time window, so a service that cannot start is given up on
+    #: however slowly it starts and fails on a loaded machine.)
     max_restarts: int = 5
-    window_s: float = 60.0
 
 
 @dataclass
@@ -38,28 +38,23 @@ class RestartHistory:
     """One process's restarts under a policy (pure: every time is passed in, in seconds of one clock)."""
 
     policy: RestartPolicy
-    #: Restarts since the process last stayed up for ``stable_s`` (the backoff's exponent).
+    #: Restarts in a row since the process last stayed up for ``stable_s`` (also the backoff's exponent).
     attempt: int = 0
-    #: When each restart within the last ``window_s`` was decided.
-    restarts: deque[float] = field(default_factory=deque)
 
     def on_exit(self, started_at: float, now: float) -> float | None:
         """The delay before restarting a process started at ``started_at`` that exited at ``now``; None: give up."""
         policy = self.policy
         if now - started_at >= policy.stable_s:
             self.attempt = 0
-        while self.restarts and now - self.restarts[0] > policy.window_s:
-            self.restarts.popleft()
-        if len(self.restarts) >= policy.max_restarts:
+        if self.attempt >= policy.max_restarts:
             return None
         delay_s = min(policy.first_delay_s * 2.0**self.attempt, policy.max_delay_s)
         self.attempt += 1
-        self.restarts.append(now)
         return delay_s
 
 
 class CrashLoop(RuntimeError):
-    """Raised when a process exits again after ``max_restarts`` restarts within ``window_s``."""
+    """Raised when a process exits again after ``max_restarts`` restarts in a row, none up ``stable_s``."""
 
 
 class Supervisor:
@@ -99,8 +94,7 @@ class Supervisor:
                 history = self._histories[proc.name]
                 self._say(
                     f"tq: {proc.name} (pid {proc.pid}) {due[2]}; restarted as pid {new.pid} after {due[1]:g} s "
-                    f"(restart {history.attempt}; {len(history.restarts)} of at most {self.policy.max_restarts} "
-                    f"within {self.policy.window_s:g} s)"
+                    f"(restart {history.attempt} of at most {self.policy.max_restarts} in a row)"
                 )
 
     def _on_exit(self, proc: Proc, now: float) -> None:
@@ -110,8 +104,8 @@ class Supervisor:
         delay_s = history.on_exit(self._started_at[proc.name], now)
         if delay_s is None:
             raise CrashLoop(
-                f"{proc.name} {status} again after {self.policy.max_restarts} restarts within "
-                f"{self.policy.window_s:g} s: a crash loop, giving up"
+                f"{proc.name} {status} again after {self.policy.max_restarts} restarts in a row, none up "
+                f"{self.policy.stable_s:g} s: a crash loop, giving up"
             )
         self._due[proc.name] = (now + delay_s, delay_s, status)
 
