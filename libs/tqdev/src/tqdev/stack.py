@@ -48,7 +48,11 @@ class StackConfig:
 
 
 class Stack:
-    """Starts, watches and stops one stack; every process it starts it also stops."""
+    """Starts, watches and stops one stack; every process it starts it also stops.
+
+    It restarts nothing by itself (chaos and crash tests kill executors on purpose and count them): a
+    :class:`tqdev.supervisor.Supervisor` over it does, as ``tq-local`` runs one.
+    """
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
