@@ -17,6 +17,8 @@ class Proc:
 
     def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
+        self.argv = list(argv)
+        self.env = env
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
@@ -27,6 +29,15 @@ class Proc:
     def pid(self) -> int:
         """The child's pid (also its process group id)."""
         return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit code (``-N``: killed by signal N), or None while it runs."""
+        return self.popen.poll()
+
+    def respawn(self) -> Proc:
+        """The same command started again, with the same name, environment and log file (appended to)."""
+        return Proc(self.name, self.argv, self.env, self.log_path)
 
     def alive(self) -> bool:
         """True while the process runs."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +17,7 @@ import httpx
 
 from tqcore.bootstrap import bootstrap
 from tqcore.settings import CoreSettings
-from tqdev.procs import Proc, free_port, wait_until
+from tqdev.procs import Proc, free_port
 
 BIN = Path(sys.executable).parent
 
@@ -45,7 +48,11 @@ class StackConfig:
 
 
 class Stack:
-    """Starts, watches and stops one stack; every process it starts it also stops."""
+    """Starts, watches and stops one stack; every process it starts it also stops.
+
+    It restarts nothing by itself (chaos and crash tests kill executors on purpose and count them): a
+    :class:`tqdev.supervisor.Supervisor` over it does, as ``tq-local`` runs one.
+    """
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -102,8 +109,8 @@ class Stack:
                 if value is None:
                     os.environ.pop(key, None)
 
-    def start(self, *, ready_timeout_s: float = 60) -> None:
-        """Bootstrap, start every service and wait for ``/readyz``."""
+    def start(self, *, ready_timeout_s: float = 60, watch: Callable[[], None] | None = None) -> None:
+        """Bootstrap, start every service and wait for ``/readyz`` (see :meth:`wait_ready` for ``watch``)."""
         self.bootstrap()
         self.procs.append(self._spawn("gateway", [str(BIN / "tq-gateway")]))
         for _ in range(self.config.schedulers):
@@ -114,7 +121,7 @@ class Stack:
             self.add_executor()
         if not self.config.executors:
             self.register_types()
-        self.wait_ready(ready_timeout_s)
+        self.wait_ready(ready_timeout_s, watch)
 
     def register_types(self) -> None:
         """Register the executors' task types without running an executor (for ``TQ_EXECUTORS=0``)."""
@@ -149,24 +156,37 @@ class Stack:
         """The executor process with this pid, if this stack started it."""
         return next((proc for proc in self.executors if proc.pid == pid), None)
 
-    def wait_ready(self, timeout_s: float) -> None:
-        """Wait until ``/readyz`` answers 200, failing early if a service died."""
+    def wait_ready(self, timeout_s: float, watch: Callable[[], None] | None = None) -> None:
+        """Wait until ``/readyz`` answers 200, failing early if a service died.
 
-        def ready() -> bool:
-            dead = [p.name for p in self.procs if not p.alive() and p not in self._stopped]
-            if dead:
+        ``watch`` (a :class:`tqdev.supervisor.Supervisor`'s ``check``), when given, is called on every poll
+        instead: it restarts what died, or raises to give up.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if watch is not None:
+                watch()
+            elif dead := [p.name for p in self.procs if not p.alive()]:
                 raise RuntimeError(
                     f"services exited during start-up: {', '.join(dead)} (logs in {self.config.run_dir})"
                 )
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"timed out after {timeout_s:.0f} s waiting for {self.url}/readyz (logs in {self.config.run_dir})"
+                )
+            time.sleep(0.1)
 
-        self._stopped: list[Proc] = []
-        try:
-            wait_until(ready, timeout_s, f"{self.url}/readyz")
-        except RuntimeError:
-            raise
-        except TimeoutError as error:
-            raise TimeoutError(f"{error} (logs in {self.config.run_dir})") from None
+    def respawn(self, proc: Proc) -> Proc:
+        """Start a process of this stack that exited again: same name, log file and ``/metrics`` port."""
+        proc.stop(timeout_s=0)  # closes its log; kills whatever is left of its process group
+        new = proc.respawn()
+        for group in (self.procs, self.executors, self.schedulers):
+            if proc in group:
+                group[group.index(proc)] = new
+        return new
 
     def _spawn(self, name: str, argv: list[str], service: str | None = None) -> Proc:
         service = service or name
