@@ -11,6 +11,11 @@ time), and a sender thread puts it on the queue when the time comes. A peak of h
 then committed before the instant and sent at it, instead of being written while executors compete for the
 same instant (Quartz acquires triggers a time window ahead for the same reason). If the scheduler dies
 between the commit and the send, the reaper re-sends the task (it is ``queued`` and unclaimed).
+
+A change that fails (the store unavailable) is tried again within the pass after short pauses, while the other
+tasks go on; one that still fails is logged, counted and reported in ``Pass.unhandled``, so the scheduler
+keeps its mark behind it. Besides the minute buckets, a pass may *sweep*: read every due task that is not
+queued, however old, from one partition per shard of the ``reap`` index (``TaskStore.overdue``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The scheduler: each pass acts on the due tasks of every minute bucket it has not yet drained."""
+"""The scheduler: each pass acts on the due tasks of every minute bucket it has not yet drained, and once a
+minute on every overdue task however old (the sweep)."""
 
 from __future__ import annotations
 
@@ -32,12 +33,13 @@ DIVIDE_EVERY_S = 30.0
 class Scheduler:
     """Promotes due tasks. Holds its dependencies and the low-water mark of undrained buckets.
 
-    The mark lives in the table, so a scheduler that was down for a day resumes where it left off (not
-    only ``catchup_s`` back), and replicas share it. ``catchup_s`` only bounds the look-back of a brand-new
-    deployment, which has no mark yet. ``starting_deadline_s`` is how late a repeating task's catch-up run
-    may still start; ``interval_s`` is the pause between passes, and how far ahead a pass looks so that the
-    next one can start exactly when the earliest task it saw falls due. Runs due within ``stage_s`` are
-    committed ahead and sent at their time (see ``tqcore.scheduling``).
+    The mark lives in the table, so a scheduler that was down for a day resumes where it left off, and
+    replicas share it; it never moves past a due task whose change failed. ``catchup_s`` only places the mark
+    of a brand-new deployment, which has none yet. Anything due before the buckets a pass walks is the sweep's.
+    ``starting_deadline_s`` is how late a repeating task's catch-up run may still start; ``interval_s`` is
+    the pause between passes, and how far ahead a pass looks so that the next one can start exactly when the
+    earliest task it saw falls due. Runs due within ``stage_s`` are committed ahead and sent at their time
+    (see ``tqcore.scheduling``).
     """
 
     def __init__(
