@@ -130,6 +130,11 @@ class TaskStore(Protocol):
         """Tasks of one minute bucket and shard whose ``wake_at`` is before ``now``, oldest first."""
         ...
 
+    def overdue(self, shard: int, before: datetime) -> Iterator[Task]:
+        """Due tasks that are not queued, of one sweep shard (``reap_shards``), due before ``before`` however
+        long ago, oldest first."""
+        ...
+
 
 class RunLogStore(Protocol):
     """Where attempts' captured output is kept, named by task and claim (run ids repeat after a redrive)."""

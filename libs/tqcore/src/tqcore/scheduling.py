@@ -11,18 +11,22 @@ time), and a sender thread puts it on the queue when the time comes. A peak of h
 then committed before the instant and sent at it, instead of being written while executors compete for the
 same instant (Quartz acquires triggers a time window ahead for the same reason). If the scheduler dies
 between the commit and the send, the reaper re-sends the task (it is ``queued`` and unclaimed).
+
+A change that fails (the store unavailable) is tried again within the pass after short pauses, while the other
+tasks go on; one that still fails is logged, counted and reported in ``Pass.unhandled``, so the scheduler
+keeps its mark behind it. Besides the minute buckets, a pass may *sweep*: read every due task that is not
+queued, however old, from one partition per shard of the ``reap`` index (``TaskStore.overdue``).
 """
 
 from __future__ import annotations
 
 import copy
-import heapq
 import itertools
 import logging
-import threading
+import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,13 +36,15 @@ from tqcore import tracing
 from tqcore.domain.errors import IllegalTransition, QueueUnavailable, VersionConflict
 from tqcore.domain.model import Event, EventType, Overlap, Status
 from tqcore.domain.task import BUSY, Task
+from tqcore.outbox import SEND_BATCH, Outbox
 from tqcore.ports import Clock, TaskQueue, TaskStore
 from tqcore.service import mutate
 
 log = logging.getLogger(__name__)
 
-#: SQS takes at most ten messages per batch.
-SEND_BATCH = 10
+#: A due task whose change failed is tried again after these pauses within the pass, then left to the next
+#: passes: a short store hiccup costs no pass, and a task that keeps failing holds a pass up by 0.25 s at most.
+COMMIT_RETRY_PAUSES_S = (0.05, 0.2)
 
 SCHEDULER_ACTIONS = Counter(
     "tq_scheduler_actions_total", "Changes the scheduler made to due tasks, by the event recorded.", ["event"]
@@ -49,6 +55,10 @@ SLOTS_SKIPPED = Counter(
     "stood for several missed slots), starting_deadline (too late to start), expired.",
     ["reason"],
 )
+COMMIT_FAILURES = Counter(
+    "tq_scheduler_commit_failures_total",
+    "Due tasks a pass could not change even after its retries (the next passes try again; the mark waits).",
+)
 
 
 @dataclass
@@ -57,6 +67,8 @@ class Pass:
 
     events: Tally[str] = field(default_factory=Tally)
     next_wake: datetime | None = None
+    #: Due tasks whose change failed on every try, by id, with their ``wake_at``: the mark must wait for them.
+    unhandled: dict[str, datetime] = field(default_factory=dict)
 
     @property
     def queued(self) -> int:
@@ -67,6 +79,19 @@ class Pass:
         """Fold another shard's pass into this one."""
         self.events.update(other.events)
         self.wake(other.next_wake)
+        self.unhandled.update(other.unhandled)
+
+    def leave(self, task: Task, error: Exception | None) -> None:
+        """Record a due task whose change failed on every try: logged, counted, and kept for the mark."""
+        assert task.wake_at is not None
+        self.unhandled[task.id] = task.wake_at
+        COMMIT_FAILURES.inc()
+        log.warning(
+            "could not act on a due task (%s); the next passes try again",
+            error,
+            extra={"task_id": task.id, "wake_at": task.wake_at.isoformat()},
+            exc_info=error,
+        )
 
     def wake(self, at: datetime | None) -> None:
         """Remember ``at`` if it is the earliest wake-up seen."""
@@ -85,60 +110,13 @@ class Acted:
     send_at: datetime | None = None
 
 
-class Outbox:
-    """Tasks committed ahead of their time, sent when it comes by a thread of its own."""
+@dataclass(frozen=True)
+class _Due:
+    """A due task to act on: now, or staged as of ``staged_at``; ``error`` is why the last try failed."""
 
-    def __init__(self, send: Callable[[list[Task]], None], clock: Clock) -> None:
-        self._send = send
-        self._clock = clock
-        self._heap: list[tuple[datetime, int, Task]] = []
-        self._order = itertools.count()
-        self._cond = threading.Condition()
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="staged-sender", daemon=True)
-        self._thread.start()
-
-    def put(self, at: datetime, tasks: list[Task]) -> None:
-        """Send ``tasks`` at ``at``."""
-        with self._cond:
-            for task in tasks:
-                heapq.heappush(self._heap, (at, next(self._order), task))
-            self._cond.notify()
-
-    def pending(self) -> int:
-        """Tasks waiting for their time."""
-        with self._cond:
-            return len(self._heap)
-
-    def close(self) -> None:
-        """Send what is pending, each at its time (at most ``stage_s`` away), then stop."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if not self._heap:
-                        if self._closing:
-                            return
-                        self._cond.wait()
-                        continue
-                    wait_s = (self._heap[0][0] - self._clock.now()).total_seconds()
-                    if wait_s <= 0:
-                        break
-                    self._cond.wait(min(wait_s, 0.05))  # short waits: an injected clock may jump
-                now = self._clock.now()
-                due = []
-                while self._heap and self._heap[0][0] <= now:
-                    due.append(heapq.heappop(self._heap)[2])
-            for start in range(0, len(due), SEND_BATCH):
-                try:
-                    self._send(due[start : start + SEND_BATCH])
-                except Exception:  # the thread must outlive any one send; the reaper re-sends what is lost
-                    log.exception("sending staged tasks failed; the reaper will re-send them")
+    task: Task
+    staged_at: datetime | None
+    error: Exception | None = None
 
 
 class Promoter:
@@ -156,8 +134,12 @@ class Promoter:
         stage_s: float = 0.0,
         workers: int = 16,
         actor: str = "scheduler",
+        sweep_shards: int = 4,
+        retry_pauses_s: Sequence[float] = COMMIT_RETRY_PAUSES_S,
     ) -> None:
         self._store = store
+        self._sweep_shards = sweep_shards
+        self._retry_pauses_s = tuple(retry_pauses_s)
         self._queue = queue
         self._clock = clock
         self._shards = shards
@@ -167,7 +149,7 @@ class Promoter:
         self._outbox = Outbox(self._send, clock)
         self._actor = actor
         self._waves: list[list[int]] = [list(range(shards))]
-        self._shards_pool = ThreadPoolExecutor(max_workers=shards, thread_name_prefix="shard")
+        self._shards_pool = ThreadPoolExecutor(max_workers=max(shards, sweep_shards), thread_name_prefix="shard")
         #: Commits are round trips: many in flight keep a peak (hundreds due at once) short.
         self._acts_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promote")
 
@@ -177,34 +159,60 @@ class Promoter:
         others = [s for s in range(self._shards) if s not in own]
         self._waves = [wave for wave in (own, others) if wave]
 
-    def run(self, buckets: list[str]) -> Pass:
-        """Act on every task of ``buckets`` due by now; note the earliest one due within the look-ahead."""
+    def run(self, buckets: list[str], *, sweep_before: datetime | None = None) -> Pass:
+        """Act on every task of ``buckets`` due by now; note the earliest one due within the look-ahead. With
+        ``sweep_before``, also on every task the sweep partitions hold as due before it, however old."""
         now = self._clock.now()
         done = Pass()
         for wave in self._waves:
             for shard_pass in self._shards_pool.map(lambda shard: self._drain(buckets, shard, now), wave):
                 done.merge(shard_pass)
+        if sweep_before is not None:
+            swept = self._shards_pool.map(
+                lambda shard: self._act_on(self._store.overdue(shard, sweep_before), now), range(self._sweep_shards)
+            )
+            for shard_pass in swept:
+                done.merge(shard_pass)
         return done
 
     def _drain(self, buckets: list[str], shard: int, now: datetime) -> Pass:
-        """Walk one shard's due tasks, acting on each in the shared pool and sending what got queued."""
+        """Act on one shard's due tasks, bucket by bucket."""
+        found = (self._store.due(bucket, shard, now + self._lookahead) for bucket in buckets)
+        return self._act_on(itertools.chain.from_iterable(found), now)
+
+    def _act_on(self, found: Iterable[Task], now: datetime) -> Pass:
+        """Act on each due task found, in the shared pool. A task whose change failed is tried again after
+        each pause of ``retry_pauses_s``; what still fails is left to the next passes (``Pass.unhandled``)."""
         done = Pass()
-        acting: list[Future[Acted]] = []
-        for bucket in buckets:
-            for task in self._store.due(bucket, shard, now + self._lookahead):
-                wake_at = task.wake_at
-                if wake_at is not None and wake_at <= now:
-                    acting.append(self._acts_pool.submit(self._promote, task, None))
-                elif wake_at is not None and wake_at <= now + self._stage and task.stageable():
-                    acting.append(self._acts_pool.submit(self._promote, task, wake_at))
-                else:
-                    done.wake(wake_at)
+        pending: list[_Due] = []
+        for task in found:
+            wake_at = task.wake_at
+            if wake_at is not None and wake_at <= now:
+                pending.append(_Due(task, None))
+            elif wake_at is not None and wake_at <= now + self._stage and task.stageable():
+                pending.append(_Due(task, wake_at))
+            else:
+                done.wake(wake_at)
+        for pause_s in (0.0, *self._retry_pauses_s):
+            if not pending:
+                break
+            time.sleep(pause_s)
+            pending = self._act_round(pending, done)
+        for due in pending:
+            done.leave(due.task, due.error)
+        return done
+
+    def _act_round(self, acting: list[_Due], done: Pass) -> list[_Due]:
+        """Act on every task once and send what got queued; the tasks whose change failed, with the error."""
+        futures = {self._acts_pool.submit(self._promote, due.task, due.staged_at): due for due in acting}
+        failed: list[_Due] = []
         outbox: list[Task] = []
-        for future in as_completed(acting):
+        for future in as_completed(futures):
             try:
                 acted = future.result()
-            except Exception:  # one task's failure (a store outage) must not cost the others their send
-                log.exception("acting on a due task failed; the next pass retries it")
+            except Exception as error:  # noqa: BLE001 -- logged by Pass.leave if no retry succeeds
+                # One task's failure (a store outage) must not cost the others their send.
+                failed.append(_Due(futures[future].task, futures[future].staged_at, error))
                 continue
             _count(acted.events, done)
             done.wake(acted.wake_at)
@@ -216,7 +224,7 @@ class Promoter:
                 self._send(outbox[:SEND_BATCH])
                 outbox = outbox[SEND_BATCH:]
         self._send(outbox)
-        return done
+        return failed
 
     def _promote(self, task: Task, staged_at: datetime | None) -> Acted:
         """:meth:`_act` within the task's ``tq.promote`` span: its commit, and the send and attempt that follow,

@@ -143,6 +143,10 @@ class InMemoryTaskStore:
         """Due tasks of a bucket and shard (same rule as the DynamoDB index)."""
         return iter(self._indexed("due", f"DUE#{bucket}#{shard}", now))
 
+    def overdue(self, shard: int, before: datetime) -> Iterator[Task]:
+        """Due tasks that are not queued, of a sweep shard, due before ``before`` (same rule as the index)."""
+        return iter(self._indexed("reap", keys.sweep_partition(shard), before))
+
     def _indexed(self, index: str, pk: str, now: datetime) -> list[Task]:
         hits = []
         with self._lock:

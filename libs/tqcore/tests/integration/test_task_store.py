@@ -206,6 +206,37 @@ def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: TaskSto
     assert not unclaimed(later)
 
 
+def test_the_sweep_finds_every_overdue_waiting_task_however_old_and_no_queued_one(store: TaskStore) -> None:
+    # Given tasks written two days ago, due then and due a day from now, and one queued
+    long_ago = NOW - timedelta(days=2)
+
+    def scheduled(at: datetime) -> Task:
+        cmd = SubmitTask.model_validate({"type": "echo", "group": "team-a", "schedule": {"at": at.isoformat()}})
+        body = cmd.model_dump(mode="json")
+        return Task.submit(task_id=new_task_id(), owner="alice", now=long_ago, submitted=body, **cmd.task_fields())
+
+    overdue, future, queued = (
+        scheduled(long_ago + timedelta(seconds=30)),
+        scheduled(NOW + timedelta(days=1)),
+        new_task(),
+    )
+    for task in (overdue, future, queued):
+        store.create(task)
+    mine = {overdue.id, future.id, queued.id}
+
+    def swept(before: datetime) -> list[str]:
+        return [t.id for shard in range(4) for t in store.overdue(shard, before) if t.id in mine]
+
+    # Then a sweep before now finds the two-day-old one only, and none before its time
+    assert swept(NOW) == [overdue.id]
+    assert swept(long_ago + timedelta(seconds=30)) == []
+    # and once it is queued, it has left the sweep
+    found = store.get(overdue.id)
+    found.on_due(NOW, starting_deadline_s=3600, actor="scheduler")
+    store.commit(found)
+    assert swept(NOW + timedelta(days=2)) == [future.id]
+
+
 def expired_leases(store: TaskStore, task_id: str, at: datetime) -> list[LeaseRecord]:
     return [lease for shard in range(4) for lease in store.lease_expired(shard, at) if lease.task_id == task_id]
 

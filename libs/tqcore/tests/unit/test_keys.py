@@ -54,8 +54,12 @@ def test_each_index_holds_only_the_states_it_serves(status: Status) -> None:
     got = attrs(task_in(status))
     assert (got["grp_pk"], got["grp_sk"]) == ("G#team-a", "01hqtask")
     assert ("due_pk" in got) == (status in (Status.SCHEDULED, Status.RETRYING))
-    # Running tasks are found through their lease item, not the snapshot.
-    assert ("reap_pk" in got) == (status is Status.QUEUED)
+    # Running tasks are found through their lease item, not the snapshot; due work also sits in the sweep's
+    # partitions of the reap index.
+    assert ("reap_pk" in got) == (status in (Status.QUEUED, Status.SCHEDULED, Status.RETRYING))
+    if status in (Status.SCHEDULED, Status.RETRYING):
+        assert got["reap_pk"] == f"REAP#D#{keys.shard_of('01hqtask', 8)}"
+        assert got["reap_sk"] == got["due_sk"]
     assert ("dlq_pk" in got) == (status is Status.FAILED)
     for index, (pk, sk) in keys.INDEXES.items():
         assert (pk in got) == (sk in got), index
@@ -88,11 +92,13 @@ def test_a_lease_is_reaped_when_it_expires() -> None:
     }
 
 
-def test_queued_tasks_and_leases_never_share_a_reap_partition() -> None:
+def test_queued_tasks_leases_and_due_work_never_share_a_reap_partition() -> None:
     queued = attrs(task_in(Status.QUEUED))["reap_pk"]
     lease = keys.lease_index_attributes("01hqtask", T0, 8)["reap_pk"]
+    due = attrs(task_in(Status.SCHEDULED))["reap_pk"]
     assert queued.startswith("REAP#Q#")
     assert lease.startswith("REAP#R#")
+    assert due.startswith("REAP#D#")
 
 
 @pytest.mark.parametrize(("resends", "wait_s"), [(0, 30), (1, 60), (2, 120), (3, 240), (4, 480), (5, 930), (12, 930)])

@@ -25,6 +25,7 @@ def main() -> int:
             interval_s=settings.scheduler_interval_s,
             stage_s=settings.scheduler_stage_s,
             instance=instance_name(),
+            sweep_shards=settings.reap_shards,
         )
 
     return run_periodic_service("scheduler", settings, settings.scheduler_interval_s, make_pass)

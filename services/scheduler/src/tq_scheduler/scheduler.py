@@ -1,4 +1,5 @@
-"""The scheduler: each pass acts on the due tasks of every minute bucket it has not yet drained."""
+"""The scheduler: each pass acts on the due tasks of every minute bucket it has not yet drained, and once a
+minute on every overdue task however old (the sweep)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ LAST_PASS = Gauge(
 
 #: The shared mark: every minute bucket before it has been drained by some scheduler replica.
 MARK = "scheduler-drained-until"
-#: Every so often a pass also walks this far behind the mark: a belt-and-braces sweep for due work that
-#: reached an already drained bucket late (an index that lagged, a clock that was behind).
-SWEEP_BACK = timedelta(minutes=15)
+#: A pass walks the minute buckets from the mark, but never further back than this: what lies further back (a
+#: task that kept failing holds the mark, a long outage) is found by the sweep, whose cost does not grow with age.
+WALK_BACK = timedelta(minutes=15)
+#: Every so often a pass also sweeps: one paged query per sweep shard for every due task that is not queued,
+#: however old (a task left behind, an index that lagged, a clock that was behind).
 SWEEP_EVERY_S = 60.0
 #: How often a replica looks up the live replicas, to divide the shards among them.
 DIVIDE_EVERY_S = 30.0
@@ -30,12 +33,13 @@ DIVIDE_EVERY_S = 30.0
 class Scheduler:
     """Promotes due tasks. Holds its dependencies and the low-water mark of undrained buckets.
 
-    The mark lives in the table, so a scheduler that was down for a day resumes where it left off (not
-    only ``catchup_s`` back), and replicas share it. ``catchup_s`` only bounds the look-back of a brand-new
-    deployment, which has no mark yet. ``starting_deadline_s`` is how late a repeating task's catch-up run
-    may still start; ``interval_s`` is the pause between passes, and how far ahead a pass looks so that the
-    next one can start exactly when the earliest task it saw falls due. Runs due within ``stage_s`` are
-    committed ahead and sent at their time (see ``tqcore.scheduling``).
+    The mark lives in the table, so a scheduler that was down for a day resumes where it left off, and
+    replicas share it; it never moves past a due task whose change failed. ``catchup_s`` only places the mark
+    of a brand-new deployment, which has none yet. Anything due before the buckets a pass walks is the sweep's.
+    ``starting_deadline_s`` is how late a repeating task's catch-up run may still start; ``interval_s`` is
+    the pause between passes, and how far ahead a pass looks so that the next one can start exactly when the
+    earliest task it saw falls due. Runs due within ``stage_s`` are committed ahead and sent at their time
+    (see ``tqcore.scheduling``).
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class Scheduler:
         interval_s: float = 1.0,
         stage_s: float = 0.0,
         instance: str | None = None,
+        sweep_shards: int = 4,
     ) -> None:
         self._registry = registry
         self._instance = instance
@@ -67,25 +72,35 @@ class Scheduler:
             starting_deadline_s=starting_deadline_s,
             lookahead_s=interval_s,
             stage_s=stage_s,
+            sweep_shards=sweep_shards,
         )
         self._low_water: datetime | None = None
         self._swept_at: datetime | None = None
+        #: Due tasks a pass could not change (id -> wake_at), kept until a sweep finds them handled: the mark
+        #: never moves past one.
+        self._held: dict[str, datetime] = {}
         self.last_pass = Pass()
 
     def run_once(self) -> int:
-        """One pass over every bucket from the low-water mark to now; how many runs and retries were queued."""
+        """One pass over every bucket from the low-water mark to now (and, once a minute, a sweep of every
+        overdue task before that); how many runs and retries were queued."""
         now = self._clock.now()
         self._divide(now)
         if self._low_water is None:
             self._low_water = self._registry.mark(MARK) or now - timedelta(seconds=self._catchup_s)
-        start = self._low_water
-        if self._swept_at is None or (now - self._swept_at).total_seconds() >= SWEEP_EVERY_S:
-            start = min(start, now - SWEEP_BACK)
+        start = max(self._low_water, now - WALK_BACK).replace(second=0, microsecond=0)
+        sweep = self._swept_at is None or (now - self._swept_at).total_seconds() >= SWEEP_EVERY_S
+        self.last_pass = self._promoter.run(
+            buckets_between(start, now + self._horizon), sweep_before=start if sweep else None
+        )
+        if sweep:  # the walk and the sweep together saw every overdue task: what they left is all that waits
             self._swept_at = now
-        self.last_pass = self._promoter.run(buckets_between(start, now + self._horizon))
+            self._held = dict(self.last_pass.unhandled)
+        else:
+            self._held.update(self.last_pass.unhandled)
         # Every bucket was walked to its end (an error would have raised). Keep the previous minute open: a
-        # task can become due in it just before the minute turns.
-        drained = (now - timedelta(minutes=1)).replace(second=0, microsecond=0)
+        # task can become due in it just before the minute turns; and never pass a task that is still due.
+        drained = min([now - timedelta(minutes=1), *self._held.values()]).replace(second=0, microsecond=0)
         if drained > self._low_water:
             self._low_water = drained
             self._registry.advance_mark(MARK, drained)

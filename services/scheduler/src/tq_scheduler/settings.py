@@ -11,7 +11,7 @@ class SchedulerSettings(CoreSettings):
     """How often the scheduler looks for due work, how far back after a restart, and how late runs may start."""
 
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
-    #: A brand-new deployment (no shared mark yet) looks this far back for due work.
+    #: A brand-new deployment (no shared mark yet) starts its mark this far back (the sweep finds anything older).
     catchup_s: int = Field(default=3600, ge=60)
     #: After downtime a repeating task runs once to catch up if its latest missed slot is at most this old.
     starting_deadline_s: float = Field(default=3600, ge=0)

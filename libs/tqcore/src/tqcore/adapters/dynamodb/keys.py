@@ -72,12 +72,8 @@ def minute_bucket(at: datetime) -> str:
 def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_after_s: float) -> dict[str, str]:
     """The sparse index keys a snapshot carries in its current state."""
     attrs = {"grp_pk": group_pk(task.group), "grp_sk": task.id}
-    wake_at = task.wake_at
+    wake_at = due_at(task)
     if wake_at is not None:
-        # Never in a bucket older than the write itself: a scheduler may have drained it already (an
-        # ``expires_at`` or ``at`` set in the past must still be found, and acted on at once).
-        if task.updated_at is not None and wake_at < task.updated_at:
-            wake_at = task.updated_at
         shard = shard_of(task.id, due_shards)
         attrs["due_pk"] = f"DUE#{minute_bucket(wake_at)}#{shard}"
         attrs["due_sk"] = f"{ts(wake_at)}#{task.id}"
@@ -85,10 +81,25 @@ def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_af
     if reap_at is not None:
         attrs["reap_pk"] = reap_partition(task.status, shard_of(task.id, reap_shards))
         attrs["reap_sk"] = f"{ts(reap_at)}#{task.id}"
+    elif wake_at is not None:
+        # Due work also sits in one partition per shard, not per minute: the scheduler's sweep finds every
+        # overdue task there however old, in one paged query per shard.
+        attrs["reap_pk"] = sweep_partition(shard_of(task.id, reap_shards))
+        attrs["reap_sk"] = f"{ts(wake_at)}#{task.id}"
     if task.status is Status.FAILED:
         attrs["dlq_pk"] = f"DLQ#{task.group}"
         attrs["dlq_sk"] = f"{ts(task.finished_at)}#{task.id}"
     return attrs
+
+
+def due_at(task: Task) -> datetime | None:
+    """The time the ``due`` index files the task under: its ``wake_at``, but never before its last write."""
+    wake_at = task.wake_at
+    # Never in a bucket older than the write itself: a scheduler may have drained it already (an
+    # ``expires_at`` or ``at`` set in the past must still be found, and acted on at once).
+    if wake_at is not None and task.updated_at is not None and wake_at < task.updated_at:
+        return task.updated_at
+    return wake_at
 
 
 def reap_partition(status: Status, shard: int) -> str:
@@ -96,6 +107,12 @@ def reap_partition(status: Status, shard: int) -> str:
     pile of one kind never hides the other from a query."""
     kind = "Q" if status is Status.QUEUED else "R"
     return f"REAP#{kind}#{shard}"
+
+
+def sweep_partition(shard: int) -> str:
+    """``reap`` index partition of due work that is not queued (scheduled, retrying, or running with a slot
+    pending), by due time: the scheduler's sweep, apart from the reaper's two kinds."""
+    return f"REAP#D#{shard}"
 
 
 def lease_index_attributes(task_id: str, expires_at: datetime, reap_shards: int) -> dict[str, str]:

@@ -280,6 +280,11 @@ class DynamoTaskStore:
         """Scheduled or retrying tasks of one minute bucket and shard whose time has come, oldest first."""
         return self._due_in_index("due", f"DUE#{bucket}#{shard}", now)
 
+    def overdue(self, shard: int, before: datetime) -> Iterator[Task]:
+        """Due tasks that are not queued, of one sweep shard, due before ``before`` however long ago, oldest
+        first (the scheduler's sweep: one paged query per shard, no minute buckets)."""
+        return self._due_in_index("reap", keys.sweep_partition(shard), before)
+
     def _due_in_index(self, index: str, partition: str, now: datetime) -> Iterator[Task]:
         """Tasks in one partition of a time-sorted index whose time (the sort key's prefix) is before ``now``.
         An item that cannot be decoded is logged and skipped: one bad item must never stop the scheduler or
