@@ -82,3 +82,20 @@ def stubborn(ctx: TaskContext) -> Any:
     print("stubborn started")
     time.sleep(3600)
     return None
+
+
+@handler("t-grandchild")
+def grandchild(ctx: TaskContext) -> Any:
+    """Start ``sleep 300`` (no PDEATHSIG; in a session of its own with ``setsid``, as ``uid`` if given), write its
+    pid to ``pid_file``, then return (``then: return``), hang ignoring the stop (``hang``) or wait for it (``wait``)."""
+    payload = ctx.payload
+    sleeper = subprocess.Popen(
+        ["sleep", "300"], start_new_session=payload.get("setsid", False), user=payload.get("uid")
+    )
+    with open(payload["pid_file"], "w") as file:
+        file.write(str(sleeper.pid))
+    if payload["then"] == "hang":
+        time.sleep(3600)
+    elif payload["then"] == "wait":
+        ctx.sleep(3600)
+    return {"pid": sleeper.pid}

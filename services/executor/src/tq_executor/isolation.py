@@ -6,7 +6,9 @@ past ``timeout_s``, or when told to stop (lease lost, shutdown), it SIGKILLs the
 the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the handler's ``ctx.stop``) and kills
 only if the handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the
 kernel for SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
-handler outlives the process holding its lease.
+handler outlives the process holding its lease. Each child leads its own process group: every kill takes the
+whole group (the subprocesses a handler started too), and after every job whatever the job left running in the
+group — and, for a slot with a script uid, every process of that uid — is killed (``sandbox``).
 
 While a job runs, the child's fds 1 and 2 point at the attempt's log file (``O_APPEND``), so whatever the
 handler, C code or a subprocess prints lands there, and survives the child being killed.
@@ -30,6 +32,7 @@ from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tq_executor import sandbox
 from tq_executor.handlers import Job, TaskContext, load_modules, registry
 
 log = logging.getLogger(__name__)
@@ -72,8 +75,10 @@ class HandlerCrashed(Exception):
 class HandlerProcess:
     """One child process that runs jobs one at a time; killed and replaced when a job must stop."""
 
-    def __init__(self, modules: list[str]) -> None:
+    def __init__(self, modules: list[str], uid: int | None = None) -> None:
         self._modules = modules
+        #: The uid this slot's scripts run as (``None``: the executor's own).
+        self._uid = uid
         self._process: Any = None
         self._conn: Connection | None = None
 
@@ -89,7 +94,14 @@ class HandlerProcess:
 
         ``cancel`` asks the handler to stop (``ctx.stop``), then kills it after ``cancel_grace_s``; the outcome
         is then ``cancelled``. An outcome that arrived before the cancel was acted on is returned as it is.
+        Whatever way the job ends, nothing it started is left running.
         """
+        try:
+            return self._wait(job, stop, cancel, cancel_grace_s)
+        finally:
+            self._end_leftovers()
+
+    def _wait(self, job: Job, stop: threading.Event, cancel: threading.Event | None, cancel_grace_s: float) -> Outcome:
         conn = self._ensure_child()
         conn.send(job)
         deadline = time.monotonic() + job.timeout_s
@@ -126,6 +138,13 @@ class HandlerProcess:
                 return self._crashed()
             cap_log(job.log_path, job.log_max_bytes)
 
+    def _end_leftovers(self) -> None:
+        """Kill what the job left behind: the rest of the child's group, and every process of the slot's uid."""
+        if self._process is not None and self._process.is_alive():
+            sandbox.kill_group_except(self._process.pid, keep=self._process.pid)
+        if self._uid is not None:
+            sandbox.kill_uid(self._uid)
+
     def _crashed(self) -> Outcome:
         code = self._process.exitcode
         self._forget()
@@ -136,7 +155,9 @@ class HandlerProcess:
             self._forget()
             context = multiprocessing.get_context("forkserver")
             parent, child = context.Pipe()
-            self._process = context.Process(target=child_main, args=(child, self._modules), daemon=True)
+            self._process = context.Process(
+                target=child_main, args=(child, self._modules, self._uid, _settings_environ()), daemon=True
+            )
             self._process.start()
             child.close()
             self._conn = parent
@@ -144,8 +165,9 @@ class HandlerProcess:
         return self._conn
 
     def kill(self) -> None:
-        """SIGKILL the child (the next job starts a new one)."""
+        """SIGKILL the child and its process group (the next job starts a new child)."""
         if self._process is not None and self._process.is_alive():
+            sandbox.kill_group(self._process.pid)  # the child leads its group: its subprocesses go with it
             self._process.kill()
             self._process.join(5)
         self._forget()
@@ -178,7 +200,7 @@ def cap_log(path: str, max_bytes: int) -> None:
 def prepare(modules: list[str]) -> None:
     """Start the fork server now, with the handler modules preloaded, so each child starts warm and fast."""
     multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["tq_executor.forkserver_init", "tq_executor.isolation", *modules]
+        ["tq_executor.forkserver_init", "tq_executor.isolation", "tq_executor.sandbox", *modules]
     )
     forkserver.ensure_running()
 
@@ -192,9 +214,20 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def child_main(conn: Connection, modules: list[str]) -> None:
+def _settings_environ() -> dict[str, str]:
+    """The executor's ``TQ_*`` settings as they are now (the fork server's copy dates from its start)."""
+    return {name: value for name, value in os.environ.items() if name.startswith("TQ_")}
+
+
+def child_main(
+    conn: Connection, modules: list[str], uid: int | None = None, environ: dict[str, str] | None = None
+) -> None:
     """The child's loop: run each job, send back its outcome, until told to stop (``None``)."""
     die_with_parent()
+    sandbox.lead_own_group()
+    sandbox.make_undumpable()
+    sandbox.slot_uid = uid
+    os.environ.update(environ or {})
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the executor, which stops us itself
     signal.signal(STOP_SIGNAL, _stop_current)
     # Line-buffered, so what Python code prints reaches the log file even if the process is killed.

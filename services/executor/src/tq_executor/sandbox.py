@@ -1,0 +1,138 @@
+"""Operating-system fences around handler processes and the scripts they run (Linux).
+
+- The executor, its fork server and handler processes are not dumpable, so a program running as the same uid
+  can read neither ``/proc/<pid>/environ`` nor ``/proc/<pid>/fd/*`` of theirs.
+- A handler process leads its own process group: a kill takes the group (its subprocesses too), and whatever
+  a job left behind in the group is killed once the job ends.
+- When the executor runs as root, each worker slot takes a uid of its own from a range for its scripts (held by
+  an ``flock`` for the executor's life, so executors on one host never share one); after every job every process
+  of that uid is killed, which also catches a program that left the group with ``setsid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+PR_SET_DUMPABLE = 4
+#: How many scan-and-kill rounds clean a group up (a process forking while it is killed shows up next round).
+KILL_ROUNDS = 50
+#: The uid a handler process's scripts run as (set in the handler process; ``None``: the executor's own).
+slot_uid: int | None = None
+
+
+def make_undumpable() -> None:
+    """Make this process (and what it forks, until an exec) non-dumpable: its ``/proc`` entries are root's."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def lead_own_group() -> None:
+    """Start a new session (and process group) led by this process, so one ``killpg`` reaches its whole tree."""
+    with contextlib.suppress(OSError):  # already a group leader
+        os.setsid()
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL the whole process group ``pgid`` (nothing if it is gone)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def kill_group_except(pgid: int, keep: int) -> int:
+    """SIGKILL every process of group ``pgid`` but ``keep`` (its leader, still serving); how many were killed."""
+    killed = 0
+    for _ in range(KILL_ROUNDS):
+        found = [pid for pid in _group_members(pgid) if pid != keep]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_bytes()
+        except OSError:
+            continue
+        # ``pid (comm) state ppid pgrp ...``: comm may hold spaces and parentheses, so split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process running as ``uid`` (root only): a child takes the uid and signals ``-1``."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only makes two system calls and exits
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except the caller
+        except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+            code = 1
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+class UidPool:
+    """Per-slot script uids from ``[base, base + count)``, each held by an ``flock`` in ``lock_dir``."""
+
+    def __init__(self, base: int, count: int, lock_dir: Path | None = None) -> None:
+        self._base, self._count = base, count
+        self._dir = lock_dir or Path(tempfile.gettempdir()) / "tq-script-uids"
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        if self._dir.stat().st_uid != os.geteuid() or self._dir.stat().st_mode & 0o077:
+            raise PermissionError(f"{self._dir} must be this user's own, mode 0700")
+        self._held: list[int] = []
+
+    def take(self) -> int:
+        """A uid no other slot on this host holds; its leftover processes (of a crashed executor) are killed."""
+        for uid in range(self._base, self._base + self._count):
+            fd = os.open(self._dir / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self._held.append(fd)
+            kill_uid(uid)
+            return uid
+        raise RuntimeError(f"no free script uid in {self._base}..{self._base + self._count - 1}")
+
+    def close(self) -> None:
+        """Give every uid back."""
+        for fd in self._held:
+            os.close(fd)
+        self._held.clear()
+
+
+@contextlib.contextmanager
+def private_dir(base: Path | None, uid: int | None) -> Iterator[str]:
+    """A fresh directory only its program may use (mode 0700, owned by ``uid`` if given), removed afterwards."""
+    path = tempfile.mkdtemp(prefix="tq-script-", dir=base)
+    try:
+        if uid is not None:
+            os.chown(path, uid, uid)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

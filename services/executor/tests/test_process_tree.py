@@ -1,0 +1,126 @@
+"""Timeout, cancel, lease loss and the end of every job leave nothing of a handler's process tree running.
+
+A handler starts a grandchild ``sleep 300`` that asks for no parent-death signal and records its pid; whatever
+way the attempt ends, that pid is gone within a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tq_executor import isolation, sandbox
+from tq_executor.handlers import Job
+from tq_executor.isolation import HandlerProcess, Stopped
+
+pytestmark = pytest.mark.unit
+
+MODULES = ["sample_handlers"]
+GONE_WITHIN_S = 5.0
+
+sys.path.insert(0, str(Path(__file__).parent))  # so handler processes can import sample_handlers
+
+
+@pytest.fixture
+def process() -> Iterator[HandlerProcess]:
+    isolation.prepare(MODULES)
+    made = HandlerProcess(MODULES)
+    yield made
+    made.close()
+
+
+def job(tmp_path: Path, then: str, timeout_s: int = 30, **extra: Any) -> Job:
+    payload = {"pid_file": str(tmp_path / "pid"), "then": then, **extra}
+    return Job("t-1", "t-grandchild", "team-a", 1, payload, timeout_s, "host:7")
+
+
+def grandchild_pid(tmp_path: Path) -> int:
+    path = tmp_path / "pid"
+    deadline = time.monotonic() + 10
+    while not (path.exists() and path.read_text()):
+        assert time.monotonic() < deadline, "the handler never started its grandchild"
+        time.sleep(0.02)
+    return int(path.read_text())
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (a killed child its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :].split()[0] != b"Z"
+
+
+def assert_gone(pid: int) -> None:
+    deadline = time.monotonic() + GONE_WITHIN_S
+    while running(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)  # leave nothing behind, then fail
+            raise AssertionError(f"the grandchild {pid} still runs {GONE_WITHIN_S} s after the attempt ended")
+        time.sleep(0.05)
+
+
+def test_a_timeout_kills_the_handlers_subprocesses(process: HandlerProcess, tmp_path: Path) -> None:
+    outcome = process.run(job(tmp_path, "hang", timeout_s=1), threading.Event())
+    assert outcome.timed_out
+    assert_gone(grandchild_pid(tmp_path))
+
+
+def test_a_cancel_kills_the_subprocesses_of_a_handler_killed_after_the_grace(
+    process: HandlerProcess, tmp_path: Path
+) -> None:
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    outcome = process.run(job(tmp_path, "hang"), threading.Event(), cancel, cancel_grace_s=0.5)
+    assert outcome.cancelled
+    assert outcome.error_type == "Cancelled"
+    assert_gone(grandchild_pid(tmp_path))
+
+
+def test_a_handler_that_stops_when_cancelled_leaves_no_subprocess(process: HandlerProcess, tmp_path: Path) -> None:
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    outcome = process.run(job(tmp_path, "wait"), threading.Event(), cancel)
+    assert (outcome.cancelled, outcome.ok) == (True, True)  # it returned when asked: its process is kept
+    assert_gone(grandchild_pid(tmp_path))
+
+
+def test_a_lost_lease_or_a_shutdown_kills_the_handlers_subprocesses(process: HandlerProcess, tmp_path: Path) -> None:
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    with pytest.raises(Stopped):
+        process.run(job(tmp_path, "hang"), stop)
+    assert_gone(grandchild_pid(tmp_path))
+
+
+def test_a_background_subprocess_left_by_a_handler_that_returned_is_killed(
+    process: HandlerProcess, tmp_path: Path
+) -> None:
+    outcome = process.run(job(tmp_path, "return"), threading.Event())
+    assert outcome.ok
+    assert_gone(grandchild_pid(tmp_path))
+    # and the handler process itself is kept for the next job
+    assert process.run(job(tmp_path, "return"), threading.Event()).ok
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to a script uid needs root")
+def test_a_slot_uids_process_that_left_the_group_with_setsid_is_killed(tmp_path: Path) -> None:
+    isolation.prepare(MODULES)
+    uids = sandbox.UidPool(61000, 1000, lock_dir=tmp_path / "uids")
+    uid = uids.take()
+    process = HandlerProcess(MODULES, uid)
+    try:
+        outcome = process.run(job(tmp_path, "return", setsid=True, uid=uid), threading.Event())
+        assert outcome.ok, outcome
+        assert_gone(grandchild_pid(tmp_path))
+    finally:
+        process.close()
+        uids.close()
