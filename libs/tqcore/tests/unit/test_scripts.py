@@ -54,7 +54,9 @@ def test_what_the_list_names_is_accepted(argv: list[str]) -> None:
         (["echo", "a\0b"], ["payload", "argv", 1], ["NUL"]),
     ],
 )
-def test_anything_else_is_refused_naming_the_refused_argument(argv: list[str], loc: list[Any], words: list[str]) -> None:
+def test_anything_else_is_refused_naming_the_refused_argument(
+    argv: list[str], loc: list[Any], words: list[str]
+) -> None:
     with pytest.raises(InvalidPayload) as refused:
         ALLOW.check({"argv": argv})
     assert loc in [e["loc"] for e in refused.value.errors]
