@@ -6,6 +6,7 @@ way the attempt ends, that pid is gone within a few seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -19,6 +20,7 @@ import pytest
 from tq_executor import isolation, sandbox
 from tq_executor.handlers import Job
 from tq_executor.isolation import HandlerProcess, Stopped
+from tqcore.domain.scripts import ScriptAllowList
 
 pytestmark = pytest.mark.unit
 
@@ -112,15 +114,25 @@ def test_a_background_subprocess_left_by_a_handler_that_returned_is_killed(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to a script uid needs root")
-def test_a_slot_uids_process_that_left_the_group_with_setsid_is_killed(tmp_path: Path) -> None:
-    isolation.prepare(MODULES)
+def test_a_scripts_process_that_left_the_group_with_setsid_is_killed_by_the_uid_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a slot with a script uid, and an allow-list that lets a script start a process in a session of its own
+    monkeypatch.setenv("TQ_SCRIPT_ALLOW", ScriptAllowList.parse({"sh": {"rest": ".*"}}).to_json())
+    modules = [*MODULES, "tq_executor.script"]
+    isolation.prepare(modules)
     uids = sandbox.UidPool(61000, 1000, lock_dir=tmp_path / "uids")
     uid = uids.take()
-    process = HandlerProcess(MODULES, uid)
+    process = HandlerProcess(modules, uid)
     try:
-        outcome = process.run(job(tmp_path, "return", setsid=True, uid=uid), threading.Event())
+        # When the script returns, leaving that process behind
+        argv = ["sh", "-c", "setsid sleep 300 >/dev/null 2>&1 & echo $!"]
+        outcome = process.run(Job("t-1", "script", "team-a", 1, {"argv": argv}, 30, "host:7"), threading.Event())
         assert outcome.ok, outcome
-        assert_gone(grandchild_pid(tmp_path))
+        assert outcome.result_json is not None
+        escaped = int(json.loads(outcome.result_json)["stdout"])
+        # Then it is gone: it ran as the slot's uid, and every process of that uid is killed after the script
+        assert_gone(escaped)
     finally:
         process.close()
         uids.close()

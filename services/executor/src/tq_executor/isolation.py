@@ -7,8 +7,8 @@ the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the han
 only if the handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the
 kernel for SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
 handler outlives the process holding its lease. Each child leads its own process group: every kill takes the
-whole group (the subprocesses a handler started too), and after every job whatever the job left running in the
-group — and, for a slot with a script uid, every process of that uid — is killed (``sandbox``).
+whole group (the subprocesses a handler started too) and, for a slot with a script uid, every process of that
+uid; after every job the child itself kills whatever the job left running in its group (``sandbox``).
 
 While a job runs, the child's fds 1 and 2 point at the attempt's log file (``O_APPEND``), so whatever the
 handler, C code or a subprocess prints lands there, and survives the child being killed.
@@ -94,14 +94,7 @@ class HandlerProcess:
 
         ``cancel`` asks the handler to stop (``ctx.stop``), then kills it after ``cancel_grace_s``; the outcome
         is then ``cancelled``. An outcome that arrived before the cancel was acted on is returned as it is.
-        Whatever way the job ends, nothing it started is left running.
         """
-        try:
-            return self._wait(job, stop, cancel, cancel_grace_s)
-        finally:
-            self._end_leftovers()
-
-    def _wait(self, job: Job, stop: threading.Event, cancel: threading.Event | None, cancel_grace_s: float) -> Outcome:
         conn = self._ensure_child()
         conn.send(job)
         deadline = time.monotonic() + job.timeout_s
@@ -138,16 +131,9 @@ class HandlerProcess:
                 return self._crashed()
             cap_log(job.log_path, job.log_max_bytes)
 
-    def _end_leftovers(self) -> None:
-        """Kill what the job left behind: the rest of the child's group, and every process of the slot's uid."""
-        if self._process is not None and self._process.is_alive():
-            sandbox.kill_group_except(self._process.pid, keep=self._process.pid)
-        if self._uid is not None:
-            sandbox.kill_uid(self._uid)
-
     def _crashed(self) -> Outcome:
         code = self._process.exitcode
-        self._forget()
+        self.kill()  # what it started may outlive it in its group
         raise HandlerCrashed(f"the handler process died (exit code {code})")
 
     def _ensure_child(self) -> Connection:
@@ -165,11 +151,15 @@ class HandlerProcess:
         return self._conn
 
     def kill(self) -> None:
-        """SIGKILL the child and its process group (the next job starts a new child)."""
-        if self._process is not None and self._process.is_alive():
-            sandbox.kill_group(self._process.pid)  # the child leads its group: its subprocesses go with it
-            self._process.kill()
-            self._process.join(5)
+        """SIGKILL the child, its process group and its slot's script uid (the next job starts a new child)."""
+        if self._process is not None:
+            # The child leads its group: its subprocesses go with it (and outlive it there if it died first).
+            sandbox.kill_group(self._process.pid)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+        if self._uid is not None:
+            sandbox.kill_uid(self._uid)  # scripts that left the group with setsid
         self._forget()
 
     def close(self) -> None:
@@ -245,6 +235,8 @@ def child_main(
             if job is None:
                 return
             conn.send(run_job(job))
+            # What the job left running in our group dies now, while the executor records the outcome.
+            sandbox.kill_rest_of_own_group()
     finally:
         registry.teardown()
 

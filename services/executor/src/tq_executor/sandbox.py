@@ -46,6 +46,12 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def kill_rest_of_own_group() -> int:
+    """SIGKILL every other process of the group this process leads (none if it leads none); how many."""
+    me = os.getpid()
+    return kill_group_except(me, keep=me) if os.getpgrp() == me else 0
+
+
 def kill_group_except(pgid: int, keep: int) -> int:
     """SIGKILL every process of group ``pgid`` but ``keep`` (its leader, still serving); how many were killed."""
     killed = 0
