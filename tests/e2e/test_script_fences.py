@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import running_stack, wait_for_status
+from tests.conftest import processes, running_stack, wait_for_status
 from tqdev.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -219,14 +219,7 @@ def _stat(pid: int) -> list[str]:
 
 def _wait_for_program(argv: list[str]) -> int:
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    parts = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
-                except OSError:
-                    continue
-                if parts and [Path(parts[0].decode()).name, *(p.decode() for p in parts[1:])] == argv:
-                    return int(entry.name)
+    while not (found := processes(*argv)):
+        assert time.monotonic() < deadline, f"no process {argv} started"
         time.sleep(0.1)
-    raise AssertionError(f"no process {argv} started")
+    return found[0]

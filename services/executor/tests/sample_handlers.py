@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -99,3 +100,9 @@ def grandchild(ctx: TaskContext) -> Any:
     elif payload["then"] == "wait":
         ctx.sleep(3600)
     return {"pid": sleeper.pid}
+
+
+@handler("t-dumpable")
+def dumpable(ctx: TaskContext) -> Any:
+    """Whether this handler process is dumpable (``prctl(PR_GET_DUMPABLE)``), and the group it is in."""
+    return {"dumpable": ctypes.CDLL("libc.so.6").prctl(3, 0, 0, 0, 0), "pgid": os.getpgrp(), "pid": os.getpid()}

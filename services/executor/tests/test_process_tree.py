@@ -121,7 +121,7 @@ def test_a_scripts_process_that_left_the_group_with_setsid_is_killed_by_the_uid_
     monkeypatch.setenv("TQ_SCRIPT_ALLOW", ScriptAllowList.parse({"sh": {"rest": ".*"}}).to_json())
     modules = [*MODULES, "tq_executor.script"]
     isolation.prepare(modules)
-    uids = sandbox.UidPool(61000, 1000, lock_dir=tmp_path / "uids")
+    uids = sandbox.UidPool(61000, 1000)  # the host's lock directory: never a uid a running executor holds
     uid = uids.take()
     process = HandlerProcess(modules, uid)
     try:
@@ -136,3 +136,12 @@ def test_a_scripts_process_that_left_the_group_with_setsid_is_killed_by_the_uid_
     finally:
         process.close()
         uids.close()
+
+
+def test_a_handler_process_leads_its_own_group_and_is_not_dumpable(process: HandlerProcess, tmp_path: Path) -> None:
+    # so a program of the same uid can read neither its /proc/<pid>/environ nor its /proc/<pid>/fd/*
+    outcome = process.run(Job("t-1", "t-dumpable", "team-a", 1, {}, 30, "host:7"), threading.Event())
+    assert outcome.result_json is not None
+    seen = json.loads(outcome.result_json)
+    assert seen["dumpable"] == 0
+    assert seen["pgid"] == seen["pid"]
