@@ -87,8 +87,8 @@ def stubborn(ctx: TaskContext) -> Any:
 
 @handler("t-grandchild")
 def grandchild(ctx: TaskContext) -> Any:
-    """Start ``sleep 300`` (no PDEATHSIG; in a session of its own with ``setsid``, as ``uid`` if given), write its
-    pid to ``pid_file``, then return (``then: return``), hang ignoring the stop (``hang``) or wait for it (``wait``)."""
+    """Start ``sleep 300`` (no PDEATHSIG; in a session of its own with ``setsid``, orphaned with ``orphan``), write
+    its pid to ``pid_file``, then return (``then: return``), hang ignoring the stop (``hang``) or wait for it (``wait``)."""
     payload = ctx.payload
     sleeper = subprocess.Popen(
         ["sleep", "300"], start_new_session=payload.get("setsid", False), user=payload.get("uid")
@@ -99,7 +99,7 @@ def grandchild(ctx: TaskContext) -> Any:
         time.sleep(3600)
     elif payload["then"] == "wait":
         ctx.sleep(3600)
-    return {"pid": sleeper.pid}
+    return None
 
 
 @handler("t-dumpable")

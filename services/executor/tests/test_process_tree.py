@@ -113,6 +113,16 @@ def test_a_background_subprocess_left_by_a_handler_that_returned_is_killed(
     assert process.run(job(tmp_path, "return"), threading.Event()).ok
 
 
+@pytest.mark.parametrize("left", [{"orphan": True}, {"setsid": True}], ids=["orphaned", "in-its-own-session"])
+def test_a_subprocess_orphaned_or_in_its_own_session_is_killed_after_the_job(
+    process: HandlerProcess, tmp_path: Path, left: dict[str, bool]
+) -> None:
+    # the handler process is the subreaper of its tree: what its subprocesses leave behind comes back to it
+    outcome = process.run(job(tmp_path, "return", **left), threading.Event())
+    assert outcome.ok, outcome
+    assert_gone(grandchild_pid(tmp_path))
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to a script uid needs root")
 def test_a_scripts_process_that_left_the_group_with_setsid_is_killed_by_the_uid_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

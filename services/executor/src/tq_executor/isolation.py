@@ -8,7 +8,8 @@ only if the handler has not returned within ``CANCEL_GRACE_S``. Children die wit
 kernel for SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
 handler outlives the process holding its lease. Each child leads its own process group: every kill takes the
 whole group (the subprocesses a handler started too) and, for a slot with a script uid, every process of that
-uid; after every job the child itself kills whatever the job left running in its group (``sandbox``).
+uid; after every job the child itself kills whatever the job left running (``sandbox.end_descendants``), so a
+handler's ``setup()`` must not keep subprocesses across jobs.
 
 While a job runs, the child's fds 1 and 2 point at the attempt's log file (``O_APPEND``), so whatever the
 handler, C code or a subprocess prints lands there, and survives the child being killed.
@@ -235,8 +236,8 @@ def child_main(
             if job is None:
                 return
             conn.send(run_job(job))
-            # What the job left running in our group dies now, while the executor records the outcome.
-            sandbox.kill_rest_of_own_group()
+            # What the job left running dies now, while the executor records the outcome.
+            sandbox.end_descendants()
     finally:
         registry.teardown()
 

@@ -2,8 +2,9 @@
 
 - The executor, its fork server and handler processes are not dumpable, so a program running as the same uid
   can read neither ``/proc/<pid>/environ`` nor ``/proc/<pid>/fd/*`` of theirs.
-- A handler process leads its own process group: a kill takes the group (its subprocesses too), and whatever
-  a job left behind in the group is killed once the job ends.
+- A handler process leads its own session and process group, and is a child subreaper (orphans of its tree are
+  reparented to it, not to init): a kill takes the group (its subprocesses too), and once a job ends the handler
+  process kills and reaps every descendant it has left (a cheap look at its own children, not a scan of /proc).
 - When the executor runs as root, each worker slot takes a uid of its own from a range for its scripts (held by
   an ``flock`` for the executor's life, so executors on one host never share one); after every job every process
   of that uid is killed, which also catches a program that left the group with ``setsid``.
@@ -22,22 +23,59 @@ from collections.abc import Iterator
 from pathlib import Path
 
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 #: How many scan-and-kill rounds clean a group up (a process forking while it is killed shows up next round).
 KILL_ROUNDS = 50
 #: The uid a handler process's scripts run as (set in the handler process; ``None``: the executor's own).
 slot_uid: int | None = None
 
 
+def _prctl(option: int, value: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value, 0, 0, 0)
+
+
 def make_undumpable() -> None:
     """Make this process (and what it forks, until an exec) non-dumpable: its ``/proc`` entries are root's."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _prctl(PR_SET_DUMPABLE, 0)
 
 
 def lead_own_group() -> None:
-    """Start a new session (and process group) led by this process, so one ``killpg`` reaches its whole tree."""
+    """Start a new session (and process group) led by this process, so one ``killpg`` reaches its whole tree,
+    and become its subreaper, so what its tree leaves behind stays its own to find (``end_descendants``)."""
     with contextlib.suppress(OSError):  # already a group leader
         os.setsid()
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def end_descendants() -> int:
+    """SIGKILL and reap every descendant of this process (a subreaper, or they may have gone to init); how many.
+    Without ``/proc/<pid>/task/<tid>/children`` (a kernel without it) the rest of its own group is killed instead."""
+    ended = 0
+    for _ in range(KILL_ROUNDS):
+        children = _children()
+        if children is None:
+            return ended + kill_rest_of_own_group()
+        if not children:
+            break
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:  # reaped: the orphans of each come back to us before the next round looks
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        ended += len(children)
+    return ended
+
+
+def _children() -> list[int] | None:
+    """This process's children (of every thread), or ``None`` if the kernel does not list them."""
+    me = os.getpid()
+    try:
+        threads = os.listdir(f"/proc/{me}/task")
+        return [int(pid) for tid in threads for pid in Path(f"/proc/{me}/task/{tid}/children").read_text().split()]
+    except FileNotFoundError:
+        return None
 
 
 def kill_group(pgid: int) -> None:

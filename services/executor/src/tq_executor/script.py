@@ -10,6 +10,7 @@ stderr go to the run log line by line.
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import subprocess
@@ -108,8 +109,9 @@ def _in_program(max_procs: int | None) -> None:
 
 
 def _end_leftovers(uid: int | None) -> None:
-    """Kill what the program left running: the rest of this process's group, and every process of its uid."""
-    sandbox.kill_rest_of_own_group()  # a no-op outside a handler process (e.g. a handler called in a test)
+    """Kill what the program left running: this handler process's descendants, and every process of its uid."""
+    if os.getpgrp() == os.getpid():  # in a handler process (not, say, a handler called in a test's own process)
+        sandbox.end_descendants()
     if uid is not None:
         sandbox.kill_uid(uid)
 
