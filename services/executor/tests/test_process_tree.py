@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # so handler processes can impor
 def process() -> Iterator[HandlerProcess]:
     isolation.prepare(MODULES)
     made = HandlerProcess(MODULES)
+    assert made.run(Job("t-0", "t-echo", "team-a", 1, {}, 60, "host:7"), threading.Event()).ok  # started, warm
     yield made
     made.close()
 
@@ -50,6 +51,16 @@ def grandchild_pid(tmp_path: Path) -> int:
         assert time.monotonic() < deadline, "the handler never started its grandchild"
         time.sleep(0.02)
     return int(path.read_text())
+
+
+def once_started(tmp_path: Path, event: threading.Event) -> None:
+    """Set ``event`` once the handler has started its grandchild (from a thread of its own)."""
+
+    def wait_then_set() -> None:
+        grandchild_pid(tmp_path)
+        event.set()
+
+    threading.Thread(target=wait_then_set, daemon=True).start()
 
 
 def running(pid: int) -> bool:
@@ -71,7 +82,7 @@ def assert_gone(pid: int) -> None:
 
 
 def test_a_timeout_kills_the_handlers_subprocesses(process: HandlerProcess, tmp_path: Path) -> None:
-    outcome = process.run(job(tmp_path, "hang", timeout_s=1), threading.Event())
+    outcome = process.run(job(tmp_path, "hang", timeout_s=2), threading.Event())
     assert outcome.timed_out
     assert_gone(grandchild_pid(tmp_path))
 
@@ -80,7 +91,7 @@ def test_a_cancel_kills_the_subprocesses_of_a_handler_killed_after_the_grace(
     process: HandlerProcess, tmp_path: Path
 ) -> None:
     cancel = threading.Event()
-    threading.Timer(1.0, cancel.set).start()
+    once_started(tmp_path, cancel)
     outcome = process.run(job(tmp_path, "hang"), threading.Event(), cancel, cancel_grace_s=0.5)
     assert outcome.cancelled
     assert outcome.error_type == "Cancelled"
@@ -89,7 +100,7 @@ def test_a_cancel_kills_the_subprocesses_of_a_handler_killed_after_the_grace(
 
 def test_a_handler_that_stops_when_cancelled_leaves_no_subprocess(process: HandlerProcess, tmp_path: Path) -> None:
     cancel = threading.Event()
-    threading.Timer(1.0, cancel.set).start()
+    once_started(tmp_path, cancel)
     outcome = process.run(job(tmp_path, "wait"), threading.Event(), cancel)
     assert (outcome.cancelled, outcome.ok) == (True, True)  # it returned when asked: its process is kept
     assert_gone(grandchild_pid(tmp_path))
@@ -97,7 +108,7 @@ def test_a_handler_that_stops_when_cancelled_leaves_no_subprocess(process: Handl
 
 def test_a_lost_lease_or_a_shutdown_kills_the_handlers_subprocesses(process: HandlerProcess, tmp_path: Path) -> None:
     stop = threading.Event()
-    threading.Timer(1.0, stop.set).start()
+    once_started(tmp_path, stop)
     with pytest.raises(Stopped):
         process.run(job(tmp_path, "hang"), stop)
     assert_gone(grandchild_pid(tmp_path))
