@@ -112,3 +112,17 @@ def _execution_rows(stack: Stack) -> list[list[str]]:
     if not path.exists():
         return []
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def processes(*argv: str) -> list[int]:
+    """Pids of the processes on this host running exactly ``argv`` (its program by base name)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parts = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+            except OSError:
+                continue
+            if parts and [Path(parts[0].decode()).name, *(p.decode() for p in parts[1:])] == list(argv):
+                found.append(int(entry.name))
+    return found

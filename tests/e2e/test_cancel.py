@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import TOKENS, executions, running_stack, wait_for_status
+from tests.conftest import TOKENS, executions, processes, running_stack, wait_for_status
 from tqdev.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -43,11 +42,14 @@ def submit(api: httpx.Client, type_: str, payload: dict) -> str:
     return str(response.json()["id"])
 
 
-def cancel_when_running(stack: Stack, api: httpx.Client, task_id: str) -> float:
-    """Wait until the handler runs, DELETE as alice; seconds from the DELETE to ``cancelled``."""
+def cancel_when_running(
+    stack: Stack, api: httpx.Client, task_id: str, started: Callable[[], bool] | None = None
+) -> float:
+    """Wait until the handler runs (``started``, else its line in the demo handlers' execution log), DELETE as
+    alice; seconds from the DELETE to ``cancelled``."""
     wait_for_status(api, task_id, {"running"}, timeout_s=15)
     deadline = time.monotonic() + 10
-    while (task_id, 1) not in executions(stack):
+    while not (started() if started else (task_id, 1) in executions(stack)):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(0.3)
@@ -91,25 +93,12 @@ def test_cancelling_a_running_script_kills_its_program_and_keeps_its_output(stac
     # Given a script that ignores the stop request (its program sleeps on)
     task_id = submit(alice, "script", {"argv": ["sleep", "61.25"]})
     # When it is cancelled, the handler is asked, then killed after the grace, with its program
-    elapsed_s = cancel_when_running(stack, alice, task_id)
+    elapsed_s = cancel_when_running(stack, alice, task_id, lambda: bool(processes("sleep", "61.25")))
     print(f"\n  script DELETE -> cancelled: {elapsed_s * 1000:.0f} ms (heartbeat {HEARTBEAT_S} s + 2 s grace)")
     assert elapsed_s <= HEARTBEAT_S + 2.0 + MARGIN_S
     run = alice.get(f"/v1/tasks/{task_id}/runs").json()["items"][0]
     assert run["status"] == "cancelled"
     deadline = time.monotonic() + 5
-    while _processes("sleep", "61.25") and time.monotonic() < deadline:
+    while processes("sleep", "61.25") and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _processes("sleep", "61.25"), "the program died with its handler process"
-
-
-def _processes(*argv: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parts = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
-            except OSError:
-                continue
-            if parts and [Path(parts[0].decode()).name, *(p.decode() for p in parts[1:])] == list(argv):
-                found.append(int(entry.name))
-    return found
+    assert not processes("sleep", "61.25"), "the program died with its handler process"

@@ -1,11 +1,13 @@
 """Run logs end to end (issue 5, acceptance 2): a script's 10,000 lines served by ``/runs/{run_id}/log``, then 410.
 
-The local stack's ``script`` allow-list (contract: echo, sleep, true, false, date) is extended with ``seq`` for
-this stack only, through ``TQ_SCRIPT_ALLOW``: ``seq 1 10000`` is the plainest way to print 10,000 known lines.
+The local stack's ``script`` allow-list (contract: echo, sleep, true, false, date) is extended for this stack only,
+through ``TQ_SCRIPT_ALLOW``, with ``seq`` (``seq 1 10000`` is the plainest way to print 10,000 known lines) and
+``date --no-such-option`` (a program that fails with a line on stderr).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -19,7 +21,8 @@ from tqdev.stack import Stack
 pytestmark = pytest.mark.e2e
 
 RETENTION_S = 5
-ENV = {"TQ_RUN_LOG_RETENTION_S": str(RETENTION_S), "TQ_SCRIPT_ALLOW": "echo,sleep,true,false,date,seq"}
+SCRIPTS = {"seq": {"args": ["[0-9]{1,6}", "[0-9]{1,6}"]}, "date": {"args": ["--no-such-option"]}}
+ENV = {"TQ_RUN_LOG_RETENTION_S": str(RETENTION_S), "TQ_SCRIPT_ALLOW": json.dumps(SCRIPTS)}
 
 
 @pytest.fixture(scope="module")

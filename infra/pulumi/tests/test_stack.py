@@ -24,6 +24,8 @@ CONFIG = StackConfig(
     image_tags={s: f"{s}-1.2.3" for s in SERVICES},
     certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/test",
     replica_regions=["eu-central-1"],
+    handler_modules=["acme.handlers"],
+    scripts={"date": {"args": [r"\+[%A-Za-z:-]{1,40}"]}},
 )
 
 
@@ -188,3 +190,27 @@ def test_the_services_settings_come_from_tq_env_and_size_the_queues() -> None:
 
     queues = checks.of_type(run(lambda: Queues("x", settings)), "aws:sqs/queue:Queue")
     assert {q.inputs.get("visibilityTimeoutSeconds") for q in queues if "dlq" not in q.inputs["name"]} == {45}
+
+
+def test_the_executors_run_the_configured_task_types_and_as_root_only_for_scripts(stack: list[Registered]) -> None:
+    containers = {
+        c["name"]: c
+        for d in checks.of_type(stack, "aws:ecs/taskDefinition:TaskDefinition")
+        for c in json.loads(d.inputs["containerDefinitions"])
+    }
+    env = {e["name"]: e["value"] for e in containers["executor"]["environment"]}
+    assert env["TQ_HANDLER_MODULES"] == "acme.handlers"
+    assert json.loads(env["TQ_SCRIPT_ALLOW"]) == CONFIG.scripts
+    assert containers["executor"]["user"] == "0"  # to give each slot's scripts an unprivileged uid of their own
+    assert all("user" not in c for name, c in containers.items() if name != "executor")
+
+
+def test_a_deployment_naming_no_task_types_is_refused() -> None:
+    from tq_infra.config import executor_environment
+
+    with pytest.raises(ValueError, match="tq:handlerModules"):
+        executor_environment(StackConfig(prefix="tq-x", image_tags={}, certificate_arn="arn"))
+    plain = executor_environment(
+        StackConfig(prefix="tq-x", image_tags={}, certificate_arn="arn", handler_modules=["a", "b"])
+    )
+    assert plain == {"TQ_HANDLER_MODULES": "a,b"}

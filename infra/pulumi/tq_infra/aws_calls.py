@@ -37,11 +37,18 @@ REPO = Path(__file__).resolve().parents[3]
 AWS_SERVICES = ("dynamodb", "sqs", "s3")
 SERVICES = ("gateway", "executor", "scheduler", "reaper")
 #: Where each service's code starts. The gateway: gunicorn's config module and the app it serves. The executor:
-#: its main, the modules its fork server preloads and its default handler modules (both named as strings, so no
+#: its main, the modules its fork server preloads and the handler modules it ships (all named as strings, so no
 #: ``import`` leads to them).
 ENTRY_MODULES: dict[str, tuple[str, ...]] = {
     "gateway": ("tq_gateway.main", "tq_gateway.gunicorn_conf", "tq_gateway.app"),
-    "executor": ("tq_executor.main", "tq_executor.forkserver_init", "tq_executor.isolation", "tq_executor.demo"),
+    "executor": (
+        "tq_executor.main",
+        "tq_executor.forkserver_init",
+        "tq_executor.isolation",
+        "tq_executor.sandbox",
+        "tq_executor.script",
+        "tq_executor.demo",
+    ),
     "scheduler": ("tq_scheduler.main",),
     "reaper": ("tq_reaper.main",),
 }

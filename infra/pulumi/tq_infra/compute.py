@@ -9,7 +9,7 @@ import pulumi_aws as aws
 
 from tq_infra import iam
 from tq_infra.aws_calls import SERVICES, operations_of
-from tq_infra.config import StackConfig
+from tq_infra.config import StackConfig, executor_environment
 from tq_infra.network import HTTPS, Network
 from tqcore.domain.model import Priority
 from tqcore.settings import CoreSettings
@@ -248,7 +248,13 @@ class Services(pulumi.ComponentResource):
             environment |= {"TQ_GATEWAY_HOST": "0.0.0.0", "TQ_GATEWAY_PORT": str(GATEWAY_PORT)}  # noqa: S104
             ports = [GATEWAY_PORT]
             health = f"http://127.0.0.1:{GATEWAY_PORT}/healthz"
+        extra: dict[str, Any] = {}
+        if service == "executor":
+            environment |= executor_environment(config)
+            if config.scripts is not None:  # root only to give each slot's scripts an unprivileged uid of their own
+                extra["user"] = "0"
         return {
+            **extra,
             "name": service,
             "image": pulumi.Output.concat(
                 repositories.repositories[service].repository_url, ":", config.image_tags[service]

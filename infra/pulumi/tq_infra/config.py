@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 
@@ -28,6 +30,11 @@ class StackConfig:
     deploy_services: bool = True
     #: ``TQ_*`` settings for every service (e.g. ``TQ_LEASE_S``); resource names come from ``prefix``.
     env: dict[str, str] = field(default_factory=dict)
+    #: ``tq:handlerModules``: the modules the executors import to register their handlers (``TQ_HANDLER_MODULES``).
+    handler_modules: list[str] = field(default_factory=list)
+    #: ``tq:scripts``: the ``script`` type's allow-list (``TQ_SCRIPT_ALLOW``); set, the executors run as root so
+    #: that each worker slot can run its scripts as an unprivileged uid of its own.
+    scripts: dict[str, Any] | None = None
     gateway_min: int = 2
     gateway_max: int = 6
     #: Requests per gateway task per minute the gateway's autoscaling holds (ALBRequestCountPerTarget).
@@ -53,6 +60,8 @@ class StackConfig:
             log_retention_days=_int(config, "logRetentionDays", cls.log_retention_days),
             deploy_services=config.get_bool("deployServices") is not False,
             env=config.get_object("env") or {},
+            handler_modules=config.get_object("handlerModules") or [],
+            scripts=config.get_object("scripts"),
             gateway_min=_int(config, "gatewayMin", cls.gateway_min),
             gateway_max=_int(config, "gatewayMax", cls.gateway_max),
             gateway_requests_per_target=_int(config, "gatewayRequestsPerTarget", cls.gateway_requests_per_target),
@@ -62,6 +71,16 @@ class StackConfig:
             scheduler_count=_int(config, "schedulerCount", cls.scheduler_count),
             reaper_count=_int(config, "reaperCount", cls.reaper_count),
         )
+
+
+def executor_environment(config: StackConfig) -> dict[str, str]:
+    """What tells the executors which task types to run; refused if it names none (they would not start)."""
+    if not config.handler_modules and config.scripts is None:
+        raise ValueError("set tq:handlerModules and/or tq:scripts: an executor with no task types refuses to start")
+    environment = {"TQ_HANDLER_MODULES": ",".join(config.handler_modules)}
+    if config.scripts is not None:
+        environment["TQ_SCRIPT_ALLOW"] = json.dumps(config.scripts, sort_keys=True)
+    return environment
 
 
 def _int(config: pulumi.Config, key: str, default: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
@@ -82,3 +83,28 @@ def stubborn(ctx: TaskContext) -> Any:
     print("stubborn started")
     time.sleep(3600)
     return None
+
+
+@handler("t-grandchild")
+def grandchild(ctx: TaskContext) -> Any:
+    """Start ``sleep 300`` (no PDEATHSIG; in a session of its own with ``setsid``, orphaned with ``orphan``), write
+    its pid to ``pid_file``, then return (``then: return``), hang ignoring the stop (``hang``) or wait for it
+    (``wait``)."""
+    payload = ctx.payload
+    if payload.get("orphan"):  # started by a shell that exits at once: its parent is gone before the job ends
+        subprocess.run(["sh", "-c", f"sleep 300 >/dev/null 2>&1 & echo $! > {payload['pid_file']}"], check=True)
+    else:
+        sleeper = subprocess.Popen(["sleep", "300"], start_new_session=payload.get("setsid", False))
+        with open(payload["pid_file"], "w") as file:
+            file.write(str(sleeper.pid))
+    if payload["then"] == "hang":
+        time.sleep(3600)
+    elif payload["then"] == "wait":
+        ctx.sleep(3600)
+    return None
+
+
+@handler("t-dumpable")
+def dumpable(ctx: TaskContext) -> Any:
+    """Whether this handler process is dumpable (``prctl(PR_GET_DUMPABLE)``), and the group it is in."""
+    return {"dumpable": ctypes.CDLL("libc.so.6").prctl(3, 0, 0, 0, 0), "pgid": os.getpgrp(), "pid": os.getpid()}

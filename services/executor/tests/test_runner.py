@@ -21,6 +21,7 @@ from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import RunStatus, Status
+from tqcore.domain.scripts import ScriptAllowList
 from tqcore.execution import Attempts
 from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
@@ -38,7 +39,8 @@ class Env:
     def __init__(self) -> None:
         self.store, self.queue, self.clock = InMemoryTaskStore(), RecordingQueue(), FixedClock()
         ids = iter(f"t-{n}" for n in range(999))
-        self.tasks = Tasks(self.store, self.queue, Catalog(InMemoryRegistry(TYPES)), self.clock, ids.__next__)
+        self.registry = InMemoryRegistry(TYPES)
+        self.tasks = Tasks(self.store, self.queue, Catalog(self.registry), self.clock, ids.__next__)
         self.attempts = Attempts(self.store, self.queue, self.clock, worker="host:7", lease_s=30, jitter=lambda: 0.0)
         self.runner = Runner(self.attempts, Heartbeat(self.attempts, interval_s=60, lease_s=30), MODULES)
 
@@ -153,9 +155,12 @@ def test_the_dispatch_is_a_message_dramatiq_can_decode(env: Env) -> None:
     assert (message.queue_name, message.actor_name) == ("high", "run_high")
 
 
-def test_a_timed_out_script_leaves_no_process_behind(env: Env) -> None:
-    isolation.prepare([*MODULES, "tq_executor.demo"])
-    runner = Runner(env.attempts, Heartbeat(env.attempts, interval_s=60, lease_s=30), [*MODULES, "tq_executor.demo"])
+def test_a_timed_out_script_leaves_no_process_behind(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    allow = ScriptAllowList.parse({"sleep": {"args": [r"[0-9.]+"]}})
+    env.registry.register_types(["script"], by="test", specs={"script": allow.to_json()})
+    monkeypatch.setenv("TQ_SCRIPT_ALLOW", allow.to_json())  # what the handler process reads
+    isolation.prepare([*MODULES, "tq_executor.script"])
+    runner = Runner(env.attempts, Heartbeat(env.attempts, interval_s=60, lease_s=30), [*MODULES, "tq_executor.script"])
     try:
         task_id = env.submit("script", payload={"argv": ["sleep", "31.5"]}, timeout_s=1)
         runner.run(json.loads(Dispatch.of(env.queue.sent[-1]).encode())["args"][0])

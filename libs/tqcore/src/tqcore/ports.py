@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -188,12 +188,12 @@ class DeadLetterInbox(Protocol):
 class Registry(Protocol):
     """Which task types and groups exist and which service instances are alive."""
 
-    def register_types(self, types: Sequence[str], by: str) -> None:
-        """Record that an executor handles these types."""
+    def register_types(self, types: Sequence[str], by: str, specs: Mapping[str, str] | None = None) -> None:
+        """Record that an executor handles these types, with the spec (JSON) it publishes for some of them."""
         ...
 
-    def task_types(self) -> set[str]:
-        """Every registered task type."""
+    def task_types(self) -> dict[str, str | None]:
+        """Every registered task type, with its spec (``None``: none published)."""
         ...
 
     def add_group(self, group: str) -> None:

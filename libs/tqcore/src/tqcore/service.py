@@ -10,11 +10,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydantic import JsonValue
+
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask, UpdateTask
 from tqcore.domain.errors import (
     Forbidden,
     IdempotencyMismatch,
+    InvalidPayload,
     PreconditionFailed,
     QueueUnavailable,
     TaskNotFound,
@@ -22,6 +25,7 @@ from tqcore.domain.errors import (
     VersionConflict,
 )
 from tqcore.domain.model import Status
+from tqcore.domain.scripts import SCRIPT_TYPE, ScriptAllowList
 from tqcore.domain.task import Task
 from tqcore.ports import Clock, DuplicateRequest, IdempotencyRecord, Registry, TaskQueue, TaskStore
 from tqcore.tracing import current_trace_context
@@ -55,16 +59,17 @@ def mutate(store: TaskStore, task: Task, change: Callable[[Task], None]) -> Task
 
 
 class Catalog:
-    """The registered task types, cached (a miss refreshes at most once a second), and the groups tasks were
-    submitted into (each recorded once per process)."""
+    """The registered task types and the specs their executors publish, cached (a miss refreshes at most once a
+    second), and the groups tasks were submitted into (each recorded once per process)."""
 
     def __init__(self, registry: Registry, *, ttl_s: float = 5.0) -> None:
         self._registry = registry
         self._ttl_s = ttl_s
-        self._types: set[str] = set()
+        self._types: dict[str, str | None] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
         self._noted: set[str] = set()
+        self._allow_lists: dict[str, ScriptAllowList] = {}
 
     def note_group(self, group: str) -> None:
         """Make sure ``group`` is in the registry (one write per group and process)."""
@@ -78,15 +83,32 @@ class Catalog:
         """Every group tasks were submitted into, sorted (what an admin's listings span)."""
         return sorted(self._registry.groups())
 
-    def require(self, type_name: str) -> None:
-        """Raise ``UnknownTaskType`` unless some executor registered ``type_name``."""
-        if type_name in self._fresh(max_age_s=self._ttl_s):
-            return
-        if type_name in self._fresh(max_age_s=1.0):
-            return
-        raise UnknownTaskType(f"no executor handles task type {type_name!r}", type=type_name)
+    def require(self, type_name: str, payload: JsonValue = None) -> None:
+        """Raise ``UnknownTaskType`` unless some executor registered ``type_name``, and ``InvalidPayload`` if the
+        type's published spec refuses ``payload`` (a refusal is checked again on a fresh catalog, as a miss is)."""
+        try:
+            self._check(self._fresh(max_age_s=self._ttl_s), type_name, payload)
+        except (UnknownTaskType, InvalidPayload):
+            self._check(self._fresh(max_age_s=1.0), type_name, payload)
 
-    def _fresh(self, *, max_age_s: float) -> set[str]:
+    def _check(self, types: dict[str, str | None], type_name: str, payload: JsonValue) -> None:
+        if type_name not in types:
+            raise UnknownTaskType(f"no executor handles task type {type_name!r}", type=type_name)
+        if type_name == SCRIPT_TYPE:
+            self._allow_list(types[type_name]).check(payload)
+
+    def _allow_list(self, spec: str | None) -> ScriptAllowList:
+        """The published allow-list; none (an executor from before allow-lists) refuses every script."""
+        if spec is None:
+            raise InvalidPayload(
+                "the script executors published no allow-list (they predate it): no script is accepted",
+                errors=[{"loc": ["payload", "argv"], "msg": "no script allow-list is published"}],
+            )
+        if (parsed := self._allow_lists.get(spec)) is None:
+            parsed = self._allow_lists[spec] = ScriptAllowList.parse(spec)
+        return parsed
+
+    def _fresh(self, *, max_age_s: float) -> dict[str, str | None]:
         with self._lock:
             if time.monotonic() - self._loaded_at > max_age_s:
                 self._types = self._registry.task_types()
@@ -123,7 +145,7 @@ class Tasks:
         """Accept a task durably, then enqueue it; a replayed idempotency key returns the first task."""
         if not principal.can_submit(cmd.group):
             raise Forbidden(f"{principal.name} may not submit into group {cmd.group!r}", group=cmd.group)
-        self._catalog.require(cmd.type)
+        self._catalog.require(cmd.type, cmd.payload)
         self._catalog.note_group(cmd.group)  # before the task exists, so an admin's listing always finds it
         task = Task.submit(
             task_id=self._new_id(),
@@ -171,6 +193,8 @@ class Tasks:
     def update(self, task_id: str, cmd: UpdateTask, principal: Principal, *, if_match: int | None = None) -> Task:
         """PATCH: change fields; a new schedule, payload or priority takes effect for the next run."""
         changes = cmd.changes()
+        if "payload" in changes:  # checked as at submit: a PATCH must not slip in what a submit may not
+            self._catalog.require(self.get(task_id, principal).type, changes["payload"])
         return self._change(
             task_id, principal, if_match, lambda t: t.update(changes, principal.name, self._clock.now())
         )

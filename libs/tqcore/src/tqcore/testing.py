@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -225,18 +225,18 @@ class InMemoryRegistry:
     """Task types and presence in memory."""
 
     def __init__(self, types: Sequence[str] = ()) -> None:
-        self._types = set(types)
+        self._types: dict[str, str | None] = dict.fromkeys(types)
         self._groups: set[str] = set()
         self._alive: dict[str, set[str]] = {}
         self._marks: dict[str, datetime] = {}
 
-    def register_types(self, types: Sequence[str], by: str) -> None:
-        """Add types."""
-        self._types |= set(types)
+    def register_types(self, types: Sequence[str], by: str, specs: Mapping[str, str] | None = None) -> None:
+        """Add types (a type registered again takes its new spec)."""
+        self._types |= {name: (specs or {}).get(name) for name in types}
 
-    def task_types(self) -> set[str]:
-        """All types."""
-        return set(self._types)
+    def task_types(self) -> dict[str, str | None]:
+        """All types, with their specs."""
+        return dict(self._types)
 
     def add_group(self, group: str) -> None:
         """Remember a group."""

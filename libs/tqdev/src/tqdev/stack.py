@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,19 @@ BIN = Path(sys.executable).parent
 #: far above what a local stack serves, so the limiter still runs but never throttles (``make run`` keeps the
 #: contract's 200 requests/s, burst 400).
 HIGH_RATE_LIMIT = {"TQ_RATE_LIMIT_RPS": "100000", "TQ_RATE_LIMIT_BURST": "100000"}
+
+
+#: The local stack's ``script`` allow-list (contract section 5): useful programs, only arguments that name no file
+#: (``date +FORMAT``, ``sleep SECONDS``, ``echo`` of plain words).
+DEMO_SCRIPTS = json.dumps(
+    {
+        "echo": {"rest": r"[A-Za-z0-9][A-Za-z0-9 _.,:;!?+=@#%/-]{0,199}", "max_args": 32},
+        "sleep": {"args": [r"[0-9]{1,5}(\.[0-9]{1,3})?"], "min_args": 1},
+        "true": {},
+        "false": {},
+        "date": {"args": [r"\+[A-Za-z0-9%:_ .,/-]{1,100}"]},
+    }
+)
 
 
 def unique_prefix() -> str:
@@ -80,6 +94,11 @@ class Stack:
             "TQ_READY_REQUIRES": ",".join(["scheduler", "reaper"] + (["executor"] if cfg.executors else [])),
             # The local stack accepts the contract's dev tokens and API keys (production defaults to keys only).
             "TQ_AUTH": "dev,keys",
+            # It runs the demo types (production executors load only what their operator names), plus the
+            # shell's own modules, and scripts from the demo allow-list unless the shell names one.
+            "TQ_HANDLER_MODULES": ",".join(["tq_executor.demo", *filter(None, [os.environ.get("TQ_HANDLER_MODULES")])]),
+            "TQ_SCRIPT_ALLOW": os.environ.get("TQ_SCRIPT_ALLOW")
+            or ("" if os.environ.get("TQ_SCRIPTS_FILE") else DEMO_SCRIPTS),
         }
         if service == "gateway":  # its gunicorn workers share one /metrics through files
             env["PROMETHEUS_MULTIPROC_DIR"] = str(self._metrics_dir(service))

@@ -6,7 +6,10 @@ past ``timeout_s``, or when told to stop (lease lost, shutdown), it SIGKILLs the
 the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the handler's ``ctx.stop``) and kills
 only if the handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the
 kernel for SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
-handler outlives the process holding its lease.
+handler outlives the process holding its lease. Each child leads its own process group: every kill takes the
+whole group (the subprocesses a handler started too) and, for a slot with a script uid, every process of that
+uid; after every job the child itself kills whatever the job left running (``sandbox.end_descendants``), so a
+handler's ``setup()`` must not keep subprocesses across jobs.
 
 While a job runs, the child's fds 1 and 2 point at the attempt's log file (``O_APPEND``), so whatever the
 handler, C code or a subprocess prints lands there, and survives the child being killed.
@@ -30,6 +33,7 @@ from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tq_executor import sandbox
 from tq_executor.handlers import Job, TaskContext, load_modules, registry
 
 log = logging.getLogger(__name__)
@@ -72,8 +76,10 @@ class HandlerCrashed(Exception):
 class HandlerProcess:
     """One child process that runs jobs one at a time; killed and replaced when a job must stop."""
 
-    def __init__(self, modules: list[str]) -> None:
+    def __init__(self, modules: list[str], uid: int | None = None) -> None:
         self._modules = modules
+        #: The uid this slot's scripts run as (``None``: the executor's own).
+        self._uid = uid
         self._process: Any = None
         self._conn: Connection | None = None
 
@@ -128,7 +134,7 @@ class HandlerProcess:
 
     def _crashed(self) -> Outcome:
         code = self._process.exitcode
-        self._forget()
+        self.kill()  # what it started may outlive it in its group
         raise HandlerCrashed(f"the handler process died (exit code {code})")
 
     def _ensure_child(self) -> Connection:
@@ -136,7 +142,9 @@ class HandlerProcess:
             self._forget()
             context = multiprocessing.get_context("forkserver")
             parent, child = context.Pipe()
-            self._process = context.Process(target=child_main, args=(child, self._modules), daemon=True)
+            self._process = context.Process(
+                target=child_main, args=(child, self._modules, self._uid, _settings_environ()), daemon=True
+            )
             self._process.start()
             child.close()
             self._conn = parent
@@ -144,10 +152,15 @@ class HandlerProcess:
         return self._conn
 
     def kill(self) -> None:
-        """SIGKILL the child (the next job starts a new one)."""
-        if self._process is not None and self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
+        """SIGKILL the child, its process group and its slot's script uid (the next job starts a new child)."""
+        if self._process is not None:
+            # The child leads its group: its subprocesses go with it (and outlive it there if it died first).
+            sandbox.kill_group(self._process.pid)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(5)
+        if self._uid is not None:
+            sandbox.kill_uid(self._uid)  # scripts that left the group with setsid
         self._forget()
 
     def close(self) -> None:
@@ -178,7 +191,7 @@ def cap_log(path: str, max_bytes: int) -> None:
 def prepare(modules: list[str]) -> None:
     """Start the fork server now, with the handler modules preloaded, so each child starts warm and fast."""
     multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["tq_executor.forkserver_init", "tq_executor.isolation", *modules]
+        ["tq_executor.forkserver_init", "tq_executor.isolation", "tq_executor.sandbox", *modules]
     )
     forkserver.ensure_running()
 
@@ -192,9 +205,20 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def child_main(conn: Connection, modules: list[str]) -> None:
+def _settings_environ() -> dict[str, str]:
+    """The executor's ``TQ_*`` settings as they are now (the fork server's copy dates from its start)."""
+    return {name: value for name, value in os.environ.items() if name.startswith("TQ_")}
+
+
+def child_main(
+    conn: Connection, modules: list[str], uid: int | None = None, environ: dict[str, str] | None = None
+) -> None:
     """The child's loop: run each job, send back its outcome, until told to stop (``None``)."""
     die_with_parent()
+    sandbox.lead_own_group()
+    sandbox.make_undumpable()
+    sandbox.slot_uid = uid
+    os.environ.update(environ or {})
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the executor, which stops us itself
     signal.signal(STOP_SIGNAL, _stop_current)
     # Line-buffered, so what Python code prints reaches the log file even if the process is killed.
@@ -212,6 +236,8 @@ def child_main(conn: Connection, modules: list[str]) -> None:
             if job is None:
                 return
             conn.send(run_job(job))
+            # What the job left running dies now, while the executor records the outcome.
+            sandbox.end_descendants()
     finally:
         registry.teardown()
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from pydantic import ValidationError
 
-from tq_executor import isolation
+from tq_executor import isolation, sandbox
 from tq_executor.broker import FifoSQSBroker, give_back_unstarted
 from tq_executor.handlers import load_modules, registry
 from tq_executor.heartbeat import Heartbeat
@@ -30,6 +31,7 @@ from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock
 from tqcore.dispatch import actor_name
 from tqcore.domain.model import Priority
+from tqcore.domain.scripts import SCRIPT_TYPE
 from tqcore.execution import Attempts
 from tqcore.logs import configure_logging
 from tqcore.metrics import observe_commit, serve_metrics
@@ -65,24 +67,53 @@ def main(argv: list[str] | None = None) -> int:
     if args not in ([], ["register-types"]):
         print("usage: tq-executor [register-types]", file=sys.stderr)
         return 2
-    settings = ExecutorSettings()
+    sandbox.make_undumpable()  # before any secret is read: same-uid programs cannot read our /proc entries
+    try:
+        settings = ExecutorSettings()
+    except ValidationError as error:
+        print(f"tq-executor: {_first_problem(error)}", file=sys.stderr)
+        return 2
+    modules = handler_modules(settings)
+    if not modules:
+        print(
+            "tq-executor: no task types configured: set TQ_HANDLER_MODULES (modules registering handlers) "
+            "and/or TQ_SCRIPT_ALLOW or TQ_SCRIPTS_FILE (the script allow-list)",
+            file=sys.stderr,
+        )
+        return 2
     configure_logging("executor")
     configure_tracing("executor", settings)
     worker = worker_id()
-    load_modules(settings.handler_modules)
+    load_modules(modules)
     ddb = aws.client(settings, "dynamodb")
     registry_store = DynamoRegistry(ddb, settings)
-    # Types become submittable once registered; a deploy can register them before any executor runs.
-    registry_store.register_types(registry.types, by=worker)
+    # Types become submittable once registered; a deploy can register them before any executor runs. The
+    # script allow-list goes with its type, for the gateway to check submits against.
+    specs = {SCRIPT_TYPE: settings.script_spec()} if SCRIPT_TYPE in registry.types else {}
+    registry_store.register_types(registry.types, by=worker, specs=specs)
     if args == ["register-types"]:
         print(f"tq-executor: registered {', '.join(registry.types)}")
         return 0
     return serve(settings, worker, registry_store, DynamoTaskStore(ddb, settings, on_commit=observe_commit))
 
 
+def handler_modules(settings: ExecutorSettings) -> list[str]:
+    """The configured handler modules, and the ``script`` module if a script allow-list is configured."""
+    script = ["tq_executor.script"] if settings.script_allow is not None else []
+    return [*settings.handler_modules, *(m for m in script if m not in settings.handler_modules)]
+
+
+def _first_problem(error: ValidationError) -> str:
+    """One line naming the first bad setting (its variable) and why."""
+    first = error.errors(include_url=False)[0]
+    where = "TQ_" + "_".join(str(part) for part in first["loc"]).upper() if first["loc"] else "settings"
+    return f"{where}: {first['msg']}"
+
+
 def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistry, store: DynamoTaskStore) -> int:
     """Consume until SIGTERM; then stop receiving, let attempts finish within the grace, release the rest."""
-    isolation.prepare(settings.handler_modules)
+    modules = handler_modules(settings)
+    isolation.prepare(modules)
     queue = SqsTaskQueue(aws.client(settings, "sqs"), settings)
     attempts = Attempts(store, queue, SystemClock(), worker=worker, lease_s=settings.lease_s)
     heartbeat = Heartbeat(attempts, interval_s=settings.heartbeat_s, lease_s=settings.lease_s)
@@ -91,7 +122,10 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
         max_bytes=settings.run_log_max_bytes,
         retention_s=settings.run_log_retention_s,
     )
-    runner = Runner(attempts, heartbeat, settings.handler_modules, logs)
+    # As root, each slot's scripts run as a uid of their own; otherwise as ours (see docs/ARCHITECTURE.md).
+    scripts_as_root = settings.script_allow is not None and os.geteuid() == 0
+    uids = sandbox.UidPool(settings.script_uid_base, settings.script_uid_count) if scripts_as_root else None
+    runner = Runner(attempts, heartbeat, modules, logs, uids)
     broker = build_broker(settings, runner)
     serve_metrics(settings)
     presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)

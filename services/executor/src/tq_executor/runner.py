@@ -13,6 +13,7 @@ from tq_executor.handlers import Job
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.isolation import HandlerCrashed, HandlerProcess, Outcome, Stopped
 from tq_executor.run_log import RunLogs
+from tq_executor.sandbox import UidPool
 from tqcore import tracing
 from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import IllegalTransition
@@ -30,13 +31,20 @@ class Runner:
     """The one function every actor calls; each worker thread has its own handler process."""
 
     def __init__(
-        self, attempts: Attempts, heartbeat: Heartbeat, modules: list[str], logs: RunLogs | None = None
+        self,
+        attempts: Attempts,
+        heartbeat: Heartbeat,
+        modules: list[str],
+        logs: RunLogs | None = None,
+        uids: UidPool | None = None,
     ) -> None:
         self.attempts = attempts
         self.heartbeat = heartbeat
         self._modules = modules
         #: Where attempts' output is captured and stored; ``None``: not captured (tests of other things).
         self.logs = logs
+        #: Where each worker slot takes the uid its scripts run as; ``None``: they run as the executor's uid.
+        self._uids = uids
         self._local = threading.local()
         self._processes: list[HandlerProcess] = []
         self._lock = threading.Lock()
@@ -107,7 +115,8 @@ class Runner:
     def _process(self) -> HandlerProcess:
         process: HandlerProcess | None = getattr(self._local, "process", None)
         if process is None:
-            process = self._local.process = HandlerProcess(self._modules)
+            uid = self._uids.take() if self._uids is not None else None
+            process = self._local.process = HandlerProcess(self._modules, uid)
             with self._lock:
                 self._processes.append(process)
         return process
@@ -120,6 +129,8 @@ class Runner:
             process.close()
         if self.logs is not None:
             self.logs.close()
+        if self._uids is not None:
+            self._uids.close()
 
 
 def _describe(outcome: Outcome) -> str:

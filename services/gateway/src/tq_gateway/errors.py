@@ -17,6 +17,7 @@ from tqcore.domain.errors import (
     IdempotencyMismatch,
     IllegalTransition,
     InvalidCursor,
+    InvalidPayload,
     InvalidSchedule,
     LogExpired,
     PreconditionFailed,
@@ -39,6 +40,7 @@ DOMAIN_ERRORS: list[tuple[type[TqError], int, str]] = [
     (Forbidden, 403, "forbidden"),
     (IdempotencyMismatch, 409, "idempotency-key-reused"),
     (UnknownTaskType, 422, "unknown-task-type"),
+    (InvalidPayload, 422, "validation"),
     (InvalidSchedule, 422, "invalid-schedule"),
     (PreconditionFailed, 412, "precondition-failed"),
     (TaskTooLarge, 413, "too-large"),
@@ -71,7 +73,9 @@ def _domain_error(req: falcon.Request, resp: falcon.Response, error: TqError, pa
         if isinstance(error, kind):
             if status >= 500:
                 log.warning("dependency unavailable: %s", error)
-            problem(resp, status, slug, error.message)
+            # A refused payload lists its parts as body validation does (``errors: [{loc, msg}]``).
+            extra: dict[str, Any] = {"errors": error.errors} if isinstance(error, InvalidPayload) else {}
+            problem(resp, status, slug, error.message, **extra)
             return
     _unexpected(req, resp, error, params)
 

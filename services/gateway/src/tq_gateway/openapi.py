@@ -90,7 +90,9 @@ def _task_paths() -> dict[str, Any]:
                     "403": problem("not a member of the group"),
                     "409": problem("the idempotency key was used with another body"),
                     "422": problem(
-                        "an invalid body (errors: [{loc, msg}]), an unknown task type, or a schedule with no run left"
+                        "an invalid body (errors: [{loc, msg}]), an unknown task type, a payload its type refuses (a "
+                        "script not on the allow-list: errors name the refused argv items), or a schedule with no "
+                        "run left"
                     ),
                     **GUARDED,
                 },
@@ -115,7 +117,10 @@ def _task_paths() -> dict[str, Any]:
                     **NOT_FOUND,
                     "409": problem("the task is terminal, or the change is not allowed in its state"),
                     "412": problem("If-Match names another version (or is a weak tag)"),
-                    "422": problem("an invalid body (errors: [{loc, msg}]), or a schedule with no run left"),
+                    "422": problem(
+                        "an invalid body (errors: [{loc, msg}]), a payload the task's type refuses (a script not on "
+                        "the allow-list), or a schedule with no run left"
+                    ),
                     **GUARDED,
                 },
             },

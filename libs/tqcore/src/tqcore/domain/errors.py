@@ -85,3 +85,12 @@ class InvalidCursor(TqError):
 
 class GroupRequired(TqError):
     """Raised when a listing needs a group and the caller named none."""
+
+
+class InvalidPayload(TqError):
+    """Raised when a payload is well-formed JSON that its task type refuses (e.g. a script not on the allow-list)."""
+
+    def __init__(self, message: str | None = None, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        #: ``{loc, msg}`` per refused part, as a 422 problem lists them.
+        self.errors = errors or []

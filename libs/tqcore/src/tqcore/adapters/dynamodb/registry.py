@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,35 +20,35 @@ class DynamoRegistry:
         self._db = Table(client, settings.table_name)
         self._table = settings.table_name
 
-    def register_types(self, types: Sequence[str], by: str) -> None:
-        """Record (idempotently) that ``by`` handles ``types``."""
+    def register_types(self, types: Sequence[str], by: str, specs: Mapping[str, str] | None = None) -> None:
+        """Record (idempotently) that ``by`` handles ``types``, with the spec it publishes for some of them (a type
+        registered again takes the new registration's spec, or none)."""
         now = str(int(time.time()))
-        for start in range(0, len(types), 25):
-            requests = [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "PK": {"S": keys.CATALOG_PK},
-                            "SK": {"S": f"TYPE#{name}"},
-                            "registered_by": {"S": by},
-                            "registered_at": {"N": now},
-                        }
-                    }
-                }
-                for name in types[start : start + 25]
-            ]
+        items = []
+        for name in types:
+            item = {
+                "PK": {"S": keys.CATALOG_PK},
+                "SK": {"S": f"TYPE#{name}"},
+                "registered_by": {"S": by},
+                "registered_at": {"N": now},
+            }
+            if specs and name in specs:
+                item["spec"] = {"S": specs[name]}
+            items.append(item)
+        for start in range(0, len(items), 25):
+            requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
             pending: dict[str, Any] = {self._table: requests}
             while pending:
                 response = self._db.call("batch_write_item", RequestItems=pending)
                 pending = response.get("UnprocessedItems") or {}
 
-    def task_types(self) -> set[str]:
-        """Every type any executor has registered."""
+    def task_types(self) -> dict[str, str | None]:
+        """Every type any executor has registered, with its spec (``None`` for items written before specs)."""
         items = self._db.query_all(
             KeyConditionExpression="PK = :pk",
             ExpressionAttributeValues={":pk": {"S": keys.CATALOG_PK}},
         )
-        return {item["SK"]["S"].removeprefix("TYPE#") for item in items}
+        return {item["SK"]["S"].removeprefix("TYPE#"): item.get("spec", {}).get("S") for item in items}
 
     def add_group(self, group: str) -> None:
         """Record (idempotently) that tasks exist in ``group``."""

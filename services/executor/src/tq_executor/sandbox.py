@@ -1,0 +1,182 @@
+"""Operating-system fences around handler processes and the scripts they run (Linux).
+
+- The executor, its fork server and handler processes are not dumpable, so a program running as the same uid
+  can read neither ``/proc/<pid>/environ`` nor ``/proc/<pid>/fd/*`` of theirs.
+- A handler process leads its own session and process group, and is a child subreaper (orphans of its tree are
+  reparented to it, not to init): a kill takes the group (its subprocesses too), and once a job ends the handler
+  process kills and reaps every descendant it has left (a cheap look at its own children, not a scan of /proc).
+- When the executor runs as root, each worker slot takes a uid of its own from a range for its scripts (held by
+  an ``flock`` for the executor's life, so executors on one host never share one); after every job every process
+  of that uid is killed, which also catches a program that left the group with ``setsid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+#: How many scan-and-kill rounds clean a group up (a process forking while it is killed shows up next round).
+KILL_ROUNDS = 50
+#: The uid a handler process's scripts run as (set in the handler process; ``None``: the executor's own).
+slot_uid: int | None = None
+
+
+def _prctl(option: int, value: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def make_undumpable() -> None:
+    """Make this process (and what it forks, until an exec) non-dumpable: its ``/proc`` entries are root's."""
+    _prctl(PR_SET_DUMPABLE, 0)
+
+
+def lead_own_group() -> None:
+    """Start a new session (and process group) led by this process, so one ``killpg`` reaches its whole tree,
+    and become its subreaper, so what its tree leaves behind stays its own to find (``end_descendants``)."""
+    with contextlib.suppress(OSError):  # already a group leader
+        os.setsid()
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def end_descendants() -> int:
+    """SIGKILL and reap every descendant of this process (a subreaper, or they may have gone to init); how many.
+    Without ``/proc/<pid>/task/<tid>/children`` (a kernel without it) the rest of its own group is killed instead."""
+    ended = 0
+    for _ in range(KILL_ROUNDS):
+        children = _children()
+        if children is None:
+            return ended + kill_rest_of_own_group()
+        if not children:
+            break
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:  # reaped: the orphans of each come back to us before the next round looks
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        ended += len(children)
+    return ended
+
+
+def _children() -> list[int] | None:
+    """This process's children (of every thread), or ``None`` if the kernel does not list them."""
+    me = os.getpid()
+    try:
+        threads = os.listdir(f"/proc/{me}/task")
+        return [int(pid) for tid in threads for pid in Path(f"/proc/{me}/task/{tid}/children").read_text().split()]
+    except FileNotFoundError:
+        return None
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL the whole process group ``pgid`` (nothing if it is gone)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def kill_rest_of_own_group() -> int:
+    """SIGKILL every other process of the group this process leads (none if it leads none); how many."""
+    me = os.getpid()
+    return kill_group_except(me, keep=me) if os.getpgrp() == me else 0
+
+
+def kill_group_except(pgid: int, keep: int) -> int:
+    """SIGKILL every process of group ``pgid`` but ``keep`` (its leader, still serving); how many were killed."""
+    killed = 0
+    for _ in range(KILL_ROUNDS):
+        found = [pid for pid in _group_members(pgid) if pid != keep]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_bytes()
+        except OSError:
+            continue
+        # ``pid (comm) state ppid pgrp ...``: comm may hold spaces and parentheses, so split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process running as ``uid`` (root only): a child takes the uid and signals ``-1``."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only makes two system calls and exits
+        code = 0
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)  # every process this uid may signal, except the caller
+        except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+            code = 1
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
+class UidPool:
+    """Per-slot script uids from ``[base, base + count)``, each held by an ``flock`` in ``lock_dir``."""
+
+    def __init__(self, base: int, count: int, lock_dir: Path | None = None) -> None:
+        self._base, self._count = base, count
+        self._dir = lock_dir or Path(tempfile.gettempdir()) / "tq-script-uids"
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        if self._dir.stat().st_uid != os.geteuid() or self._dir.stat().st_mode & 0o077:
+            raise PermissionError(f"{self._dir} must be this user's own, mode 0700")
+        self._held: list[int] = []
+
+    def take(self) -> int:
+        """A uid no other slot on this host holds; its leftover processes (of a crashed executor) are killed."""
+        for uid in range(self._base, self._base + self._count):
+            fd = os.open(self._dir / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self._held.append(fd)
+            kill_uid(uid)
+            return uid
+        raise RuntimeError(f"no free script uid in {self._base}..{self._base + self._count - 1}")
+
+    def close(self) -> None:
+        """Give every uid back."""
+        for fd in self._held:
+            os.close(fd)
+        self._held.clear()
+
+
+@contextlib.contextmanager
+def private_dir(base: Path | None, uid: int | None) -> Iterator[str]:
+    """A fresh directory only its program may use (mode 0700, owned by ``uid`` if given), removed afterwards."""
+    path = tempfile.mkdtemp(prefix="tq-script-", dir=base)
+    try:
+        if uid is not None:
+            os.chown(path, uid, uid)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,42 @@
+"""An executor configured with no task types, or with a script allow-list that cannot work, refuses to start
+with one clear line on stderr (no traceback) and a non-zero exit, before it connects anywhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+EXECUTOR = Path(sys.executable).parent / "tq-executor"
+
+
+def start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TQ_")}
+    # An endpoint nothing listens on: a refusal must come before any connection.
+    clean |= {"TQ_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", **env}
+    return subprocess.run([str(EXECUTOR)], env=clean, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({}, "no task types configured: set TQ_HANDLER_MODULES"),
+        ({"TQ_HANDLER_MODULES": " , "}, "no task types configured"),
+        ({"TQ_SCRIPT_ALLOW": "echo,sleep,true"}, "TQ_SCRIPT_ALLOW: Value error, the script allow-list is not JSON"),
+        ({"TQ_SCRIPT_ALLOW": '{"date": {"args": ["("]}}'}, "not a regular expression"),
+        ({"TQ_SCRIPTS_FILE": "/nonexistent/scripts.json"}, "TQ_SCRIPTS_FILE cannot be read"),
+    ],
+)
+def test_an_executor_that_cannot_work_refuses_to_start_in_one_line(
+    tmp_path: Path, env: dict[str, str], words: str
+) -> None:
+    done = start(tmp_path, **env)
+    assert done.returncode == 2
+    assert words in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
