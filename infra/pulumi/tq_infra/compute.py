@@ -248,12 +248,9 @@ class Services(pulumi.ComponentResource):
         ports = [METRICS_PORT]
         health = f"http://127.0.0.1:{METRICS_PORT}/metrics"
         if service == "gateway":
-            environment |= {
-                "TQ_GATEWAY_HOST": "0.0.0.0",  # noqa: S104 - inside the task's own network namespace
-                "TQ_GATEWAY_PORT": str(GATEWAY_PORT),
-                # Behind the ALB (one proxy): the client's address, for the budget of failed authentications.
-                "TQ_TRUSTED_PROXY_HOPS": "1",
-            }
+            # Behind the ALB, one proxy (more if ``tq:env`` says so, e.g. a CDN in front): the client's address.
+            environment = {"TQ_TRUSTED_PROXY_HOPS": "1"} | environment
+            environment |= {"TQ_GATEWAY_HOST": "0.0.0.0", "TQ_GATEWAY_PORT": str(GATEWAY_PORT)}  # noqa: S104
             ports = [GATEWAY_PORT]
             health = f"http://127.0.0.1:{GATEWAY_PORT}/healthz"
         return {
