@@ -30,6 +30,7 @@ TRICKLE_S = 5.0
 #: Deadlines short enough for a quick test; a trickler's second byte (at 5 s) comes before the head deadline.
 HEAD_TIMEOUT_S = 6.0
 HANDSHAKE_TIMEOUT_S = 4.0
+BODY_TIMEOUT_S = 3.0
 LATENCY_BOUND_S = 1.0
 ALICE = {"Authorization": "Bearer dev-alice"}
 REQUEST = b"GET /v1/tasks?group=team-a HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer dev-alice\r\n\r\n"
@@ -121,7 +122,7 @@ def latencies_during(until: float, request: Callable[[], httpx.Response]) -> lis
 
 @pytest.fixture(scope="module")
 def plain(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {"TQ_REQUEST_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S)}
+    env = {"TQ_REQUEST_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S), "TQ_REQUEST_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}
     with gateway(emulator, tmp_path_factory.mktemp("plain"), env, lambda url: healthz(url).status_code) as url:
         yield url
 
@@ -168,6 +169,27 @@ def test_a_kept_alive_connection_serves_requests_and_its_slow_next_head_gets_a_4
         assert read_response(sock).startswith(b"HTTP/1.1 408 ")
         assert sock.recv(1) == b""
         assert HEAD_TIMEOUT_S - 0.1 < time.monotonic() - start < HEAD_TIMEOUT_S + 3
+
+
+def test_a_body_that_stops_short_gets_a_408_and_a_head_too_large_a_431(plain: str) -> None:
+    port = int(plain.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=BODY_TIMEOUT_S + 5) as sock:
+        # Given a submit whose body stops 8 bytes short of its Content-Length
+        sock.sendall(b"POST /v1/tasks HTTP/1.1\r\nHost: gateway\r\nContent-Length: 10\r\n\r\n{}")
+        start = time.monotonic()
+        # Then it is answered 408 at the body deadline
+        head = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert BODY_TIMEOUT_S - 0.1 < time.monotonic() - start < BODY_TIMEOUT_S + 3
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        # Given a head of 70 KiB that goes on (an ALB refuses over 64 KiB too), then 431 at once
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\n"
+            + b"X-Padding: "
+            + b"a" * 8000
+            + b"".join(b"\r\nX-Padding: " + b"a" * 8000 for _ in range(8))
+        )
+        assert read_response(sock).startswith(b"HTTP/1.1 431 ")
 
 
 def read_response(sock: socket.socket) -> bytes:

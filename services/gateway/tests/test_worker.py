@@ -33,3 +33,9 @@ def head(*lines: str) -> bytes:
 )
 def test_wanted_bytes(buffered: bytes, wanted: int | None) -> None:
     assert wanted_bytes(buffered, max_body_bytes=1024) == wanted
+
+
+def test_the_end_of_a_head_is_looked_for_from_where_the_last_search_stopped() -> None:
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert wanted_bytes(head, 1024, start=len(head) - 7) == len(head)  # the end straddles the old and the new
+    assert wanted_bytes(head + b"GET / HTTP/1.1\r\n", 1024, start=len(head)) is None  # the next head's

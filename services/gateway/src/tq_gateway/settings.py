@@ -22,8 +22,9 @@ class GatewaySettings(CoreSettings):
     gateway_workers: int = Field(default=2, ge=1, le=64)
     gateway_threads: int = Field(default=4, ge=1, le=64)
     #: Connections one worker holds at once (gunicorn's ``worker_connections``): requests in its threads, heads
-    #: being read and idle keep-alive connections. Beyond it the worker stops accepting (the kernel queues).
-    gateway_connections: int = Field(default=500, ge=2, le=10_000)
+    #: being read and idle keep-alive connections. Beyond it the worker stops accepting (the kernel queues). Each
+    #: may buffer a request (64 KiB of head and ``max_body_bytes``): 80 MiB at most per worker by default.
+    gateway_connections: int = Field(default=256, ge=2, le=10_000)
     #: Deadlines for a client to send its request head (from its first byte, or from the accept), then its body
     #: (a ``Content-Length`` body up to ``max_body_bytes``), and to finish the TLS handshake; read in the
     #: worker's event loop, so a slow client holds a socket, never a thread.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import selectors
 import ssl
 import time
@@ -33,16 +34,22 @@ from tq_gateway.settings import GatewaySettings
 RECV_BYTES = 64 * 1024
 #: What gunicorn's parser also takes for the end of a head (a bare ``\n\n`` it then refuses, with a 400).
 HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+#: The longest head buffered (an AWS ALB allows 64 KiB too); gunicorn's own limits allow ~800 KiB, and every
+#: connection of a worker may be buffering one.
+MAX_HEAD_BYTES = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
-def wanted_bytes(buffered: bytes | bytearray, max_body_bytes: int) -> int | None:
+def wanted_bytes(buffered: bytes | bytearray, max_body_bytes: int, start: int = 0) -> int | None:
     """How many bytes of a connection's input make its next request (``None`` while its head is incomplete).
 
     The head, plus a ``Content-Length`` body when there is exactly one such header of at most ``max_body_bytes``
     and no ``Transfer-Encoding`` or ``Expect: 100-continue`` (the client then waits for gunicorn's answer). Any
-    other body is left to the thread (the app refuses a body too large before reading it).
+    other body is left to the thread (the app refuses a body too large before reading it). The head's end is
+    looked for from ``start`` on (what was searched before need not be again: a trickled head stays linear).
     """
-    ends = [(at + len(end)) for end in HEAD_ENDS if (at := buffered.find(end)) >= 0]
+    ends = [(at + len(end)) for end in HEAD_ENDS if (at := buffered.find(end, start)) >= 0]
     if not ends:
         return None
     head_end = min(ends)
@@ -65,6 +72,8 @@ class Conn(TConn):  # type: ignore[misc]
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.buffered = bytearray()
+        #: Where to look for the end of the head next.
+        self.scanned = 0
         self.wanted: int | None = None
         self.deadline = 0.0
         #: What the connection waits for: ``handshake``, ``head`` or ``body`` (a metric label).
@@ -83,9 +92,10 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             "body": settings.request_body_timeout_s,
         }
         self.max_body_bytes = settings.max_body_bytes
-        # Any head longer than this breaks one of gunicorn's limits (request line, header count or size).
-        self.max_head_bytes = (
-            self.cfg.limit_request_line + 2 + self.cfg.limit_request_fields * (self.cfg.limit_request_field_size + 2)
+        # A longer head breaks ours, or one of gunicorn's limits (request line, header count or size).
+        self.max_head_bytes = min(
+            MAX_HEAD_BYTES,
+            self.cfg.limit_request_line + 2 + self.cfg.limit_request_fields * (self.cfg.limit_request_field_size + 2),
         )
         self.reading: set[Conn] = set()
         self.ssl_context: ssl.SSLContext | None = None
@@ -131,7 +141,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         self._read_next(conn, "head")
 
     def _read_next(self, conn: Conn, stage: str) -> None:
-        conn.stage, conn.wanted = stage, None
+        conn.stage, conn.wanted, conn.scanned = stage, None, 0
         conn.deadline = time.monotonic() + self.timeouts_s[stage]
         conn.sock.setblocking(False)
         self.reading.add(conn)
@@ -154,6 +164,10 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         except (OSError, EOFError):  # a failed handshake (its alert is sent), a reset, or the client left
             self._drop(conn)
             return
+        except Exception:  # an error here must not end the event loop, and the worker with it
+            log.exception("error reading a request from %s", conn.client)
+            self._drop(conn)
+            return
         if complete:
             self._hand_over(conn)
 
@@ -168,7 +182,8 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 raise EOFError
             conn.buffered += chunk
             if conn.wanted is None:
-                conn.wanted = wanted_bytes(conn.buffered, self.max_body_bytes)
+                conn.wanted = wanted_bytes(conn.buffered, self.max_body_bytes, conn.scanned)
+                conn.scanned = max(0, len(conn.buffered) - 3)
                 if conn.wanted is None and len(conn.buffered) > self.max_head_bytes:
                     self._refuse(conn, 431, f"the request head is over {self.max_head_bytes} bytes")
                     raise EOFError
