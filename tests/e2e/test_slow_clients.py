@@ -120,6 +120,17 @@ def latencies_during(until: float, request: Callable[[], httpx.Response]) -> lis
     return measured
 
 
+def assert_held(latencies: list[float], attack: Tricklers, deadline_s: float) -> None:
+    """Each of a normal client's requests (one every 0.25 s until shortly before the deadline) answered within a
+    second, and each trickler closed at ``deadline_s`` after it connected (within the server's 1 s sweep)."""
+    closed = sorted(attack.closed_after_s.values()) or [0.0]
+    print(f"\nslowest of {len(latencies)} answers {max(latencies):.3f} s; closed {closed[0]:.2f}-{closed[-1]:.2f} s")
+    assert max(latencies) < LATENCY_BOUND_S, latencies
+    assert len(latencies) >= (deadline_s - 1) / 0.5, latencies
+    assert sorted(attack.closed_after_s) == list(range(ATTACKERS)), attack.closed_after_s
+    assert all(deadline_s - 0.1 < s < deadline_s + 3 for s in closed), closed
+
+
 @pytest.fixture(scope="module")
 def plain(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {"TQ_REQUEST_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S), "TQ_REQUEST_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}
@@ -140,14 +151,9 @@ def test_trickled_heads_hold_no_thread_and_are_closed_with_a_408_at_their_deadli
             attack.opened + HEAD_TIMEOUT_S - 0.5,
             lambda: httpx.get(f"{plain}/v1/tasks", params={"group": "team-a"}, headers=ALICE, timeout=3),
         )
-    closed = sorted(attack.closed_after_s.values()) or [0.0]
-    print(f"\nslowest of {len(latencies)} answers {max(latencies):.3f} s; closed {closed[0]:.2f}-{closed[-1]:.2f} s")
-    # Then every answer came within a second
-    assert max(latencies) < LATENCY_BOUND_S, latencies
-    assert len(latencies) >= 10
-    # and every trickler got a 408 problem+json and was closed at its deadline, not before
-    assert sorted(attack.closed_after_s) == list(range(ATTACKERS)), attack.closed_after_s
-    assert all(HEAD_TIMEOUT_S - 0.1 < s < HEAD_TIMEOUT_S + 3 for s in closed), closed
+    # Then every answer came within a second, and every trickler was closed at its deadline, not before
+    assert_held(latencies, attack, HEAD_TIMEOUT_S)
+    # after a 408 problem+json
     for reply in attack.replies.values():
         assert reply.startswith(b"HTTP/1.1 408 "), reply
         assert b"application/problem+json" in reply, reply
@@ -237,10 +243,5 @@ def test_handshakes_that_never_finish_hold_no_thread_and_are_closed_at_their_dea
             attack.opened + HANDSHAKE_TIMEOUT_S - 0.5,
             lambda: httpx.get(f"{url}/v1/tasks", params={"group": "team-a"}, headers=ALICE, verify=context, timeout=3),
         )
-    closed = sorted(attack.closed_after_s.values()) or [0.0]
-    print(f"\nslowest of {len(latencies)} answers {max(latencies):.3f} s; closed {closed[0]:.2f}-{closed[-1]:.2f} s")
     # Then every answer came within a second, and every handshake was cut at its deadline, not before
-    assert max(latencies) < LATENCY_BOUND_S, latencies
-    assert len(latencies) >= 6
-    assert sorted(attack.closed_after_s) == list(range(ATTACKERS)), attack.closed_after_s
-    assert all(HANDSHAKE_TIMEOUT_S - 0.1 < s < HANDSHAKE_TIMEOUT_S + 3 for s in closed), closed
+    assert_held(latencies, attack, HANDSHAKE_TIMEOUT_S)
