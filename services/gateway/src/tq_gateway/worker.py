@@ -107,6 +107,8 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
 
         self.timed_out = CONNECTIONS_TIMED_OUT
         if self.cfg.is_ssl:
+            # One context per worker (gunicorn makes one per connection): new certificate files are read by new
+            # workers (a rolling restart, or SIGHUP to the master).
             self.ssl_context = gunicorn_sock.ssl_context(self.cfg)
         super().init_process()
 
