@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import falcon
 
-from tq_gateway.auth_failures import FailureBudget, client_address
+from tq_gateway.auth_failures import REFUSED, FailureBudget, client_address
 from tq_gateway.jwt_auth import InvalidToken, JwtTokens
 from tq_gateway.settings import GatewaySettings
 from tqcore.api_keys import ApiKeys
@@ -148,6 +148,7 @@ class BearerAuth:
         if refusal is not None:
             known = self._resolve(token, lookup=False) if token else None
             if known is None:
+                REFUSED.inc()
                 raise refusal
             return known
         try:

@@ -81,7 +81,6 @@ class FailureBudget:
         decision = self._buckets.acquire(address, self._rate, self._burst, self._clock(), take=False)
         if decision is None or decision.allowed:  # a full table fails open, as the per-principal limit does
             return None
-        REFUSED.inc()
         return TooManyFailures(max(1, math.ceil(decision.retry_after_s)), self._rate, self._burst)
 
     def failed(self, address: str) -> None:
