@@ -75,6 +75,18 @@ def test_containers_run_the_configured_image_tags(stack: list[Registered]) -> No
         assert env["TQ_PREFIX"] == CONFIG.prefix
 
 
+def test_the_gateway_trusts_the_one_proxy_in_front_of_it(stack: list[Registered]) -> None:
+    # The ALB appends the client's address to X-Forwarded-For, and the gateway takes that one entry, no more
+    (alb,) = checks.of_type(stack, "aws:lb/loadBalancer:LoadBalancer")
+    assert alb.inputs["xffHeaderProcessingMode"] == "append"
+    hops = {}
+    for definition in checks.of_type(stack, "aws:ecs/taskDefinition:TaskDefinition"):
+        (container,) = json.loads(definition.inputs["containerDefinitions"])
+        hops[container["name"]] = {e["name"]: e["value"] for e in container["environment"]}.get("TQ_TRUSTED_PROXY_HOPS")
+    assert hops == {service: ("1" if service == "gateway" else None) for service in hops}
+    assert hops["gateway"] == "1"
+
+
 def test_every_queue_is_fifo_and_redrives(stack: list[Registered]) -> None:
     assert checks.queue_problems(stack) == []
 

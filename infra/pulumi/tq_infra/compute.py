@@ -167,6 +167,9 @@ class Services(pulumi.ComponentResource):
             subnets=[s.id for s in network.public_subnets],
             security_groups=[sg.id],
             drop_invalid_header_fields=True,
+            # The ALB appends the address it saw to X-Forwarded-For (the default, said here because the gateway's
+            # TQ_TRUSTED_PROXY_HOPS=1 relies on it: the header's last entry is the client's).
+            xff_header_processing_mode="append",
             opts=child,
         )
         target_group = aws.lb.TargetGroup(
@@ -245,6 +248,8 @@ class Services(pulumi.ComponentResource):
         ports = [METRICS_PORT]
         health = f"http://127.0.0.1:{METRICS_PORT}/metrics"
         if service == "gateway":
+            # Behind the ALB, one proxy (more if ``tq:env`` says so, e.g. a CDN in front): the client's address.
+            environment = {"TQ_TRUSTED_PROXY_HOPS": "1"} | environment
             environment |= {"TQ_GATEWAY_HOST": "0.0.0.0", "TQ_GATEWAY_PORT": str(GATEWAY_PORT)}  # noqa: S104
             ports = [GATEWAY_PORT]
             health = f"http://127.0.0.1:{GATEWAY_PORT}/healthz"

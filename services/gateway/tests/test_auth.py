@@ -227,6 +227,28 @@ def test_refusals_are_cached_briefly_and_a_full_cache_stays_bounded(
     assert len(cached._cache) <= 2
 
 
+def test_a_full_cache_evicts_its_oldest_refusal_and_a_flood_of_refusals_keeps_good_keys(
+    api: tuple[ApiKeys, InMemoryApiKeyStore],
+) -> None:
+    keys, store = api
+    cached = CachedApiKeys(keys, max_entries=3, monotonic=Ticker(), refused_ttl_s=2)
+    _, token = keys.create("alice", ["team-a"])
+    assert cached.authenticate(token) is not None
+    bad = [f"tq_{n:016x}_{'A' * 43}" for n in range(4)]  # well-formed, of no key: each costs a lookup
+    # Given a cache of 3 that refused 4 tokens in turn (the first was pushed out by the fourth)
+    for wrong in bad:
+        assert cached.authenticate(wrong) is None
+    finds = store.finds
+    # Then the three newest refusals and the good key are still cached: no lookup for them
+    for wrong in bad[1:]:
+        assert cached.authenticate(wrong) is None
+    assert cached.authenticate(token) is not None
+    assert store.finds == finds
+    # and the oldest refusal is looked up again
+    assert cached.authenticate(bad[0]) is None
+    assert store.finds == finds + 1
+
+
 def test_the_chain_asks_each_authenticator_until_one_knows_the_token(
     api: tuple[ApiKeys, InMemoryApiKeyStore],
 ) -> None:

@@ -9,6 +9,7 @@ import falcon
 
 from tq_gateway import errors
 from tq_gateway.auth import BearerAuth, authenticators
+from tq_gateway.auth_failures import FailureBudget
 from tq_gateway.body import BodyLimit
 from tq_gateway.metrics import Metrics, RequestMetrics
 from tq_gateway.openapi import OpenApi
@@ -67,7 +68,9 @@ def build_app(
         *([RequestSpans()] if trace_requests else []),  # first: its span covers the rest of the request
         RequestMetrics(),
         BodyLimit(settings.max_body_bytes),
-        BearerAuth(authenticators(settings, api_keys)),
+        BearerAuth(
+            authenticators(settings, api_keys), FailureBudget.from_settings(settings), settings.trusted_proxy_hops
+        ),
     ]
     if settings.rate_limit_rps > 0:  # after authentication: the limit is per principal
         middleware.append(RateLimit.from_settings(settings, replicas or Replicas()))

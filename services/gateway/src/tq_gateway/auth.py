@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import falcon
 
+from tq_gateway.auth_failures import REFUSED, FailureBudget, client_address
 from tq_gateway.jwt_auth import InvalidToken, JwtTokens
 from tq_gateway.settings import GatewaySettings
 from tqcore.api_keys import ApiKeys
@@ -45,8 +47,9 @@ class Unauthenticated(falcon.HTTPUnauthorized):
 class Authenticator(Protocol):
     """Resolves one kind of bearer token."""
 
-    def authenticate(self, token: str) -> Principal | None:
-        """The caller, or ``None`` if the token is not of this kind or unknown; ``InvalidToken`` to refuse."""
+    def authenticate(self, token: str, *, lookup: bool = True) -> Principal | None:
+        """The caller, or ``None`` if the token is not of this kind or unknown (or, without ``lookup``, not known
+        without reading a store); ``InvalidToken`` to refuse."""
         ...
 
 
@@ -56,7 +59,7 @@ class DevTokens:
     def __init__(self, principals: Mapping[str, Principal] = DEV_PRINCIPALS) -> None:
         self._principals = principals
 
-    def authenticate(self, token: str) -> Principal | None:
+    def authenticate(self, token: str, *, lookup: bool = True) -> Principal | None:
         """The dev principal named by the token."""
         return self._principals.get(token)
 
@@ -64,7 +67,8 @@ class DevTokens:
 class CachedApiKeys:
     """API keys, each lookup remembered (by the token's hash, not the token): a key found for ``ttl_s``, a token
     refused for ``refused_ttl_s`` (so a client repeating a bad token costs no read per request; a new key's id is
-    random, so it is never among the refused)."""
+    random, so it is never among the refused). Each of the two caches holds ``max_entries`` and evicts its oldest
+    entry first, so a flood of bad tokens never pushes a good key out."""
 
     def __init__(
         self,
@@ -79,53 +83,97 @@ class CachedApiKeys:
         self._refused_ttl_s = refused_ttl_s
         self._max_entries = max_entries
         self._monotonic = monotonic
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        #: Token hash -> (expiry, principal) of the keys found, and -> expiry of the tokens refused; oldest first.
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+        self._refused: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
-    def authenticate(self, token: str) -> Principal | None:
-        """The key's principal, from the cache or the store."""
+    def authenticate(self, token: str, *, lookup: bool = True) -> Principal | None:
+        """The key's principal, from the cache or (with ``lookup``) the store."""
         digest = api_key_hash(token)
         now = self._monotonic()
         with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+            known = self._cache.get(digest)
+            if known is not None and known[0] > now:
+                return known[1]
+            refused_until = self._refused.get(digest)
+            if refused_until is not None and refused_until > now:
+                return None
+        if not lookup:
+            return None
         principal = self._keys.authenticate(token)
         with self._lock:
-            if len(self._cache) >= self._max_entries:
-                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-                if len(self._cache) >= self._max_entries:
-                    self._cache.clear()
-            self._cache[digest] = (now + (self._ttl_s if principal else self._refused_ttl_s), principal)
+            if principal is None:
+                remember(self._refused, digest, now + self._refused_ttl_s, self._max_entries)
+            else:
+                remember(self._cache, digest, (now + self._ttl_s, principal), self._max_entries)
         return principal
 
 
-class BearerAuth:
-    """Resolves ``Authorization: Bearer <token>`` to a principal in ``req.context.principal``."""
+def remember(cache: OrderedDict[str, Any], key: str, value: Any, max_entries: int) -> None:
+    """Put ``key`` in ``cache`` as its newest entry, evicting the oldest beyond ``max_entries``."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > max_entries:
+        cache.popitem(last=False)
 
-    def __init__(self, authenticators: Sequence[Authenticator]) -> None:
+
+class BearerAuth:
+    """Resolves ``Authorization: Bearer <token>`` to a principal in ``req.context.principal``: the one place a
+    request is authenticated or refused (401, or 429 for an address over its budget of failures)."""
+
+    def __init__(
+        self,
+        authenticators: Sequence[Authenticator],
+        failures: FailureBudget | None = None,
+        trusted_proxy_hops: int = 0,
+    ) -> None:
         self._authenticators = list(authenticators)
+        self._failures = failures
+        self._trusted_proxy_hops = trusted_proxy_hops
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
         if req.path in PUBLIC_PATHS or resource is None:
             return
         header = req.get_header("Authorization") or ""
         scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        req.context.principal = self.principal(token)
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        req.context.principal = self.principal(token, client_address(req, self._trusted_proxy_hops))
 
-    def principal(self, token: str) -> Principal:
-        """The first authenticator's answer; ``Unauthenticated`` if none knows the token."""
+    def principal(self, token: str, address: str = "") -> Principal:
+        """The first authenticator's answer for ``token`` from ``address``: ``Unauthenticated`` if none knows
+        it; ``TooManyFailures``, before any lookup, if the address is over its budget and the token is not known
+        without one."""
+        refusal = self._failures.check(address) if self._failures else None
+        if refusal is not None:
+            known = self._resolve(token, lookup=False) if token else None
+            if known is None:
+                REFUSED.inc()
+                raise refusal
+            return known
+        try:
+            if not token:
+                raise Unauthenticated("send 'Authorization: Bearer <token>'")
+            principal = self._resolve(token, lookup=True)
+            if principal is None:
+                raise Unauthenticated("unknown token")
+        except Unauthenticated:
+            if self._failures:
+                self._failures.failed(address)
+            raise
+        return principal
+
+    def _resolve(self, token: str, *, lookup: bool) -> Principal | None:
         for authenticator in self._authenticators:
             try:
-                principal = authenticator.authenticate(token)
+                principal = authenticator.authenticate(token, lookup=lookup)
             except InvalidToken as error:
+                if not lookup:
+                    return None
                 raise Unauthenticated(f"invalid token: {error}") from None
             if principal is not None:
                 return principal
-        raise Unauthenticated("unknown token")
+        return None
 
 
 def authenticators(settings: GatewaySettings, api_keys: ApiKeys | None) -> list[Authenticator]:

@@ -80,8 +80,9 @@ class SharedBuckets:
         # fcntl locks belong to the process: threads of one worker also need a lock of their own.
         self._threads = threading.Lock()
 
-    def acquire(self, name: str, rate: float, burst: float, now: float) -> Decision | None:
-        """Admit one request for ``name``; ``None`` when every slot it may use is held by a live bucket."""
+    def acquire(self, name: str, rate: float, burst: float, now: float, *, take: bool = True) -> Decision | None:
+        """Admit one request for ``name`` (or, without ``take``, only say whether one would be admitted);
+        ``None`` when every slot it may use is held by a live bucket."""
         key = key_hash(name)
         with self._threads:
             if self._fd >= 0:
@@ -92,7 +93,7 @@ class SharedBuckets:
                     return None
                 stored_key, tat = SLOT.unpack_from(self._map, offset)
                 decision = gcra(tat if stored_key == key else now, now, rate, burst)
-                if decision.allowed:
+                if decision.allowed and take:
                     SLOT.pack_into(self._map, offset, key, decision.tat)
                 return decision
             finally:

@@ -9,6 +9,7 @@ import falcon
 from pydantic import ValidationError
 
 from tq_gateway import problems
+from tq_gateway.auth_failures import TooManyFailures
 from tq_gateway.problems import PROBLEM_JSON
 from tq_gateway.ratelimit import RateLimited
 from tqcore.domain.errors import (
@@ -93,7 +94,9 @@ def _http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPEr
         resp.set_headers(error.headers)
 
 
-def _rate_limited(req: falcon.Request, resp: falcon.Response, error: RateLimited, params: Any) -> None:
+def _rate_limited(
+    req: falcon.Request, resp: falcon.Response, error: RateLimited | TooManyFailures, params: Any
+) -> None:
     problem(resp, 429, "rate-limited", str(error), retry_after_s=error.retry_after_s)
     resp.set_header("Retry-After", str(error.retry_after_s))
 
@@ -110,3 +113,4 @@ def register(app: falcon.App[Any, Any]) -> None:
     app.add_error_handler(ValidationError, _validation_error)
     app.add_error_handler(TqError, _domain_error)
     app.add_error_handler(RateLimited, _rate_limited)
+    app.add_error_handler(TooManyFailures, _rate_limited)

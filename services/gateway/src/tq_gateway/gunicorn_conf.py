@@ -21,8 +21,10 @@ _settings = GatewaySettings()
 
 bind = f"{_settings.gateway_host}:{_settings.gateway_port}"
 workers = _settings.gateway_workers
-worker_class = "gthread"
+# gthread, with request heads and TLS handshakes read in the event loop under deadlines (see tq_gateway.worker).
+worker_class = "tq_gateway.worker.DeadlineWorker"
 threads = _settings.gateway_threads
+worker_connections = _settings.gateway_connections
 # Each worker builds its own app (and AWS clients) after the fork.
 preload_app = False
 graceful_timeout = 10
@@ -65,7 +67,7 @@ if _settings.tls_cert:
 
 
 def on_starting(server: Any) -> None:
-    """Before forking workers: create the host's shared rate-limit table and name this replica, for the workers.
+    """Before forking workers: create the host's shared rate-limit tables and name this replica, for the workers.
 
     Workers inherit the master's environment, so every worker of this master maps the same table and
     heartbeats the same presence instance (``<host>:<master pid>``): one replica, however many workers.
@@ -74,14 +76,15 @@ def on_starting(server: Any) -> None:
     # private (0700) directory with a random name under it.
     shm = Path("/dev/shm")  # noqa: S108
     directory = tempfile.mkdtemp(prefix="tq-gateway-", dir=shm if shm.is_dir() else None)
-    table = os.path.join(directory, "rate-limit")
-    create_table(table)
-    os.environ["TQ_RATE_LIMIT_TABLE"] = table
+    for name, variable in (("rate-limit", "TQ_RATE_LIMIT_TABLE"), ("auth-failures", "TQ_AUTH_FAILURE_TABLE")):
+        table = os.path.join(directory, name)
+        create_table(table)
+        os.environ[variable] = table
     os.environ.setdefault("TQ_GATEWAY_INSTANCE", f"{socket.gethostname()}:{os.getpid()}")
 
 
 def on_exit(server: Any) -> None:
-    """Remove the shared rate-limit table, and leave the presence registry (the other replicas then take this
+    """Remove the shared rate-limit tables, and leave the presence registry (the other replicas then take this
     one's share of the rate limit at once, not when its workers' last heartbeat runs out)."""
     table = os.environ.get("TQ_RATE_LIMIT_TABLE")
     if table:

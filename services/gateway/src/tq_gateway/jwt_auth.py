@@ -65,7 +65,7 @@ class JwtTokens:
             admin_claim=settings.jwt_admin_claim,
         )
 
-    def authenticate(self, token: str) -> Principal | None:
+    def authenticate(self, token: str, *, lookup: bool = True) -> Principal | None:
         """The token's principal; ``None`` if it is not a JWT at all, ``InvalidToken`` if it fails a check."""
         if token.count(".") != 2:
             return None

@@ -31,6 +31,11 @@ SUBMIT_DURATION = Histogram(
     "Time to accept a task (POST /v1/tasks answered 201).",
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
 )
+CONNECTIONS_TIMED_OUT = Counter(
+    "tq_http_connections_timed_out_total",
+    "Connections closed for missing a deadline, by what they were sending: handshake, head or body.",
+    ["stage"],
+)
 #: Requests that matched no route are counted under one label, whatever their path.
 UNROUTED = "unrouted"
 

@@ -58,7 +58,10 @@ def responses() -> dict[str, Any]:
     """Problem responses every authenticated operation (or every one that reads a body) may answer."""
     return {
         "Unauthorized": problem("missing or unknown bearer token", **{"WWW-Authenticate": "WWWAuthenticate"}),
-        "TooManyRequests": problem("the caller's rate limit is exhausted", **{"Retry-After": "RetryAfter"}),
+        "TooManyRequests": problem(
+            "the caller's rate limit is exhausted, or its address's budget of failed authentications",
+            **{"Retry-After": "RetryAfter"},
+        ),
         "Unavailable": problem("storage throttled or a dependency unreachable", **{"Retry-After": "RetryAfter"}),
         "NotFound": problem("no such task, or it is not in the caller's groups (its existence is not revealed)"),
         "MalformedBody": problem("the body is empty, not valid JSON, or not a JSON object"),

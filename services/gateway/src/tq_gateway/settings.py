@@ -21,6 +21,24 @@ class GatewaySettings(CoreSettings):
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     gateway_workers: int = Field(default=2, ge=1, le=64)
     gateway_threads: int = Field(default=4, ge=1, le=64)
+    #: Connections one worker holds at once (gunicorn's ``worker_connections``): requests in its threads, heads
+    #: being read and idle keep-alive connections. Beyond it the worker stops accepting (the kernel queues). Each
+    #: may buffer a request (64 KiB of head and ``max_body_bytes``): 80 MiB at most per worker by default.
+    gateway_connections: int = Field(default=256, ge=2, le=10_000)
+    #: Deadlines for a client to send its request head (from its first byte, or from the accept), then its body
+    #: (a ``Content-Length`` body up to ``max_body_bytes``), and to finish the TLS handshake; read in the
+    #: worker's event loop, so a slow client holds a socket, never a thread.
+    request_head_timeout_s: float = Field(default=10, gt=0, le=300)
+    request_body_timeout_s: float = Field(default=30, gt=0, le=300)
+    tls_handshake_timeout_s: float = Field(default=5, gt=0, le=300)
+    #: Proxies in front of the gateway that append the peer they saw to ``X-Forwarded-For`` (an AWS ALB: 1).
+    #: The client's address is then that header's entry this many from the right; 0 trusts no header.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    #: Failed authentications one client address may make per second (all workers of a host together) before
+    #: its requests without a known token get 429, without a token lookup; 0 switches this off.
+    auth_failure_rps: float = Field(default=20, ge=0)
+    #: ... and at once, before ``auth_failure_rps`` applies.
+    auth_failure_burst: int = Field(default=40, ge=1)
     #: Accepted bearer tokens, comma-separated: ``keys`` (API keys made with ``tq-keys``), ``jwt`` (signed by
     #: the ``jwt_*`` issuer), ``dev`` (the contract's fixed dev principals: local stack and tests only).
     auth: Annotated[list[AuthKind], NoDecode] = Field(default_factory=lambda: list(DEFAULT_AUTH), min_length=1)
@@ -50,6 +68,8 @@ class GatewaySettings(CoreSettings):
     rate_limit_burst: int = Field(default=400, ge=1)
     #: Set by the gunicorn master for its workers: the host's shared rate-limit table file ...
     rate_limit_table: str | None = None
+    #: ... the host's shared table of failed authentications per client address ...
+    auth_failure_table: str | None = None
     #: ... and this replica's name in the presence registry (``<host>:<master pid>``).
     gateway_instance: str | None = None
 
@@ -69,4 +89,6 @@ class GatewaySettings(CoreSettings):
                 raise ValueError(f"TQ_AUTH=jwt needs {needs}, TQ_JWT_ISSUER and TQ_JWT_AUDIENCE")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
             raise ValueError("TLS needs both TQ_TLS_CERT and TQ_TLS_KEY (and them for TQ_TLS_CLIENT_CA)")
+        if self.gateway_connections <= self.gateway_threads:
+            raise ValueError("TQ_GATEWAY_CONNECTIONS must be greater than TQ_GATEWAY_THREADS")
         return self

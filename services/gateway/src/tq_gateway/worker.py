@@ -1,0 +1,233 @@
+"""gunicorn's gthread worker, with each request's head (and a short body) and the TLS handshake read in its
+event loop under deadlines: a slow or silent client holds a socket, never one of the worker's few threads.
+
+gunicorn's own gthread worker hands a connection to a thread once its first byte is readable, and the thread
+then blocks until the whole head (or handshake) arrives: a handful of clients trickling a byte now and then hold
+every thread. Here the event loop does the non-blocking reads, closes a connection that misses its deadline
+(with a 408 problem+json once HTTP is spoken), and gives a thread only a request it can parse without waiting:
+the buffered bytes go to gunicorn's own parser (``unreader.unread``), which stays the one judge of the request.
+
+Served with ``worker_class = "tq_gateway.worker.DeadlineWorker"``, over HTTP/1.1 (gunicorn's default
+``http_protocols``; HTTP/2 would bypass the head reader). The master imports this module: no metrics or AWS
+clients at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import selectors
+import ssl
+import time
+from functools import partial
+from typing import Any
+
+from gunicorn import http
+from gunicorn import sock as gunicorn_sock
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from tq_gateway import problems
+from tq_gateway.settings import GatewaySettings
+
+#: Bytes asked of a socket per read.
+RECV_BYTES = 64 * 1024
+#: What gunicorn's parser also takes for the end of a head (a bare ``\n\n`` it then refuses, with a 400).
+HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+#: The longest head buffered (an AWS ALB allows 64 KiB too); gunicorn's own limits allow ~800 KiB, and every
+#: connection of a worker may be buffering one.
+MAX_HEAD_BYTES = 64 * 1024
+
+log = logging.getLogger(__name__)
+
+
+def wanted_bytes(buffered: bytes | bytearray, max_body_bytes: int, start: int = 0) -> int | None:
+    """How many bytes of a connection's input make its next request (``None`` while its head is incomplete).
+
+    The head, plus a ``Content-Length`` body when there is exactly one such header of at most ``max_body_bytes``
+    and no ``Transfer-Encoding`` or ``Expect: 100-continue`` (the client then waits for gunicorn's answer). Any
+    other body is left to the thread (the app refuses a body too large before reading it). The head's end is
+    looked for from ``start`` on (what was searched before need not be again: a trickled head stays linear).
+    """
+    ends = [(at + len(end)) for end in HEAD_ENDS if (at := buffered.find(end, start)) >= 0]
+    if not ends:
+        return None
+    head_end = min(ends)
+    lengths: list[bytes | bytearray] = []
+    for line in buffered[:head_end].split(b"\n")[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"transfer-encoding" or (name == b"expect" and value == b"100-continue"):
+            return head_end
+        if name == b"content-length":
+            lengths.append(value)
+    if len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) <= max_body_bytes:
+        return head_end + int(lengths[0])
+    return head_end
+
+
+class Conn(TConn):  # type: ignore[misc]
+    """A connection, with what the event loop read of its next request and the deadline of what it waits for."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.buffered = bytearray()
+        #: Where to look for the end of the head next.
+        self.scanned = 0
+        self.wanted: int | None = None
+        self.deadline = 0.0
+        #: What the connection waits for: ``handshake``, ``head`` or ``body`` (a metric label).
+        self.stage = "head"
+
+
+class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
+    """A gthread worker whose event loop reads request heads and TLS handshakes under deadlines."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = GatewaySettings()
+        self.timeouts_s = {
+            "handshake": settings.tls_handshake_timeout_s,
+            "head": settings.request_head_timeout_s,
+            "body": settings.request_body_timeout_s,
+        }
+        self.max_body_bytes = settings.max_body_bytes
+        # A longer head breaks ours, or one of gunicorn's limits (request line, header count or size).
+        self.max_head_bytes = min(
+            MAX_HEAD_BYTES,
+            self.cfg.limit_request_line + 2 + self.cfg.limit_request_fields * (self.cfg.limit_request_field_size + 2),
+        )
+        self.reading: set[Conn] = set()
+        self.ssl_context: ssl.SSLContext | None = None
+        self.timed_out: Any = None
+
+    def init_process(self) -> None:
+        """In the worker: one TLS context for all its connections, and its metric; then gunicorn's loop."""
+        from tq_gateway.metrics import CONNECTIONS_TIMED_OUT
+
+        self.timed_out = CONNECTIONS_TIMED_OUT
+        if self.cfg.is_ssl:
+            # One context per worker (gunicorn makes one per connection): new certificate files are read by new
+            # workers (a rolling restart, or SIGHUP to the master).
+            self.ssl_context = gunicorn_sock.ssl_context(self.cfg)
+        super().init_process()
+
+    def accept(self, listener: Any) -> None:
+        """Accept a connection and start reading its handshake or head in the event loop."""
+        try:
+            client, address = listener.accept()
+        except OSError as error:
+            if error.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                return
+            raise
+        self.nr_conns += 1
+        conn = Conn(self.cfg, client, address, listener.getsockname())  # non-blocking from here
+        if self.ssl_context is not None:
+            try:
+                conn.sock = self.ssl_context.wrap_socket(
+                    client,
+                    server_side=True,
+                    do_handshake_on_connect=False,
+                    suppress_ragged_eofs=self.cfg.suppress_ragged_eofs,
+                )
+            except OSError:  # the client is gone already
+                self._drop(conn)
+                return
+            conn.stage = "handshake"
+        self._read_next(conn, conn.stage)
+
+    def enqueue_req(self, conn: Conn) -> None:
+        """A kept-alive connection spoke again (or read ahead): read its next head here, not in a thread."""
+        # A request's body drain can have read into the next request: those bytes start the next head.
+        conn.buffered += conn.parser.unreader.take_buffered()
+        self._read_next(conn, "head")
+
+    def _read_next(self, conn: Conn, stage: str) -> None:
+        conn.stage, conn.wanted, conn.scanned = stage, None, 0
+        conn.deadline = time.monotonic() + self.timeouts_s[stage]
+        conn.sock.setblocking(False)
+        self.reading.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._advance, conn))
+        self._advance(conn)  # bytes may be waiting already (read ahead, or behind the handshake)
+
+    def _advance(self, conn: Conn, _fileobj: Any = None) -> None:
+        """Move a connection on with what its socket holds: handshake, then head, then body, then a thread."""
+        try:
+            if conn.stage == "handshake":
+                conn.sock.do_handshake()
+                conn.stage, conn.deadline = "head", time.monotonic() + self.timeouts_s["head"]
+            complete = self._read(conn)
+        except ssl.SSLWantReadError:
+            return  # the handshake waits for the client
+        except ssl.SSLWantWriteError:
+            # A handshake's few KiB fit a fresh socket's send buffer: this does not happen in practice, and a
+            # client that makes it happen meets its deadline.
+            return
+        except (OSError, EOFError):  # a failed handshake (its alert is sent), a reset, or the client left
+            self._drop(conn)
+            return
+        except Exception:  # an error here must not end the event loop, and the worker with it
+            log.exception("error reading a request from %s", conn.client)
+            self._drop(conn)
+            return
+        if complete:
+            self._hand_over(conn)
+
+    def _read(self, conn: Conn) -> bool:
+        """Buffer what the socket holds; whether the next request is all there."""
+        while conn.wanted is None or len(conn.buffered) < conn.wanted:
+            try:
+                chunk = conn.sock.recv(RECV_BYTES)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                return False
+            if not chunk:
+                raise EOFError
+            conn.buffered += chunk
+            if conn.wanted is None:
+                conn.wanted = wanted_bytes(conn.buffered, self.max_body_bytes, conn.scanned)
+                conn.scanned = max(0, len(conn.buffered) - 3)
+                if conn.wanted is None and len(conn.buffered) > self.max_head_bytes:
+                    self._refuse(conn, 431, f"the request head is over {self.max_head_bytes} bytes")
+                    raise EOFError
+                if conn.wanted is not None and len(conn.buffered) < conn.wanted:
+                    conn.stage, conn.deadline = "body", time.monotonic() + self.timeouts_s["body"]
+        return True
+
+    def _hand_over(self, conn: Conn) -> None:
+        """Give a thread the connection, its buffered request replayed to gunicorn's parser."""
+        self._unwatch(conn)
+        conn.sock.setblocking(True)
+        if conn.parser is None:
+            conn.initialized = True  # the handshake is done; TConn.init would wrap the socket again
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        conn.parser.unreader.unread(bytes(conn.buffered))
+        conn.buffered.clear()
+        conn.data_ready = True  # gthread's handle then reads at once, without its own wait
+        super().enqueue_req(conn)
+
+    def murder_pending(self) -> None:
+        """gunicorn's expiry of deferred connections, and ours: close those past their deadline."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [conn for conn in self.reading if conn.deadline <= now]:
+            self.timed_out.labels(conn.stage).inc()
+            if conn.stage != "handshake":
+                what = "request body" if conn.stage == "body" else "request head"
+                self._refuse(conn, 408, f"the {what} did not arrive within {self.timeouts_s[conn.stage]:g} s")
+            self._drop(conn)
+
+    def _refuse(self, conn: Conn, status: int, detail: str) -> None:
+        """Send a problem+json refusal if the socket takes it now (the connection closes after it anyway)."""
+        with contextlib.suppress(OSError):
+            conn.sock.send(problems.refusal(status, detail))
+
+    def _unwatch(self, conn: Conn) -> None:
+        if conn in self.reading:
+            self.reading.discard(conn)
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.poller.unregister(conn.sock)
+
+    def _drop(self, conn: Conn) -> None:
+        self._unwatch(conn)
+        self.nr_conns -= 1
+        conn.close()
