@@ -34,7 +34,7 @@ def test_a_payload_of_too_many_nodes_is_a_413_problem_and_stores_nothing() -> No
     # When it is submitted
     response = api.simulate_post("/v1/tasks", body=body, headers={**ALICE, "content-type": "application/json"})
     # Then it is refused as too large, saying why, and nothing was stored
-    assert response.status_code == 413, response.text
+    assert response.status_code == 413, response.text[:300]
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json["type"].endswith("too-large")
     assert "more than 10000 JSON nodes" in response.json["detail"]
@@ -47,7 +47,7 @@ def test_the_node_bound_is_a_setting_and_applies_to_patch() -> None:
     assert submit(api, list(range(100))).status_code == 413
     task = submit(api, {"x": 1}).json
     response = api.simulate_patch(f"/v1/tasks/{task['id']}", json={"payload": [[]] * 100}, headers=ALICE)
-    assert response.status_code == 413, response.text
+    assert response.status_code == 413, response.text[:300]
     assert api.simulate_get(f"/v1/tasks/{task['id']}", headers=ALICE).json["payload"] == {"x": 1}
 
 
