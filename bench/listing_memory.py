@@ -45,7 +45,7 @@ def report(what: str, listing: Listing, made: list[str], workers: list[int], too
     print(f"  gateway workers' peak RSS (VmHWM): {peaks(workers)}")
 
 
-def listed(client: httpx.Client, path: str, params: dict[str, object]) -> tuple[Listing, float]:
+def listed(client: httpx.Client, path: str, params: dict[str, str | int]) -> tuple[Listing, float]:
     started = time.monotonic()
     return list_every_page(client, path, params), time.monotonic() - started
 

@@ -89,7 +89,7 @@ class Listing:
     pages: list[tuple[int, int, float]] = field(default_factory=list)
 
 
-def list_every_page(client: httpx.Client, path: str, params: dict[str, object], max_pages: int = 10_000) -> Listing:
+def list_every_page(client: httpx.Client, path: str, params: dict[str, str | int], max_pages: int = 10_000) -> Listing:
     """Follow ``next_cursor`` from the first page to the last."""
     listing = Listing()
     cursor: str | None = None
