@@ -8,10 +8,9 @@ costs about its own size.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import msgspec
@@ -86,7 +85,7 @@ class ListedTask:
             return self
         fields = _FIELDS.decode(self.doc)
         fields["lease_expires_at"] = msgspec.Raw(msgspec.json.encode(ts(expires_at)))
-        return dataclasses.replace(self, doc=msgspec.json.encode(fields))
+        return replace(self, doc=msgspec.json.encode(fields))
 
 
 def page_json(items: Sequence[ListedTask], next_cursor: str | None) -> bytes:
