@@ -6,15 +6,15 @@ import heapq
 import itertools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from tqcore.clock import SystemClock
+from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
 from tqcore.domain.codec import ts
 from tqcore.domain.errors import (
     Forbidden,
-    GroupRequired,
     IllegalTransition,
     InvalidCursor,
     LogExpired,
@@ -23,30 +23,20 @@ from tqcore.domain.errors import (
     TaskNotFound,
 )
 from tqcore.domain.model import Event, RunStatus, Status
-from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters, TaskListQuery
+from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import Run, find_run, page_of_runs, project_runs
 from tqcore.domain.task import Task
+from tqcore.listing import PAGE_BYTES, PageRules, TaskPage, fill_page, listed_groups
 from tqcore.ports import Clock, RunLogStore, TaskQueue, TaskStore
-from tqcore.queries import (
-    TaskQueries,
-    decode_cursor,
-    dlq_after,
-    dlq_cursor,
-    dlq_position,
-    encode_cursor,
-    task_after,
-)
+from tqcore.queries import TaskQueries, decode_cursor, dlq_after, encode_cursor
 from tqcore.service import TASK_ID, mutate
 
 log = logging.getLogger(__name__)
 
 _RUNS = "runs"
 _SEQ = re.compile(r"[0-9]{1,12}")
-#: A filtered listing reads at most this many tasks per page: a page may come back short (even empty) with a
-#: ``next_cursor`` where the reading stopped, so one request never scans a whole group.
-SCAN_BUDGET = 1000
-#: Snapshots read per batch (DynamoDB's ``BatchGetItem`` takes 100 keys).
-READ_BATCH = 100
+#: Dead letters a redrive reads at a time: whatever their payloads, a redrive of 1,000 holds a few at once.
+REDRIVE_BATCH = 10
 
 
 def visible_task(store: TaskStore, task_id: str, principal: Principal) -> Task:
@@ -68,14 +58,6 @@ class RunPage:
 
 
 @dataclass(frozen=True)
-class TaskPage:
-    """A page of tasks."""
-
-    items: list[Task]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True)
 class Redriven:
     """Which tasks a dead-letter redrive sent back (or, on a dry run, would have)."""
 
@@ -85,69 +67,6 @@ class Redriven:
     def count(self) -> int:
         """How many."""
         return len(self.ids)
-
-
-def listed_groups(
-    group: str | None, principal: Principal, what: str, every_group: Callable[[], list[str]] | None
-) -> list[str]:
-    """The groups a listing covers: the one named (if the caller may see it), else all the caller's groups
-    (an admin's: ``every_group()``; ``GroupRequired`` without it)."""
-    if group is not None:
-        if not principal.can_see(group):
-            raise Forbidden(f"{principal.name} may not read group {group!r}", group=group)
-        return [group]
-    if principal.admin:
-        if every_group is None:
-            raise GroupRequired(f"name a group: an admin's {what} would span every group")
-        return every_group()
-    return sorted(principal.groups)
-
-
-class TaskListing:
-    """``GET /v1/tasks``: a group's tasks (or all the caller's groups merged), newest first, filtered."""
-
-    def __init__(
-        self,
-        queries: TaskQueries,
-        *,
-        every_group: Callable[[], list[str]] | None = None,
-        scan_budget: int = SCAN_BUDGET,
-    ) -> None:
-        self._queries = queries
-        self._every_group = every_group
-        self._budget = scan_budget
-
-    def page(self, query: TaskListQuery, principal: Principal) -> TaskPage:
-        """A page of tasks matching the filters; reads at most ``scan_budget`` tasks (see ``SCAN_BUDGET``)."""
-        before = None if query.cursor is None else task_after(query.cursor)
-        groups = listed_groups(query.group, principal, "tasks", self._every_group)
-        # Task ids sort by creation time in every group alike, so merging the groups' newest-first id streams
-        # gives the newest-first order of their union, and a cursor (an id) is a position valid in each.
-        ids = heapq.merge(*(self._queries.newest_ids(group, before) for group in groups), reverse=True)
-        filtered = query.status is not None or query.type is not None
-        items: list[Task] = []
-        scanned = 0
-        last: str | None = None  # the last id read: the next page starts after it
-        unread = False  # ids of the last chunk that a full page left unread
-        while len(items) < query.limit and scanned < self._budget:
-            want = min(READ_BATCH, self._budget - scanned) if filtered else query.limit - len(items)
-            chunk = list(itertools.islice(ids, want))
-            if not chunk:
-                return TaskPage(items, None)
-            scanned += len(chunk)
-            last = chunk[-1]
-            for task in self._queries.tasks(chunk):
-                if _matches(task, query):
-                    items.append(task)
-                    if len(items) == query.limit:
-                        unread, last = task.id != chunk[-1], task.id
-                        break
-        more = unread or next(ids, None) is not None
-        return TaskPage(items, encode_cursor("tasks", last) if more and last is not None else None)
-
-
-def _matches(task: Task, query: TaskListQuery) -> bool:
-    return (query.status is None or task.status is query.status) and (query.type is None or task.type == query.type)
 
 
 class TaskHistory:
@@ -211,27 +130,30 @@ class DeadLetters:
         clock: Clock,
         *,
         every_group: Callable[[], list[str]] | None = None,
+        page_bytes: int = PAGE_BYTES,
     ) -> None:
         self._store = store
         self._every_group = every_group
+        self._page_bytes = page_bytes
         self._queries = queries
         self._queue = queue
         self._clock = clock
 
     def page(self, query: DeadLetterQuery, principal: Principal) -> TaskPage:
         """Dead letters of one group, or of all the caller's groups merged, newest first."""
+        before = None if query.cursor is None else dlq_after(query.cursor)  # refused even with no group to list
         groups = listed_groups(query.group, principal, "dead letters", self._every_group)
-        if query.cursor is not None:
-            dlq_after(query.cursor)  # refuse a bad cursor even when the caller has no group to list
-        pages = [self._queries.dead_lettered(group, query.limit, query.cursor) for group in groups]
-        if len(pages) == 1:
-            return TaskPage(*pages[0])
-        # Every group's page holds its newest ``limit`` after the cursor, so the newest ``limit`` of their
-        # union are the merged page; the cursor is a position in the shared order, valid for every group.
-        merged = sorted((task for items, _ in pages for task in items), key=dlq_position, reverse=True)
-        more = len(merged) > query.limit or any(cursor is not None for _, cursor in pages)
-        items = merged[: query.limit]
-        return TaskPage(items, dlq_cursor(items[-1]) if more and items else None)
+        # Positions (``<finished_at>#<id>``) order every group alike, so a lazy merge of the groups' streams is
+        # the newest-first order of their union (no group read further than the page needs), and a cursor is a
+        # position valid in each.
+        positions = heapq.merge(*(self._queries.dead_letter_positions(group, before) for group in groups), reverse=True)
+
+        def keep(position: str, task: ListedTask) -> bool:
+            # The snapshot is read consistently, the index may lag it: a task redriven (or failed again, at a
+            # newer position) since the index was written is not listed here.
+            return task.status is Status.FAILED and task.dlq_position == position
+
+        return fill_page(positions, self._queries.listed, keep, PageRules(query.limit, self._page_bytes), "dlq")
 
     def redrive_task(self, task_id: str, principal: Principal) -> Task:
         """Queue a ``failed`` task again with a fresh retry budget; ``IllegalTransition`` if it is not failed."""
@@ -250,7 +172,7 @@ class DeadLetters:
             return Redriven([task.id for task in candidates])
         now = self._clock.now()
         done: list[str] = []
-        for candidate in candidates:
+        for candidate in candidates:  # read a few at a time as they are redriven, never all at once
             try:
                 task = mutate(self._store, candidate, lambda t: t.redrive(principal.name, now))
             except IllegalTransition:
@@ -259,8 +181,7 @@ class DeadLetters:
             done.append(task.id)
         return Redriven(done)
 
-    def _by_ids(self, cmd: RedriveDeadLetters) -> list[Task]:
-        found: list[Task] = []
+    def _by_ids(self, cmd: RedriveDeadLetters) -> Iterator[Task]:
         for task_id in dict.fromkeys(cmd.ids or ()):
             if not TASK_ID.fullmatch(task_id):
                 continue
@@ -269,13 +190,14 @@ class DeadLetters:
             except TaskNotFound:
                 continue
             if task.group == cmd.group and task.status is Status.FAILED:
-                found.append(task)
-        return found
+                yield task
 
-    def _newest(self, cmd: RedriveDeadLetters) -> list[Task]:
-        # The index may lag the table by a moment: a task redriven just now can still be listed.
-        tasks, _ = self._queries.dead_lettered(cmd.group, cmd.limit)
-        return [task for task in tasks if task.status is Status.FAILED]
+    def _newest(self, cmd: RedriveDeadLetters) -> Iterator[Task]:
+        """The group's newest ``limit`` dead letters, read ``REDRIVE_BATCH`` at a time."""
+        ids = (task_id for _, task_id in itertools.islice(self._queries.dead_letter_positions(cmd.group), cmd.limit))
+        while chunk := list(itertools.islice(ids, REDRIVE_BATCH)):
+            # The index may lag the table by a moment: a task redriven just now can still be listed.
+            yield from (task for task in self._queries.tasks(chunk) if task.status is Status.FAILED)
 
     def _send(self, task: Task) -> None:
         try:

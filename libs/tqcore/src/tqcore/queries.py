@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from tqcore.domain.codec import ts
+from tqcore.documents import ListedTask
 from tqcore.domain.errors import InvalidCursor
 from tqcore.domain.model import Priority
 from tqcore.domain.task import Task
@@ -23,9 +23,9 @@ _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,1024}")
 class TaskQueries(Protocol):
     """Listings of tasks that no single task's partition can answer."""
 
-    def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
-        """Up to ``limit`` ``failed`` tasks of ``group``, newest first (by ``finished_at``, then id), after
-        ``cursor``; and the cursor of the next page, ``None`` when there is none. Raises ``InvalidCursor``."""
+    def dead_letter_positions(self, group: str, before: str | None = None) -> Iterator[tuple[str, str]]:
+        """``(position, task id)`` of ``group``'s ``failed`` tasks, newest first (position: ``<finished_at>#<id>``),
+        those before ``before`` only; fetched lazily, page by page, as the caller consumes them."""
         ...
 
     def newest_ids(self, group: str, before: str | None = None) -> Iterator[str]:
@@ -36,6 +36,10 @@ class TaskQueries(Protocol):
     def tasks(self, ids: Sequence[str]) -> list[Task]:
         """The current snapshots of the tasks with these ids, in the order given; ids of tasks that no longer
         exist (their history expired) are left out."""
+        ...
+
+    def listed(self, ids: Sequence[str]) -> list[ListedTask]:
+        """:meth:`tasks` as stored documents, payloads unparsed (what a listing serves)."""
         ...
 
     def dead_letter_count(self, group: str, cap: int = ...) -> int:
@@ -65,16 +69,6 @@ def decode_cursor(kind: str, cursor: str) -> str:
     if found != kind or not sep:
         raise InvalidCursor()
     return position
-
-
-def dlq_position(task: Task) -> str:
-    """Where a dead letter sits in the newest-first order of its group."""
-    return f"{ts(task.finished_at)}#{task.id}"
-
-
-def dlq_cursor(task: Task) -> str:
-    """The cursor of the dead-letter page that follows ``task``."""
-    return encode_cursor("dlq", dlq_position(task))
 
 
 def dlq_after(cursor: str) -> str:

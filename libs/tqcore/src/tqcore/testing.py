@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
+from tqcore.documents import ListedTask
 from tqcore.domain.access import ApiKey
 from tqcore.domain.codec import task_to_dict, ts
 from tqcore.domain.errors import LeaseHeld, QueueUnavailable, TaskNotFound, TaskTooLarge, VersionConflict
@@ -274,20 +275,16 @@ class InMemoryTaskQueries:
     def __init__(self, store: InMemoryTaskStore) -> None:
         self._store = store
 
-    def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
-        """Failed tasks of ``group``, newest first, by the ``dlq`` index's keys (same rule as DynamoDB)."""
-        from tqcore.queries import dlq_after, encode_cursor  # here, so this class only appends to the module
-
-        before = None if cursor is None else dlq_after(cursor)
-        hits = []
+    def dead_letter_positions(self, group: str, before: str | None = None) -> Iterator[tuple[str, str]]:
+        """``(position, id)`` of ``group``'s failed tasks, newest first, by the ``dlq`` index's keys (as DynamoDB)."""
         with self._store._lock:
-            for task in self._store._tasks.values():
-                attrs = keys.index_attributes(task, due_shards=1, reap_shards=1, resend_after_s=30)
-                if attrs.get("dlq_pk") == f"DLQ#{group}" and (before is None or attrs["dlq_sk"] < before):
-                    hits.append((attrs["dlq_sk"], copy.deepcopy(task)))
-        hits.sort(key=lambda hit: hit[0], reverse=True)
-        page = hits[:limit]
-        return [task for _, task in page], (encode_cursor("dlq", page[-1][0]) if len(hits) > limit else None)
+            tasks = list(self._store._tasks.values())
+        positions = []
+        for task in tasks:
+            attrs = keys.index_attributes(task, due_shards=1, reap_shards=1, resend_after_s=30)
+            if attrs.get("dlq_pk") == f"DLQ#{group}" and (before is None or attrs["dlq_sk"] < before):
+                positions.append((attrs["dlq_sk"], task.id))
+        yield from sorted(positions, reverse=True)
 
     def newest_ids(self, group: str, before: str | None = None) -> Iterator[str]:
         """Ids of ``group``'s tasks, newest first, by the ``by_group`` index's sort key (as in DynamoDB)."""
@@ -299,6 +296,10 @@ class InMemoryTaskQueries:
         """Copies of the tasks that exist (with their lease's current expiry), in the order given."""
         with self._store._lock:
             return [task for task in (self._store._overlaid(self._store._tasks.get(i)) for i in ids) if task]
+
+    def listed(self, ids: Sequence[str]) -> list[ListedTask]:
+        """:meth:`tasks` as the stored documents DynamoDB's adapter reads."""
+        return [ListedTask.from_doc(json.dumps(task_to_dict(task), ensure_ascii=False)) for task in self.tasks(ids)]
 
     def dead_letter_count(self, group: str, cap: int = 10_000) -> int:
         """How many failed tasks ``group`` has, up to ``cap``."""

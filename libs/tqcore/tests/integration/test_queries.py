@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,12 +11,12 @@ from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
+from tqcore.domain.codec import task_to_dict
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import InvalidCursor
 from tqcore.domain.model import ErrorInfo, Status
 from tqcore.domain.task import Task
 from tqcore.ports import TaskStore
-from tqcore.queries import TaskQueries, encode_cursor
+from tqcore.queries import TaskQueries
 from tqcore.service import mutate
 from tqcore.settings import CoreSettings
 from tqcore.testing import InMemoryTaskQueries, InMemoryTaskStore
@@ -60,76 +61,58 @@ def dead_letters(count: int, store: TaskStore, group: str = "team-a", start: int
     return [dead_letter(store, group, at=T0 + timedelta(seconds=start + n)) for n in range(count)]
 
 
-def every_page(queries: TaskQueries, group: str, limit: int) -> list[list[str]]:
-    pages: list[list[str]] = []
-    cursor: str | None = None
-    for _ in range(50):
-        tasks, cursor = queries.dead_lettered(group, limit, cursor)
-        pages.append([t.id for t in tasks])
-        if cursor is None:
-            return pages
-    raise AssertionError("the pages never ended")
+def positions(queries: TaskQueries, group: str, before: str | None = None) -> list[str]:
+    return [task_id for _, task_id in queries.dead_letter_positions(group, before)]
 
 
-def test_only_failed_tasks_of_the_group_are_listed_newest_first(backend: Backend) -> None:
+def test_only_failed_tasks_of_the_group_are_positioned_newest_first(backend: Backend) -> None:
     # Given dead letters in two groups and a task that is still queued
     store, queries = backend
     mine = dead_letters(3, store)
     dead_letters(1, store, "team-b", start=10)
     submitted(store, "team-a", T0)
-    # When team-a's dead letters are listed
-    tasks, cursor = queries.dead_lettered("team-a", 10)
-    # Then they are exactly its failed tasks, newest first, as whole tasks
-    assert [t.id for t in tasks] == [t.id for t in reversed(mine)]
-    assert tasks[0] == mine[-1]
-    assert cursor is None
+    # When team-a's dead letters are walked
+    found = list(queries.dead_letter_positions("team-a"))
+    # Then they are exactly its failed tasks, newest first, each at its index position
+    assert [task_id for _, task_id in found] == [t.id for t in reversed(mine)]
+    listed = queries.listed([task_id for _, task_id in found])
+    assert [position for position, _ in found] == [task.dlq_position for task in listed]
+    assert json.loads(listed[0].doc) == task_to_dict(mine[-1])
 
 
-def test_an_empty_group_lists_nothing(backend: Backend) -> None:
+def test_an_empty_group_has_no_dead_letters(backend: Backend) -> None:
     _, queries = backend
-    assert queries.dead_lettered("team-nobody", 5) == ([], None)
+    assert positions(queries, "team-nobody") == []
 
 
-@pytest.mark.parametrize(("count", "limit", "pages"), [(5, 2, 3), (4, 2, 2), (3, 1, 3), (2, 5, 1)])
-def test_pages_hold_every_dead_letter_once_with_no_empty_last_page(
-    backend: Backend, count: int, limit: int, pages: int
-) -> None:
+def test_dead_letters_come_newest_first_across_index_pages(backend: Backend, settings: CoreSettings) -> None:
     store, queries = backend
-    tasks = dead_letters(count, store)
-    got = every_page(queries, "team-a", limit)
-    assert len(got) == pages
-    assert all(0 < len(page) <= limit for page in got)
-    assert [task_id for page in got for task_id in page] == [t.id for t in reversed(tasks)]
+    tasks = dead_letters(5, store)
+    if isinstance(queries, DynamoTaskQueries):
+        queries = DynamoTaskQueries(aws.client(settings, "dynamodb"), settings, page_size=2)  # several pages
+    assert positions(queries, "team-a") == [t.id for t in reversed(tasks)]
 
 
-def test_a_cursor_is_a_position_that_any_group_can_continue_from(backend: Backend) -> None:
+def test_a_position_is_one_that_any_group_can_continue_from(backend: Backend) -> None:
     # Given dead letters of two groups, interleaved in time
     store, queries = backend
     for n in (0, 2, 4):
         dead_letter(store, "team-a", at=T0 + timedelta(seconds=n))
     b = [dead_letter(store, "team-b", at=T0 + timedelta(seconds=n)) for n in (1, 3, 5)]
-    # When a cursor after team-a's newest is used for team-b
-    _, cursor = queries.dead_lettered("team-a", 1)
-    tasks, _ = queries.dead_lettered("team-b", 10, cursor)
+    # When team-b is walked from before team-a's newest position
+    newest_a, _ = next(queries.dead_letter_positions("team-a"))
     # Then team-b lists what finished before that position (a merged listing relies on this)
-    assert [t.id for t in tasks] == [b[1].id, b[0].id]
+    assert positions(queries, "team-b", newest_a) == [b[1].id, b[0].id]
 
 
-def test_a_redriven_task_leaves_the_listing(backend: Backend) -> None:
+def test_a_redriven_task_leaves_the_dead_letters(backend: Backend) -> None:
     store, queries = backend
     first, second = dead_letters(2, store)
     mutate(store, second, lambda t: t.redrive("alice", T0 + timedelta(minutes=1)))
-    assert [t.id for t in queries.dead_lettered("team-a", 10)[0]] == [first.id]
+    assert positions(queries, "team-a") == [first.id]
 
 
-@pytest.mark.parametrize("cursor", ["***", encode_cursor("runs", "3"), encode_cursor("dlq", "2026#x")])
-def test_a_cursor_that_is_not_a_dlq_position_is_refused(backend: Backend, cursor: str) -> None:
-    _, queries = backend
-    with pytest.raises(InvalidCursor):
-        queries.dead_lettered("team-a", 10, cursor)
-
-
-def test_undecodable_index_items_are_skipped(settings: CoreSettings) -> None:
+def test_undecodable_snapshots_are_skipped(settings: CoreSettings) -> None:
     # Given a dead letter and, beside it in the index, an item that is not a task
     client = aws.client(settings, "dynamodb")
     store = DynamoTaskStore(client, settings)
@@ -139,8 +122,11 @@ def test_undecodable_index_items_are_skipped(settings: CoreSettings) -> None:
         Item={"PK": {"S": "TASK#bad"}, "SK": {"S": "TASK"}, "doc": {"S": "{not json"}, "dlq_pk": {"S": "DLQ#team-a"},
               "dlq_sk": {"S": "2026-03-01T13:00:00.000Z#bad"}},
     )  # fmt: skip
-    # When the group is listed, then the good one still comes
-    assert [t.id for t in DynamoTaskQueries(client, settings).dead_lettered("team-a", 10)[0]] == [good.id]
+    queries = DynamoTaskQueries(client, settings)
+    # When the group is walked and its snapshots read, then the good one still comes
+    assert positions(queries, "team-a") == ["bad", good.id]
+    assert [task.id for task in queries.listed(["bad", good.id])] == [good.id]
+    assert [task.id for task in queries.tasks(["bad", good.id])] == [good.id]
 
 
 def test_a_groups_ids_come_newest_first_across_index_pages(backend: Backend, settings: CoreSettings) -> None:
@@ -158,10 +144,11 @@ def test_tasks_are_read_in_the_order_asked_and_missing_ids_are_left_out(backend:
     store, queries = backend
     made = [submitted(store, "team-a", T0).id for _ in range(3)]
     cancelled = mutate(store, store.get(made[1]), lambda t: t.request_cancel("alice", T0))
-    found = queries.tasks([made[2], "no-such-task", made[1], made[0]])
-    assert [task.id for task in found] == [made[2], made[1], made[0]]
-    assert found[1].status is Status.CANCELLED
-    assert found[1].version == cancelled.version
+    asked = [made[2], "no-such-task", made[1], made[0]]
+    found, listed = queries.tasks(asked), queries.listed(asked)
+    assert [task.id for task in found] == [task.id for task in listed] == [made[2], made[1], made[0]]
+    assert found[1].status is listed[1].status is Status.CANCELLED
+    assert found[1].version == json.loads(listed[1].doc)["version"] == cancelled.version
 
 
 def test_a_listed_running_task_shows_its_lease_as_the_heartbeat_moved_it(backend: Backend) -> None:
@@ -174,3 +161,6 @@ def test_a_listed_running_task_shows_its_lease_as_the_heartbeat_moved_it(backend
     (listed,) = queries.tasks([task.id])
     assert listed.lease_expires_at == T0 + timedelta(seconds=90)
     assert listed.lease_expires_at == store.get(task.id).lease_expires_at
+    (document,) = queries.listed([task.id])
+    assert json.loads(document.doc) == task_to_dict(store.get(task.id))
+    assert json.loads(document.doc)["lease_expires_at"] == "2026-03-01T12:01:30.000Z"

@@ -15,7 +15,7 @@ from tqcore.domain.errors import Forbidden, GroupRequired, InvalidCursor
 from tqcore.domain.model import Status
 from tqcore.domain.requests import TaskListQuery
 from tqcore.domain.task import Task
-from tqcore.management import TaskListing
+from tqcore.listing import TaskListing
 from tqcore.queries import encode_cursor
 from tqcore.testing import FixedClock, InMemoryTaskQueries, InMemoryTaskStore
 

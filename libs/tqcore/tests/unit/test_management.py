@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -21,7 +21,7 @@ from tqcore.domain.model import ErrorInfo, EventType, Status
 from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.task import Task
 from tqcore.management import DeadLetters, TaskHistory
-from tqcore.queries import dlq_cursor, dlq_position, encode_cursor
+from tqcore.queries import encode_cursor
 from tqcore.service import mutate
 from tqcore.testing import FixedClock, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
 
@@ -224,12 +224,12 @@ def test_a_bad_dlq_cursor_is_refused(dead_letters: DeadLetters, make: Make, prin
             dead_letters.page(DeadLetterQuery(cursor=cursor), principal)
 
 
-def test_the_cursor_position_is_the_dlq_index_sort_key(make: Make) -> None:
+def test_the_cursor_position_is_the_dlq_index_sort_key(make: Make, store: InMemoryTaskStore) -> None:
     # The merged listing relies on this: its cursor must mean the same as the adapter's.
     task = dead(make)
     attrs = keys.index_attributes(task, due_shards=1, reap_shards=1, resend_after_s=30)
-    assert attrs["dlq_sk"] == dlq_position(task)
-    assert dlq_cursor(task) == encode_cursor("dlq", attrs["dlq_sk"])
+    (listed,) = InMemoryTaskQueries(store).listed([task.id])
+    assert attrs["dlq_sk"] == listed.dlq_position
 
 
 # ------------------------------------------------------------------------------------- redrive one task
@@ -327,8 +327,11 @@ class LaggingQueries:
     def __init__(self, tasks: list[Task]) -> None:
         self._tasks = tasks
 
-    def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
-        return self._tasks[:limit], None
+    def dead_letter_positions(self, group: str, before: str | None = None) -> Iterator[tuple[str, str]]:
+        yield from ((f"{t.finished_at}#{t.id}", t.id) for t in self._tasks)
+
+    def tasks(self, ids: Sequence[str]) -> list[Task]:
+        return [t for t in self._tasks if t.id in ids]
 
 
 def test_a_dead_letter_redriven_meanwhile_is_skipped(

@@ -35,8 +35,9 @@ from tqcore.adapters.s3.run_logs import S3RunLogs
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.api_keys import ApiKeys
 from tqcore.clock import SystemClock, new_task_id
+from tqcore.listing import TaskListing
 from tqcore.logs import configure_logging
-from tqcore.management import DeadLetters, TaskHistory, TaskListing
+from tqcore.management import DeadLetters, TaskHistory
 from tqcore.metrics import observe_commit
 from tqcore.ports import Clock, ManagedQueue, Registry, RunLogStore, TaskStore
 from tqcore.queries import TaskQueries
@@ -63,7 +64,10 @@ def build_app(
     catalog = Catalog(registry)
     tasks = Tasks(store, queue, catalog, clock, new_id)
     history = TaskHistory(store, logs, clock)
-    dead_letters = DeadLetters(store, queries, queue, clock, every_group=catalog.groups)
+    dead_letters = DeadLetters(
+        store, queries, queue, clock, every_group=catalog.groups, page_bytes=settings.list_page_bytes
+    )
+    listing = TaskListing(queries, every_group=catalog.groups, page_bytes=settings.list_page_bytes)
     middleware: list[Any] = [
         *([RequestSpans()] if trace_requests else []),  # first: its span covers the rest of the request
         RequestMetrics(),
@@ -77,8 +81,8 @@ def build_app(
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
-    app.add_route("/v1/tasks", TaskCollection(tasks, TaskListing(queries, every_group=catalog.groups)))
-    app.add_route("/v1/tasks/{task_id}", TaskItem(tasks))
+    app.add_route("/v1/tasks", TaskCollection(tasks, listing, max_payload_nodes=settings.max_json_nodes))
+    app.add_route("/v1/tasks/{task_id}", TaskItem(tasks, max_payload_nodes=settings.max_json_nodes))
     app.add_route("/v1/tasks/{task_id}/runs", TaskRuns(history))
     app.add_route("/v1/tasks/{task_id}/runs/{run_id}/log", TaskRunLog(history))
     app.add_route("/v1/tasks/{task_id}/events", TaskEvents(history))

@@ -11,7 +11,18 @@ from typing import Any
 import falcon
 
 from tq_gateway import openapi_history
-from tq_gateway.openapi_components import GUARDED, NAME, NOT_FOUND, headers, ok, problem, ref, responses, schemas
+from tq_gateway.openapi_components import (
+    GUARDED,
+    NAME,
+    NOT_FOUND,
+    SHORT_PAGES,
+    headers,
+    ok,
+    problem,
+    ref,
+    responses,
+    schemas,
+)
 from tqcore.domain.model import Status
 
 TOO_LARGE = {"413": ref("BodyTooLarge", "responses")}
@@ -45,7 +56,7 @@ def _task_paths() -> dict[str, Any]:
                 "operationId": "listTasks",
                 "summary": "List tasks, newest first",
                 "description": "A page of one group's tasks (all the caller's groups merged if none is named; for an "
-                "admin, every group). A filtered page may come back short, even empty, with a `next_cursor`.",
+                "admin, every group). " + SHORT_PAGES,
                 "parameters": [
                     ref("Group", "parameters"),
                     _query(

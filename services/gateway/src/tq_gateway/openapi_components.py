@@ -45,6 +45,12 @@ def ok(description: str, schema: str, **headers: str) -> dict[str, Any]:
     return response
 
 
+#: How a listing's pages end (both listings of tasks say it).
+SHORT_PAGES = (
+    "A page ends at `limit` tasks or at `TQ_LIST_PAGE_BYTES` (default 4 MiB) of tasks, whichever comes first, so "
+    "it may hold fewer than `limit` and still have a `next_cursor`; a filtered page may even be empty. The page "
+    "after it starts right after its last task: follow `next_cursor` until it is null."
+)
 #: The auth, rate-limit and availability answers every authenticated operation may give.
 GUARDED = {
     "401": ref("Unauthorized", "responses"),
@@ -66,7 +72,8 @@ def responses() -> dict[str, Any]:
         "NotFound": problem("no such task, or it is not in the caller's groups (its existence is not revealed)"),
         "MalformedBody": problem("the body is empty, not valid JSON, or not a JSON object"),
         "BodyTooLarge": problem(
-            "the body exceeds the limit (default 256 KiB), or the task would be too large to store"
+            "the body exceeds the limit (default 256 KiB), the payload holds more JSON nodes (values and object "
+            "keys) than `TQ_MAX_JSON_NODES` (default 10,000), or the task would be too large to store"
         ),
     }
 

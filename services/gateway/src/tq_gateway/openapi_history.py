@@ -8,6 +8,7 @@ from tq_gateway.openapi_components import (
     GUARDED,
     NAME,
     NOT_FOUND,
+    SHORT_PAGES,
     event_schema,
     ok,
     problem,
@@ -169,6 +170,8 @@ def _dlq_list() -> dict[str, Any]:
     return {
         "operationId": "listDeadLetters",
         "summary": "Dead-lettered (failed) tasks, newest first by finished_at",
+        "description": "A page of one group's failed tasks (all the caller's groups merged if none is named). "
+        + SHORT_PAGES,
         "parameters": [ref("Group", "parameters"), ref("Limit", "parameters"), ref("Cursor", "parameters")],
         "responses": {
             "200": ok("a page of failed tasks", "TaskPage"),

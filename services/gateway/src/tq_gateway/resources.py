@@ -10,12 +10,13 @@ import falcon
 
 from tq_gateway.body import json_object, query_params
 from tq_gateway.errors import problem
+from tqcore.documents import page_json
 from tqcore.domain.codec import task_to_dict
-from tqcore.domain.commands import SubmitTask, UpdateTask
+from tqcore.domain.commands import MAX_PAYLOAD_NODES, PAYLOAD_NODES, SubmitTask, UpdateTask
 from tqcore.domain.errors import PreconditionFailed
 from tqcore.domain.requests import TaskListQuery
 from tqcore.domain.task import Task
-from tqcore.management import TaskListing
+from tqcore.listing import TaskListing, TaskPage
 from tqcore.ports import Registry
 from tqcore.service import Tasks
 
@@ -29,18 +30,24 @@ def _send_task(resp: falcon.Response, task: Task, status: int = 200) -> None:
     resp.etag = f'"{task.version}"'
 
 
+def send_page(resp: falcon.Response, page: TaskPage) -> None:
+    """A page of tasks as the body: the stored documents spliced in, never parsed (see ``tqcore.documents``)."""
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = page_json(page.items, page.next_cursor)
+
+
 class TaskCollection:
     """``/v1/tasks``."""
 
-    def __init__(self, tasks: Tasks, listing: TaskListing) -> None:
+    def __init__(self, tasks: Tasks, listing: TaskListing, *, max_payload_nodes: int = MAX_PAYLOAD_NODES) -> None:
         self._tasks = tasks
         self._listing = listing
+        self._bounds = {PAYLOAD_NODES: max_payload_nodes}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of tasks, newest first."""
         query = TaskListQuery.model_validate(query_params(req, "group", "status", "type", "limit", "cursor"))
-        page = self._listing.page(query, req.context.principal)
-        resp.media = {"items": [task_to_dict(task) for task in page.items], "next_cursor": page.next_cursor}
+        send_page(resp, self._listing.page(query, req.context.principal))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = json_object(req)
@@ -51,7 +58,7 @@ class TaskCollection:
             )
         if header_key:
             body["idempotency_key"] = header_key
-        outcome = self._tasks.submit(SubmitTask.model_validate(body), req.context.principal)
+        outcome = self._tasks.submit(SubmitTask.model_validate(body, context=self._bounds), req.context.principal)
         _send_task(resp, outcome.task, 200 if outcome.replayed else 201)
         resp.location = f"/v1/tasks/{outcome.task.id}"
         if outcome.replayed:
@@ -61,14 +68,15 @@ class TaskCollection:
 class TaskItem:
     """``/v1/tasks/{task_id}``."""
 
-    def __init__(self, tasks: Tasks) -> None:
+    def __init__(self, tasks: Tasks, *, max_payload_nodes: int = MAX_PAYLOAD_NODES) -> None:
         self._tasks = tasks
+        self._bounds = {PAYLOAD_NODES: max_payload_nodes}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         _send_task(resp, self._tasks.get(task_id, req.context.principal))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        cmd = UpdateTask.model_validate(json_object(req))
+        cmd = UpdateTask.model_validate(json_object(req), context=self._bounds)
         _send_task(resp, self._tasks.update(task_id, cmd, req.context.principal, if_match=if_match(req)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import falcon
 
 from tq_gateway.body import json_object, query_params
+from tq_gateway.resources import send_page
 from tqcore.domain.codec import event_to_dict, task_to_dict
 from tqcore.domain.errors import QueueUnavailable
 from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
@@ -77,8 +78,7 @@ class DeadLetterCollection:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of dead letters, newest first."""
         query = DeadLetterQuery.model_validate(query_params(req, "group", "limit", "cursor"))
-        page = self._dead_letters.page(query, req.context.principal)
-        resp.media = {"items": [task_to_dict(task) for task in page.items], "next_cursor": page.next_cursor}
+        send_page(resp, self._dead_letters.page(query, req.context.principal))
 
 
 class DeadLetterRedrive:

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from tqcore.domain.commands import MAX_PAYLOAD_NODES
+from tqcore.listing import PAGE_BYTES
 from tqcore.settings import CoreSettings
 
 AuthKind = Literal["dev", "keys", "jwt"]
@@ -59,6 +61,12 @@ class GatewaySettings(CoreSettings):
     tls_client_ca: str | None = None
     #: At most 320 KiB: a task item (payload, result and all) must stay under DynamoDB's 400 KB item limit.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=320 * 1024)
+    #: JSON nodes (values and object keys) a task's payload may hold: submit and PATCH answer 413 beyond. Bytes
+    #: alone do not bound memory: 256 KiB of ``[{},{},...]`` is 87,000 nodes, 6 MiB once parsed.
+    max_json_nodes: int = Field(default=MAX_PAYLOAD_NODES, ge=100, le=1_000_000)
+    #: Bytes of tasks a listing page (``/v1/tasks``, ``/v1/dlq``) holds at most: a page ends early there, with
+    #: a ``next_cursor`` (one task larger than this still makes a page).
+    list_page_bytes: int = Field(default=PAGE_BYTES, ge=1024, le=64 * 1024 * 1024)
     #: Services that must have a live instance before ``/readyz`` answers 200 (comma-separated).
     ready_requires: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Requests per second one principal may make to the whole API (all replicas together); 0 switches the

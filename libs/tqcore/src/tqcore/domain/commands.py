@@ -13,16 +13,62 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from tqcore.domain.errors import PayloadTooLarge
 from tqcore.domain.model import Overlap, Priority, RetryPolicy, Schedule
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")]
+
+
+#: JSON nodes (values and object keys) a payload may hold unless the validation context names another bound
+#: (the gateway's ``TQ_MAX_JSON_NODES``). A 1,000-row table of four fields is about 9,000; the bound keeps a parsed
+#: payload under about 1 MiB of Python objects, where 256 KiB of ``[{},{},...]`` (87,000 nodes) makes 6 MiB.
+MAX_PAYLOAD_NODES = 10_000
+#: The validation context's key for that bound: ``SubmitTask.model_validate(body, context={PAYLOAD_NODES: n})``.
+PAYLOAD_NODES = "max_payload_nodes"
+
+
+def json_nodes(value: Any, limit: int) -> int:
+    """How many JSON nodes ``value`` holds (each value, and each object key), counting no further than past
+    ``limit``: whatever the value, this looks at about ``limit`` nodes at most."""
+    count, todo = 0, [value]
+    while todo:
+        node = todo.pop()
+        count += 1
+        if isinstance(node, dict):
+            count += len(node)  # the keys
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if count + len(children) > limit:  # each child is a node at least
+            return limit + 1
+        todo.extend(children)
+    return count
+
+
+def _bounded_nodes(value: Any, info: ValidationInfo) -> Any:
+    # Before pydantic validates (and copies) the payload: a hostile one is refused after ~limit steps.
+    limit = (info.context or {}).get(PAYLOAD_NODES, MAX_PAYLOAD_NODES)
+    if json_nodes(value, limit) > limit:
+        raise PayloadTooLarge(
+            f"the payload holds more than {limit} JSON nodes (values and object keys); send less, or store the "
+            "data elsewhere and pass a reference"
+        )
+    return value
+
+
+#: A task's payload: any JSON, bounded in nodes (the body limit bounds its bytes).
+Payload = Annotated[JsonValue, BeforeValidator(_bounded_nodes)]
 
 
 #: Accepted timestamps: anything a task could sensibly be scheduled or expire at.
@@ -136,7 +182,7 @@ class SubmitTask(_TaskSettings):
 
     type: Name
     group: Name
-    payload: JsonValue = Field(default_factory=dict)
+    payload: Payload = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
 
     def fingerprint(self) -> str:
@@ -166,7 +212,7 @@ class SubmitTask(_TaskSettings):
 class UpdateTask(_TaskSettings):
     """The body of ``PATCH /v1/tasks/{id}``: the fields to change (at least one); ``null`` clears a nullable one."""
 
-    payload: JsonValue = None
+    payload: Payload = None
 
     @model_validator(mode="after")
     def _something(self) -> Self:

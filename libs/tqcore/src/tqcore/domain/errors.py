@@ -71,6 +71,10 @@ class TaskTooLarge(TqError):
     """Raised when a task (payload and result together) would not fit in one stored item."""
 
 
+class PayloadTooLarge(TaskTooLarge):
+    """Raised when a payload holds more JSON nodes than the bound allows."""
+
+
 class StoreUnavailable(TqError):
     """Raised when the task store is throttled or cannot be reached; the caller may retry later."""
 

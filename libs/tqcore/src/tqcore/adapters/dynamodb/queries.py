@@ -12,11 +12,12 @@ from typing import Any
 
 from tqcore.adapters.dynamodb import keys, leases
 from tqcore.adapters.dynamodb.table import Table
+from tqcore.documents import ListedTask
 from tqcore.domain.codec import task_from_dict
 from tqcore.domain.errors import StoreUnavailable
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
-from tqcore.queries import dlq_after, encode_cursor
+from tqcore.ports import LeaseRecord
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -76,22 +77,12 @@ class DynamoTaskQueries:
                         oldest[task.priority] = task.queued_at if known is None else min(known, task.queued_at)
         return oldest
 
-    def dead_lettered(self, group: str, limit: int, cursor: str | None = None) -> tuple[list[Task], str | None]:
-        """Up to ``limit`` failed tasks of ``group`` from the sparse ``dlq`` index, newest first, after ``cursor``."""
-        # The cursor is a position in the sort key's order, so it works for any group (merged listings).
-        before = None if cursor is None else dlq_after(cursor)
-        found: list[tuple[str, Task]] = []
-        want = limit + 1  # one more tells whether a next page exists
-        for item in self._newest("dlq", f"DLQ#{group}", before, page_size=want):
-            try:
-                found.append((item["dlq_sk"]["S"], task_from_dict(json.loads(item["doc"]["S"]))))
-            except (KeyError, ValueError, TypeError):
-                log.error("skipping an undecodable dead letter %s", item.get("PK"), exc_info=True)
-            if len(found) == want:
-                break
-        page = found[:limit]
-        more = len(found) > limit
-        return [task for _, task in page], (encode_cursor("dlq", page[-1][0]) if more else None)
+    def dead_letter_positions(self, group: str, before: str | None = None) -> Iterator[tuple[str, str]]:
+        """Positions from the sparse ``dlq`` index, newest first, a query page of keys at a time."""
+        # Only the sort key comes back (``<finished_at>#<id>``): the documents are read with the page's batch.
+        for item in self._newest("dlq", f"DLQ#{group}", before, page_size=self._page_size, projection="dlq_sk"):
+            position = item["dlq_sk"]["S"]
+            yield position, position.partition("#")[2]
 
     def newest_ids(self, group: str, before: str | None = None) -> Iterator[str]:
         """Ids from the keys-only ``by_group`` index, newest first, a query page at a time."""
@@ -101,30 +92,47 @@ class DynamoTaskQueries:
     def tasks(self, ids: Sequence[str]) -> list[Task]:
         """Snapshots by ``BatchGetItem`` (strongly consistent, 100 keys a call), in the order of ``ids``."""
         found: dict[str, Task] = {}
+        for item in self._snapshots(ids):
+            try:
+                task = task_from_dict(json.loads(item["doc"]["S"]))
+            except (KeyError, ValueError, TypeError):
+                log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
+                continue
+            found[task.id] = task
+        for lease in self._leases([task.id for task in found.values() if task.status is Status.RUNNING]):
+            leases.overlay(found[lease.task_id], lease)
+        return [found[i] for i in ids if i in found]
+
+    def listed(self, ids: Sequence[str]) -> list[ListedTask]:
+        """:meth:`tasks` as stored documents: payloads and results are never parsed."""
+        found: dict[str, ListedTask] = {}
+        for item in self._snapshots(ids):
+            try:
+                task = ListedTask.from_doc(item["doc"]["S"])
+            except (KeyError, ValueError):
+                log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
+                continue
+            found[task.id] = task
+        for lease in self._leases([task.id for task in found.values() if task.status is Status.RUNNING]):
+            found[lease.task_id] = found[lease.task_id].with_lease(lease.claim_seq, lease.expires_at)
+        return [found[i] for i in ids if i in found]
+
+    def _snapshots(self, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """The snapshot items of ``ids`` (those that exist), 100 keys a call."""
         for offset in range(0, len(ids), BATCH_GET_KEYS):
             wanted = [
                 {"PK": {"S": keys.task_pk(i)}, "SK": {"S": keys.SNAPSHOT_SK}}
                 for i in dict.fromkeys(ids[offset : offset + BATCH_GET_KEYS])
             ]
-            for item in self._batch_get(wanted):
-                try:
-                    task = task_from_dict(json.loads(item["doc"]["S"]))
-                except (KeyError, ValueError, TypeError):
-                    log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
-                    continue
-                found[task.id] = task
-        self._overlay_leases([task for task in found.values() if task.status is Status.RUNNING])
-        return [found[i] for i in ids if i in found]
+            yield from self._batch_get(wanted)
 
-    def _overlay_leases(self, running: list[Task]) -> None:
-        """Give running tasks their lease's current expiry (heartbeats move it without a new snapshot)."""
-        by_id = {task.id: task for task in running}
+    def _leases(self, running: list[str]) -> Iterator[LeaseRecord]:
+        """The lease items of running tasks (heartbeats move their expiry without a new snapshot)."""
         for offset in range(0, len(running), BATCH_GET_KEYS):
-            wanted = [leases.lease_key(task.id) for task in running[offset : offset + BATCH_GET_KEYS]]
+            wanted = [leases.lease_key(task_id) for task_id in running[offset : offset + BATCH_GET_KEYS]]
             for item in self._batch_get(wanted, projection="PK, task_id, claim_seq, worker, expires_at"):
                 with contextlib.suppress(KeyError, ValueError, TypeError, AssertionError):
-                    record = leases.record_from_item(item)
-                    leases.overlay(by_id[record.task_id], record)
+                    yield leases.record_from_item(item)
 
     def _batch_get(self, wanted: list[dict[str, Any]], projection: str = "doc, PK") -> Iterator[dict[str, Any]]:
         """Every item of ``wanted``, asking again for the keys DynamoDB left unprocessed (throttling)."""
@@ -142,7 +150,9 @@ class DynamoTaskQueries:
             time.sleep(pause_s)
         raise StoreUnavailable(f"DynamoDB left {len(wanted)} keys of a batch read unprocessed")
 
-    def _newest(self, index: str, partition: str, before: str | None, *, page_size: int) -> Iterator[dict[str, Any]]:
+    def _newest(
+        self, index: str, partition: str, before: str | None, *, page_size: int, projection: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Items of one index partition, newest first (sort keys before ``before`` only), a query page at a time
         as the caller consumes them."""
         pk, sk = keys.INDEXES[index]
@@ -157,5 +167,6 @@ class DynamoTaskQueries:
             ExpressionAttributeValues=values,
             ScanIndexForward=False,
             Limit=page_size,
+            **({"ProjectionExpression": projection} if projection else {}),
         ):
             yield from page.get("Items", [])

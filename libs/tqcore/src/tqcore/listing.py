@@ -1,0 +1,145 @@
+"""Pages of tasks bounded in count and in bytes: ``GET /v1/tasks`` and the dead-letter listing.
+
+A listing walks a newest-first stream of ``(position, task id)`` (one index partition, or several merged
+lazily), reads the snapshots a batch at a time as stored documents (payloads never parsed), and ends the page
+at ``limit`` items, at ``page_bytes`` of documents, or after ``scan_budget`` entries; the cursor is the position
+of the last entry it looked at, so the next page starts right after it: nothing skipped, nothing repeated.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from tqcore.documents import ListedTask
+from tqcore.domain.access import Principal
+from tqcore.domain.errors import Forbidden, GroupRequired
+from tqcore.domain.requests import TaskListQuery
+from tqcore.queries import TaskQueries, encode_cursor, task_after
+
+#: A filtered listing reads at most this many tasks per page: a page may come back short (even empty) with a
+#: ``next_cursor`` where the reading stopped, so one request never scans a whole group.
+SCAN_BUDGET = 1000
+#: Snapshots read per batch at most (DynamoDB's ``BatchGetItem`` takes 100 keys).
+READ_BATCH = 100
+#: The bytes of documents a page holds at most (``TQ_LIST_PAGE_BYTES``); one larger document still makes a page.
+PAGE_BYTES = 4 * 1024 * 1024
+#: DynamoDB's largest item: before any size is known, a batch asks for no more than the budget holds at this size.
+ITEM_BYTES_MAX = 400 * 1024
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """A page of tasks, as stored documents."""
+
+    items: list[ListedTask]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class PageRules:
+    """How a page ends: ``limit`` items, ``page_bytes`` of documents or ``scan_budget`` entries looked at."""
+
+    limit: int
+    page_bytes: int = PAGE_BYTES
+    scan_budget: int = SCAN_BUDGET
+    #: Whether many entries may be left out (a status or type filter): batches are then not cut to the items
+    #: the page still needs.
+    filtered: bool = False
+
+
+def fill_page(
+    entries: Iterator[tuple[str, str]],
+    read: Callable[[Sequence[str]], list[ListedTask]],
+    keep: Callable[[str, ListedTask], bool],
+    rules: PageRules,
+    kind: str,
+) -> TaskPage:
+    """Read ``entries`` (newest-first ``(position, id)``) into a page of the tasks ``keep`` accepts.
+
+    Batches are sized from the documents read so far, so a batch holds about what the rest of the page may:
+    what one page holds at once is its items plus one batch, whatever the tasks' sizes.
+    """
+    items: list[ListedTask] = []
+    used = scanned = read_bytes = read_docs = 0
+    last: str | None = None  # the position of the last entry looked at: the next page starts after it
+    budget = rules.scan_budget
+    while len(items) < rules.limit and scanned < budget:
+        average = read_bytes / read_docs if read_docs else ITEM_BYTES_MAX
+        fits = max(1, int((rules.page_bytes - used) // average) + 1)  # +1: the document that ends the page
+        wanted = READ_BATCH if rules.filtered else rules.limit - len(items)
+        chunk = list(itertools.islice(entries, min(wanted, budget - scanned, fits)))
+        if not chunk:
+            return TaskPage(items, None)
+        scanned += len(chunk)
+        found = {task.id: task for task in read([task_id for _, task_id in chunk])}
+        read_docs += len(found)
+        read_bytes += sum(len(task.doc) for task in found.values())
+        for n, (position, task_id) in enumerate(chunk):
+            task = found.get(task_id)
+            if task is not None and keep(position, task):
+                if items and used + len(task.doc) > rules.page_bytes:
+                    assert last is not None  # a page with items has looked at an entry
+                    return TaskPage(items, encode_cursor(kind, last))
+                items.append(task)
+                used += len(task.doc)
+            last = position
+            if len(items) == rules.limit:
+                more = n < len(chunk) - 1 or next(entries, None) is not None
+                return TaskPage(items, encode_cursor(kind, last) if more else None)
+    more = next(entries, None) is not None
+    return TaskPage(items, encode_cursor(kind, last) if more and last is not None else None)
+
+
+def listed_groups(
+    group: str | None, principal: Principal, what: str, every_group: Callable[[], list[str]] | None
+) -> list[str]:
+    """The groups a listing covers: the one named (if the caller may see it), else all the caller's groups
+    (an admin's: ``every_group()``; ``GroupRequired`` without it)."""
+    if group is not None:
+        if not principal.can_see(group):
+            raise Forbidden(f"{principal.name} may not read group {group!r}", group=group)
+        return [group]
+    if principal.admin:
+        if every_group is None:
+            raise GroupRequired(f"name a group: an admin's {what} would span every group")
+        return every_group()
+    return sorted(principal.groups)
+
+
+class TaskListing:
+    """``GET /v1/tasks``: a group's tasks (or all the caller's groups merged), newest first, filtered."""
+
+    def __init__(
+        self,
+        queries: TaskQueries,
+        *,
+        every_group: Callable[[], list[str]] | None = None,
+        scan_budget: int = SCAN_BUDGET,
+        page_bytes: int = PAGE_BYTES,
+    ) -> None:
+        self._queries = queries
+        self._every_group = every_group
+        self._budget = scan_budget
+        self._page_bytes = page_bytes
+
+    def page(self, query: TaskListQuery, principal: Principal) -> TaskPage:
+        """A page of tasks matching the filters; reads at most ``scan_budget`` tasks (see ``SCAN_BUDGET``)."""
+        before = None if query.cursor is None else task_after(query.cursor)
+        groups = listed_groups(query.group, principal, "tasks", self._every_group)
+        # Task ids sort by creation time in every group alike, so merging the groups' newest-first id streams
+        # gives the newest-first order of their union, and a cursor (an id) is a position valid in each.
+        ids = heapq.merge(*(self._queries.newest_ids(group, before) for group in groups), reverse=True)
+
+        def keep(_: str, task: ListedTask) -> bool:
+            return (query.status is None or task.status is query.status) and (
+                query.type is None or task.type == query.type
+            )
+
+        filtered = query.status is not None or query.type is not None
+        rules = PageRules(
+            query.limit, self._page_bytes, self._budget if filtered else max(self._budget, query.limit), filtered
+        )
+        return fill_page(((task_id, task_id) for task_id in ids), self._queries.listed, keep, rules, "tasks")
