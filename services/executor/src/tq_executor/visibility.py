@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 #: ``ChangeMessageVisibilityBatch`` takes at most this many entries.
 BATCH = 10
-#: Per-entry errors that mean the message is no longer ours (deleted, or received again elsewhere): stop holding it.
+#: Per-entry errors that only mean the message is no longer ours (deleted, or received again elsewhere).
 GONE_CODES = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"})
 
 
@@ -160,10 +160,10 @@ class VisibilityKeeper:
         for n in ok:
             batch[n].hidden_until = asked_at + self._visibility_s
         for failure in response.get("Failed", []):
-            held = batch[int(failure["Id"])]
-            if failure.get("Code") in GONE_CODES:
-                self.drop(held.receipt_handle)
-            else:
+            # Let it go whatever the reason (retrying a refused entry each pass would only repeat the refusal):
+            # it comes back after its visibility timeout and the claim decides who runs it.
+            self.drop(batch[int(failure["Id"])].receipt_handle)
+            if failure.get("Code") not in GONE_CODES:
                 log.warning("could not keep a held message hidden: %s", failure.get("Message", failure.get("Code")))
         return len(ok)
 
