@@ -42,10 +42,16 @@ TICK_S = 0.1
 STOP_MARGIN_S = 2.0
 
 
+def stop_margin_s(lease_s: float, heartbeat_s: float) -> float:
+    """``STOP_MARGIN_S``, capped at half the slack between beats (``lease_s - heartbeat_s``)."""
+    return max(0.0, min(STOP_MARGIN_S, (lease_s - heartbeat_s) / 2))
+
+
 def call_deadline_s(lease_s: float, heartbeat_s: float) -> float:
-    """How long each try of a heartbeat's AWS call may take: a quarter of the slack a beat has before its lease
-    lapses (at least 1 s). With one retry, a stuck beat gives up within half the slack, in time for another."""
-    return max(1.0, (lease_s - heartbeat_s) / 4)
+    """How long each of a heartbeat call's two tries may take: half the time a due beat has before its attempt
+    is stopped, at least 2 s. Long enough for a slow store to answer the first try, short enough that a stuck
+    call frees its pool thread within about that time and a call that failed fast is retried in time."""
+    return max(2.0, (lease_s - heartbeat_s - stop_margin_s(lease_s, heartbeat_s)) / 2)
 
 
 @dataclass(eq=False)
@@ -81,7 +87,7 @@ class Heartbeat:
         self._clock = attempts.clock
         self._interval = timedelta(seconds=interval_s)
         self._lease = timedelta(seconds=lease_s)
-        self._margin = timedelta(seconds=max(0.0, min(STOP_MARGIN_S, (lease_s - interval_s) / 2)))
+        self._margin = timedelta(seconds=stop_margin_s(lease_s, interval_s))
         self._active: dict[tuple[str, int | None], Active] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
