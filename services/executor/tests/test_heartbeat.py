@@ -3,6 +3,7 @@ another attempt's slow beat, stop an attempt before its unextended lease lapses.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tq_executor.heartbeat import Heartbeat
+from tq_executor.heartbeat import Active, Heartbeat
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
@@ -126,30 +127,11 @@ def _within(seconds: float, condition: Callable[[], bool]) -> bool:
     return True
 
 
-def test_one_slow_beat_does_not_hold_back_the_other_attempts_beats(slow: tuple) -> None:
+@contextlib.contextmanager
+def stuck_beside_healthy(slow: tuple) -> Iterator[tuple[Active, Active, Task]]:
+    """Two attempts claimed now (leases until now + 30 s) under a running heartbeat, whose beats came due 10 s
+    later; the first one's lease extension hangs: (its attempt, the healthy one, the healthy task)."""
     tasks, store, clock, attempts = slow
-    # Given two running attempts, the first of which has a lease extension that hangs
-    stuck, healthy = _claim(tasks, store, attempts), _claim(tasks, store, attempts)
-    store.slow_task = stuck.id
-    beat = Heartbeat(attempts, interval_s=0.2, lease_s=30)
-    beat.track(stuck, None)
-    kept = beat.track(healthy, None)
-    beat.start()
-    try:
-        # When their beats are due and the stuck one's call hangs
-        clock.advance(10)
-        assert store.entered.wait(5)
-        # Then the other attempt's lease is extended all the same
-        assert _within(3, lambda: store.get(healthy.id).lease_expires_at == clock.now() + timedelta(seconds=30))
-        assert not kept.stop.is_set()
-    finally:
-        store.let_go.set()
-        beat.stop()
-
-
-def test_an_attempt_whose_lease_was_not_extended_stops_before_the_lease_lapses(slow: tuple) -> None:
-    tasks, store, clock, attempts = slow
-    # Given an attempt claimed now (lease until now + 30 s) whose lease extension hangs, beside a healthy one
     stuck, healthy = _claim(tasks, store, attempts), _claim(tasks, store, attempts)
     store.slow_task = stuck.id
     beat = Heartbeat(attempts, interval_s=0.2, lease_s=30)
@@ -158,6 +140,25 @@ def test_an_attempt_whose_lease_was_not_extended_stops_before_the_lease_lapses(s
     try:
         clock.advance(10)
         assert store.entered.wait(5)
+        yield doomed, kept, healthy
+    finally:
+        store.let_go.set()
+        beat.stop()
+
+
+def test_one_slow_beat_does_not_hold_back_the_other_attempts_beats(slow: tuple) -> None:
+    _, store, clock, _ = slow
+    # Given two running attempts whose beats are due, the first one's call hanging
+    with stuck_beside_healthy(slow) as (_, kept, healthy):
+        # Then the other attempt's lease is extended all the same
+        assert _within(3, lambda: store.get(healthy.id).lease_expires_at == clock.now() + timedelta(seconds=30))
+        assert not kept.stop.is_set()
+
+
+def test_an_attempt_whose_lease_was_not_extended_stops_before_the_lease_lapses(slow: tuple) -> None:
+    _, store, clock, _ = slow
+    # Given an attempt whose lease extension hangs, beside a healthy one
+    with stuck_beside_healthy(slow) as (doomed, kept, _):
         # When the lease's end is still more than the margin away, the attempt runs on
         clock.advance(17)  # 3 s left
         time.sleep(0.5)
@@ -165,11 +166,8 @@ def test_an_attempt_whose_lease_was_not_extended_stops_before_the_lease_lapses(s
         # Then, once it is within the margin (2 s) of lapsing, it is stopped while the call still hangs
         clock.advance(1.5)  # 1.5 s left
         assert _within(2, doomed.stop.is_set)
-        assert store.get(stuck.id).lease_expires_at > clock.now()  # before the lease lapsed
+        assert store.get(doomed.task.id).lease_expires_at > clock.now()  # before the lease lapsed
         assert not kept.stop.is_set()
-    finally:
-        store.let_go.set()
-        beat.stop()
 
 
 def test_a_beat_is_due_an_interval_after_the_claim_and_a_failed_one_is_tried_again_sooner(slow: tuple) -> None:
