@@ -3,10 +3,13 @@
 Starts ministack and a whole stack (gateway + executors + scheduler + reaper) as `make run` does, then:
   1. paced phase: N echo tasks at a fixed rate (default 50/s): submit p50/p99, submit->start p50/p99, and
      AWS API calls per task (counted by the services' botocore hook, idle background subtracted);
-  2. saturation phase: M echo tasks from C concurrent clients: sustained tasks/s, submit->start p50/p99.
+  2. saturation phase: M echo tasks from C concurrent clients: sustained tasks/s, submit->start p50/p99;
+  3. with --long L: L `sleep` tasks of --long-s seconds at once, and the executors' heartbeat calls per task
+     (lease extensions, visibility renewals) while they run.
 
 Usage: .venv/bin/python bench/throughput.py [--rate 50] [--paced 500] [--burst 2000] [--clients 16] [--executors 2]
-                                          [--traces]
+                                          [--long 0] [--long-s 35] [--traces]
+(--paced 0 or --burst 0 skips that phase.)
 With --traces every service exports its spans over OTLP/HTTP to a receiver in this process (tqdev.otlp), as
 ``TQ_TRACES_EXPORTER=otlp`` would to a collector, and the spans received are counted.
 """
@@ -64,9 +67,12 @@ def wait_executed(stack: Stack, count: int, timeout_s: float) -> float:
     return time.monotonic()
 
 
-def submit(client: httpx.Client, n: int) -> tuple[str, float]:
+def submit(client: httpx.Client, n: int, sleep_s: float | None = None) -> tuple[str, float]:
+    body = {"type": "echo", "group": "team-a", "payload": {"n": n}}
+    if sleep_s is not None:
+        body = {"type": "sleep", "group": "team-a", "payload": {"seconds": sleep_s}}
     start = time.perf_counter()
-    response = client.post("/v1/tasks", json={"type": "echo", "group": "team-a", "payload": {"n": n}})
+    response = client.post("/v1/tasks", json=body)
     elapsed = time.perf_counter() - start
     response.raise_for_status()
     return response.json()["id"], elapsed
@@ -85,9 +91,7 @@ def start_delays(client: httpx.Client, ids: list[str]) -> list[float]:
 
 def paced(stack: Stack, client: httpx.Client, rate: float, count: int) -> dict[str, object]:
     base = executed(stack)
-    idle_before = aws_calls(stack)
-    time.sleep(5)
-    idle_rate = {k: (v - idle_before[k]) / 5 for k, v in aws_calls(stack).items()}
+    idle = idle_rate(stack)
     before = aws_calls(stack)
     latencies: list[float] = []
     ids: list[str] = []
@@ -109,7 +113,7 @@ def paced(stack: Stack, client: httpx.Client, rate: float, count: int) -> dict[s
     done_at = wait_executed(stack, base + count, 120)
     after = aws_calls(stack)
     window = done_at - t0
-    by_op = {k: after[k] - before[k] - idle_rate.get(k, 0) * window for k in after}
+    by_op = {k: after[k] - before[k] - idle.get(k, 0) * window for k in after}
     per_task = {k: round(v / count, 2) for k, v in sorted(by_op.items()) if v / count >= 0.005}
     delays = start_delays(client, ids)
     return {
@@ -119,7 +123,36 @@ def paced(stack: Stack, client: httpx.Client, rate: float, count: int) -> dict[s
         "start_p99_ms": round(1000 * pct(delays, 0.99), 1),
         "aws_calls_per_task": round(sum(by_op.values()) / count, 2),
         "aws_calls_by_operation": per_task,
-        "idle_background_calls_per_s": round(sum(idle_rate.values()), 1),
+        "idle_background_calls_per_s": round(sum(idle.values()), 1),
+    }
+
+
+def idle_rate(stack: Stack, seconds: float = 5) -> dict[str, float]:
+    """AWS calls per second by operation while nothing runs (the background to subtract)."""
+    before = aws_calls(stack)
+    time.sleep(seconds)
+    return {k: (v - before[k]) / seconds for k, v in aws_calls(stack).items()}
+
+
+#: What keeps a running attempt alive: lease extensions and visibility renewals (none is made while idle).
+HEARTBEAT_CALLS = ("executor:UpdateItem", "executor:ChangeMessageVisibility", "executor:ChangeMessageVisibilityBatch")
+
+
+def long_tasks(stack: Stack, client: httpx.Client, count: int, seconds: float) -> dict[str, object]:
+    """``count`` sleep tasks of ``seconds`` at once: the executors' heartbeat calls per task while they run."""
+    before = aws_calls(stack)
+    t0 = time.monotonic()
+    ids = [submit(client, n, sleep_s=seconds)[0] for n in range(count)]
+    deadline = t0 + 4 * seconds + 60
+    while any(client.get(f"/v1/tasks/{task_id}").json()["status"] != "succeeded" for task_id in ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} sleep tasks of {seconds} s not all succeeded")
+        time.sleep(1)
+    after = aws_calls(stack)
+    by_op = {k: (after[k] - before[k]) / count for k in HEARTBEAT_CALLS}
+    return {
+        "heartbeat_calls_per_task": round(sum(by_op.values()), 2),
+        "by_operation": {k: round(v, 2) for k, v in by_op.items() if v},
     }
 
 
@@ -147,6 +180,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--executors", type=int, default=2)
+    parser.add_argument("--long", type=int, default=0, help="sleep tasks for the heartbeat-cost phase")
+    parser.add_argument("--long-s", type=float, default=35, help="how long each of those sleeps")
     parser.add_argument("--traces", action="store_true", help="export every span over OTLP/HTTP")
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
@@ -174,10 +209,14 @@ def main() -> None:
             print(
                 f"machine: {os.cpu_count()} cores; emulator: ministack; executors: {args.executors}; traces: {traces}"
             )
-            print(f"paced ({args.paced} tasks at {args.rate:g}/s):", paced(stack, client, args.rate, args.paced))
-            print(
-                f"burst ({args.burst} tasks, {args.clients} clients):", burst(stack, client, args.burst, args.clients)
-            )
+            if args.paced:
+                print(f"paced ({args.paced} tasks at {args.rate:g}/s):", paced(stack, client, args.rate, args.paced))
+            if args.burst:
+                burst_figures = burst(stack, client, args.burst, args.clients)
+                print(f"burst ({args.burst} tasks, {args.clients} clients):", burst_figures)
+            if args.long:
+                long_figures = long_tasks(stack, client, args.long, args.long_s)
+                print(f"long ({args.long} tasks of {args.long_s:g} s):", long_figures)
         if receiver is not None:
             time.sleep(7)  # the batch span processors export every 5 s
             print(f"spans received: {len(receiver.spans())}")

@@ -38,10 +38,15 @@ class Attempts:
         worker: str,
         lease_s: float,
         jitter: Callable[[], float] = random.random,
+        lease_store: TaskStore | None = None,
     ) -> None:
         self._store = store
+        #: Where heartbeats extend leases: the same table, through a client whose calls give up well inside a
+        #: lease (a beat stuck for botocore's default minutes would outlive the lease it keeps).
+        self._lease_store = lease_store or store
         self._queue = queue
-        self._clock = clock
+        #: The time leases are measured in (the heartbeat's deadlines use it too).
+        self.clock = clock
         self.worker = worker
         self._lease_s = lease_s
         self._jitter = jitter
@@ -60,7 +65,7 @@ class Attempts:
             except TaskNotFound:
                 log.warning("dropping a message for a task that does not exist", extra={"task_id": dispatch.task_id})
                 return None
-        now = self._clock.now()
+        now = self.clock.now()
         if task.is_expired(now) and task.status is Status.QUEUED:
             self._expire(task, now)
             return None
@@ -89,7 +94,7 @@ class Attempts:
         A result too large to store fails the attempt with ``ResultTooLarge`` instead.
         """
         token = task.claim_seq
-        now = self._clock.now
+        now = self.clock.now
         try:
             done = self._fenced(
                 task, lambda t: t.succeed(task.attempts, self.worker, result, now(), claim_seq=token, log=log)
@@ -108,7 +113,7 @@ class Attempts:
         token = task.claim_seq
         # The time is read on every try: a retry's next_run_at must fall after the commit, never in a minute
         # bucket the scheduler already drained while this write waited out a throttle.
-        now = self._clock.now
+        now = self.clock.now
         done = self._fenced(
             task,
             lambda t: t.fail(
@@ -130,7 +135,7 @@ class Attempts:
         """Record that the attempt stopped because its task's cancel was requested (``acknowledge_cancel``,
         fenced like an outcome); ``None`` if the attempt no longer owns the task."""
         token = task.claim_seq
-        now = self._clock.now
+        now = self.clock.now
         # The claim-time snapshot predates the cancel; read the current one (cancels are rare) so the domain
         # sees the request, and the commit is not first refused on its version.
         try:
@@ -148,12 +153,13 @@ class Attempts:
         """Extend the attempt's lease by ``lease_s`` from now: ``HELD``, ``CANCEL_REQUESTED`` (stop and record
         the cancel) or ``LOST`` (stop, record nothing)."""
         assert task.claim_seq is not None
-        return self._store.extend_lease(task.id, task.claim_seq, self._clock.now() + timedelta(seconds=self._lease_s))
+        until = self.clock.now() + timedelta(seconds=self._lease_s)
+        return self._lease_store.extend_lease(task.id, task.claim_seq, until)
 
     def release(self, task: Task) -> Task | None:
         """Give an unfinished attempt back at shutdown: the task is queued again at once (or dead-lettered)."""
         token = task.claim_seq
-        now = self._clock.now
+        now = self.clock.now
         done = self._fenced(task, lambda t: t.release(task.attempts, self.worker, now(), claim_seq=token))
         if done is not None:
             hand_on(self._queue, done)

@@ -3,7 +3,8 @@
 What changes from ``dramatiq_sqs.SQSBroker``:
 - queues are tq's existing FIFO queues (one per priority, created by bootstrap), never created here;
 - ``enqueue`` sets ``MessageGroupId`` (the task id) and ``MessageDeduplicationId`` and no ``DelaySeconds``;
-- messages are received with a visibility timeout equal to the lease, not 12 hours;
+- messages are received with a visibility timeout equal to the lease, not 12 hours, and kept hidden until acked
+  (running or buffered unstarted) by a ``VisibilityKeeper``;
 - ``nack`` leaves the message to SQS (redelivered after a backoff, dead-lettered by the queue's
   RedrivePolicy) instead of copying it to a ``_dlq`` queue of its own;
 - bodies are plain JSON (no base64), so a payload near the API's body limit still fits a message.
@@ -15,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dramatiq.common import iter_queue
 from dramatiq_sqs.broker import MAX_PREFETCH, SQSBroker, SQSConsumer, _SQSMessage
 
+from tq_executor.visibility import ReceivedMessage, VisibilityKeeper
 from tqcore.adapters import aws
 from tqcore.adapters.sqs.task_queue import QueueUrls
 from tqcore.dispatch import Dispatch
@@ -50,8 +51,11 @@ class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
         settings: CoreSettings,
         *,
         middleware: list[dramatiq.Middleware] | None = None,
+        keeper: VisibilityKeeper | None = None,
     ) -> None:
         super().__init__(middleware=middleware, region_name=settings.region, endpoint_url=settings.endpoint_url)
+        #: Keeps every received message hidden until it is acked (``None``: only the receive hides it).
+        self.keeper = keeper
         self.sqs = aws.resource(settings, "sqs")
         self._urls = QueueUrls(self.sqs.meta.client, settings)
         self._lease_s = settings.lease_s
@@ -83,6 +87,7 @@ class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
             dead_letter_queue=None,
             visibility_timeout=self._lease_s,
             receiving_stopped=self._receiving_stopped,
+            keeper=self.keeper,
         )
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
@@ -114,47 +119,6 @@ def give_back_unstarted(worker: dramatiq.Worker) -> int:
     return sum(len(messages) for messages in by_queue.values())
 
 
-@dataclass(frozen=True)
-class ReceivedMessage:
-    """An SQS message as ``ReceiveMessage`` returned it: what the consumer needs, without boto3 resources.
-
-    (boto3's resource layer builds a ``Message`` resource per message, which took about half of an
-    executor's CPU at a peak of hundreds of tasks.)
-    """
-
-    message_id: str
-    receipt_handle: str
-    body: str
-    attributes: dict[str, str]
-    queue_url: str
-    client: Any = field(repr=False, compare=False)
-    #: The sender's ``MessageAttributes`` as SQS returns them (the W3C trace context).
-    message_attributes: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, raw: dict[str, Any], queue_url: str, client: Any) -> ReceivedMessage:
-        """From one entry of ``ReceiveMessage``'s ``Messages``."""
-        return cls(
-            raw["MessageId"],
-            raw["ReceiptHandle"],
-            raw["Body"],
-            raw.get("Attributes", {}),
-            queue_url,
-            client,
-            raw.get("MessageAttributes", {}),
-        )
-
-    def change_visibility(self, *, VisibilityTimeout: int) -> None:  # boto3 Message.change_visibility
-        """Hide the message for ``VisibilityTimeout`` more seconds (0: visible at once)."""
-        self.client.change_message_visibility(
-            QueueUrl=self.queue_url, ReceiptHandle=self.receipt_handle, VisibilityTimeout=VisibilityTimeout
-        )
-
-    def delete(self) -> None:
-        """Delete the message."""
-        self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=self.receipt_handle)
-
-
 class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     """Receives with the lease as visibility timeout; plain JSON bodies; nack leaves redelivery to SQS.
 
@@ -164,9 +128,16 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     drops it without running anything.
     """
 
-    def __init__(self, *args: Any, receiving_stopped: threading.Event | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        receiving_stopped: threading.Event | None = None,
+        keeper: VisibilityKeeper | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._receiving_stopped = receiving_stopped or threading.Event()
+        self._keeper = keeper
         self._client = self.queue.meta.client
         self._acks: list[str] = []
         self._acks_lock = threading.Lock()
@@ -190,6 +161,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         if free < 1:
             time.sleep(0.02)  # every slot is busy: wait for a worker thread instead of spinning
             return None
+        asked_at = time.monotonic()  # the messages stay hidden until at least the visibility timeout after this
         received = self._client.receive_message(
             QueueUrl=self.queue.url,
             MaxNumberOfMessages=free,
@@ -199,7 +171,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
             MessageAttributeNames=MESSAGE_ATTRIBUTE_NAMES,
         )
         for raw in received.get("Messages", []):
-            self._decode(ReceivedMessage.of(raw, self.queue.url, self._client))
+            self._decode(ReceivedMessage.of(raw, self.queue.url, self._client), asked_at + self.visibility_timeout)
         if self._receiving_stopped.is_set():  # stopped during the long poll
             self._give_back()
             return None
@@ -217,6 +189,8 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         a message not given back comes back once its visibility timeout runs out.
         """
         pending = list(messages)
+        for message in pending:
+            self._let_go(message._sqs_message)
         for start in range(0, len(pending), ACK_BATCH):
             batch = pending[start : start + ACK_BATCH]
             try:
@@ -241,7 +215,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         if buffered:
             self.requeue(buffered)
 
-    def _decode(self, sqs_message: ReceivedMessage) -> None:
+    def _decode(self, sqs_message: ReceivedMessage, hidden_until: float) -> None:
         try:
             decoded = dramatiq.Message.decode(sqs_message.body.encode())
             Dispatch.from_dict(decoded.args[0])
@@ -253,8 +227,16 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
             return
         self.messages.append(_SQSMessage(sqs_message, decoded))
         self.message_refc += 1
+        if self._keeper is not None:
+            self._keeper.hold(sqs_message.queue_url, sqs_message.receipt_handle, hidden_until)
+
+    def _let_go(self, sqs_message: ReceivedMessage) -> None:
+        """The message is no longer ours to keep hidden (acked, nacked, given back)."""
+        if self._keeper is not None:
+            self._keeper.drop(sqs_message.receipt_handle)
 
     def ack(self, message: _SQSMessage) -> None:
+        self._let_go(message._sqs_message)
         with self._acks_lock:
             self._acks.append(message._sqs_message.receipt_handle)
             full = len(self._acks) >= ACK_BATCH
@@ -298,6 +280,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     def nack(self, message: _SQSMessage) -> None:
         # An actor raises when the store or queue is unreachable: back off a lease per receive (capped), so
         # an outage of a few minutes does not burn the receives that send a message to the DLQ.
+        self._let_go(message._sqs_message)
         receives = int(message._sqs_message.attributes.get("ApproximateReceiveCount", "1"))
         self._change_visibility(message._sqs_message, min(NACK_BACKOFF_MAX_S, self.visibility_timeout * receives))
         self.message_refc -= 1

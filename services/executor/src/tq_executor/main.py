@@ -17,12 +17,13 @@ from pydantic import ValidationError
 from tq_executor import isolation, sandbox
 from tq_executor.broker import FifoSQSBroker, give_back_unstarted
 from tq_executor.handlers import load_modules, registry
-from tq_executor.heartbeat import Heartbeat
+from tq_executor.heartbeat import Heartbeat, call_deadline_s
 from tq_executor.middleware.redeliver_on_error import RedeliverOnError
 from tq_executor.middleware.tracing import Tracing
 from tq_executor.run_log import RunLogs
 from tq_executor.runner import Runner
 from tq_executor.settings import ExecutorSettings
+from tq_executor.visibility import VisibilityKeeper
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
@@ -46,9 +47,9 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def build_broker(settings: ExecutorSettings, runner: Runner) -> FifoSQSBroker:
+def build_broker(settings: ExecutorSettings, runner: Runner, keeper: VisibilityKeeper) -> FifoSQSBroker:
     """The broker with one actor per priority; higher priorities are taken first from the local buffer."""
-    broker = FifoSQSBroker(settings, middleware=[CurrentMessage(), RedeliverOnError(), Tracing()])
+    broker = FifoSQSBroker(settings, middleware=[CurrentMessage(), RedeliverOnError(), Tracing()], keeper=keeper)
 
     def run(raw_dispatch: dict[str, Any]) -> None:
         current = CurrentMessage.get_current_message()
@@ -115,8 +116,18 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     modules = handler_modules(settings)
     isolation.prepare(modules)
     queue = SqsTaskQueue(aws.client(settings, "sqs"), settings)
-    attempts = Attempts(store, queue, SystemClock(), worker=worker, lease_s=settings.lease_s)
-    heartbeat = Heartbeat(attempts, interval_s=settings.heartbeat_s, lease_s=settings.lease_s)
+    # Heartbeats (lease and visibility) use clients of their own whose calls give up well inside the lease.
+    deadline_s = call_deadline_s(settings.lease_s, settings.heartbeat_s)
+    lease_store = DynamoTaskStore(aws.client(settings, "dynamodb", deadline_s=deadline_s), settings)
+    attempts = Attempts(store, queue, SystemClock(), worker=worker, lease_s=settings.lease_s, lease_store=lease_store)
+    heartbeat = Heartbeat(
+        attempts, interval_s=settings.heartbeat_s, lease_s=settings.lease_s, parallel=settings.threads
+    )
+    keeper = VisibilityKeeper(
+        aws.client(settings, "sqs", deadline_s=deadline_s),
+        visibility_s=settings.lease_s,
+        renew_every_s=settings.heartbeat_s,
+    )
     logs = RunLogs(
         S3RunLogs(aws.client(settings, "s3"), settings),
         max_bytes=settings.run_log_max_bytes,
@@ -126,7 +137,7 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     scripts_as_root = settings.script_allow is not None and os.geteuid() == 0
     uids = sandbox.UidPool(settings.script_uid_base, settings.script_uid_count) if scripts_as_root else None
     runner = Runner(attempts, heartbeat, modules, logs, uids)
-    broker = build_broker(settings, runner)
+    broker = build_broker(settings, runner, keeper)
     serve_metrics(settings)
     presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)
 
@@ -139,9 +150,9 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     dworker = dramatiq.Worker(broker, worker_threads=settings.threads)
-    # Few buffered messages: a message waiting unclaimed in this process gets no heartbeat, and one that
-    # waits past its visibility bounces to another executor (each bounce counts towards the DLQ).
+    # Messages buffered unstarted are kept hidden by the keeper, but wait for this executor's threads: few.
     dworker.queue_prefetch = settings.prefetch
+    keeper.start()
     dworker.start()
     heartbeat.start()
     presence.start()
@@ -158,6 +169,7 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
         for thread in dworker.workers:  # let outcome writes already under way finish
             thread.join(timeout=5)
         heartbeat.stop()
+        keeper.stop()
     finally:
         presence.stop()  # last: leaving the registry is a call that must not eat into the grace
         runner.close()

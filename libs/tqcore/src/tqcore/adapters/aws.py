@@ -47,10 +47,23 @@ def _count_throttle(response: Any = None, operation: Any = None, **_: Any) -> No
         DYNAMODB_THROTTLES.labels(operation.name).inc()
 
 
-def client(settings: CoreSettings, service: str) -> Any:
-    """A client for ``service`` (``dynamodb``, ``sqs``, ``s3``) at the configured endpoint and region."""
+def client(settings: CoreSettings, service: str, *, deadline_s: float | None = None) -> Any:
+    """A client for ``service`` (``dynamodb``, ``sqs``, ``s3``) at the configured endpoint and region.
+
+    With ``deadline_s``, each try of a call gives up after that long (connect or read), and a call is tried twice
+    at most: for calls that must end inside a lease rather than wait out botocore's defaults (heartbeats).
+    """
+    config = _CONFIG
+    if deadline_s is not None:
+        config = _CONFIG.merge(
+            Config(
+                connect_timeout=deadline_s,
+                read_timeout=deadline_s,
+                retries={"mode": "standard", "total_max_attempts": 2},
+            )
+        )
     session = boto3.session.Session(region_name=settings.region)
-    made = session.client(service, endpoint_url=settings.endpoint_url, config=_CONFIG)  # type: ignore[call-overload]
+    made = session.client(service, endpoint_url=settings.endpoint_url, config=config)  # type: ignore[call-overload]
     return counted(made)
 
 
