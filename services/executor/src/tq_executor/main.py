@@ -34,6 +34,7 @@ from tqcore.execution import Attempts
 from tqcore.logs import configure_logging
 from tqcore.metrics import observe_commit, serve_metrics
 from tqcore.presence import Presence
+from tqcore.settings import load_settings
 from tqcore.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args not in ([], ["register-types"]):
         print("usage: tq-executor [register-types]", file=sys.stderr)
         return 2
-    settings = ExecutorSettings()
+    settings = load_settings(ExecutorSettings, "tq-executor")
     configure_logging("executor")
     configure_tracing("executor", settings)
     worker = worker_id()

@@ -10,6 +10,8 @@ from pydantic_settings import NoDecode
 from tqcore.settings import CoreSettings
 
 AuthKind = Literal["dev", "keys", "jwt"]
+#: The services that heartbeat presence: what ``TQ_READY_REQUIRES`` may name.
+SERVICES = ("gateway", "executor", "scheduler", "reaper")
 #: Production accepts API keys only; the local stack and the tests add ``dev`` (``TQ_AUTH``).
 DEFAULT_AUTH: tuple[AuthKind, ...] = ("keys",)
 
@@ -69,4 +71,9 @@ class GatewaySettings(CoreSettings):
                 raise ValueError(f"TQ_AUTH=jwt needs {needs}, TQ_JWT_ISSUER and TQ_JWT_AUDIENCE")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_client_ca and not self.tls_cert):
             raise ValueError("TLS needs both TQ_TLS_CERT and TQ_TLS_KEY (and them for TQ_TLS_CLIENT_CA)")
+        unknown = [name for name in self.ready_requires if name not in SERVICES]
+        if unknown:  # /readyz would wait for it forever
+            raise ValueError(
+                f"TQ_READY_REQUIRES names {', '.join(unknown)}: no such service (one of {', '.join(SERVICES)})"
+            )
         return self

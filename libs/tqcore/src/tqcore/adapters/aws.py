@@ -32,6 +32,11 @@ _CONFIG = Config(
     parameter_validation=False,
 )
 
+#: For readiness probes: one retry and short timeouts, so a poll answers within seconds even when AWS does not.
+_PROBE_CONFIG = _CONFIG.merge(
+    Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=1, read_timeout=2)
+)
+
 
 def _count_call(model: Any, **_: Any) -> None:
     AWS_CALLS.labels(model.service_model.service_name, model.name).inc()
@@ -47,10 +52,12 @@ def _count_throttle(response: Any = None, operation: Any = None, **_: Any) -> No
         DYNAMODB_THROTTLES.labels(operation.name).inc()
 
 
-def client(settings: CoreSettings, service: str) -> Any:
-    """A client for ``service`` (``dynamodb``, ``sqs``, ``s3``) at the configured endpoint and region."""
+def client(settings: CoreSettings, service: str, *, probe: bool = False) -> Any:
+    """A client for ``service`` (``dynamodb``, ``sqs``, ``s3``) at the configured endpoint and region; with
+    ``probe``, one that gives up within seconds (for readiness checks)."""
     session = boto3.session.Session(region_name=settings.region)
-    made = session.client(service, endpoint_url=settings.endpoint_url, config=_CONFIG)  # type: ignore[call-overload]
+    config = _PROBE_CONFIG if probe else _CONFIG
+    made = session.client(service, endpoint_url=settings.endpoint_url, config=config)  # type: ignore[call-overload]
     return counted(made)
 
 
