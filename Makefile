@@ -29,7 +29,7 @@ run: install
 	$(BIN)/tq-local
 
 ## make test: set up and run every test: lint, types, unit, alert rules, then integration + e2e on ministack and moto.
-# The chaos run (about 4-6 minutes, on ministack) has a second lane beside it: moto's adapter tests, then the
+# The chaos runs (about 5-8 minutes for both, on ministack) have a second lane beside them: moto's adapter tests, then the
 # observability e2e modules on ministack. Neither lane asserts timings the other's load could upset (chaos has
 # only its 420 s progress deadline; the observability modules count, with deadlines of tens of seconds).
 # moto's e2e module, which does time a start, runs alone afterwards. lint, typecheck, unit and alerts (each one
@@ -91,7 +91,8 @@ test-moto-adapters: install
 test-moto-e2e: install
 	$(MOTO) tests/e2e/test_submit.py
 
-## make chaos: 2,000 tasks while executors are SIGKILLed every 3 s (also part of `make test`); prints its figures.
+## make chaos: 2,000 tasks while executors are SIGKILLed every 3 s, then 330 with 5% of AWS calls faulted too
+## (docs/TESTING.md; also part of `make test`); prints its figures.
 chaos: install
 	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m chaos -s
 

@@ -27,7 +27,7 @@ def start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     [
         ({}, "no task types configured: set TQ_HANDLER_MODULES"),
         ({"TQ_HANDLER_MODULES": " , "}, "no task types configured"),
-        ({"TQ_SCRIPT_ALLOW": "echo,sleep,true"}, "TQ_SCRIPT_ALLOW: Value error, the script allow-list is not JSON"),
+        ({"TQ_SCRIPT_ALLOW": "echo,sleep,true"}, "TQ_SCRIPT_ALLOW: the script allow-list is not JSON"),
         ({"TQ_SCRIPT_ALLOW": '{"date": {"args": ["("]}}'}, "not a regular expression"),
         ({"TQ_SCRIPTS_FILE": "/nonexistent/scripts.json"}, "TQ_SCRIPTS_FILE cannot be read"),
     ],

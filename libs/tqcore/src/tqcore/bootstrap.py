@@ -17,7 +17,7 @@ from tqcore.adapters import aws
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.s3 import run_logs
 from tqcore.domain.model import Priority
-from tqcore.settings import CoreSettings
+from tqcore.settings import CoreSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def lifecycle_rule(settings: CoreSettings) -> dict[str, Any]:
 def main() -> int:
     """``tq-bootstrap``: create the resources named by the ``TQ_*`` settings."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = CoreSettings()
+    settings = load_settings(CoreSettings, "tq-bootstrap")
     try:
         bootstrap(settings)
     except (ClientError, BotoCoreError, TimeoutError) as error:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import sys
+from typing import Literal, Self, TypeVar
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tqcore.domain.model import Priority
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 class CoreSettings(BaseSettings):
@@ -53,6 +56,15 @@ class CoreSettings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9100, ge=0, le=65535)
 
+    @model_validator(mode="after")
+    def _timings_agree(self) -> Self:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError(
+                f"TQ_HEARTBEAT_S ({self.heartbeat_s:g}) must be less than TQ_LEASE_S ({self.lease_s}): "
+                "every lease would run out before its next heartbeat"
+            )
+        return self
+
     @property
     def table_name(self) -> str:
         """The single DynamoDB table."""
@@ -70,3 +82,26 @@ class CoreSettings(BaseSettings):
     def dlq_name(self, priority: Priority) -> str:
         """The FIFO dead-letter queue behind one priority's queue."""
         return f"{self.prefix}-{priority.value}-dlq.fifo"
+
+
+def settings_problem(error: ValidationError) -> str:
+    """One line naming each bad setting by its variable (``TQ_LEASE_S: ...``), for a refusal to start."""
+    problems = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["loc"]:
+            name = str(item["loc"][0])
+            name = name if name.isupper() else f"TQ_{name.upper()}"  # aliases are already variable names
+            problems.append(f"{name}: {message}")
+        else:  # a check across several settings names them in its message
+            problems.append(message)
+    return "; ".join(problems)
+
+
+def load_settings(kind: type[S], program: str) -> S:
+    """``kind()`` from the environment; settings that cannot work exit the process (status 2) with one line."""
+    try:
+        return kind()
+    except ValidationError as error:
+        sys.stderr.write(f"{program}: refusing to start: {settings_problem(error)}\n")
+        raise SystemExit(2) from None

@@ -12,7 +12,6 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
-from pydantic import ValidationError
 
 from tq_executor import isolation, sandbox
 from tq_executor.broker import FifoSQSBroker, give_back_unstarted
@@ -37,6 +36,7 @@ from tqcore.execution import Attempts
 from tqcore.logs import configure_logging
 from tqcore.metrics import observe_commit, serve_metrics
 from tqcore.presence import Presence
+from tqcore.settings import load_settings
 from tqcore.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: tq-executor [register-types]", file=sys.stderr)
         return 2
     sandbox.make_undumpable()  # before any secret is read: same-uid programs cannot read our /proc entries
-    try:
-        settings = ExecutorSettings()
-    except ValidationError as error:
-        print(f"tq-executor: {_first_problem(error)}", file=sys.stderr)
-        return 2
+    settings = load_settings(ExecutorSettings, "tq-executor")
     modules = handler_modules(settings)
     if not modules:
         print(
-            "tq-executor: no task types configured: set TQ_HANDLER_MODULES (modules registering handlers) "
-            "and/or TQ_SCRIPT_ALLOW or TQ_SCRIPTS_FILE (the script allow-list)",
+            "tq-executor: refusing to start: no task types configured: set TQ_HANDLER_MODULES (modules registering "
+            "handlers) and/or TQ_SCRIPT_ALLOW or TQ_SCRIPTS_FILE (the script allow-list)",
             file=sys.stderr,
         )
         return 2
@@ -102,13 +98,6 @@ def handler_modules(settings: ExecutorSettings) -> list[str]:
     """The configured handler modules, and the ``script`` module if a script allow-list is configured."""
     script = ["tq_executor.script"] if settings.script_allow is not None else []
     return [*settings.handler_modules, *(m for m in script if m not in settings.handler_modules)]
-
-
-def _first_problem(error: ValidationError) -> str:
-    """One line naming the first bad setting (its variable) and why."""
-    first = error.errors(include_url=False)[0]
-    where = "TQ_" + "_".join(str(part) for part in first["loc"]).upper() if first["loc"] else "settings"
-    return f"{where}: {first['msg']}"
 
 
 def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistry, store: DynamoTaskStore) -> int:

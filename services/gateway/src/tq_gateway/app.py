@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import falcon
@@ -58,9 +58,12 @@ def build_app(
     logs: RunLogStore | None = None,
     api_keys: ApiKeys | None = None,
     trace_requests: bool = False,
+    presence: Callable[[], dict[str, list[str]]] | None = None,
+    probes: Mapping[str, Callable[[], object]] | None = None,
 ) -> falcon.App[Any, Any]:
     """The Falcon app over the given adapters (tests may pass their own; ``replicas`` defaults to one); with
-    ``trace_requests`` each request is a span."""
+    ``trace_requests`` each request is a span. ``/readyz`` reads ``presence`` (default: the registry's) and
+    calls each of ``probes`` (one call per other AWS dependency)."""
     catalog = Catalog(registry)
     tasks = Tasks(store, queue, catalog, clock, new_id)
     history = TaskHistory(store, logs, clock)
@@ -91,7 +94,7 @@ def build_app(
     app.add_route("/v1/dlq/redrive", DeadLetterRedrive(dead_letters))
     app.add_route("/v1/queues", QueueList(queue))
     app.add_route("/healthz", Health())
-    app.add_route("/readyz", Ready(registry, settings.ready_requires))
+    app.add_route("/readyz", Ready(presence or registry.alive, settings.ready_requires, probes))
     app.add_route("/metrics", Metrics())
     app.add_route("/openapi.json", OpenApi())
     return app
@@ -117,4 +120,10 @@ def create_app() -> falcon.App[Any, Any]:
         logs=S3RunLogs(aws.client(settings, "s3"), settings),
         api_keys=ApiKeys(DynamoApiKeyStore(ddb, settings), SystemClock()),
         trace_requests=traced,
+        # Readiness asks on clients of its own, with short timeouts: a poll answers within seconds, AWS or not.
+        presence=DynamoRegistry(aws.client(settings, "dynamodb", probe=True), settings).alive,
+        probes={
+            "sqs": SqsTaskQueue(aws.client(settings, "sqs", probe=True), settings).check,
+            "s3": S3RunLogs(aws.client(settings, "s3", probe=True), settings).check,
+        },
     )

@@ -23,7 +23,7 @@ from tqcore.domain.access import ApiKey
 from tqcore.domain.codec import ts
 from tqcore.domain.commands import Name
 from tqcore.domain.errors import StoreUnavailable
-from tqcore.settings import CoreSettings
+from tqcore.settings import CoreSettings, settings_problem
 
 _NAME = TypeAdapter(Name)
 
@@ -65,8 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = CoreSettings()
     except ValidationError as error:
-        first = error.errors(include_url=False)[0]
-        return _fail(f"bad setting TQ_{str(first['loc'][0]).upper()}: {first['msg']}", 2)
+        return _fail(f"bad settings: {settings_problem(error)}", 2)
     keys = ApiKeys(DynamoApiKeyStore(aws.client(settings, "dynamodb"), settings), SystemClock())
     try:
         return _run(args, keys)

@@ -201,7 +201,13 @@ def _public_paths() -> dict[str, Any]:
                 "operationId": "ready",
                 "summary": "Readiness",
                 "security": [],
-                "responses": {"200": ready, "503": problem("not ready (`services`: live instances per service)")},
+                "responses": {
+                    "200": ready,
+                    "503": problem(
+                        "not ready: `unreachable` names the AWS services that did not answer (`dynamodb`, `sqs`, "
+                        "`s3`); else `services` counts live instances per service"
+                    ),
+                },
             }
         },
         "/metrics": {

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import falcon
@@ -17,7 +20,6 @@ from tqcore.domain.errors import PreconditionFailed
 from tqcore.domain.requests import TaskListQuery
 from tqcore.domain.task import Task
 from tqcore.listing import TaskListing, TaskPage
-from tqcore.ports import Registry
 from tqcore.service import Tasks
 
 #: One task version, plain or as a quoted entity tag (ASCII digits only).
@@ -111,20 +113,33 @@ class Health:
 
 
 class Ready:
-    """``/readyz``: AWS answers and every required service has a live instance (cached briefly)."""
+    """``/readyz``: DynamoDB, SQS and S3 answer and every required service has a live instance.
 
-    def __init__(self, registry: Registry, requires: list[str], cache_s: float = 1.0) -> None:
-        self._registry = registry
+    One call per dependency, all at once, at most once per ``cache_s`` per worker (it is polled): the presence
+    query is the DynamoDB call, ``probes`` the others (a name each, e.g. ``sqs``, ``s3``).
+    """
+
+    def __init__(
+        self,
+        presence: Callable[[], dict[str, list[str]]],
+        requires: list[str],
+        probes: Mapping[str, Callable[[], object]] | None = None,
+        cache_s: float = 1.0,
+    ) -> None:
+        self._checks: dict[str, Callable[[], object]] = {"dynamodb": presence, **(probes or {})}
         self._requires = requires
         self._cache_s = cache_s
         self._checked_at = float("-inf")
         self._answer: tuple[int, dict[str, Any]] = (503, {})
+        self._lock = threading.Lock()  # one check at a time; requests meanwhile wait for its answer
+        self._pool = ThreadPoolExecutor(max_workers=len(self._checks), thread_name_prefix="readyz")
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if time.monotonic() - self._checked_at > self._cache_s:
-            self._answer = self._check()
-            self._checked_at = time.monotonic()
-        status, body = self._answer
+        with self._lock:
+            if time.monotonic() - self._checked_at > self._cache_s:
+                self._answer = self._check()
+                self._checked_at = time.monotonic()
+            status, body = self._answer
         if status == 200:
             resp.media = body
         else:
@@ -137,12 +152,26 @@ class Ready:
             )
 
     def _check(self) -> tuple[int, dict[str, Any]]:
-        try:
-            alive = self._registry.alive()
-        except Exception as error:  # noqa: BLE001 - any failure to reach AWS means not ready
-            return 503, {"detail": f"AWS is not reachable: {type(error).__name__}"}
+        running = {name: self._pool.submit(check) for name, check in self._checks.items()}
+        down: dict[str, str] = {}
+        for name, future in running.items():
+            try:
+                future.result()
+            except Exception as error:  # noqa: BLE001 - any failure to reach a dependency means not ready
+                down[name] = _reason(error)
+        if down:
+            why = ", ".join(f"{name} ({reason})" for name, reason in sorted(down.items()))
+            return 503, {"detail": f"AWS is not reachable: {why}", "unreachable": sorted(down)}
+        alive: dict[str, list[str]] = running["dynamodb"].result()  # type: ignore[assignment]
         missing = [name for name in self._requires if not alive.get(name)]
         counts = {name: len(alive.get(name, [])) for name in sorted({*self._requires, *alive})}
         if missing:
             return 503, {"detail": f"waiting for: {', '.join(missing)}", "services": counts}
         return 200, {"status": "ready", "services": counts}
+
+
+def _reason(error: Exception) -> str:
+    """An AWS error's code (``InternalError``), else the exception's class (``EndpointConnectionError``)."""
+    response = getattr(error, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code) if code else type(error).__name__

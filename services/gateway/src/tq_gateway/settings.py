@@ -12,6 +12,8 @@ from tqcore.listing import PAGE_BYTES
 from tqcore.settings import CoreSettings
 
 AuthKind = Literal["dev", "keys", "jwt"]
+#: The services that heartbeat presence: what ``TQ_READY_REQUIRES`` may name.
+SERVICES = ("gateway", "executor", "scheduler", "reaper")
 #: Production accepts API keys only; the local stack and the tests add ``dev`` (``TQ_AUTH``).
 DEFAULT_AUTH: tuple[AuthKind, ...] = ("keys",)
 
@@ -99,4 +101,9 @@ class GatewaySettings(CoreSettings):
             raise ValueError("TLS needs both TQ_TLS_CERT and TQ_TLS_KEY (and them for TQ_TLS_CLIENT_CA)")
         if self.gateway_connections <= self.gateway_threads:
             raise ValueError("TQ_GATEWAY_CONNECTIONS must be greater than TQ_GATEWAY_THREADS")
+        unknown = [name for name in self.ready_requires if name not in SERVICES]
+        if unknown:  # /readyz would wait for it forever
+            raise ValueError(
+                f"TQ_READY_REQUIRES names {', '.join(unknown)}: no such service (one of {', '.join(SERVICES)})"
+            )
         return self

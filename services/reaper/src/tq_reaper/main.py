@@ -8,11 +8,12 @@ from tq_reaper.gauges import SystemGauges
 from tq_reaper.reaper import Reaper
 from tq_reaper.settings import ReaperSettings
 from tqcore.loop import run_periodic_service
+from tqcore.settings import load_settings
 
 
 def main() -> int:
     """Make a pass every ``TQ_REAPER_INTERVAL_S`` until SIGTERM."""
-    settings = ReaperSettings()
+    settings = load_settings(ReaperSettings, "tq-reaper")
     return run_periodic_service(
         "reaper",
         settings,

@@ -7,11 +7,12 @@ import sys
 from tq_scheduler.scheduler import Scheduler
 from tq_scheduler.settings import SchedulerSettings
 from tqcore.loop import Adapters, instance_name, run_periodic_service
+from tqcore.settings import load_settings
 
 
 def main() -> int:
     """Act on due work every ``TQ_SCHEDULER_INTERVAL_S`` (or sooner, when it knows something is due) until SIGTERM."""
-    settings = SchedulerSettings()
+    settings = load_settings(SchedulerSettings, "tq-scheduler")
 
     def make_pass(a: Adapters) -> Scheduler:
         return Scheduler(

@@ -32,6 +32,11 @@ _CONFIG = Config(
     parameter_validation=False,
 )
 
+#: For readiness probes: one retry and short timeouts, so a poll answers within seconds even when AWS does not.
+_PROBE_CONFIG = _CONFIG.merge(
+    Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=1, read_timeout=2)
+)
+
 
 def _count_call(model: Any, **_: Any) -> None:
     AWS_CALLS.labels(model.service_model.service_name, model.name).inc()
@@ -47,13 +52,14 @@ def _count_throttle(response: Any = None, operation: Any = None, **_: Any) -> No
         DYNAMODB_THROTTLES.labels(operation.name).inc()
 
 
-def client(settings: CoreSettings, service: str, *, deadline_s: float | None = None) -> Any:
+def client(settings: CoreSettings, service: str, *, deadline_s: float | None = None, probe: bool = False) -> Any:
     """A client for ``service`` (``dynamodb``, ``sqs``, ``s3``) at the configured endpoint and region.
 
     With ``deadline_s``, each try of a call gives up after that long (connect or read), and a call is tried twice
-    at most: for calls that must end inside a lease rather than wait out botocore's defaults (heartbeats).
+    at most: for calls that must end inside a lease rather than wait out botocore's defaults (heartbeats). With
+    ``probe``, one that gives up within seconds (for readiness checks).
     """
-    config = _CONFIG
+    config = _PROBE_CONFIG if probe else _CONFIG
     if deadline_s is not None:
         config = _CONFIG.merge(
             Config(

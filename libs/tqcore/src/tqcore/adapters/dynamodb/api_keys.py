@@ -30,7 +30,10 @@ class DynamoApiKeyStore:
             "put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(PK)"
         )
         if added is None:
-            raise ValueError(f"API key id {key.key_id} already exists")
+            # botocore sends a put again when its answer was lost: the item found may be this very write.
+            found = self.find(key.key_id)
+            if found is None or found[1] != token_hash:
+                raise ValueError(f"API key id {key.key_id} already exists")
 
     def find(self, key_id: str) -> tuple[ApiKey, str] | None:
         """The key and its token hash (a consistent read, so a revocation is seen at once)."""

@@ -40,6 +40,10 @@ class S3RunLogs:
         self._s3 = client
         self._bucket = settings.bucket_name
 
+    def check(self) -> None:
+        """One ``HeadBucket``: raises if the bucket cannot be reached (readiness)."""
+        self._s3.head_bucket(Bucket=self._bucket)
+
     def put(self, task_id: str, claim_seq: int, body: bytes) -> None:
         """One ``PutObject``; raises ``StoreUnavailable`` if S3 refuses or cannot be reached."""
         try:

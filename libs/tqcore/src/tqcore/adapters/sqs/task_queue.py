@@ -59,6 +59,10 @@ class SqsTaskQueue:
         self._settings = settings
         self.urls = QueueUrls(client, settings)
 
+    def check(self) -> None:
+        """One ``GetQueueUrl`` (uncached): raises if SQS cannot be reached (readiness)."""
+        self._client.get_queue_url(QueueName=self._settings.queue_name(Priority.NORMAL))
+
     def send(self, task: Task) -> None:
         """Send the dispatch for the task's next attempt."""
         self._send(task)
