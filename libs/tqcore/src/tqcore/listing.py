@@ -26,7 +26,7 @@ SCAN_BUDGET = 1000
 READ_BATCH = 100
 #: The bytes of documents a page holds at most (``TQ_LIST_PAGE_BYTES``); one larger document still makes a page.
 PAGE_BYTES = 4 * 1024 * 1024
-#: DynamoDB's largest item: before any size is known, a batch asks for no more than the budget holds at this size.
+#: DynamoDB's largest item: a batch asks for no more keys than the page's remaining budget holds at this size.
 ITEM_BYTES_MAX = 400 * 1024
 
 
@@ -59,24 +59,23 @@ def fill_page(
 ) -> TaskPage:
     """Read ``entries`` (newest-first ``(position, id)``) into a page of the tasks ``keep`` accepts.
 
-    Batches are sized from the documents read so far, so a batch holds about what the rest of the page may:
-    what one page holds at once is its items plus one batch, whatever the tasks' sizes.
+    A batch asks for no more keys than the rest of the page holds at DynamoDB's largest item, plus one: the page
+    and its batch together stay within ``page_bytes`` plus one item, whatever the mix of sizes.
     """
     items: list[ListedTask] = []
-    used = scanned = read_bytes = read_docs = 0
+    used = scanned = 0
     last: str | None = None  # the position of the last entry looked at: the next page starts after it
     budget = rules.scan_budget
     while len(items) < rules.limit and scanned < budget:
-        average = read_bytes / read_docs if read_docs else ITEM_BYTES_MAX
-        fits = max(1, int((rules.page_bytes - used) // average) + 1)  # +1: the document that ends the page
+        # Not from the sizes seen so far: any unread task may be a largest item (small ones first, then large,
+        # would make one batch hold many times the budget). +1: the document that ends the page.
+        fits = max(1, (rules.page_bytes - used) // ITEM_BYTES_MAX + 1)
         wanted = READ_BATCH if rules.filtered else rules.limit - len(items)
         chunk = list(itertools.islice(entries, min(wanted, budget - scanned, fits)))
         if not chunk:
             return TaskPage(items, None)
         scanned += len(chunk)
         found = {task.id: task for task in read([task_id for _, task_id in chunk])}
-        read_docs += len(found)
-        read_bytes += sum(len(task.doc) for task in found.values())
         for n, (position, task_id) in enumerate(chunk):
             task = found.get(task_id)
             if task is not None and keep(position, task):

@@ -17,7 +17,7 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import ErrorInfo, Status
 from tqcore.domain.requests import DeadLetterQuery, TaskListQuery
 from tqcore.domain.task import Task
-from tqcore.listing import TaskListing, TaskPage
+from tqcore.listing import PAGE_BYTES, TaskListing, TaskPage
 from tqcore.management import DeadLetters
 from tqcore.service import mutate
 from tqcore.testing import FixedClock, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
@@ -125,6 +125,21 @@ def test_batches_are_sized_to_what_the_page_can_still_hold() -> None:
     doc = len(page.items[0].doc)
     assert max(sum(len(task.doc) for task in batch) for batch in queries.batches) <= 100 * KIB + doc
     assert sum(len(batch) for batch in queries.batches) <= 6
+
+
+def test_small_tasks_first_do_not_let_a_batch_of_large_ones_past_the_budget() -> None:
+    # Given 40 tasks of 256 KiB, then the 11 newest of about 1 KiB (a first batch sees only small ones)
+    world = World()
+    for n in range(51):
+        world.task(256 * KIB if n < 40 else KIB)
+    queries = CountingQueries(world.store)
+    # When one page of at most 200 and 4 MiB is listed
+    page = TaskListing(queries).page(TaskListQuery(group="team-a", limit=200), ALICE)
+    # Then no single read held more than the page budget plus one item (before: 40 large ones, 10 MiB at once)
+    largest = max(len(task.doc) for batch in queries.batches for task in batch)
+    assert max(sum(len(task.doc) for task in batch) for batch in queries.batches) <= PAGE_BYTES + largest
+    assert len(page.items) == 11 + 15
+    assert page_bytes(page) <= PAGE_BYTES
 
 
 @settings(max_examples=40, deadline=None)
