@@ -36,6 +36,9 @@ def test_the_paths_the_architecture_describes_are_found() -> None:
     } <= names("executor")
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "dynamodb:Query"} <= names("reaper")
     assert "s3:PutObject" not in names("scheduler")
+    # The scheduler's one-off backfill of the sweep keys scans the ``due`` index: no other role may scan.
+    assert {"dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:PutItem"} <= names("scheduler")
+    assert [service for service in aws_calls.SERVICES if "dynamodb:Scan" in names(service)] == ["scheduler"]
 
 
 def test_string_operation_arguments_and_method_calls_both_count() -> None:

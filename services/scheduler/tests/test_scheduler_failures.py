@@ -180,3 +180,32 @@ def test_a_repeating_task_found_days_late_by_the_sweep_runs_once_for_its_latest_
     assert world.later(-3600) < queued[0].data["scheduled_for"] <= world.clock.now()
     skipped = [e for e in world.store.events(hourly) if e.type is EventType.RUN_SKIPPED]
     assert [e.data["reason"] for e in skipped] == ["catch_up"]
+
+
+def test_a_backfill_is_stepped_once_per_pass_until_done_and_a_failing_step_never_stops_a_pass(world: World) -> None:
+    # Given a backfill whose first step fails, whose second has more to do and whose third finishes
+    outcomes: list[bool | Exception] = [StoreUnavailable("DynamoDB is unavailable (fake)"), False, True]
+    steps = 0
+
+    def backfill() -> bool:
+        nonlocal steps
+        steps += 1
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    sched = Scheduler(
+        world.store, world.queue, world.registry, world.clock, shards=SHARDS, catchup_s=3600, backfill=backfill
+    )
+    world.schedulers.append(sched)
+    due = world.at(30)
+    world.clock.advance(31)
+    # When the first pass meets the failing step, Then it still queues the due task
+    assert sched.run_once() == 1
+    assert world.status(due) is Status.QUEUED
+    # And the backfill is stepped at each pass until it is done, then never again
+    for _ in range(4):
+        world.clock.advance(1)
+        sched.run_once()
+    assert steps == 3

@@ -6,6 +6,8 @@ import sys
 
 from tq_scheduler.scheduler import Scheduler
 from tq_scheduler.settings import SchedulerSettings
+from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.backfill import SweepKeysBackfill
 from tqcore.loop import Adapters, instance_name, run_periodic_service
 from tqcore.settings import load_settings
 
@@ -27,6 +29,7 @@ def main() -> int:
             stage_s=settings.scheduler_stage_s,
             instance=instance_name(),
             sweep_shards=settings.reap_shards,
+            backfill=SweepKeysBackfill(aws.client(settings, "dynamodb"), settings).step,
         )
 
     return run_periodic_service("scheduler", settings, settings.scheduler_interval_s, make_pass)

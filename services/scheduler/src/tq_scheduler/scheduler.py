@@ -4,6 +4,7 @@ minute on every overdue task however old (the sweep)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from prometheus_client import Gauge
@@ -39,7 +40,8 @@ class Scheduler:
     ``starting_deadline_s`` is how late a repeating task's catch-up run may still start; ``interval_s`` is
     the pause between passes, and how far ahead a pass looks so that the next one can start exactly when the
     earliest task it saw falls due. Runs due within ``stage_s`` are committed ahead and sent at their time
-    (see ``tqcore.scheduling``).
+    (see ``tqcore.scheduling``). ``backfill`` is stepped once per pass, before the pass, until it returns ``True``
+    (the sweep keys of tasks written before the sweep existed: ``tqcore.adapters.dynamodb.backfill``).
     """
 
     def __init__(
@@ -56,7 +58,10 @@ class Scheduler:
         stage_s: float = 0.0,
         instance: str | None = None,
         sweep_shards: int = 4,
+        backfill: Callable[[], bool] | None = None,
     ) -> None:
+        #: A one-off data backfill still under way (a step per pass until it says it is done), or ``None``.
+        self._backfill = backfill
         self._registry = registry
         self._instance = instance
         self._divided_at: datetime | None = None
@@ -86,6 +91,7 @@ class Scheduler:
         overdue task before that); how many runs and retries were queued."""
         now = self._clock.now()
         self._divide(now)
+        self._step_backfill()
         if self._low_water is None:
             self._low_water = self._registry.mark(MARK) or now - timedelta(seconds=self._catchup_s)
         start = max(self._low_water, now - WALK_BACK).replace(second=0, microsecond=0)
@@ -108,6 +114,18 @@ class Scheduler:
             log.info("scheduler pass", extra={"events": dict(self.last_pass.events)})
         LAST_PASS.set_to_current_time()
         return self.last_pass.queued
+
+    def _step_backfill(self) -> None:
+        """One step of the backfill, if it is still under way: a failing step never stops the pass."""
+        if self._backfill is None:
+            return
+        try:
+            done = self._backfill()
+        except Exception:
+            log.exception("backfill step failed; trying again next pass")
+            return
+        if done:
+            self._backfill = None
 
     def _divide(self, now: datetime) -> None:
         """Share the shards with the other live replicas, by rank in the presence registry."""

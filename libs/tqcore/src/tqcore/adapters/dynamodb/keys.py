@@ -22,6 +22,8 @@ CATALOG_PK = "CATALOG"
 GROUPS_PK = "GROUPS"
 PRESENCE_PK = "PRESENCE"
 MARK_PK = "MARK"
+#: One item per one-off data migration (sort key: its name), put once it has run over the whole table.
+MIGRATION_PK = "MIGRATION"
 #: Every API key record, one item per key id (sort key): a small partition, read by GetItem on each uncached
 #: request and queried whole only by ``tq-keys list``.
 API_KEY_PK = "APIKEY"
@@ -84,8 +86,7 @@ def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_af
     elif wake_at is not None:
         # Due work also sits in one partition per shard, not per minute: the scheduler's sweep finds every
         # overdue task there however old, in one paged query per shard.
-        attrs["reap_pk"] = sweep_partition(shard_of(task.id, reap_shards))
-        attrs["reap_sk"] = f"{ts(wake_at)}#{task.id}"
+        attrs.update(sweep_index_attributes(task.id, attrs["due_sk"], reap_shards))
     if task.status is Status.FAILED:
         attrs["dlq_pk"] = f"DLQ#{task.group}"
         attrs["dlq_sk"] = f"{ts(task.finished_at)}#{task.id}"
@@ -113,6 +114,12 @@ def sweep_partition(shard: int) -> str:
     """``reap`` index partition of due work that is not queued (scheduled, retrying, or running with a slot
     pending), by due time: the scheduler's sweep, apart from the reaper's two kinds."""
     return f"REAP#D#{shard}"
+
+
+def sweep_index_attributes(task_id: str, due_sk: str, reap_shards: int) -> dict[str, str]:
+    """The ``reap`` index keys of due work that is not queued: the ``due`` index's sort key (time, then id) in
+    the task's sweep partition (``backfill`` gives them to snapshots written before the sweep existed)."""
+    return {"reap_pk": sweep_partition(shard_of(task_id, reap_shards)), "reap_sk": due_sk}
 
 
 def lease_index_attributes(task_id: str, expires_at: datetime, reap_shards: int) -> dict[str, str]:

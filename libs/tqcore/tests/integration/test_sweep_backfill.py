@@ -1,0 +1,114 @@
+"""The one-off backfill puts tasks written before the sweep existed where the sweep looks, once per table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tqcore.adapters import aws
+from tqcore.adapters.dynamodb import keys
+from tqcore.adapters.dynamodb.backfill import SWEEP_KEYS, SweepKeysBackfill
+from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.clock import new_task_id
+from tqcore.domain.commands import SubmitTask
+from tqcore.domain.model import Status
+from tqcore.domain.task import Task
+from tqcore.settings import CoreSettings
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC)
+TWO_DAYS_AGO = NOW - timedelta(days=2)
+
+
+@pytest.fixture
+def ddb(settings: CoreSettings) -> Any:
+    """A raw DynamoDB client, to write and read items as older code left them."""
+    return aws.client(settings, "dynamodb")
+
+
+def scheduled(store: DynamoTaskStore, at: datetime) -> Task:
+    """A one-shot task due ``at``, submitted an hour before, stored by today's code."""
+    cmd = SubmitTask.model_validate({"type": "echo", "group": "team-a", "schedule": {"at": at.isoformat()}})
+    submitted_at = at - timedelta(hours=1)
+    task = Task.submit(
+        task_id=new_task_id(),
+        owner="alice",
+        now=submitted_at,
+        submitted=cmd.model_dump(mode="json"),
+        **cmd.task_fields(),
+    )
+    assert task.status is Status.SCHEDULED
+    store.create(task)
+    return task
+
+
+def stranded(store: DynamoTaskStore, ddb: Any, settings: CoreSettings) -> Task:
+    """A one-shot task due two days ago, stored as the code before the sweep wrote it: no ``reap`` keys."""
+    task = scheduled(store, TWO_DAYS_AGO)
+    # The only difference between the old code's snapshot and today's: ``index_attributes`` wrote no REAP#D keys.
+    ddb.update_item(
+        TableName=settings.table_name,
+        Key={"PK": {"S": keys.task_pk(task.id)}, "SK": {"S": keys.SNAPSHOT_SK}},
+        UpdateExpression="REMOVE reap_pk, reap_sk",
+    )
+    return task
+
+
+def swept(store: DynamoTaskStore, settings: CoreSettings) -> set[str]:
+    """Ids of every task the scheduler's sweep finds overdue now, over all sweep shards."""
+    return {task.id for shard in range(settings.reap_shards) for task in store.overdue(shard, NOW)}
+
+
+def snapshot(ddb: Any, settings: CoreSettings, task_id: str) -> dict[str, Any]:
+    key = {"PK": {"S": keys.task_pk(task_id)}, "SK": {"S": keys.SNAPSHOT_SK}}
+    item: dict[str, Any] = ddb.get_item(TableName=settings.table_name, Key=key, ConsistentRead=True)["Item"]
+    return item
+
+
+def test_the_backfill_lets_the_sweep_find_a_task_stranded_before_it_and_runs_once_per_table(
+    dynamo_store: DynamoTaskStore, ddb: Any, settings: CoreSettings
+) -> None:
+    # Given a task the old scheduler stranded (due two days ago, no sweep keys) and a task written today
+    old = stranded(dynamo_store, ddb, settings)
+    new = scheduled(dynamo_store, TWO_DAYS_AGO)
+    assert swept(dynamo_store, settings) == {new.id}
+    # When the backfill runs, a page of two index items per step
+    backfill = SweepKeysBackfill(ddb, settings, page_size=2)
+    assert backfill.run() == 1
+    # Then the sweep finds the stranded task, with the keys today's code would have written (and only it changed)
+    assert swept(dynamo_store, settings) == {new.id, old.id}
+    item = snapshot(ddb, settings, old.id)
+    expected = keys.sweep_index_attributes(old.id, item["due_sk"]["S"], settings.reap_shards)
+    assert {name: item[name]["S"] for name in ("reap_pk", "reap_sk")} == expected
+    assert item["version"] == {"N": str(old.version)}
+    migration = ddb.get_item(
+        TableName=settings.table_name, Key={"PK": {"S": keys.MIGRATION_PK}, "SK": {"S": SWEEP_KEYS}}
+    )["Item"]
+    assert migration["updated"] == {"N": "1"}
+    # And a later run (another replica, a restart) reads the record and touches nothing, even an old-style item
+    later = stranded(dynamo_store, ddb, settings)
+    again = SweepKeysBackfill(ddb, settings)
+    assert again.step() is True
+    assert again.run() == 0
+    assert "reap_pk" not in snapshot(ddb, settings, later.id)
+
+
+def test_the_backfill_never_overwrites_a_commit_made_after_it_read_the_index(
+    dynamo_store: DynamoTaskStore, ddb: Any, settings: CoreSettings
+) -> None:
+    # Given a stranded task, read from the index by the backfill
+    task = stranded(dynamo_store, ddb, settings)
+    item = snapshot(ddb, settings, task.id)
+    read = {name: item[name] for name in ("PK", "SK", "due_sk", "version")}
+    # When a real commit changes it before the backfill's update (the task is cancelled: no index keys)
+    current = dynamo_store.get(task.id)
+    current.request_cancel("alice", NOW)
+    dynamo_store.commit(current)
+    # Then the backfill's update is refused and the commit's snapshot is left as it wrote it
+    assert SweepKeysBackfill(ddb, settings).give_sweep_keys(read) is False
+    after = snapshot(ddb, settings, task.id)
+    assert after["status"] == {"S": "cancelled"}
+    assert "reap_pk" not in after
