@@ -5,6 +5,8 @@
 - A handler process leads its own session and process group, and is a child subreaper (orphans of its tree are
   reparented to it, not to init): a kill takes the group (its subprocesses too), and once a job ends the handler
   process kills and reaps every descendant it has left (a cheap look at its own children, not a scan of /proc).
+  The fork server is a subreaper too: when a handler process is killed, what it leaves goes to the fork server,
+  and the executor kills every child of the fork server that is not a live handler process (``end_orphans``).
 - When the executor runs as root, each worker slot takes a uid of its own from a range for its scripts (held by
   an ``flock`` for the executor's life, so executors on one host never share one); after every job every process
   of that uid is killed, which also catches a program that left the group with ``setsid``.
@@ -19,6 +21,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +48,11 @@ def lead_own_group() -> None:
     and become its subreaper, so what its tree leaves behind stays its own to find (``end_descendants``)."""
     with contextlib.suppress(OSError):  # already a group leader
         os.setsid()
+    become_subreaper()
+
+
+def become_subreaper() -> None:
+    """Have the orphans of this process's descendants reparented to it rather than to init."""
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
@@ -68,14 +76,50 @@ def end_descendants() -> int:
     return ended
 
 
-def _children() -> list[int] | None:
-    """This process's children (of every thread), or ``None`` if the kernel does not list them."""
-    me = os.getpid()
+def _children(parent: int | None = None) -> list[int] | None:
+    """The children (of every thread) of ``parent`` (this process), or ``None`` if the kernel does not list them."""
+    me = os.getpid() if parent is None else parent
     try:
         threads = os.listdir(f"/proc/{me}/task")
         return [int(pid) for tid in threads for pid in Path(f"/proc/{me}/task/{tid}/children").read_text().split()]
     except FileNotFoundError:
         return None
+
+
+def end_orphans(reaper: int, keep: set[int]) -> int:
+    """SIGKILL every running child of ``reaper`` (a subreaper that reaps them) not in ``keep``; how many.
+    Repeated until none is left, as the children of each one killed are reparented to ``reaper`` in turn."""
+    ended, spared = 0, set(keep)
+    for _ in range(KILL_ROUNDS):
+        found = [pid for pid in _children(reaper) or [] if pid not in spared and _running(pid)]
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                ended += 1
+            except ProcessLookupError:
+                pass
+            except PermissionError:  # not ours to kill (a set-uid program): do not spin on it
+                spared.add(pid)
+        time.sleep(0.01)  # a SIGKILLed process dies (and hands its children on) asynchronously
+    return ended
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie waiting for its parent to reap it."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != b"Z"
+
+
+def _stat_fields(pid: int | str) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, pgrp...); empty if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return []
+    # ``pid (comm) state ppid pgrp ...``: comm may hold spaces and parentheses, so split after the last ')'.
+    return stat[stat.rfind(b")") + 2 :].split()
 
 
 def kill_group(pgid: int) -> None:
@@ -109,12 +153,7 @@ def _group_members(pgid: int) -> list[int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            stat = Path(entry.path, "stat").read_bytes()
-        except OSError:
-            continue
-        # ``pid (comm) state ppid pgrp ...``: comm may hold spaces and parentheses, so split after the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
+        fields = _stat_fields(entry.name)
         if len(fields) > 2 and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
