@@ -165,7 +165,7 @@ class HandlerProcess:
                 self._process.join(5)
             _end_orphans()  # what left the group with setsid went to the fork server when the child died
         if self._uid is not None:
-            sandbox.kill_uid(self._uid)  # scripts that left the group with setsid
+            sandbox.end_uid(self._uid)  # scripts that left the group with setsid, and their files in /tmp
         self._forget()
 
     def close(self) -> None:

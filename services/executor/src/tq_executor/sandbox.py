@@ -9,7 +9,9 @@
   and the executor kills every child of the fork server that is not a live handler process (``end_orphans``).
 - When the executor runs as root, each worker slot takes a uid of its own from a range for its scripts (held by
   an ``flock`` for the executor's life, so executors on one host never share one); after every job every process
-  of that uid is killed, which also catches a program that left the group with ``setsid``.
+  of that uid is killed, which also catches a program that left the group with ``setsid``, and what it owns in
+  the world-writable directories (``SHARED_DIRS``) is removed, so the slot's next tenant cannot read it. Not
+  covered: SysV IPC objects (``ipcrm``), and files in other world-writable places of the host.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import fcntl
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -115,11 +118,11 @@ def _running(pid: int) -> bool:
 def _stat_fields(pid: int | str) -> list[bytes]:
     """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, pgrp...); empty if it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return []
     # ``pid (comm) state ppid pgrp ...``: comm may hold spaces and parentheses, so split after the last ')'.
-    return stat[stat.rfind(b")") + 2 :].split()
+    return raw[raw.rfind(b")") + 2 :].split()
 
 
 def kill_group(pgid: int) -> None:
@@ -177,6 +180,58 @@ def kill_uid(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
+#: Directories every uid may write to: what a script uid leaves there would be the next tenant's to read.
+SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue", "/run/lock")  # noqa: S108 - cleaned, not used
+#: How deep ``remove_files_of`` goes into world-writable directories of other owners within them.
+SHARED_DEPTH = 4
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+def end_uid(uid: int) -> None:
+    """End a script uid's run: SIGKILL its processes, then remove the files it left in ``SHARED_DIRS``."""
+    kill_uid(uid)
+    remove_files_of(uid)
+
+
+def remove_files_of(uid: int, tops: tuple[str, ...] = SHARED_DIRS) -> int:
+    """Remove every entry ``uid`` owns in ``tops`` and in the world-writable directories within them (the only
+    places it can have written), never following a symlink nor leaving a top's filesystem; how many."""
+    removed = 0
+    for top in tops:
+        with contextlib.suppress(OSError):
+            fd = os.open(top, _DIR_FLAGS)
+            try:
+                removed += _remove_owned(fd, uid, os.fstat(fd).st_dev, SHARED_DEPTH)
+            finally:
+                os.close(fd)
+    return removed
+
+
+def _remove_owned(dir_fd: int, uid: int, dev: int, depth: int) -> int:
+    removed = 0
+    with os.scandir(dir_fd) as scan:
+        entries = list(scan)
+    for entry in entries:
+        with contextlib.suppress(OSError):  # gone meanwhile, or not removable: the rest still goes
+            found = entry.stat(follow_symlinks=False)
+            is_dir = stat.S_ISDIR(found.st_mode)
+            if found.st_dev != dev:
+                continue
+            if found.st_uid == uid:
+                if is_dir:
+                    shutil.rmtree(entry.name, dir_fd=dir_fd)  # fd-based on Linux: follows no symlink inside
+                else:
+                    os.unlink(entry.name, dir_fd=dir_fd)
+                removed += 1
+            elif is_dir and found.st_mode & stat.S_IWOTH and depth > 0:
+                sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    removed += _remove_owned(sub, uid, dev, depth - 1)
+                finally:
+                    os.close(sub)
+    return removed
+
+
 class UidPool:
     """Per-slot script uids from ``[base, base + count)``, each held by an ``flock`` in ``lock_dir``."""
 
@@ -189,7 +244,7 @@ class UidPool:
         self._held: list[int] = []
 
     def take(self) -> int:
-        """A uid no other slot on this host holds; its leftover processes (of a crashed executor) are killed."""
+        """A uid no other slot on this host holds; what a crashed executor left of it (processes, files) is ended."""
         for uid in range(self._base, self._base + self._count):
             fd = os.open(self._dir / f"{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -198,7 +253,7 @@ class UidPool:
                 os.close(fd)
                 continue
             self._held.append(fd)
-            kill_uid(uid)
+            end_uid(uid)
             return uid
         raise RuntimeError(f"no free script uid in {self._base}..{self._base + self._count - 1}")
 
