@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import pwd
 import shutil
 import signal
 import stat
@@ -230,6 +231,11 @@ def _remove_owned(dir_fd: int, uid: int, dev: int, depth: int) -> int:
                 finally:
                     os.close(sub)
     return removed
+
+
+def named_uids(base: int, count: int) -> list[str]:
+    """The accounts (``name (uid)``) with a passwd entry whose uid lies in ``[base, base + count)``."""
+    return [f"{entry.pw_name} ({entry.pw_uid})" for entry in pwd.getpwall() if base <= entry.pw_uid < base + count]
 
 
 class UidPool:
