@@ -204,6 +204,21 @@ def test_a_script_writes_only_in_its_own_private_directory(
     assert not Path(cwd).exists()
 
 
+def test_what_a_script_leaves_in_the_shared_temp_directories_is_gone_after_its_run(
+    permissive: Stack, api: Callable[[str], httpx.Client]
+) -> None:
+    # the slot's next tenant runs as the same uid: it could read them otherwise
+    alice = api("alice")
+    left = [Path(top, f"tq-left-{uuid.uuid4().hex}") for top in ("/tmp", "/var/tmp", "/dev/shm")]
+    made = f"echo secret > {left[0]} && mkdir {left[1]} && touch {left[1]}/f && ln -s /etc {left[2]}"
+    task, log = ran(alice, ["sh", "-c", f"{made} && ls -d {' '.join(map(str, left))}"])
+    assert task["status"] == "succeeded", (task, log)
+    assert all(str(path) in log for path in left), log  # they were there while it ran
+    for path in left:
+        assert not os.path.lexists(path), path
+    assert Path("/etc/passwd").exists()  # the symlink was removed, not what it points to
+
+
 def _children(pid: int) -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _stat(int(p.name))[1:2] == [str(pid)]]
 

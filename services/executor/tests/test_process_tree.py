@@ -134,6 +134,34 @@ def test_a_subprocess_orphaned_or_in_its_own_session_is_killed_after_the_job(
     assert_gone(grandchild_pid(tmp_path))
 
 
+def test_a_subprocess_in_its_own_session_dies_with_a_handler_killed_at_its_timeout(
+    process: HandlerProcess, tmp_path: Path
+) -> None:
+    # no script uid to sweep: the handler process dies before its after-job sweep, and its setsid subprocess is
+    # reparented to the fork server (a subreaper), whose children the executor kills but for live handlers
+    outcome = process.run(job(tmp_path, "hang", timeout_s=2, setsid=True), threading.Event())
+    assert outcome.timed_out
+    assert_gone(grandchild_pid(tmp_path))
+    assert process.run(job(tmp_path, "return"), threading.Event()).ok  # and the next job gets a new handler
+
+
+def test_a_lost_lease_kills_a_subprocess_in_its_own_session_but_not_another_slots_handler(
+    process: HandlerProcess, tmp_path: Path
+) -> None:
+    other = HandlerProcess(MODULES)  # another worker slot's handler process: a child of the fork server too
+    echo = Job("t-0", "t-echo", "team-a", 1, {}, 60, "host:7")
+    try:
+        before = other.run(echo, threading.Event()).result_json
+        stop = threading.Event()
+        once_started(tmp_path, stop)
+        with pytest.raises(Stopped):
+            process.run(job(tmp_path, "hang", setsid=True), stop)
+        assert_gone(grandchild_pid(tmp_path))
+        assert other.run(echo, threading.Event()).result_json == before  # the same pid: the sweep spared it
+    finally:
+        other.close()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to a script uid needs root")
 def test_a_scripts_process_that_left_the_group_with_setsid_is_killed_by_the_uid_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -40,3 +40,12 @@ def test_an_executor_that_cannot_work_refuses_to_start_in_one_line(
     assert words in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="script uids are only taken as root")
+def test_a_script_uid_range_holding_an_account_is_refused(tmp_path: Path) -> None:
+    # every process of a script uid is killed: a range with a real account (here nobody, 65534) would kill its own
+    done = start(tmp_path, TQ_SCRIPT_ALLOW='{"echo": {}}', TQ_SCRIPT_UID_BASE="65530", TQ_SCRIPT_UID_COUNT="10")
+    assert done.returncode == 2
+    assert "uids 65530..65539 must have no passwd entry, but these have one: nobody (65534)" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

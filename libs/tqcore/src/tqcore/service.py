@@ -105,7 +105,7 @@ class Catalog:
                 errors=[{"loc": ["payload", "argv"], "msg": "no script allow-list is published"}],
             )
         if (parsed := self._allow_lists.get(spec)) is None:
-            parsed = self._allow_lists[spec] = ScriptAllowList.parse(spec)
+            parsed = self._allow_lists[spec] = ScriptAllowList.parse(spec, published=True)
         return parsed
 
     def _fresh(self, *, max_age_s: float) -> dict[str, str | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from typing import Any
 
@@ -125,6 +126,20 @@ def test_a_patch_cannot_slip_in_what_a_submit_may_not() -> None:
     # other types' payloads stay free
     echo = env.tasks.submit(SubmitTask(type="echo", group="team-a", payload={"argv": ["cat"]}), ALICE).task
     assert env.tasks.update(echo.id, UpdateTask(payload=[1, 2]), ALICE).payload == [1, 2]
+
+
+def test_a_list_published_by_a_newer_executor_is_read_ignoring_fields_this_version_does_not_know() -> None:
+    # a rolling deploy: a newer executor published its list with a field of a later version, at both levels
+    newer = json.loads(ALLOW.to_json())
+    newer["programs"]["date"]["max_arg_chars"] = 30
+    newer["signed_by"] = "executor-9"
+    env = Env(json.dumps(newer))
+    assert env.submit(["date", "+%Y"])
+    with pytest.raises(InvalidPayload, match="'-f'"):
+        env.submit(["date", "-f", "/etc/passwd"])
+    # while the operator's own setting is still read strictly
+    with pytest.raises(ValueError, match="max_arg_chars"):
+        ScriptAllowList.parse(json.dumps(newer["programs"]))
 
 
 def test_a_catalog_item_without_a_list_refuses_every_script() -> None:

@@ -7,9 +7,11 @@ the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the han
 only if the handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the
 kernel for SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
 handler outlives the process holding its lease. Each child leads its own process group: every kill takes the
-whole group (the subprocesses a handler started too) and, for a slot with a script uid, every process of that
-uid; after every job the child itself kills whatever the job left running (``sandbox.end_descendants``), so a
-handler's ``setup()`` must not keep subprocesses across jobs.
+whole group (the subprocesses a handler started too), then every child of the fork server (a subreaper: what
+left the group with ``setsid`` is reparented to it when the handler dies) that is not a live handler process,
+and, for a slot with a script uid, every process of that uid; after every job the child itself kills whatever
+the job left running (``sandbox.end_descendants``), so a handler's ``setup()`` must not keep subprocesses across
+jobs.
 
 While a job runs, the child's fds 1 and 2 point at the attempt's log file (``O_APPEND``), so whatever the
 handler, C code or a subprocess prints lands there, and survives the child being killed.
@@ -145,7 +147,9 @@ class HandlerProcess:
             self._process = context.Process(
                 target=child_main, args=(child, self._modules, self._uid, _settings_environ()), daemon=True
             )
-            self._process.start()
+            with _handlers_lock:  # a sweep must not take it for an orphan before it is listed
+                self._process.start()
+                _handlers.add(self._process.pid)
             child.close()
             self._conn = parent
         assert self._conn is not None
@@ -159,8 +163,9 @@ class HandlerProcess:
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join(5)
+            _end_orphans()  # what left the group with setsid went to the fork server when the child died
         if self._uid is not None:
-            sandbox.kill_uid(self._uid)  # scripts that left the group with setsid
+            sandbox.end_uid(self._uid)  # scripts that left the group with setsid, and their files in /tmp
         self._forget()
 
     def close(self) -> None:
@@ -174,7 +179,24 @@ class HandlerProcess:
     def _forget(self) -> None:
         if self._conn is not None:
             self._conn.close()
+        if self._process is not None:
+            with _handlers_lock:
+                _handlers.discard(self._process.pid)
         self._process, self._conn = None, None
+
+
+#: The pids of the handler processes alive now (of every worker thread): the fork server's other children are
+#: orphans. Starting a handler process and sweeping the orphans hold ``_handlers_lock``.
+_handlers: set[int] = set()
+_handlers_lock = threading.Lock()
+
+
+def _end_orphans() -> None:
+    """Kill every child of the fork server (a subreaper) that is not a live handler process."""
+    server = getattr(forkserver._forkserver, "_forkserver_pid", None)  # CPython's, set since 3.4
+    if server is not None:
+        with _handlers_lock:
+            sandbox.end_orphans(server, _handlers)
 
 
 def cap_log(path: str, max_bytes: int) -> None:

@@ -71,12 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.make_undumpable()  # before any secret is read: same-uid programs cannot read our /proc entries
     settings = load_settings(ExecutorSettings, "tq-executor")
     modules = handler_modules(settings)
-    if not modules:
-        print(
-            "tq-executor: refusing to start: no task types configured: set TQ_HANDLER_MODULES (modules registering "
-            "handlers) and/or TQ_SCRIPT_ALLOW or TQ_SCRIPTS_FILE (the script allow-list)",
-            file=sys.stderr,
-        )
+    if (refused := refusal(settings, modules)) is not None:
+        print(f"tq-executor: refusing to start: {refused}", file=sys.stderr)
         return 2
     configure_logging("executor")
     configure_tracing("executor", settings)
@@ -92,6 +88,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tq-executor: registered {', '.join(registry.types)}")
         return 0
     return serve(settings, worker, registry_store, DynamoTaskStore(ddb, settings, on_commit=observe_commit))
+
+
+def refusal(settings: ExecutorSettings, modules: list[str]) -> str | None:
+    """Why this executor cannot work as configured (``None``: it can)."""
+    if not modules:
+        return (
+            "no task types configured: set TQ_HANDLER_MODULES (modules registering handlers) and/or TQ_SCRIPT_ALLOW"
+            " or TQ_SCRIPTS_FILE (the script allow-list)"
+        )
+    base, count = settings.script_uid_base, settings.script_uid_count
+    # Every process of a script uid is killed: a range holding a real account's uid would kill its processes.
+    if settings.script_allow is not None and os.geteuid() == 0 and (named := sandbox.named_uids(base, count)):
+        return (
+            f"TQ_SCRIPT_UID_BASE/COUNT: uids {base}..{base + count - 1} must have no passwd entry, but these have one: "
+            f"{', '.join(named[:5])}; choose a free range"
+        )
+    return None
 
 
 def handler_modules(settings: ExecutorSettings) -> list[str]:

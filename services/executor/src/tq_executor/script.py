@@ -109,11 +109,12 @@ def _in_program(max_procs: int | None) -> None:
 
 
 def _end_leftovers(uid: int | None) -> None:
-    """Kill what the program left running: this handler process's descendants, and every process of its uid."""
+    """Kill what the program left running: this handler process's descendants, and every process of its uid
+    (whose files in the shared temp directories are removed, so the slot's next tenant cannot read them)."""
     if os.getpgrp() == os.getpid():  # in a handler process (not, say, a handler called in a test's own process)
         sandbox.end_descendants()
     if uid is not None:
-        sandbox.kill_uid(uid)
+        sandbox.end_uid(uid)
 
 
 def _pump(stream: IO[bytes], ctx: TaskContext, mark: bytes, tail: deque[bytes] | None) -> None:

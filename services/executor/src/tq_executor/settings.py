@@ -33,7 +33,7 @@ class ExecutorSettings(CoreSettings):
     #: Where each run's private working directory is made (0700, removed after the run); unset: the temp dir.
     script_work_dir: Path | None = None
     #: When the executor runs as root, each worker slot runs its scripts as its own uid and gid, taken from
-    #: ``[script_uid_base, script_uid_base + script_uid_count)`` (no passwd entry needed).
+    #: ``[script_uid_base, script_uid_base + script_uid_count)`` (none may have a passwd entry).
     script_uid_base: int = Field(default=61000, ge=1000, lt=2**31)
     script_uid_count: int = Field(default=1000, ge=1, le=100000)
     #: Processes a script's uid may have at once (``RLIMIT_NPROC``; only when scripts run as their own uid).

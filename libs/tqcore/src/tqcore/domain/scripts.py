@@ -91,19 +91,23 @@ class ScriptAllowList(BaseModel):
     programs: dict[Annotated[str, Field(pattern=f"^{PROGRAM_NAME}$")], ProgramRule] = Field(default_factory=dict)
 
     @classmethod
-    def parse(cls, raw: str | Mapping[str, Any]) -> ScriptAllowList:
+    def parse(cls, raw: str | Mapping[str, Any], *, published: bool = False) -> ScriptAllowList:
         """From the operator's JSON (``{"programs": {name: rule}}`` or just ``{name: rule}``); ``ValueError``
-        with one clear line if it is not a valid list."""
+        with one clear line if it is not a valid list. ``published``: a list read back from the type catalog
+        (``{"programs": ...}``), where fields a newer executor added are ignored — during a rolling deploy
+        the gateway still checks submits, and every executor checks again against its own list."""
         try:
             data = json.loads(raw) if isinstance(raw, str) else dict(raw)
         except json.JSONDecodeError as error:
             raise ValueError(f"the script allow-list is not JSON: {error}") from None
         if not isinstance(data, dict):
             raise ValueError("the script allow-list must be a JSON object of programs")
-        if set(data) != {"programs"}:
+        if published and "programs" in data:
+            data = {"programs": data["programs"]}
+        elif set(data) != {"programs"}:
             data = {"programs": data}
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, extra="ignore" if published else None)
         except ValidationError as error:
             first = error.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"])
