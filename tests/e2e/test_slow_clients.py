@@ -1,10 +1,13 @@
 """Slow clients hold sockets, not threads: the real gunicorn gateway (one worker, four threads) keeps answering a
-normal client within a second while 50 connections trickle a byte every 5 s, and closes each at its deadline."""
+normal client within a second while 50 connections trickle a byte every 5 s, and closes each at its deadline; a
+client that does not read its responses holds a thread until the body deadline at most."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import selectors
 import socket
 import ssl
@@ -18,6 +21,8 @@ import httpx
 import pytest
 
 from tests.e2e.test_mtls import Pki
+from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.bootstrap import bootstrap
 from tqcore.settings import CoreSettings
 from tqdev.procs import Proc, free_port, wait_until
@@ -34,13 +39,21 @@ BODY_TIMEOUT_S = 3.0
 LATENCY_BOUND_S = 1.0
 ALICE = {"Authorization": "Bearer dev-alice"}
 REQUEST = b"GET /v1/tasks?group=team-a HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer dev-alice\r\n\r\n"
+#: A submit's head (curl's, for a body over 1 KiB): the body follows once the server answers 100 Continue.
+UPLOAD = (
+    b"POST /v1/tasks HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer dev-alice\r\n"
+    b"Content-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+)
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @contextlib.contextmanager
 def gateway(emulator: str, directory: Path, env: dict[str, str], probe: Callable[[str], int]) -> Iterator[str]:
-    """A real ``tq-gateway`` with one worker of four threads over fresh resources; its URL."""
+    """A real ``tq-gateway`` with one worker of four threads over fresh resources (task type ``echo``); its URL."""
     prefix, port = unique_prefix(), free_port()
-    bootstrap(CoreSettings(endpoint_url=emulator, prefix=prefix))
+    core = CoreSettings(endpoint_url=emulator, prefix=prefix)
+    bootstrap(core)
+    DynamoRegistry(aws.client(core, "dynamodb"), core).register_types(["echo"], by="test")  # what a submit names
     scheme = "https" if "TQ_TLS_CERT" in env else "http"
     url = f"{scheme}://127.0.0.1:{port}"
     settings = {"TQ_PREFIX": prefix, "TQ_ENDPOINT_URL": emulator, "TQ_GATEWAY_PORT": str(port)}
@@ -58,12 +71,14 @@ def gateway(emulator: str, directory: Path, env: dict[str, str], probe: Callable
 
 
 class Tricklers:
-    """``ATTACKERS`` connections sending one byte of ``message`` each every ``TRICKLE_S``, for ``duration_s``;
-    when each was closed by the server, and what it answered."""
+    """``ATTACKERS`` connections sending ``first`` at once, then one byte of ``message`` each every ``TRICKLE_S``,
+    for ``duration_s``; when each was closed by the server, and what it answered."""
 
-    def __init__(self, url: str, message: bytes, duration_s: float) -> None:
+    def __init__(self, url: str, message: bytes, duration_s: float, first: bytes = b"") -> None:
         port = int(url.rsplit(":", 1)[1])
         self.socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(ATTACKERS)]
+        for sock in self.socks:
+            sock.sendall(first)
         self.opened = time.monotonic()
         self.closed_after_s: dict[int, float] = {}
         self.replies = {n: b"" for n in range(ATTACKERS)}
@@ -201,6 +216,109 @@ def test_a_body_that_stops_short_gets_a_408_and_a_head_too_large_a_431(plain: st
             + b"".join(b"\r\nX-Padding: " + b"a" * 8000 for _ in range(8))
         )
         assert read_response(sock).startswith(b"HTTP/1.1 431 ")
+
+
+def test_chunked_bodies_hold_no_thread_and_are_refused_with_a_411(plain: str) -> None:
+    # Given 50 connections sending a submit's head with a chunked body, then its chunks one byte every 5 s
+    head = b"POST /v1/tasks HTTP/1.1\r\nHost: gateway\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with Tricklers(plain, b"1\r\na\r\n" * 2, duration_s=6, first=head) as attack:
+        # When a normal client asks for its tasks meanwhile
+        latencies = latencies_during(
+            attack.opened + 3,
+            lambda: httpx.get(f"{plain}/v1/tasks", params={"group": "team-a"}, headers=ALICE, timeout=3),
+        )
+    # Then every answer came within a second, and every chunked upload was refused at once
+    assert len(latencies) >= 3, latencies
+    assert_held(latencies, attack, 0.0)
+    for reply in attack.replies.values():
+        assert reply.startswith(b"HTTP/1.1 411 "), reply
+        assert b"application/problem+json" in reply, reply
+        assert b"Content-Length" in reply.partition(b"\r\n\r\n")[2], reply
+
+
+def test_expect_100_continue_is_answered_and_a_body_that_never_comes_holds_no_thread(plain: str) -> None:
+    # Given 50 connections sending an upload's head with Expect: 100-continue, then no body
+    with Tricklers(plain, b"", duration_s=BODY_TIMEOUT_S + 4, first=UPLOAD % 2000) as attack:
+        # When a normal client asks for its tasks meanwhile
+        latencies = latencies_during(
+            attack.opened + BODY_TIMEOUT_S - 0.5,
+            lambda: httpx.get(f"{plain}/v1/tasks", params={"group": "team-a"}, headers=ALICE, timeout=3),
+        )
+    # Then every answer came within a second, and every upload was told to go on, then closed with a 408 at the
+    # body deadline
+    assert_held(latencies, attack, BODY_TIMEOUT_S)
+    for reply in attack.replies.values():
+        assert reply.startswith(CONTINUE + b"HTTP/1.1 408 "), reply
+    # And a curl-style upload of a body over 1 KiB, sent once told to go on, is accepted
+    body = json.dumps({"type": "echo", "group": "team-a", "payload": {"x": "x" * 2000}}).encode()
+    with socket.create_connection(("127.0.0.1", int(plain.rsplit(":", 1)[1])), timeout=5) as sock:
+        sock.sendall(UPLOAD % len(body))
+        assert sock.recv(65536) == CONTINUE  # one 100 Continue, and nothing more before the body
+        sock.sendall(body)
+        head = read_response(sock)
+        assert head.startswith(b"HTTP/1.1 201 "), head
+
+
+def test_clients_that_never_read_their_responses_hold_threads_until_the_deadline_at_most(plain: str) -> None:
+    # Given 8 connections (two per thread) asking for the 34 KB OpenAPI document every 40 ms, reading nothing
+    port = int(plain.rsplit(":", 1)[1])
+    stallers = [socket.socket() for _ in range(8)]
+    for sock in stallers:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+    asking = threading.Thread(target=ask_often, args=(stallers, b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"))
+    asking.start()
+    # When their answers fill the socket buffers, and every thread waits for one of them to read (a normal
+    # client's request waits over a second)
+    wait_until(lambda: not answered(plain, timeout_s=LATENCY_BOUND_S), 20, "the stallers holding every thread")
+    stalled = time.monotonic()
+    # Then each staller is dropped once a thread waited the body deadline on it, and the normal client answered
+    asking.join()
+    wait_until(
+        lambda: responses_abandoned(plain) == len(stallers) and answered(plain, timeout_s=LATENCY_BOUND_S),
+        4 * BODY_TIMEOUT_S,
+        "every staller dropped, and the normal client answered",
+    )
+    waited = time.monotonic() - stalled
+    # and every answer after it comes within a second
+    latencies = latencies_during(
+        time.monotonic() + 2,
+        lambda: httpx.get(f"{plain}/v1/tasks", params={"group": "team-a"}, headers=ALICE, timeout=3),
+    )
+    print(f"\nall dropped {waited:.2f} s after the stall, then the slowest of {len(latencies)} {max(latencies):.3f} s")
+    assert max(latencies) < LATENCY_BOUND_S, latencies
+    # and what each staller was sent ends
+    for sock in stallers:
+        with sock:
+            sock.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(1 << 20):
+                    pass
+
+
+def answered(url: str, timeout_s: float) -> bool:
+    """Whether a normal client's request for its tasks is answered 200 within ``timeout_s``."""
+    try:
+        response = httpx.get(f"{url}/v1/tasks", params={"group": "team-a"}, headers=ALICE, timeout=timeout_s)
+    except httpx.TransportError:
+        return False
+    return response.status_code == 200
+
+
+def responses_abandoned(url: str) -> float:
+    """How many connections the gateway dropped for not taking their responses (its metric)."""
+    metrics = httpx.get(f"{url}/metrics", timeout=3).text
+    found = re.search(r'^tq_http_connections_timed_out_total\{stage="response"\} (\S+)$', metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def ask_often(socks: list[socket.socket], request: bytes, times: int = 250) -> None:
+    """Send ``request`` on each socket every 40 ms, for 10 s (mostly after the previous answer, not pipelined)."""
+    for _ in range(times):
+        for sock in socks:
+            with contextlib.suppress(OSError):  # dropped by the server
+                sock.send(request)
+        time.sleep(0.04)
 
 
 def test_an_address_that_keeps_failing_authentication_gets_a_429_and_known_tokens_still_work(plain: str) -> None:

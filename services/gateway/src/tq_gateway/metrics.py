@@ -33,7 +33,7 @@ SUBMIT_DURATION = Histogram(
 )
 CONNECTIONS_TIMED_OUT = Counter(
     "tq_http_connections_timed_out_total",
-    "Connections closed for missing a deadline, by what they were sending: handshake, head or body.",
+    "Connections closed for missing a deadline, by what they were at: handshake, head, body or response.",
     ["stage"],
 )
 #: Requests that matched no route are counted under one label, whatever their path.

@@ -1,11 +1,14 @@
-"""gunicorn's gthread worker, with each request's head (and a short body) and the TLS handshake read in its
-event loop under deadlines: a slow or silent client holds a socket, never one of the worker's few threads.
+"""gunicorn's gthread worker, with each request's head, its body and the TLS handshake read in its event loop
+under deadlines: a slow or silent client holds a socket, never one of the worker's few threads for long.
 
 gunicorn's own gthread worker hands a connection to a thread once its first byte is readable, and the thread
-then blocks until the whole head (or handshake) arrives: a handful of clients trickling a byte now and then hold
-every thread. Here the event loop does the non-blocking reads, closes a connection that misses its deadline
-(with a 408 problem+json once HTTP is spoken), and gives a thread only a request it can parse without waiting:
-the buffered bytes go to gunicorn's own parser (``unreader.unread``), which stays the one judge of the request.
+then blocks until the whole head (or handshake, or body) arrives: a handful of clients trickling a byte now and
+then hold every thread. Here the event loop does the non-blocking reads, closes a connection that misses its
+deadline (with a 408 problem+json once HTTP is spoken), and gives a thread only a request it can parse without
+waiting: the buffered bytes go to gunicorn's own parser (``unreader.unread``), which stays the one judge of the
+request. So the loop answers ``Expect: 100-continue`` itself before it reads the body, and refuses a chunked
+body (411: its end is not known in advance). A thread's socket has a timeout too (the body deadline), so a
+client that does not read its response holds a thread that long at most, and is then dropped.
 
 Served with ``worker_class = "tq_gateway.worker.DeadlineWorker"``, over HTTP/1.1 (gunicorn's default
 ``http_protocols``; HTTP/2 would bypass the head reader). The master imports this module: no metrics or AWS
@@ -21,7 +24,7 @@ import selectors
 import ssl
 import time
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from gunicorn import http
 from gunicorn import sock as gunicorn_sock
@@ -37,33 +40,55 @@ HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
 #: The longest head buffered (an AWS ALB allows 64 KiB too); gunicorn's own limits allow ~800 KiB, and every
 #: connection of a worker may be buffering one.
 MAX_HEAD_BYTES = 64 * 1024
+#: The interim response to ``Expect: 100-continue``, sent by the event loop before it reads the body.
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 log = logging.getLogger(__name__)
 
 
-def wanted_bytes(buffered: bytes | bytearray, max_body_bytes: int, start: int = 0) -> int | None:
-    """How many bytes of a connection's input make its next request (``None`` while its head is incomplete).
+class Head(NamedTuple):
+    """What the event loop needs of a request head."""
 
-    The head, plus a ``Content-Length`` body when there is exactly one such header of at most ``max_body_bytes``
-    and no ``Transfer-Encoding`` or ``Expect: 100-continue`` (the client then waits for gunicorn's answer). Any
-    other body is left to the thread (the app refuses a body too large before reading it). The head's end is
-    looked for from ``start`` on (what was searched before need not be again: a trickled head stays linear).
+    #: The head, without an ``Expect: 100-continue`` line (answered here, never again by gunicorn).
+    head: bytes
+    #: Its length as received.
+    length: int
+    #: The ``Content-Length`` body to read here: 0 when none, or one the app refuses unread (over the limit).
+    body: int
+    #: A ``Transfer-Encoding`` was given: refused with 411 (the API takes small JSON bodies with a length).
+    chunked: bool
+    #: The client waits for a ``100 Continue`` before sending that body (HTTP/1.1 ``Expect: 100-continue``).
+    continues: bool
+
+
+def read_head(buffered: bytes | bytearray, max_body_bytes: int, start: int = 0) -> Head | None:
+    """A connection's next request head, if its end is buffered (looked for from ``start`` on: what was
+    searched before need not be again, so a trickled head stays linear).
+
+    The body is read here when there is exactly one ``Content-Length`` of at most ``max_body_bytes``; any other
+    length is left to gunicorn and the app (which refuse it without reading a body).
     """
     ends = [(at + len(end)) for end in HEAD_ENDS if (at := buffered.find(end, start)) >= 0]
     if not ends:
         return None
-    head_end = min(ends)
-    lengths: list[bytes | bytearray] = []
-    for line in buffered[:head_end].split(b"\n")[1:]:
+    length = min(ends)
+    request_line, *lines = bytes(buffered[:length]).split(b"\n")
+    kept, lengths, chunked, expects = [request_line], [], False, False
+    for line in lines:
         name, _, value = line.partition(b":")
+        if name.lower() == b"expect" and value.strip().lower() == b"100-continue":
+            expects = True
+            continue
+        kept.append(line)
         name, value = name.strip().lower(), value.strip().lower()
-        if name == b"transfer-encoding" or (name == b"expect" and value == b"100-continue"):
-            return head_end
+        chunked |= name == b"transfer-encoding"
         if name == b"content-length":
             lengths.append(value)
-    if len(lengths) == 1 and lengths[0].isdigit() and int(lengths[0]) <= max_body_bytes:
-        return head_end + int(lengths[0])
-    return head_end
+    body = int(lengths[0]) if len(lengths) == 1 and lengths[0].isdigit() else 0
+    body = body if body <= max_body_bytes else 0
+    # RFC 9110 10.1.1: an HTTP/1.0 client's expectation is ignored.
+    continues = expects and body > 0 and request_line.rstrip().endswith(b"HTTP/1.1")
+    return Head(b"\n".join(kept), length, body, chunked, continues)
 
 
 class Conn(TConn):  # type: ignore[misc]
@@ -78,6 +103,19 @@ class Conn(TConn):  # type: ignore[misc]
         self.deadline = 0.0
         #: What the connection waits for: ``handshake``, ``head`` or ``body`` (a metric label).
         self.stage = "head"
+        #: How long a thread's one read or write of this socket may wait (then the connection is dropped).
+        self.io_timeout_s: float | None = None
+        #: A thread's read or write timed out: the client is not there; close without lingering for it.
+        self.stalled = False
+
+    def init(self) -> None:
+        """gthread's set-up in the thread, which makes the socket blocking: here with a timeout instead."""
+        super().init()
+        self.sock.settimeout(self.io_timeout_s)
+
+    def close(self, graceful: bool = False) -> None:
+        """Close; gracefully (lingering up to 2 s for the client's end, in the event loop) unless it stalled."""
+        super().close(graceful and not self.stalled)
 
 
 class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
@@ -175,6 +213,8 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
 
     def _read(self, conn: Conn) -> bool:
         """Buffer what the socket holds; whether the next request is all there."""
+        if conn.wanted is None and conn.buffered:  # read ahead (pipelined): its head may be all there already
+            self._read_head(conn)
         while conn.wanted is None or len(conn.buffered) < conn.wanted:
             try:
                 chunk = conn.sock.recv(RECV_BYTES)
@@ -184,19 +224,33 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
                 raise EOFError
             conn.buffered += chunk
             if conn.wanted is None:
-                conn.wanted = wanted_bytes(conn.buffered, self.max_body_bytes, conn.scanned)
-                conn.scanned = max(0, len(conn.buffered) - 3)
-                if conn.wanted is None and len(conn.buffered) > self.max_head_bytes:
-                    self._refuse(conn, 431, f"the request head is over {self.max_head_bytes} bytes")
-                    raise EOFError
-                if conn.wanted is not None and len(conn.buffered) < conn.wanted:
-                    conn.stage, conn.deadline = "body", time.monotonic() + self.timeouts_s["body"]
+                self._read_head(conn)
         return True
+
+    def _read_head(self, conn: Conn) -> None:
+        """Look for the end of the head in what is buffered; when found, what the request wants next."""
+        head = read_head(conn.buffered, self.max_body_bytes, conn.scanned)
+        conn.scanned = max(0, len(conn.buffered) - 3)
+        if head is None:
+            if len(conn.buffered) > self.max_head_bytes:
+                self._refuse(conn, 431, f"the request head is over {self.max_head_bytes} bytes")
+                raise EOFError
+            return
+        if head.chunked:  # a chunked body would be read in a thread, with no deadline on the whole
+            self._refuse(conn, 411, "send the JSON body with a Content-Length (Transfer-Encoding is not accepted)")
+            raise EOFError
+        conn.buffered[: head.length] = head.head
+        conn.wanted = len(head.head) + head.body
+        if len(conn.buffered) < conn.wanted:
+            conn.stage, conn.deadline = "body", time.monotonic() + self.timeouts_s["body"]
+            if head.continues and conn.sock.send(CONTINUE) < len(CONTINUE):
+                raise EOFError  # 25 bytes do not fit its send buffer: the client reads nothing
 
     def _hand_over(self, conn: Conn) -> None:
         """Give a thread the connection, its buffered request replayed to gunicorn's parser."""
         self._unwatch(conn)
-        conn.sock.setblocking(True)
+        conn.io_timeout_s = self.timeouts_s["body"]
+        conn.sock.settimeout(conn.io_timeout_s)
         if conn.parser is None:
             conn.initialized = True  # the handshake is done; TConn.init would wrap the socket again
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
@@ -204,6 +258,16 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
         conn.buffered.clear()
         conn.data_ready = True  # gthread's handle then reads at once, without its own wait
         super().enqueue_req(conn)
+
+    def handle_request(self, req: Any, conn: Conn) -> bool:
+        """gthread's, with a response the client does not take within the deadline abandoned quietly."""
+        try:
+            return bool(super().handle_request(req, conn))
+        except TimeoutError:
+            self.timed_out.labels("response").inc()
+            self.log.info("dropped %s: it did not take its response within %g s", conn.client, conn.io_timeout_s)
+            conn.stalled = True
+            return False
 
     def murder_pending(self) -> None:
         """gunicorn's expiry of deferred connections, and ours: close those past their deadline."""
