@@ -1,8 +1,8 @@
 """Leases never lapse for a healthy attempt (issue 14, point 5).
 
 One attempt's slow lease extension delays no other attempt's beat, and that attempt is stopped before its lease
-lapses, so its re-run never overlaps it. Messages buffered unstarted behind long tasks stay hidden, so none
-bounces into the dead-letter queue.
+lapses, so its re-run never overlaps it. Messages buffered unstarted behind long tasks are given back once, so
+none bounces into the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -102,13 +102,13 @@ def test_a_slow_lease_extension_delays_no_other_attempt_and_its_own_attempt_stop
 def test_a_backlog_of_long_tasks_buffered_beyond_their_visibility_reaches_no_dead_letter_queue(
     emulator: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given an executor that buffers more messages (8) than it has threads (2), a 3 s visibility timeout, and
+    # Given an executor that buffers more messages (8) than it has threads (2), a 6 s visibility timeout, and
     # queues that dead-letter a message on its third receive; no reaper, so the dead-letter queue keeps what
     # SQS moves there
     monkeypatch.setenv("TQ_MAX_RECEIVES", "2")  # read by the stack's bootstrap
     env = {
-        "TQ_LEASE_S": "3",
-        "TQ_HEARTBEAT_S": "1",
+        "TQ_LEASE_S": str(LEASE_S),
+        "TQ_HEARTBEAT_S": "2",
         "TQ_THREADS": "2",
         "TQ_PREFETCH": "8",
         "TQ_RESEND_AFTER_S": "600",
@@ -118,11 +118,12 @@ def test_a_backlog_of_long_tasks_buffered_beyond_their_visibility_reaches_no_dea
         running_stack(emulator, tmp_path, executors=1, reapers=0, env=env) as stack,
         httpx.Client(base_url=stack.url, headers={"Authorization": "Bearer dev-alice"}, timeout=10) as api,
     ):
-        # When ten 2 s tasks arrive at once (most wait buffered far longer than their visibility)
-        tasks = [submit_sleep(api, 2) for _ in range(10)]
+        # When ten 4 s tasks arrive at once (most wait buffered far longer than their visibility: each is given
+        # back after about a lease, and kept once this executor receives it again)
+        tasks = [submit_sleep(api, 4) for _ in range(10)]
         # Then each runs once and succeeds
         for task_id in tasks:
-            done = wait_for_status(api, task_id, {"succeeded", "failed"}, timeout_s=45)
+            done = wait_for_status(api, task_id, {"succeeded", "failed"}, timeout_s=60)
             assert (done["status"], done["attempts"]) == ("succeeded", 1), done
         ran = Counter(task_id for task_id, _ in executions(stack))
         assert [ran[task_id] for task_id in tasks] == [1] * 10

@@ -3,12 +3,14 @@ in batched calls; dropped ones come back; one deleted meanwhile is let go."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tq_executor.visibility import VisibilityKeeper
 from tqcore.adapters import aws
@@ -51,13 +53,14 @@ def _receive_all(sqs: Any, url: str, count: int, wait_s: float) -> list[dict[str
 def test_held_messages_stay_hidden_in_batched_calls_and_come_back_once_dropped(queue: tuple) -> None:
     sqs, url, calls = queue
     keeper = VisibilityKeeper(sqs, visibility_s=VISIBILITY_S, renew_every_s=0.5)
-    # Given 12 received messages, held by the keeper
+    # Given 12 received messages whose attempts run, held by the keeper
     _send(sqs, url, 12)
     asked_at = time.monotonic()
     held = _receive_all(sqs, url, 12, wait_s=10)
     assert len(held) == 12
     for message in held:
-        keeper.hold(url, message["ReceiptHandle"], asked_at + VISIBILITY_S)
+        keeper.hold(url, message["ReceiptHandle"], asked_at + VISIBILITY_S, message["MessageId"])
+        keeper.started(message["ReceiptHandle"])
     calls.clear()
     keeper.start()
     try:
@@ -84,7 +87,8 @@ def test_a_message_held_less_than_a_heartbeat_costs_no_call_and_a_deleted_one_is
     _send(sqs, url, 2)
     kept, deleted = _receive_all(sqs, url, 2, wait_s=10)
     for message in (kept, deleted):
-        keeper.hold(url, message["ReceiptHandle"], now[0] + VISIBILITY_S)
+        keeper.hold(url, message["ReceiptHandle"], now[0] + VISIBILITY_S, message["MessageId"])
+        keeper.started(message["ReceiptHandle"])
     calls.clear()
     # A message held for less than a heartbeat is not renewed
     now[0] = 0.9
@@ -96,3 +100,42 @@ def test_a_message_held_less_than_a_heartbeat_costs_no_call_and_a_deleted_one_is
     renewed = keeper.renew()
     assert calls["ChangeMessageVisibilityBatch"] == 1
     assert (renewed, keeper.held()) == (1, 1)
+
+
+def test_a_message_buffered_unstarted_for_about_a_lease_goes_to_an_idle_executor_once(emulator: str) -> None:
+    # Given a queue with a 4 s visibility, where a busy executor received two messages: one runs, one waits
+    sqs = aws.client(CoreSettings(endpoint_url=emulator), "sqs")
+    url = sqs.create_queue(
+        QueueName=f"{unique_prefix()}-lend.fifo", Attributes={"FifoQueue": "true", "VisibilityTimeout": "4"}
+    )["QueueUrl"]
+    keeper = VisibilityKeeper(sqs, visibility_s=4, renew_every_s=1.0)
+    try:
+        _send(sqs, url, 2)
+        asked_at = time.monotonic()
+        running, waiting = sorted(_receive_all(sqs, url, 2, wait_s=10), key=lambda m: m["Body"])
+        for message in (running, waiting):
+            keeper.hold(url, message["ReceiptHandle"], asked_at + 4, message["MessageId"])
+        keeper.started(running["ReceiptHandle"])
+        keeper.start()
+        # When an idle executor polls for 8 s (twice the visibility)
+        taken: list[tuple[str, float]] = []
+        while time.monotonic() < asked_at + 8:
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            ):
+                taken.append((message["Body"], time.monotonic() - asked_at))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        # Then it got the waiting message once, within about a lease, and never the running one
+        assert [body for body, _ in taken] == [waiting["Body"]], taken
+        assert taken[0][1] < 4 + 1.0, taken
+        assert keeper.held() == 1
+        # and the busy executor's late ack of its stale copy changes nothing
+        keeper.drop(waiting["ReceiptHandle"])
+        with contextlib.suppress(ClientError):
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=waiting["ReceiptHandle"])
+        keeper.drop(running["ReceiptHandle"])
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=running["ReceiptHandle"])
+        assert _receive_all(sqs, url, 1, wait_s=2) == []
+    finally:
+        keeper.stop()
+        sqs.delete_queue(QueueUrl=url)

@@ -12,6 +12,11 @@ from tqcore.domain.model import Priority
 
 S = TypeVar("S", bound=BaseSettings)
 
+#: An executor stops an attempt whose lease was not extended this long before the lease would lapse: a loop tick,
+#: the worker thread's poll of its stop flag, the SIGKILL and clock skew between hosts, with room for a stalled
+#: executor (tq_executor/heartbeat.py).
+STOP_MARGIN_S = 2.0
+
 
 class CoreSettings(BaseSettings):
     """Where tq's AWS resources live and the timing knobs every service agrees on.
@@ -62,6 +67,12 @@ class CoreSettings(BaseSettings):
             raise ValueError(
                 f"TQ_HEARTBEAT_S ({self.heartbeat_s:g}) must be less than TQ_LEASE_S ({self.lease_s}): "
                 "every lease would run out before its next heartbeat"
+            )
+        if self.lease_s - self.heartbeat_s < 2 * STOP_MARGIN_S:
+            raise ValueError(
+                f"TQ_LEASE_S ({self.lease_s}) must exceed TQ_HEARTBEAT_S ({self.heartbeat_s:g}) by at least "
+                f"{2 * STOP_MARGIN_S:g} s: an attempt is stopped {STOP_MARGIN_S:g} s before its lease lapses, "
+                "and a heartbeat needs as long again to extend it"
             )
         return self
 

@@ -3,8 +3,8 @@
 What changes from ``dramatiq_sqs.SQSBroker``:
 - queues are tq's existing FIFO queues (one per priority, created by bootstrap), never created here;
 - ``enqueue`` sets ``MessageGroupId`` (the task id) and ``MessageDeduplicationId`` and no ``DelaySeconds``;
-- messages are received with a visibility timeout equal to the lease, not 12 hours, and kept hidden until acked
-  (running or buffered unstarted) by a ``VisibilityKeeper``;
+- messages are received with a visibility timeout equal to the lease, not 12 hours; a ``VisibilityKeeper`` keeps
+  running ones hidden until acked and gives back those buffered unstarted for about a lease;
 - ``nack`` leaves the message to SQS (redelivered after a backoff, dead-lettered by the queue's
   RedrivePolicy) instead of copying it to a ``_dlq`` queue of its own;
 - bodies are plain JSON (no base64), so a payload near the API's body limit still fits a message.
@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dramatiq.common import iter_queue
 from dramatiq_sqs.broker import MAX_PREFETCH, SQSBroker, SQSConsumer, _SQSMessage
 
-from tq_executor.visibility import ReceivedMessage, VisibilityKeeper
+from tq_executor.visibility import ReceivedMessage, VisibilityKeeper, is_gone
 from tqcore.adapters import aws
 from tqcore.adapters.sqs.task_queue import QueueUrls
 from tqcore.dispatch import Dispatch
@@ -206,7 +206,8 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
                 continue
             self.message_refc -= len(response.get("Successful", []))
             for failure in response.get("Failed", []):  # it comes back once its visibility timeout runs out
-                log.warning("could not give back a message: %s", failure.get("Message", failure.get("Code")))
+                level = logging.DEBUG if is_gone(failure) else logging.WARNING
+                log.log(level, "could not give back a message: %s", failure.get("Message", failure.get("Code")))
 
     def _give_back(self) -> None:
         """Make the messages received but not handed out visible again at once, for other executors."""
@@ -228,7 +229,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         self.messages.append(_SQSMessage(sqs_message, decoded))
         self.message_refc += 1
         if self._keeper is not None:
-            self._keeper.hold(sqs_message.queue_url, sqs_message.receipt_handle, hidden_until)
+            self._keeper.hold(sqs_message.queue_url, sqs_message.receipt_handle, hidden_until, sqs_message.message_id)
 
     def _let_go(self, sqs_message: ReceivedMessage) -> None:
         """The message is no longer ours to keep hidden (acked, nacked, given back)."""
@@ -273,9 +274,10 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
                     self._acks[:0] = batch
                 return
             for failure in response.get("Failed", []):
-                # A stale receipt (the visibility ran out and someone else received the message) is
-                # harmless: the store, not the message, decides who runs what.
-                log.warning("could not delete an acked message: %s", failure.get("Message", failure.get("Code")))
+                # A stale receipt (the message was given back or its visibility ran out, and it was received
+                # again) is harmless: the store, not the message, decides who runs what.
+                level = logging.DEBUG if is_gone(failure) else logging.WARNING
+                log.log(level, "could not delete an acked message: %s", failure.get("Message", failure.get("Code")))
 
     def nack(self, message: _SQSMessage) -> None:
         # An actor raises when the store or queue is unreachable: back off a lease per receive (capped), so
@@ -288,5 +290,6 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     def _change_visibility(self, sqs_message: ReceivedMessage, seconds: int) -> None:
         try:
             sqs_message.change_visibility(VisibilityTimeout=seconds)
-        except (ClientError, BotoCoreError) as error:
-            log.warning("could not change visibility of %s: %s", sqs_message.message_id, error)
+        except (ClientError, BotoCoreError) as error:  # a stale receipt (given back): no longer ours, harmless
+            level = logging.DEBUG if isinstance(error, ClientError) and is_gone(error) else logging.WARNING
+            log.log(level, "could not change visibility of %s: %s", sqs_message.message_id, error)

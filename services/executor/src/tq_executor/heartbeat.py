@@ -26,6 +26,7 @@ from typing import Any
 from tqcore.domain.task import Task
 from tqcore.execution import Attempts
 from tqcore.ports import LeaseState
+from tqcore.settings import STOP_MARGIN_S
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,13 @@ log = logging.getLogger(__name__)
 STOP_WAIT_S = 5.0
 #: How often the loop looks at the attempts' deadlines and starts the beats that are due.
 TICK_S = 0.1
-#: An attempt whose lease was not extended is stopped this long before the lease's last confirmed expiry. Its
-#: handler must be dead before the reaper may reclaim the lease, i.e. before ``expires_at`` on the reaper's clock.
-#: That takes a loop tick (0.1 s), the worker thread's poll of its stop flag (0.05 s) and a SIGKILL with its
-#: wait (milliseconds); hosts' clocks agree within milliseconds under NTP (Amazon Time Sync), and 2 s covers all
-#: of it with room for a stalled executor. The re-run itself starts later still (reaper pass, retry backoff,
-#: scheduler, claim). Capped at half the slack between beats, so a healthy attempt is never stopped.
-STOP_MARGIN_S = 2.0
+# ``STOP_MARGIN_S``: an attempt whose lease was not extended is stopped this long before the lease's last
+# confirmed expiry. Its handler must be dead before the reaper may reclaim the lease, i.e. before ``expires_at`` on
+# the reaper's clock. That takes a loop tick (0.1 s), the worker thread's poll of its stop flag (0.05 s) and a
+# SIGKILL with its wait (milliseconds); hosts' clocks agree within milliseconds under NTP (Amazon Time Sync), and
+# 2 s covers all of it with room for a stalled executor. The re-run itself starts later still (reaper pass, retry
+# backoff, scheduler, claim). The settings refuse a lease less than twice the margin longer than the heartbeat, so
+# a due beat has at least the margin's time to extend the lease; the cap below only guards hand-built heartbeats.
 
 
 def stop_margin_s(lease_s: float, heartbeat_s: float) -> float:

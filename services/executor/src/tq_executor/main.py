@@ -52,8 +52,10 @@ def build_broker(settings: ExecutorSettings, runner: Runner, keeper: VisibilityK
     broker = FifoSQSBroker(settings, middleware=[CurrentMessage(), RedeliverOnError(), Tracing()], keeper=keeper)
 
     def run(raw_dispatch: dict[str, Any]) -> None:
-        current = CurrentMessage.get_current_message()
-        runner.run(raw_dispatch, getattr(current, "_sqs_message", None))
+        sqs_message = getattr(CurrentMessage.get_current_message(), "_sqs_message", None)
+        if sqs_message is not None:  # from now on its visibility is renewed until it is acked or nacked
+            keeper.started(sqs_message.receipt_handle)
+        runner.run(raw_dispatch, sqs_message)
 
     for priority in Priority:
         dramatiq.actor(
@@ -152,7 +154,7 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     dworker = dramatiq.Worker(broker, worker_threads=settings.threads)
-    # Messages buffered unstarted are kept hidden by the keeper, but wait for this executor's threads: few.
+    # Messages buffered unstarted wait for this executor's threads (given back after about a lease): few.
     dworker.queue_prefetch = settings.prefetch
     keeper.start()
     dworker.start()

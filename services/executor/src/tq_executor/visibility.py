@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,16 @@ log = logging.getLogger(__name__)
 BATCH = 10
 #: Per-entry errors that only mean the message is no longer ours (deleted, or received again elsewhere).
 GONE_CODES = frozenset({"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"})
+#: Calls made at once (one per batch of ten, per queue).
+PARALLEL_CALLS = 4
+#: How many given-back message ids are remembered (to give each back once); the oldest are forgotten first.
+GIVEN_BACK_REMEMBERED = 10_000
+
+
+def is_gone(error: ClientError | dict[str, Any]) -> bool:
+    """Whether an SQS error (raised, or a batch entry's failure) only means the receipt is no longer ours."""
+    code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else error.get("Code")
+    return code in GONE_CODES
 
 
 @dataclass(frozen=True)
@@ -79,10 +91,13 @@ class _Held:
     receipt_handle: str
     #: Monotonic time before which the message is surely hidden (measured before the call that hid it).
     hidden_until: float
+    message_id: str
+    #: Renewed until dropped (its attempt started, or it was given back once already): never given back.
+    kept: bool = False
 
 
 class VisibilityKeeper:
-    """Renews the visibility of held messages, batched per queue, until they are dropped."""
+    """Renews the visibility of running attempts' messages, batched per queue; gives back long-buffered ones."""
 
     def __init__(
         self,
@@ -94,15 +109,19 @@ class VisibilityKeeper:
     ) -> None:
         self._client = client
         self._visibility_s = visibility_s
-        #: A held message is due once its visibility was set this long ago; others ride along after half of it.
+        #: A kept message is due once its visibility was set this long ago; others ride along after half of it.
         self._due_left_s = visibility_s - renew_every_s
         self._ride_left_s = visibility_s - renew_every_s / 2
+        #: An unstarted message is given back once its visibility has this little left (at least two ticks).
+        self._give_back_left_s = renew_every_s / 2
         self._tick_s = min(1.0, renew_every_s / 4)
         self._monotonic = monotonic
         self._held: dict[str, _Held] = {}
+        self._given_back: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="visibility-keeper", daemon=True)
+        self._pool = ThreadPoolExecutor(max_workers=PARALLEL_CALLS, thread_name_prefix="visibility-call")
 
     def start(self) -> None:
         """Start renewing in the background."""
@@ -111,11 +130,19 @@ class VisibilityKeeper:
     def stop(self) -> None:
         """Stop renewing (held messages then come back when their visibility runs out)."""
         self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def hold(self, queue_url: str, receipt_handle: str, hidden_until: float) -> None:
+    def hold(self, queue_url: str, receipt_handle: str, hidden_until: float, message_id: str = "") -> None:
         """Keep a just-received message hidden (``hidden_until``: monotonic, taken before the receive)."""
         with self._lock:
-            self._held[receipt_handle] = _Held(queue_url, receipt_handle, hidden_until)
+            kept = message_id in self._given_back
+            self._held[receipt_handle] = _Held(queue_url, receipt_handle, hidden_until, message_id, kept)
+
+    def started(self, receipt_handle: str) -> None:
+        """The message's attempt starts: keep it hidden until it is dropped (a message given back: nothing)."""
+        with self._lock:
+            if held := self._held.get(receipt_handle):
+                held.kept = True
 
     def drop(self, receipt_handle: str) -> None:
         """Stop keeping a message hidden (acked, nacked or given back)."""
@@ -128,43 +155,62 @@ class VisibilityKeeper:
             return len(self._held)
 
     def renew(self) -> int:
-        """One pass: hide again the messages due, with the ones that may ride along; how many were renewed."""
-        now = self._monotonic()
-        by_queue: dict[str, list[_Held]] = {}
-        with self._lock:
-            for held in self._held.values():
-                by_queue.setdefault(held.queue_url, []).append(held)
-        renewed = 0
-        for queue_url, messages in by_queue.items():
-            if not any(m.hidden_until - now <= self._due_left_s for m in messages):
-                continue
-            riding = [m for m in messages if m.hidden_until - now <= self._ride_left_s]
-            for start in range(0, len(riding), BATCH):
-                renewed += self._renew_batch(queue_url, riding[start : start + BATCH])
-        return renewed
+        """One pass: give back unstarted messages about to show; hide again the kept ones due (with riders).
 
-    def _renew_batch(self, queue_url: str, batch: list[_Held]) -> int:
+        How many were renewed.
+        """
+        now = self._monotonic()
+        kept: dict[str, list[_Held]] = {}
+        giving: dict[str, list[_Held]] = {}
+        with self._lock:
+            for held in list(self._held.values()):
+                if held.kept:
+                    kept.setdefault(held.queue_url, []).append(held)
+                elif held.hidden_until - now <= self._give_back_left_s:
+                    giving.setdefault(held.queue_url, []).append(self._held.pop(held.receipt_handle))
+                    self._remember_given_back(held.message_id)
+        calls = [(url, batch, 0) for url, messages in giving.items() for batch in _batches(messages)]
+        for queue_url, messages in kept.items():
+            if any(m.hidden_until - now <= self._due_left_s for m in messages):
+                riding = [m for m in messages if m.hidden_until - now <= self._ride_left_s]
+                calls += [(queue_url, batch, self._visibility_s) for batch in _batches(riding)]
+        if not calls:
+            return 0
+        return sum(self._pool.map(lambda call: self._change_batch(*call), calls))
+
+    def _remember_given_back(self, message_id: str) -> None:
+        if message_id:
+            self._given_back[message_id] = None
+            while len(self._given_back) > GIVEN_BACK_REMEMBERED:
+                self._given_back.popitem(last=False)
+
+    def _change_batch(self, queue_url: str, batch: list[_Held], seconds: int) -> int:
+        """Set the visibility of up to ten messages; how many were renewed (a give-back, ``seconds`` 0: none)."""
         asked_at = self._monotonic()
+        what = "keep hidden" if seconds else "give back"
         try:
             response = self._client.change_message_visibility_batch(
                 QueueUrl=queue_url,
                 Entries=[
-                    {"Id": str(n), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": self._visibility_s}
+                    {"Id": str(n), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
                     for n, m in enumerate(batch)
                 ],
             )
         except (ClientError, BotoCoreError) as error:  # tried again next pass, while the visibility lasts
-            log.warning("could not keep %d held messages hidden: %s", len(batch), error)
+            log.warning("could not %s %d messages: %s", what, len(batch), error)
+            return 0
+        if not seconds:  # given back: they show once their visibility runs out even if this failed
+            log.info("gave back %d messages buffered unstarted for about a lease", len(batch))
             return 0
         ok = {int(entry["Id"]) for entry in response.get("Successful", [])}
         for n in ok:
-            batch[n].hidden_until = asked_at + self._visibility_s
+            batch[n].hidden_until = asked_at + seconds
         for failure in response.get("Failed", []):
             # Let it go whatever the reason (retrying a refused entry each pass would only repeat the refusal):
             # it comes back after its visibility timeout and the claim decides who runs it.
             self.drop(batch[int(failure["Id"])].receipt_handle)
-            if failure.get("Code") not in GONE_CODES:
-                log.warning("could not keep a held message hidden: %s", failure.get("Message", failure.get("Code")))
+            if not is_gone(failure):
+                log.warning("could not %s a message: %s", what, failure.get("Message", failure.get("Code")))
         return len(ok)
 
     def _run(self) -> None:
@@ -172,4 +218,9 @@ class VisibilityKeeper:
             try:
                 self.renew()
             except Exception:  # the loop must outlive any one pass
-                log.exception("visibility renewal failed")
+                if not self._stop.is_set():
+                    log.exception("visibility renewal failed")
+
+
+def _batches(messages: list[_Held]) -> list[list[_Held]]:
+    return [messages[start : start + BATCH] for start in range(0, len(messages), BATCH)]
