@@ -67,7 +67,8 @@ test-ministack: test-ministack-core test-observability
 CORE := TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=8
 CORE_BESIDE := libs/tqcore/tests/integration tests/integration \
 	tests/e2e/test_access.py tests/e2e/test_auth.py tests/e2e/test_mtls.py tests/e2e/test_script_fences.py \
-	tests/e2e/test_listing_memory.py tests/e2e/test_readiness.py tests/e2e/test_local_supervision.py
+	tests/e2e/test_listing_memory.py tests/e2e/test_readiness.py tests/e2e/test_local_supervision.py \
+	tests/e2e/test_buffered_give_back.py
 test-ministack-core: install
 	$(MAKE) -j2 --output-sync=target test-core-timed test-core-beside
 

@@ -25,7 +25,7 @@ from tq_gateway.openapi_components import (
 )
 from tqcore.domain.model import Status
 
-TOO_LARGE = {"413": ref("BodyTooLarge", "responses")}
+TOO_LARGE = {"411": ref("LengthRequired", "responses"), "413": ref("BodyTooLarge", "responses")}
 
 
 def _json_body(schema: str) -> dict[str, Any]:

@@ -75,6 +75,10 @@ def responses() -> dict[str, Any]:
             "the body exceeds the limit (default 256 KiB), the payload holds more JSON nodes (values and object "
             "keys) than `TQ_MAX_JSON_NODES` (default 10,000), or the task would be too large to store"
         ),
+        "LengthRequired": problem(
+            "the body was sent with `Transfer-Encoding` (chunked): send it with a `Content-Length` instead, so the "
+            "gateway can read it under its deadline without holding a thread"
+        ),
     }
 
 
