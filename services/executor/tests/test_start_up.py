@@ -12,14 +12,15 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-EXECUTOR = Path(sys.executable).parent / "tq-executor"
+#: The executor's entry point, run as its console script does (also where no console script is installed: Pants).
+EXECUTOR = [sys.executable, "-c", "import sys; from tq_executor.main import main; sys.exit(main())"]
 
 
 def start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TQ_")}
     # An endpoint nothing listens on: a refusal must come before any connection.
     clean |= {"TQ_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", **env}
-    return subprocess.run([str(EXECUTOR)], env=clean, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(EXECUTOR, env=clean, capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.parametrize(
