@@ -8,7 +8,7 @@ PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executo
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-memory test-downtime chaos alerts infra pants lock clean
+.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-memory bench-cost test-downtime chaos alerts infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -106,6 +106,12 @@ bench: install
 ## make bench-schedule: 750 tasks due at one instant, two scheduler replicas: lateness, once-only, AWS calls.
 bench-schedule: install
 	$(BIN)/python bench/schedule_peak.py
+
+## make bench-cost: DynamoDB write units (table and indexes) and the AWS bill per million immediate tasks, from
+## the item sizes tq's store really writes (bench/aws_cost.py; SQS requests per task from a measured run).
+bench-cost: install
+	$(BIN)/python bench/aws_cost.py
+	$(BIN)/python bench/aws_cost.py --keyed
 
 ## make bench-memory: 200 tasks of 256 KiB [{},{},...] payloads listed page by page (tasks, then dead letters over
 ## two groups): each gateway worker's peak RSS.
