@@ -326,7 +326,8 @@ def test_history_items_and_an_ended_task_carry_a_ttl_of_the_retention_period(emu
     settings = CoreSettings(endpoint_url=emulator, prefix=unique_prefix(), history_retention_days=7)
     bootstrap(settings)
     client = aws.client(settings, "dynamodb")
-    store = DynamoTaskStore(client, settings)
+    # A task item that keeps two events inline, so the third commit moves the first two into history items
+    store = DynamoTaskStore(client, settings, inline_events=2)
     task = new_task()
     store.create(task)
 
@@ -340,17 +341,16 @@ def test_history_items_and_an_ended_task_carry_a_ttl_of_the_retention_period(emu
         return {i["SK"]["S"]: int(i[keys.TTL_ATTRIBUTE]["N"]) if keys.TTL_ATTRIBUTE in i else None for i in items}
 
     week = 7 * 86400
-    created = ttl_by_sk()
-    assert created[keys.SNAPSHOT_SK] is None  # a live task never expires
-    assert {sk: ttl for sk, ttl in created.items() if sk != keys.SNAPSHOT_SK} == {
+    assert ttl_by_sk() == {keys.SNAPSHOT_SK: None}  # a live task never expires; its events are in its item
+    ended_at = NOW + timedelta(hours=1)
+    mutate(store, store.get(task.id), lambda t: t.request_cancel("alice", ended_at))
+    # An ended task expires with the events inline in it; history items expire by when they were written
+    assert ttl_by_sk() == {
+        keys.SNAPSHOT_SK: int(ended_at.timestamp()) + week,
         keys.event_sk(1): int(NOW.timestamp()) + week,
         keys.event_sk(2): int(NOW.timestamp()) + week,
     }
-    ended_at = NOW + timedelta(hours=1)
-    mutate(store, store.get(task.id), lambda t: t.request_cancel("alice", ended_at))
-    ended = ttl_by_sk()
-    assert ended[keys.SNAPSHOT_SK] == int(ended_at.timestamp()) + week
-    assert ended[keys.event_sk(3)] == int(ended_at.timestamp()) + week
+    assert [e.seq for e in store.events(task.id)] == [1, 2, 3]
 
 
 def test_a_cancel_request_flags_the_lease_and_the_next_heartbeat_sees_it(store: TaskStore) -> None:
