@@ -29,6 +29,13 @@ MOTO_TRANSACTIONS_NOT_ATOMIC = pytest.mark.skipif(
     os.environ.get("TQ_TEST_EMULATOR") == "moto", reason="moto's TransactWriteItems is not atomic under concurrency"
 )
 
+#: moto 5.x sizes an UpdateItem's SET as the item's current size plus the new value, without taking away the value
+#: it replaces, so an update of a 250 KB ``doc`` looks like 500 KB and is refused there; ministack, like DynamoDB,
+#: sizes the item the update leaves.
+MOTO_UPDATE_SIZES_WRONG = pytest.mark.skipif(
+    os.environ.get("TQ_TEST_EMULATOR") == "moto", reason="moto sizes an UpdateItem as old item + new values"
+)
+
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -304,6 +311,7 @@ def test_index_walks_page_through_more_than_a_page_of_due_tasks(settings: CoreSe
     assert sorted(t.id for t in found) == sorted(t.id for t in made)
 
 
+@MOTO_UPDATE_SIZES_WRONG
 def test_a_too_large_task_is_refused_with_a_domain_error(dynamo_store: DynamoTaskStore) -> None:
     store = dynamo_store
     task = new_task(payload="x" * 250_000)

@@ -4,9 +4,10 @@ The claim's commit sets ``claim_seq`` and ``lease_until`` (and the ``reap`` inde
 expiry: ``keys.lease_index_attributes``); the commit that ends the attempt removes them. A heartbeat is one
 conditional ``UpdateItem`` on the task item (``claim_seq = :mine`` and still running) that moves ``lease_until`` and
 the ``reap`` keys without a new version or an event (a beat every 10 s would otherwise flood the history and race
-every user change), and returns only the attributes it set (``UPDATED_NEW``), never ``doc`` or the inline events.
-It touches ``cancel_requested`` with ``if_not_exists`` so that flag comes back too: every commit sets it from the
-task, so the executor learns of a cancel at its next beat without any extra call. A commit that neither claims nor
+every user change), and returns nothing. Every commit sets ``cancel_requested`` from the task, and the beat is
+conditioned on it being unset: a refused beat is tried once more without that condition, and if that one holds,
+the attempt is told of the cancel (two writes, once per cancelled attempt; one write on every other beat, and no
+read). A commit that neither claims nor
 ends the attempt leaves ``lease_until`` and the ``reap`` keys alone, so it never moves back an expiry a heartbeat
 moved forward after the commit's read. The reaper finds expired leases through the ``reap`` index
 (``REAP#R#<shard>``) and reclaims one only if its commit still sees ``lease_until`` before the time it looked, so a
@@ -22,7 +23,7 @@ from tqcore.adapters.dynamodb import keys
 from tqcore.domain.codec import parse_ts, ts
 from tqcore.domain.model import EventType, Status
 from tqcore.domain.task import Task
-from tqcore.ports import LeaseRecord, LeaseState
+from tqcore.ports import LeaseRecord
 
 CLAIM = "claim_seq"
 UNTIL = "lease_until"
@@ -54,27 +55,30 @@ def attributes(task: Task) -> dict[str, Any]:
     return {CLAIM: {"N": str(task.claim_seq)}, UNTIL: {"S": ts(task.lease_expires_at)}}
 
 
-def extend_request(table: str, task_id: str, claim_seq: int, until: datetime, reap_shards: int) -> dict[str, Any]:
-    """An UpdateItem request moving a lease's expiry (and its place in the ``reap`` index) to ``until``."""
+def extend_request(
+    table: str, task_id: str, claim_seq: int, until: datetime, reap_shards: int, *, unless_cancelled: bool
+) -> dict[str, Any]:
+    """An UpdateItem request moving a lease's expiry (and its place in the ``reap`` index) to ``until``, if claim
+    ``claim_seq`` still holds it (and, ``unless_cancelled``, no cancel was requested). Nothing comes back."""
     index = keys.lease_index_attributes(task_id, until, reap_shards)
+    condition = f"{CLAIM} = :claim AND #status = :running"
+    values = {
+        ":until": {"S": ts(until)},
+        ":pk": {"S": index["reap_pk"]},
+        ":sk": {"S": index["reap_sk"]},
+        ":claim": {"N": str(claim_seq)},
+        ":running": {"S": Status.RUNNING.value},
+    }
+    if unless_cancelled:
+        condition += f" AND (attribute_not_exists({CANCEL}) OR {CANCEL} = :no)"
+        values[":no"] = {"BOOL": False}
     return {
         "TableName": table,
         "Key": {"PK": {"S": keys.task_pk(task_id)}, "SK": {"S": keys.SNAPSHOT_SK}},
-        "UpdateExpression": (
-            f"SET {UNTIL} = :until, reap_pk = :pk, reap_sk = :sk, {CANCEL} = if_not_exists({CANCEL}, :no)"
-        ),
-        "ConditionExpression": f"{CLAIM} = :claim AND #status = :running",
+        "UpdateExpression": f"SET {UNTIL} = :until, reap_pk = :pk, reap_sk = :sk",
+        "ConditionExpression": condition,
         "ExpressionAttributeNames": {"#status": "status"},
-        "ExpressionAttributeValues": {
-            ":until": {"S": ts(until)},
-            ":pk": {"S": index["reap_pk"]},
-            ":sk": {"S": index["reap_sk"]},
-            ":no": {"BOOL": False},
-            ":claim": {"N": str(claim_seq)},
-            ":running": {"S": Status.RUNNING.value},
-        },
-        # Only what the beat set comes back (with the cancel flag it touched), never the task's doc or events.
-        "ReturnValues": "UPDATED_NEW",
+        "ExpressionAttributeValues": values,
     }
 
 
@@ -89,11 +93,6 @@ def record_from_item(item: dict[str, Any]) -> LeaseRecord:
         expires_at,
         cancel_requested=_cancel_requested(item),
     )
-
-
-def state_after_extend(attributes: dict[str, Any]) -> LeaseState:
-    """What an extended lease (the update's ``UPDATED_NEW`` attributes) tells its attempt."""
-    return LeaseState.CANCEL_REQUESTED if _cancel_requested(attributes) else LeaseState.HELD
 
 
 def expired_before(item: dict[str, Any], before: datetime) -> bool:

@@ -250,12 +250,14 @@ class DynamoTaskStore:
     def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> LeaseState:
         """Move the lease of claim ``claim_seq`` to ``until`` (one ``UpdateItem`` of the task item, no new
         version); ``LOST`` if that claim no longer holds it, ``CANCEL_REQUESTED`` if the task's cancel was
-        requested meanwhile."""
-        request = leases.extend_request(self._table, task_id, claim_seq, until, self._settings.reap_shards)
-        response = self._db.conditional("update_item", **request)
-        if response is None:
-            return LeaseState.LOST
-        return leases.state_after_extend(response.get("Attributes", {}))
+        requested meanwhile (a second ``UpdateItem``, once per cancelled attempt)."""
+        for unless_cancelled, state in ((True, LeaseState.HELD), (False, LeaseState.CANCEL_REQUESTED)):
+            request = leases.extend_request(
+                self._table, task_id, claim_seq, until, self._settings.reap_shards, unless_cancelled=unless_cancelled
+            )
+            if self._db.conditional("update_item", **request) is not None:
+                return state
+        return LeaseState.LOST
 
     def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
         """Leases of one shard that ran out before ``now``, oldest first."""
