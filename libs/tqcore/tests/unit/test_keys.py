@@ -54,9 +54,11 @@ def test_each_index_holds_only_the_states_it_serves(status: Status) -> None:
     got = attrs(task_in(status))
     assert (got["grp_pk"], got["grp_sk"]) == ("G#team-a", "01hqtask")
     assert ("due_pk" in got) == (status in (Status.SCHEDULED, Status.RETRYING))
-    # Running tasks are found through their lease item, not the snapshot; due work also sits in the sweep's
-    # partitions of the reap index.
-    assert ("reap_pk" in got) == (status in (Status.QUEUED, Status.SCHEDULED, Status.RETRYING))
+    # A running task is reaped by its lease (in its item); due work also sits in the sweep's partitions of the
+    # reap index.
+    assert ("reap_pk" in got) == (status in (Status.QUEUED, Status.RUNNING, Status.SCHEDULED, Status.RETRYING))
+    if status is Status.RUNNING:
+        assert got == {**got, **keys.lease_index_attributes("01hqtask", T0 + timedelta(seconds=45), 8)}
     if status in (Status.SCHEDULED, Status.RETRYING):
         assert got["reap_pk"] == f"REAP#D#{keys.shard_of('01hqtask', 8)}"
         assert got["reap_sk"] == got["due_sk"]

@@ -12,9 +12,8 @@ from tqcore.domain.codec import ts
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
 
+#: The task item: its snapshot (``doc``), its newest events (``evts``) and its running attempt's lease.
 SNAPSHOT_SK = "TASK"
-#: The running attempt's lease: beside the snapshot, so heartbeats extend it without a versioned commit.
-LEASE_SK = "TASK#LEASE"
 EVENT_PREFIX = "EVT#"
 IDEM_SK = "IDEM"
 CATALOG_PK = "CATALOG"
@@ -42,8 +41,13 @@ TTL_ATTRIBUTE = "expires_ttl"
 
 
 def task_pk(task_id: str) -> str:
-    """Partition of one task: its snapshot and its events."""
+    """Partition of one task: its item and its spilled history."""
     return f"TASK#{task_id}"
+
+
+def task_id_of(pk: str) -> str:
+    """The task id of a :func:`task_pk`."""
+    return pk.removeprefix("TASK#")
 
 
 def event_sk(seq: int) -> str:
@@ -83,6 +87,10 @@ def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_af
     if reap_at is not None:
         attrs["reap_pk"] = reap_partition(task.status, shard_of(task.id, reap_shards))
         attrs["reap_sk"] = f"{ts(reap_at)}#{task.id}"
+    elif task.status is Status.RUNNING and task.lease_expires_at is not None:
+        # The lease lives in the task item: a running task is reaped when its lease expires (heartbeats move
+        # these keys; a running repeating task's next slot is still in the ``due`` index, not in the sweep's).
+        attrs.update(lease_index_attributes(task.id, task.lease_expires_at, reap_shards))
     elif wake_at is not None:
         # Due work also sits in one partition per shard, not per minute: the scheduler's sweep finds every
         # overdue task there however old, in one paged query per shard.
@@ -123,7 +131,7 @@ def sweep_index_attributes(task_id: str, due_sk: str, reap_shards: int) -> dict[
 
 
 def lease_index_attributes(task_id: str, expires_at: datetime, reap_shards: int) -> dict[str, str]:
-    """The ``reap`` index keys of a lease item: found by the reaper once ``expires_at`` has passed."""
+    """The ``reap`` index keys of a running task: found by the reaper once its lease's ``expires_at`` has passed."""
     return {
         "reap_pk": reap_partition(Status.RUNNING, shard_of(task_id, reap_shards)),
         "reap_sk": f"{ts(expires_at)}#{task_id}",

@@ -1,11 +1,17 @@
-"""Lease items: one per running attempt, beside the snapshot (``TASK#<id>`` / ``TASK#LEASE``).
+"""The running attempt's lease: attributes of the task item itself (``TASK#<id>`` / ``TASK``), beside its ``doc``.
 
-The claim's commit puts the lease; heartbeats extend it with a plain conditional update (no new version, no
-event: a heartbeat every 10 s would otherwise flood the history and race every user change); the commit that
-ends the attempt deletes it. The commit of a ``cancel_requested`` event also sets ``cancel_requested`` on the
-lease, and the heartbeat's update returns the item (``ALL_NEW``), so the executor learns of the cancel at its
-next beat without any extra call. The reaper finds expired leases through the ``reap`` index (``REAP#R#<shard>``)
-and reclaims one only if its delete still sees it expired, so a heartbeat that lands first wins.
+The claim's commit sets ``claim_seq`` and ``lease_until`` (and the ``reap`` index keys of a running task, its lease
+expiry: ``keys.lease_index_attributes``); the commit that ends the attempt removes them. A heartbeat is one
+conditional ``UpdateItem`` on the task item (``claim_seq = :mine`` and still running) that moves ``lease_until`` and
+the ``reap`` keys without a new version or an event (a beat every 10 s would otherwise flood the history and race
+every user change), and returns nothing. Every commit sets ``cancel_requested`` from the task, and the beat is
+conditioned on it being unset: a refused beat is tried once more without that condition, and if that one holds,
+the attempt is told of the cancel (two writes, once per cancelled attempt; one write on every other beat, and no
+read). A commit that neither claims nor
+ends the attempt leaves ``lease_until`` and the ``reap`` keys alone, so it never moves back an expiry a heartbeat
+moved forward after the commit's read. The reaper finds expired leases through the ``reap`` index
+(``REAP#R#<shard>``) and reclaims one only if its commit still sees ``lease_until`` before the time it looked, so a
+heartbeat that lands first wins.
 """
 
 from __future__ import annotations
@@ -15,117 +21,93 @@ from typing import Any
 
 from tqcore.adapters.dynamodb import keys
 from tqcore.domain.codec import parse_ts, ts
-from tqcore.domain.model import EventType
+from tqcore.domain.model import EventType, Status
 from tqcore.domain.task import Task
-from tqcore.ports import LeaseRecord, LeaseState
+from tqcore.ports import LeaseRecord
+
+CLAIM = "claim_seq"
+UNTIL = "lease_until"
+CANCEL = "cancel_requested"
+#: What the reaper reads of a task item found in the ``reap`` index (not its ``doc`` nor its events).
+RECORD_PROJECTION = f"PK, worker, {CLAIM}, {UNTIL}, {CANCEL}"
 
 
-def lease_key(task_id: str) -> dict[str, Any]:
-    """The lease item's key."""
-    return {"PK": {"S": keys.task_pk(task_id)}, "SK": {"S": keys.LEASE_SK}}
+def claims(task: Task) -> bool:
+    """Whether this commit claims an attempt (so it sets the lease)."""
+    return (
+        task.claim_seq is not None
+        and task.lease_expires_at is not None
+        and task.worker is not None
+        and any(event.type is EventType.CLAIMED for event in task.pending_events)
+    )
 
 
-def lease_ops(table: str, task: Task, *, reap_shards: int, expired_before: datetime | None) -> list[dict[str, Any]]:
-    """Transaction items that keep the lease in step with a commit: put on a claim, delete when it ends."""
-    ops: list[dict[str, Any]] = []
-    if task.released_claim is not None:
-        condition = "claim_seq = :claim"
-        values: dict[str, Any] = {":claim": {"N": str(task.released_claim)}}
-        if expired_before is not None:
-            condition += " AND expires_at < :before"
-            values[":before"] = {"S": ts(expired_before)}
-        ops.append(
-            {
-                "Delete": {
-                    "TableName": table,
-                    "Key": lease_key(task.id),
-                    "ConditionExpression": f"attribute_not_exists(PK) OR ({condition})"
-                    if expired_before is None
-                    else condition,
-                    "ExpressionAttributeValues": values,
-                }
-            }
-        )
-    cancel = any(event.type is EventType.CANCEL_REQUESTED for event in task.pending_events)
-    if cancel and task.claim_seq is not None and task.released_claim is None:
-        # The snapshot's version condition proves this claim is the running one, so its lease is there.
-        ops.append(
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": lease_key(task.id),
-                    "UpdateExpression": "SET cancel_requested = :yes",
-                    "ConditionExpression": "claim_seq = :claim",
-                    "ExpressionAttributeValues": {":yes": {"BOOL": True}, ":claim": {"N": str(task.claim_seq)}},
-                }
-            }
-        )
-    claimed = any(event.type is EventType.CLAIMED for event in task.pending_events)
-    if claimed and task.claim_seq is not None and task.lease_expires_at is not None and task.worker is not None:
-        ops.append({"Put": {"TableName": table, "Item": lease_item(task, reap_shards)}})
-    return ops
+def keeps_lease(task: Task) -> bool:
+    """Whether a commit leaves the lease attributes (and the ``reap`` keys) as they are: the attempt runs on and
+    this commit did not start it, so a heartbeat may have moved the expiry since the task was read."""
+    return task.status is Status.RUNNING and not claims(task)
 
 
-def lease_item(task: Task, reap_shards: int) -> dict[str, Any]:
-    """The lease item for a freshly claimed task."""
-    assert task.claim_seq is not None
-    assert task.lease_expires_at is not None
-    assert task.worker is not None
-    item: dict[str, Any] = {
-        **lease_key(task.id),
-        "task_id": {"S": task.id},
-        "claim_seq": {"N": str(task.claim_seq)},
-        "worker": {"S": task.worker},
-        "expires_at": {"S": ts(task.lease_expires_at)},
-    }
-    for name, value in keys.lease_index_attributes(task.id, task.lease_expires_at, reap_shards).items():
-        item[name] = {"S": value}
-    return item
+def attributes(task: Task) -> dict[str, Any]:
+    """The lease attributes a claimed task's item carries (empty when no attempt holds a lease)."""
+    if task.status is not Status.RUNNING or task.claim_seq is None or task.lease_expires_at is None:
+        return {}
+    return {CLAIM: {"N": str(task.claim_seq)}, UNTIL: {"S": ts(task.lease_expires_at)}}
 
 
-def extend_request(table: str, task_id: str, claim_seq: int, until: datetime, reap_shards: int) -> dict[str, Any]:
-    """An UpdateItem request moving a lease's expiry (and its place in the ``reap`` index) to ``until``."""
+def extend_request(
+    table: str, task_id: str, claim_seq: int, until: datetime, reap_shards: int, *, unless_cancelled: bool
+) -> dict[str, Any]:
+    """An UpdateItem request moving a lease's expiry (and its place in the ``reap`` index) to ``until``, if claim
+    ``claim_seq`` still holds it (and, ``unless_cancelled``, no cancel was requested). Nothing comes back."""
     index = keys.lease_index_attributes(task_id, until, reap_shards)
+    condition = f"{CLAIM} = :claim AND #status = :running"
+    values = {
+        ":until": {"S": ts(until)},
+        ":pk": {"S": index["reap_pk"]},
+        ":sk": {"S": index["reap_sk"]},
+        ":claim": {"N": str(claim_seq)},
+        ":running": {"S": Status.RUNNING.value},
+    }
+    if unless_cancelled:
+        condition += f" AND (attribute_not_exists({CANCEL}) OR {CANCEL} = :no)"
+        values[":no"] = {"BOOL": False}
     return {
         "TableName": table,
-        "Key": lease_key(task_id),
-        "UpdateExpression": "SET expires_at = :until, reap_sk = :sk",
-        "ConditionExpression": "claim_seq = :claim",
-        "ExpressionAttributeValues": {
-            ":until": {"S": ts(until)},
-            ":sk": {"S": index["reap_sk"]},
-            ":claim": {"N": str(claim_seq)},
-        },
-        # The whole (small) item comes back with the write: its ``cancel_requested`` costs no extra read.
-        "ReturnValues": "ALL_NEW",
+        "Key": {"PK": {"S": keys.task_pk(task_id)}, "SK": {"S": keys.SNAPSHOT_SK}},
+        "UpdateExpression": f"SET {UNTIL} = :until, reap_pk = :pk, reap_sk = :sk",
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": values,
     }
 
 
 def record_from_item(item: dict[str, Any]) -> LeaseRecord:
-    """Decode a lease item."""
-    expires_at = parse_ts(item["expires_at"]["S"])
+    """The lease of a task item (at least :data:`RECORD_PROJECTION`)."""
+    expires_at = parse_ts(item[UNTIL]["S"])
     assert expires_at is not None
     return LeaseRecord(
-        item["task_id"]["S"],
-        int(item["claim_seq"]["N"]),
+        keys.task_id_of(item["PK"]["S"]),
+        int(item[CLAIM]["N"]),
         item["worker"]["S"],
         expires_at,
         cancel_requested=_cancel_requested(item),
     )
 
 
-def state_after_extend(attributes: dict[str, Any]) -> LeaseState:
-    """What an extended lease (the update's ``ALL_NEW`` attributes) tells its attempt."""
-    return LeaseState.CANCEL_REQUESTED if _cancel_requested(attributes) else LeaseState.HELD
+def expired_before(item: dict[str, Any], before: datetime) -> bool:
+    """Whether a task item's lease ran out before ``before`` (what a reclaim's condition asks)."""
+    until = item.get(UNTIL, {}).get("S")
+    return until is not None and until < (ts(before) or "")
 
 
 def _cancel_requested(item: dict[str, Any]) -> bool:
-    """Whether a lease item carries the flag a ``cancel_requested`` commit sets."""
-    return bool(item.get("cancel_requested", {}).get("BOOL", False))
+    return bool(item.get(CANCEL, {}).get("BOOL", False))
 
 
-def overlay(task: Task, lease: LeaseRecord | None) -> Task:
-    """The task with the lease's current expiry, when the lease belongs to its current claim."""
-    if lease is not None and lease.claim_seq == task.claim_seq:
-        task.lease_expires_at = lease.expires_at
+def overlay(task: Task, item: dict[str, Any]) -> Task:
+    """The task with its item's live lease expiry (heartbeats move it without a new ``doc``)."""
+    until = item.get(UNTIL, {}).get("S")
+    if until is not None and task.status is Status.RUNNING and task.claim_seq is not None:
+        task.lease_expires_at = parse_ts(until)
     return task

@@ -17,7 +17,6 @@ from tqcore.domain.codec import task_from_dict
 from tqcore.domain.errors import StoreUnavailable
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
-from tqcore.ports import LeaseRecord
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -90,17 +89,16 @@ class DynamoTaskQueries:
             yield item["grp_sk"]["S"]
 
     def tasks(self, ids: Sequence[str]) -> list[Task]:
-        """Snapshots by ``BatchGetItem`` (strongly consistent, 100 keys a call), in the order of ``ids``."""
+        """Snapshots by ``BatchGetItem`` (strongly consistent, 100 keys a call), in the order of ``ids``, each with
+        its live lease expiry (heartbeats move it in the item without a new snapshot)."""
         found: dict[str, Task] = {}
         for item in self._snapshots(ids):
             try:
-                task = task_from_dict(json.loads(item["doc"]["S"]))
+                task = leases.overlay(task_from_dict(json.loads(item["doc"]["S"])), item)
             except (KeyError, ValueError, TypeError):
                 log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
                 continue
             found[task.id] = task
-        for lease in self._leases([task.id for task in found.values() if task.status is Status.RUNNING]):
-            leases.overlay(found[lease.task_id], lease)
         return [found[i] for i in ids if i in found]
 
     def listed(self, ids: Sequence[str]) -> list[ListedTask]:
@@ -109,16 +107,19 @@ class DynamoTaskQueries:
         for item in self._snapshots(ids):
             try:
                 task = ListedTask.from_doc(item["doc"]["S"])
+                with contextlib.suppress(KeyError, ValueError, TypeError, AssertionError):
+                    if task.status is Status.RUNNING:
+                        lease = leases.record_from_item(item)
+                        task = task.with_lease(lease.claim_seq, lease.expires_at)
             except (KeyError, ValueError):
                 log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
                 continue
             found[task.id] = task
-        for lease in self._leases([task.id for task in found.values() if task.status is Status.RUNNING]):
-            found[lease.task_id] = found[lease.task_id].with_lease(lease.claim_seq, lease.expires_at)
         return [found[i] for i in ids if i in found]
 
     def _snapshots(self, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
-        """The snapshot items of ``ids`` (those that exist), 100 keys a call."""
+        """The task items of ``ids`` (those that exist), 100 keys a call: the snapshot and the lease, never the
+        inline events."""
         for offset in range(0, len(ids), BATCH_GET_KEYS):
             wanted = [
                 {"PK": {"S": keys.task_pk(i)}, "SK": {"S": keys.SNAPSHOT_SK}}
@@ -126,15 +127,9 @@ class DynamoTaskQueries:
             ]
             yield from self._batch_get(wanted)
 
-    def _leases(self, running: list[str]) -> Iterator[LeaseRecord]:
-        """The lease items of running tasks (heartbeats move their expiry without a new snapshot)."""
-        for offset in range(0, len(running), BATCH_GET_KEYS):
-            wanted = [leases.lease_key(task_id) for task_id in running[offset : offset + BATCH_GET_KEYS]]
-            for item in self._batch_get(wanted, projection="PK, task_id, claim_seq, worker, expires_at"):
-                with contextlib.suppress(KeyError, ValueError, TypeError, AssertionError):
-                    yield leases.record_from_item(item)
-
-    def _batch_get(self, wanted: list[dict[str, Any]], projection: str = "doc, PK") -> Iterator[dict[str, Any]]:
+    def _batch_get(
+        self, wanted: list[dict[str, Any]], projection: str = f"doc, {leases.RECORD_PROJECTION}"
+    ) -> Iterator[dict[str, Any]]:
         """Every item of ``wanted``, asking again for the keys DynamoDB left unprocessed (throttling)."""
         for pause_s in BATCH_GET_PAUSES_S:
             answer = self._db.call(

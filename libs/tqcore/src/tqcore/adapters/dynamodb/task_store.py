@@ -1,4 +1,8 @@
-"""The DynamoDB event store: snapshot + events in one ``TransactWriteItems`` conditioned on ``version``."""
+"""The DynamoDB event store: one task item per task, carrying its snapshot, its newest events and its lease.
+
+A state change is one conditional write of that one item (``version = :expected``); older events move out into
+history items (``EVT#<seq>``) a batch at a time (see docs/ARCHITECTURE.md, "The commit protocol").
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,19 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 #: A task snapshot must leave room under DynamoDB's 400 KB item limit for its keys and index attributes.
 MAX_SNAPSHOT_BYTES = 380_000
+#: Events a task item keeps inline at most: a commit that would exceed it moves the inline ones out into history
+#: items (one transaction per this many events). An ordinary task (submitted, queued, claimed, succeeded, a few
+#: retries) never gets there; the bound keeps the item, which every write is billed by (1 write unit per KB, and
+#: again in each index the item is in), small.
+INLINE_EVENTS = 16
+#: Bytes of inline events a task item keeps at most (same reason).
+INLINE_BYTES = 16_384
+#: Snapshot and inline events together stay under this (DynamoDB's item limit is 400 KB with names and keys).
+ITEM_BYTES = 390_000
+#: Attributes of the task item that hold its inline events: the JSON texts oldest first, their count and size.
+EVENTS, COUNT, SIZE = "evts", "evn", "evb"
+#: What a read of the task (not of its history) fetches: never the inline events.
+TASK_PROJECTION = f"PK, doc, {leases.UNTIL}"
 
 
 def _s(value: str) -> dict[str, str]:
@@ -41,6 +58,69 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _size(text: str) -> int:
+    """What one inline event adds to the item (its UTF-8 bytes and a list element's overhead)."""
+    return len(text.encode()) + 1
+
+
+def _fitting(events: list[tuple[int, str]], count: int, size: int) -> int:
+    """How many of the newest ``events`` fit in ``count`` events and ``size`` bytes."""
+    kept, used = 0, 0
+    for _, text in reversed(events):
+        used += _size(text)
+        if kept == count or used > size:
+            break
+        kept += 1
+    return kept
+
+
+class _Update:
+    """An ``UpdateExpression`` with its names and values, built attribute by attribute."""
+
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.removes: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, attr: str) -> str:
+        self.names[f"#{attr}"] = attr
+        return f"#{attr}"
+
+    def value(self, value: Any) -> str:
+        key = f":v{len(self.values)}"
+        self.values[key] = value
+        return key
+
+    def set(self, attr: str, value: Any) -> None:
+        self.sets.append(f"{self.name(attr)} = {self.value(value)}")
+
+    def remove(self, attr: str) -> None:
+        self.removes.append(self.name(attr))
+
+    def copy(self) -> _Update:
+        """A copy to build a variant on, leaving this one as it is."""
+        other = _Update()
+        other.sets, other.removes = list(self.sets), list(self.removes)
+        other.names, other.values = dict(self.names), dict(self.values)
+        return other
+
+    def request(self, table: str, key: dict[str, Any], condition: str) -> dict[str, Any]:
+        expression = "SET " + ", ".join(self.sets)
+        if self.removes:
+            expression += " REMOVE " + ", ".join(self.removes)
+        return {
+            "TableName": table,
+            "Key": key,
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": self.names,
+            "ExpressionAttributeValues": self.values,
+            # A refused commit hands back the current item: the current task, and the inline events to spill.
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+
 class DynamoTaskStore:
     """Tasks in tq's single table (see ``keys`` for the layout)."""
 
@@ -51,8 +131,10 @@ class DynamoTaskStore:
         *,
         page_size: int = PAGE_SIZE,
         on_commit: Callable[[Task, Sequence[Event]], None] | None = None,
+        inline_events: int = INLINE_EVENTS,
     ) -> None:
         self._page_size = page_size
+        self._inline_max = inline_events
         #: Told of every committed change (the composition roots count metrics with it).
         self._on_commit = on_commit or (lambda task, events: None)
         self._db = Table(client, settings.table_name)
@@ -61,39 +143,29 @@ class DynamoTaskStore:
 
     # ----------------------------------------------------------------- writes
     def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
-        """Persist a new task, its events and its idempotency record in one transaction."""
+        """Persist a new task with its events inline: one conditional ``Put`` (with its idempotency record, a
+        two-item transaction; events too large for the item go to history items in the same transaction)."""
+        doc = self._doc(task)
+        pending = self._encoded(task.pending_events)
+        inline = _fitting(pending, self._inline_max, self._inline_room(doc))
+        spilled, kept = pending[: len(pending) - inline], pending[len(pending) - inline :]
+        item = {
+            "PK": _s(keys.task_pk(task.id)),
+            "SK": _s(keys.SNAPSHOT_SK),
+            "doc": _s(doc),
+            EVENTS: {"L": [_s(text) for _, text in kept]},
+            COUNT: _n(len(kept)),
+            SIZE: _n(sum(_size(text) for _, text in kept)),
+            **self._state_attributes(task),
+            **keys_as_strings(self._index_attributes(task)),
+            **leases.attributes(task),
+        }
         items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": self._snapshot_item(task),
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            }
+            {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(PK)"}},
+            *self._history_puts(task.id, spilled),
         ]
         if idempotency is not None:
-            now = int(time.time())
-            items.insert(
-                0,
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            "PK": _s(keys.idem_pk(idempotency.group, idempotency.key)),
-                            "SK": _s(keys.IDEM_SK),
-                            "task_id": _s(idempotency.task_id),
-                            "fingerprint": _s(idempotency.fingerprint),
-                            keys.TTL_ATTRIBUTE: _n(now + self._settings.idempotency_ttl_s),
-                        },
-                        # TTL deletion lags, so an expired record counts as absent.
-                        "ConditionExpression": "attribute_not_exists(PK) OR #ttl < :now",
-                        "ExpressionAttributeNames": {"#ttl": keys.TTL_ATTRIBUTE},
-                        "ExpressionAttributeValues": {":now": _n(now)},
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
-            )
-        items += self._event_puts(task)
+            items.insert(0, self._idempotency_put(idempotency))
         reasons = self._transact(items)
         if reasons is None:
             self._committed(task)
@@ -104,40 +176,70 @@ class DynamoTaskStore:
         raise VersionConflict("the task or its idempotency key is being written concurrently", current=None)
 
     def commit(self, task: Task, *, lease_expired_before: datetime | None = None) -> None:
-        """Append the pending events and replace the snapshot, if the stored version is the one we read.
-
-        The running attempt's lease item is put or deleted in the same transaction. With
+        """Append the pending events to the task item and replace its snapshot, if the stored version is the one
+        we read: one conditional ``UpdateItem``. The running attempt's lease is set or removed with it; with
         ``lease_expired_before`` (a reclaim), the lease must still be expired then, or ``LeaseHeld`` is raised.
+
+        When the inline events would outgrow their bound, the condition fails and the current item it hands back
+        tells which events to move: one transaction then moves them to history items and commits.
         """
-        expected = task.version - len(task.pending_events)
         if not task.pending_events:
             return
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": self._snapshot_item(task),
-                    "ConditionExpression": "version = :expected",
-                    "ExpressionAttributeValues": {":expected": _n(expected)},
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            },
-            *self._event_puts(task),
-        ]
-        lease = leases.lease_ops(
-            self._table, task, reap_shards=self._settings.reap_shards, expired_before=lease_expired_before
+        expected = task.version - len(task.pending_events)
+        doc = self._doc(task)
+        pending = self._encoded(task.pending_events)
+        added = sum(_size(text) for _, text in pending)
+        update = self._state_update(task, doc)
+        condition = f"{update.name('version')} = {update.value(_n(expected))}"
+        if lease_expired_before is not None:
+            condition += f" AND {update.name(leases.UNTIL)} < {update.value(_s(ts(lease_expired_before) or ''))}"
+        appended = update.copy()
+        events = appended.name(EVENTS)
+        appended.sets.append(f"{events} = list_append({events}, {appended.value({'L': [_s(t) for _, t in pending]})})")
+        count, size = appended.name(COUNT), appended.name(SIZE)
+        appended.sets.append(f"{count} = {count} + {appended.value(_n(len(pending)))}")
+        appended.sets.append(f"{size} = {size} + {appended.value(_n(added))}")
+        room = (
+            f" AND {count} <= {appended.value(_n(self._inline_max - len(pending)))}"
+            f" AND {size} <= {appended.value(_n(self._inline_room(doc) - added))}"
         )
-        reasons = self._transact(items + lease)
-        if reasons is None:
-            self._committed(task)
-            return
+        reasons = self._transact([{"Update": appended.request(self._table, self._key(task.id), condition + room)}])
+        if reasons is not None:
+            current = self._refusal(task, expected, reasons, lease_expired_before)
+            # The version and the lease held: the inline events are full. Move them out, with this commit.
+            inline = [value["S"] for value in current.get(EVENTS, {}).get("L", [])]
+            old = list(zip(range(expected - len(inline) + 1, expected + 1), inline, strict=True))
+            kept = _fitting(pending, self._inline_max, self._inline_room(doc))
+            spilled = old + pending[: len(pending) - kept]
+            update.set(EVENTS, {"L": [_s(text) for _, text in pending[len(pending) - kept :]]})
+            update.set(COUNT, _n(kept))
+            update.set(SIZE, _n(sum(_size(text) for _, text in pending[len(pending) - kept :])))
+            items = [
+                {"Update": update.request(self._table, self._key(task.id), condition)},
+                *self._history_puts(task.id, spilled),
+            ]
+            reasons = self._transact(items)
+            if reasons is not None:
+                self._refusal(task, expected, reasons, lease_expired_before)
+                raise VersionConflict(f"task {task.id}'s history was written concurrently", current=None)
+        self._committed(task)
+
+    def _refusal(
+        self, task: Task, expected: int, reasons: list[dict[str, Any]], lease_expired_before: datetime | None
+    ) -> dict[str, Any]:
+        """Raise what a refused commit means, unless only the room for inline events ran out: then the current
+        item (which the refusal handed back) is returned."""
         first = reasons[0]
-        if first.get("Code") != "ConditionalCheckFailed" and any(
-            r.get("Code") == "ConditionalCheckFailed" for r in reasons[len(items) :]
-        ):
+        current: dict[str, Any] | None = first.get("Item") if first.get("Code") == "ConditionalCheckFailed" else None
+        if current is None:
+            raise VersionConflict(f"task {task.id} is being written concurrently", current=None)
+        if int(current.get("version", {}).get("N", "-1")) != expected:
+            raise VersionConflict(
+                f"task {task.id} changed since version {expected}", current=self._task_from_item(current)
+            )
+        if lease_expired_before is not None and not leases.expired_before(current, lease_expired_before):
             raise LeaseHeld(f"the lease of task {task.id} was extended meanwhile")
-        current = self._task_from_item(first["Item"]) if "Item" in first else None
-        raise VersionConflict(f"task {task.id} changed since version {expected}", current=current)
+        return current
 
     def _committed(self, task: Task) -> None:
         try:
@@ -146,21 +248,25 @@ class DynamoTaskStore:
             log.exception("the commit observer failed", extra={"task_id": task.id})
 
     def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> LeaseState:
-        """Move the lease of claim ``claim_seq`` to ``until`` (one ``UpdateItem``); ``LOST`` if that claim no
-        longer holds it, ``CANCEL_REQUESTED`` if the task's cancel was requested meanwhile."""
-        request = leases.extend_request(self._table, task_id, claim_seq, until, self._settings.reap_shards)
-        response = self._db.conditional("update_item", **request)
-        if response is None:
-            return LeaseState.LOST
-        return leases.state_after_extend(response.get("Attributes", {}))
+        """Move the lease of claim ``claim_seq`` to ``until`` (one ``UpdateItem`` of the task item, no new
+        version); ``LOST`` if that claim no longer holds it, ``CANCEL_REQUESTED`` if the task's cancel was
+        requested meanwhile (a second ``UpdateItem``, once per cancelled attempt)."""
+        for unless_cancelled, state in ((True, LeaseState.HELD), (False, LeaseState.CANCEL_REQUESTED)):
+            request = leases.extend_request(
+                self._table, task_id, claim_seq, until, self._settings.reap_shards, unless_cancelled=unless_cancelled
+            )
+            if self._db.conditional("update_item", **request) is not None:
+                return state
+        return LeaseState.LOST
 
     def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
         """Leases of one shard that ran out before ``now``, oldest first."""
-        for item in self._walk_index("reap", keys.reap_partition(Status.RUNNING, shard), now):
+        partition = keys.reap_partition(Status.RUNNING, shard)
+        for item in self._walk_index("reap", partition, now, projection=leases.RECORD_PROJECTION):
             try:
                 yield leases.record_from_item(item)
-            except (KeyError, ValueError, TypeError):
-                log.error("skipping an undecodable lease item %s", item.get("PK"), exc_info=True)
+            except (KeyError, ValueError, TypeError, AssertionError):
+                log.error("skipping an undecodable lease of %s", item.get("PK"), exc_info=True)
 
     def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
         """Run a transaction; the cancellation reasons if a condition failed, ``None`` on success."""
@@ -183,50 +289,107 @@ class DynamoTaskStore:
             raise unavailable(error) from error
         return None
 
-    def _event_puts(self, task: Task) -> list[dict[str, Any]]:
-        return [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {
-                        "PK": _s(keys.task_pk(task.id)),
-                        "SK": _s(keys.event_sk(event.seq)),
-                        "doc": _s(_dumps(event_to_dict(event))),
-                        keys.TTL_ATTRIBUTE: _n(self._forget_at(event.at)),
-                    },
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            }
-            for event in task.pending_events
-        ]
+    # --------------------------------------------------------- item building
+    def _key(self, task_id: str) -> dict[str, Any]:
+        return {"PK": _s(keys.task_pk(task_id)), "SK": _s(keys.SNAPSHOT_SK)}
 
-    def _snapshot_item(self, task: Task) -> dict[str, Any]:
+    def _doc(self, task: Task) -> str:
         doc = _dumps(task_to_dict(task))
         if len(doc.encode()) > MAX_SNAPSHOT_BYTES:
             raise TaskTooLarge(
                 f"task {task.id} would be {len(doc.encode())} bytes; a task item holds at most {MAX_SNAPSHOT_BYTES}"
             )
-        item: dict[str, Any] = {
-            "PK": _s(keys.task_pk(task.id)),
-            "SK": _s(keys.SNAPSHOT_SK),
+        return doc
+
+    def _inline_room(self, doc: str) -> int:
+        """Bytes of inline events an item with this ``doc`` may hold."""
+        return min(INLINE_BYTES, ITEM_BYTES - len(doc.encode()))
+
+    @staticmethod
+    def _encoded(events: Sequence[Event]) -> list[tuple[int, str]]:
+        return [(event.seq, _dumps(event_to_dict(event))) for event in events]
+
+    def _state_attributes(self, task: Task) -> dict[str, Any]:
+        """The task item's attributes that follow the snapshot (``None``: the state has none)."""
+        attrs: dict[str, Any] = {
             "version": _n(task.version),
             "status": _s(task.status.value),
             "attempts": _n(task.attempts),
-            "doc": _s(doc),
+            leases.CANCEL: {"BOOL": task.cancel_requested},
         }
         if task.worker is not None:
-            item["worker"] = _s(task.worker)
+            attrs["worker"] = _s(task.worker)
         if task.status.is_terminal:
-            # An ended task goes with its history (a redrive ends the TTL: the next Put has none).
-            item[keys.TTL_ATTRIBUTE] = _n(self._forget_at(task.finished_at or task.updated_at or task.created_at))
-        attrs = keys.index_attributes(
+            # An ended task goes with its history (a redrive ends the TTL: the next commit removes it).
+            attrs[keys.TTL_ATTRIBUTE] = _n(self._forget_at(task.finished_at or task.updated_at or task.created_at))
+        return attrs
+
+    def _index_attributes(self, task: Task) -> dict[str, str]:
+        return keys.index_attributes(
             task,
             due_shards=self._settings.due_shards,
             reap_shards=self._settings.reap_shards,
             resend_after_s=self._settings.resend_after_s,
         )
-        item.update({name: _s(value) for name, value in attrs.items()})
-        return item
+
+    def _state_update(self, task: Task, doc: str) -> _Update:
+        """SET what the new state has, REMOVE what it no longer has; the lease and its ``reap`` keys only when
+        this commit claims or ends the attempt (a heartbeat may have moved them since the task was read)."""
+        update = _Update()
+        update.set("doc", _s(doc))
+        present = {**self._state_attributes(task), **keys_as_strings(self._index_attributes(task))}
+        optional = {"worker", keys.TTL_ATTRIBUTE, *(a for pair in keys.INDEXES.values() for a in pair)}
+        lease = leases.attributes(task)
+        if leases.keeps_lease(task):
+            optional -= {"reap_pk", "reap_sk"}
+            present.pop("reap_pk", None)
+            present.pop("reap_sk", None)
+        else:
+            present.update(lease)
+            optional |= {leases.CLAIM, leases.UNTIL}
+        for name, value in present.items():
+            update.set(name, value)
+        for name in sorted(optional - present.keys()):
+            update.remove(name)
+        return update
+
+    def _history_puts(self, task_id: str, events: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        """History items for events moved out of (or never fitting in) the task item. Unconditional: the task
+        item's version condition in the same transaction proves nobody moved them first."""
+        return [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "PK": _s(keys.task_pk(task_id)),
+                        "SK": _s(keys.event_sk(seq)),
+                        "doc": _s(text),
+                        keys.TTL_ATTRIBUTE: _n(self._forget_at(event_from_dict(json.loads(text)).at)),
+                    },
+                }
+            }
+            for seq, text in events
+        ]
+
+    def _idempotency_put(self, idempotency: IdempotencyRecord) -> dict[str, Any]:
+        now = int(time.time())
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "PK": _s(keys.idem_pk(idempotency.group, idempotency.key)),
+                    "SK": _s(keys.IDEM_SK),
+                    "task_id": _s(idempotency.task_id),
+                    "fingerprint": _s(idempotency.fingerprint),
+                    keys.TTL_ATTRIBUTE: _n(now + self._settings.idempotency_ttl_s),
+                },
+                # TTL deletion lags, so an expired record counts as absent.
+                "ConditionExpression": "attribute_not_exists(PK) OR #ttl < :now",
+                "ExpressionAttributeNames": {"#ttl": keys.TTL_ATTRIBUTE},
+                "ExpressionAttributeValues": {":now": _n(now)},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
 
     def _forget_at(self, at: datetime) -> int:
         """When DynamoDB's TTL may delete history written at ``at`` (epoch seconds)."""
@@ -234,27 +397,53 @@ class DynamoTaskStore:
 
     # ------------------------------------------------------------------ reads
     def get(self, task_id: str) -> Task:
-        """The current snapshot with its lease's current expiry (one strongly consistent query)."""
+        """The current snapshot with its lease's current expiry (one strongly consistent ``GetItem`` that
+        leaves the inline events out)."""
         response = self._db.call(
-            "query",
+            "get_item",
             TableName=self._table,
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :sk)",
-            ExpressionAttributeValues={":pk": _s(keys.task_pk(task_id)), ":sk": _s(keys.SNAPSHOT_SK)},
+            Key=self._key(task_id),
             ConsistentRead=True,
+            ProjectionExpression=TASK_PROJECTION,
         )
-        by_sk = {item["SK"]["S"]: item for item in response.get("Items", [])}
-        if keys.SNAPSHOT_SK not in by_sk:
+        item = response.get("Item")
+        if item is None:
             raise TaskNotFound(f"no task {task_id}", task_id=task_id)
-        lease = by_sk.get(keys.LEASE_SK)
-        return leases.overlay(
-            self._task_from_item(by_sk[keys.SNAPSHOT_SK]), leases.record_from_item(lease) if lease else None
-        )
+        return self._task_from_item(item)
 
     def events(self, task_id: str) -> list[Event]:
-        """Every event of the task, oldest first."""
+        """Every event of the task, oldest first: its history items, then the events inline in its item."""
+        inline, first_inline = self._inline_events(task_id)
+        return [*self._history(task_id, before_seq=first_inline), *inline]
+
+    def _inline_events(self, task_id: str) -> tuple[list[Event], int | None]:
+        """The events inline in the task item and the seq of the oldest of them (``None``: no task item).
+
+        Read before the history items: an event moved out in between is then read twice (and dropped once by
+        seq), never missed."""
+        response = self._db.call(
+            "get_item",
+            TableName=self._table,
+            Key=self._key(task_id),
+            ConsistentRead=True,
+            ProjectionExpression=f"version, {EVENTS}",
+        )
+        item = response.get("Item")
+        if item is None:
+            return [], None
+        texts = [value["S"] for value in item.get(EVENTS, {}).get("L", [])]
+        return [event_from_dict(json.loads(text)) for text in texts], int(item["version"]["N"]) - len(texts) + 1
+
+    def _history(self, task_id: str, *, before_seq: int | None) -> list[Event]:
+        """The events in history items (moved out of the task item), oldest first, before ``before_seq``."""
+        upper = keys.event_sk(before_seq - 1) if before_seq is not None else f"{keys.EVENT_PREFIX}~"
         items = self._db.query_all(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :evt)",
-            ExpressionAttributeValues={":pk": _s(keys.task_pk(task_id)), ":evt": _s(keys.EVENT_PREFIX)},
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": _s(keys.task_pk(task_id)),
+                ":first": _s(keys.event_sk(0)),
+                ":last": _s(upper),
+            },
             ConsistentRead=True,
         )
         return [event_from_dict(json.loads(item["doc"]["S"])) for item in items]
@@ -289,13 +478,15 @@ class DynamoTaskStore:
         """Tasks in one partition of a time-sorted index whose time (the sort key's prefix) is before ``now``.
         An item that cannot be decoded is logged and skipped: one bad item must never stop the scheduler or
         the reaper."""
-        for item in self._walk_index(index, partition, now):
+        for item in self._walk_index(index, partition, now, projection=TASK_PROJECTION):
             try:
                 yield self._task_from_item(item)
             except (KeyError, ValueError, TypeError):
                 log.error("skipping an undecodable item %s in index %s", item.get("PK"), index, exc_info=True)
 
-    def _walk_index(self, index: str, partition: str, now: datetime) -> Iterator[dict[str, Any]]:
+    def _walk_index(
+        self, index: str, partition: str, now: datetime, *, projection: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Items of one partition of a time-sorted index whose sort key's time is before ``now``, paged."""
         pk, sk = keys.INDEXES[index]
         for page in self._db.query_pages(
@@ -303,14 +494,21 @@ class DynamoTaskStore:
             KeyConditionExpression=f"{pk} = :pk AND {sk} < :now",
             ExpressionAttributeValues={":pk": _s(partition), ":now": _s(f"{ts(now)}#")},
             Limit=self._page_size,
+            **({"ProjectionExpression": projection} if projection else {}),
         ):
             yield from page.get("Items", [])
 
     # -------------------------------------------------------------- internals
     @staticmethod
     def _task_from_item(item: dict[str, Any]) -> Task:
-        return task_from_dict(json.loads(item["doc"]["S"]))
+        """The task of a task item, with the live lease expiry its heartbeats keep in the item."""
+        return leases.overlay(task_from_dict(json.loads(item["doc"]["S"])), item)
 
     @staticmethod
     def _idem_record(group: str, key: str, item: dict[str, Any]) -> IdempotencyRecord:
         return IdempotencyRecord(group, key, item["fingerprint"]["S"], item["task_id"]["S"])
+
+
+def keys_as_strings(attrs: dict[str, str]) -> dict[str, Any]:
+    """Index key attributes as DynamoDB string values."""
+    return {name: _s(value) for name, value in attrs.items()}
