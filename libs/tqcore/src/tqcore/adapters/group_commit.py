@@ -48,6 +48,12 @@ class GroupCommit(Generic[T]):
         self._queue: list[Pending[T]] = []
         self._inflight = 0
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a flush (not yet sent)."""
+        with self._lock:
+            return len(self._queue)
+
     def submit(self, request: T) -> Any:
         """Send ``request`` (alone or with others) and return its result, or raise its error."""
         me: Pending[T] = Pending(request)

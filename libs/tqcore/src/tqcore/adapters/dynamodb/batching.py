@@ -75,6 +75,11 @@ class TransactionBatcher:
             linger_s=settings.write_linger_ms / 1000,
         )
 
+    @property
+    def waiting(self) -> int:
+        """Groups queued for the next flush."""
+        return self._commits.waiting
+
     def transact(self, items: list[dict[str, Any]]) -> Reasons | None:
         """Write ``items`` atomically: ``None``, or their cancellation reasons if a condition failed."""
         result: Reasons | None = self._commits.submit(Group.of(items))
