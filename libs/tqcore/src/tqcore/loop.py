@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 from prometheus_client.registry import Collector
 
 from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
@@ -47,7 +48,10 @@ class Adapters:
         """The AWS (or emulator) adapters named by the settings."""
         ddb, sqs = aws.client(settings, "dynamodb"), aws.client(settings, "sqs")
         return cls(
-            store=DynamoTaskStore(ddb, settings, on_commit=observe_commit),
+            # One batcher per process: concurrent writes share TransactWriteItems calls.
+            store=DynamoTaskStore(
+                ddb, settings, on_commit=observe_commit, batcher=TransactionBatcher.from_settings(ddb, settings)
+            ),
             queue=SqsTaskQueue(sqs, settings),
             queries=DynamoTaskQueries(ddb, settings),
             registry=DynamoRegistry(ddb, settings),

@@ -28,6 +28,7 @@ from tq_gateway.settings import GatewaySettings
 from tq_gateway.tracing import RequestSpans
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.api_keys import DynamoApiKeyStore
+from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
@@ -111,7 +112,11 @@ def create_app() -> falcon.App[Any, Any]:
     replicas.start(instance_name(settings))
     return build_app(
         settings,
-        store=DynamoTaskStore(ddb, settings, on_commit=observe_commit),
+        # One batcher per worker process: concurrent submits share TransactWriteItems calls (and the queue's
+        # SendMessageBatch calls: one SqsTaskQueue per process).
+        store=DynamoTaskStore(
+            ddb, settings, on_commit=observe_commit, batcher=TransactionBatcher.from_settings(ddb, settings)
+        ),
         queries=DynamoTaskQueries(ddb, settings),
         queue=SqsTaskQueue(aws.client(settings, "sqs"), settings),
         registry=registry,

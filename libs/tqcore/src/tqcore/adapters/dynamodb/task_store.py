@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from tqcore.adapters.dynamodb import keys, leases
-from tqcore.adapters.dynamodb.table import UNAVAILABLE_CODES, Table, unavailable
+from tqcore.adapters.dynamodb.batching import TransactionBatcher
+from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, Status
@@ -132,6 +130,7 @@ class DynamoTaskStore:
         page_size: int = PAGE_SIZE,
         on_commit: Callable[[Task, Sequence[Event]], None] | None = None,
         inline_events: int = INLINE_EVENTS,
+        batcher: TransactionBatcher | None = None,
     ) -> None:
         self._page_size = page_size
         self._inline_max = inline_events
@@ -140,6 +139,8 @@ class DynamoTaskStore:
         self._db = Table(client, settings.table_name)
         self._table = settings.table_name
         self._settings = settings
+        #: One per process, shared by its stores (the composition roots pass it); else one of its own.
+        self._batcher = batcher or TransactionBatcher.from_settings(client, settings)
 
     # ----------------------------------------------------------------- writes
     def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
@@ -269,25 +270,9 @@ class DynamoTaskStore:
                 log.error("skipping an undecodable lease of %s", item.get("PK"), exc_info=True)
 
     def _transact(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-        """Run a transaction; the cancellation reasons if a condition failed, ``None`` on success."""
-        try:
-            # One token per logical commit: botocore's retries of this call resend it, so a commit whose
-            # response was lost is not applied twice (nor refused by its own version condition).
-            self._db.client.transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code == "TransactionCanceledException":
-                reasons: list[Any] = error.response.get("CancellationReasons", [])
-                if any(r.get("Code") in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons):
-                    return reasons
-                if any(r.get("Code") in UNAVAILABLE_CODES for r in reasons):
-                    raise unavailable(error) from error
-            if code in UNAVAILABLE_CODES:
-                raise unavailable(error) from error
-            raise
-        except BotoCoreError as error:
-            raise unavailable(error) from error
-        return None
+        """Write ``items`` atomically (shared with concurrent writes, ``batching``); the cancellation reasons if a
+        condition failed, ``None`` on success."""
+        return self._batcher.transact(items)
 
     # --------------------------------------------------------- item building
     def _key(self, task_id: str) -> dict[str, Any]:

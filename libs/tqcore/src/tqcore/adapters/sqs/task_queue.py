@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from tqcore import tracing
+from tqcore.adapters.group_commit import GroupCommit, Pending
 from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import QueueUnavailable
 from tqcore.domain.model import Priority
@@ -58,14 +60,44 @@ class SqsTaskQueue:
         self._client = client
         self._settings = settings
         self.urls = QueueUrls(client, settings)
+        #: Concurrent sends of this process share ``SendMessageBatch`` calls, one group commit per queue.
+        self._senders = {
+            priority: GroupCommit(
+                partial(self._send_shared, priority),
+                _next_batch,
+                max_inflight=settings.send_max_inflight,
+                linger_s=settings.send_linger_ms / 1000,
+            )
+            for priority in Priority
+        }
 
     def check(self) -> None:
         """One ``GetQueueUrl`` (uncached): raises if SQS cannot be reached (readiness)."""
         self._client.get_queue_url(QueueName=self._settings.queue_name(Priority.NORMAL))
 
     def send(self, task: Task) -> None:
-        """Send the dispatch for the task's next attempt."""
-        self._send(task)
+        """Send the dispatch for the task's next attempt: alone, or with the sends of other threads in one
+        ``SendMessageBatch``. Returns once SQS accepted it; ``QueueUnavailable`` if it did not."""
+        refused: str | None = self._senders[task.priority].submit(self._outgoing(task))
+        if refused is not None:
+            raise QueueUnavailable(f"could not enqueue task {task.id}: {refused}")
+
+    def _send_shared(self, priority: Priority, batch: list[Pending[_Outgoing]]) -> None:
+        """One flush of concurrent sends: a lone message as ``SendMessage``, more as one ``SendMessageBatch``."""
+        sender = self._senders[priority]
+        if len(batch) == 1:
+            out = batch[0].request
+            with trace.use_span(out.span, end_on_exit=True):
+                try:
+                    self._client.send_message(QueueUrl=self.urls.queue(priority), **out.message())
+                except (ClientError, BotoCoreError) as error:
+                    sender.settle(batch[0], result=str(error))
+                    return
+            sender.settle(batch[0])
+            return
+        refused = self._send_chunk(priority, [pending.request for pending in batch])
+        for n, pending in enumerate(batch):
+            sender.settle(pending, result=refused.get(n))
 
     def send_batch(self, tasks: Sequence[Task]) -> None:
         """Send many dispatches with ``SendMessageBatch``: per queue, ten a call at most and within SQS's
@@ -76,7 +108,8 @@ class SqsTaskQueue:
         failed: list[str] = []
         for priority, queued in by_queue.items():
             for chunk in _batches([self._outgoing(task) for task in queued]):
-                failed += self._send_chunk(priority, chunk)
+                refused = self._send_chunk(priority, chunk)
+                failed += [f"{chunk[n].task.id}: {message}" for n, message in refused.items()]
         if failed:
             raise QueueUnavailable(f"could not enqueue {len(failed)} tasks, e.g. {failed[0]}")
 
@@ -90,19 +123,22 @@ class SqsTaskQueue:
         group = f"{task.id}{RECORD_GROUP_MARK}v{task.version}" if dead else task.id
         return _Outgoing(task, dispatch, dispatch.encode(), attributes, span, group)
 
-    def _send_chunk(self, priority: Priority, chunk: list[_Outgoing]) -> list[str]:
-        """One ``SendMessageBatch``; the messages that failed, described. Ends each message's span."""
+    def _send_chunk(self, priority: Priority, chunk: list[_Outgoing]) -> dict[int, str]:
+        """One ``SendMessageBatch``; why SQS refused which messages (by place in ``chunk``). Ends each message's
+        span."""
         entries = [{"Id": str(n), **out.message()} for n, out in enumerate(chunk)]
         try:
             answer = self._client.send_message_batch(QueueUrl=self.urls.queue(priority), Entries=entries)
         except (ClientError, BotoCoreError) as error:
-            for out in chunk:
-                tracing.end_span(out.span, str(error))
-            return [f"{out.task.id}: {error}" for out in chunk]
-        refused = {int(f["Id"]): str(f.get("Message", f.get("Code"))) for f in answer.get("Failed", [])}
+            refused = dict.fromkeys(range(len(chunk)), str(error))
+        else:
+            refused = {int(f["Id"]): str(f.get("Message", f.get("Code"))) for f in answer.get("Failed", [])}
+            # An entry SQS neither accepted nor refused (never seen) must not count as sent.
+            accepted = {int(s["Id"]) for s in answer.get("Successful", [])}
+            refused |= {n: "no answer for this entry" for n in range(len(chunk)) if n not in accepted | refused.keys()}
         for n, out in enumerate(chunk):
             tracing.end_span(out.span, refused.get(n))
-        return [f"{chunk[n].task.id}: {message}" for n, message in refused.items()]
+        return refused
 
     def dead_letter(self, task: Task) -> None:
         """Leave a record of a task that ran out of retries in its priority's dead-letter queue.
@@ -183,6 +219,14 @@ def _with_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
 
 #: SQS refuses a batch whose messages (bodies and attributes) add up to more than 256 KiB; keep a margin.
 MAX_BATCH_BYTES = 240 * 1024
+
+
+def _next_batch(queue: list[Pending[_Outgoing]]) -> list[Pending[_Outgoing]]:
+    """Take the queue's first messages that fit one ``SendMessageBatch`` together."""
+    size = len(next(_batches([pending.request for pending in queue])))
+    batch = queue[:size]
+    del queue[:size]
+    return batch
 
 
 def _batches(items: list[_Outgoing]) -> Iterator[list[_Outgoing]]:
