@@ -12,9 +12,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tqcore.adapters.dynamodb import keys, leases
+from tqcore.adapters.dynamodb import history, keys, leases
 from tqcore.adapters.dynamodb.table import UNAVAILABLE_CODES, Table, unavailable
-from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
+from tqcore.domain.codec import event_to_dict, task_from_dict, task_to_dict, ts
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, Status
 from tqcore.domain.task import Task
@@ -250,14 +250,13 @@ class DynamoTaskStore:
             self._task_from_item(by_sk[keys.SNAPSHOT_SK]), leases.record_from_item(lease) if lease else None
         )
 
-    def events(self, task_id: str) -> list[Event]:
-        """Every event of the task, oldest first."""
-        items = self._db.query_all(
-            KeyConditionExpression="PK = :pk AND begins_with(SK, :evt)",
-            ExpressionAttributeValues={":pk": _s(keys.task_pk(task_id)), ":evt": _s(keys.EVENT_PREFIX)},
-            ConsistentRead=True,
-        )
-        return [event_from_dict(json.loads(item["doc"]["S"])) for item in items]
+    def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """The task's events after ``after_seq``, oldest first, at most ``limit`` (``None``: all)."""
+        return history.events_after(self._db, task_id, after_seq, limit)
+
+    def events_before(self, task_id: str, before_seq: int, limit: int) -> list[Event]:
+        """At most ``limit`` of the task's events before ``before_seq``, newest first."""
+        return history.events_before(self._db, task_id, before_seq, limit)
 
     def idempotency_record(self, group: str, key: str) -> IdempotencyRecord | None:
         """The live (unexpired) record for a key."""
