@@ -8,19 +8,31 @@ task with 50,000 events reads a few hundred events, like a task with 5.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from tqcore.domain.errors import InvalidCursor
 from tqcore.domain.model import Event
 from tqcore.domain.runs import Run, RunsPosition, RunWindow, closes_runs, find_run, project_window
-from tqcore.ports import TaskStore
 
 #: Events read per run a page asks for, at first: an attempt records 3-5 (queued, claimed, its outcome, a
 #: retry or the next slot), so one read usually holds the page and the run after it.
 EVENTS_PER_RUN = 8
 #: The first read back when looking for one run (a run log).
 FIRST_READ = 64
+
+
+class EventSource(Protocol):
+    """The two history reads of the task store these pages need (see ``tqcore.ports.TaskStore``)."""
+
+    def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """Events after ``after_seq``, oldest first, at most ``limit``."""
+        ...
+
+    def events_before(self, task_id: str, before_seq: int, limit: int) -> list[Event]:
+        """At most ``limit`` events before ``before_seq``, newest first."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -32,12 +44,12 @@ class ReadBack:
 
 
 def read_back(
-    store: TaskStore,
+    store: EventSource,
     task_id: str,
     top: int,
     *,
     first: int,
-    later: Sequence[Event] = (),
+    closed_by: Event | None = None,
     enough: Callable[[RunWindow], bool],
 ) -> ReadBack:
     """Read the task's events at or below ``top`` backwards, a chunk at a time (each twice the last), until
@@ -50,14 +62,14 @@ def read_back(
         if batch:
             low = batch[-1].seq
         complete = len(batch) < chunk or low <= 1
-        window = project_window(events, complete=complete, later=later)
+        window = project_window(events, complete=complete, closed_by=closed_by)
         if complete or enough(window):
             return ReadBack(events, window)
         chunk *= 2
 
 
 def runs_page(
-    store: TaskStore, task_id: str, position: RunsPosition, limit: int
+    store: EventSource, task_id: str, position: RunsPosition, limit: int
 ) -> tuple[list[Run], RunsPosition | None]:
     """A page of at most ``limit`` runs claimed before ``position.before``, newest first, and the next page's
     position (``None`` when none is older)."""
@@ -69,8 +81,10 @@ def runs_page(
         runs = shown(window)
         return len(runs) > limit and runs[limit - 1].seq > window.unsettled_to
 
-    later = _close_event(store, task_id, position.close)
-    read = read_back(store, task_id, position.top, first=EVENTS_PER_RUN * limit + 16, later=later, enough=enough)
+    closed_by = _close_event(store, task_id, position.close)
+    read = read_back(
+        store, task_id, position.top, first=EVENTS_PER_RUN * limit + 16, closed_by=closed_by, enough=enough
+    )
     runs = shown(read.window)
     page = runs[:limit]
     if len(runs) <= limit:
@@ -78,16 +92,18 @@ def runs_page(
     return page, position.older(read.window, read.events, page[-1].seq)
 
 
-def newest_run(store: TaskStore, task_id: str, top: int, run_id: str) -> Run | None:
+def newest_run(store: EventSource, task_id: str, top: int, run_id: str) -> Run | None:
     """The newest run with this id, reading back only as far as its claim."""
-    read = read_back(
-        store, task_id, top, first=FIRST_READ, enough=lambda window: find_run(window.runs, run_id) is not None
-    )
-    return find_run(read.window.runs, run_id)
+
+    def enough(window: RunWindow) -> bool:
+        run = find_run(window.runs, run_id)
+        return run is not None and run.seq > window.unsettled_to
+
+    return find_run(read_back(store, task_id, top, first=FIRST_READ, enough=enough).window.runs, run_id)
 
 
 def events_page(
-    store: TaskStore, task_id: str, after_seq: int, limit: int, version: int
+    store: EventSource, task_id: str, after_seq: int, limit: int, version: int
 ) -> tuple[list[Event], int | None]:
     """At most ``limit`` events after ``after_seq``, oldest first, and the seq the next page starts after
     (``None`` once the page reaches ``version``, the newest event when the task was read)."""
@@ -96,14 +112,14 @@ def events_page(
     return events, events[-1].seq if more else None
 
 
-def _close_event(store: TaskStore, task_id: str, seq: int) -> list[Event]:
+def _close_event(store: EventSource, task_id: str, seq: int) -> Event | None:
     """The task-end event a position names, if it is still stored (history expires); a position naming any
     other event is not one a page handed out."""
     if not seq:
-        return []
+        return None
     found = store.events(task_id, after_seq=seq - 1, limit=1)
     if not found or found[0].seq != seq:
-        return []
+        return None
     if not closes_runs(found[0]):
         raise InvalidCursor()
-    return found
+    return found[0]

@@ -62,18 +62,18 @@ class RunWindow:
 _UNKNOWN: Any = object()
 
 
-def project_window(events: Iterable[Event], *, complete: bool, later: Iterable[Event] = ()) -> RunWindow:
+def project_window(events: Iterable[Event], *, complete: bool, closed_by: Event | None = None) -> RunWindow:
     """Project the runs of a window of a task's events in one pass, linear in the events.
 
     ``complete``: the window starts at the task's oldest stored event (else what came before is unknown).
-    ``later``: events after the window that still act on its runs (a task-end event closing open runs),
-    applied after it in order.
+    ``closed_by``: a task-end event after the window that closes the runs still open at its end (only that:
+    whichever run it ended itself was claimed after the window's runs).
     """
     fold = _Fold(complete)
     for event in sorted(events, key=lambda e: e.seq):
         fold.apply(event)
-    for event in later:
-        fold.apply(event, window=False)
+    if closed_by is not None and closed_by.type in _CLOSED_BY_TASK_END:
+        fold.close_open(closed_by, _CLOSED_BY_TASK_END[closed_by.type])
     return RunWindow(fold.runs[::-1], fold.unsettled_to, fold.ends)
 
 
@@ -92,7 +92,7 @@ class _Fold:
         self._next_run_at: Any = initial  # the task's next_run_at as the events left it
         self._scheduled_for: Any = initial  # next_run_at when the task was last queued
 
-    def apply(self, event: Event, *, window: bool = True) -> None:
+    def apply(self, event: Event) -> None:
         data = event.data
         if event.type in (EventType.SCHEDULED, EventType.RETRY_SCHEDULED):
             self._next_run_at = _time(data.get("next_run_at"))
@@ -104,13 +104,13 @@ class _Fold:
         elif event.type is EventType.CLAIMED:
             self._start(event)
         elif event.type is EventType.LEASE_EXPIRED:
-            self._end(event, RunStatus.LOST, by_attempt=True, window=window)
+            self._end(event, RunStatus.LOST, by_attempt=True)
         elif event.type in (EventType.SUCCEEDED, EventType.FAILED) or (
             event.type is EventType.CANCELLED and "run_id" in data
         ):
-            self._end(event, _outcome(event), window=window)
+            self._end(event, _outcome(event))
         if event.type in _CLOSED_BY_TASK_END:
-            self._close_open(event, _CLOSED_BY_TASK_END[event.type])
+            self.close_open(event, _CLOSED_BY_TASK_END[event.type])
             self._next_run_at = self._scheduled_for = None
 
     def _start(self, event: Event) -> None:
@@ -125,15 +125,14 @@ class _Fold:
         self._open[index] = None
         self._scheduled_for = None
 
-    def _end(self, event: Event, status: RunStatus, *, by_attempt: bool = False, window: bool = True) -> None:
+    def _end(self, event: Event, status: RunStatus, *, by_attempt: bool = False) -> None:
         """End the newest run the event names (run ids repeat after a redrive, so the newest one wins)."""
         data = event.data
         if by_attempt or "run_id" not in data:
             index = _lookup(self._newest_by_attempt, data.get("attempt"))
         else:
             index = _lookup(self._newest_by_run_id, data.get("run_id"))
-        if window:
-            self.ends.append((event.seq, None if index is None else self.runs[index].seq))
+        self.ends.append((event.seq, None if index is None else self.runs[index].seq))
         if index is None:
             return  # an outcome without a claim we know of: nothing to project
         run = self.runs[index]
@@ -149,7 +148,8 @@ class _Fold:
         )
         self._mark(index, status)
 
-    def _close_open(self, event: Event, status: RunStatus) -> None:
+    def close_open(self, event: Event, status: RunStatus) -> None:
+        """The task ended: every run still open ends with it."""
         for index in list(self._open):
             self.runs[index] = replace(self.runs[index], status=status, finished_at=event.at)
         self._open.clear()
