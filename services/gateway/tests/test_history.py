@@ -13,6 +13,7 @@ from tq_gateway.testing import client_over_fakes
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import ErrorInfo, Status
 from tqcore.domain.task import Task
+from tqcore.queries import encode_cursor
 from tqcore.service import mutate
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 
@@ -141,6 +142,63 @@ def test_events_are_listed_oldest_first(api: Api) -> None:
     assert set(items[0]) == {"seq", "type", "at", "actor", "data"}
     assert items[0]["actor"] == "alice"
     assert items[2]["actor"] == f"executor:{WORKER}"
+
+
+def test_events_page_forward_with_a_cursor_until_it_is_null(api: Api) -> None:
+    task = api.task(failures=2, max_retries=1)  # 9 events
+    seen: list[int] = []
+    params: dict[str, Any] = {"limit": "4"}
+    for _ in range(5):
+        body = api.get(f"/v1/tasks/{task.id}/events", ALICE, **params).json
+        seen += [e["seq"] for e in body["items"]]
+        if body["next_cursor"] is None:
+            break
+        params["cursor"] = body["next_cursor"]
+    assert seen == list(range(1, task.version + 1))
+    assert api.get(f"/v1/tasks/{task.id}/events", ALICE).json["next_cursor"] is None
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "x", "-1", "1e3"])
+def test_an_out_of_range_events_limit_is_a_422(api: Api, limit: str) -> None:
+    task = api.task(failures=1)
+    body = assert_problem(api.get(f"/v1/tasks/{task.id}/events", ALICE, limit=limit), 422)
+    assert body["errors"][0]["loc"] == ["limit"]
+
+
+@pytest.mark.parametrize(
+    "position", [("events", "99"), ("events", "-1"), ("events", "1.2.3"), ("runs", "3"), ("dlq", "1")]
+)
+def test_an_events_cursor_not_from_this_listing_is_a_400(api: Api, position: tuple[str, str]) -> None:
+    task = api.task(failures=1)  # 5 events: a cursor after seq 99 was never handed out
+    cursor = encode_cursor(*position)
+    body = assert_problem(api.get(f"/v1/tasks/{task.id}/events", ALICE, cursor=cursor), 400)
+    assert body["type"] == "urn:tq:problem:invalid-cursor"
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        "3",  # not a runs position
+        "9.8.0",  # before the newest event + 1, read up to 8: past the task's 5 events
+        "4.2.0",  # reads up to 2 but shows runs claimed before 4
+        "0.0.0",
+        "3.3.3",  # a close that is not after what the page reads
+        "3.3.4",  # seq 4 is not a task-end event
+        "3.3.9",  # past the newest event
+        "1.2.3.4",
+        "3.3.0x",
+    ],
+)
+def test_a_tampered_runs_cursor_is_a_400(api: Api, position: str) -> None:
+    task = api.task(failures=1)  # submitted, queued, claimed, failed, dead_lettered
+    body = assert_problem(api.get(f"/v1/tasks/{task.id}/runs", ALICE, cursor=encode_cursor("runs", position)), 400)
+    assert body["type"] == "urn:tq:problem:invalid-cursor"
+
+
+def test_a_runs_cursor_naming_the_tasks_end_pages_on(api: Api) -> None:
+    task = api.task(failures=1)
+    body = api.get(f"/v1/tasks/{task.id}/runs", ALICE, cursor=encode_cursor("runs", "3.2.5")).json
+    assert (body["items"], body["next_cursor"]) == ([], None)  # no run was claimed before seq 3
 
 
 @pytest.mark.parametrize(("who", "status"), [(ALICE, 404), (BOB, 200), (CAROL, 200), (ADMIN, 200)])
@@ -280,6 +338,11 @@ def test_openapi_describes_every_new_endpoint_and_every_reference_resolves(api: 
         assert isinstance(node, dict), ref
     run = spec["components"]["schemas"]["Run"]["properties"]
     assert set(run) == RUN_FIELDS
+    events = spec["paths"]["/v1/tasks/{task_id}/events"]["get"]
+    assert [p["$ref"].rsplit("/", 1)[-1] for p in events["parameters"]] == ["TaskId", "EventLimit", "Cursor"]
+    limit = spec["components"]["parameters"]["EventLimit"]["schema"]
+    assert (limit["default"], limit["maximum"]) == (1000, 1000)
+    assert spec["components"]["schemas"]["EventPage"]["required"] == ["items", "next_cursor"]
 
 
 def _refs(node: Any) -> list[str]:

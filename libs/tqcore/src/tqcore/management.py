@@ -23,9 +23,10 @@ from tqcore.domain.errors import (
     TaskNotFound,
 )
 from tqcore.domain.model import Event, RunStatus, Status
-from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
-from tqcore.domain.runs import Run, find_run, page_of_runs, project_runs
+from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, PageQuery, RedriveDeadLetters
+from tqcore.domain.runs import Run, RunsPosition
 from tqcore.domain.task import Task
+from tqcore.history_reads import events_page, newest_run, runs_page
 from tqcore.listing import PAGE_BYTES, PageRules, TaskPage, fill_page, listed_groups
 from tqcore.ports import Clock, RunLogStore, TaskQueue, TaskStore
 from tqcore.queries import TaskQueries, decode_cursor, dlq_after, encode_cursor
@@ -34,7 +35,9 @@ from tqcore.service import TASK_ID, mutate
 log = logging.getLogger(__name__)
 
 _RUNS = "runs"
+_EVENTS = "events"
 _SEQ = re.compile(r"[0-9]{1,12}")
+_RUNS_POSITION = re.compile(r"([0-9]{1,12})\.([0-9]{1,12})\.([0-9]{1,12})")
 #: Dead letters a redrive reads at a time: whatever their payloads, a redrive of 1,000 holds a few at once.
 REDRIVE_BATCH = 10
 
@@ -58,6 +61,14 @@ class RunPage:
 
 
 @dataclass(frozen=True)
+class EventPage:
+    """A page of a task's events, oldest first."""
+
+    items: list[Event]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
 class Redriven:
     """Which tasks a dead-letter redrive sent back (or, on a dry run, would have)."""
 
@@ -77,17 +88,24 @@ class TaskHistory:
         self._logs = logs
         self._clock = clock or SystemClock()
 
-    def events(self, task_id: str, principal: Principal) -> list[Event]:
-        """Every event of a task the principal may see, oldest first."""
-        visible_task(self._store, task_id, principal)
-        return self._store.events(task_id)
+    def events(self, task_id: str, principal: Principal, query: EventPageQuery | None = None) -> EventPage:
+        """A page of the events of a task the principal may see, oldest first; ``InvalidCursor`` for a cursor
+        not from this listing."""
+        query = query or EventPageQuery()
+        task = visible_task(self._store, task_id, principal)
+        after = 0 if query.cursor is None else _position(_EVENTS, query.cursor, task.version)
+        events, next_after = events_page(self._store, task_id, after, query.limit, task.version)
+        return EventPage(events, None if next_after is None else encode_cursor(_EVENTS, str(next_after)))
 
     def runs(self, task_id: str, principal: Principal, query: PageQuery) -> RunPage:
-        """A page of the task's runs, newest first; raises ``InvalidCursor`` for a cursor not from this listing."""
-        before = None if query.cursor is None else _run_position(query.cursor)
-        visible_task(self._store, task_id, principal)
-        page, next_seq = page_of_runs(project_runs(self._store.events(task_id)), limit=query.limit, before_seq=before)
-        return RunPage(page, None if next_seq is None else encode_cursor(_RUNS, str(next_seq)))
+        """A page of the task's runs, newest first, reading only as much history as the page needs; raises
+        ``InvalidCursor`` for a cursor not from this listing."""
+        task = visible_task(self._store, task_id, principal)
+        position = (
+            RunsPosition.newest(task.version) if query.cursor is None else _runs_position(query.cursor, task.version)
+        )
+        page, older = runs_page(self._store, task_id, position, query.limit)
+        return RunPage(page, None if older is None else encode_cursor(_RUNS, _runs_cursor(older)))
 
     def run_log(self, task_id: str, run_id: str, principal: Principal) -> bytes:
         """One run's captured output (empty if it printed nothing).
@@ -95,8 +113,8 @@ class TaskHistory:
         ``RunNotFound`` for an unknown run or one that recorded no log (still running, lost); ``LogExpired``
         past its ``log_expires_at``, or when the object is gone although the run recorded one.
         """
-        visible_task(self._store, task_id, principal)
-        run = find_run(project_runs(self._store.events(task_id)), run_id)
+        task = visible_task(self._store, task_id, principal)
+        run = newest_run(self._store, task_id, task.version, run_id)
         if run is None:
             raise RunNotFound(f"task {task_id} has no run {run_id[:64]!r}", task_id=task_id)
         if run.log_size is None or run.log_expires_at is None:
@@ -112,11 +130,26 @@ class TaskHistory:
         return body
 
 
-def _run_position(cursor: str) -> int:
-    position = decode_cursor(_RUNS, cursor)
-    if not _SEQ.fullmatch(position):
+def _position(kind: str, cursor: str, version: int) -> int:
+    """The seq an events cursor holds: one this listing could have handed out for a task at ``version``."""
+    position = decode_cursor(kind, cursor)
+    if not _SEQ.fullmatch(position) or int(position) > version:
         raise InvalidCursor()
     return int(position)
+
+
+def _runs_cursor(position: RunsPosition) -> str:
+    return f"{position.before}.{position.top}.{position.close}"
+
+
+def _runs_position(cursor: str, version: int) -> RunsPosition:
+    match = _RUNS_POSITION.fullmatch(decode_cursor(_RUNS, cursor))
+    if match is None:
+        raise InvalidCursor()
+    position = RunsPosition(*(int(part) for part in match.groups()))
+    if not position.fits(version):
+        raise InvalidCursor()
+    return position
 
 
 class DeadLetters:

@@ -110,8 +110,12 @@ class TaskStore(Protocol):
         task's cancel was requested meanwhile (one write, whatever the answer)."""
         ...
 
-    def events(self, task_id: str) -> list[Event]:
-        """The task's events, oldest first."""
+    def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """The task's events after ``after_seq``, oldest first: at most ``limit`` of them (``None``: all)."""
+        ...
+
+    def events_before(self, task_id: str, before_seq: int, limit: int) -> list[Event]:
+        """At most ``limit`` of the task's events before ``before_seq``, newest first (history read backwards)."""
         ...
 
     def idempotency_record(self, group: str, key: str) -> IdempotencyRecord | None:

@@ -117,10 +117,17 @@ class InMemoryTaskStore:
             self._leases[task_id] = replace(lease, expires_at=until)
             return LeaseState.CANCEL_REQUESTED if lease.cancel_requested else LeaseState.HELD
 
-    def events(self, task_id: str) -> list[Event]:
-        """The task's events, oldest first."""
+    def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """The task's events after ``after_seq``, oldest first, at most ``limit`` (``None``: all)."""
         with self._lock:
-            return list(self._events.get(task_id, []))
+            later = [event for event in self._events.get(task_id, []) if event.seq > after_seq]
+        return later if limit is None else later[:limit]
+
+    def events_before(self, task_id: str, before_seq: int, limit: int) -> list[Event]:
+        """At most ``limit`` of the task's events before ``before_seq``, newest first."""
+        with self._lock:
+            earlier = [event for event in self._events.get(task_id, []) if event.seq < before_seq]
+        return earlier[::-1][:limit]
 
     def idempotency_record(self, group: str, key: str) -> IdempotencyRecord | None:
         """The record for a key, if any."""

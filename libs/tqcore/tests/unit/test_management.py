@@ -100,7 +100,7 @@ def dead(make: Make, group: str = "team-a") -> Task:
 # ------------------------------------------------------------------------------------------------- events
 def test_events_are_the_tasks_history_oldest_first(history: TaskHistory, make: Make) -> None:
     task = dead(make)
-    events = history.events(task.id, ALICE)
+    events = history.events(task.id, ALICE).items
     assert [e.seq for e in events] == list(range(1, task.version + 1))
     assert [e.type for e in events][:3] == [EventType.SUBMITTED, EventType.QUEUED, EventType.CLAIMED]
     assert events[-1].type is EventType.DEAD_LETTERED
@@ -116,7 +116,7 @@ def test_events_and_runs_of_a_task_outside_the_callers_groups_are_not_found(
     for group in ("team-a", "team-b"):
         task = dead(make, group)
         if group in visible:
-            assert history.events(task.id, principal)
+            assert history.events(task.id, principal).items
             assert history.runs(task.id, principal, PageQuery()).items
         else:
             with pytest.raises(TaskNotFound):

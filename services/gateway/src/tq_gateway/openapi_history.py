@@ -16,6 +16,7 @@ from tq_gateway.openapi_components import (
     ref,
     run_schema,
 )
+from tqcore.domain.requests import EVENT_PAGE_LIMIT
 
 
 def parameters() -> dict[str, Any]:
@@ -42,6 +43,13 @@ def parameters() -> dict[str, Any]:
             "description": "page size; out of range or not an integer: 422",
             "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
         },
+        "EventLimit": {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "events per page; out of range or not an integer: 422",
+            "schema": {"type": "integer", "minimum": 1, "maximum": EVENT_PAGE_LIMIT, "default": EVENT_PAGE_LIMIT},
+        },
         "Cursor": {
             "name": "cursor",
             "in": "query",
@@ -60,7 +68,7 @@ def schemas() -> dict[str, Any]:
         "Run": run_schema(),
         "RunPage": _page(ref("Run"), cursor),
         "Event": event_schema(),
-        "EventList": {"type": "object", "required": ["items"], "properties": {"items": _items(ref("Event"))}},
+        "EventPage": _page(ref("Event"), cursor),
         "TaskPage": _page(ref("Task"), cursor),
         "Redriven": {
             "type": "object",
@@ -103,6 +111,7 @@ def paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listRuns",
                 "summary": "A task's runs, newest first: one item per attempt (a projection of its events)",
+                "description": "Each page reads only as much of the task's history as its runs need.",
                 "parameters": [*task_id, ref("Limit", "parameters"), ref("Cursor", "parameters")],
                 "responses": {
                     "200": ok("a page of runs", "RunPage"),
@@ -135,9 +144,16 @@ def paths() -> dict[str, Any]:
         "/v1/tasks/{task_id}/events": {
             "get": {
                 "operationId": "listEvents",
-                "summary": "A task's event history, oldest first",
-                "parameters": task_id,
-                "responses": {"200": ok("every event", "EventList"), **NOT_FOUND, **GUARDED},
+                "summary": "A task's event history, oldest first, a page at a time",
+                "description": "Follow `next_cursor` until it is null: each page reads only its own events.",
+                "parameters": [*task_id, ref("EventLimit", "parameters"), ref("Cursor", "parameters")],
+                "responses": {
+                    "200": ok("a page of events", "EventPage"),
+                    "400": problem("a cursor this listing did not hand out"),
+                    **NOT_FOUND,
+                    "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
+                    **GUARDED,
+                },
             }
         },
         "/v1/tasks/{task_id}/redrive": {

@@ -13,7 +13,7 @@ from tq_gateway.body import json_object, query_params
 from tq_gateway.resources import send_page
 from tqcore.domain.codec import event_to_dict, task_to_dict
 from tqcore.domain.errors import QueueUnavailable
-from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
+from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import run_to_dict
 from tqcore.management import DeadLetters, TaskHistory
 from tqcore.ports import ManagedQueue, QueueDepth
@@ -51,9 +51,10 @@ class TaskEvents:
         self._history = history
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        """Every event of the task, oldest first."""
-        events = self._history.events(task_id, req.context.principal)
-        resp.media = {"items": [event_to_dict(event) for event in events]}
+        """A page of the task's events, oldest first."""
+        query = EventPageQuery.model_validate(query_params(req, "limit", "cursor"))
+        page = self._history.events(task_id, req.context.principal, query)
+        resp.media = {"items": [event_to_dict(event) for event in page.items], "next_cursor": page.next_cursor}
 
 
 class TaskRedrive:

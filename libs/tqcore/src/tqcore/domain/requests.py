@@ -25,6 +25,19 @@ class PageQuery(BaseModel):
     cursor: Cursor | None = None
 
 
+#: Events ``GET /v1/tasks/{id}/events`` returns per page, by default and at most.
+EVENT_PAGE_LIMIT = 1000
+
+
+class EventPageQuery(BaseModel):
+    """``GET /v1/tasks/{id}/events``: a page of a task's events, oldest first."""
+
+    model_config = ConfigDict(frozen=True, title=QUERY_STRING)
+
+    limit: int = Field(default=EVENT_PAGE_LIMIT, ge=1, le=EVENT_PAGE_LIMIT)
+    cursor: Cursor | None = None
+
+
 class DeadLetterQuery(PageQuery):
     """``GET /v1/dlq``: a page of one group's dead letters (all the caller's groups if none is named)."""
 

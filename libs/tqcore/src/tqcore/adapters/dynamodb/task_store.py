@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from tqcore.adapters.dynamodb import keys, leases
+from tqcore.adapters.dynamodb import history, keys, leases
 from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
@@ -396,16 +396,32 @@ class DynamoTaskStore:
             raise TaskNotFound(f"no task {task_id}", task_id=task_id)
         return self._task_from_item(item)
 
-    def events(self, task_id: str) -> list[Event]:
-        """Every event of the task, oldest first: its history items, then the events inline in its item."""
+    def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """The task's events after ``after_seq``, oldest first, at most ``limit`` (``None``: all): history items
+        (a bounded key-range query), then the events inline in the task item."""
         inline, first_inline = self._inline_events(task_id)
-        return [*self._history(task_id, before_seq=first_inline), *inline]
+        older_than = first_inline if first_inline is not None else history.MAX_SEQ + 1
+        events = []
+        if after_seq + 1 < older_than:
+            events = history.events_between(self._db, task_id, after_seq + 1, older_than - 1, forward=True, limit=limit)
+        missing = None if limit is None else limit - len(events)
+        newer = [event for event in inline if event.seq > after_seq]
+        return events + (newer if missing is None else newer[: max(missing, 0)])
+
+    def events_before(self, task_id: str, before_seq: int, limit: int) -> list[Event]:
+        """At most ``limit`` of the task's events before ``before_seq``, newest first: from the task item's inline
+        events, then from history items."""
+        inline, first_inline = self._inline_events(task_id)
+        events = [event for event in reversed(inline) if event.seq < before_seq][:limit]
+        if len(events) < limit:
+            older_than = min(before_seq, first_inline) if first_inline is not None else before_seq
+            events += history.events_before(self._db, task_id, older_than, limit - len(events))
+        return events
 
     def _inline_events(self, task_id: str) -> tuple[list[Event], int | None]:
         """The events inline in the task item and the seq of the oldest of them (``None``: no task item).
 
-        Read before the history items: an event moved out in between is then read twice (and dropped once by
-        seq), never missed."""
+        Read before the history items: an event moved out in between is then still in this list, never missed."""
         response = self._db.call(
             "get_item",
             TableName=self._table,
@@ -418,20 +434,6 @@ class DynamoTaskStore:
             return [], None
         texts = [value["S"] for value in item.get(EVENTS, {}).get("L", [])]
         return [event_from_dict(json.loads(text)) for text in texts], int(item["version"]["N"]) - len(texts) + 1
-
-    def _history(self, task_id: str, *, before_seq: int | None) -> list[Event]:
-        """The events in history items (moved out of the task item), oldest first, before ``before_seq``."""
-        upper = keys.event_sk(before_seq - 1) if before_seq is not None else f"{keys.EVENT_PREFIX}~"
-        items = self._db.query_all(
-            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
-            ExpressionAttributeValues={
-                ":pk": _s(keys.task_pk(task_id)),
-                ":first": _s(keys.event_sk(0)),
-                ":last": _s(upper),
-            },
-            ConsistentRead=True,
-        )
-        return [event_from_dict(json.loads(item["doc"]["S"])) for item in items]
 
     def idempotency_record(self, group: str, key: str) -> IdempotencyRecord | None:
         """The live (unexpired) record for a key."""
