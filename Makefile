@@ -8,7 +8,7 @@ PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executo
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-memory bench-cost test-downtime chaos alerts infra pants lock clean
+.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-memory bench-cost test-downtime chaos alerts monitoring infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -78,7 +78,8 @@ test-core-timed: install
 test-core-beside: install
 	$(CORE) $(CORE_BESIDE)
 
-test-observability: install alerts
+# Needs Prometheus and Alertmanager installed, not the rule checks again (`make test` ran `alerts` already).
+test-observability: install monitoring
 	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "e2e" $(OBSERVABILITY_E2E)
 
 # The second opinion: every adapter (integration) test again on moto, and the submit-to-finish e2e module. Not
@@ -126,14 +127,16 @@ test-downtime: install
 ## (installs Debian's prometheus and prometheus-alertmanager first if they are missing).
 AM_CONFIG := ops/alerts/alertmanager.yml
 ROUTE_TEST := amtool config routes test --config.file=$(AM_CONFIG) --verify.receivers
-alerts:
-	scripts/install-monitoring.sh
+alerts: monitoring
 	promtool check rules ops/alerts/rules/*.yml
 	promtool test rules ops/alerts/tests/*.yml
 	amtool check-config $(AM_CONFIG)
 	$(ROUTE_TEST)=page severity=page alertname=TqNoExecutorAlive priority=high
 	$(ROUTE_TEST)=ticket severity=ticket alertname=TqDeadLetterQueueNotEmpty group=team-a
 	$(ROUTE_TEST)=ticket alertname=AnAlertWithoutSeverity
+
+monitoring:
+	scripts/install-monitoring.sh
 
 ## make infra: the Pulumi program's offline mock tests alone (they are unit tests: `make unit` runs them too).
 infra: install
