@@ -89,10 +89,12 @@ def extend_request(table: str, task_id: str, claim_seq: int, until: datetime, re
     return {
         "TableName": table,
         "Key": lease_key(task_id),
-        "UpdateExpression": "SET expires_at = :until, reap_sk = :sk",
+        # Both index keys: the new expiry may fall in another bucket of the ``reap`` index.
+        "UpdateExpression": "SET expires_at = :until, reap_pk = :pk, reap_sk = :sk",
         "ConditionExpression": "claim_seq = :claim",
         "ExpressionAttributeValues": {
             ":until": {"S": ts(until)},
+            ":pk": {"S": index["reap_pk"]},
             ":sk": {"S": index["reap_sk"]},
             ":claim": {"N": str(claim_seq)},
         },
