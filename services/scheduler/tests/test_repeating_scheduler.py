@@ -52,9 +52,7 @@ class Stack:
 
     def scheduler(self, *, interval_s: float = 1.0, catchup_s: int = 3600) -> Scheduler:
         """A scheduler process over this world (closed with the fixture)."""
-        sched = Scheduler(
-            self.store, self.queue, self.registry, self.clock, catchup_s=catchup_s, interval_s=interval_s
-        )
+        sched = Scheduler(self.store, self.queue, self.registry, self.clock, catchup_s=catchup_s, interval_s=interval_s)
         self.schedulers.append(sched)
         return sched
 

@@ -194,9 +194,7 @@ def test_a_backfill_is_stepped_once_per_pass_until_done_and_a_failing_step_never
             raise outcome
         return outcome
 
-    sched = Scheduler(
-        world.store, world.queue, world.registry, world.clock, catchup_s=3600, backfill=backfill
-    )
+    sched = Scheduler(world.store, world.queue, world.registry, world.clock, catchup_s=3600, backfill=backfill)
     world.schedulers.append(sched)
     due = world.at(30)
     world.clock.advance(31)

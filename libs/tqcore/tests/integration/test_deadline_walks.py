@@ -65,6 +65,7 @@ def test_a_deadline_left_in_an_old_bucket_holds_the_mark_and_is_found_after_a_re
     assert moved > keys.bucket_of(keys.RESEND, NOW + timedelta(seconds=1))
     assert moved <= keys.bucket_of(keys.RESEND, later)
 
+
 def test_a_heartbeat_moves_a_lease_into_the_bucket_of_its_new_expiry(settings: CoreSettings) -> None:
     # Given a claimed task whose lease runs 30 s, walked once by the reaper before the claim
     reaper = store_of(settings)

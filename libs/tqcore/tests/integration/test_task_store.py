@@ -190,6 +190,7 @@ def test_idempotency_record_is_written_with_the_task_and_blocks_a_second_create(
 def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: TaskStore) -> None:
     task = new_task()
     store.create(task)
+
     def unclaimed(at: datetime) -> list[Task]:
         return [t for t in store.unclaimed(at) if t.id == task.id]
 

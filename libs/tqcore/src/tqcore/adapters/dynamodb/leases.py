@@ -4,8 +4,9 @@ The claim's commit puts the lease; heartbeats extend it with a plain conditional
 event: a heartbeat every 10 s would otherwise flood the history and race every user change); the commit that
 ends the attempt deletes it. The commit of a ``cancel_requested`` event also sets ``cancel_requested`` on the
 lease, and the heartbeat's update returns the item (``ALL_NEW``), so the executor learns of the cancel at its
-next beat without any extra call. The reaper finds expired leases through the ``reap`` index (``REAP#R#<shard>``)
-and reclaims one only if its delete still sees it expired, so a heartbeat that lands first wins.
+next beat without any extra call. The reaper finds expired leases through the ``reap`` index
+(``REAP#R#<bucket>#<shard>``) and reclaims one only if its delete still sees it expired, so a heartbeat that
+lands first wins.
 """
 
 from __future__ import annotations
