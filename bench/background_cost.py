@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from throughput import aws_calls  # bench/ is the script's directory
+
 from tq_scheduler.scheduler import Scheduler
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
@@ -36,7 +38,6 @@ from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqcore.testing import InMemoryRegistry, RecordingQueue
 from tqdev.emulator import start_emulator
-from tqdev.metrics import scrape
 from tqdev.stack import Stack, StackConfig, unique_prefix
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -53,16 +54,6 @@ def cpu_s(pgid: int) -> float:
             if int(fields[2]) == pgid:  # field 5 of stat: the process group
                 total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICKS
-
-
-def aws_calls(stack: Stack) -> Counter[str]:
-    """tq_aws_calls_total summed over every process of every service, by service and operation."""
-    total: Counter[str] = Counter()
-    for service, url in stack.metrics_urls().values():
-        for (name, labels), count in scrape(url).items():
-            if name == "tq_aws_calls_total":
-                total[f"{service}:{dict(labels)['operation']}"] += int(count)
-    return total
 
 
 def idle(seconds: float) -> None:
@@ -96,7 +87,8 @@ def backlog(count: int, passes: int) -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="tq-bench-backlog-"))
     emulator, endpoint = start_emulator("ministack", run_dir)
     try:
-        settings = CoreSettings(endpoint_url=endpoint, prefix="bgbench")
+        # Re-send deadlines well ahead (a backlog waiting for executors, not one the reaper must re-send).
+        settings = CoreSettings(endpoint_url=endpoint, prefix="bgbench", resend_after_s=600)
         bootstrap(settings)
         client = aws.client(settings, "dynamodb")
         calls = Counter[str]()
@@ -110,7 +102,7 @@ def backlog(count: int, passes: int) -> None:
         for _ in range(count):
             tasks.submit(SubmitTask.model_validate({"type": "echo", "group": "g"}), who)
             tasks.submit(SubmitTask.model_validate({"type": "echo", "group": "g", "schedule": {"at": at}}), who)
-        print(f"backlog: {count} queued (unclaimed, re-send deadlines ahead) + {count} waiting a day ahead")
+        print(f"backlog: {count} queued (unclaimed, re-send deadlines 10 min ahead) + {count} waiting a day ahead")
         registry = InMemoryRegistry(["echo"])
 
         def reaper_pass() -> None:

@@ -172,6 +172,6 @@ class DeadlineWalker:
             moved = self._mark is None or mark > self._mark
             self._mark = mark
             self._closed = {b for b in self._closed if b > mark}
-            self._quiet = {b for b in self._quiet if b > mark}
+            self._quiet = {b for b in self._quiet if b >= mark}
         if moved:
             advance_mark(self._db, self._kind, mark)

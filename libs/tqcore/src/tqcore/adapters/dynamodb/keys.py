@@ -77,8 +77,11 @@ LEASE = "R"  #: a running attempt's lease expiry (the reaper)
 SWEEP = "D"  #: a waiting task's due time, when it is not queued (the scheduler's sweep)
 #: How wide a ``reap`` bucket is, per kind: a query reads one bucket (of one shard), so what it costs on ministack
 #: (by the items in the partition) is bounded by the deadlines that fall in one bucket, not by the backlog.
+#: Leases are read at each reaper pass to the second (a lease expires 30 s after its last beat, so they all sit in
+#: the bucket of now or the next); re-sends, whose deadlines spread over up to 15 minutes ahead, in wider buckets
+#: (fewer partitions for the oldest-queued gauge to read); the sweep's are read once a minute.
 BUCKET_WIDTH: dict[str, timedelta] = {
-    RESEND: timedelta(minutes=1),
+    RESEND: timedelta(minutes=5),
     LEASE: timedelta(minutes=1),
     SWEEP: timedelta(minutes=10),
 }
