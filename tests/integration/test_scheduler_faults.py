@@ -70,7 +70,7 @@ def test_a_task_whose_commits_fail_for_twenty_minutes_still_runs_and_the_others_
                 operation="TransactWriteItems",
                 match=stuck,
             )
-            sched = Scheduler(store, queue, registry, clock, shards=via.due_shards, catchup_s=3600)
+            sched = Scheduler(store, queue, registry, clock, parts=via.due_shards, catchup_s=3600)
             try:
                 # When the scheduler runs at the tasks' time, and ten and twenty minutes later
                 clock.advance(31)

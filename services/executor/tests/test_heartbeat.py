@@ -52,7 +52,7 @@ def test_a_beat_extends_the_lease_and_a_lost_lease_stops_the_attempt(env: tuple)
     assert not active.stop.is_set()
     # When the lease runs out anyway (a stall) and the reaper reclaims it
     clock.advance(31)
-    assert reclaim_expired_leases(store, queue, clock, shards=4) == 1
+    assert reclaim_expired_leases(store, queue, clock) == 1
     # Then the next beat stops the attempt
     beat.beat()
     assert active.stop.is_set()
@@ -66,7 +66,7 @@ def test_a_new_claim_of_the_same_task_is_tracked_apart_from_the_old_one(env: tup
     beat = Heartbeat(attempts, interval_s=10, lease_s=30)
     old = beat.track(first, None)
     clock.advance(31)
-    reclaim_expired_leases(store, queue, clock, shards=4)
+    reclaim_expired_leases(store, queue, clock)
     clock.advance(1)
     retried = store.get(task_id)
     retried.promote(clock.now())

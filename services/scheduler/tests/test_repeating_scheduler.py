@@ -25,7 +25,6 @@ from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, Reco
 pytestmark = pytest.mark.unit
 
 ALICE = Principal("alice", frozenset({"team-a"}))
-SHARDS = 4
 WORKER = "host-a:101"
 
 
@@ -53,9 +52,7 @@ class Stack:
 
     def scheduler(self, *, interval_s: float = 1.0, catchup_s: int = 3600) -> Scheduler:
         """A scheduler process over this world (closed with the fixture)."""
-        sched = Scheduler(
-            self.store, self.queue, self.registry, self.clock, shards=SHARDS, catchup_s=catchup_s, interval_s=interval_s
-        )
+        sched = Scheduler(self.store, self.queue, self.registry, self.clock, catchup_s=catchup_s, interval_s=interval_s)
         self.schedulers.append(sched)
         return sched
 
@@ -93,7 +90,7 @@ class Stack:
 @pytest.fixture
 def stack() -> Iterator[Stack]:
     clock = FixedClock()
-    store, queue, registry = InMemoryTaskStore(due_shards=SHARDS), RecordingQueue(), InMemoryRegistry(["echo"])
+    store, queue, registry = InMemoryTaskStore(), RecordingQueue(), InMemoryRegistry(["echo"])
     ids = (f"t-{n}" for n in itertools.count(1))
     tasks = Tasks(store, queue, Catalog(registry), clock, lambda: next(ids))
     executor = Attempts(store, queue, clock, worker=WORKER, lease_s=30, jitter=lambda: 0.0)

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tq_scheduler.scheduler import MARK, Scheduler, buckets_between
+from tq_scheduler.scheduler import MARK, Scheduler
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import EventType, Status
@@ -17,7 +17,6 @@ from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, Reco
 pytestmark = pytest.mark.unit
 
 ALICE = Principal("alice", frozenset({"team-a"}))
-SHARDS = 4
 
 
 @pytest.fixture
@@ -27,14 +26,14 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def parts(clock: FixedClock) -> tuple[Tasks, InMemoryTaskStore, RecordingQueue, InMemoryRegistry]:
-    store, queue, registry = InMemoryTaskStore(due_shards=SHARDS), RecordingQueue(), InMemoryRegistry(["echo"])
+    store, queue, registry = InMemoryTaskStore(), RecordingQueue(), InMemoryRegistry(["echo"])
     ids = (f"t-{n}" for n in itertools.count(1))
     return Tasks(store, queue, Catalog(registry), clock, lambda: next(ids)), store, queue, registry
 
 
 def scheduler(parts: tuple, clock: FixedClock, catchup_s: int = 3600) -> Scheduler:  # type: ignore[type-arg]
     _, store, queue, registry = parts
-    return Scheduler(store, queue, registry, clock, shards=SHARDS, catchup_s=catchup_s)
+    return Scheduler(store, queue, registry, clock, catchup_s=catchup_s)
 
 
 def schedule_at(tasks: Tasks, clock: FixedClock, in_s: float, **extra: object) -> str:
@@ -95,13 +94,6 @@ def test_a_due_task_past_its_expiry_is_expired_not_queued(parts: tuple, clock: F
     assert task.status is Status.EXPIRED
     assert store.events(task_id)[-1].type is EventType.EXPIRED
     assert queue.sent == []
-
-
-def test_buckets_cover_every_minute_between_two_times(clock: FixedClock) -> None:
-    start = clock.now().replace(second=30)
-    got = buckets_between(start, start + timedelta(minutes=2, seconds=45))
-    assert len(got) == 4
-    assert got[0] == start.strftime("%Y-%m-%dT%H:%M")
 
 
 def test_due_work_that_lands_behind_the_mark_is_found_by_the_periodic_sweep(parts: tuple, clock: FixedClock) -> None:

@@ -22,14 +22,13 @@ from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, Reco
 pytestmark = pytest.mark.unit
 
 ALICE = Principal("alice", frozenset({"team-a"}))
-SHARDS = 4
 
 
 class FailingCommits(InMemoryTaskStore):
     """The in-memory store whose commits of chosen tasks fail as the DynamoDB adapter's do in an outage."""
 
     def __init__(self) -> None:
-        super().__init__(due_shards=SHARDS)
+        super().__init__()
         self.failing: dict[str, float] = {}
         self.tries: dict[str, int] = {}
 
@@ -59,7 +58,7 @@ class World:
 
     def scheduler(self) -> Scheduler:
         """A scheduler process (closed with the fixture)."""
-        sched = Scheduler(self.store, self.queue, self.registry, self.clock, shards=SHARDS, catchup_s=3600)
+        sched = Scheduler(self.store, self.queue, self.registry, self.clock, catchup_s=3600)
         self.schedulers.append(sched)
         return sched
 
@@ -195,9 +194,7 @@ def test_a_backfill_is_stepped_once_per_pass_until_done_and_a_failing_step_never
             raise outcome
         return outcome
 
-    sched = Scheduler(
-        world.store, world.queue, world.registry, world.clock, shards=SHARDS, catchup_s=3600, backfill=backfill
-    )
+    sched = Scheduler(world.store, world.queue, world.registry, world.clock, catchup_s=3600, backfill=backfill)
     world.schedulers.append(sched)
     due = world.at(30)
     world.clock.advance(31)

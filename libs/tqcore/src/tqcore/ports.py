@@ -122,21 +122,25 @@ class TaskStore(Protocol):
         """The live record for a key, if any."""
         ...
 
-    def unclaimed(self, shard: int, now: datetime) -> Iterator[Task]:
-        """Queued tasks of one shard still unclaimed past their re-send deadline, oldest first."""
+    def unclaimed(self, now: datetime) -> Iterator[Task]:
+        """Queued tasks still unclaimed past their re-send deadline (before ``now``), oldest deadlines first.
+
+        Like :meth:`lease_expired` and :meth:`overdue`, a read bounded by what is due: deadlines still ahead cost
+        it nothing, and a task its caller failed to change is found again by the next read."""
         ...
 
-    def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
-        """Leases of one shard that ran out before ``now``, oldest first."""
+    def lease_expired(self, now: datetime) -> Iterator[LeaseRecord]:
+        """Leases that ran out before ``now``, oldest first."""
         ...
 
-    def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
-        """Tasks of one minute bucket and shard whose ``wake_at`` is before ``now``, oldest first."""
+    def due(self, since: datetime, until: datetime, *, part: tuple[int, int] = (0, 1)) -> Iterator[Task]:
+        """Tasks the scheduler must look at from ``since`` to before ``until`` (their ``wake_at``, never before
+        their last write), oldest first within each of the store's own divisions. ``part = (k, n)``: only the
+        ``k``-th of ``n`` stable parts of them (replicas read their own part first)."""
         ...
 
-    def overdue(self, shard: int, before: datetime) -> Iterator[Task]:
-        """Due tasks that are not queued, of one sweep shard (``reap_shards``), due before ``before`` however
-        long ago, oldest first."""
+    def overdue(self, before: datetime) -> Iterator[Task]:
+        """Due tasks that are not queued, due before ``before`` however long ago (the scheduler's sweep)."""
         ...
 
 

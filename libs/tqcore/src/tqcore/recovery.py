@@ -46,7 +46,7 @@ def hand_on(queue: TaskQueue, task: Task) -> None:
         log.warning("could not hand the task on; the reaper will", extra={"task_id": task.id}, exc_info=True)
 
 
-def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: int) -> int:
+def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock) -> int:
     """Send again every task still ``queued`` past its re-send deadline; how many were re-sent.
 
     This is how an enqueue that failed after the submit committed still runs (re-send, not an outbox):
@@ -54,42 +54,40 @@ def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: in
     One conditional commit per task and no retry on a lost race, so of several reapers only one re-sends.
     """
     sent = 0
-    for shard in range(shards):
-        for task in _each(store.unclaimed(shard, clock.now()), "unclaimed tasks"):
-            try:
-                task.resend(clock.now())
-                store.commit(task)
-            except (IllegalTransition, VersionConflict):
-                continue  # claimed, or re-sent by another reaper, meanwhile
-            hand_on(queue, task.committed())
-            sent += 1
+    for task in _each(store.unclaimed(clock.now()), "unclaimed tasks"):
+        try:
+            task.resend(clock.now())
+            store.commit(task)
+        except (IllegalTransition, VersionConflict):
+            continue  # claimed, or re-sent by another reaper, meanwhile
+        hand_on(queue, task.committed())
+        sent += 1
     return sent
 
 
 def reclaim_expired_leases(
-    store: TaskStore, queue: TaskQueue, clock: Clock, *, shards: int, jitter: Callable[[], float] = random.random
+    store: TaskStore, queue: TaskQueue, clock: Clock, *, jitter: Callable[[], float] = random.random
 ) -> int:
     """Reclaim every lease that ran out; how many attempts were marked ``lost``."""
     reclaimed = 0
-    for shard in range(shards):
-        for lease in _each(store.lease_expired(shard, clock.now()), "expired leases"):
-            now = clock.now()  # per lease: a retry's next_run_at must never fall behind the scheduler's mark
-            try:
-                task = store.get(lease.task_id)
-            except TaskNotFound:
-                continue
-            if task.status is not Status.RUNNING or task.claim_seq != lease.claim_seq:
-                log.warning("lease of a finished claim left behind", extra={"task_id": lease.task_id})
-                continue
-            try:
-                task.expire_lease(now, jitter=jitter())
-                # Only while the lease is still expired: a heartbeat that lands first keeps the attempt.
-                store.commit(task, lease_expired_before=now)
-            except (IllegalTransition, VersionConflict):
-                continue  # extended, finished or changed meanwhile: look again next pass
-            log.info("reclaimed the lease of %s", lease.worker, extra={"task_id": task.id})
-            hand_on(queue, task.committed())
-            reclaimed += 1
+    for lease in _each(store.lease_expired(clock.now()), "expired leases"):
+        now = clock.now()  # per lease: a retry's next_run_at must never fall behind the scheduler's mark
+        try:
+            task = store.get(lease.task_id)
+        except TaskNotFound:
+            continue
+        if task.status is not Status.RUNNING or task.claim_seq != lease.claim_seq:
+            log.warning("lease of a finished claim left behind", extra={"task_id": lease.task_id})
+            continue
+        try:
+            task.expire_lease(now, jitter=jitter())
+            # Only while the lease is still expired: a heartbeat that lands first keeps the attempt.
+            store.commit(task, lease_expired_before=now)
+        except (IllegalTransition, VersionConflict):
+            continue  # extended, finished or changed meanwhile: look again next pass
+        log.info("reclaimed the lease of %s", lease.worker, extra={"task_id": task.id})
+        hand_on(queue, task.committed())
+        reclaimed += 1
     return reclaimed
 
 

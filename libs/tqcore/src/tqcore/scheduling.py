@@ -2,8 +2,8 @@
 
 Each due task is changed by one conditional commit (``Task.on_due``): queued, expired, or (a repeating task
 with a run under way) its due slot skipped, kept waiting or spawned. A replica that loses the race re-reads
-the task, finds it no longer due, and moves on. Shards of the ``due`` index are drained in parallel, and
-replicas divide them: each drains its own share first and the others' after, so replicas rarely collide but
+the task, finds it no longer due, and moves on. The due work is read in stable parts, in parallel, and
+replicas divide the parts: each drains its own share first and the others' after, so replicas rarely collide but
 a dead replica's share is still drained. Queued tasks are sent to SQS in batches of ten.
 
 A run due within ``stage_s`` is *staged*: its change is committed ahead, as of its time (``queued_at`` is that
@@ -14,14 +14,13 @@ between the commit and the send, the reaper re-sends the task (it is ``queued`` 
 
 A change that fails (the store unavailable) is tried again within the pass after short pauses, while the other
 tasks go on; one that still fails is logged, counted and reported in ``Pass.unhandled``, so the scheduler
-keeps its mark behind it. Besides the minute buckets, a pass may *sweep*: read every due task that is not
-queued, however old, from one partition per shard of the ``reap`` index (``TaskStore.overdue``).
+keeps its mark behind it. Besides what is due since the mark, a pass may *sweep*: read every due task that is not
+queued, however old (``TaskStore.overdue``).
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import time
 from collections import Counter as Tally
@@ -76,7 +75,7 @@ class Pass:
         return self.events[EventType.QUEUED.value]
 
     def merge(self, other: Pass) -> None:
-        """Fold another shard's pass into this one."""
+        """Fold another part's pass into this one."""
         self.events.update(other.events)
         self.wake(other.next_wake)
         self.unhandled.update(other.unhandled)
@@ -128,57 +127,51 @@ class Promoter:
         queue: TaskQueue,
         clock: Clock,
         *,
-        shards: int,
+        parts: int = 4,
         starting_deadline_s: float,
         lookahead_s: float = 0.0,
         stage_s: float = 0.0,
         workers: int = 16,
         actor: str = "scheduler",
-        sweep_shards: int = 4,
         retry_pauses_s: Sequence[float] = COMMIT_RETRY_PAUSES_S,
     ) -> None:
         self._store = store
-        self._sweep_shards = sweep_shards
         self._retry_pauses_s = tuple(retry_pauses_s)
         self._queue = queue
         self._clock = clock
-        self._shards = shards
+        self._parts = parts
         self._deadline_s = starting_deadline_s
         self._stage = timedelta(seconds=stage_s)
         self._lookahead = max(timedelta(seconds=lookahead_s), self._stage)
         self._outbox = Outbox(self._send, clock)
         self._actor = actor
-        self._waves: list[list[int]] = [list(range(shards))]
-        self._shards_pool = ThreadPoolExecutor(max_workers=max(shards, sweep_shards), thread_name_prefix="shard")
+        self._waves: list[list[int]] = [list(range(parts))]
+        self._parts_pool = ThreadPoolExecutor(max_workers=parts + 1, thread_name_prefix="part")
         #: Commits are round trips: many in flight keep a peak (hundreds due at once) short.
         self._acts_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promote")
 
     def divide(self, rank: int, replicas: int) -> None:
-        """Take shards ``rank``, ``rank + replicas``, ... first (this replica's share), the others after."""
-        own = [s for s in range(self._shards) if s % max(replicas, 1) == rank % max(replicas, 1)]
-        others = [s for s in range(self._shards) if s not in own]
+        """Take parts ``rank``, ``rank + replicas``, ... first (this replica's share), the others after."""
+        own = [p for p in range(self._parts) if p % max(replicas, 1) == rank % max(replicas, 1)]
+        others = [p for p in range(self._parts) if p not in own]
         self._waves = [wave for wave in (own, others) if wave]
 
-    def run(self, buckets: list[str], *, sweep_before: datetime | None = None) -> Pass:
-        """Act on every task of ``buckets`` due by now; note the earliest one due within the look-ahead. With
-        ``sweep_before``, also on every task the sweep partitions hold as due before it, however old."""
+    def run(self, since: datetime, *, sweep_before: datetime | None = None) -> Pass:
+        """Act on every task due from ``since`` by now; note the earliest one due within the look-ahead. With
+        ``sweep_before``, also on every task due before it that is not queued, however old (the sweep)."""
         now = self._clock.now()
         done = Pass()
+        swept = self._parts_pool.submit(self._act_on, self._store.overdue(sweep_before), now) if sweep_before else None
         for wave in self._waves:
-            for shard_pass in self._shards_pool.map(lambda shard: self._drain(buckets, shard, now), wave):
-                done.merge(shard_pass)
-        if sweep_before is not None:
-            swept = self._shards_pool.map(
-                lambda shard: self._act_on(self._store.overdue(shard, sweep_before), now), range(self._sweep_shards)
-            )
-            for shard_pass in swept:
-                done.merge(shard_pass)
+            for part_pass in self._parts_pool.map(lambda part: self._drain(since, part, now), wave):
+                done.merge(part_pass)
+        if swept is not None:
+            done.merge(swept.result())
         return done
 
-    def _drain(self, buckets: list[str], shard: int, now: datetime) -> Pass:
-        """Act on one shard's due tasks, bucket by bucket."""
-        found = (self._store.due(bucket, shard, now + self._lookahead) for bucket in buckets)
-        return self._act_on(itertools.chain.from_iterable(found), now)
+    def _drain(self, since: datetime, part: int, now: datetime) -> Pass:
+        """Act on one part's due tasks."""
+        return self._act_on(self._store.due(since, now + self._lookahead, part=(part, self._parts)), now)
 
     def _act_on(self, found: Iterable[Task], now: datetime) -> Pass:
         """Act on each due task found, in the shared pool. A task whose change failed is tried again after
@@ -299,7 +292,7 @@ class Promoter:
 
     def close(self) -> None:
         """Stop the worker threads, after sending what was staged (each at its time)."""
-        self._shards_pool.shutdown(wait=True)
+        self._parts_pool.shutdown(wait=True)
         self._acts_pool.shutdown(wait=True)
         self._outbox.close()
 
@@ -325,14 +318,14 @@ def promote_due(
     queue: TaskQueue,
     clock: Clock,
     *,
-    buckets: list[str],
-    shards: int,
+    since: datetime,
     starting_deadline_s: float = 3600,
     actor: str = "scheduler",
 ) -> int:
-    """One pass of a throwaway :class:`Promoter` over ``buckets``; how many runs and retries were queued."""
-    promoter = Promoter(store, queue, clock, shards=shards, starting_deadline_s=starting_deadline_s, actor=actor)
+    """One pass of a throwaway :class:`Promoter` over what is due from ``since``; how many runs and retries were
+    queued."""
+    promoter = Promoter(store, queue, clock, starting_deadline_s=starting_deadline_s, actor=actor)
     try:
-        return promoter.run(buckets).queued
+        return promoter.run(since).queued
     finally:
         promoter.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +14,7 @@ from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
 from tqcore.documents import ListedTask
 from tqcore.domain.access import ApiKey
-from tqcore.domain.codec import task_to_dict, ts
+from tqcore.domain.codec import task_to_dict
 from tqcore.domain.errors import LeaseHeld, QueueUnavailable, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, EventType, Priority, Status
 from tqcore.domain.task import Task
@@ -38,15 +39,13 @@ class FixedClock:
 class InMemoryTaskStore:
     """The task store in a dict, with the same version condition as DynamoDB's transaction."""
 
-    def __init__(self, *, resend_after_s: float = 30, reap_shards: int = 4, due_shards: int = 4) -> None:
+    def __init__(self, *, resend_after_s: float = 30) -> None:
         self._tasks: dict[str, Task] = {}
         self._events: dict[str, list[Event]] = {}
         self._idem: dict[tuple[str, str], IdempotencyRecord] = {}
         self._lock = threading.Lock()
         self._resend_after_s = resend_after_s
-        self._reap_shards = reap_shards
         self._leases: dict[str, LeaseRecord] = {}
-        self._due_shards = due_shards
 
     def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
         """Store a new task (and its idempotency record) or raise as the real store does."""
@@ -133,41 +132,41 @@ class InMemoryTaskStore:
         """The record for a key, if any."""
         return self._idem.get((group, key))
 
-    def unclaimed(self, shard: int, now: datetime) -> Iterator[Task]:
-        """Queued tasks of a shard past their re-send deadline (same rule as the DynamoDB index)."""
-        return iter(self._indexed("reap", keys.reap_partition(Status.QUEUED, shard), now))
+    def unclaimed(self, now: datetime) -> Iterator[Task]:
+        """Queued tasks past their re-send deadline before ``now`` (same rule as the DynamoDB index)."""
+        return self._found(lambda task: keys.resend_at(task, self._resend_after_s), None, now)
 
-    def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
-        """Leases of a shard that ran out before ``now``, oldest first."""
+    def lease_expired(self, now: datetime) -> Iterator[LeaseRecord]:
+        """Leases that ran out before ``now``, oldest first."""
         with self._lock:
-            expired = [
-                lease
-                for lease in self._leases.values()
-                if lease.expires_at < now and keys.shard_of(lease.task_id, self._reap_shards) == shard
-            ]
+            expired = [lease for lease in self._leases.values() if lease.expires_at < now]
         return iter(sorted(expired, key=lambda lease: (lease.expires_at, lease.task_id)))
 
-    def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
-        """Due tasks of a bucket and shard (same rule as the DynamoDB index)."""
-        return iter(self._indexed("due", f"DUE#{bucket}#{shard}", now))
+    def due(self, since: datetime, until: datetime, *, part: tuple[int, int] = (0, 1)) -> Iterator[Task]:
+        """Tasks due from ``since`` to before ``until`` (same rule as the DynamoDB index), of one stable part."""
+        k, n = part
+        tasks = self._found(keys.due_at, since, until)
+        return (task for task in tasks if zlib.crc32(task.id.encode()) % n == k)
 
-    def overdue(self, shard: int, before: datetime) -> Iterator[Task]:
-        """Due tasks that are not queued, of a sweep shard, due before ``before`` (same rule as the index)."""
-        return iter(self._indexed("reap", keys.sweep_partition(shard), before))
+    def overdue(self, before: datetime) -> Iterator[Task]:
+        """Due tasks that are not queued, due before ``before`` (same rule as the index)."""
 
-    def _indexed(self, index: str, pk: str, now: datetime) -> list[Task]:
+        def sweep_at(task: Task) -> datetime | None:
+            return keys.due_at(task) if keys.resend_at(task, self._resend_after_s) is None else None
+
+        return self._found(sweep_at, None, before)
+
+    def _found(
+        self, deadline: Callable[[Task], datetime | None], since: datetime | None, before: datetime
+    ) -> Iterator[Task]:
+        """Copies of the tasks whose ``deadline`` falls from ``since`` (if given) to before ``before``, oldest first."""
         hits = []
         with self._lock:
             for task in self._tasks.values():
-                attrs = keys.index_attributes(
-                    task,
-                    due_shards=self._due_shards,
-                    reap_shards=self._reap_shards,
-                    resend_after_s=self._resend_after_s,
-                )
-                if attrs.get(f"{index}_pk") == pk and attrs[f"{index}_sk"] < f"{ts(now)}#":
-                    hits.append((attrs[f"{index}_sk"], copy.deepcopy(task)))
-        return [task for _, task in sorted(hits, key=lambda hit: hit[0])]
+                at = deadline(task)
+                if at is not None and at < before and (since is None or at >= since):
+                    hits.append((at, task.id, copy.deepcopy(task)))
+        return iter([task for _, _, task in sorted(hits, key=lambda hit: hit[:2])])
 
 
 class InMemoryRunLogs:

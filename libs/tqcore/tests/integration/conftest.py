@@ -34,7 +34,7 @@ def dynamo_store(settings: CoreSettings) -> DynamoTaskStore:
 def store(request: pytest.FixtureRequest, settings: CoreSettings) -> TaskStore:
     """Each store test runs against DynamoDB and against the in-memory fake: one contract for both."""
     if request.param == "in-memory":
-        return InMemoryTaskStore(resend_after_s=settings.resend_after_s, reap_shards=settings.reap_shards)
+        return InMemoryTaskStore(resend_after_s=settings.resend_after_s)
     return DynamoTaskStore(aws.client(settings, "dynamodb"), settings)
 
 

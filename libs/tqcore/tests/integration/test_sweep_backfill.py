@@ -59,7 +59,7 @@ def stranded(store: DynamoTaskStore, ddb: Any, settings: CoreSettings) -> Task:
 
 def swept(store: DynamoTaskStore, settings: CoreSettings) -> set[str]:
     """Ids of every task the scheduler's sweep finds overdue now, over all sweep shards."""
-    return {task.id for shard in range(settings.reap_shards) for task in store.overdue(shard, NOW)}
+    return {task.id for task in store.overdue(NOW)}
 
 
 def snapshot(ddb: Any, settings: CoreSettings, task_id: str) -> dict[str, Any]:
@@ -71,7 +71,9 @@ def snapshot(ddb: Any, settings: CoreSettings, task_id: str) -> dict[str, Any]:
 def test_the_backfill_lets_the_sweep_find_a_task_stranded_before_it_and_runs_once_per_table(
     dynamo_store: DynamoTaskStore, ddb: Any, settings: CoreSettings
 ) -> None:
-    # Given a task the old scheduler stranded (due two days ago, no sweep keys) and a task written today
+    # Given a sweep that ran before two days ago (its mark is then), a task the old scheduler stranded (due two days
+    # ago, no sweep keys) and a task written by today's code
+    assert list(dynamo_store.overdue(TWO_DAYS_AGO - timedelta(hours=2))) == []
     old = stranded(dynamo_store, ddb, settings)
     new = scheduled(dynamo_store, TWO_DAYS_AGO)
     assert swept(dynamo_store, settings) == {new.id}

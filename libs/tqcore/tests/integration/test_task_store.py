@@ -197,10 +197,9 @@ def test_idempotency_record_is_written_with_the_task_and_blocks_a_second_create(
 def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: TaskStore) -> None:
     task = new_task()
     store.create(task)
-    shards = range(4)
 
     def unclaimed(at: datetime) -> list[Task]:
-        return [t for s in shards for t in store.unclaimed(s, at) if t.id == task.id]
+        return [t for t in store.unclaimed(at) if t.id == task.id]
 
     # Before the deadline (resend_after_s=1 in these settings) nothing is unclaimed
     assert not unclaimed(NOW)
@@ -214,8 +213,10 @@ def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: TaskSto
 
 
 def test_the_sweep_finds_every_overdue_waiting_task_however_old_and_no_queued_one(store: TaskStore) -> None:
-    # Given tasks written two days ago, due then and due a day from now, and one queued
+    # Given a sweep that ran two days ago (its mark is then), tasks written then, due then and due a day from now,
+    # and one queued
     long_ago = NOW - timedelta(days=2)
+    assert list(store.overdue(long_ago)) == []
 
     def scheduled(at: datetime) -> Task:
         cmd = SubmitTask.model_validate({"type": "echo", "group": "team-a", "schedule": {"at": at.isoformat()}})
@@ -232,7 +233,7 @@ def test_the_sweep_finds_every_overdue_waiting_task_however_old_and_no_queued_on
     mine = {overdue.id, future.id, queued.id}
 
     def swept(before: datetime) -> list[str]:
-        return [t.id for shard in range(4) for t in store.overdue(shard, before) if t.id in mine]
+        return [t.id for t in store.overdue(before) if t.id in mine]
 
     # Then a sweep before now finds the two-day-old one only, and none before its time
     assert swept(NOW) == [overdue.id]
@@ -245,7 +246,7 @@ def test_the_sweep_finds_every_overdue_waiting_task_however_old_and_no_queued_on
 
 
 def expired_leases(store: TaskStore, task_id: str, at: datetime) -> list[LeaseRecord]:
-    return [lease for shard in range(4) for lease in store.lease_expired(shard, at) if lease.task_id == task_id]
+    return [lease for lease in store.lease_expired(at) if lease.task_id == task_id]
 
 
 def test_a_claim_takes_a_lease_that_heartbeats_extend_and_only_its_holder_can(store: TaskStore) -> None:
@@ -300,14 +301,14 @@ def test_a_reclaim_wins_over_a_late_heartbeat_and_loses_to_an_early_one(store: T
 
 
 def test_index_walks_page_through_more_than_a_page_of_due_tasks(settings: CoreSettings) -> None:
-    # Given a store that reads the index 5 items a page, and 40 unclaimed tasks over its 4 shards
+    # Given a store that reads the index 5 items a page, and 40 unclaimed tasks (over its 4 shards)
     store = DynamoTaskStore(aws.client(settings, "dynamodb"), settings, page_size=5)
     made = [new_task() for _ in range(40)]
     for task in made:
         store.create(task)
     later = NOW + timedelta(seconds=5)
     # Then walking every shard finds every one of them
-    found = [t for shard in range(4) for t in store.unclaimed(shard, later)]
+    found = list(store.unclaimed(later))
     assert sorted(t.id for t in found) == sorted(t.id for t in made)
 
 

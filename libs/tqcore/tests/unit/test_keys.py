@@ -60,7 +60,8 @@ def test_each_index_holds_only_the_states_it_serves(status: Status) -> None:
     if status is Status.RUNNING:
         assert got == {**got, **keys.lease_index_attributes("01hqtask", T0 + timedelta(seconds=45), 8)}
     if status in (Status.SCHEDULED, Status.RETRYING):
-        assert got["reap_pk"] == f"REAP#D#{keys.shard_of('01hqtask', 8)}"
+        # in the ten-minute sweep bucket of its due time (08:03:30)
+        assert got["reap_pk"] == f"REAP#D#2026-01-05T08:00#{keys.shard_of('01hqtask', 8)}"
         assert got["reap_sk"] == got["due_sk"]
     assert ("dlq_pk" in got) == (status is Status.FAILED)
     for index, (pk, sk) in keys.INDEXES.items():
@@ -89,7 +90,7 @@ def test_dlq_keys_sort_by_when_the_task_failed() -> None:
 def test_a_lease_is_reaped_when_it_expires() -> None:
     got = keys.lease_index_attributes("01hqtask", T0 + timedelta(seconds=45), 8)
     assert got == {
-        "reap_pk": f"REAP#R#{keys.shard_of('01hqtask', 8)}",
+        "reap_pk": f"REAP#R#2026-01-05T08:00#{keys.shard_of('01hqtask', 8)}",
         "reap_sk": "2026-01-05T08:00:45.000Z#01hqtask",
     }
 
@@ -115,6 +116,24 @@ def test_the_resend_deadline_follows_resend_after_s() -> None:
     assert got["reap_sk"].startswith("2026-01-05T08:00:06.000Z#")
 
 
+def test_a_deadline_is_filed_in_the_bucket_of_its_own_time_whatever_its_kind() -> None:
+    # A queued task's re-send deadline (08:00:31) sits in its minute; a heartbeat moving a lease moves both keys
+    assert attrs(task_in(Status.QUEUED))["reap_pk"] == f"REAP#Q#2026-01-05T08:00#{keys.shard_of('01hqtask', 8)}"
+    moved = keys.lease_index_attributes("01hqtask", T0 + timedelta(minutes=1, seconds=5), 8)
+    assert moved["reap_pk"].startswith("REAP#R#2026-01-05T08:01#")
+    # The sweep's buckets are ten minutes wide, aligned on the hour
+    assert keys.bucket_of(keys.SWEEP, T0 + timedelta(minutes=19, seconds=59)) == T0 + timedelta(minutes=10)
+    assert keys.bucket_of(keys.RESEND, T0 + timedelta(seconds=59.9)) == T0
+
+
+@given(at=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)))
+@FAST
+def test_a_deadline_lies_in_its_bucket(at: datetime) -> None:
+    for kind in (keys.RESEND, keys.LEASE, keys.SWEEP):
+        start = keys.bucket_of(kind, at)
+        assert start <= at < start + keys.BUCKET_WIDTH[kind]
+
+
 def test_shard_of_is_stable_across_processes() -> None:
     # crc32, not hash(): pinned values would change if the function changed
     assert [keys.shard_of(task_id, 4) for task_id in ("abc", "t-1", "01hqtask")] == [2, 3, 3]
@@ -132,6 +151,13 @@ def test_shard_of_is_in_range_and_deterministic(task_id: str, shards: int) -> No
 def test_shards_spread_tasks() -> None:
     used = {keys.shard_of(f"task-{n}", 8) for n in range(200)}
     assert used == set(range(8))
+
+
+def test_minute_buckets_cover_every_minute_between_two_times() -> None:
+    start = T0.replace(second=30)
+    got = keys.minute_buckets(start, start + timedelta(minutes=2, seconds=45))
+    assert len(got) == 4
+    assert got[0] == start.strftime("%Y-%m-%dT%H:%M")
 
 
 def test_minute_bucket_truncates_to_the_utc_minute() -> None:

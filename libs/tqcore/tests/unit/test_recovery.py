@@ -55,12 +55,12 @@ def test_of_two_reapers_racing_only_one_resends(env: tuple) -> None:
     clock.advance(31)
     # Given two reapers that both found the task unclaimed (they read the same version)
     slow_view = store.get(task_id)
-    assert resend_stuck(store, queue, clock, shards=4) == 1
+    assert resend_stuck(store, queue, clock) == 1
     # When the second commits its re-send on the stale view, it is refused and sends nothing
     slow_view.resend(clock.now())
     with pytest.raises(Exception, match="changed"):
         store.commit(slow_view)
-    assert resend_stuck(store, queue, clock, shards=4) == 0
+    assert resend_stuck(store, queue, clock) == 0
     assert len(queue.sent) == 2  # the submit's send and one re-send
 
 

@@ -119,15 +119,15 @@ class RaceAfterRead(InMemoryTaskStore):
     the scheduler then acts on what it read, which is already stale."""
 
     def __init__(self) -> None:
-        super().__init__(due_shards=SHARDS)
+        super().__init__()
         self._race: Callable[[InMemoryTaskStore], Any] | None = None
 
     def after_next_read(self, race: Callable[[InMemoryTaskStore], Any]) -> None:
         """Commit ``race`` as soon as the due index has been read."""
         self._race = race
 
-    def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
-        found = list(super().due(bucket, shard, now))
+    def due(self, since: datetime, until: datetime, *, part: tuple[int, int] = (0, 1)) -> Iterator[Task]:
+        found = list(super().due(since, until, part=part))
         if found and self._race is not None:
             race, self._race = self._race, None
             race(self)
@@ -140,19 +140,18 @@ def change(store: InMemoryTaskStore, task_id: str, fn: Callable[[Task], Any]) ->
 
 
 def regular_pass(store: InMemoryTaskStore, queue: RecordingQueue, clock: FixedClock) -> Pass:
-    """One scheduler pass over the buckets a regular pass walks: from its mark (the previous minute) to now."""
-    now = clock.now()
-    buckets = [keys.minute_bucket(now - timedelta(minutes=1)), keys.minute_bucket(now)]
-    promoter = Promoter(store, queue, clock, shards=SHARDS, starting_deadline_s=DEADLINE_S)
+    """One scheduler pass over what a regular pass reads: from its mark (the previous minute) to now."""
+    since = (clock.now() - timedelta(minutes=1)).replace(second=0, microsecond=0)
+    promoter = Promoter(store, queue, clock, parts=SHARDS, starting_deadline_s=DEADLINE_S)
     try:
-        return promoter.run(buckets)
+        return promoter.run(since)
     finally:
         promoter.close()
 
 
 def gateway_parts(clock: FixedClock) -> tuple[Tasks, InMemoryTaskStore, RecordingQueue]:
     """The submit/PATCH use cases over fakes, as the gateway calls them."""
-    store, queue = InMemoryTaskStore(due_shards=SHARDS), RecordingQueue()
+    store, queue = InMemoryTaskStore(), RecordingQueue()
     ids = (f"t-{n}" for n in itertools.count(1))
     return Tasks(store, queue, Catalog(InMemoryRegistry(["echo"])), clock, lambda: next(ids)), store, queue
 
@@ -372,7 +371,7 @@ def test_a_dispatch_names_its_run_and_keeps_it_through_the_wire() -> None:
 def test_an_executor_drops_a_late_message_of_an_earlier_run() -> None:
     # Given a store holding a task whose second run is staged, and the first run's message delivered late
     clock = FixedClock(at(5.5))
-    store, queue = InMemoryTaskStore(due_shards=SHARDS), RecordingQueue()
+    store, queue = InMemoryTaskStore(), RecordingQueue()
     task, first_message = staged_second_run()
     store.create(task)
     attempts = Attempts(store, queue, clock, worker=WORKER, lease_s=LEASE_S)
@@ -387,7 +386,7 @@ def test_an_executor_drops_a_late_message_of_an_earlier_run() -> None:
 def test_overlap_queue_sends_the_waiting_run_as_soon_as_the_running_one_succeeds() -> None:
     # Given an every-10-s task (overlap: queue) whose first run is running on an executor
     clock = FixedClock(T0)
-    store, queue = InMemoryTaskStore(due_shards=SHARDS), RecordingQueue()
+    store, queue = InMemoryTaskStore(), RecordingQueue()
     store.create(accepted(schedule=every(10), overlap="queue"))
     attempts = Attempts(store, queue, clock, worker=WORKER, lease_s=LEASE_S)
     running = attempts.claim(Dispatch.of(store.get("t-1")))

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tqcore.adapters.dynamodb import keys
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
@@ -27,7 +26,6 @@ pytestmark = pytest.mark.unit
 #: The defaults the question is about, read from the settings so the test breaks if they change.
 DEFAULTS = CoreSettings()
 LEASE_S = DEFAULTS.lease_s  # 30
-SHARDS = DEFAULTS.reap_shards
 HEARTBEAT_S = 10  # TQ_HEARTBEAT_S
 REAPER_INTERVAL_S = 5  # TQ_REAPER_INTERVAL_S
 ALICE = Principal("alice", frozenset({"team-a"}))
@@ -50,13 +48,13 @@ class ThrottledStore(InMemoryTaskStore):
         self._check()
         super().commit(task, lease_expired_before=lease_expired_before)
 
-    def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
+    def lease_expired(self, now: datetime) -> Iterator[LeaseRecord]:
         self._check()
-        return super().lease_expired(shard, now)
+        return super().lease_expired(now)
 
-    def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
+    def due(self, since: datetime, until: datetime, *, part: tuple[int, int] = (0, 1)) -> Iterator[Task]:
         self._check()
-        return super().due(bucket, shard, now)
+        return super().due(since, until, part=part)
 
 
 class World:
@@ -64,7 +62,7 @@ class World:
 
     def __init__(self) -> None:
         self.clock = FixedClock()
-        self.store = ThrottledStore(reap_shards=SHARDS, due_shards=DEFAULTS.due_shards)
+        self.store = ThrottledStore()
         self.queue = RecordingQueue()
         ids = iter(f"t-{n}" for n in range(1, 100))
         self.tasks = Tasks(self.store, self.queue, Catalog(InMemoryRegistry(["echo"])), self.clock, lambda: next(ids))
@@ -74,11 +72,11 @@ class World:
         return Attempts(self.store, self.queue, self.clock, worker=worker, lease_s=LEASE_S, jitter=lambda: 0.0)
 
     def reaper_pass(self) -> int:
-        return reclaim_expired_leases(self.store, self.queue, self.clock, shards=SHARDS, jitter=lambda: 0.0)
+        return reclaim_expired_leases(self.store, self.queue, self.clock, jitter=lambda: 0.0)
 
     def scheduler_pass(self) -> int:
-        buckets = [keys.minute_bucket(self.clock.now())]
-        return promote_due(self.store, self.queue, self.clock, buckets=buckets, shards=DEFAULTS.due_shards)
+        since = self.clock.now().replace(second=0, microsecond=0)
+        return promote_due(self.store, self.queue, self.clock, since=since)
 
     def submit(self) -> Dispatch:
         task = self.tasks.submit(SubmitTask(type="echo", group="team-a", payload={}), ALICE).task
@@ -87,12 +85,7 @@ class World:
     def leases_of(self, task_id: str) -> list[int]:
         """Claim tokens of every lease item the task still has (looked up as of far in the future)."""
         later = self.clock.now() + timedelta(days=1)
-        return [
-            lease.claim_seq
-            for shard in range(SHARDS)
-            for lease in self.store.lease_expired(shard, later)
-            if lease.task_id == task_id
-        ]
+        return [lease.claim_seq for lease in self.store.lease_expired(later) if lease.task_id == task_id]
 
     def event_types(self, task_id: str) -> list[str]:
         return [event.type.value for event in self.store.events(task_id)]

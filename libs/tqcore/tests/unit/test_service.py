@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from tqcore.adapters.dynamodb import keys
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
@@ -38,7 +37,6 @@ ALICE = Principal("alice", frozenset({"team-a"}))
 BOB = Principal("bob", frozenset({"team-b"}))
 CAROL = Principal("carol", frozenset({"team-a", "team-b"}))
 ADMIN = Principal("admin", frozenset(), admin=True)
-SHARDS = 4
 RESEND_AFTER_S = 30
 LEASE_S = 20
 BOOM = ErrorInfo("ValueError", "boom")
@@ -55,7 +53,7 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def store() -> InMemoryTaskStore:
-    return InMemoryTaskStore(resend_after_s=RESEND_AFTER_S, reap_shards=SHARDS, due_shards=SHARDS)
+    return InMemoryTaskStore(resend_after_s=RESEND_AFTER_S)
 
 
 @pytest.fixture
@@ -213,22 +211,22 @@ def test_a_failed_enqueue_still_accepts_the_task_and_the_reaper_resends_it(
     assert task.queued_at is not None
     at = after(clock, task.queued_at)
     at(RESEND_AFTER_S - 1)
-    assert resend_stuck(store, queue, clock, shards=SHARDS) == 0
+    assert resend_stuck(store, queue, clock) == 0
     at(RESEND_AFTER_S)
-    assert resend_stuck(store, queue, clock, shards=SHARDS) == 0  # exactly at the deadline: not yet past it
+    assert resend_stuck(store, queue, clock) == 0  # exactly at the deadline: not yet past it
     # When it runs after the deadline, the task is sent again as a new version
     at(RESEND_AFTER_S + 1)
-    assert resend_stuck(store, queue, clock, shards=SHARDS) == 1
+    assert resend_stuck(store, queue, clock) == 1
     assert [(t.id, t.status, t.resends, t.version) for t in queue.sent] == [(task.id, Status.QUEUED, 1, 3)]
     assert store.get(task.id).resends == 1
     last = store.events(task.id)[-1]
     assert (last.type, last.actor, last.data) == (EventType.QUEUED, "reaper", {"attempt": 1, "resend": 1})
     # And the next re-send waits twice as long (counted from the enqueue)
-    assert resend_stuck(store, queue, clock, shards=SHARDS) == 0
+    assert resend_stuck(store, queue, clock) == 0
     at(2 * RESEND_AFTER_S)
-    assert resend_stuck(store, queue, clock, shards=SHARDS) == 0
+    assert resend_stuck(store, queue, clock) == 0
     at(2 * RESEND_AFTER_S + 1)
-    assert resend_stuck(store, queue, clock, shards=SHARDS) == 1
+    assert resend_stuck(store, queue, clock) == 1
     assert store.get(task.id).resends == 2
 
 
@@ -238,19 +236,18 @@ def test_a_claimed_task_is_not_resent(
     task = tasks.submit(cmd(), ALICE).task
     assert executor(store, clock, "host-a:1").claim(delivered(task)) is not None
     clock.advance(RESEND_AFTER_S + LEASE_S + 5)  # past the re-send and lease deadlines
-    assert resend_stuck(store, queue, clock, shards=SHARDS) == 0
+    assert resend_stuck(store, queue, clock) == 0
     assert len(queue.sent) == 1
     assert store.get(task.id).status is Status.RUNNING
 
 
-def test_resend_covers_every_shard(
+def test_resend_covers_every_unclaimed_task(
     tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue, clock: FixedClock
 ) -> None:
     queue.fail_next = 12
     ids = {tasks.submit(cmd(), ALICE).task.id for _ in range(12)}
-    assert len({keys.shard_of(task_id, SHARDS) for task_id in ids}) > 1
     clock.advance(RESEND_AFTER_S + 1)
-    assert resend_stuck(store, queue, clock, shards=SHARDS) == 12
+    assert resend_stuck(store, queue, clock) == 12
     assert {t.id for t in queue.sent} == ids
 
 
@@ -401,7 +398,7 @@ def test_a_zombie_outcome_is_discarded(
     clock.advance(LEASE_S + 1)
     mutate(store, store.get(task.id), lambda t: t.expire_lease(clock.now(), jitter=0.0))
     clock.advance(5)
-    assert promote_due(store, queue, clock, buckets=[keys.minute_bucket(clock.now())], shards=SHARDS) == 1
+    assert promote_due(store, queue, clock, since=minute_of(clock.now())) == 1
     current = host_b.claim(delivered(queue.sent[-1]))
     assert current is not None
     assert (current.attempts, current.worker) == (2, "host-b:2")
@@ -416,6 +413,10 @@ def test_a_zombie_outcome_is_discarded(
 
 
 # ---------------------------------------------------------------------------------------------- promotion
+def minute_of(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
 def retrying_task(tasks: Tasks, store: InMemoryTaskStore, clock: FixedClock) -> Task:
     attempts = executor(store, clock, "host-a:1")
     running = attempts.claim(delivered(tasks.submit(cmd(), ALICE).task))
@@ -433,16 +434,16 @@ def test_a_retrying_task_is_queued_once_its_backoff_has_passed(
     task = retrying_task(tasks, store, clock)
     assert task.next_run_at == clock.now() + timedelta(seconds=2)
     sent_before = len(queue.sent)
-    buckets = [keys.minute_bucket(clock.now())]
+    since = minute_of(clock.now())
     # When the scheduler runs before it is due, nothing happens
-    assert promote_due(store, queue, clock, buckets=buckets, shards=SHARDS) == 0
+    assert promote_due(store, queue, clock, since=since) == 0
     clock.advance(2)
-    assert promote_due(store, queue, clock, buckets=buckets, shards=SHARDS) == 0
+    assert promote_due(store, queue, clock, since=since) == 0
     assert store.get(task.id).status is Status.RETRYING
     # When it runs after, the task is queued and sent for attempt 2, once
     clock.advance(1)
-    assert promote_due(store, queue, clock, buckets=buckets, shards=SHARDS) == 1
-    assert promote_due(store, queue, clock, buckets=buckets, shards=SHARDS) == 0
+    assert promote_due(store, queue, clock, since=since) == 1
+    assert promote_due(store, queue, clock, since=since) == 0
     sent = queue.sent[sent_before:]
     assert [(t.id, t.status, Dispatch.of(t).attempt) for t in sent] == [(task.id, Status.QUEUED, 2)]
     stored = store.get(task.id)
@@ -450,18 +451,14 @@ def test_a_retrying_task_is_queued_once_its_backoff_has_passed(
     assert store.events(task.id)[-1].actor == "scheduler"
 
 
-def test_promotion_only_looks_in_the_given_buckets(
+def test_promotion_only_looks_at_what_is_due_since_the_given_time(
     tasks: Tasks, store: InMemoryTaskStore, queue: RecordingQueue, clock: FixedClock
 ) -> None:
     task = retrying_task(tasks, store, clock)
     clock.advance(10)
-    wrong = [
-        keys.minute_bucket(clock.now() - timedelta(minutes=1)),
-        keys.minute_bucket(clock.now() + timedelta(minutes=1)),
-    ]
-    assert promote_due(store, queue, clock, buckets=wrong, shards=SHARDS) == 0
     assert task.next_run_at is not None
-    assert promote_due(store, queue, clock, buckets=[keys.minute_bucket(task.next_run_at)], shards=SHARDS) == 1
+    assert promote_due(store, queue, clock, since=task.next_run_at + timedelta(seconds=1)) == 0
+    assert promote_due(store, queue, clock, since=task.next_run_at) == 1
 
 
 def test_a_scheduled_task_is_queued_at_its_time(
@@ -469,11 +466,11 @@ def test_a_scheduled_task_is_queued_at_its_time(
 ) -> None:
     at = clock.now() + timedelta(minutes=3)
     task = tasks.submit(cmd(schedule={"at": at}), ALICE).task
-    buckets = [keys.minute_bucket(at)]
+    since = minute_of(at)
     clock.advance(179)
-    assert promote_due(store, queue, clock, buckets=buckets, shards=SHARDS) == 0
+    assert promote_due(store, queue, clock, since=since) == 0
     clock.advance(2)
-    assert promote_due(store, queue, clock, buckets=buckets, shards=SHARDS, actor="scheduler-2") == 1
+    assert promote_due(store, queue, clock, since=since, actor="scheduler-2") == 1
     assert [(t.id, t.status) for t in queue.sent] == [(task.id, Status.QUEUED)]
     assert store.events(task.id)[-1].actor == "scheduler-2"
 
@@ -484,7 +481,7 @@ def test_a_cancelled_task_is_never_promoted(
     task = retrying_task(tasks, store, clock)
     mutate(store, store.get(task.id), lambda t: t.request_cancel("alice", clock.now()))
     clock.advance(10)
-    assert promote_due(store, queue, clock, buckets=[keys.minute_bucket(clock.now())], shards=SHARDS) == 0
+    assert promote_due(store, queue, clock, since=minute_of(clock.now())) == 0
 
 
 # -------------------------------------------------------------------------------------------- type catalog

@@ -27,7 +27,7 @@ SERVICES = ("gateway", "executor", "scheduler", "reaper")
 class SystemGauges(Collector):
     """Queue depths, the oldest queued task's age, dead letters per group and live replicas per service.
 
-    One read costs 2 ``GetQueueAttributes`` per priority, a ``Query`` per re-send shard, a ``Query`` per group
+    One read costs 2 ``GetQueueAttributes`` per priority, a ``Query`` per re-send shard and bucket, one per group
     and two for the group and presence lists; a scrape within ``ttl_s`` of the last read is answered from it.
     """
 

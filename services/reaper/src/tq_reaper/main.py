@@ -18,7 +18,7 @@ def main() -> int:
         "reaper",
         settings,
         settings.reaper_interval_s,
-        lambda adapters: Reaper(adapters, shards=settings.reap_shards).run_once,
+        lambda adapters: Reaper(adapters).run_once,
         lambda a: [SystemGauges(a.queue, a.queries, a.registry, a.clock, ttl_s=settings.gauges_ttl_s)],
     )
 

@@ -17,16 +17,15 @@ class Reaper:
     Several reapers may run at once: every change is a conditional commit, so only one wins each task.
     """
 
-    def __init__(self, adapters: Adapters, *, shards: int) -> None:
+    def __init__(self, adapters: Adapters) -> None:
         self._a = adapters
-        self._shards = shards
 
     def run_once(self) -> dict[str, int]:
         """One pass; what it did. Each job runs even if another fails (it is logged and tried next pass)."""
         a = self._a
         jobs: dict[str, Callable[[], int]] = {
-            "reclaimed": lambda: reclaim_expired_leases(a.store, a.queue, a.clock, shards=self._shards),
-            "resent": lambda: resend_stuck(a.store, a.queue, a.clock, shards=self._shards),
+            "reclaimed": lambda: reclaim_expired_leases(a.store, a.queue, a.clock),
+            "resent": lambda: resend_stuck(a.store, a.queue, a.clock),
             "dead letters settled": lambda: settle_dead_letters(a.store, a.queue, a.dead_letters, a.clock),
         }
         done = {}

@@ -22,13 +22,12 @@ def main() -> int:
             a.queue,
             a.registry,
             a.clock,
-            shards=settings.due_shards,
+            parts=settings.due_shards,  # one read per shard of the due index, in parallel
             catchup_s=settings.catchup_s,
             starting_deadline_s=settings.starting_deadline_s,
             interval_s=settings.scheduler_interval_s,
             stage_s=settings.scheduler_stage_s,
             instance=instance_name(),
-            sweep_shards=settings.reap_shards,
             backfill=SweepKeysBackfill(aws.client(settings, "dynamodb"), settings).step,
         )
 

@@ -1,4 +1,4 @@
-"""The scheduler: each pass acts on the due tasks of every minute bucket it has not yet drained, and once a
+"""The scheduler: each pass acts on the tasks due since its mark (what it has not yet drained), and once a
 minute on every overdue task however old (the sweep)."""
 
 from __future__ import annotations
@@ -9,34 +9,33 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Gauge
 
-from tqcore.adapters.dynamodb.keys import minute_bucket
 from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
 from tqcore.scheduling import Pass, Promoter
 
 log = logging.getLogger(__name__)
 
 LAST_PASS = Gauge(
-    "tq_scheduler_last_pass_timestamp_seconds", "When this scheduler last finished a pass over every due bucket."
+    "tq_scheduler_last_pass_timestamp_seconds", "When this scheduler last finished a pass over every due task."
 )
 
-#: The shared mark: every minute bucket before it has been drained by some scheduler replica.
+#: The shared mark: every task due before it has been acted on by some scheduler replica.
 MARK = "scheduler-drained-until"
-#: A pass walks the minute buckets from the mark, but never further back than this: what lies further back (a
+#: A pass reads what is due from the mark, but never further back than this: what lies further back (a
 #: task that kept failing holds the mark, a long outage) is found by the sweep, whose cost does not grow with age.
 WALK_BACK = timedelta(minutes=15)
-#: Every so often a pass also sweeps: one paged query per sweep shard for every due task that is not queued,
+#: Every so often a pass also sweeps: a read of every due task that is not queued,
 #: however old (a task left behind, an index that lagged, a clock that was behind).
 SWEEP_EVERY_S = 60.0
-#: How often a replica looks up the live replicas, to divide the shards among them.
+#: How often a replica looks up the live replicas, to divide the due work among them.
 DIVIDE_EVERY_S = 30.0
 
 
 class Scheduler:
-    """Promotes due tasks. Holds its dependencies and the low-water mark of undrained buckets.
+    """Promotes due tasks. Holds its dependencies and the low-water mark of what is drained.
 
     The mark lives in the table, so a scheduler that was down for a day resumes where it left off, and
     replicas share it; it never moves past a due task whose change failed. ``catchup_s`` only places the mark
-    of a brand-new deployment, which has none yet. Anything due before the buckets a pass walks is the sweep's.
+    of a brand-new deployment, which has none yet. Anything due before what a pass reads is the sweep's.
     ``starting_deadline_s`` is how late a repeating task's catch-up run may still start; ``interval_s`` is
     the pause between passes, and how far ahead a pass looks so that the next one can start exactly when the
     earliest task it saw falls due. Runs due within ``stage_s`` are committed ahead and sent at their time
@@ -51,13 +50,12 @@ class Scheduler:
         registry: Registry,
         clock: Clock,
         *,
-        shards: int,
+        parts: int = 4,
         catchup_s: int,
         starting_deadline_s: float = 3600,
         interval_s: float = 1.0,
         stage_s: float = 0.0,
         instance: str | None = None,
-        sweep_shards: int = 4,
         backfill: Callable[[], bool] | None = None,
     ) -> None:
         #: A one-off data backfill still under way (a step per pass until it says it is done), or ``None``.
@@ -68,16 +66,14 @@ class Scheduler:
         self._clock = clock
         self._catchup_s = catchup_s
         self._interval_s = interval_s
-        self._horizon = timedelta(seconds=max(interval_s, stage_s))
         self._promoter = Promoter(
             store,
             queue,
             clock,
-            shards=shards,
+            parts=parts,
             starting_deadline_s=starting_deadline_s,
             lookahead_s=interval_s,
             stage_s=stage_s,
-            sweep_shards=sweep_shards,
         )
         self._low_water: datetime | None = None
         self._swept_at: datetime | None = None
@@ -87,7 +83,7 @@ class Scheduler:
         self.last_pass = Pass()
 
     def run_once(self) -> int:
-        """One pass over every bucket from the low-water mark to now (and, once a minute, a sweep of every
+        """One pass over everything due from the low-water mark to now (and, once a minute, a sweep of every
         overdue task before that); how many runs and retries were queued."""
         now = self._clock.now()
         self._divide(now)
@@ -96,15 +92,13 @@ class Scheduler:
             self._low_water = self._registry.mark(MARK) or now - timedelta(seconds=self._catchup_s)
         start = max(self._low_water, now - WALK_BACK).replace(second=0, microsecond=0)
         sweep = self._swept_at is None or (now - self._swept_at).total_seconds() >= SWEEP_EVERY_S
-        self.last_pass = self._promoter.run(
-            buckets_between(start, now + self._horizon), sweep_before=start if sweep else None
-        )
+        self.last_pass = self._promoter.run(start, sweep_before=start if sweep else None)
         if sweep:  # the walk and the sweep together saw every overdue task: what they left is all that waits
             self._swept_at = now
             self._held = dict(self.last_pass.unhandled)
         else:
             self._held.update(self.last_pass.unhandled)
-        # Every bucket was walked to its end (an error would have raised). Keep the previous minute open: a
+        # Everything due was read to its end (an error would have raised). Keep the previous minute open: a
         # task can become due in it just before the minute turns; and never pass a task that is still due.
         drained = min([now - timedelta(minutes=1), *self._held.values()]).replace(second=0, microsecond=0)
         if drained > self._low_water:
@@ -128,7 +122,7 @@ class Scheduler:
             self._backfill = None
 
     def _divide(self, now: datetime) -> None:
-        """Share the shards with the other live replicas, by rank in the presence registry."""
+        """Share the due work with the other live replicas, by rank in the presence registry."""
         if self._instance is None:
             return
         if self._divided_at is not None and (now - self._divided_at).total_seconds() < DIVIDE_EVERY_S:
@@ -153,13 +147,3 @@ class Scheduler:
     def close(self) -> None:
         """Stop the promoter's threads."""
         self._promoter.close()
-
-
-def buckets_between(start: datetime, end: datetime) -> list[str]:
-    """Minute buckets from ``start``'s to ``end``'s, inclusive."""
-    buckets = []
-    at = start.replace(second=0, microsecond=0)
-    while at <= end:
-        buckets.append(minute_bucket(at))
-        at += timedelta(minutes=1)
-    return buckets

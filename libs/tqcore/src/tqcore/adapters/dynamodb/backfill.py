@@ -12,8 +12,9 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from tqcore.adapters.dynamodb import keys
+from tqcore.adapters.dynamodb import deadlines, keys
 from tqcore.adapters.dynamodb.table import Table
+from tqcore.domain.codec import parse_ts
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,12 @@ class SweepKeysBackfill:
             Limit=self._page_size,
             **({"ExclusiveStartKey": self._cursor} if self._cursor else {}),
         )
-        for item in page.get("Items", []):
-            self.updated += self.give_sweep_keys(item)
+        given = [item["due_sk"]["S"] for item in page.get("Items", []) if self.give_sweep_keys(item)]
+        self.updated += len(given)
+        if given:  # deadlines filed behind the sweep's mark (they are old): the mark goes back to the oldest
+            oldest = parse_ts(min(given).partition("#")[0])
+            assert oldest is not None
+            deadlines.lower_mark(self._db, keys.SWEEP, oldest)
         self._cursor = page.get("LastEvaluatedKey")
         if not self._cursor:
             self._record()

@@ -6,9 +6,9 @@ See docs/ARCHITECTURE.md ("Key design") for the access pattern each key or index
 from __future__ import annotations
 
 import zlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from tqcore.domain.codec import ts
+from tqcore.domain.codec import parse_ts, ts
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
 
@@ -75,6 +75,32 @@ def minute_bucket(at: datetime) -> str:
     return ts(at.replace(second=0, microsecond=0))[:16]  # type: ignore[index]
 
 
+#: The ``reap`` index's three kinds of deadline, each walked by its own reader (``deadlines.py``).
+RESEND = "Q"  #: a queued task's re-send deadline (the reaper)
+LEASE = "R"  #: a running attempt's lease expiry (the reaper)
+SWEEP = "D"  #: a waiting task's due time, when it is not queued (the scheduler's sweep)
+#: How wide a ``reap`` bucket is, per kind: a query reads one bucket (of one shard), so what it costs on ministack
+#: (by the items in the partition) is bounded by the deadlines that fall in one bucket, not by the backlog.
+#: Leases are read at each reaper pass to the second (a lease expires 30 s after its last beat, so they all sit in
+#: the bucket of now or the next); re-sends, whose deadlines spread over up to 15 minutes ahead, in wider buckets
+#: (fewer partitions for the oldest-queued gauge to read); the sweep's are read once a minute.
+BUCKET_WIDTH: dict[str, timedelta] = {
+    RESEND: timedelta(minutes=5),
+    LEASE: timedelta(minutes=1),
+    SWEEP: timedelta(minutes=10),
+}
+
+
+def minute_buckets(since: datetime, until: datetime) -> list[str]:
+    """The ``due`` index's minute buckets from ``since``'s to ``until``'s, inclusive."""
+    buckets = []
+    at = since.replace(second=0, microsecond=0)
+    while at <= until:
+        buckets.append(minute_bucket(at))
+        at += timedelta(minutes=1)
+    return buckets
+
+
 def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_after_s: float) -> dict[str, str]:
     """The sparse index keys a snapshot carries in its current state."""
     attrs = {"grp_pk": group_pk(task.group), "grp_sk": task.id}
@@ -83,18 +109,17 @@ def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_af
         shard = shard_of(task.id, due_shards)
         attrs["due_pk"] = f"DUE#{minute_bucket(wake_at)}#{shard}"
         attrs["due_sk"] = f"{ts(wake_at)}#{task.id}"
-    reap_at = _reap_at(task, resend_after_s)
+    reap_at = resend_at(task, resend_after_s)
     if reap_at is not None:
-        attrs["reap_pk"] = reap_partition(task.status, shard_of(task.id, reap_shards))
-        attrs["reap_sk"] = f"{ts(reap_at)}#{task.id}"
+        attrs.update(reap_attributes(RESEND, reap_at, task.id, reap_shards))
     elif task.status is Status.RUNNING and task.lease_expires_at is not None:
         # The lease lives in the task item: a running task is reaped when its lease expires (heartbeats move
         # these keys; a running repeating task's next slot is still in the ``due`` index, not in the sweep's).
         attrs.update(lease_index_attributes(task.id, task.lease_expires_at, reap_shards))
     elif wake_at is not None:
-        # Due work also sits in one partition per shard, not per minute: the scheduler's sweep finds every
-        # overdue task there however old, in one paged query per shard.
-        attrs.update(sweep_index_attributes(task.id, attrs["due_sk"], reap_shards))
+        # Due work also sits in the sweep's buckets: the scheduler's sweep finds every overdue task there,
+        # however old, walking buckets from a durable mark (``deadlines.py``).
+        attrs.update(reap_attributes(SWEEP, wake_at, task.id, reap_shards))
     if task.status is Status.FAILED:
         attrs["dlq_pk"] = f"DLQ#{task.group}"
         attrs["dlq_sk"] = f"{ts(task.finished_at)}#{task.id}"
@@ -111,38 +136,45 @@ def due_at(task: Task) -> datetime | None:
     return wake_at
 
 
-def reap_partition(status: Status, shard: int) -> str:
-    """``reap`` index partition: queued (re-send deadlines) and running (lease expiries) kept apart, so a
-    pile of one kind never hides the other from a query."""
-    kind = "Q" if status is Status.QUEUED else "R"
-    return f"REAP#{kind}#{shard}"
+def bucket_of(kind: str, at: datetime) -> datetime:
+    """The start of the ``reap`` bucket of ``kind`` that a deadline at ``at`` falls in."""
+    width = BUCKET_WIDTH[kind].total_seconds()
+    return datetime.fromtimestamp(at.timestamp() // width * width, tz=UTC)
 
 
-def sweep_partition(shard: int) -> str:
-    """``reap`` index partition of due work that is not queued (scheduled, retrying, or running with a slot
-    pending), by due time: the scheduler's sweep, apart from the reaper's two kinds."""
-    return f"REAP#D#{shard}"
+def reap_partition(kind: str, bucket: datetime, shard: int) -> str:
+    """``reap`` index partition of one kind, bucket (its start) and shard: kinds never share a partition, and
+    a partition holds the deadlines of one bucket only."""
+    return f"REAP#{kind}#{minute_bucket(bucket)}#{shard}"
+
+
+def reap_attributes(kind: str, at: datetime, task_id: str, reap_shards: int) -> dict[str, str]:
+    """The ``reap`` index keys of a deadline of ``kind`` at ``at``. Both keys follow the deadline: a write that
+    moves it (a heartbeat) must set both, or the item is left in a bucket its new deadline is not in."""
+    bucket = bucket_of(kind, at)
+    return {"reap_pk": reap_partition(kind, bucket, shard_of(task_id, reap_shards)), "reap_sk": f"{ts(at)}#{task_id}"}
 
 
 def sweep_index_attributes(task_id: str, due_sk: str, reap_shards: int) -> dict[str, str]:
-    """The ``reap`` index keys of due work that is not queued: the ``due`` index's sort key (time, then id) in
-    the task's sweep partition (``backfill`` gives them to snapshots written before the sweep existed)."""
-    return {"reap_pk": sweep_partition(shard_of(task_id, reap_shards)), "reap_sk": due_sk}
+    """The ``reap`` index keys of due work that is not queued, from its ``due`` index sort key (time, then id)
+    (``backfill`` gives them to snapshots written before the sweep existed)."""
+    at = parse_ts(due_sk.partition("#")[0])
+    assert at is not None
+    return reap_attributes(SWEEP, at, task_id, reap_shards)
 
 
 def lease_index_attributes(task_id: str, expires_at: datetime, reap_shards: int) -> dict[str, str]:
     """The ``reap`` index keys of a running task: found by the reaper once its lease's ``expires_at`` has passed."""
-    return {
-        "reap_pk": reap_partition(Status.RUNNING, shard_of(task_id, reap_shards)),
-        "reap_sk": f"{ts(expires_at)}#{task_id}",
-    }
+    return reap_attributes(LEASE, expires_at, task_id, reap_shards)
 
 
-def _reap_at(task: Task, resend_after_s: float) -> datetime | None:
+def resend_at(task: Task, resend_after_s: float) -> datetime | None:
     """When the reaper should look at a queued task if no claim comes first (running tasks: see the lease)."""
     if task.status is Status.QUEUED and task.queued_at is not None:
         # Each re-send doubles the wait, so a long backlog costs O(log) duplicate messages per task.
-        return task.queued_at + timedelta(seconds=min(resend_after_s * 2**task.resends, 900 + resend_after_s))
+        at = task.queued_at + timedelta(seconds=min(resend_after_s * 2**task.resends, 900 + resend_after_s))
+        # Never before the write (a re-send long after its deadline): the walk may have sealed older buckets.
+        return max(at, task.updated_at) if task.updated_at is not None else at
     return None
 
 

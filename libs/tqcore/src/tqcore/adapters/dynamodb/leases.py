@@ -10,8 +10,8 @@ the attempt is told of the cancel (two writes, once per cancelled attempt; one w
 read). A commit that neither claims nor
 ends the attempt leaves ``lease_until`` and the ``reap`` keys alone, so it never moves back an expiry a heartbeat
 moved forward after the commit's read. The reaper finds expired leases through the ``reap`` index
-(``REAP#R#<shard>``) and reclaims one only if its commit still sees ``lease_until`` before the time it looked, so a
-heartbeat that lands first wins.
+(``REAP#R#<bucket>#<shard>``) and reclaims one only if its commit still sees ``lease_until`` before the time it
+looked, so a heartbeat that lands first wins.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def extend_request(
     return {
         "TableName": table,
         "Key": {"PK": {"S": keys.task_pk(task_id)}, "SK": {"S": keys.SNAPSHOT_SK}},
+        # Both index keys: the new expiry may fall in another bucket of the ``reap`` index.
         "UpdateExpression": f"SET {UNTIL} = :until, reap_pk = :pk, reap_sk = :sk",
         "ConditionExpression": condition,
         "ExpressionAttributeNames": {"#status": "status"},

@@ -7,10 +7,10 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tqcore.adapters.dynamodb import keys, leases
+from tqcore.adapters.dynamodb import deadlines, keys, leases
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.documents import ListedTask
 from tqcore.domain.codec import task_from_dict
@@ -40,6 +40,7 @@ class DynamoTaskQueries:
         self._db = Table(client, settings.table_name)
         self._page_size = page_size
         self._reap_shards = settings.reap_shards
+        self._resend_after_s = settings.resend_after_s
 
     def dead_letter_count(self, group: str, cap: int = COUNT_CAP) -> int:
         """How many failed tasks ``group`` has in the ``dlq`` index, counting up to ``cap``."""
@@ -54,26 +55,33 @@ class DynamoTaskQueries:
         """When the longest-waiting ``queued`` task of each priority was queued (priorities with none left out).
 
         Queued tasks sit in the ``reap`` index by re-send deadline, which is ``queued_at`` plus a wait that
-        doubles with each re-send: the first ``sample`` of each shard hold the oldest unless more than that
-        many newer tasks are queued in the shard ahead of a much re-sent one (then this is a lower bound).
+        doubles with each re-send, in time buckets: the walk reads the buckets from the re-send mark on, up to
+        ``sample`` items of each shard, and stops after the first bucket that holds any. Those hold the oldest
+        unless a much re-sent task's deadline lies beyond that bucket (then this is a lower bound).
         """
         oldest: dict[Priority, datetime] = {}
-        for shard in range(self._reap_shards):
-            page = self._db.call(
-                "query",
-                TableName=self._db.name,
-                IndexName="reap",
-                KeyConditionExpression="reap_pk = :pk",
-                ExpressionAttributeValues={":pk": {"S": keys.reap_partition(Status.QUEUED, shard)}},
-                ProjectionExpression="doc",
-                Limit=sample,
-            )
-            for item in page.get("Items", []):
-                with contextlib.suppress(KeyError, ValueError, TypeError):
-                    task = task_from_dict(json.loads(item["doc"]["S"]))
-                    if task.status is Status.QUEUED and task.queued_at is not None:
-                        known = oldest.get(task.priority)
-                        oldest[task.priority] = task.queued_at if known is None else min(known, task.queued_at)
+        now = datetime.now(UTC)
+        bucket = deadlines.read_mark(self._db, keys.RESEND) or keys.bucket_of(keys.RESEND, now)
+        # No re-send deadline lies further ahead than the longest wait (``keys.resend_at``).
+        last = keys.bucket_of(keys.RESEND, now + timedelta(seconds=930 + self._resend_after_s))
+        while bucket <= last and not oldest:
+            for shard in range(self._reap_shards):
+                page = self._db.call(
+                    "query",
+                    TableName=self._db.name,
+                    IndexName="reap",
+                    KeyConditionExpression="reap_pk = :pk",
+                    ExpressionAttributeValues={":pk": {"S": keys.reap_partition(keys.RESEND, bucket, shard)}},
+                    ProjectionExpression="doc",
+                    Limit=sample,
+                )
+                for item in page.get("Items", []):
+                    with contextlib.suppress(KeyError, ValueError, TypeError):
+                        task = task_from_dict(json.loads(item["doc"]["S"]))
+                        if task.status is Status.QUEUED and task.queued_at is not None:
+                            known = oldest.get(task.priority)
+                            oldest[task.priority] = task.queued_at if known is None else min(known, task.queued_at)
+            bucket += keys.BUCKET_WIDTH[keys.RESEND]
         return oldest
 
     def dead_letter_positions(self, group: str, before: str | None = None) -> Iterator[tuple[str, str]]:

@@ -10,15 +10,16 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tqcore.adapters.dynamodb import history, keys, leases
 from tqcore.adapters.dynamodb.batching import TransactionBatcher
+from tqcore.adapters.dynamodb.deadlines import DeadlineWalker
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
-from tqcore.domain.model import Event, Status
+from tqcore.domain.model import Event
 from tqcore.domain.task import Task
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState
 from tqcore.settings import CoreSettings
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 
 #: Items per page when walking an index.
 PAGE_SIZE = 100
+#: How late a deadline may still be filed in a bucket after the bucket's end (writers' clocks behind the
+#: walker's, an index lagging): a re-send or a lease lies ahead of its write, due work may be due at once.
+DEADLINE_MARGIN = {
+    keys.RESEND: timedelta(seconds=30),
+    keys.LEASE: timedelta(seconds=30),
+    keys.SWEEP: timedelta(minutes=10),
+}
 #: A task snapshot must leave room under DynamoDB's 400 KB item limit for its keys and index attributes.
 MAX_SNAPSHOT_BYTES = 380_000
 #: Events a task item keeps inline at most: a commit that would exceed it moves the inline ones out into history
@@ -141,6 +149,18 @@ class DynamoTaskStore:
         self._settings = settings
         #: One per process, shared by its stores (the composition roots pass it); else one of its own.
         self._batcher = batcher or TransactionBatcher.from_settings(client, settings)
+        #: One walker per kind of ``reap`` deadline, shared by this store's threads (they keep the walk's marks).
+        self._walkers = {
+            kind: DeadlineWalker(
+                self._db,
+                kind,
+                shards=settings.reap_shards,
+                margin=DEADLINE_MARGIN[kind],
+                page_size=page_size,
+                reread_mark=kind == keys.SWEEP,
+            )
+            for kind in (keys.RESEND, keys.LEASE, keys.SWEEP)
+        }
 
     # ----------------------------------------------------------------- writes
     def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
@@ -260,10 +280,9 @@ class DynamoTaskStore:
                 return state
         return LeaseState.LOST
 
-    def lease_expired(self, shard: int, now: datetime) -> Iterator[LeaseRecord]:
-        """Leases of one shard that ran out before ``now``, oldest first."""
-        partition = keys.reap_partition(Status.RUNNING, shard)
-        for item in self._walk_index("reap", partition, now, projection=leases.RECORD_PROJECTION):
+    def lease_expired(self, now: datetime) -> Iterator[LeaseRecord]:
+        """Leases that ran out before ``now``, the oldest deadlines first (by bucket; see ``deadlines``)."""
+        for item in self._walkers[keys.LEASE].walk(now, projection=leases.RECORD_PROJECTION):
             try:
                 yield leases.record_from_item(item)
             except (KeyError, ValueError, TypeError, AssertionError):
@@ -448,42 +467,43 @@ class DynamoTaskStore:
             return None
         return self._idem_record(group, key, item)
 
-    def unclaimed(self, shard: int, now: datetime) -> Iterator[Task]:
-        """Queued tasks of one shard still unclaimed past their re-send deadline, oldest first."""
-        return self._due_in_index("reap", keys.reap_partition(Status.QUEUED, shard), now)
+    def unclaimed(self, now: datetime) -> Iterator[Task]:
+        """Queued tasks still unclaimed past their re-send deadline, before ``now``, the oldest deadlines first."""
+        return self._tasks_of(self._walkers[keys.RESEND].walk(now, projection=TASK_PROJECTION), "reap")
 
-    def due(self, bucket: str, shard: int, now: datetime) -> Iterator[Task]:
-        """Scheduled or retrying tasks of one minute bucket and shard whose time has come, oldest first."""
-        return self._due_in_index("due", f"DUE#{bucket}#{shard}", now)
+    def due(self, since: datetime, until: datetime, *, part: tuple[int, int] = (0, 1)) -> Iterator[Task]:
+        """Tasks filed in the ``due`` index at times from ``since`` to before ``until``, oldest first per minute
+        bucket and shard; with ``part = (k, n)``, only the shards ``s`` with ``s % n == k``."""
+        k, n = part
+        buckets = keys.minute_buckets(since, until)
+        for bucket in buckets:
+            for shard in range(k, self._settings.due_shards, n):
+                items = self._db.query_pages(
+                    IndexName="due",
+                    KeyConditionExpression="due_pk = :pk AND due_sk BETWEEN :since AND :until",
+                    ExpressionAttributeValues={
+                        ":pk": _s(f"DUE#{bucket}#{shard}"),
+                        ":since": _s(f"{ts(since)}"),
+                        ":until": _s(f"{ts(until)}#"),
+                    },
+                    Limit=self._page_size,
+                    ProjectionExpression=TASK_PROJECTION,
+                )
+                yield from self._tasks_of((item for page in items for item in page.get("Items", [])), "due")
 
-    def overdue(self, shard: int, before: datetime) -> Iterator[Task]:
-        """Due tasks that are not queued, of one sweep shard, due before ``before`` however long ago, oldest
-        first (the scheduler's sweep: one paged query per shard, no minute buckets)."""
-        return self._due_in_index("reap", keys.sweep_partition(shard), before)
+    def overdue(self, before: datetime) -> Iterator[Task]:
+        """Due tasks that are not queued, due before ``before`` however long ago (the scheduler's sweep: the
+        sweep's deadline buckets from their mark, see ``deadlines``)."""
+        return self._tasks_of(self._walkers[keys.SWEEP].walk(before, projection=TASK_PROJECTION), "reap")
 
-    def _due_in_index(self, index: str, partition: str, now: datetime) -> Iterator[Task]:
-        """Tasks in one partition of a time-sorted index whose time (the sort key's prefix) is before ``now``.
-        An item that cannot be decoded is logged and skipped: one bad item must never stop the scheduler or
-        the reaper."""
-        for item in self._walk_index(index, partition, now, projection=TASK_PROJECTION):
+    def _tasks_of(self, items: Iterator[dict[str, Any]], index: str) -> Iterator[Task]:
+        """The tasks of index items. An item that cannot be decoded is logged and skipped: one bad item must never
+        stop the scheduler or the reaper."""
+        for item in items:
             try:
                 yield self._task_from_item(item)
             except (KeyError, ValueError, TypeError):
                 log.error("skipping an undecodable item %s in index %s", item.get("PK"), index, exc_info=True)
-
-    def _walk_index(
-        self, index: str, partition: str, now: datetime, *, projection: str | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Items of one partition of a time-sorted index whose sort key's time is before ``now``, paged."""
-        pk, sk = keys.INDEXES[index]
-        for page in self._db.query_pages(
-            IndexName=index,
-            KeyConditionExpression=f"{pk} = :pk AND {sk} < :now",
-            ExpressionAttributeValues={":pk": _s(partition), ":now": _s(f"{ts(now)}#")},
-            Limit=self._page_size,
-            **({"ProjectionExpression": projection} if projection else {}),
-        ):
-            yield from page.get("Items", [])
 
     # -------------------------------------------------------------- internals
     @staticmethod
