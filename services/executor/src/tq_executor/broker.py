@@ -219,7 +219,8 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     def _decode(self, sqs_message: ReceivedMessage, hidden_until: float) -> None:
         try:
             decoded = dramatiq.Message.decode(sqs_message.body.encode())
-            Dispatch.from_dict(decoded.args[0])
+            # Decoded once, here: the actor (and the tracing middleware) get the ``Dispatch`` itself.
+            decoded = decoded.copy(args=(Dispatch.from_dict(decoded.args[0]),))
         except Exception:  # noqa: BLE001 - any undecodable body is poison
             # Make it visible again at once: after max_receives receives the RedrivePolicy moves it to
             # the dead-letter queue, where the reaper settles it.
