@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from tqdev.emulator import start_emulator
+from tqdev.metrics import scrape
 from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
 
 HEADERS = {"Authorization": "Bearer dev-alice"}
@@ -47,6 +48,16 @@ def session_cpu_s() -> Counter[int]:
         fields = stat[stat.rindex(")") + 2 :].split()
         totals[int(fields[3])] += (int(fields[11]) + int(fields[12])) / TICKS
     return totals
+
+
+def aws_calls(stack: Stack) -> Counter[str]:
+    """``tq_aws_calls_total`` of every running process, by process and operation."""
+    total: Counter[str] = Counter()
+    for name, (_, url) in stack.metrics_urls().items():
+        for (metric, labels), count in scrape(url).items():
+            if metric == "tq_aws_calls_total":
+                total[f"{name}:{dict(labels)['operation']}"] += int(count)
+    return total
 
 
 def executed(run_dir: Path) -> int:
@@ -134,11 +145,13 @@ def main() -> None:
             args.py_spy.mkdir(parents=True, exist_ok=True)
             spies = {name: spy(pid, args.py_spy / f"{name}.raw") for name, pid in procs.items() if name != "emulator"}
             time.sleep(1)
+        calls_before = aws_calls(stack)
         before, t0 = session_cpu_s(), time.monotonic()
         submit_all(stack.url, warm, args.n, args.clients)
         submitted = time.monotonic()
         wait_executed(run_dir, warm + args.n, 600)
         after, t1 = session_cpu_s(), time.monotonic()
+        calls = aws_calls(stack) - calls_before
         for proc in spies.values():
             proc.send_signal(2)
         for proc in spies.values():
@@ -154,6 +167,10 @@ def main() -> None:
             total += ms if name != "emulator" else 0
             print(f"  {name:12s} {ms:6.2f} ms CPU/task")
         print(f"  {'tq services':12s} {total:6.2f} ms CPU/task (all but the emulator)")
+        print(f"AWS calls per task: {sum(calls.values()) / args.n:.2f}")
+        for name, count in sorted(calls.items()):
+            if count / args.n >= 0.005:
+                print(f"  {name:40s} {count / args.n:5.2f}")
         for name in spies:
             raw = args.py_spy / f"{name}.raw"
             if raw.exists():
