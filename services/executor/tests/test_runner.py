@@ -149,6 +149,14 @@ def test_a_dead_lettered_task_leaves_a_record_in_the_dlq(env: Env) -> None:
     assert [t.id for t in env.queue.dead][-1] == task_id
 
 
+def test_the_runner_takes_the_dispatch_the_consumer_decoded(env: Env) -> None:
+    # The consumer decodes each body once and hands the actor the Dispatch itself
+    task_id = env.submit("t-echo", payload={"x": 1})
+    decoded = Dispatch.from_dict(json.loads(Dispatch.of(env.queue.sent[-1]).encode())["args"][0])
+    env.runner.run(decoded)
+    assert env.store.get(task_id).status is Status.SUCCEEDED
+
+
 def test_the_dispatch_is_a_message_dramatiq_can_decode(env: Env) -> None:
     env.submit("t-echo", priority="high")
     message = dramatiq.Message.decode(Dispatch.of(env.queue.sent[-1]).encode().encode())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tq_gateway.worker import Head, read_head
+from tq_gateway.worker import Head, Logger, read_head
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +69,24 @@ def test_the_end_of_a_head_is_looked_for_from_where_the_last_search_stopped() ->
     head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
     assert read_head(head, 1024, start=len(head) - 7) is not None  # the end straddles the old and the new
     assert read_head(head + b"GET / HTTP/1.1\r\n", 1024, start=len(head)) is None  # the next head's
+
+
+@pytest.mark.parametrize(
+    ("argv", "logged"),
+    [
+        ([], False),  # our config (a logconfig_dict, no access log): no line per request
+        (["--access-logfile", "-"], True),  # asked for: one line per request
+    ],
+)
+def test_requests_are_logged_only_when_an_access_log_is_asked_for(argv: list[str], logged: bool) -> None:
+    from gunicorn.config import Config
+
+    from tq_gateway import gunicorn_conf
+
+    cfg = Config()
+    cfg.set("logconfig_dict", gunicorn_conf.logconfig_dict)
+    parsed = cfg.parser().parse_args(argv)
+    for name, value in vars(parsed).items():
+        if value is not None and name in cfg.settings:
+            cfg.set(name, value)
+    assert Logger(cfg).access_log_enabled is logged

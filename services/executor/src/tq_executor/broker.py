@@ -41,6 +41,9 @@ ACK_BATCH = 10
 ACK_FLUSH_S = 0.1
 #: Once receiving has stopped, how often a consumer thread looks whether it should end.
 STOPPED_POLL_S = 0.05
+#: While fewer than half its prefetch is free, a consumer waits at most this long for more free slots before it
+#: receives: under load one ``ReceiveMessage`` then brings several messages, not one per finished task.
+RECEIVE_GATHER_S = 0.05
 
 
 class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
@@ -119,6 +122,30 @@ def give_back_unstarted(worker: dramatiq.Worker) -> int:
     return sum(len(messages) for messages in by_queue.values())
 
 
+class ReceiveGather:
+    """When a consumer receives: at once while at least half its prefetch is free (an idle executor, a light
+    load: no added latency), else once a free slot has waited ``RECEIVE_GATHER_S`` for company."""
+
+    def __init__(self, prefetch: int, wait_s: float = RECEIVE_GATHER_S) -> None:
+        self._enough = max(1, (prefetch + 1) // 2)
+        self._wait_s = wait_s
+        #: Since when a free slot waits (monotonic), or ``None``.
+        self._waiting_since: float | None = None
+
+    def ready(self, free: int, now: float) -> bool:
+        """Whether to receive now, with ``free`` slots."""
+        if free < 1:
+            self._waiting_since = None
+            return False
+        if free < self._enough:
+            if self._waiting_since is None:
+                self._waiting_since = now
+            if now - self._waiting_since < self._wait_s:
+                return False
+        self._waiting_since = None
+        return True
+
+
 class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     """Receives with the lease as visibility timeout; plain JSON bodies; nack leaves redelivery to SQS.
 
@@ -139,6 +166,7 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         self._receiving_stopped = receiving_stopped or threading.Event()
         self._keeper = keeper
         self._client = self.queue.meta.client
+        self._gather = ReceiveGather(self.prefetch)
         self._acks: list[str] = []
         self._acks_lock = threading.Lock()
         self._closed = threading.Event()
@@ -158,8 +186,8 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
         except IndexError:
             pass
         free = self.prefetch - self.message_refc
-        if free < 1:
-            time.sleep(0.02)  # every slot is busy: wait for a worker thread instead of spinning
+        if not self._gather.ready(free, time.monotonic()):
+            time.sleep(0.02)  # the slots are busy: wait for worker threads instead of spinning
             return None
         asked_at = time.monotonic()  # the messages stay hidden until at least the visibility timeout after this
         received = self._client.receive_message(
@@ -219,7 +247,8 @@ class FifoSQSConsumer(SQSConsumer):  # type: ignore[misc]
     def _decode(self, sqs_message: ReceivedMessage, hidden_until: float) -> None:
         try:
             decoded = dramatiq.Message.decode(sqs_message.body.encode())
-            Dispatch.from_dict(decoded.args[0])
+            # Decoded once, here: the actor (and the tracing middleware) get the ``Dispatch`` itself.
+            decoded = decoded.copy(args=(Dispatch.from_dict(decoded.args[0]),))
         except Exception:  # noqa: BLE001 - any undecodable body is poison
             # Make it visible again at once: after max_receives receives the RedrivePolicy moves it to
             # the dead-letter queue, where the reaper settles it.

@@ -30,7 +30,7 @@ from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.adapters.s3.run_logs import S3RunLogs
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.clock import SystemClock
-from tqcore.dispatch import actor_name
+from tqcore.dispatch import Dispatch, actor_name
 from tqcore.domain.model import Priority
 from tqcore.domain.scripts import SCRIPT_TYPE
 from tqcore.execution import Attempts
@@ -48,15 +48,19 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def build_broker(settings: ExecutorSettings, runner: Runner, keeper: VisibilityKeeper) -> FifoSQSBroker:
-    """The broker with one actor per priority; higher priorities are taken first from the local buffer."""
-    broker = FifoSQSBroker(settings, middleware=[CurrentMessage(), RedeliverOnError(), Tracing()], keeper=keeper)
+def build_broker(
+    settings: ExecutorSettings, runner: Runner, keeper: VisibilityKeeper, *, traced: bool = True
+) -> FifoSQSBroker:
+    """The broker with one actor per priority; higher priorities are taken first from the local buffer. With
+    ``traced``, each attempt is a span (without an exporter a span would only cost CPU)."""
+    middleware: list[dramatiq.Middleware] = [CurrentMessage(), RedeliverOnError(), *([Tracing()] if traced else [])]
+    broker = FifoSQSBroker(settings, middleware=middleware, keeper=keeper)
 
-    def run(raw_dispatch: dict[str, Any]) -> None:
+    def run(dispatch: Dispatch | dict[str, Any]) -> None:
         sqs_message = getattr(CurrentMessage.get_current_message(), "_sqs_message", None)
         if sqs_message is not None:  # from now on its visibility is renewed until it is acked or nacked
             keeper.started(sqs_message.receipt_handle)
-        runner.run(raw_dispatch, sqs_message)
+        runner.run(dispatch, sqs_message)
 
     for priority in Priority:
         dramatiq.actor(
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tq-executor: refusing to start: {refused}", file=sys.stderr)
         return 2
     configure_logging("executor")
-    configure_tracing("executor", settings)
+    traced = configure_tracing("executor", settings)
     worker = worker_id()
     load_modules(modules)
     ddb = aws.client(settings, "dynamodb")
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     # One batcher per process: the claims and outcomes of concurrent attempts share TransactWriteItems calls.
     batcher = TransactionBatcher.from_settings(ddb, settings)
     store = DynamoTaskStore(ddb, settings, on_commit=observe_commit, batcher=batcher)
-    return serve(settings, worker, registry_store, store)
+    return serve(settings, worker, registry_store, store, traced=traced)
 
 
 def refusal(settings: ExecutorSettings, modules: list[str]) -> str | None:
@@ -119,7 +123,14 @@ def handler_modules(settings: ExecutorSettings) -> list[str]:
     return [*settings.handler_modules, *(m for m in script if m not in settings.handler_modules)]
 
 
-def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistry, store: DynamoTaskStore) -> int:
+def serve(
+    settings: ExecutorSettings,
+    worker: str,
+    registry_store: DynamoRegistry,
+    store: DynamoTaskStore,
+    *,
+    traced: bool = True,
+) -> int:
     """Consume until SIGTERM; then stop receiving, let attempts finish within the grace, release the rest."""
     modules = handler_modules(settings)
     isolation.prepare(modules)
@@ -145,7 +156,7 @@ def serve(settings: ExecutorSettings, worker: str, registry_store: DynamoRegistr
     scripts_as_root = settings.script_allow is not None and os.geteuid() == 0
     uids = sandbox.UidPool(settings.script_uid_base, settings.script_uid_count) if scripts_as_root else None
     runner = Runner(attempts, heartbeat, modules, logs, uids)
-    broker = build_broker(settings, runner, keeper)
+    broker = build_broker(settings, runner, keeper, traced=traced)
     serve_metrics(settings)
     presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)
 

@@ -49,9 +49,10 @@ class Runner:
         self._processes: list[HandlerProcess] = []
         self._lock = threading.Lock()
 
-    def run(self, raw_dispatch: dict[str, Any], message: Any = None) -> None:
-        """Run the attempt the message names, if it is still ours to run."""
-        dispatch = Dispatch.from_dict(raw_dispatch)
+    def run(self, dispatch: Dispatch | dict[str, Any], message: Any = None) -> None:
+        """Run the attempt the message names (its dispatch, decoded or as sent), if it is still ours to run."""
+        if not isinstance(dispatch, Dispatch):
+            dispatch = Dispatch.from_dict(dispatch)
         task = self.attempts.claim(dispatch)
         if task is None:
             return

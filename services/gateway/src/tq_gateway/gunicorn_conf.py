@@ -32,6 +32,9 @@ graceful_timeout = 10
 # a server that closes first races the client's next request on that connection, which then reads a reset.
 keepalive = 75
 accesslog = None
+# No access line per request unless an access log is asked for (gunicorn's own logger would log one whenever
+# logconfig_dict is set).
+logger_class = "tq_gateway.worker.Logger"
 # gunicorn's own lines (the master's start-up, worker boots and deaths) are JSON like every other line.
 logconfig_dict = {
     "version": 1,

@@ -38,6 +38,21 @@ _PROBE_CONFIG = _CONFIG.merge(
 )
 
 
+def _fix_user_agent(made: Any) -> None:
+    """Build the client's ``User-Agent`` header once instead of twice per call.
+
+    botocore rebuilds the string on every call (in ``_convert_to_request_dict`` and again in a
+    ``request-created`` handler) from the same components plus per-call feature codes it only reports to AWS:
+    about 7% of a call's CPU, measured on a DynamoDB ``UpdateItem``, in every process. The string is the one
+    the first build gives (without per-call feature codes). A botocore without that builder is left alone.
+    """
+    creator = getattr(made, "_user_agent_creator", None)
+    if creator is None or not callable(getattr(creator, "to_string", None)):
+        return
+    fixed = creator.to_string()
+    creator.to_string = lambda: fixed
+
+
 def _count_call(model: Any, **_: Any) -> None:
     AWS_CALLS.labels(model.service_model.service_name, model.name).inc()
 
@@ -82,7 +97,8 @@ def resource(settings: CoreSettings, service: str) -> Any:
 
 
 def counted(made: Any) -> Any:
-    """Count every API call ``made`` makes in ``tq_aws_calls_total``."""
+    """Count every API call ``made`` makes in ``tq_aws_calls_total`` (and build its User-Agent once)."""
+    _fix_user_agent(made)
     # before-call fires once per API call; botocore's own retries of that call are not counted again.
     made.meta.events.register("before-call.*.*", _count_call)
     made.meta.events.register("needs-retry.dynamodb.*", _count_throttle)

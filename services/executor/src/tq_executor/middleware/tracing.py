@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +13,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 
 from tqcore import tracing
+from tqcore.dispatch import Dispatch
 
 
 class Tracing(dramatiq.Middleware):
@@ -27,10 +29,10 @@ class Tracing(dramatiq.Middleware):
         self._local = threading.local()
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
-        raw: Mapping[str, Any] = message.args[0] if message.args and isinstance(message.args[0], Mapping) else {}
+        dispatch = _dispatch(message.args[0] if message.args else None)
         received = getattr(message, "_sqs_message", None)
-        parent = _parent(raw, getattr(received, "message_attributes", None) or {})
-        self._local.attempt = tracing.activate("tq.attempt", parent, SpanKind.CONSUMER, _attributes(raw))
+        parent = _parent(dispatch, getattr(received, "message_attributes", None) or {})
+        self._local.attempt = tracing.activate("tq.attempt", parent, SpanKind.CONSUMER, _attributes(dispatch))
 
     def after_process_message(
         self, broker: Broker, message: MessageProxy, *, result: Any = None, exception: BaseException | None = None
@@ -47,23 +49,34 @@ class Tracing(dramatiq.Middleware):
             attempt.end(exception)
 
 
-def _parent(raw: Mapping[str, Any], message_attributes: Mapping[str, Any]) -> Context:
+def _dispatch(arg: Any) -> Dispatch | None:
+    """The message's dispatch: decoded by the consumer, or as sent (a dict); ``None`` if it is neither."""
+    if isinstance(arg, Dispatch):
+        return arg
+    if isinstance(arg, Mapping):
+        with contextlib.suppress(Exception):  # the actor refuses it itself; the span only lacks attributes
+            return Dispatch.from_dict(dict(arg))
+    return None
+
+
+def _parent(dispatch: Dispatch | None, message_attributes: Mapping[str, Any]) -> Context:
     """The message's context, else the one stored with the task (a sender that did not trace)."""
     carried = tracing.extract_from_message_attributes(message_attributes)
     if carried:
         return carried
-    snapshot = raw.get("task") or {}
-    return tracing.context_from(snapshot.get("trace_context"))
+    task = dispatch.task if dispatch is not None else None
+    return tracing.context_from(task.trace_context if task is not None else None)
 
 
-def _attributes(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """``tq.*`` attributes from the dispatch as sent (the actor decodes it again; this only reads five fields)."""
-    snapshot = raw.get("task") or {}
+def _attributes(dispatch: Dispatch | None) -> dict[str, Any]:
+    """``tq.*`` attributes from the dispatch."""
+    if dispatch is None:
+        return {}
     found = {
-        "tq.task_id": raw.get("task_id"),
-        "tq.attempt": raw.get("attempt"),
-        "tq.run": raw.get("run"),
-        "tq.priority": raw.get("priority"),
-        "tq.type": snapshot.get("type"),
+        "tq.task_id": dispatch.task_id,
+        "tq.attempt": dispatch.attempt,
+        "tq.run": dispatch.run,
+        "tq.priority": dispatch.priority.value,
+        "tq.type": dispatch.task.type if dispatch.task is not None else None,
     }
     return {name: value for name, value in found.items() if value is not None}
