@@ -42,8 +42,29 @@ TTL_ATTRIBUTE = "expires_ttl"
 
 
 def task_pk(task_id: str) -> str:
-    """Partition of one task: its snapshot and its events."""
+    """Partition of one task: its snapshot (and, while an attempt runs, its lease); its events: ``event_pk``."""
     return f"TASK#{task_id}"
+
+
+#: Events per history partition: a task's events live in partitions of this many consecutive seqs, apart from
+#: its snapshot, so a page of history is a key-range read in one or two small partitions however long the task
+#: lived (on DynamoDB a query costs what it returns; on the emulators, what its partition holds).
+HISTORY_BUCKET = 256
+
+
+def history_bucket(seq: int) -> int:
+    """Which history partition of its task the event ``seq`` is in."""
+    return seq // HISTORY_BUCKET
+
+
+def event_pk(task_id: str, seq: int) -> str:
+    """Partition of the task's events ``seq`` falls in with (``HISTORY_BUCKET`` consecutive seqs each)."""
+    return history_pk(task_id, history_bucket(seq))
+
+
+def history_pk(task_id: str, bucket: int) -> str:
+    """One history partition of a task: events ``bucket * HISTORY_BUCKET`` up to the next bucket's first."""
+    return f"HIST#{task_id}#{bucket}"
 
 
 def event_sk(seq: int) -> str:

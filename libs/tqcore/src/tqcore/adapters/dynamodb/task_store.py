@@ -189,7 +189,7 @@ class DynamoTaskStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": {
-                        "PK": _s(keys.task_pk(task.id)),
+                        "PK": _s(keys.event_pk(task.id, event.seq)),
                         "SK": _s(keys.event_sk(event.seq)),
                         "doc": _s(_dumps(event_to_dict(event))),
                         keys.TTL_ATTRIBUTE: _n(self._forget_at(event.at)),
@@ -252,7 +252,7 @@ class DynamoTaskStore:
 
     def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         """The task's events after ``after_seq``, oldest first, at most ``limit`` (``None``: all)."""
-        return history.events_after(self._db, task_id, after_seq, limit)
+        return history.events_after(self._db, task_id, after_seq, limit, self._settings.history_retention_days)
 
     def events_before(self, task_id: str, before_seq: int, limit: int) -> list[Event]:
         """At most ``limit`` of the task's events before ``before_seq``, newest first."""
