@@ -1,13 +1,13 @@
 """Benchmark bounded history reads (issue 15): ``/runs?limit=50`` and ``/events?limit=100`` of a repeating task
-with 50,000 events against one with 5.
+with 50,000 events against one with 6 (one run) and one with 1,002 (250 runs: pages as full as the long one's).
 
-Starts ministack and a local stack (gunicorn gateway, scheduler, reaper, no executors), stores two repeating
-tasks whose first slot is a day ahead (so no service acts on them) and writes a long one's history through the
-store adapter's own commit (a repeating task's runs: queued for its slot, claimed, succeeded, next slot
-scheduled; 90 events per commit), then times each endpoint over HTTP for both tasks. For reference it also
+Starts ministack and a local stack (gunicorn gateway, scheduler, reaper, no executors), stores two repeating tasks
+whose next slot is a day ahead (so no service acts on them) and writes a long one's history through the store
+adapter's own commit (a repeating task's runs, one a minute up to now: queued for its slot, claimed, succeeded, next
+slot scheduled; 90 events per commit), then times each endpoint over HTTP for both tasks. For reference it also
 times what every ``/runs`` and ``/events`` request did before the change: read the whole history and project it
-(through today's adapter; before, the events also shared the snapshot's partition, which the emulator scans whole
-on every query of the task).
+(through today's adapter; before, the events also shared the snapshot's partition, which the emulator scans whole on
+every query of the task).
 
 Usage: .venv/bin/python bench/history_reads.py [--events 50000] [--requests 20]
 """
@@ -50,24 +50,29 @@ def run_events(seq: int, run: int, slot: datetime) -> list[Event]:
             seq + 1, EventType.CLAIMED, at, "executor:bench:1", {"attempt": 1, "run_id": run_id, "worker": "bench:1"}
         ),
         Event(seq + 2, EventType.SUCCEEDED, at, "executor:bench:1", {"attempt": 1, "run_id": run_id, "duration_ms": 3}),
-        Event(seq + 3, EventType.SCHEDULED, at, "scheduler", {"next_run_at": slot + timedelta(hours=1)}),
+        Event(seq + 3, EventType.SCHEDULED, at, "scheduler", {"next_run_at": slot + timedelta(minutes=1)}),
     ]
 
 
 def store_repeating_task(store: DynamoTaskStore, events: int) -> str:
-    """A repeating task stored with about ``events`` events (its own two, then runs of four)."""
-    start = datetime.now(UTC) + timedelta(days=1)
+    """A repeating task stored with about ``events`` events (its own two, then runs of four, one a minute up to
+    now: recent enough that no event has expired), whose next slot is a day ahead (no service acts on it)."""
+    now = datetime.now(UTC)
+    runs = max(0, (events - 2) // 4)
+    born = now - timedelta(minutes=runs + 1)
     cmd = SubmitTask.model_validate(
-        {"type": "echo", "group": "team-a", "schedule": {"every_s": 3600, "start_at": start.isoformat()}}
+        {
+            "type": "echo",
+            "group": "team-a",
+            "schedule": {"every_s": 60, "start_at": (now + timedelta(days=1)).isoformat()},
+        }
     )
-    task = Task.submit(task_id=new_task_id(), owner="alice", now=datetime.now(UTC), submitted={}, **cmd.task_fields())
+    task = Task.submit(task_id=new_task_id(), owner="alice", now=born, submitted={}, **cmd.task_fields())
     store.create(task)
     task = task.committed()
     history: list[Event] = []
-    seq, run, slot = task.version + 1, 1, start - timedelta(hours=events)
-    while seq + 3 <= events:
-        history += run_events(seq, run, slot)
-        seq, run, slot = seq + 4, run + 1, slot + timedelta(hours=1)
+    for run in range(1, runs + 1):
+        history += run_events(task.version + 1 + len(history), run, born + timedelta(minutes=run))
     for first in range(0, len(history), CHUNK):
         chunk = history[first : first + CHUNK]
         task = replace(task, version=chunk[-1].seq, pending_events=chunk)
@@ -99,7 +104,7 @@ def run(stack: Stack, args: argparse.Namespace) -> None:
     settings = CoreSettings(endpoint_url=stack.config.endpoint_url, prefix=stack.config.prefix)
     store = DynamoTaskStore(aws.client(settings, "dynamodb"), settings)
     started = time.monotonic()
-    tasks = {n: store_repeating_task(store, n) for n in (args.small, args.events)}
+    tasks = {n: store_repeating_task(store, n) for n in (args.small, args.middle, args.events)}
     versions = {n: store.get(task_id).version for n, task_id in tasks.items()}
     print(f"stored tasks with {sorted(versions.values())} events in {time.monotonic() - started:.1f} s")
     with httpx.Client(base_url=stack.url, headers={"Authorization": "Bearer dev-alice"}, timeout=300) as alice:
@@ -126,6 +131,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--small", type=int, default=6, help="events of the short-lived task (one run)")
+    parser.add_argument("--middle", type=int, default=1002, help="events of a task with a few pages of runs")
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
