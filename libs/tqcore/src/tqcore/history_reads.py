@@ -16,9 +16,10 @@ from tqcore.domain.errors import InvalidCursor
 from tqcore.domain.model import Event
 from tqcore.domain.runs import Run, RunsPosition, RunWindow, closes_runs, find_run, project_window
 
-#: Events read per run a page asks for, at first: an attempt records 3-5 (queued, claimed, its outcome, a
-#: retry or the next slot), so one read usually holds the page and the run after it.
-EVENTS_PER_RUN = 8
+#: Events read per run a page asks for, at first: an attempt records about 4 (queued, claimed, its outcome, a
+#: retry or the next slot), so one read usually holds the page and the run after it; if not, the next read
+#: is twice as large.
+EVENTS_PER_RUN = 5
 #: The first read back when looking for one run (a run log).
 FIRST_READ = 64
 
@@ -83,7 +84,7 @@ def runs_page(
 
     closed_by = _close_event(store, task_id, position.close)
     read = read_back(
-        store, task_id, position.top, first=EVENTS_PER_RUN * limit + 16, closed_by=closed_by, enough=enough
+        store, task_id, position.top, first=EVENTS_PER_RUN * limit + 10, closed_by=closed_by, enough=enough
     )
     runs = shown(read.window)
     page = runs[:limit]

@@ -4,16 +4,18 @@ from them exactly as the projection of the whole history."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.model import ErrorInfo, Event
+from tqcore.domain.model import ErrorInfo, Event, EventType
 from tqcore.domain.requests import EventPageQuery, PageQuery
 from tqcore.domain.runs import project_runs, run_to_dict
 from tqcore.domain.task import Task
@@ -98,6 +100,29 @@ def test_history_pages_match_the_whole_history(store: TaskStore) -> None:
     assert events == whole
     assert runs == [run_to_dict(run) for run in project_runs(whole)]
     assert [run["attempt"] for run in runs] == [6, 5, 4, 3, 2, 1]
+
+
+def test_events_span_history_partitions_both_ways(store: TaskStore) -> None:
+    # Given a task with more events than one history partition holds (a repeating task's long life)
+    task = retried_task(store, 2)
+    task = store.get(task.id)
+    at = NOW + timedelta(minutes=5)
+    for first in range(task.version + 1, 2 * keys.HISTORY_BUCKET + 40, 90):
+        chunk = [Event(seq, EventType.UPDATED, at, "alice", {}) for seq in range(first, first + 90)]
+        task = replace(task, version=chunk[-1].seq, pending_events=chunk)
+        store.commit(task)
+        task = replace(task, pending_events=[])
+    version = store.get(task.id).version
+    every = list(range(1, version + 1))
+    assert version > 2 * keys.HISTORY_BUCKET
+    # Then reads forward and backward cross the partitions' bounds without a gap
+    assert seqs(store.events(task.id)) == every
+    edge = keys.HISTORY_BUCKET
+    assert seqs(store.events(task.id, after_seq=edge - 3, limit=6)) == every[edge - 3 : edge + 3]
+    assert seqs(store.events(task.id, after_seq=5, limit=600)) == every[5:605]
+    assert seqs(store.events_before(task.id, edge + 3, 6)) == every[edge - 4 : edge + 2][::-1]
+    assert seqs(store.events_before(task.id, version + 1, 600)) == every[::-1][:600]
+    assert seqs(store.events_before(task.id, 10**9, 3)) == every[::-1][:3]
 
 
 def test_a_read_asks_dynamodb_for_no_more_items_than_the_page(dynamo_store: DynamoTaskStore) -> None:

@@ -341,12 +341,16 @@ def test_history_items_and_an_ended_task_carry_a_ttl_of_the_retention_period(emu
     store.create(task)
 
     def ttl_by_sk() -> dict[str, int | None]:
-        items = client.query(
-            TableName=settings.table_name,
-            KeyConditionExpression="PK = :pk",
-            ExpressionAttributeValues={":pk": {"S": keys.task_pk(task.id)}},
-            ConsistentRead=True,
-        )["Items"]
+        items = [
+            item
+            for pk in (keys.task_pk(task.id), keys.history_pk(task.id, 0))
+            for item in client.query(
+                TableName=settings.table_name,
+                KeyConditionExpression="PK = :pk",
+                ExpressionAttributeValues={":pk": {"S": pk}},
+                ConsistentRead=True,
+            )["Items"]
+        ]
         return {i["SK"]["S"]: int(i[keys.TTL_ATTRIBUTE]["N"]) if keys.TTL_ATTRIBUTE in i else None for i in items}
 
     week = 7 * 86400

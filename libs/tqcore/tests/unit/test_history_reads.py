@@ -187,8 +187,8 @@ def test_a_page_of_runs_reads_a_page_worth_of_history_however_long_it_is(runs: i
         runs_page(history, TASK, position, 50)
     # Then each page read at most a few hundred events, and the runs are the newest of the whole history
     assert page == project_runs(history.stored)[:50]
-    assert first_read <= 8 * 50 + 16
-    assert history.read <= 2 * (8 * 50 + 16)
+    assert first_read <= 5 * 50 + 10
+    assert history.read <= 2 * (5 * 50 + 10)
 
 
 def test_events_page_forward_until_the_newest() -> None:

@@ -176,3 +176,10 @@ def test_item_keys() -> None:
     assert keys.task_pk("t-1") == "TASK#t-1"
     assert keys.idem_pk("team-a", "k-1") == "IDEM#team-a#k-1"
     assert keys.idem_pk("team-b", "k-1") != keys.idem_pk("team-a", "k-1")
+
+
+def test_a_tasks_events_live_in_history_partitions_of_consecutive_seqs_apart_from_its_snapshot() -> None:
+    size = keys.HISTORY_BUCKET
+    assert {keys.event_pk("t-1", seq) for seq in (1, 2, size - 1)} == {"HIST#t-1#0"}
+    assert keys.event_pk("t-1", size) == keys.history_pk("t-1", 1) == "HIST#t-1#1"
+    assert keys.event_pk("t-1", 1) != keys.task_pk("t-1")

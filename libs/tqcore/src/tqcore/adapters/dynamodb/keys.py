@@ -41,13 +41,34 @@ TTL_ATTRIBUTE = "expires_ttl"
 
 
 def task_pk(task_id: str) -> str:
-    """Partition of one task: its item and its spilled history."""
+    """Partition of one task: its item (snapshot, inline events, lease); its older events: ``event_pk``."""
     return f"TASK#{task_id}"
 
 
 def task_id_of(pk: str) -> str:
     """The task id of a :func:`task_pk`."""
     return pk.removeprefix("TASK#")
+
+
+#: Events per history partition: a task's events live in partitions of this many consecutive seqs, apart from
+#: its snapshot, so a page of history is a key-range read in one or two small partitions however long the task
+#: lived (on DynamoDB a query costs what it returns; on the emulators, what its partition holds).
+HISTORY_BUCKET = 256
+
+
+def history_bucket(seq: int) -> int:
+    """Which history partition of its task the event ``seq`` is in."""
+    return seq // HISTORY_BUCKET
+
+
+def event_pk(task_id: str, seq: int) -> str:
+    """Partition of the task's events ``seq`` falls in with (``HISTORY_BUCKET`` consecutive seqs each)."""
+    return history_pk(task_id, history_bucket(seq))
+
+
+def history_pk(task_id: str, bucket: int) -> str:
+    """One history partition of a task: events ``bucket * HISTORY_BUCKET`` up to the next bucket's first."""
+    return f"HIST#{task_id}#{bucket}"
 
 
 def event_sk(seq: int) -> str:

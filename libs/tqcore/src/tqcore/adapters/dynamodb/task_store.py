@@ -365,7 +365,7 @@ class DynamoTaskStore:
                 "Put": {
                     "TableName": self._table,
                     "Item": {
-                        "PK": _s(keys.task_pk(task_id)),
+                        "PK": _s(keys.event_pk(task_id, seq)),
                         "SK": _s(keys.event_sk(seq)),
                         "doc": _s(text),
                         keys.TTL_ATTRIBUTE: _n(self._forget_at(event_from_dict(json.loads(text)).at)),
@@ -417,12 +417,16 @@ class DynamoTaskStore:
 
     def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         """The task's events after ``after_seq``, oldest first, at most ``limit`` (``None``: all): history items
-        (a bounded key-range query), then the events inline in the task item."""
+        (bounded key-range queries, ``history``), then the events inline in the task item."""
         inline, first_inline = self._inline_events(task_id)
         older_than = first_inline if first_inline is not None else history.MAX_SEQ + 1
-        events = []
+        events: list[Event] = []
         if after_seq + 1 < older_than:
-            events = history.events_between(self._db, task_id, after_seq + 1, older_than - 1, forward=True, limit=limit)
+            retention = self._settings.history_retention_days
+            # A spill between the two reads moves inline events into history: they are in ``inline`` already.
+            events = [
+                e for e in history.events_after(self._db, task_id, after_seq, limit, retention) if e.seq < older_than
+            ]
         missing = None if limit is None else limit - len(events)
         newer = [event for event in inline if event.seq > after_seq]
         return events + (newer if missing is None else newer[: max(missing, 0)])
