@@ -249,15 +249,20 @@ def expired_leases(store: TaskStore, task_id: str, at: datetime) -> list[LeaseRe
     return [lease for lease in store.lease_expired(at) if lease.task_id == task_id]
 
 
-def test_a_claim_takes_a_lease_that_heartbeats_extend_and_only_its_holder_can(store: TaskStore) -> None:
-    # Given a claimed task with a 30 s lease
+def running_task(store: TaskStore) -> tuple[Task, int]:
+    """A task created and claimed (a 30 s lease from ``NOW``), and its claim's token."""
     task = new_task()
     store.create(task)
     claimed = store.get(task.id)
     claimed.claim(1, "h:1", NOW, 30)
     store.commit(claimed)
-    claim = claimed.claim_seq
-    assert claim is not None
+    assert claimed.claim_seq is not None
+    return claimed, claimed.claim_seq
+
+
+def test_a_claim_takes_a_lease_that_heartbeats_extend_and_only_its_holder_can(store: TaskStore) -> None:
+    # Given a claimed task with a 30 s lease
+    task, claim = running_task(store)
     # Then its lease expires 30 s after the claim
     assert store.get(task.id).lease_expires_at == NOW + timedelta(seconds=30)
     assert not expired_leases(store, task.id, NOW + timedelta(seconds=29))
@@ -273,13 +278,7 @@ def test_a_claim_takes_a_lease_that_heartbeats_extend_and_only_its_holder_can(st
 
 
 def test_a_reclaim_wins_over_a_late_heartbeat_and_loses_to_an_early_one(store: TaskStore) -> None:
-    task = new_task()
-    store.create(task)
-    claimed = store.get(task.id)
-    claimed.claim(1, "h:1", NOW, 30)
-    store.commit(claimed)
-    claim = claimed.claim_seq
-    assert claim is not None
+    task, claim = running_task(store)
     later = NOW + timedelta(seconds=31)
     # Given the reaper saw the lease expired, but the holder's heartbeat lands before the reclaim
     stale_view = store.get(task.id)
@@ -368,13 +367,7 @@ def test_history_items_and_an_ended_task_carry_a_ttl_of_the_retention_period(emu
 
 def test_a_cancel_request_flags_the_lease_and_the_next_heartbeat_sees_it(store: TaskStore) -> None:
     # Given a running attempt
-    task = new_task()
-    store.create(task)
-    claimed = store.get(task.id)
-    claimed.claim(1, "h:1", NOW, 30)
-    store.commit(claimed)
-    claim = claimed.claim_seq
-    assert claim is not None
+    task, claim = running_task(store)
     assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=40)) is LeaseState.HELD
     # When a user cancels it (one commit: snapshot, event and the lease's flag together)
     mutate(store, store.get(task.id), lambda t: t.request_cancel("alice", NOW + timedelta(seconds=5)))
@@ -455,33 +448,22 @@ def test_a_stale_commit_on_a_full_task_item_is_refused_with_the_current_task_and
 
 def test_a_commit_never_moves_back_a_lease_a_heartbeat_extended_after_its_read(store: TaskStore) -> None:
     # Given a running attempt, read by a user before its holder's heartbeat
-    task = new_task()
-    store.create(task)
-    claimed = store.get(task.id)
-    claimed.claim(1, "h:1", NOW, 30)
-    store.commit(claimed)
-    assert claimed.claim_seq is not None
+    task, claim = running_task(store)
     before_beat = store.get(task.id)
-    assert store.extend_lease(task.id, claimed.claim_seq, NOW + timedelta(seconds=90)) is LeaseState.HELD
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=90)) is LeaseState.HELD
     # When the user's change commits (after the beat) from what it read before it
     before_beat.update({"description": "changed while running"}, "alice", NOW)
     store.commit(before_beat)
     # Then the lease keeps the heartbeat's expiry: no reaper finds it expired before then
     assert store.get(task.id).lease_expires_at == NOW + timedelta(seconds=90)
     assert not expired_leases(store, task.id, NOW + timedelta(seconds=60))
-    assert store.extend_lease(task.id, claimed.claim_seq, NOW + timedelta(seconds=120)) is LeaseState.HELD
+    assert store.extend_lease(task.id, claim, NOW + timedelta(seconds=120)) is LeaseState.HELD
 
 
 @MOTO_TRANSACTIONS_NOT_ATOMIC
 def test_heartbeats_racing_commits_leave_the_last_beats_expiry(store: TaskStore) -> None:
     # Given a running attempt whose holder beats while users change the task, both at full speed
-    task = new_task()
-    store.create(task)
-    claimed = store.get(task.id)
-    claimed.claim(1, "h:1", NOW, 30)
-    store.commit(claimed)
-    claim = claimed.claim_seq
-    assert claim is not None
+    task, claim = running_task(store)
     beats = [NOW + timedelta(seconds=31 + n) for n in range(20)]
     barrier = threading.Barrier(2)
 
