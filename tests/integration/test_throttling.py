@@ -33,9 +33,10 @@ from tqcore.clock import SystemClock, new_task_id
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import StoreUnavailable, TaskNotFound
+from tqcore.domain.errors import TaskNotFound
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
+from tqcore.errors import StoreUnavailable
 from tqcore.execution import Attempts
 from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings

@@ -17,9 +17,9 @@ from tq_executor.heartbeat import Active, Heartbeat
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import StoreUnavailable
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
+from tqcore.errors import StoreUnavailable
 from tqcore.execution import Attempts
 from tqcore.ports import LeaseState
 from tqcore.recovery import reclaim_expired_leases

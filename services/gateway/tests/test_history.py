@@ -338,7 +338,7 @@ def test_an_unreachable_sqs_is_a_503_asked_once_per_cache_period(api: Api) -> No
     calls: list[int] = []
 
     def down() -> list[Any]:
-        from tqcore.domain.errors import QueueUnavailable
+        from tqcore.errors import QueueUnavailable
 
         calls.append(1)
         raise QueueUnavailable("sqs down (fake)")

@@ -13,19 +13,12 @@ from tqcore.clock import SystemClock
 from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
 from tqcore.domain.codec import ts
-from tqcore.domain.errors import (
-    Forbidden,
-    IllegalTransition,
-    InvalidCursor,
-    LogExpired,
-    QueueUnavailable,
-    RunNotFound,
-    TaskNotFound,
-)
+from tqcore.domain.errors import Forbidden, IllegalTransition, InvalidCursor, LogExpired, RunNotFound, TaskNotFound
 from tqcore.domain.model import Event, RunStatus, Status
 from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import Run, find_run, page_of_runs, project_runs
 from tqcore.domain.task import Task
+from tqcore.errors import QueueUnavailable
 from tqcore.listing import PAGE_BYTES, PageRules, TaskPage, fill_page, listed_groups
 from tqcore.ports import Clock, RunLogStore, TaskQueue, TaskStore
 from tqcore.queries import TaskQueries, decode_cursor, dlq_after, encode_cursor

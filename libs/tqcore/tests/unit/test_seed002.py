@@ -11,9 +11,10 @@ from tqcore.adapters.dynamodb import keys
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import LeaseHeld, StoreUnavailable
+from tqcore.domain.errors import LeaseHeld
 from tqcore.domain.model import EventType, RunStatus, Status
 from tqcore.domain.task import Task
+from tqcore.errors import StoreUnavailable
 from tqcore.execution import Attempts
 from tqcore.ports import LeaseRecord, LeaseState
 from tqcore.recovery import reclaim_expired_leases

@@ -12,9 +12,9 @@ import falcon
 from tq_gateway.body import json_object, query_params
 from tq_gateway.resources import send_page, send_task
 from tqcore.domain.codec import event_to_dict
-from tqcore.domain.errors import QueueUnavailable
 from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import run_to_dict
+from tqcore.errors import QueueUnavailable
 from tqcore.management import DeadLetters, TaskHistory
 from tqcore.ports import ManagedQueue, QueueDepth
 
