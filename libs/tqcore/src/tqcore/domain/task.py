@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from tqcore.domain import schedules
-from tqcore.domain.errors import IllegalTransition, InvalidSchedule, StaleAttempt
+from tqcore.domain import attempts, recurrence, schedules
+from tqcore.domain.errors import IllegalTransition
 from tqcore.domain.model import (
     ErrorInfo,
     Event,
@@ -21,8 +21,6 @@ from tqcore.domain.model import (
     Schedule,
     Status,
 )
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: States in which a run is under way (queued, running, or waiting out a retry's backoff).
 BUSY = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRYING})
@@ -102,7 +100,7 @@ class Task:
 
     def run_id(self, attempt: int) -> str:
         """The id of one attempt of the current run, as listed by ``/runs``."""
-        return f"{self.run_no}.{attempt}"
+        return attempts.run_id(self.run_no, attempt)
 
     @property
     def is_repeating(self) -> bool:
@@ -116,20 +114,9 @@ class Task:
 
     @property
     def wake_at(self) -> datetime | None:
-        """When the scheduler must next look at the task (the ``due`` index's time), ``None`` if never.
-
-        A waiting task wakes for its run (or retry) or its expiry; a repeating task with a run under way also
-        wakes at its next slot, to skip it, keep it waiting or spawn it, as its ``overlap`` says.
-        """
-        times = []
-        if self.status in (Status.SCHEDULED, Status.RETRYING) and self.next_run_at is not None:
-            times.append(self.next_run_at)
-        if self.status is Status.SCHEDULED and self.expires_at is not None:
-            times.append(self.expires_at)
-        if self._slot_pending_while_busy:
-            assert self.next_slot_at is not None
-            times.append(self.next_slot_at)
-        return min(times) if times else None
+        """When the scheduler must next look at the task (the ``due`` index's time), ``None`` if never."""
+        busy_slot = self.next_slot_at if self._slot_pending_while_busy else None
+        return recurrence.wake_at(self.status, self.next_run_at, self.expires_at, busy_slot)
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -147,7 +134,9 @@ class Task:
         """A new task from an accepted submit: ``queued`` to run now, ``scheduled`` if it has a time."""
         task = cls(id=task_id, type=type, group=group, owner=owner, created_at=now, **fields)
         task._record(EventType.SUBMITTED, now, owner, submitted)
-        first_run = task._first_run_at(now)
+        first_run, first_slot = recurrence.first_run(task.schedule, task.created_at, now)
+        if first_slot is not None:
+            task.next_slot_at = first_slot
         if first_run is None or first_run <= now:  # a time already past runs at once
             if task.is_repeating and first_run is not None:
                 task.next_slot_at = task._slot_after(now)
@@ -158,30 +147,14 @@ class Task:
             task._schedule(first_run, now, owner)
         return task
 
-    def _first_run_at(self, now: datetime) -> datetime | None:
-        """When a new (or rescheduled) task first runs; raises ``InvalidSchedule`` if it never would."""
-        sched = self.schedule
-        if sched is None:
-            return None
-        if sched.at is not None:
-            return sched.at
-        first = schedules.first_slot(sched, self.created_at, now)
-        if first is None:
-            raise InvalidSchedule("the schedule has no run left: nothing matches before its end_at")
-        self.next_slot_at = first
-        return first
-
     def _slot_after(self, at: datetime) -> datetime | None:
         assert self.schedule is not None
         return schedules.next_slot(self.schedule, self.created_at, at)
 
     def spawn_run(self, slot: datetime, now: datetime, actor: str = "scheduler") -> Task:
-        """A one-shot task running ``slot`` of this repeating task beside its current run (``overlap: allow``).
-
-        Its id is derived from the slot, so schedulers racing to spawn it create it once.
-        """
+        """A one-shot task running ``slot`` of this repeating task beside its current run (``overlap: allow``)."""
         child = Task(
-            id=f"{self.id}-{(slot - EPOCH) // timedelta(milliseconds=1)}",
+            id=recurrence.spawned_id(self.id, slot),
             type=self.type,
             group=self.group,
             owner=self.owner,
@@ -248,31 +221,15 @@ class Task:
         )
 
     def _catch_up(self, now: datetime, starting_deadline_s: float, actor: str) -> datetime | None:
-        """Move past every slot up to ``now``; the latest one, if it may still start, else ``None``.
-
-        The slots passed over are recorded as one ``run_skipped`` event: after downtime a repeating task
-        runs once, not once per missed slot (and not at all if even its latest slot is too old).
-        """
+        """Move past every slot up to ``now`` (those passed over: one ``run_skipped`` event); the latest one, if
+        it may still start, else ``None``."""
         assert self.schedule is not None
         assert self.next_slot_at is not None
-        first = self.next_slot_at
-        latest, count = schedules.latest_slot(self.schedule, self.created_at, first, now)
-        self.next_slot_at = self._slot_after(now)
-        on_time = (now - latest).total_seconds() <= starting_deadline_s
-        if count > 1 or not on_time:
-            self._record(
-                EventType.RUN_SKIPPED,
-                now,
-                actor,
-                {
-                    "reason": "catch_up" if on_time else "starting_deadline",
-                    "count": count - 1 if on_time else count,
-                    "first": first,
-                    "last": latest if not on_time else None,
-                    "starting_deadline_s": starting_deadline_s,
-                },
-            )
-        return latest if on_time else None
+        caught = recurrence.catch_up(self.schedule, self.created_at, self.next_slot_at, now, starting_deadline_s)
+        self.next_slot_at = caught.next_slot_at
+        if caught.skipped is not None:
+            self._record(EventType.RUN_SKIPPED, now, actor, caught.skipped)
+        return caught.slot
 
     def slot_spawned(
         self, slot: datetime, child_id: str, now: datetime, *, starting_deadline_s: float, actor: str = "scheduler"
@@ -298,15 +255,15 @@ class Task:
         slot = self._catch_up(now, starting_deadline_s, actor)
         if slot is None:
             return None
-        if self.overlap is Overlap.ALLOW:
+        action, why = recurrence.while_busy(self.overlap, self.waiting_slot)
+        if action is recurrence.WhileBusy.SPAWN:
             child = self.spawn_run(slot, now, actor)
             self._record(EventType.RUN_SPAWNED, now, actor, {"task_id": child.id, "scheduled_for": slot})
             return child
-        if self.overlap is Overlap.QUEUE and self.waiting_slot is None:
+        if action is recurrence.WhileBusy.WAIT:
             self.waiting_slot = slot
             self._record(EventType.RUN_WAITING, now, actor, {"scheduled_for": slot})
             return None
-        why = "previous run still going" if self.overlap is Overlap.SKIP else "a run is already waiting"
         self._record(
             EventType.RUN_SKIPPED,
             now,
@@ -329,7 +286,7 @@ class Task:
         """An executor takes the lease for ``attempt`` (of run ``run``, when the message says); only the attempt
         the queue was given can start: attempt numbers restart with every run, run numbers never repeat."""
         self._require(Status.QUEUED)
-        self._require_next(attempt, run)
+        attempts.check_next(attempt, run, attempts=self.attempts, run_no=self.run_no)
         self.status = Status.RUNNING
         self.attempts = attempt
         self.worker = worker
@@ -355,8 +312,7 @@ class Task:
     ) -> None:
         """The running attempt returned ``result``."""
         self._require_owner(attempt, worker, claim_seq)
-        data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
-        data.update(log.to_data(now) if log is not None else {})
+        data = attempts.outcome_data(attempt, self.run_no, self.started_at, now, log)
         self.result = result
         self.last_error = None
         self.finished_at = now
@@ -421,7 +377,7 @@ class Task:
         """
         self._require(Status.QUEUED)
         if attempt is not None:
-            self._require_next(attempt, run)
+            attempts.check_next(attempt, run, attempts=self.attempts, run_no=self.run_no)
         self.poison_strikes += 1
         data = {"attempt": self.attempts + 1, "receives": receives, "strike": self.poison_strikes}
         if attempt is not None and self.poison_strikes < strikes_allowed:
@@ -453,9 +409,9 @@ class Task:
         self._require_owner(attempt, worker, claim_seq)
         if not self.cancel_requested:
             raise IllegalTransition("no cancel was requested")
-        data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
-        data.update(log.to_data(now) if log is not None else {})
-        self._finish_cancelled(now, f"executor:{worker}", data)
+        self._finish_cancelled(
+            now, f"executor:{worker}", attempts.outcome_data(attempt, self.run_no, self.started_at, now, log)
+        )
 
     def expire(self, now: datetime, actor: str = "scheduler") -> None:
         """A task not started before ``expires_at`` ends ``expired``."""
@@ -478,7 +434,18 @@ class Task:
         if not changed:
             return
         if "schedule" in changed:
-            self._reschedule(changed["schedule"], now)
+            new = recurrence.reschedule(
+                changed["schedule"],
+                self.created_at,
+                now,
+                busy=self.status in BUSY,
+                was_repeating=self.is_repeating,
+                run_slot=self.run_slot,
+                status=self.status,
+            )
+            self.next_slot_at = new.next_slot_at
+            if not new.keep_next_run:
+                self.next_run_at = new.next_run_at
         for name, value in changed.items():
             setattr(self, name, value)
         data: dict[str, Any] = {"fields": sorted(changed)}
@@ -486,34 +453,6 @@ class Task:
             data["next_run_at"] = self.next_run_at
             data["next_slot_at"] = self.next_slot_at
         self._record(EventType.UPDATED, now, actor, data)
-
-    def _reschedule(self, schedule: Schedule | None, now: datetime) -> None:
-        """A new schedule takes effect for the next run; a run already under way is not touched."""
-        repeating = schedule is not None and schedule.is_repeating
-        if self.status in BUSY:
-            if not (self.is_repeating and repeating):
-                raise IllegalTransition(
-                    f"the task is {self.status.value}: only a repeating task's schedule can change while it runs"
-                )
-            # The slot of the run under way (or staged, a little ahead of its time) must not come round again.
-            after_run = self.run_slot + timedelta(milliseconds=1) if self.run_slot else now
-            self.next_slot_at = self._first_slot_of(schedule, max(now, after_run))
-            return
-        # Scheduled: the new schedule decides the next run (no schedule: at once, by the scheduler's next pass).
-        self.next_slot_at = self._first_slot_of(schedule, now) if repeating else None
-        if schedule is None:
-            self.next_run_at = now
-        elif schedule.at is not None:
-            self.next_run_at = schedule.at
-        else:
-            self.next_run_at = self.next_slot_at
-
-    def _first_slot_of(self, schedule: Schedule | None, now: datetime) -> datetime:
-        assert schedule is not None
-        first = schedules.first_slot(schedule, self.created_at, now)
-        if first is None:
-            raise InvalidSchedule("the new schedule has no run left: nothing matches before its end_at")
-        return first
 
     def redrive(self, actor: str, now: datetime) -> None:
         """A ``failed`` task goes back on its queue with a fresh retry budget."""
@@ -539,25 +478,17 @@ class Task:
     ) -> None:
         attempt = self.attempts
         self.last_error = error
-        self._record(
-            EventType.FAILED,
-            now,
-            actor,
-            {
-                "attempt": attempt,
-                "run_id": self.run_id(attempt),
-                "run_status": run_status.value,
-                "error": {"type": error.type, "message": error.message},
-                "duration_ms": self._duration_ms(now),
-                **(log.to_data(now) if log is not None else {}),
-            },
-        )
+        data = attempts.failed_data(attempt, self.run_no, self.started_at, now, error, run_status, log)
+        self._record(EventType.FAILED, now, actor, data)
         self._release()
-        if self.cancel_requested:
+        after = attempts.after_failure(
+            attempt, self.retry.max_retries, cancel_requested=self.cancel_requested, backoff=backoff
+        )
+        if after is attempts.AfterFailure.CANCEL:
             self._finish_cancelled(now, actor, {})
-        elif attempt <= self.retry.max_retries and not backoff:
+        elif after is attempts.AfterFailure.REQUEUE:
             self._enqueue(now, actor)
-        elif attempt <= self.retry.max_retries:
+        elif after is attempts.AfterFailure.RETRY:
             delay_s = self.retry.delay_s(attempt, jitter)
             self.status = Status.RETRYING
             self.next_run_at = now + timedelta(seconds=delay_s)
@@ -646,30 +577,21 @@ class Task:
         self.lease_expires_at = None
         self.claim_seq = None
 
-    def _duration_ms(self, now: datetime) -> int | None:
-        if self.started_at is None:
-            return None
-        return int((now - self.started_at).total_seconds() * 1000)
-
     def _require(self, *allowed: Status) -> None:
         if self.status not in allowed:
             wanted = " or ".join(s.value for s in allowed)
             raise IllegalTransition(f"task is {self.status.value}, not {wanted}", status=self.status.value)
 
-    def _require_next(self, attempt: int, run: int | None) -> None:
-        if run is not None and run != self.run_no:
-            raise StaleAttempt(f"the message is for run {run}, not the next one ({self.run_no})")
-        if attempt != self.attempts + 1:
-            raise StaleAttempt(f"attempt {attempt} is not the next one ({self.attempts + 1})")
-
     def _require_owner(self, attempt: int, worker: str, claim_seq: int | None = None) -> None:
-        """Fence by attempt and worker, and by the claim's token when the caller holds one."""
-        stale_claim = claim_seq is not None and claim_seq != self.claim_seq
-        if self.status is not Status.RUNNING or self.attempts != attempt or self.worker != worker or stale_claim:
-            raise StaleAttempt(
-                f"attempt {attempt} on {worker} no longer owns the task "
-                f"(status {self.status.value}, attempt {self.attempts}, worker {self.worker})"
-            )
+        attempts.check_owner(
+            attempt,
+            worker,
+            claim_seq,
+            status=self.status,
+            attempts=self.attempts,
+            holder=self.worker,
+            held_claim=self.claim_seq,
+        )
 
     def _record(self, type: EventType, now: datetime, actor: str, data: dict[str, Any]) -> None:
         self.version += 1
