@@ -4,6 +4,7 @@ follows a failure. Pure functions of values; the task aggregate applies them."""
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -78,6 +79,32 @@ def failed_data(
         "duration_ms": duration_ms(started_at, now),
         **(log.to_data(now) if log is not None else {}),
     }
+
+
+def retry_data(attempt: int, delay_s: float, next_run_at: datetime | None) -> dict[str, Any]:
+    """The ``retry_scheduled`` event's data: the next attempt, after how long, and when."""
+    return {"next_attempt": attempt + 1, "delay_s": round(delay_s, 3), "next_run_at": next_run_at}
+
+
+@dataclass(frozen=True)
+class Poisoned:
+    """What a dead-lettered message does to its queued task."""
+
+    #: The event's data: ``queued`` again, or the run's ``dead_lettered``.
+    data: dict[str, Any]
+    #: Why the run failed, when it does (``None``: the task is sent again with a fresh message).
+    error: ErrorInfo | None
+
+
+def poisoned(attempt: int | None, receives: int, attempts: int, strikes: int, strikes_allowed: int) -> Poisoned:
+    """An undecodable message (``attempt`` ``None``) fails the run at once; a decodable one may only have bounced
+    (a backlog, a store outage), so it is sent again while its ``strikes`` stay under ``strikes_allowed``."""
+    data = {"attempt": attempts + 1, "receives": receives, "strike": strikes}
+    if attempt is not None and strikes < strikes_allowed:
+        return Poisoned({**data, "reason": "message dead-lettered; sent again"}, None)
+    why = "undecodable" if attempt is None else f"dead-lettered {strikes} times"
+    error = ErrorInfo("PoisonMessage", f"its message was {why} (last after {receives} receives)")
+    return Poisoned({**data, "attempts": attempts}, error)
 
 
 class AfterFailure(enum.Enum):

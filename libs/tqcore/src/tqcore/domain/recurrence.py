@@ -17,6 +17,8 @@ from tqcore.domain.errors import IllegalTransition, InvalidSchedule
 from tqcore.domain.model import Overlap, Schedule, Status
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: States in which a run is under way (queued, running, or waiting out a retry's backoff).
+BUSY = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRYING})
 
 
 def first_run(
@@ -59,6 +61,31 @@ def wake_at(
     if busy_slot is not None:
         times.append(busy_slot)
     return min(times) if times else None
+
+
+class Due(enum.Enum):
+    """What the scheduler does with a task whose ``wake_at`` has passed."""
+
+    #: Not started before ``expires_at``: it ends ``expired``.
+    EXPIRE = "expire"
+    #: A repeating task's slot came: it catches up and starts that run (or waits for its next slot).
+    REPEAT = "repeat"
+    #: A one-shot run or a retry came due: it is queued.
+    PROMOTE = "promote"
+    #: No run of its own is due (a slot falling due during a run may be).
+    OTHER = "other"
+
+
+def due(status: Status, next_run_at: datetime | None, expired: bool, repeating: bool, now: datetime) -> Due:
+    """What a task found due does: expire, start a repeating task's run, queue a run or retry, or else."""
+    if status is Status.SCHEDULED and expired:
+        return Due.EXPIRE
+    run_due = next_run_at is not None and next_run_at <= now
+    if not run_due or status not in (Status.SCHEDULED, Status.RETRYING):
+        return Due.OTHER
+    if expired:  # a retry due after expires_at
+        return Due.EXPIRE
+    return Due.REPEAT if status is Status.SCHEDULED and repeating else Due.PROMOTE
 
 
 @dataclass(frozen=True)
@@ -130,15 +157,14 @@ def reschedule(
     schedule: Schedule | None,
     created_at: datetime,
     now: datetime,
-    *,
-    busy: bool,
+    status: Status,
     was_repeating: bool,
     run_slot: datetime | None,
-    status: Status,
 ) -> Rescheduled:
-    """A new schedule takes effect for the next run; a run already under way is not touched."""
+    """A new schedule takes effect for the next run; a run already under way (``status`` busy, for ``run_slot``
+    when it repeats) is not touched."""
     repeating = schedule is not None and schedule.is_repeating
-    if busy:
+    if status in BUSY:
         if not (was_repeating and repeating):
             raise IllegalTransition(
                 f"the task is {status.value}: only a repeating task's schedule can change while it runs"

@@ -3,120 +3,20 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from tqcore.domain import attempts, recurrence, schedules
+from tqcore.domain import attempts, recurrence
 from tqcore.domain.errors import IllegalTransition
-from tqcore.domain.model import (
-    ErrorInfo,
-    Event,
-    EventType,
-    Overlap,
-    Priority,
-    RetryPolicy,
-    RunLog,
-    RunStatus,
-    Schedule,
-    Status,
-)
-
-#: States in which a run is under way (queued, running, or waiting out a retry's backoff).
-BUSY = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRYING})
-
-#: Fields a user may change with PATCH.
-MUTABLE_FIELDS = frozenset(
-    {"payload", "priority", "schedule", "overlap", "expires_at", "retry", "timeout_s", "name", "description"}
-)
+from tqcore.domain.model import ErrorInfo, Event, EventType, RunLog, RunStatus, Status
+from tqcore.domain.recurrence import BUSY as BUSY
+from tqcore.domain.state import MUTABLE_FIELDS, TaskState
 
 
 @dataclass
-class Task:
-    """A unit of work and its whole state; ``version`` counts the events that built it."""
-
-    id: str
-    type: str
-    group: str
-    owner: str
-    created_at: datetime
-    payload: Any = None
-    priority: Priority = Priority.NORMAL
-    name: str | None = None
-    description: str | None = None
-    status: Status = Status.QUEUED
-    version: int = 0
-    attempts: int = 0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout_s: int = 300
-    schedule: Schedule | None = None
-    overlap: Overlap = Overlap.SKIP
-    expires_at: datetime | None = None
-    idempotency_key: str | None = None
-    worker: str | None = None
-    updated_at: datetime | None = None
-    queued_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    next_run_at: datetime | None = None
-    lease_expires_at: datetime | None = None
-    run_count: int = 0
-    #: Times the current enqueue was sent again because no executor claimed it in time.
-    resends: int = 0
-    #: Times this run's message was dead-lettered by SQS and sent again (see ``poisoned``).
-    poison_strikes: int = 0
-    #: Version the current attempt's claim produced: the fencing token every outcome must present, so a
-    #: zombie from an earlier run (attempt numbers restart after a redrive) can never record over this one.
-    claim_seq: int | None = None
-    cancel_requested: bool = False
-    #: A repeating task's next slot not yet acted on (``None`` for one-shot tasks and once the schedule ends).
-    next_slot_at: datetime | None = None
-    #: ``overlap: queue``: the slot of the one run waiting for the current run to end.
-    waiting_slot: datetime | None = None
-    #: The slot the current (or last) run of a repeating task is for.
-    run_slot: datetime | None = None
-    #: The repeating task that spawned this task as an overlapping run (``overlap: allow``).
-    parent_id: str | None = None
-    last_error: ErrorInfo | None = None
-    result: Any = None
-    #: The W3C trace context (``traceparent``, ``tracestate``) the task's next step continues: its submit's, or
-    #: the scheduler's that queued its current run. Metadata for tracing, never a reason for a transition.
-    trace_context: dict[str, str] | None = None
-    #: Events recorded since the task was loaded, committed together with the snapshot.
-    pending_events: list[Event] = field(default_factory=list, repr=False, compare=False)
-    #: The claim this change ended (its lease must go with the commit); ``None`` if no claim ended.
-    released_claim: int | None = field(default=None, repr=False, compare=False)
-
-    # ----------------------------------------------------------------- derived
-    @property
-    def retries(self) -> int:
-        """Retries started for the current run: ``max(attempts - 1, 0)``."""
-        return max(self.attempts - 1, 0)
-
-    @property
-    def run_no(self) -> int:
-        """1-based number of the current (or next) run of this task."""
-        return self.run_count + 1
-
-    def run_id(self, attempt: int) -> str:
-        """The id of one attempt of the current run, as listed by ``/runs``."""
-        return attempts.run_id(self.run_no, attempt)
-
-    @property
-    def is_repeating(self) -> bool:
-        """True for interval and cron schedules."""
-        return self.schedule is not None and self.schedule.is_repeating
-
-    @property
-    def _slot_pending_while_busy(self) -> bool:
-        """A run is under way and a next slot is coming (none once a cancel was requested)."""
-        return self.status in BUSY and self.is_repeating and self.next_slot_at is not None and not self.cancel_requested
-
-    @property
-    def wake_at(self) -> datetime | None:
-        """When the scheduler must next look at the task (the ``due`` index's time), ``None`` if never."""
-        busy_slot = self.next_slot_at if self._slot_pending_while_busy else None
-        return recurrence.wake_at(self.status, self.next_run_at, self.expires_at, busy_slot)
+class Task(TaskState):
+    """A unit of work: its state (``TaskState``) and every change to it, each recording an event."""
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -146,10 +46,6 @@ class Task:
         else:
             task._schedule(first_run, now, owner)
         return task
-
-    def _slot_after(self, at: datetime) -> datetime | None:
-        assert self.schedule is not None
-        return schedules.next_slot(self.schedule, self.created_at, at)
 
     def spawn_run(self, slot: datetime, now: datetime, actor: str = "scheduler") -> Task:
         """A one-shot task running ``slot`` of this repeating task beside its current run (``overlap: allow``)."""
@@ -182,43 +78,25 @@ class Task:
         self._enqueue(now, actor)
 
     def on_due(self, now: datetime, *, starting_deadline_s: float, actor: str = "scheduler") -> Task | None:
-        """The scheduler found the task due (``wake_at`` has passed): act on it.
-
-        Expire it past ``expires_at``; queue a due one-shot run or retry; start a repeating task's due run;
-        or, while a run is under way, skip, keep waiting or spawn the slot that came due, as ``overlap``
-        says. A repeating task that missed slots runs once to catch up, if its latest slot is no older than
-        ``starting_deadline_s``. Returns the spawned task (``overlap: allow``) for the caller to create.
-        """
-        if self.status is Status.SCHEDULED and self.is_expired(now):
+        """The scheduler found the task due (``wake_at`` has passed): act on it as ``recurrence.Due`` says (a
+        repeating task that missed slots runs once to catch up, if its latest slot is no older than
+        ``starting_deadline_s``). Returns the spawned task (``overlap: allow``) for the caller to create."""
+        due = recurrence.due(self.status, self.next_run_at, self.is_expired(now), self.is_repeating, now)
+        if due is recurrence.Due.EXPIRE:
             self.expire(now, actor)
-            return None
-        run_due = self.next_run_at is not None and self.next_run_at <= now
-        if self.status is Status.RETRYING and run_due and self.is_expired(now):
-            self.expire(now, actor)
-            return None
-        if self.status is Status.SCHEDULED and run_due and self.is_repeating:
+        elif due is recurrence.Due.REPEAT:
             slot = self._catch_up(now, starting_deadline_s, actor)
             if slot is not None:
                 self._start_run(now, actor, slot)
             else:
                 self._schedule_next(now, actor)
-            return None
-        if self.status in (Status.SCHEDULED, Status.RETRYING) and run_due:
+        elif due is recurrence.Due.PROMOTE:
             self.promote(now, actor)
-            return None
-        if self._slot_pending_while_busy and self.next_slot_at is not None and self.next_slot_at <= now:
+        elif self._slot_pending_while_busy and self.next_slot_at is not None and self.next_slot_at <= now:
             return self._slot_while_busy(now, starting_deadline_s, actor)
-        raise IllegalTransition("task is not due yet", wake_at=self.wake_at)
-
-    def stageable(self) -> bool:
-        """True if what falls due next is only a run (or retry) starting at ``next_run_at``: a change the
-        scheduler may commit a little ahead, sending the task at its time (see ``tqcore.scheduling``)."""
-        return (
-            self.status in (Status.SCHEDULED, Status.RETRYING)
-            and self.next_run_at is not None
-            and self.wake_at == self.next_run_at
-            and not self.is_expired(self.next_run_at)
-        )
+        else:
+            raise IllegalTransition("task is not due yet", wake_at=self.wake_at)
+        return None
 
     def _catch_up(self, now: datetime, starting_deadline_s: float, actor: str) -> datetime | None:
         """Move past every slot up to ``now`` (those passed over: one ``run_skipped`` event); the latest one, if
@@ -271,10 +149,6 @@ class Task:
             {"reason": "overlap", "scheduled_for": slot, "detail": why, "run_id": self.run_id(max(self.attempts, 1))},
         )
         return None
-
-    def is_expired(self, now: datetime) -> bool:
-        """True once ``expires_at`` has passed."""
-        return self.expires_at is not None and self.expires_at <= now
 
     def resend(self, now: datetime, actor: str = "reaper") -> None:
         """A ``queued`` task nobody claimed in time is sent again (a new version, so a new message)."""
@@ -379,13 +253,12 @@ class Task:
         if attempt is not None:
             attempts.check_next(attempt, run, attempts=self.attempts, run_no=self.run_no)
         self.poison_strikes += 1
-        data = {"attempt": self.attempts + 1, "receives": receives, "strike": self.poison_strikes}
-        if attempt is not None and self.poison_strikes < strikes_allowed:
-            self._record(EventType.QUEUED, now, actor, {**data, "reason": "message dead-lettered; sent again"})
+        verdict = attempts.poisoned(attempt, receives, self.attempts, self.poison_strikes, strikes_allowed)
+        if verdict.error is None:
+            self._record(EventType.QUEUED, now, actor, verdict.data)
             return
-        why = "undecodable" if attempt is None else f"dead-lettered {self.poison_strikes} times"
-        self.last_error = ErrorInfo("PoisonMessage", f"its message was {why} (last after {receives} receives)")
-        self._dead_letter(now, actor, {**data, "attempts": self.attempts})
+        self.last_error = verdict.error
+        self._dead_letter(now, actor, verdict.data)
 
     def request_cancel(self, actor: str, now: datetime) -> None:
         """Cancel: at once when nothing runs, else the running attempt is told to stop."""
@@ -435,13 +308,7 @@ class Task:
             return
         if "schedule" in changed:
             new = recurrence.reschedule(
-                changed["schedule"],
-                self.created_at,
-                now,
-                busy=self.status in BUSY,
-                was_repeating=self.is_repeating,
-                run_slot=self.run_slot,
-                status=self.status,
+                changed["schedule"], self.created_at, now, self.status, self.is_repeating, self.run_slot
             )
             self.next_slot_at = new.next_slot_at
             if not new.keep_next_run:
@@ -450,8 +317,7 @@ class Task:
             setattr(self, name, value)
         data: dict[str, Any] = {"fields": sorted(changed)}
         if "schedule" in changed:
-            data["next_run_at"] = self.next_run_at
-            data["next_slot_at"] = self.next_slot_at
+            data.update(next_run_at=self.next_run_at, next_slot_at=self.next_slot_at)
         self._record(EventType.UPDATED, now, actor, data)
 
     def redrive(self, actor: str, now: datetime) -> None:
@@ -492,12 +358,7 @@ class Task:
             delay_s = self.retry.delay_s(attempt, jitter)
             self.status = Status.RETRYING
             self.next_run_at = now + timedelta(seconds=delay_s)
-            self._record(
-                EventType.RETRY_SCHEDULED,
-                now,
-                actor,
-                {"next_attempt": attempt + 1, "delay_s": round(delay_s, 3), "next_run_at": self.next_run_at},
-            )
+            self._record(EventType.RETRY_SCHEDULED, now, actor, attempts.retry_data(attempt, delay_s, self.next_run_at))
         else:
             self._dead_letter(now, actor, {"attempts": attempt, "run_id": self.run_id(attempt)})
 
@@ -549,8 +410,7 @@ class Task:
         self._release()
         self.status = Status.CANCELLED
         self.finished_at = now
-        self.next_run_at = None
-        self.next_slot_at = self.waiting_slot = None
+        self.next_run_at = self.next_slot_at = self.waiting_slot = None
         self._record(EventType.CANCELLED, now, actor, data)
 
     def _enqueue(self, now: datetime, actor: str, *, scheduled_for: datetime | None = None) -> None:
@@ -576,22 +436,6 @@ class Task:
         self.worker = None
         self.lease_expires_at = None
         self.claim_seq = None
-
-    def _require(self, *allowed: Status) -> None:
-        if self.status not in allowed:
-            wanted = " or ".join(s.value for s in allowed)
-            raise IllegalTransition(f"task is {self.status.value}, not {wanted}", status=self.status.value)
-
-    def _require_owner(self, attempt: int, worker: str, claim_seq: int | None = None) -> None:
-        attempts.check_owner(
-            attempt,
-            worker,
-            claim_seq,
-            status=self.status,
-            attempts=self.attempts,
-            holder=self.worker,
-            held_claim=self.claim_seq,
-        )
 
     def _record(self, type: EventType, now: datetime, actor: str, data: dict[str, Any]) -> None:
         self.version += 1
