@@ -37,9 +37,9 @@ from tqcore.domain.errors import TaskNotFound
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
 from tqcore.errors import StoreUnavailable
-from tqcore.execution import Attempts
-from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.service import Catalog, Tasks
 from tqdev.stack import unique_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -20,11 +20,11 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
 from tqcore.errors import StoreUnavailable
-from tqcore.execution import Attempts
 from tqcore.ports import LeaseState
-from tqcore.recovery import reclaim_expired_leases
-from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.recovery import reclaim_expired_leases
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

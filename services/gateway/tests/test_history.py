@@ -13,8 +13,8 @@ from tq_gateway.testing import client_over_fakes
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import ErrorInfo, Status
 from tqcore.domain.task import Task
-from tqcore.service import mutate
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
 

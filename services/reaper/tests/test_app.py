@@ -13,8 +13,8 @@ from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Priority
 from tqcore.ports import DeadLetter
-from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

@@ -16,8 +16,8 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import EventType, Status
 from tqcore.domain.task import Task
 from tqcore.errors import StoreUnavailable
-from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

@@ -15,13 +15,13 @@ from tqcore.domain.errors import LeaseHeld
 from tqcore.domain.model import EventType, RunStatus, Status
 from tqcore.domain.task import Task
 from tqcore.errors import StoreUnavailable
-from tqcore.execution import Attempts
 from tqcore.ports import LeaseRecord, LeaseState
-from tqcore.recovery import reclaim_expired_leases
-from tqcore.scheduling import promote_due
-from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.recovery import reclaim_expired_leases
+from tqcore.usecases.scheduling import promote_due
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

@@ -20,7 +20,7 @@ from tqcore.domain.errors import PreconditionFailed
 from tqcore.domain.requests import TaskListQuery
 from tqcore.domain.task import Task
 from tqcore.listing import TaskListing, TaskPage
-from tqcore.service import Tasks
+from tqcore.usecases.service import Tasks
 
 #: One task version, plain or as a quoted entity tag (ASCII digits only).
 VERSION_TAG = re.compile(r'([0-9]{1,18})|"([0-9]{1,18})"', re.ASCII)

@@ -15,8 +15,8 @@ from tqcore.domain.codec import event_to_dict
 from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import run_to_dict
 from tqcore.errors import QueueUnavailable
-from tqcore.management import DeadLetters, TaskHistory
 from tqcore.ports import ManagedQueue, QueueDepth
+from tqcore.usecases.management import DeadLetters, TaskHistory
 
 
 class TaskRuns:

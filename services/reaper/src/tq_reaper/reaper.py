@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 
 from tqcore.ports import Clock, DeadLetterInbox, TaskQueue, TaskStore
-from tqcore.recovery import reclaim_expired_leases, resend_stuck, settle_dead_letters
+from tqcore.usecases.recovery import reclaim_expired_leases, resend_stuck, settle_dead_letters
 
 log = logging.getLogger(__name__)
 

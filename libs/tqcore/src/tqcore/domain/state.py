@@ -115,7 +115,7 @@ class TaskState:
 
     def stageable(self) -> bool:
         """True if what falls due next is only a run (or retry) starting at ``next_run_at``: a change the
-        scheduler may commit a little ahead, sending the task at its time (see ``tqcore.scheduling``)."""
+        scheduler may commit a little ahead, sending the task at its time (see ``tqcore.usecases.scheduling``)."""
         return (
             self.status in (Status.SCHEDULED, Status.RETRYING)
             and self.next_run_at is not None

@@ -22,7 +22,7 @@ from tqcore.errors import QueueUnavailable
 from tqcore.listing import PAGE_BYTES, PageRules, TaskPage, fill_page, listed_groups
 from tqcore.ports import Clock, RunLogStore, TaskQueue, TaskStore
 from tqcore.queries import TaskQueries, decode_cursor, dlq_after, encode_cursor
-from tqcore.service import TASK_ID, mutate
+from tqcore.usecases.service import TASK_ID, mutate
 
 log = logging.getLogger(__name__)
 

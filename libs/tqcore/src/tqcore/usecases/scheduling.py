@@ -39,7 +39,7 @@ from tqcore.domain.task import BUSY, Task
 from tqcore.errors import QueueUnavailable
 from tqcore.outbox import SEND_BATCH, Outbox
 from tqcore.ports import Clock, TaskQueue, TaskStore
-from tqcore.service import mutate
+from tqcore.usecases.service import mutate
 
 log = logging.getLogger(__name__)
 
