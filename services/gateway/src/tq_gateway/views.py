@@ -16,7 +16,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from tqcore.domain.codec import schedule_to_dict, ts
+from tqcore.domain.codec import task_to_dict
 from tqcore.domain.model import Overlap, Priority, Status
 from tqcore.domain.task import Task
 
@@ -109,45 +109,9 @@ TASK_FIELDS = tuple(TaskView.model_fields)
 
 
 def task_view(task: Task) -> dict[str, Any]:
-    """The task as the API shows it (``TaskView``'s fields, JSON-ready)."""
-    error = task.last_error
-    return {
-        "id": task.id,
-        "type": task.type,
-        "group": task.group,
-        "owner": task.owner,
-        "name": task.name,
-        "description": task.description,
-        "payload": task.payload,
-        "priority": task.priority.value,
-        "status": task.status.value,
-        "version": task.version,
-        "attempts": task.attempts,
-        "retries": task.retries,
-        "retry": {
-            "max_retries": task.retry.max_retries,
-            "backoff_base_s": task.retry.backoff_base_s,
-            "backoff_max_s": task.retry.backoff_max_s,
-        },
-        "timeout_s": task.timeout_s,
-        "schedule": schedule_to_dict(task.schedule),
-        "overlap": task.overlap.value,
-        "expires_at": ts(task.expires_at),
-        "idempotency_key": task.idempotency_key,
-        "worker": task.worker,
-        "created_at": ts(task.created_at),
-        "updated_at": ts(task.updated_at),
-        "queued_at": ts(task.queued_at),
-        "started_at": ts(task.started_at),
-        "finished_at": ts(task.finished_at),
-        "next_run_at": ts(task.next_run_at),
-        "lease_expires_at": ts(task.lease_expires_at),
-        "run_count": task.run_count,
-        "cancel_requested": task.cancel_requested,
-        "parent_id": task.parent_id,
-        "last_error": None if error is None else {"type": error.type, "message": error.message},
-        "result": task.result,
-    }
+    """The task as the API shows it: ``TaskView``'s fields of its JSON form (``task_to_dict``), JSON-ready."""
+    resource = task_to_dict(task)
+    return {name: resource[name] for name in TASK_FIELDS}
 
 
 #: A stored document's top-level fields, each kept as its JSON text.
