@@ -33,10 +33,10 @@ from tqcore.bootstrap import bootstrap
 from tqcore.clock import SystemClock, new_task_id
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.recovery import reclaim_expired_leases, resend_stuck
-from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqcore.testing import InMemoryRegistry, RecordingQueue
+from tqcore.usecases.recovery import reclaim_expired_leases, resend_stuck
+from tqcore.usecases.service import Catalog, Tasks
 from tqdev.emulator import start_emulator
 from tqdev.stack import Stack, StackConfig, unique_prefix
 

@@ -26,8 +26,8 @@ from tqcore.bootstrap import bootstrap
 from tqcore.clock import new_task_id
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.task import Task
-from tqcore.service import mutate
 from tqcore.settings import CoreSettings
+from tqcore.usecases.service import mutate
 from tqdev.emulator import start_emulator
 from tqdev.stack import unique_prefix
 

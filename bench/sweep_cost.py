@@ -22,9 +22,9 @@ from tqcore.bootstrap import bootstrap
 from tqcore.clock import SystemClock, new_task_id
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqcore.testing import InMemoryRegistry, RecordingQueue
+from tqcore.usecases.service import Catalog, Tasks
 from tqdev.emulator import start_emulator
 
 

@@ -10,6 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import running_stack, wait_for_status
+from tqcore.adapters import aws
+from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
+from tqcore.settings import CoreSettings
 from tqdev.otlp import OtlpReceiver, Span
 from tqdev.stack import Stack
 
@@ -71,7 +74,7 @@ def submitted_trace(receiver: OtlpReceiver, task_id: str, *, scheduled: bool) ->
 
 
 def test_a_task_is_one_trace_from_the_request_to_its_attempt(
-    client: Callable[[str], httpx.Client], receiver: OtlpReceiver
+    client: Callable[[str], httpx.Client], receiver: OtlpReceiver, stack: Stack
 ) -> None:
     alice = client("alice")
     # When alice submits a task and it succeeds
@@ -98,8 +101,12 @@ def test_a_task_is_one_trace_from_the_request_to_its_attempt(
     assert attempt.attributes["tq.outcome"] == "succeeded"
     # and the claim and the outcome are DynamoDB calls within the attempt
     assert [s.name for s in children(spans, attempt, "DynamoDB.")] == ["DynamoDB.TransactWriteItems"] * 2
-    # and the task shows the context its runs are traced under
-    assert created.json()["trace_context"]["traceparent"].split("-")[1:3] == [request.trace_id, request.span_id]
+    # and the task keeps the context its runs are traced under (stored, not shown by the API)
+    settings = CoreSettings(endpoint_url=stack.config.endpoint_url, prefix=stack.config.prefix)
+    stored = DynamoTaskStore(aws.client(settings, "dynamodb"), settings).get(task_id)
+    assert stored.trace_context is not None
+    assert stored.trace_context["traceparent"].split("-")[1:3] == [request.trace_id, request.span_id]
+    assert "trace_context" not in created.json()
 
 
 def test_a_scheduled_task_runs_in_its_submits_trace_through_the_promotion(

@@ -16,8 +16,8 @@ from tqcore.clock import SystemClock, new_task_id
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import EventType, Status
-from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
+from tqcore.usecases.service import Catalog, Tasks
 from tqdev.procs import free_port
 from tqdev.stack import unique_prefix
 

@@ -18,9 +18,9 @@ from tqcore.clock import new_task_id
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Status
-from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqcore.testing import FixedClock
+from tqcore.usecases.service import Catalog, Tasks
 from tqdev.faults import Fault, FaultProxy
 from tqdev.stack import Stack, StackConfig, unique_prefix
 

@@ -33,12 +33,13 @@ from tqcore.clock import SystemClock, new_task_id
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import StoreUnavailable, TaskNotFound
+from tqcore.domain.errors import TaskNotFound
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
-from tqcore.service import Catalog, Tasks
+from tqcore.errors import StoreUnavailable
 from tqcore.settings import CoreSettings
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.service import Catalog, Tasks
 from tqdev.stack import unique_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

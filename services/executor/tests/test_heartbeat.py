@@ -17,14 +17,14 @@ from tq_executor.heartbeat import Active, Heartbeat
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import StoreUnavailable
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
+from tqcore.errors import StoreUnavailable
 from tqcore.ports import LeaseState
-from tqcore.recovery import reclaim_expired_leases
-from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.recovery import reclaim_expired_leases
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 from tq_gateway.body import BodyLimit
 from tq_gateway.settings import GatewaySettings
 from tq_gateway.testing import client_over_fakes
-from tqcore.domain.errors import StoreUnavailable
+from tqcore.errors import StoreUnavailable
 from tqcore.testing import InMemoryRegistry, InMemoryTaskStore
 
 pytestmark = pytest.mark.unit

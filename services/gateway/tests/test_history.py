@@ -14,8 +14,8 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import ErrorInfo, Status
 from tqcore.domain.task import Task
 from tqcore.queries import encode_cursor
-from tqcore.service import mutate
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
 
@@ -401,7 +401,7 @@ def test_an_unreachable_sqs_is_a_503_asked_once_per_cache_period(api: Api) -> No
     calls: list[int] = []
 
     def down() -> list[Any]:
-        from tqcore.domain.errors import QueueUnavailable
+        from tqcore.errors import QueueUnavailable
 
         calls.append(1)
         raise QueueUnavailable("sqs down (fake)")

@@ -1,7 +1,8 @@
-"""The OpenAPI document: valid OpenAPI 3.1, one operation per route and method, schemas equal to the codec's output."""
+"""The OpenAPI document: valid OpenAPI 3.1, one operation per route and method, schemas equal to what is served."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,9 @@ import schemathesis
 
 from tq_gateway.openapi import build_spec
 from tq_gateway.resources_history import queue_to_dict
-from tq_gateway.testing import app_over_fakes
+from tq_gateway.testing import app_over_fakes, client_over_fakes
+from tq_gateway.views import listed_view, task_view
+from tqcore.documents import ListedTask
 from tqcore.domain.codec import event_to_dict, task_to_dict
 from tqcore.domain.model import ErrorInfo, Event, EventType, Priority, RunStatus, Schedule, Status
 from tqcore.domain.runs import Run, run_to_dict
@@ -117,11 +120,38 @@ TASKS = [
 ]
 
 
+#: What the store keeps for the scheduler, the reaper and the executor, and clients must not come to depend on.
+INTERNALS = {"claim_seq", "poison_strikes", "resends", "run_slot", "waiting_slot", "next_slot_at", "trace_context"}
+
+
 @pytest.mark.parametrize("task", TASKS)
-def test_the_task_schema_names_exactly_what_the_codec_emits(task: Task) -> None:
-    emitted = task_to_dict(task)
-    assert set(emitted) == set(SPEC["components"]["schemas"]["Task"]["properties"])
-    _validator("Task").validate(emitted)
+def test_the_task_schema_names_exactly_what_the_gateway_serves(task: Task) -> None:
+    served = task_view(task)
+    schema = SPEC["components"]["schemas"]["Task"]
+    assert list(served) == list(schema["properties"]) == schema["required"]
+    _validator("Task").validate(served)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_a_listed_task_is_served_as_the_same_view_from_its_stored_document(task: Task) -> None:
+    stored = ListedTask.from_doc(json.dumps(task_to_dict(task)))
+    assert json.loads(listed_view(stored.doc)) == json.loads(json.dumps(task_view(task)))
+
+
+def test_no_internal_bookkeeping_is_shown_in_the_schema_or_in_any_answer() -> None:
+    assert not INTERNALS & set(SPEC["components"]["schemas"]["Task"]["properties"])
+    # Given a task submitted through the gateway
+    api = client_over_fakes()
+    alice = {"Authorization": "Bearer dev-alice"}
+    created = api.simulate_post("/v1/tasks", json={"type": "echo", "group": "team-a"}, headers=alice)
+    assert created.status_code == 201, created.text
+    # Then neither its answer, nor a read, nor a listing shows the bookkeeping
+    read = api.simulate_get(f"/v1/tasks/{created.json['id']}", headers=alice)
+    listed = api.simulate_get("/v1/tasks", params={"group": "team-a"}, headers=alice)
+    assert [len(listed.json["items"])] == [1]
+    for shown in (created.json, read.json, listed.json["items"][0]):
+        assert list(shown) == list(SPEC["components"]["schemas"]["Task"]["properties"])
+        assert not INTERNALS & set(shown)
 
 
 def test_the_run_and_event_schemas_name_exactly_what_the_codec_emits() -> None:

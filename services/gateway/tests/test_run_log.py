@@ -11,12 +11,12 @@ from tq_gateway.testing import client_over_fakes
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import RunLog
 from tqcore.domain.task import Task
-from tqcore.service import mutate
 from tqcore.testing import (
     FixedClock,
     InMemoryRunLogs,
     InMemoryTaskStore,
 )
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
 

@@ -18,9 +18,9 @@ from tqcore.domain.commands import SubmitTask, UpdateTask
 from tqcore.domain.errors import PreconditionFailed
 from tqcore.domain.model import Event, EventType, Status
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
-from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

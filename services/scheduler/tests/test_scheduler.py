@@ -11,8 +11,8 @@ from tq_scheduler.scheduler import MARK, Scheduler
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import EventType, Status
-from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

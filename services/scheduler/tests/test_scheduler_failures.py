@@ -13,11 +13,11 @@ from prometheus_client import REGISTRY
 from tq_scheduler.scheduler import MARK, Scheduler
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import StoreUnavailable
 from tqcore.domain.model import EventType, Status
 from tqcore.domain.task import Task
-from tqcore.service import Catalog, Tasks
+from tqcore.errors import StoreUnavailable
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

@@ -1,9 +1,9 @@
 """Task documents as stored JSON text: a listing reads the few fields it pages and filters by, and serves the
 rest (payload and result above all) as the text it is, never parsed into Python objects.
 
-A stored document is the task resource itself (``task_to_dict``'s output), so it can be spliced into a response
-as it is. 256 KiB of ``[{},{},...]`` parses into 6 MiB of Python objects; read with ``msgspec.Raw`` values it
-costs about its own size.
+A stored document is ``task_to_dict``'s output; the gateway cuts it to the fields its view shows (values copied
+as their text) and splices it into the response. 256 KiB of ``[{},{},...]`` parses into 6 MiB of Python
+objects; read with ``msgspec.Raw`` values it costs about its own size.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tqcore.domain.model import Status
 
 #: A document's top-level fields, each kept as its JSON text.
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
-#: The smallest task today's codec accepts; its resource's keys are the shape a document served as-is must have.
+#: The smallest task today's codec accepts; its resource's keys are the shape a document read as-is must have.
 _MINIMAL = {
     "id": "t",
     "type": "t",
@@ -47,7 +47,7 @@ class ListedTask:
     type: str
     claim_seq: int | None
     finished_at: str | None
-    #: The task resource, UTF-8 JSON, as served.
+    #: The stored task document, UTF-8 JSON (the gateway serves its view of it).
     doc: bytes
 
     @classmethod
@@ -88,7 +88,7 @@ class ListedTask:
         return replace(self, doc=msgspec.json.encode(fields))
 
 
-def page_json(items: Sequence[ListedTask], next_cursor: str | None) -> bytes:
+def page_json(docs: Sequence[bytes], next_cursor: str | None) -> bytes:
     """A listing's response body, ``{"items": [task, ...], "next_cursor": ...}``, with each document spliced in."""
     cursor = msgspec.json.encode(next_cursor)
-    return b"".join((b'{"items":[', b",".join(item.doc for item in items), b'],"next_cursor":', cursor, b"}"))
+    return b"".join((b'{"items":[', b",".join(docs), b'],"next_cursor":', cursor, b"}"))

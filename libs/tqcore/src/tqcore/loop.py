@@ -1,4 +1,4 @@
-"""Periodic services (scheduler, reaper): one composition helper and the run loop they share."""
+"""Periodic services (scheduler, reaper): the run loop they share; each wires itself (``create_service``)."""
 
 from __future__ import annotations
 
@@ -7,57 +7,18 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from prometheus_client.registry import Collector
 
-from tqcore.adapters import aws
-from tqcore.adapters.dynamodb.batching import TransactionBatcher
-from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
-from tqcore.adapters.dynamodb.registry import DynamoRegistry
-from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
-from tqcore.adapters.sqs.dead_letters import SqsDeadLetters
-from tqcore.adapters.sqs.task_queue import SqsTaskQueue
-from tqcore.clock import SystemClock
-from tqcore.logs import configure_logging
-from tqcore.metrics import observe_commit, serve_metrics
-from tqcore.ports import Clock, DeadLetterInbox, ManagedQueue, Registry, TaskStore
+from tqcore.metrics import serve_metrics
+from tqcore.ports import Registry
 from tqcore.presence import Presence
-from tqcore.queries import TaskQueries
 from tqcore.settings import CoreSettings
-from tqcore.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Adapters:
-    """Everything a periodic service may talk to."""
-
-    store: TaskStore
-    queue: ManagedQueue
-    queries: TaskQueries
-    registry: Registry
-    dead_letters: DeadLetterInbox
-    clock: Clock
-
-    @classmethod
-    def for_aws(cls, settings: CoreSettings) -> Adapters:
-        """The AWS (or emulator) adapters named by the settings."""
-        ddb, sqs = aws.client(settings, "dynamodb"), aws.client(settings, "sqs")
-        return cls(
-            # One batcher per process: concurrent writes share TransactWriteItems calls.
-            store=DynamoTaskStore(
-                ddb, settings, on_commit=observe_commit, batcher=TransactionBatcher.from_settings(ddb, settings)
-            ),
-            queue=SqsTaskQueue(sqs, settings),
-            queries=DynamoTaskQueries(ddb, settings),
-            registry=DynamoRegistry(ddb, settings),
-            dead_letters=SqsDeadLetters(sqs, settings),
-            clock=SystemClock(),
-        )
 
 
 @runtime_checkable
@@ -73,23 +34,25 @@ class Periodic(Protocol):
         ...
 
 
-def run_periodic_service(
-    service: str,
-    settings: CoreSettings,
-    interval_s: float,
-    make_pass: Callable[[Adapters], Callable[[], object] | Periodic],
-    collectors: Callable[[Adapters], list[Collector]] = lambda _: [],
-) -> int:
-    """Wire the AWS adapters, serve ``/metrics`` (with the service's own ``collectors``), announce presence,
-    and run the pass every ``interval_s`` until SIGTERM."""
-    configure_logging(service)
-    configure_tracing(service, settings)
-    adapters = Adapters.for_aws(settings)
-    made = make_pass(adapters)
-    serve_metrics(settings, *collectors(adapters))
-    presence = Presence(adapters.registry, service, instance_name(), interval_s=5)
+@dataclass(frozen=True)
+class PeriodicService:
+    """A periodic service wired by its composition root: its pass, the pause between passes, where it announces
+    itself, and the service's own ``/metrics`` collectors."""
+
+    name: str
+    one_pass: Callable[[], object] | Periodic
+    interval_s: float
+    registry: Registry
+    collectors: Sequence[Collector] = ()
+
+
+def run_periodic_service(service: PeriodicService, settings: CoreSettings) -> int:
+    """Serve ``/metrics``, announce presence, and run the pass every ``interval_s`` until SIGTERM."""
+    serve_metrics(settings, *service.collectors)
+    presence = Presence(service.registry, service.name, instance_name(), interval_s=5)
     presence.start()
-    run_every(interval_s, made.tick if isinstance(made, Periodic) else made)
+    made = service.one_pass
+    run_every(service.interval_s, made.tick if isinstance(made, Periodic) else made)
     if isinstance(made, Periodic):
         made.close()
     presence.stop()

@@ -15,9 +15,10 @@ from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
 from tqcore.documents import ListedTask
 from tqcore.domain.access import ApiKey
 from tqcore.domain.codec import task_to_dict
-from tqcore.domain.errors import LeaseHeld, QueueUnavailable, TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, EventType, Priority, Status
 from tqcore.domain.task import Task
+from tqcore.errors import QueueUnavailable
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, QueueDepth
 
 

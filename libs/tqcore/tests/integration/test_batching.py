@@ -19,8 +19,8 @@ from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.bootstrap import bootstrap
 from tqcore.clock import new_task_id
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import QueueUnavailable, StoreUnavailable
 from tqcore.domain.task import Task
+from tqcore.errors import QueueUnavailable, StoreUnavailable
 from tqcore.settings import CoreSettings
 from tqdev.faults import Fault, FaultProxy
 from tqdev.procs import wait_until

@@ -20,8 +20,8 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.errors import VersionConflict
 from tqcore.domain.model import EventType, Status
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
 from tqcore.settings import CoreSettings
+from tqcore.usecases.execution import Attempts
 
 pytestmark = pytest.mark.integration
 

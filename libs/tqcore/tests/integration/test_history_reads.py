@@ -19,9 +19,9 @@ from tqcore.domain.model import ErrorInfo, Event, EventType
 from tqcore.domain.requests import EventPageQuery, PageQuery
 from tqcore.domain.runs import project_runs, run_to_dict
 from tqcore.domain.task import Task
-from tqcore.management import TaskHistory
 from tqcore.ports import TaskStore
-from tqcore.service import mutate
+from tqcore.usecases.management import TaskHistory
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from tqcore.domain.model import ErrorInfo, Status
 from tqcore.domain.task import Task
 from tqcore.ports import TaskStore
 from tqcore.queries import TaskQueries
-from tqcore.service import mutate
 from tqcore.settings import CoreSettings
 from tqcore.testing import InMemoryTaskQueries, InMemoryTaskStore
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from botocore.exceptions import EndpointConnectionError
 from tqcore.adapters import aws
 from tqcore.adapters.s3.run_logs import LOG_PREFIX, S3RunLogs, lifecycle_days, log_key
 from tqcore.bootstrap import bootstrap
-from tqcore.domain.errors import StoreUnavailable
+from tqcore.errors import StoreUnavailable
 from tqcore.settings import CoreSettings
 from tqdev.stack import unique_prefix
 

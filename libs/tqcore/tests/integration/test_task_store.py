@@ -17,8 +17,8 @@ from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionC
 from tqcore.domain.model import Status
 from tqcore.domain.task import Task
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, TaskStore
-from tqcore.service import mutate
 from tqcore.settings import CoreSettings
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.integration
 

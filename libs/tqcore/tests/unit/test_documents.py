@@ -68,5 +68,6 @@ def test_what_is_not_a_task_document_is_a_value_error(doc: str) -> None:
 
 def test_a_page_body_splices_the_documents_in() -> None:
     items = [ListedTask.from_doc(json.dumps(task_to_dict(running([n])))) for n in range(2)]
-    assert json.loads(page_json(items, "abc")) == {"items": [json.loads(i.doc) for i in items], "next_cursor": "abc"}
+    docs = [item.doc for item in items]
+    assert json.loads(page_json(docs, "abc")) == {"items": [json.loads(doc) for doc in docs], "next_cursor": "abc"}
     assert json.loads(page_json([], None)) == {"items": [], "next_cursor": None}

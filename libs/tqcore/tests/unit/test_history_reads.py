@@ -12,7 +12,7 @@ import pytest
 
 from tqcore.domain.model import Event, EventType, RunStatus
 from tqcore.domain.runs import Run, RunsPosition, find_run, project_runs, project_window
-from tqcore.history_reads import events_page, newest_run, runs_page
+from tqcore.usecases.history_reads import events_page, newest_run, runs_page
 
 pytestmark = pytest.mark.unit
 

@@ -20,10 +20,10 @@ from tqcore.domain.errors import (
 from tqcore.domain.model import ErrorInfo, EventType, Status
 from tqcore.domain.requests import DeadLetterQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.task import Task
-from tqcore.management import DeadLetters, TaskHistory
 from tqcore.queries import encode_cursor
-from tqcore.service import mutate
 from tqcore.testing import FixedClock, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.management import DeadLetters, TaskHistory
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
 

@@ -18,9 +18,9 @@ from tqcore.domain.model import ErrorInfo, Status
 from tqcore.domain.requests import DeadLetterQuery, TaskListQuery
 from tqcore.domain.task import Task
 from tqcore.listing import PAGE_BYTES, TaskListing, TaskPage
-from tqcore.management import DeadLetters
-from tqcore.service import mutate
 from tqcore.testing import FixedClock, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.management import DeadLetters
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
 

@@ -11,11 +11,11 @@ from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Priority, Status
-from tqcore.execution import Attempts
 from tqcore.ports import DeadLetter
-from tqcore.recovery import resend_stuck, settle_dead_letters
-from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.recovery import resend_stuck, settle_dead_letters
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

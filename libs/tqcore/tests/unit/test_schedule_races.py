@@ -32,10 +32,10 @@ from tqcore.domain.errors import IllegalTransition, StaleAttempt
 from tqcore.domain.model import ErrorInfo, Event, EventType, Status
 from tqcore.domain.runs import project_runs
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
-from tqcore.scheduling import Pass, Promoter
-from tqcore.service import Catalog, Tasks, mutate
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.scheduling import Pass, Promoter
+from tqcore.usecases.service import Catalog, Tasks, mutate
 
 pytestmark = pytest.mark.unit
 

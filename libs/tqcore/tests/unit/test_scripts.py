@@ -13,8 +13,8 @@ from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask, UpdateTask
 from tqcore.domain.errors import InvalidPayload
 from tqcore.domain.scripts import MAX_ARG_CHARS, ScriptAllowList
-from tqcore.service import Catalog, Tasks
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

@@ -10,16 +10,17 @@ import pytest
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.errors import LeaseHeld, StoreUnavailable
+from tqcore.domain.errors import LeaseHeld
 from tqcore.domain.model import EventType, RunStatus, Status
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
+from tqcore.errors import StoreUnavailable
 from tqcore.ports import LeaseRecord, LeaseState
-from tqcore.recovery import reclaim_expired_leases
-from tqcore.scheduling import promote_due
-from tqcore.service import Catalog, Tasks
 from tqcore.settings import CoreSettings
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.recovery import reclaim_expired_leases
+from tqcore.usecases.scheduling import promote_due
+from tqcore.usecases.service import Catalog, Tasks
 
 pytestmark = pytest.mark.unit
 

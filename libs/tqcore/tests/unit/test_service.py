@@ -25,11 +25,11 @@ from tqcore.domain.errors import (
 )
 from tqcore.domain.model import ErrorInfo, EventType, Status
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
-from tqcore.recovery import resend_stuck
-from tqcore.scheduling import promote_due
-from tqcore.service import MAX_CONFLICT_RETRIES, Catalog, Tasks, mutate
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.recovery import resend_stuck
+from tqcore.usecases.scheduling import promote_due
+from tqcore.usecases.service import MAX_CONFLICT_RETRIES, Catalog, Tasks, mutate
 
 pytestmark = pytest.mark.unit
 

@@ -20,8 +20,8 @@ from tqcore.clock import new_task_id
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import ErrorInfo
 from tqcore.domain.task import Task
-from tqcore.service import mutate
 from tqcore.settings import CoreSettings
+from tqcore.usecases.service import mutate
 
 MIB = 1024 * 1024
 

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
 from tqcore.ports import LeaseState
 from tqcore.settings import STOP_MARGIN_S
+from tqcore.usecases.execution import Attempts
 
 log = logging.getLogger(__name__)
 

@@ -33,12 +33,12 @@ from tqcore.clock import SystemClock
 from tqcore.dispatch import Dispatch, actor_name
 from tqcore.domain.model import Priority
 from tqcore.domain.scripts import SCRIPT_TYPE
-from tqcore.execution import Attempts
 from tqcore.logs import configure_logging
 from tqcore.metrics import observe_commit, serve_metrics
 from tqcore.presence import Presence
 from tqcore.settings import load_settings
 from tqcore.tracing import configure_tracing
+from tqcore.usecases.execution import Attempts
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import IllegalTransition
 from tqcore.domain.model import ErrorInfo, RunLog, RunStatus
 from tqcore.domain.task import Task
-from tqcore.execution import Attempts
 from tqcore.logs import log_context
+from tqcore.usecases.execution import Attempts
 
 log = logging.getLogger(__name__)
 

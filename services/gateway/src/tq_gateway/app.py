@@ -38,12 +38,12 @@ from tqcore.api_keys import ApiKeys
 from tqcore.clock import SystemClock, new_task_id
 from tqcore.listing import TaskListing
 from tqcore.logs import configure_logging
-from tqcore.management import DeadLetters, TaskHistory
 from tqcore.metrics import observe_commit
 from tqcore.ports import Clock, ManagedQueue, Registry, RunLogStore, TaskStore
 from tqcore.queries import TaskQueries
-from tqcore.service import Catalog, Tasks
 from tqcore.tracing import configure_tracing
+from tqcore.usecases.management import DeadLetters, TaskHistory
+from tqcore.usecases.service import Catalog, Tasks
 
 
 def build_app(

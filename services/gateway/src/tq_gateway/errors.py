@@ -22,8 +22,6 @@ from tqcore.domain.errors import (
     InvalidSchedule,
     LogExpired,
     PreconditionFailed,
-    QueueUnavailable,
-    StoreUnavailable,
     TaskNotFound,
     TaskTooLarge,
     TqError,
@@ -31,11 +29,13 @@ from tqcore.domain.errors import (
     VersionConflict,
 )
 from tqcore.domain.requests import QUERY_STRING
+from tqcore.errors import QueueUnavailable, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-#: Domain error -> (HTTP status, problem slug). The first matching class (in order) wins.
-DOMAIN_ERRORS: list[tuple[type[TqError], int, str]] = [
+#: tq error (a domain rule, or a dependency down: ``tqcore.errors``) -> (HTTP status, problem slug). The first
+#: matching class (in order) wins.
+TQ_ERRORS: list[tuple[type[TqError], int, str]] = [
     (TaskNotFound, 404, "not-found"),
     (LogExpired, 410, "gone"),
     (Forbidden, 403, "forbidden"),
@@ -69,8 +69,8 @@ def problem(
         resp.set_header("Retry-After", str(RETRY_AFTER_S))
 
 
-def _domain_error(req: falcon.Request, resp: falcon.Response, error: TqError, params: Any) -> None:
-    for kind, status, slug in DOMAIN_ERRORS:
+def _tq_error(req: falcon.Request, resp: falcon.Response, error: TqError, params: Any) -> None:
+    for kind, status, slug in TQ_ERRORS:
         if isinstance(error, kind):
             if status >= 500:
                 log.warning("dependency unavailable: %s", error)
@@ -111,6 +111,6 @@ def register(app: falcon.App[Any, Any]) -> None:
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(ValidationError, _validation_error)
-    app.add_error_handler(TqError, _domain_error)
+    app.add_error_handler(TqError, _tq_error)
     app.add_error_handler(RateLimited, _rate_limited)
     app.add_error_handler(TooManyFailures, _rate_limited)

@@ -22,7 +22,7 @@ from tqcore.clock import SystemClock
 from tqcore.domain.access import ApiKey
 from tqcore.domain.codec import ts
 from tqcore.domain.commands import Name
-from tqcore.domain.errors import StoreUnavailable
+from tqcore.errors import StoreUnavailable
 from tqcore.settings import CoreSettings, settings_problem
 
 _NAME = TypeAdapter(Name)

@@ -1,8 +1,9 @@
-"""Reusable parts of the OpenAPI document: schemas of what the codec emits, problem responses, headers.
+"""Reusable parts of the OpenAPI document: schemas of requests and responses, problem responses, headers.
 
-Response schemas list every field ``task_to_dict``, ``run_to_dict`` and ``event_to_dict`` emit, all of them
-required (nullable ones as ``["<type>", "null"]``); they stay open (no ``additionalProperties: false``) because
-the contract lets the API add fields. A unit test keeps the field lists equal to the codec's output.
+The task's schema is generated from the gateway's view model (``tq_gateway.views``); the runs', events' and
+queues' list every field ``run_to_dict``, ``event_to_dict`` and ``queue_to_dict`` emit, all of them required
+(nullable ones as ``["<type>", "null"]``). Response schemas stay open (no ``additionalProperties: false``)
+because the contract lets the API add fields. Unit tests keep the field lists equal to what is served.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from tq_gateway.problems import PROBLEM_JSON
+from tq_gateway.views import TaskView
 from tqcore.domain.commands import SubmitTask, UpdateTask
-from tqcore.domain.model import EventType, Overlap, Priority, RunStatus, Status
+from tqcore.domain.model import EventType, Priority, RunStatus
 from tqcore.domain.requests import RedriveDeadLetters
 
 TS = {"type": "string", "format": "date-time"}
@@ -114,12 +116,14 @@ def headers() -> dict[str, Any]:
 
 
 def schemas() -> dict[str, Any]:
-    """Every component schema: request bodies from the pydantic models, responses as the codec emits them."""
+    """Every component schema: request bodies and the task from the pydantic models, the rest as the codec emits
+    them."""
     submit, update, redrive = (
         model.model_json_schema(ref_template="#/components/schemas/{model}")
         for model in (SubmitTask, UpdateTask, RedriveDeadLetters)
     )
-    defs = {**submit.pop("$defs", {}), **update.pop("$defs", {}), **redrive.pop("$defs", {})}
+    task = TaskView.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    defs = {**submit.pop("$defs", {}), **update.pop("$defs", {}), **redrive.pop("$defs", {}), **task.pop("$defs")}
     _constrain_schedule_spec(defs["ScheduleSpec"])
     # UpdateTask's validator: name at least one field (``{}`` is a 422).
     update["minProperties"] = 1
@@ -128,8 +132,7 @@ def schemas() -> dict[str, Any]:
         "UpdateTask": update,
         "RedriveDeadLetters": redrive,
         **defs,
-        "Task": _task(),
-        "Schedule": _schedule(),
+        "Task": task,
         "Problem": _problem(),
     }
 
@@ -147,91 +150,6 @@ def _constrain_schedule_spec(spec: dict[str, Any]) -> None:
         {"required": ["every_s"], "properties": {"every_s": {"type": "number"}, "timezone": null}},
         {"required": ["cron"], "properties": {"cron": {"type": "string"}}},
     ]
-
-
-def _task() -> dict[str, Any]:
-    integer = {"type": "integer", "minimum": 0}
-    properties: dict[str, Any] = {
-        "id": {"type": "string"},
-        "type": {"type": "string"},
-        "group": {"type": "string"},
-        "owner": {"type": "string"},
-        "name": NULLABLE_STR,
-        "description": NULLABLE_STR,
-        "payload": {"description": "any JSON value, as submitted"},
-        "priority": {"type": "string", "enum": [p.value for p in Priority]},
-        "status": {"type": "string", "enum": [s.value for s in Status]},
-        "version": {"type": "integer", "minimum": 1, "description": "increases with every change; the ETag"},
-        "attempts": {**integer, "description": "attempts started for the current run"},
-        "retries": {**integer, "description": "max(attempts - 1, 0)"},
-        "retry": {
-            "type": "object",
-            "required": ["max_retries", "backoff_base_s", "backoff_max_s"],
-            "properties": {
-                "max_retries": {"type": "integer", "minimum": 0, "maximum": 20},
-                "backoff_base_s": {"type": "number", "exclusiveMinimum": 0},
-                "backoff_max_s": {"type": "number", "exclusiveMinimum": 0},
-            },
-        },
-        "timeout_s": {"type": "integer", "minimum": 1, "maximum": 43200},
-        "schedule": {"oneOf": [ref("Schedule"), {"type": "null"}]},
-        "overlap": {"type": "string", "enum": [o.value for o in Overlap]},
-        "expires_at": NULLABLE_TS,
-        "idempotency_key": NULLABLE_STR,
-        "worker": {**NULLABLE_STR, "description": '"<hostname>:<pid>" of the executor holding the lease'},
-        "created_at": TS,
-        "updated_at": NULLABLE_TS,
-        "queued_at": NULLABLE_TS,
-        "started_at": NULLABLE_TS,
-        "finished_at": NULLABLE_TS,
-        "next_run_at": NULLABLE_TS,
-        "lease_expires_at": NULLABLE_TS,
-        "run_count": {**integer, "description": "runs finished (repeating tasks)"},
-        "resends": {**integer, "description": "times the current enqueue was sent again, unclaimed"},
-        "poison_strikes": {**integer, "description": "times this run's message was dead-lettered by SQS"},
-        "claim_seq": {"type": ["integer", "null"], "description": "the version the current attempt's claim made"},
-        "cancel_requested": {"type": "boolean", "description": "a running attempt was told to stop"},
-        "next_slot_at": {**NULLABLE_TS, "description": "a repeating task's next slot"},
-        "waiting_slot": {**NULLABLE_TS, "description": "`overlap: queue`: the slot of the run waiting"},
-        "run_slot": {**NULLABLE_TS, "description": "the slot the current (or last) run is for"},
-        "parent_id": {**NULLABLE_STR, "description": "`overlap: allow`: the repeating task that spawned this run"},
-        "last_error": {
-            "type": ["object", "null"],
-            "required": ["type", "message"],
-            "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
-        },
-        "result": {"description": "the handler's return value (any JSON value), null until it succeeds"},
-        "trace_context": {
-            "type": ["object", "null"],
-            "additionalProperties": {"type": "string"},
-            "description": "W3C trace context (`traceparent`, `tracestate`) the task's runs are traced under",
-        },
-    }
-    return {"type": "object", "required": list(properties), "properties": properties}
-
-
-def _schedule() -> dict[str, Any]:
-    number = {"type": "number", "minimum": 1}
-    return {
-        "type": "object",
-        "description": "One of `{at}`, `{every_s, start_at?, end_at?}`, `{cron, timezone, start_at?, end_at?}`.",
-        "properties": {
-            "at": TS,
-            "every_s": number,
-            "cron": {"type": "string"},
-            "timezone": {"type": "string"},
-            "start_at": TS,
-            "end_at": TS,
-        },
-        "oneOf": [
-            {
-                "required": ["at"],
-                "not": {"anyOf": [{"required": [k]} for k in ("every_s", "cron", "timezone", "start_at", "end_at")]},
-            },
-            {"required": ["every_s"], "not": {"anyOf": [{"required": [k]} for k in ("at", "cron", "timezone")]}},
-            {"required": ["cron", "timezone"], "not": {"anyOf": [{"required": [k]} for k in ("at", "every_s")]}},
-        ],
-    }
 
 
 def _problem() -> dict[str, Any]:

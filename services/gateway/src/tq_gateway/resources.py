@@ -13,29 +13,31 @@ import falcon
 
 from tq_gateway.body import json_object, query_params
 from tq_gateway.errors import problem
+from tq_gateway.views import listed_view, task_view
 from tqcore.documents import page_json
-from tqcore.domain.codec import task_to_dict
 from tqcore.domain.commands import MAX_PAYLOAD_NODES, PAYLOAD_NODES, SubmitTask, UpdateTask
 from tqcore.domain.errors import PreconditionFailed
 from tqcore.domain.requests import TaskListQuery
 from tqcore.domain.task import Task
 from tqcore.listing import TaskListing, TaskPage
-from tqcore.service import Tasks
+from tqcore.usecases.service import Tasks
 
 #: One task version, plain or as a quoted entity tag (ASCII digits only).
 VERSION_TAG = re.compile(r'([0-9]{1,18})|"([0-9]{1,18})"', re.ASCII)
 
 
-def _send_task(resp: falcon.Response, task: Task, status: int = 200) -> None:
+def send_task(resp: falcon.Response, task: Task, status: int = 200) -> None:
+    """The task's view as the body, its version as the ETag."""
     resp.status = status
-    resp.media = task_to_dict(task)
+    resp.media = task_view(task)
     resp.etag = f'"{task.version}"'
 
 
 def send_page(resp: falcon.Response, page: TaskPage) -> None:
-    """A page of tasks as the body: the stored documents spliced in, never parsed (see ``tqcore.documents``)."""
+    """A page of tasks as the body: each stored document cut to the view and spliced in, never parsed (see
+    ``tqcore.documents``)."""
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = page_json(page.items, page.next_cursor)
+    resp.data = page_json([listed_view(item.doc) for item in page.items], page.next_cursor)
 
 
 class TaskCollection:
@@ -61,7 +63,7 @@ class TaskCollection:
         if header_key:
             body["idempotency_key"] = header_key
         outcome = self._tasks.submit(SubmitTask.model_validate(body, context=self._bounds), req.context.principal)
-        _send_task(resp, outcome.task, 200 if outcome.replayed else 201)
+        send_task(resp, outcome.task, 200 if outcome.replayed else 201)
         resp.location = f"/v1/tasks/{outcome.task.id}"
         if outcome.replayed:
             resp.set_header("Idempotent-Replayed", "true")
@@ -75,14 +77,14 @@ class TaskItem:
         self._bounds = {PAYLOAD_NODES: max_payload_nodes}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        _send_task(resp, self._tasks.get(task_id, req.context.principal))
+        send_task(resp, self._tasks.get(task_id, req.context.principal))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         cmd = UpdateTask.model_validate(json_object(req), context=self._bounds)
-        _send_task(resp, self._tasks.update(task_id, cmd, req.context.principal, if_match=if_match(req)))
+        send_task(resp, self._tasks.update(task_id, cmd, req.context.principal, if_match=if_match(req)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        _send_task(resp, self._tasks.cancel(task_id, req.context.principal, if_match=if_match(req)))
+        send_task(resp, self._tasks.cancel(task_id, req.context.principal, if_match=if_match(req)))
 
 
 def if_match(req: falcon.Request) -> int | None:

@@ -10,13 +10,13 @@ from typing import Any
 import falcon
 
 from tq_gateway.body import json_object, query_params
-from tq_gateway.resources import send_page
-from tqcore.domain.codec import event_to_dict, task_to_dict
-from tqcore.domain.errors import QueueUnavailable
+from tq_gateway.resources import send_page, send_task
+from tqcore.domain.codec import event_to_dict
 from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import run_to_dict
-from tqcore.management import DeadLetters, TaskHistory
+from tqcore.errors import QueueUnavailable
 from tqcore.ports import ManagedQueue, QueueDepth
+from tqcore.usecases.management import DeadLetters, TaskHistory
 
 
 class TaskRuns:
@@ -65,9 +65,7 @@ class TaskRedrive:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         """Queue the failed task again with a fresh retry budget."""
-        task = self._dead_letters.redrive_task(task_id, req.context.principal)
-        resp.media = task_to_dict(task)
-        resp.etag = f'"{task.version}"'
+        send_task(resp, self._dead_letters.redrive_task(task_id, req.context.principal))
 
 
 class DeadLetterCollection:

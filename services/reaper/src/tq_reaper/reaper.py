@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from tqcore.loop import Adapters
-from tqcore.recovery import reclaim_expired_leases, resend_stuck, settle_dead_letters
+from tqcore.ports import Clock, DeadLetterInbox, TaskQueue, TaskStore
+from tqcore.usecases.recovery import reclaim_expired_leases, resend_stuck, settle_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -17,16 +17,19 @@ class Reaper:
     Several reapers may run at once: every change is a conditional commit, so only one wins each task.
     """
 
-    def __init__(self, adapters: Adapters) -> None:
-        self._a = adapters
+    def __init__(self, store: TaskStore, queue: TaskQueue, dead_letters: DeadLetterInbox, clock: Clock) -> None:
+        self._store = store
+        self._queue = queue
+        self._dead_letters = dead_letters
+        self._clock = clock
 
     def run_once(self) -> dict[str, int]:
         """One pass; what it did. Each job runs even if another fails (it is logged and tried next pass)."""
-        a = self._a
+        store, queue, clock = self._store, self._queue, self._clock
         jobs: dict[str, Callable[[], int]] = {
-            "reclaimed": lambda: reclaim_expired_leases(a.store, a.queue, a.clock),
-            "resent": lambda: resend_stuck(a.store, a.queue, a.clock),
-            "dead letters settled": lambda: settle_dead_letters(a.store, a.queue, a.dead_letters, a.clock),
+            "reclaimed": lambda: reclaim_expired_leases(store, queue, clock),
+            "resent": lambda: resend_stuck(store, queue, clock),
+            "dead letters settled": lambda: settle_dead_letters(store, queue, self._dead_letters, clock),
         }
         done = {}
         for name, job in jobs.items():

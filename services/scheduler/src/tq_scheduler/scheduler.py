@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Gauge
 
 from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
-from tqcore.scheduling import Pass, Promoter
+from tqcore.usecases.scheduling import Pass, Promoter
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ class Scheduler:
     ``starting_deadline_s`` is how late a repeating task's catch-up run may still start; ``interval_s`` is
     the pause between passes, and how far ahead a pass looks so that the next one can start exactly when the
     earliest task it saw falls due. Runs due within ``stage_s`` are committed ahead and sent at their time
-    (see ``tqcore.scheduling``). ``backfill`` is stepped once per pass, before the pass, until it returns ``True``
-    (the sweep keys of tasks written before the sweep existed: ``tqcore.adapters.dynamodb.backfill``).
+    (see ``tqcore.usecases.scheduling``). ``backfill`` is stepped once per pass, before the pass, until it returns
+    ``True`` (the sweep keys of tasks written before the sweep existed: ``tqcore.adapters.dynamodb.backfill``).
     """
 
     def __init__(

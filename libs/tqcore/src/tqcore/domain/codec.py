@@ -1,4 +1,5 @@
-"""The task's JSON form (contract section 3) and back; the same form is what adapters persist."""
+"""The task's JSON form and back: what adapters persist and dispatches carry (the API shows a subset of it, the
+gateway's ``TaskView``)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ def schedule_to_dict(schedule: Schedule | None) -> dict[str, Any] | None:
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:
-    """The task resource as the contract shows it, plus extensions: ``cancel_requested``, ``lease_expires_at``,
-    ``next_slot_at`` (a repeating task's next slot), ``waiting_slot`` (``overlap: queue``), ``parent_id``
-    (a run spawned by a repeating task with ``overlap: allow``) and ``trace_context`` (W3C, for tracing)."""
+    """Every field of the task: the resource's (contract section 3, and ``cancel_requested``, ``lease_expires_at``,
+    ``parent_id``) and the services' bookkeeping the API does not show (``claim_seq``, ``resends``,
+    ``poison_strikes``, ``next_slot_at``, ``waiting_slot``, ``run_slot``, ``trace_context``)."""
     return {
         "id": task.id,
         "type": task.type,

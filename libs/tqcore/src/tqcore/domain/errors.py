@@ -1,4 +1,5 @@
-"""Domain errors: one root, small subclasses whose docstring is the default message."""
+"""Domain errors: one root, small subclasses whose docstring is the default message (a dependency being down is
+not the domain's: ``tqcore.errors``)."""
 
 from __future__ import annotations
 
@@ -73,14 +74,6 @@ class TaskTooLarge(TqError):
 
 class PayloadTooLarge(TaskTooLarge):
     """Raised when a payload holds more JSON nodes than the bound allows."""
-
-
-class StoreUnavailable(TqError):
-    """Raised when the task store is throttled or cannot be reached; the caller may retry later."""
-
-
-class QueueUnavailable(TqError):
-    """Raised when the queue cannot be reached; the task stays durable and is re-sent later."""
 
 
 class InvalidCursor(TqError):

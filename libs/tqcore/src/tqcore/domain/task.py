@@ -3,133 +3,20 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from tqcore.domain import schedules
-from tqcore.domain.errors import IllegalTransition, InvalidSchedule, StaleAttempt
-from tqcore.domain.model import (
-    ErrorInfo,
-    Event,
-    EventType,
-    Overlap,
-    Priority,
-    RetryPolicy,
-    RunLog,
-    RunStatus,
-    Schedule,
-    Status,
-)
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-#: States in which a run is under way (queued, running, or waiting out a retry's backoff).
-BUSY = frozenset({Status.QUEUED, Status.RUNNING, Status.RETRYING})
-
-#: Fields a user may change with PATCH.
-MUTABLE_FIELDS = frozenset(
-    {"payload", "priority", "schedule", "overlap", "expires_at", "retry", "timeout_s", "name", "description"}
-)
+from tqcore.domain import attempts, recurrence
+from tqcore.domain.errors import IllegalTransition
+from tqcore.domain.model import ErrorInfo, Event, EventType, RunLog, RunStatus, Status
+from tqcore.domain.recurrence import BUSY as BUSY
+from tqcore.domain.state import MUTABLE_FIELDS, TaskState
 
 
 @dataclass
-class Task:
-    """A unit of work and its whole state; ``version`` counts the events that built it."""
-
-    id: str
-    type: str
-    group: str
-    owner: str
-    created_at: datetime
-    payload: Any = None
-    priority: Priority = Priority.NORMAL
-    name: str | None = None
-    description: str | None = None
-    status: Status = Status.QUEUED
-    version: int = 0
-    attempts: int = 0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout_s: int = 300
-    schedule: Schedule | None = None
-    overlap: Overlap = Overlap.SKIP
-    expires_at: datetime | None = None
-    idempotency_key: str | None = None
-    worker: str | None = None
-    updated_at: datetime | None = None
-    queued_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    next_run_at: datetime | None = None
-    lease_expires_at: datetime | None = None
-    run_count: int = 0
-    #: Times the current enqueue was sent again because no executor claimed it in time.
-    resends: int = 0
-    #: Times this run's message was dead-lettered by SQS and sent again (see ``poisoned``).
-    poison_strikes: int = 0
-    #: Version the current attempt's claim produced: the fencing token every outcome must present, so a
-    #: zombie from an earlier run (attempt numbers restart after a redrive) can never record over this one.
-    claim_seq: int | None = None
-    cancel_requested: bool = False
-    #: A repeating task's next slot not yet acted on (``None`` for one-shot tasks and once the schedule ends).
-    next_slot_at: datetime | None = None
-    #: ``overlap: queue``: the slot of the one run waiting for the current run to end.
-    waiting_slot: datetime | None = None
-    #: The slot the current (or last) run of a repeating task is for.
-    run_slot: datetime | None = None
-    #: The repeating task that spawned this task as an overlapping run (``overlap: allow``).
-    parent_id: str | None = None
-    last_error: ErrorInfo | None = None
-    result: Any = None
-    #: The W3C trace context (``traceparent``, ``tracestate``) the task's next step continues: its submit's, or
-    #: the scheduler's that queued its current run. Metadata for tracing, never a reason for a transition.
-    trace_context: dict[str, str] | None = None
-    #: Events recorded since the task was loaded, committed together with the snapshot.
-    pending_events: list[Event] = field(default_factory=list, repr=False, compare=False)
-    #: The claim this change ended (its lease must go with the commit); ``None`` if no claim ended.
-    released_claim: int | None = field(default=None, repr=False, compare=False)
-
-    # ----------------------------------------------------------------- derived
-    @property
-    def retries(self) -> int:
-        """Retries started for the current run: ``max(attempts - 1, 0)``."""
-        return max(self.attempts - 1, 0)
-
-    @property
-    def run_no(self) -> int:
-        """1-based number of the current (or next) run of this task."""
-        return self.run_count + 1
-
-    def run_id(self, attempt: int) -> str:
-        """The id of one attempt of the current run, as listed by ``/runs``."""
-        return f"{self.run_no}.{attempt}"
-
-    @property
-    def is_repeating(self) -> bool:
-        """True for interval and cron schedules."""
-        return self.schedule is not None and self.schedule.is_repeating
-
-    @property
-    def _slot_pending_while_busy(self) -> bool:
-        """A run is under way and a next slot is coming (none once a cancel was requested)."""
-        return self.status in BUSY and self.is_repeating and self.next_slot_at is not None and not self.cancel_requested
-
-    @property
-    def wake_at(self) -> datetime | None:
-        """When the scheduler must next look at the task (the ``due`` index's time), ``None`` if never.
-
-        A waiting task wakes for its run (or retry) or its expiry; a repeating task with a run under way also
-        wakes at its next slot, to skip it, keep it waiting or spawn it, as its ``overlap`` says.
-        """
-        times = []
-        if self.status in (Status.SCHEDULED, Status.RETRYING) and self.next_run_at is not None:
-            times.append(self.next_run_at)
-        if self.status is Status.SCHEDULED and self.expires_at is not None:
-            times.append(self.expires_at)
-        if self._slot_pending_while_busy:
-            assert self.next_slot_at is not None
-            times.append(self.next_slot_at)
-        return min(times) if times else None
+class Task(TaskState):
+    """A unit of work: its state (``TaskState``) and every change to it, each recording an event."""
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -147,7 +34,9 @@ class Task:
         """A new task from an accepted submit: ``queued`` to run now, ``scheduled`` if it has a time."""
         task = cls(id=task_id, type=type, group=group, owner=owner, created_at=now, **fields)
         task._record(EventType.SUBMITTED, now, owner, submitted)
-        first_run = task._first_run_at(now)
+        first_run, first_slot = recurrence.first_run(task.schedule, task.created_at, now)
+        if first_slot is not None:
+            task.next_slot_at = first_slot
         if first_run is None or first_run <= now:  # a time already past runs at once
             if task.is_repeating and first_run is not None:
                 task.next_slot_at = task._slot_after(now)
@@ -158,30 +47,10 @@ class Task:
             task._schedule(first_run, now, owner)
         return task
 
-    def _first_run_at(self, now: datetime) -> datetime | None:
-        """When a new (or rescheduled) task first runs; raises ``InvalidSchedule`` if it never would."""
-        sched = self.schedule
-        if sched is None:
-            return None
-        if sched.at is not None:
-            return sched.at
-        first = schedules.first_slot(sched, self.created_at, now)
-        if first is None:
-            raise InvalidSchedule("the schedule has no run left: nothing matches before its end_at")
-        self.next_slot_at = first
-        return first
-
-    def _slot_after(self, at: datetime) -> datetime | None:
-        assert self.schedule is not None
-        return schedules.next_slot(self.schedule, self.created_at, at)
-
     def spawn_run(self, slot: datetime, now: datetime, actor: str = "scheduler") -> Task:
-        """A one-shot task running ``slot`` of this repeating task beside its current run (``overlap: allow``).
-
-        Its id is derived from the slot, so schedulers racing to spawn it create it once.
-        """
+        """A one-shot task running ``slot`` of this repeating task beside its current run (``overlap: allow``)."""
         child = Task(
-            id=f"{self.id}-{(slot - EPOCH) // timedelta(milliseconds=1)}",
+            id=recurrence.spawned_id(self.id, slot),
             type=self.type,
             group=self.group,
             owner=self.owner,
@@ -209,70 +78,36 @@ class Task:
         self._enqueue(now, actor)
 
     def on_due(self, now: datetime, *, starting_deadline_s: float, actor: str = "scheduler") -> Task | None:
-        """The scheduler found the task due (``wake_at`` has passed): act on it.
-
-        Expire it past ``expires_at``; queue a due one-shot run or retry; start a repeating task's due run;
-        or, while a run is under way, skip, keep waiting or spawn the slot that came due, as ``overlap``
-        says. A repeating task that missed slots runs once to catch up, if its latest slot is no older than
-        ``starting_deadline_s``. Returns the spawned task (``overlap: allow``) for the caller to create.
-        """
-        if self.status is Status.SCHEDULED and self.is_expired(now):
+        """The scheduler found the task due (``wake_at`` has passed): act on it as ``recurrence.Due`` says (a
+        repeating task that missed slots runs once to catch up, if its latest slot is no older than
+        ``starting_deadline_s``). Returns the spawned task (``overlap: allow``) for the caller to create."""
+        due = recurrence.due(self.status, self.next_run_at, self.is_expired(now), self.is_repeating, now)
+        if due is recurrence.Due.EXPIRE:
             self.expire(now, actor)
-            return None
-        run_due = self.next_run_at is not None and self.next_run_at <= now
-        if self.status is Status.RETRYING and run_due and self.is_expired(now):
-            self.expire(now, actor)
-            return None
-        if self.status is Status.SCHEDULED and run_due and self.is_repeating:
+        elif due is recurrence.Due.REPEAT:
             slot = self._catch_up(now, starting_deadline_s, actor)
             if slot is not None:
                 self._start_run(now, actor, slot)
             else:
                 self._schedule_next(now, actor)
-            return None
-        if self.status in (Status.SCHEDULED, Status.RETRYING) and run_due:
+        elif due is recurrence.Due.PROMOTE:
             self.promote(now, actor)
-            return None
-        if self._slot_pending_while_busy and self.next_slot_at is not None and self.next_slot_at <= now:
+        elif self._slot_pending_while_busy and self.next_slot_at is not None and self.next_slot_at <= now:
             return self._slot_while_busy(now, starting_deadline_s, actor)
-        raise IllegalTransition("task is not due yet", wake_at=self.wake_at)
-
-    def stageable(self) -> bool:
-        """True if what falls due next is only a run (or retry) starting at ``next_run_at``: a change the
-        scheduler may commit a little ahead, sending the task at its time (see ``tqcore.scheduling``)."""
-        return (
-            self.status in (Status.SCHEDULED, Status.RETRYING)
-            and self.next_run_at is not None
-            and self.wake_at == self.next_run_at
-            and not self.is_expired(self.next_run_at)
-        )
+        else:
+            raise IllegalTransition("task is not due yet", wake_at=self.wake_at)
+        return None
 
     def _catch_up(self, now: datetime, starting_deadline_s: float, actor: str) -> datetime | None:
-        """Move past every slot up to ``now``; the latest one, if it may still start, else ``None``.
-
-        The slots passed over are recorded as one ``run_skipped`` event: after downtime a repeating task
-        runs once, not once per missed slot (and not at all if even its latest slot is too old).
-        """
+        """Move past every slot up to ``now`` (those passed over: one ``run_skipped`` event); the latest one, if
+        it may still start, else ``None``."""
         assert self.schedule is not None
         assert self.next_slot_at is not None
-        first = self.next_slot_at
-        latest, count = schedules.latest_slot(self.schedule, self.created_at, first, now)
-        self.next_slot_at = self._slot_after(now)
-        on_time = (now - latest).total_seconds() <= starting_deadline_s
-        if count > 1 or not on_time:
-            self._record(
-                EventType.RUN_SKIPPED,
-                now,
-                actor,
-                {
-                    "reason": "catch_up" if on_time else "starting_deadline",
-                    "count": count - 1 if on_time else count,
-                    "first": first,
-                    "last": latest if not on_time else None,
-                    "starting_deadline_s": starting_deadline_s,
-                },
-            )
-        return latest if on_time else None
+        caught = recurrence.catch_up(self.schedule, self.created_at, self.next_slot_at, now, starting_deadline_s)
+        self.next_slot_at = caught.next_slot_at
+        if caught.skipped is not None:
+            self._record(EventType.RUN_SKIPPED, now, actor, caught.skipped)
+        return caught.slot
 
     def slot_spawned(
         self, slot: datetime, child_id: str, now: datetime, *, starting_deadline_s: float, actor: str = "scheduler"
@@ -298,15 +133,15 @@ class Task:
         slot = self._catch_up(now, starting_deadline_s, actor)
         if slot is None:
             return None
-        if self.overlap is Overlap.ALLOW:
+        action, why = recurrence.while_busy(self.overlap, self.waiting_slot)
+        if action is recurrence.WhileBusy.SPAWN:
             child = self.spawn_run(slot, now, actor)
             self._record(EventType.RUN_SPAWNED, now, actor, {"task_id": child.id, "scheduled_for": slot})
             return child
-        if self.overlap is Overlap.QUEUE and self.waiting_slot is None:
+        if action is recurrence.WhileBusy.WAIT:
             self.waiting_slot = slot
             self._record(EventType.RUN_WAITING, now, actor, {"scheduled_for": slot})
             return None
-        why = "previous run still going" if self.overlap is Overlap.SKIP else "a run is already waiting"
         self._record(
             EventType.RUN_SKIPPED,
             now,
@@ -314,10 +149,6 @@ class Task:
             {"reason": "overlap", "scheduled_for": slot, "detail": why, "run_id": self.run_id(max(self.attempts, 1))},
         )
         return None
-
-    def is_expired(self, now: datetime) -> bool:
-        """True once ``expires_at`` has passed."""
-        return self.expires_at is not None and self.expires_at <= now
 
     def resend(self, now: datetime, actor: str = "reaper") -> None:
         """A ``queued`` task nobody claimed in time is sent again (a new version, so a new message)."""
@@ -329,7 +160,7 @@ class Task:
         """An executor takes the lease for ``attempt`` (of run ``run``, when the message says); only the attempt
         the queue was given can start: attempt numbers restart with every run, run numbers never repeat."""
         self._require(Status.QUEUED)
-        self._require_next(attempt, run)
+        attempts.check_next(attempt, run, attempts=self.attempts, run_no=self.run_no)
         self.status = Status.RUNNING
         self.attempts = attempt
         self.worker = worker
@@ -355,8 +186,7 @@ class Task:
     ) -> None:
         """The running attempt returned ``result``."""
         self._require_owner(attempt, worker, claim_seq)
-        data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
-        data.update(log.to_data(now) if log is not None else {})
+        data = attempts.outcome_data(attempt, self.run_no, self.started_at, now, log)
         self.result = result
         self.last_error = None
         self.finished_at = now
@@ -421,15 +251,14 @@ class Task:
         """
         self._require(Status.QUEUED)
         if attempt is not None:
-            self._require_next(attempt, run)
+            attempts.check_next(attempt, run, attempts=self.attempts, run_no=self.run_no)
         self.poison_strikes += 1
-        data = {"attempt": self.attempts + 1, "receives": receives, "strike": self.poison_strikes}
-        if attempt is not None and self.poison_strikes < strikes_allowed:
-            self._record(EventType.QUEUED, now, actor, {**data, "reason": "message dead-lettered; sent again"})
+        verdict = attempts.poisoned(attempt, receives, self.attempts, self.poison_strikes, strikes_allowed)
+        if verdict.error is None:
+            self._record(EventType.QUEUED, now, actor, verdict.data)
             return
-        why = "undecodable" if attempt is None else f"dead-lettered {self.poison_strikes} times"
-        self.last_error = ErrorInfo("PoisonMessage", f"its message was {why} (last after {receives} receives)")
-        self._dead_letter(now, actor, {**data, "attempts": self.attempts})
+        self.last_error = verdict.error
+        self._dead_letter(now, actor, verdict.data)
 
     def request_cancel(self, actor: str, now: datetime) -> None:
         """Cancel: at once when nothing runs, else the running attempt is told to stop."""
@@ -453,9 +282,9 @@ class Task:
         self._require_owner(attempt, worker, claim_seq)
         if not self.cancel_requested:
             raise IllegalTransition("no cancel was requested")
-        data = {"attempt": attempt, "run_id": self.run_id(attempt), "duration_ms": self._duration_ms(now)}
-        data.update(log.to_data(now) if log is not None else {})
-        self._finish_cancelled(now, f"executor:{worker}", data)
+        self._finish_cancelled(
+            now, f"executor:{worker}", attempts.outcome_data(attempt, self.run_no, self.started_at, now, log)
+        )
 
     def expire(self, now: datetime, actor: str = "scheduler") -> None:
         """A task not started before ``expires_at`` ends ``expired``."""
@@ -478,42 +307,18 @@ class Task:
         if not changed:
             return
         if "schedule" in changed:
-            self._reschedule(changed["schedule"], now)
+            new = recurrence.reschedule(
+                changed["schedule"], self.created_at, now, self.status, self.is_repeating, self.run_slot
+            )
+            self.next_slot_at = new.next_slot_at
+            if not new.keep_next_run:
+                self.next_run_at = new.next_run_at
         for name, value in changed.items():
             setattr(self, name, value)
         data: dict[str, Any] = {"fields": sorted(changed)}
         if "schedule" in changed:
-            data["next_run_at"] = self.next_run_at
-            data["next_slot_at"] = self.next_slot_at
+            data.update(next_run_at=self.next_run_at, next_slot_at=self.next_slot_at)
         self._record(EventType.UPDATED, now, actor, data)
-
-    def _reschedule(self, schedule: Schedule | None, now: datetime) -> None:
-        """A new schedule takes effect for the next run; a run already under way is not touched."""
-        repeating = schedule is not None and schedule.is_repeating
-        if self.status in BUSY:
-            if not (self.is_repeating and repeating):
-                raise IllegalTransition(
-                    f"the task is {self.status.value}: only a repeating task's schedule can change while it runs"
-                )
-            # The slot of the run under way (or staged, a little ahead of its time) must not come round again.
-            after_run = self.run_slot + timedelta(milliseconds=1) if self.run_slot else now
-            self.next_slot_at = self._first_slot_of(schedule, max(now, after_run))
-            return
-        # Scheduled: the new schedule decides the next run (no schedule: at once, by the scheduler's next pass).
-        self.next_slot_at = self._first_slot_of(schedule, now) if repeating else None
-        if schedule is None:
-            self.next_run_at = now
-        elif schedule.at is not None:
-            self.next_run_at = schedule.at
-        else:
-            self.next_run_at = self.next_slot_at
-
-    def _first_slot_of(self, schedule: Schedule | None, now: datetime) -> datetime:
-        assert schedule is not None
-        first = schedules.first_slot(schedule, self.created_at, now)
-        if first is None:
-            raise InvalidSchedule("the new schedule has no run left: nothing matches before its end_at")
-        return first
 
     def redrive(self, actor: str, now: datetime) -> None:
         """A ``failed`` task goes back on its queue with a fresh retry budget."""
@@ -539,34 +344,21 @@ class Task:
     ) -> None:
         attempt = self.attempts
         self.last_error = error
-        self._record(
-            EventType.FAILED,
-            now,
-            actor,
-            {
-                "attempt": attempt,
-                "run_id": self.run_id(attempt),
-                "run_status": run_status.value,
-                "error": {"type": error.type, "message": error.message},
-                "duration_ms": self._duration_ms(now),
-                **(log.to_data(now) if log is not None else {}),
-            },
-        )
+        data = attempts.failed_data(attempt, self.run_no, self.started_at, now, error, run_status, log)
+        self._record(EventType.FAILED, now, actor, data)
         self._release()
-        if self.cancel_requested:
+        after = attempts.after_failure(
+            attempt, self.retry.max_retries, cancel_requested=self.cancel_requested, backoff=backoff
+        )
+        if after is attempts.AfterFailure.CANCEL:
             self._finish_cancelled(now, actor, {})
-        elif attempt <= self.retry.max_retries and not backoff:
+        elif after is attempts.AfterFailure.REQUEUE:
             self._enqueue(now, actor)
-        elif attempt <= self.retry.max_retries:
+        elif after is attempts.AfterFailure.RETRY:
             delay_s = self.retry.delay_s(attempt, jitter)
             self.status = Status.RETRYING
             self.next_run_at = now + timedelta(seconds=delay_s)
-            self._record(
-                EventType.RETRY_SCHEDULED,
-                now,
-                actor,
-                {"next_attempt": attempt + 1, "delay_s": round(delay_s, 3), "next_run_at": self.next_run_at},
-            )
+            self._record(EventType.RETRY_SCHEDULED, now, actor, attempts.retry_data(attempt, delay_s, self.next_run_at))
         else:
             self._dead_letter(now, actor, {"attempts": attempt, "run_id": self.run_id(attempt)})
 
@@ -618,8 +410,7 @@ class Task:
         self._release()
         self.status = Status.CANCELLED
         self.finished_at = now
-        self.next_run_at = None
-        self.next_slot_at = self.waiting_slot = None
+        self.next_run_at = self.next_slot_at = self.waiting_slot = None
         self._record(EventType.CANCELLED, now, actor, data)
 
     def _enqueue(self, now: datetime, actor: str, *, scheduled_for: datetime | None = None) -> None:
@@ -645,31 +436,6 @@ class Task:
         self.worker = None
         self.lease_expires_at = None
         self.claim_seq = None
-
-    def _duration_ms(self, now: datetime) -> int | None:
-        if self.started_at is None:
-            return None
-        return int((now - self.started_at).total_seconds() * 1000)
-
-    def _require(self, *allowed: Status) -> None:
-        if self.status not in allowed:
-            wanted = " or ".join(s.value for s in allowed)
-            raise IllegalTransition(f"task is {self.status.value}, not {wanted}", status=self.status.value)
-
-    def _require_next(self, attempt: int, run: int | None) -> None:
-        if run is not None and run != self.run_no:
-            raise StaleAttempt(f"the message is for run {run}, not the next one ({self.run_no})")
-        if attempt != self.attempts + 1:
-            raise StaleAttempt(f"attempt {attempt} is not the next one ({self.attempts + 1})")
-
-    def _require_owner(self, attempt: int, worker: str, claim_seq: int | None = None) -> None:
-        """Fence by attempt and worker, and by the claim's token when the caller holds one."""
-        stale_claim = claim_seq is not None and claim_seq != self.claim_seq
-        if self.status is not Status.RUNNING or self.attempts != attempt or self.worker != worker or stale_claim:
-            raise StaleAttempt(
-                f"attempt {attempt} on {worker} no longer owns the task "
-                f"(status {self.status.value}, attempt {self.attempts}, worker {self.worker})"
-            )
 
     def _record(self, type: EventType, now: datetime, actor: str, data: dict[str, Any]) -> None:
         self.version += 1

@@ -14,9 +14,9 @@ from tqcore.adapters.dynamodb import deadlines, keys, leases
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.documents import ListedTask
 from tqcore.domain.codec import task_from_dict
-from tqcore.domain.errors import StoreUnavailable
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
+from tqcore.errors import StoreUnavailable
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)

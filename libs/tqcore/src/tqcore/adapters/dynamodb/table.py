@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tqcore.domain.errors import StoreUnavailable
+from tqcore.errors import StoreUnavailable
 
 #: Error codes that mean "try again later", not "your request is wrong".
 UNAVAILABLE_CODES = frozenset(

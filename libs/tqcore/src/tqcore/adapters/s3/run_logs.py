@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tqcore.domain.errors import StoreUnavailable
+from tqcore.errors import StoreUnavailable
 from tqcore.settings import CoreSettings
 
 #: Every run log lives under this prefix, the one the lifecycle rule expires.

@@ -15,9 +15,9 @@ from opentelemetry.trace import Span
 from tqcore import tracing
 from tqcore.adapters.group_commit import GroupCommit, Pending
 from tqcore.dispatch import Dispatch
-from tqcore.domain.errors import QueueUnavailable
 from tqcore.domain.model import Priority
 from tqcore.domain.task import Task
+from tqcore.errors import QueueUnavailable
 from tqcore.ports import QueueDepth
 from tqcore.settings import CoreSettings
 

@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from tqcore.dispatch import Dispatch
-from tqcore.domain.errors import IllegalTransition, StaleAttempt, StoreUnavailable, TaskNotFound, TaskTooLarge
+from tqcore.domain.errors import IllegalTransition, StaleAttempt, TaskNotFound, TaskTooLarge
 from tqcore.domain.model import ErrorInfo, RunLog, RunStatus, Status
 from tqcore.domain.task import Task
+from tqcore.errors import StoreUnavailable
 from tqcore.ports import Clock, LeaseState, TaskQueue, TaskStore
-from tqcore.recovery import hand_on
-from tqcore.service import mutate
+from tqcore.usecases.recovery import hand_on
+from tqcore.usecases.service import mutate
 
 log = logging.getLogger(__name__)
 

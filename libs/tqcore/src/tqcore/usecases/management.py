@@ -13,24 +13,17 @@ from tqcore.clock import SystemClock
 from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
 from tqcore.domain.codec import ts
-from tqcore.domain.errors import (
-    Forbidden,
-    IllegalTransition,
-    InvalidCursor,
-    LogExpired,
-    QueueUnavailable,
-    RunNotFound,
-    TaskNotFound,
-)
+from tqcore.domain.errors import Forbidden, IllegalTransition, InvalidCursor, LogExpired, RunNotFound, TaskNotFound
 from tqcore.domain.model import Event, RunStatus, Status
 from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import Run, RunsPosition
 from tqcore.domain.task import Task
-from tqcore.history_reads import events_page, newest_run, runs_page
+from tqcore.errors import QueueUnavailable
 from tqcore.listing import PAGE_BYTES, PageRules, TaskPage, fill_page, listed_groups
 from tqcore.ports import Clock, RunLogStore, TaskQueue, TaskStore
 from tqcore.queries import TaskQueries, decode_cursor, dlq_after, encode_cursor
-from tqcore.service import TASK_ID, mutate
+from tqcore.usecases.history_reads import events_page, newest_run, runs_page
+from tqcore.usecases.service import TASK_ID, mutate
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from tqcore.domain.errors import (
     IdempotencyMismatch,
     InvalidPayload,
     PreconditionFailed,
-    QueueUnavailable,
     TaskNotFound,
     UnknownTaskType,
     VersionConflict,
@@ -27,6 +26,7 @@ from tqcore.domain.errors import (
 from tqcore.domain.model import Status
 from tqcore.domain.scripts import SCRIPT_TYPE, ScriptAllowList
 from tqcore.domain.task import Task
+from tqcore.errors import QueueUnavailable
 from tqcore.ports import Clock, DuplicateRequest, IdempotencyRecord, Registry, TaskQueue, TaskStore
 from tqcore.tracing import current_trace_context
 

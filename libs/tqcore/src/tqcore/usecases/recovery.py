@@ -17,9 +17,10 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from tqcore.domain.errors import IllegalTransition, QueueUnavailable, TaskNotFound, TqError, VersionConflict
+from tqcore.domain.errors import IllegalTransition, TaskNotFound, TqError, VersionConflict
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
+from tqcore.errors import QueueUnavailable
 from tqcore.ports import Clock, DeadLetter, DeadLetterInbox, TaskQueue, TaskStore
 
 log = logging.getLogger(__name__)

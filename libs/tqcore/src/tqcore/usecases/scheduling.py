@@ -32,12 +32,13 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter
 
 from tqcore import tracing
-from tqcore.domain.errors import IllegalTransition, QueueUnavailable, VersionConflict
+from tqcore.domain.errors import IllegalTransition, VersionConflict
 from tqcore.domain.model import Event, EventType, Overlap, Status
 from tqcore.domain.task import BUSY, Task
+from tqcore.errors import QueueUnavailable
 from tqcore.outbox import SEND_BATCH, Outbox
 from tqcore.ports import Clock, TaskQueue, TaskStore
-from tqcore.service import mutate
+from tqcore.usecases.service import mutate
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,63 @@
+"""The reaper's composition root over in-memory fakes: what it wires runs a pass and reports its gauges."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tq_reaper.app import build_service
+from tq_reaper.gauges import SystemGauges
+from tq_reaper.settings import ReaperSettings
+from tqcore.domain.access import Principal
+from tqcore.domain.commands import SubmitTask
+from tqcore.domain.model import Priority
+from tqcore.ports import DeadLetter
+from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
+from tqcore.usecases.service import Catalog, Tasks
+
+pytestmark = pytest.mark.unit
+
+
+class EmptyInbox:
+    """No dead letters."""
+
+    def receive(self, priority: Priority, *, hide_s: int) -> list[DeadLetter]:
+        return []
+
+    def discard(self, letter: DeadLetter) -> None:
+        raise AssertionError("nothing to discard")
+
+
+def test_the_wired_reaper_resends_a_lost_enqueue_every_interval_and_reports_its_gauges() -> None:
+    settings = ReaperSettings(reaper_interval_s=2.5)
+    store, queue, registry, clock = (
+        InMemoryTaskStore(resend_after_s=30),
+        RecordingQueue(),
+        InMemoryRegistry(["echo"]),
+        FixedClock(),
+    )
+    ids = (f"t-{n}" for n in itertools.count(1))
+    # Given a task whose enqueue was lost after its submit committed
+    queue.fail_next = 1
+    tasks = Tasks(store, queue, Catalog(registry), clock, lambda: next(ids))
+    task_id = tasks.submit(SubmitTask(type="echo", group="team-a"), Principal("alice", frozenset({"team-a"}))).task.id
+    assert queue.sent == []
+    # When the reaper wired over these adapters makes a pass past the re-send deadline
+    service = build_service(
+        settings,
+        store=store,
+        queue=queue,
+        queries=InMemoryTaskQueries(store),
+        registry=registry,
+        dead_letters=EmptyInbox(),
+        clock=clock,
+    )
+    clock.advance(31)
+    assert callable(service.one_pass)
+    done = service.one_pass()
+    # Then the task was sent again, and the service runs as the reaper at its interval with its gauges
+    assert [task.id for task in queue.sent] == [task_id]
+    assert done == {"reclaimed": 0, "resent": 1, "dead letters settled": 0}
+    assert (service.name, service.interval_s, service.registry) == ("reaper", 2.5, registry)
+    assert [type(collector) for collector in service.collectors] == [SystemGauges]
