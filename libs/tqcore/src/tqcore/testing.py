@@ -192,6 +192,8 @@ class RecordingQueue:
         self.sent: list[Task] = []
         self.dead: list[Task] = []
         self.fail_next = 0
+        #: How many tasks each ``send_batch`` call carried.
+        self.batches: list[int] = []
 
     def send(self, task: Task) -> None:
         """Record the send (or fail, if told to)."""
@@ -202,6 +204,7 @@ class RecordingQueue:
 
     def send_batch(self, tasks: Sequence[Task]) -> None:
         """Record each send (the fake fails per task, like a partly failed batch)."""
+        self.batches.append(len(tasks))
         failed = 0
         for task in tasks:
             try:

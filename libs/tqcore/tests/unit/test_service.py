@@ -249,6 +249,7 @@ def test_resend_covers_every_unclaimed_task(
     clock.advance(RESEND_AFTER_S + 1)
     assert resend_stuck(store, queue, clock) == 12
     assert {t.id for t in queue.sent} == ids
+    assert queue.batches == [10, 2]  # a pass sends ten at a time, not one call per task
 
 
 # ----------------------------------------------------------------------------------------------- mutate

@@ -21,7 +21,7 @@ from tqcore.domain.errors import IllegalTransition, TaskNotFound, TqError, Versi
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable
-from tqcore.ports import Clock, DeadLetter, DeadLetterInbox, TaskQueue, TaskStore
+from tqcore.ports import Clock, DeadLetter, DeadLetterInbox, LeaseRecord, TaskQueue, TaskStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,6 +30,8 @@ T = TypeVar("T")
 KEEP_DEAD_LETTER_S = 12 * 3600
 #: Dead-letter batches read per priority and pass, so one pass stays bounded.
 DEAD_LETTER_BATCHES = 5
+#: Tasks a pass sends in one call (SQS's ``SendMessageBatch`` maximum).
+SEND_BATCH = 10
 
 
 def hand_on(queue: TaskQueue, task: Task) -> None:
@@ -47,6 +49,40 @@ def hand_on(queue: TaskQueue, task: Task) -> None:
         log.warning("could not hand the task on; the reaper will", extra={"task_id": task.id}, exc_info=True)
 
 
+class HandOn:
+    """:func:`hand_on` for the tasks of a pass: queued tasks go out ten at a time in one ``SendMessageBatch``
+    (a reaper pass is one thread, so the queue's sharing of concurrent sends never applies to it)."""
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self._queue = queue
+        self._queued: list[Task] = []
+
+    def __enter__(self) -> HandOn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def add(self, task: Task) -> None:
+        """Hand on one committed task (sent with the next nine, or at the end of the pass)."""
+        if task.status is not Status.QUEUED:
+            hand_on(self._queue, task)
+            return
+        self._queued.append(task)
+        if len(self._queued) >= SEND_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is waiting; a failed send is logged (the reaper re-sends queued tasks next time)."""
+        tasks, self._queued = self._queued, []
+        if not tasks:
+            return
+        try:
+            self._queue.send_batch(tasks)
+        except (QueueUnavailable, TqError):
+            log.warning("could not send %d tasks; the reaper will", len(tasks), exc_info=True)
+
+
 def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock) -> int:
     """Send again every task still ``queued`` past its re-send deadline; how many were re-sent.
 
@@ -55,14 +91,15 @@ def resend_stuck(store: TaskStore, queue: TaskQueue, clock: Clock) -> int:
     One conditional commit per task and no retry on a lost race, so of several reapers only one re-sends.
     """
     sent = 0
-    for task in _each(store.unclaimed(clock.now()), "unclaimed tasks"):
-        try:
-            task.resend(clock.now())
-            store.commit(task)
-        except (IllegalTransition, VersionConflict):
-            continue  # claimed, or re-sent by another reaper, meanwhile
-        hand_on(queue, task.committed())
-        sent += 1
+    with HandOn(queue) as out:
+        for task in _each(store.unclaimed(clock.now()), "unclaimed tasks"):
+            try:
+                task.resend(clock.now())
+                store.commit(task)
+            except (IllegalTransition, VersionConflict):
+                continue  # claimed, or re-sent by another reaper, meanwhile
+            out.add(task.committed())
+            sent += 1
     return sent
 
 
@@ -71,25 +108,31 @@ def reclaim_expired_leases(
 ) -> int:
     """Reclaim every lease that ran out; how many attempts were marked ``lost``."""
     reclaimed = 0
-    for lease in _each(store.lease_expired(clock.now()), "expired leases"):
-        now = clock.now()  # per lease: a retry's next_run_at must never fall behind the scheduler's mark
-        try:
-            task = store.get(lease.task_id)
-        except TaskNotFound:
-            continue
-        if task.status is not Status.RUNNING or task.claim_seq != lease.claim_seq:
-            log.warning("lease of a finished claim left behind", extra={"task_id": lease.task_id})
-            continue
-        try:
-            task.expire_lease(now, jitter=jitter())
-            # Only while the lease is still expired: a heartbeat that lands first keeps the attempt.
-            store.commit(task, lease_expired_before=now)
-        except (IllegalTransition, VersionConflict):
-            continue  # extended, finished or changed meanwhile: look again next pass
-        log.info("reclaimed the lease of %s", lease.worker, extra={"task_id": task.id})
-        hand_on(queue, task.committed())
-        reclaimed += 1
+    with HandOn(queue) as out:
+        for lease in _each(store.lease_expired(clock.now()), "expired leases"):
+            if _reclaim(store, lease, clock, jitter, out):
+                reclaimed += 1
     return reclaimed
+
+
+def _reclaim(store: TaskStore, lease: LeaseRecord, clock: Clock, jitter: Callable[[], float], out: HandOn) -> bool:
+    now = clock.now()  # per lease: a retry's next_run_at must never fall behind the scheduler's mark
+    try:
+        task = store.get(lease.task_id)
+    except TaskNotFound:
+        return False
+    if task.status is not Status.RUNNING or task.claim_seq != lease.claim_seq:
+        log.warning("lease of a finished claim left behind", extra={"task_id": lease.task_id})
+        return False
+    try:
+        task.expire_lease(now, jitter=jitter())
+        # Only while the lease is still expired: a heartbeat that lands first keeps the attempt.
+        store.commit(task, lease_expired_before=now)
+    except (IllegalTransition, VersionConflict):
+        return False  # extended, finished or changed meanwhile: look again next pass
+    log.info("reclaimed the lease of %s", lease.worker, extra={"task_id": task.id})
+    out.add(task.committed())
+    return True
 
 
 def settle_dead_letters(
