@@ -300,3 +300,24 @@ def test_an_entry_sqs_refuses_fails_its_own_send_only(
     # Then only the victim's send raises
     assert [type(o) for o in outcomes] == [type(None)] * 2 + [QueueUnavailable] + [type(None)]
     assert "refused" in str(outcomes[2])
+
+
+def test_a_lone_commit_whose_answer_was_lost_is_taken_for_what_it_is(
+    proxy: FaultProxy, via_proxy: CoreSettings, batcher: TransactionBatcher
+) -> None:
+    # Given a task, and a claim whose UpdateItem is applied but whose answer is lost (botocore sends it again; its
+    # version condition then fails, and the item it hands back is the claim itself)
+    store = DynamoTaskStore(aws.client(via_proxy, "dynamodb"), via_proxy, batcher=batcher)
+    task = new_task()
+    store.create(task)
+    task = task.committed()
+    task.claim(1, "host:1", _now(), 30)
+    rule = proxy.inject(Fault.reset(after_forward=True), service="dynamodb", operation="UpdateItem", times=1)
+    # When it commits, the commit holds (a conflict here would make the executor drop an attempt it owns)
+    store.commit(task)
+    assert rule.hits == 1
+    assert proxy.calls[("dynamodb", "UpdateItem")] == 2
+    # Then the claim is there once
+    stored = store.get(task.id)
+    assert (stored.status.value, stored.version, stored.claim_seq) == ("running", 3, 3)
+    assert [event.seq for event in store.events(task.id)] == [1, 2, 3]

@@ -64,6 +64,19 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _own_write(reasons: list[dict[str, Any]], task: Task, doc: str) -> bool:
+    """Whether a refused commit found its own change already applied: a lone ``UpdateItem`` has no
+    ``ClientRequestToken``, so when its answer is lost botocore's retry fails the version condition against the
+    write it already made. The item then holds this very version and document (which carries the time of the
+    change and its actor: no other writer makes the same one)."""
+    current = reasons[0].get("Item") if reasons and reasons[0].get("Code") == "ConditionalCheckFailed" else None
+    return (
+        current is not None
+        and current.get("version", {}).get("N") == str(task.version)
+        and current.get("doc", {}).get("S") == doc
+    )
+
+
 def _size(text: str) -> int:
     """What one inline event adds to the item (its UTF-8 bytes and a list element's overhead)."""
     return len(text.encode()) + 1
@@ -225,6 +238,8 @@ class DynamoTaskStore:
             f" AND {size} <= {appended.value(_n(self._inline_room(doc) - added))}"
         )
         reasons = self._transact([{"Update": appended.request(self._table, self._key(task.id), condition + room)}])
+        if reasons is not None and _own_write(reasons, task, doc):
+            reasons = None  # botocore sent it again after its answer was lost: the first one was applied
         if reasons is not None:
             current = self._refusal(task, expected, reasons, lease_expired_before)
             # The version and the lease held: the inline events are full. Move them out, with this commit.
