@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tqcore.adapters import aws
+from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
 from tqcore.domain.commands import SubmitTask
@@ -327,7 +328,6 @@ def test_a_too_large_task_is_refused_with_a_domain_error(dynamo_store: DynamoTas
 
 
 def test_history_items_and_an_ended_task_carry_a_ttl_of_the_retention_period(emulator: str) -> None:
-    from tqcore.adapters.dynamodb import keys
     from tqcore.bootstrap import bootstrap
     from tqdev.stack import unique_prefix
 
@@ -418,7 +418,7 @@ def test_events_move_out_of_the_task_item_a_batch_at_a_time(settings: CoreSettin
     history = client.query(
         TableName=settings.table_name,
         KeyConditionExpression="PK = :pk AND begins_with(SK, :evt)",
-        ExpressionAttributeValues={":pk": {"S": f"TASK#{task.id}"}, ":evt": {"S": "EVT#"}},
+        ExpressionAttributeValues={":pk": {"S": keys.history_pk(task.id, 0)}, ":evt": {"S": "EVT#"}},
         ConsistentRead=True,
     )["Items"]
     assert len(history) + len(item["evts"]["L"]) == 12
