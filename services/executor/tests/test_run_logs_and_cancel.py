@@ -212,7 +212,8 @@ def test_a_cancel_that_comes_while_the_handler_process_is_starting_still_stops_i
         # Then the handler is asked once it runs the job (ctx.stop), and returns: the process is kept, not killed
         assert time.monotonic() - started < 0.5 + 1.0
         assert (outcome.cancelled, outcome.ok) == (True, True)
-        assert process._process is not None and process._process.is_alive()
+        assert process._process is not None
+        assert process._process.is_alive()
     finally:
         process.close()
 
