@@ -58,6 +58,20 @@ class Counter:
         return {"calls": self.calls, "pid": os.getpid()}
 
 
+@handler("t-slow-start")
+class SlowStart:
+    """Makes a handler process slow to get ready: its setup sleeps ``TQ_TEST_SETUP_DELAY_S`` (default 0)."""
+
+    def setup(self) -> None:
+        time.sleep(float(os.environ.get("TQ_TEST_SETUP_DELAY_S", "0")))
+
+    def teardown(self) -> None:
+        pass
+
+    def __call__(self, ctx: TaskContext) -> Any:
+        return None
+
+
 @handler("t-print")
 def printing(ctx: TaskContext) -> Any:
     """Output by every route: Python's print, the raw fd, stderr, ctx.log and a subprocess."""

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tq_executor import isolation
+from tq_executor.handlers import Job
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.run_log import RunLogs, read_bounded, remove_orphans, truncation_marker
 from tq_executor.runner import Runner
@@ -194,6 +195,27 @@ def test_a_cancel_stops_the_attempt_at_the_next_beat_and_records_it(env: Env) ->
     follow = env.submit("t-echo")
     env.deliver_last()
     assert env.store.get(follow).status is Status.SUCCEEDED
+
+
+def test_a_cancel_that_comes_while_the_handler_process_is_starting_still_stops_it_politely(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a fresh handler process that takes 0.5 s to get ready, and a cancel already pending when the job goes
+    isolation.prepare(MODULES)
+    monkeypatch.setenv("TQ_TEST_SETUP_DELAY_S", "0.5")
+    process = isolation.HandlerProcess(MODULES)
+    cancel = threading.Event()
+    cancel.set()
+    try:
+        started = time.monotonic()
+        outcome = process.run(Job("t-1", "t-hang", "team-a", 1, {}, 60, "host:7"), threading.Event(), cancel)
+        # Then the handler is asked once it runs the job (ctx.stop), and returns: the process is kept, not killed
+        assert time.monotonic() - started < 0.5 + 1.0
+        assert (outcome.cancelled, outcome.ok) == (True, True)
+        assert process._process is not None
+        assert process._process.is_alive()
+    finally:
+        process.close()
 
 
 def test_a_handler_that_ignores_the_stop_is_killed_after_the_grace_and_its_output_kept(env: Env) -> None:

@@ -3,9 +3,10 @@
 Each worker thread owns one long-lived child (started from a clean ``forkserver``, with the handler modules
 preloaded, class handlers set up once per child). The thread sends a job down a pipe and waits for the outcome;
 past ``timeout_s``, or when told to stop (lease lost, shutdown), it SIGKILLs the child and starts a new one for
-the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the handler's ``ctx.stop``) and kills
-only if the handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the
-kernel for SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
+the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the handler's ``ctx.stop``; sent
+again at every poll, as a child still starting or not yet running the job drops it) and kills only if the
+handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the kernel for
+SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
 handler outlives the process holding its lease. Each child leads its own process group: every kill takes the
 whole group (the subprocesses a handler started too), then every child of the fork server (a subreaper: what
 left the group with ``setsid`` is reparented to it when the handler dies) that is not a live handler process,
@@ -112,10 +113,13 @@ class HandlerProcess:
             if stop.is_set():
                 self.kill()
                 raise Stopped(f"attempt {job.attempt} of {job.task_id} was stopped")
-            if cancel is not None and cancel.is_set() and kill_at is None:
-                kill_at = time.monotonic() + cancel_grace_s
-                with contextlib.suppress(OSError):
-                    os.kill(self._process.pid, STOP_SIGNAL)
+            if cancel is not None and cancel.is_set():
+                if kill_at is None:
+                    kill_at = time.monotonic() + cancel_grace_s
+                # Asked again at every poll: a child still starting, or not yet running the job, drops the signal.
+                if self._process.is_alive():  # not a pid the fork server reaped (and the kernel may reuse)
+                    with contextlib.suppress(OSError):
+                        os.kill(self._process.pid, STOP_SIGNAL)
             if kill_at is not None and time.monotonic() > kill_at:
                 self.kill()
                 return Outcome(
@@ -270,7 +274,7 @@ _current: TaskContext | None = None
 
 def _stop_current(signum: int, frame: Any) -> None:
     ctx = _current
-    if ctx is not None:
+    if ctx is not None and not ctx.stop.is_set():  # the executor repeats the signal until the job ends
         # Set from another thread: the handler may be inside ``ctx.stop.wait()`` holding the event's lock,
         # which this signal handler (running on that same thread) must not try to take.
         threading.Thread(target=ctx.stop.set, daemon=True).start()
