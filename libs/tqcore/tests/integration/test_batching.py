@@ -321,3 +321,17 @@ def test_a_lone_commit_whose_answer_was_lost_is_taken_for_what_it_is(
     stored = store.get(task.id)
     assert (stored.status.value, stored.version, stored.claim_seq) == ("running", 3, 3)
     assert [event.seq for event in store.events(task.id)] == [1, 2, 3]
+
+
+def test_a_lone_create_whose_answer_was_lost_is_taken_for_what_it_is(
+    proxy: FaultProxy, via_proxy: CoreSettings, batcher: TransactionBatcher
+) -> None:
+    # Given a submit without an idempotency key (a lone PutItem, no ClientRequestToken) whose answer is lost
+    store = DynamoTaskStore(aws.client(via_proxy, "dynamodb"), via_proxy, batcher=batcher)
+    task = new_task()
+    rule = proxy.inject(Fault.reset(after_forward=True), service="dynamodb", operation="PutItem", times=1)
+    # When it is created, the create holds (a conflict would tell the client it failed while the task exists)
+    store.create(task)
+    assert rule.hits == 1
+    assert proxy.calls[("dynamodb", "PutItem")] == 2
+    assert [event.seq for event in store.events(task.id)] == [1, 2]

@@ -195,7 +195,16 @@ class DynamoTaskStore:
             **leases.attributes(task),
         }
         items: list[dict[str, Any]] = [
-            {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(PK)"}},
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                    # The item found comes back: a lone put that botocore sent again after its answer was lost
+                    # finds its own item there, and the batcher takes it for the write it is.
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
             *self._history_puts(task.id, spilled),
         ]
         if idempotency is not None:
