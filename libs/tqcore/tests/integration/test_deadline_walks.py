@@ -146,3 +146,38 @@ def partitions_read(store: DynamoTaskStore) -> set[str]:
 
     client.meta.events.register("provide-client-params.dynamodb.Query", seen)
     return read
+
+
+def test_deadlines_written_before_the_first_walk_of_a_new_table_are_found(settings: CoreSettings) -> None:
+    # Given a new table (no walk yet: no mark) where a task was queued and another claimed by an executor that
+    # then died, both before any reaper ran (writers deployed first, or a reaper crash-looping for a while)
+    now = datetime.now(UTC)
+    writer = store_of(settings)
+    queued = submitted(at=now)
+    writer.create(queued)
+    running = submitted(at=now)
+    writer.create(running)
+    running = running.committed()
+    running.claim(1, "host:1", now, 30)
+    writer.commit(running)
+    # When the first reaper walks twenty minutes later
+    reaper = store_of(settings)
+    later = now + timedelta(minutes=20)
+    # Then it still finds the lost enqueue and the expired lease (the walk starts at the table's creation)
+    assert [t.id for t in reaper.unclaimed(later)] == [queued.id]
+    assert [lease.task_id for lease in reaper.lease_expired(later)] == [running.id]
+
+
+def test_the_first_mark_starts_at_the_table_creation_within_a_bound() -> None:
+    now = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)
+    margin = deadlines.MARGINS[keys.LEASE]
+    # a table created ten minutes ago: its creation; created a year ago: a day back at most; no creation time
+    # known, or created "after" now (a test's fixed clock): now less the margin
+    assert deadlines.first_mark(keys.LEASE, now, now - timedelta(minutes=10)) == keys.bucket_of(
+        keys.LEASE, now - timedelta(minutes=10) - margin
+    )
+    assert deadlines.first_mark(keys.LEASE, now, now - timedelta(days=365)) == keys.bucket_of(
+        keys.LEASE, now - deadlines.NO_MARK_LOOKBACK
+    )
+    assert deadlines.first_mark(keys.LEASE, now, None) == keys.bucket_of(keys.LEASE, now - margin)
+    assert deadlines.first_mark(keys.LEASE, now, now + timedelta(days=200)) == keys.bucket_of(keys.LEASE, now - margin)

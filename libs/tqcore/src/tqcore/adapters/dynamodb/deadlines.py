@@ -15,8 +15,11 @@ the walker needs no word from its caller. What a walk read empty after a bucket'
 that bucket is sealed (one more read, for late writes), and a sealed empty bucket never again; so an idle walk
 reads the bucket of ``now`` per shard, plus two reads per bucket that ended.
 
-A table without a mark (a new one) starts at the bucket of the first walk's ``now`` less the margin, put at once.
-A one-off backfill that files a deadline behind the mark moves the mark back to it (:func:`lower_mark`).
+A table without a mark (a new one) is walked from the bucket of its creation (``DescribeTable``) less the margin,
+so deadlines written before the first walk (writers started before any reaper, a reaper crash-looping) are found;
+but from ``NO_MARK_LOOKBACK`` back at most, and never from later than the first walk's ``now`` less the margin.
+The mark is put at once. A one-off backfill that files a deadline behind the mark moves the mark back to it
+(:func:`lower_mark`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tqcore.adapters.dynamodb import keys
@@ -35,6 +38,29 @@ log = logging.getLogger(__name__)
 
 #: Index items per query page.
 PAGE_SIZE = 100
+#: How late a deadline may still be filed in a bucket after the bucket's end (writers' clocks behind the
+#: walker's, an index lagging): a re-send or a lease lies ahead of its write, due work may be due at once.
+MARGINS = {
+    keys.RESEND: timedelta(seconds=30),
+    keys.LEASE: timedelta(seconds=30),
+    keys.SWEEP: timedelta(minutes=10),
+}
+#: Where a walk starts on a table found without a mark: this far back (one long first walk, then the mark).
+NO_MARK_LOOKBACK = timedelta(hours=24)
+
+
+def first_mark(kind: str, now: datetime, created_at: datetime | None) -> datetime:
+    """Where the first walk of a kind starts on a table created at ``created_at`` (``None``: unknown)."""
+    start = now - MARGINS[kind]
+    if created_at is not None:
+        start = min(start, max(created_at - MARGINS[kind], now - NO_MARK_LOOKBACK))
+    return keys.bucket_of(kind, start)
+
+
+def table_created_at(db: Table) -> datetime | None:
+    """When the table was created (``None`` if DynamoDB does not say)."""
+    created = db.call("describe_table", TableName=db.name).get("Table", {}).get("CreationDateTime")
+    return created.astimezone(UTC) if isinstance(created, datetime) else None
 
 
 def mark_name(kind: str) -> str:
@@ -158,10 +184,10 @@ class DeadlineWalker:
             return self._mark
 
     def _first_mark(self, now: datetime) -> datetime:
-        """A table's first mark: the bucket of ``now`` less the margin (a new table holds no older deadline: writers
-        file each under a time not before their write); put at once, unless another walker put one first."""
-        _put_mark(self._db, self._kind, keys.bucket_of(self._kind, now - self._margin), "attribute_not_exists(PK)")
-        return read_mark(self._db, self._kind) or keys.bucket_of(self._kind, now - self._margin)
+        """A table's first mark (:func:`first_mark`), put at once unless another walker put one first."""
+        start = first_mark(self._kind, now, table_created_at(self._db))
+        _put_mark(self._db, self._kind, start, "attribute_not_exists(PK)")
+        return read_mark(self._db, self._kind) or start
 
     def _advance(self, start: datetime, closed: set[datetime], quiet: set[datetime]) -> None:
         """After a whole walk: move the mark over the sealed empty buckets that follow it."""

@@ -10,10 +10,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from tqcore.adapters.dynamodb import history, keys, leases
+from tqcore.adapters.dynamodb import deadlines, history, keys, leases
 from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.deadlines import DeadlineWalker
 from tqcore.adapters.dynamodb.table import Table
@@ -28,13 +28,6 @@ log = logging.getLogger(__name__)
 
 #: Items per page when walking an index.
 PAGE_SIZE = 100
-#: How late a deadline may still be filed in a bucket after the bucket's end (writers' clocks behind the
-#: walker's, an index lagging): a re-send or a lease lies ahead of its write, due work may be due at once.
-DEADLINE_MARGIN = {
-    keys.RESEND: timedelta(seconds=30),
-    keys.LEASE: timedelta(seconds=30),
-    keys.SWEEP: timedelta(minutes=10),
-}
 #: A task snapshot must leave room under DynamoDB's 400 KB item limit for its keys and index attributes.
 MAX_SNAPSHOT_BYTES = 380_000
 #: Events a task item keeps inline at most: a commit that would exceed it moves the inline ones out into history
@@ -168,7 +161,7 @@ class DynamoTaskStore:
                 self._db,
                 kind,
                 shards=settings.reap_shards,
-                margin=DEADLINE_MARGIN[kind],
+                margin=deadlines.MARGINS[kind],
                 page_size=page_size,
                 reread_mark=kind == keys.SWEEP,
             )
