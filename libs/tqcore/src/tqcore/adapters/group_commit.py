@@ -69,6 +69,7 @@ class GroupCommit(Generic[T]):
                 linger = False  # promoted later: the queue it flushes has been filling meanwhile
             else:
                 me.wake.wait()
+                linger = False  # promoted: the queue it flushes has been filling while it waited
             with self._lock:
                 if me.done:
                     break

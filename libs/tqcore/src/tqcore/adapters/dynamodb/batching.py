@@ -111,11 +111,14 @@ class TransactionBatcher:
                 return self._cancelled(groups, reasons, error)
             if code in UNAVAILABLE_CODES or (code == "TransactionCanceledException" and _unavailable(reasons)):
                 self._fail(groups, unavailable(error))
-            elif len(groups) > 1:  # e.g. over 4 MB: each group alone, so only a wrong one gets the error
+            elif code == "ValidationException" and len(groups) > 1:
+                # e.g. over 4 MB: each group alone, so only a wrong one gets the error. Only a refusal of the
+                # request as such: after any other error the transaction may have been applied, and groups sent
+                # again under new tokens would then fail against their own writes.
                 for pending in groups:
                     self._send([pending])
-            else:
-                self._fail(groups, error)
+            else:  # the callers decide (a commit's conflict path recognises its own write)
+                self._fail(groups, unavailable(error) if code.startswith("TransactionInProgress") else error)
             return []
         except BotoCoreError as error:
             self._fail(groups, unavailable(error))
