@@ -1,7 +1,7 @@
 """The DynamoDB event store: one task item per task, carrying its snapshot, its newest events and its lease.
 
 A state change is one conditional write of that one item (``version = :expected``); older events move out into
-history items (``EVT#<seq>``) a batch at a time (see docs/ARCHITECTURE.md, "The commit protocol").
+history items (``HIST#<id>#<n>`` / ``EVT#<seq>``) a batch at a time (see docs/ARCHITECTURE.md, "The commit protocol").
 """
 
 from __future__ import annotations
