@@ -342,7 +342,7 @@ def test_openapi_describes_every_new_endpoint_and_every_reference_resolves(api: 
     assert [p["$ref"].rsplit("/", 1)[-1] for p in events["parameters"]] == ["TaskId", "EventLimit", "Cursor"]
     limit = spec["components"]["parameters"]["EventLimit"]["schema"]
     assert (limit["default"], limit["maximum"]) == (1000, 1000)
-    assert spec["components"]["schemas"]["EventPage"]["required"] == ["items", "next_cursor"]
+    assert spec["components"]["schemas"]["EventList"]["required"] == ["items", "next_cursor"]
 
 
 def _refs(node: Any) -> list[str]:

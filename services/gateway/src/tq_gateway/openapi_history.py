@@ -68,7 +68,7 @@ def schemas() -> dict[str, Any]:
         "Run": run_schema(),
         "RunPage": _page(ref("Run"), cursor),
         "Event": event_schema(),
-        "EventPage": _page(ref("Event"), cursor),
+        "EventList": _page(ref("Event"), cursor),
         "TaskPage": _page(ref("Task"), cursor),
         "Redriven": {
             "type": "object",
@@ -148,7 +148,7 @@ def paths() -> dict[str, Any]:
                 "description": "Follow `next_cursor` until it is null: each page reads only its own events.",
                 "parameters": [*task_id, ref("EventLimit", "parameters"), ref("Cursor", "parameters")],
                 "responses": {
-                    "200": ok("a page of events", "EventPage"),
+                    "200": ok("a page of events", "EventList"),
                     "400": problem("a cursor this listing did not hand out"),
                     **NOT_FOUND,
                     "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
