@@ -14,7 +14,8 @@ just before and just after (with a second, unwatched client) and charges what Dy
 SQS requests per task are the measured figures of a run (``--sqs-per-task``, from the peer harness or
 ``make bench``); S3 costs nothing for a task that prints nothing (a run log is one ``PutObject``).
 
-Usage: .venv/bin/python bench/aws_cost.py [--tasks 200] [--threads 8] [--sqs-per-task 1.65] [--keyed]
+Usage: .venv/bin/python bench/aws_cost.py [--tasks 200] [--threads 8] [--sqs-per-task 1.65] [--keyed] [--cpu-only]
+(``--cpu-only``: no metering, only ministack's CPU per task for the store's writes.)
 Prices: us-east-1 on-demand, 2026: DynamoDB $0.625 per million write request units, $0.125 per million read
 request units; SQS FIFO $0.50 per million requests (64 KiB chunks); S3 PUT $0.005 per thousand.
 """
@@ -174,6 +175,12 @@ class Meter:
         return item
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_task(store: DynamoTaskStore, keyed: bool, n: int) -> None:
     now = datetime.now(UTC)
     task = Task.submit(
@@ -201,6 +208,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--sqs-per-task", type=float, default=1.65, help="SQS requests per task, measured")
     parser.add_argument("--keyed", action="store_true", help="every submit carries an idempotency key")
+    parser.add_argument(
+        "--cpu-only", action="store_true", help="no metering (its reads cost the emulator too): ministack CPU per task"
+    )
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -211,15 +221,21 @@ def main() -> None:
             bootstrap(settings)
             meter = Meter(aws.client(settings, "dynamodb"), settings.table_name)
             client = aws.client(settings, "dynamodb")
-            meter.watch(client)
+            if not args.cpu_only:
+                meter.watch(client)
             store = DynamoTaskStore(client, settings)
+            cpu_before = process_cpu_s(proc.pid)
             with ThreadPoolExecutor(args.threads) as pool:
                 list(pool.map(lambda n: run_task(store, args.keyed, n), range(args.tasks)))
+            emulator_ms = 1000 * (process_cpu_s(proc.pid) - cpu_before) / args.tasks
         finally:
             proc.stop()
     n = args.tasks
     wru = (meter.wru_table + meter.wru_index) / n
     print(f"{n} immediate tasks from {args.threads} threads{' with idempotency keys' if args.keyed else ''}")
+    if args.cpu_only:
+        print(f"ministack CPU per task: {emulator_ms:.2f} ms")
+        return
     print(
         "DynamoDB calls per task: "
         + ", ".join(
@@ -228,6 +244,7 @@ def main() -> None:
     )
     for kind, sizes in sorted(meter.sizes.items()):
         print(f"item {kind}: {min(sizes)}-{max(sizes)} bytes after a write (mean {sum(sizes) / len(sizes):.0f})")
+    print(f"ministack CPU per task: {emulator_ms:.2f} ms (the metering's reads included: see --cpu-only)")
     print(f"write units per task: table {meter.wru_table / n:.2f}, indexes {meter.wru_index / n:.2f}, total {wru:.2f}")
     ddb = wru * WRU_USD_PER_MILLION
     sqs = args.sqs_per_task * SQS_FIFO_USD_PER_MILLION
