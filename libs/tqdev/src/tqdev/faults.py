@@ -69,7 +69,8 @@ class Rule:
     fault: Fault
     service: str | None = None
     operation: str | None = None
-    match: str | None = None
+    #: A text the request's body or path must hold (every one of them, for a tuple).
+    match: str | tuple[str, ...] | None = None
     times: int | None = None
     probability: float = 1.0
     hits: int = field(default=0, init=False)
@@ -79,8 +80,12 @@ class Rule:
         return (
             (self.service is None or self.service == call.service)
             and (self.operation is None or self.operation == call.operation)
-            and (self.match is None or self.match in text)
+            and (self.match is None or all(m in text for m in _texts(self.match)))
         )
+
+
+def _texts(match: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (match,) if isinstance(match, str) else match
 
 
 class FaultProxy:
@@ -117,11 +122,12 @@ class FaultProxy:
         *,
         service: str | None = None,
         operation: str | None = None,
-        match: str | None = None,
+        match: str | tuple[str, ...] | None = None,
         times: int | None = None,
         probability: float = 1.0,
     ) -> Rule:
-        """Apply ``fault`` to requests of ``service``/``operation`` whose body or path holds ``match``.
+        """Apply ``fault`` to requests of ``service``/``operation`` whose body or path holds ``match`` (each of
+        its texts, for a tuple).
 
         At most ``times`` requests (``None``: no limit), each picked with ``probability``. Rules are tried in the
         order they were injected; the first that picks a request decides its fault.
