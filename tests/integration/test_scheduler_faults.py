@@ -49,7 +49,8 @@ def test_a_task_whose_commits_fail_for_twenty_minutes_still_runs_and_the_others_
         stack.start()
         with FaultProxy(upstream=emulator) as proxy:
             # and the scheduler's store and queue reached through the fault proxy
-            via = CoreSettings(endpoint_url=proxy.url, prefix=prefix)
+            # (each commit its own call, so that the fault below refuses the stuck task's commits and no other's)
+            via = CoreSettings(endpoint_url=proxy.url, prefix=prefix, write_max_inflight=64)
             ddb = aws.client(via, "dynamodb")
             store = DynamoTaskStore(ddb, via)
             registry = DynamoRegistry(ddb, via)
@@ -67,7 +68,7 @@ def test_a_task_whose_commits_fail_for_twenty_minutes_still_runs_and_the_others_
             rule = proxy.inject(
                 Fault.error("InternalServerError", status=400),
                 service="dynamodb",
-                operation="TransactWriteItems",
+                operation="UpdateItem",  # a commit of one task item
                 match=stuck,
             )
             sched = Scheduler(store, queue, registry, clock, parts=via.due_shards, catchup_s=3600)
