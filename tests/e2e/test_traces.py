@@ -87,7 +87,7 @@ def test_a_task_is_one_trace_from_the_request_to_its_attempt(
     request = one(spans, "POST /v1/tasks")
     assert (request.kind, request.service, request.parent_span_id) == ("SERVER", "tq-gateway", None)
     # (a worker's first submit also reads the type catalog and records the group)
-    assert "DynamoDB.TransactWriteItems" in [s.name for s in children(spans, request, "DynamoDB.")]
+    assert "DynamoDB.PutItem" in [s.name for s in children(spans, request, "DynamoDB.")]  # the task item
     enqueue = one(spans, "tq.enqueue", **{"tq.task_id": task_id})
     assert (enqueue.kind, enqueue.service, enqueue.parent_span_id) == ("PRODUCER", "tq-gateway", request.span_id)
     assert "SQS.SendMessage" in [s.name for s in children(spans, enqueue, "SQS.")]  # (after GetQueueUrl, once)
@@ -100,7 +100,7 @@ def test_a_task_is_one_trace_from_the_request_to_its_attempt(
     )
     assert attempt.attributes["tq.outcome"] == "succeeded"
     # and the claim and the outcome are DynamoDB calls within the attempt
-    assert [s.name for s in children(spans, attempt, "DynamoDB.")] == ["DynamoDB.TransactWriteItems"] * 2
+    assert [s.name for s in children(spans, attempt, "DynamoDB.")] == ["DynamoDB.UpdateItem"] * 2
     # and the task keeps the context its runs are traced under (stored, not shown by the API)
     settings = CoreSettings(endpoint_url=stack.config.endpoint_url, prefix=stack.config.prefix)
     stored = DynamoTaskStore(aws.client(settings, "dynamodb"), settings).get(task_id)
@@ -125,7 +125,7 @@ def test_a_scheduled_task_runs_in_its_submits_trace_through_the_promotion(
     promote = one(spans, "tq.promote", **{"tq.task_id": task_id})
     assert (promote.service, promote.parent_span_id) == ("tq-scheduler", request.span_id)
     assert (promote.attributes["tq.attempt"], promote.attributes["tq.events"]) == (1, ["queued"])
-    assert [s.name for s in children(spans, promote, "DynamoDB.")] == ["DynamoDB.TransactWriteItems"]
+    assert [s.name for s in children(spans, promote, "DynamoDB.")] == ["DynamoDB.UpdateItem"]
     enqueue = one(spans, "tq.enqueue", **{"tq.task_id": task_id})
     assert (enqueue.service, enqueue.parent_span_id) == ("tq-scheduler", promote.span_id)
     attempt = one(spans, "tq.attempt", **{"tq.task_id": task_id})
