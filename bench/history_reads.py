@@ -15,13 +15,10 @@ Usage: .venv/bin/python bench/history_reads.py [--events 50000] [--requests 20]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 
@@ -33,8 +30,7 @@ from tqcore.domain.model import Event, EventType
 from tqcore.domain.runs import project_runs
 from tqcore.domain.task import Task
 from tqcore.settings import CoreSettings
-from tqdev.emulator import start_emulator
-from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
+from tqdev.stack import Stack, benchmark_stack
 
 #: Events per commit while writing the history (a transaction holds at most 100 items with the snapshot).
 CHUNK = 90
@@ -133,18 +129,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=6, help="events of the short-lived task (one run)")
     parser.add_argument("--middle", type=int, default=1002, help="events of a task with a few pages of runs")
     args = parser.parse_args()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    run_dir = Path(tempfile.mkdtemp(prefix="tq-bench-history-"))
-    emulator, endpoint = start_emulator("ministack", run_dir)
-    stack = Stack(StackConfig(endpoint, unique_prefix(), run_dir, executors=0, env=dict(HIGH_RATE_LIMIT)))
-    try:
-        stack.start()
+    with benchmark_stack("history") as stack:
         run(stack, args)
-    finally:
-        stack.stop()
-        emulator.stop()
-    print(f"logs: {run_dir}")
 
 
 if __name__ == "__main__":

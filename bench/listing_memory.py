@@ -15,18 +15,14 @@ Usage: .venv/bin/python bench/listing_memory.py [--tasks 200] [--payload-kib 256
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
 from tqcore.settings import CoreSettings
-from tqdev.emulator import start_emulator
 from tqdev.memory import MIB, Listing, gunicorn_workers, hostile_payload, list_every_page, peak_rss_bytes, store_tasks
-from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
+from tqdev.stack import Stack, benchmark_stack
 
 
 def peaks(workers: list[int]) -> str:
@@ -79,18 +75,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200)
     parser.add_argument("--dlq", action="store_true", help="also list as many dead letters over two groups")
     args = parser.parse_args()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    run_dir = Path(tempfile.mkdtemp(prefix="tq-bench-memory-"))
-    emulator, endpoint = start_emulator("ministack", run_dir)
-    stack = Stack(StackConfig(endpoint, unique_prefix(), run_dir, executors=0, env=dict(HIGH_RATE_LIMIT)))
-    try:
-        stack.start()
+    with benchmark_stack("memory") as stack:
         run(stack, args)
-    finally:
-        stack.stop()
-        emulator.stop()
-    print(f"logs: {run_dir}")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import httpx
 
 from tqcore.bootstrap import bootstrap
 from tqcore.settings import CoreSettings
+from tqdev.emulator import start_emulator
 from tqdev.procs import Proc, free_port
 
 BIN = Path(sys.executable).parent
@@ -254,3 +256,21 @@ class Stack:
                     list(pool.map(lambda proc, t=timeout_s: proc.stop(timeout_s=t), group))
         self.procs.clear()
         self.executors.clear()
+
+
+@contextlib.contextmanager
+def benchmark_stack(name: str) -> Iterator[Stack]:
+    """ministack and a started local stack with no executors and no rate limit, in a fresh run directory, for a
+    benchmark run from the command line; both stopped afterwards, and where their logs are printed."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    run_dir = Path(tempfile.mkdtemp(prefix=f"tq-bench-{name}-"))
+    emulator, endpoint = start_emulator("ministack", run_dir)
+    stack = Stack(StackConfig(endpoint, unique_prefix(), run_dir, executors=0, env=dict(HIGH_RATE_LIMIT)))
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        emulator.stop()
+    print(f"logs: {run_dir}")
