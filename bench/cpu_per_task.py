@@ -7,7 +7,7 @@ handler processes) divided by the tasks, plus the wall time. With ``--py-spy DIR
 subprocesses) is sampled by py-spy during the burst; ``DIR/<name>.txt`` then lists the top functions by
 inclusive and by own samples, per task.
 
-Usage: .venv/bin/python bench/cpu_per_task.py [--n 2000] [--clients 8] [--threads 8] [--prefetch 4] [--py-spy DIR]
+Usage: .venv/bin/python bench/cpu_per_task.py [--n 2000] [--clients 8] [--threads 8] [--prefetch 8] [--py-spy DIR]
 (py-spy: ``.venv/bin/pip install py-spy``; it samples with ``--nonblocking``.)
 """
 
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--prefetch", type=int, default=4)
+    parser.add_argument("--prefetch", type=int, default=8)
     parser.add_argument("--py-spy", type=Path, default=None, help="sample every service into this directory")
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")

@@ -102,7 +102,7 @@ def main() -> None:
         "--prefetch",
         type=int,
         default=10,
-        help="messages held per queue (TQ_PREFETCH; 10 suits a burst of short tasks, the default 4 long ones)",
+        help="messages held per queue (TQ_PREFETCH; 10 suits a burst of short tasks, the default 8 long ones)",
     )
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")

@@ -39,9 +39,10 @@ class ExecutorSettings(CoreSettings):
     #: Processes a script's uid may have at once (``RLIMIT_NPROC``; only when scripts run as their own uid).
     script_max_procs: int = Field(default=64, ge=1, le=100000)
     #: Messages each queue's consumer may hold unacked, running ones included (dramatiq's prefetch; SQS caps a
-    #: receive at 10). Few: a buffered message is kept hidden but waits for this executor's threads, even while
-    #: another executor idles. A burst of short tasks runs with fewer receives at 10 (see docs/PERFORMANCE.md).
-    prefetch: int = Field(default=4, ge=1, le=10)
+    #: receive at 10). As many as the threads by default, so one queue can keep every thread busy and concurrent
+    #: claims share their writes; not many more: a buffered message is kept hidden but waits for this executor's
+    #: threads, even while another executor idles (see docs/PERFORMANCE.md, "Lean core").
+    prefetch: int = Field(default=8, ge=1, le=10)
     #: Seconds between presence heartbeats (what ``/readyz`` looks for).
     presence_s: float = Field(default=5.0, gt=0)
     #: On SIGTERM, how long running attempts may finish before the rest are released.

@@ -23,8 +23,10 @@ class GatewaySettings(CoreSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
-    gateway_workers: int = Field(default=2, ge=1, le=64)
-    gateway_threads: int = Field(default=4, ge=1, le=64)
+    #: gunicorn worker processes (one per vCPU the replica has) and threads in each. Threads of one process
+    #: share their task-store writes and SQS sends (group commit): fewer, fuller processes make fewer AWS calls.
+    gateway_workers: int = Field(default=1, ge=1, le=64)
+    gateway_threads: int = Field(default=8, ge=1, le=64)
     #: Connections one worker holds at once (gunicorn's ``worker_connections``): requests in its threads, heads
     #: being read and idle keep-alive connections. Beyond it the worker stops accepting (the kernel queues). Each
     #: may buffer a request (64 KiB of head and ``max_body_bytes``): 80 MiB at most per worker by default.
