@@ -8,7 +8,7 @@ PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executo
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-history bench-memory bench-cost test-downtime chaos alerts monitoring infra pants lock clean
+.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-history bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -113,6 +113,11 @@ bench-schedule: install
 bench-cost: install
 	$(BIN)/python bench/aws_cost.py
 	$(BIN)/python bench/aws_cost.py --keyed
+
+## make bench-calls: what single calls cost on ministack (FIFO vs standard sends, tq's claim expression, boto3 vs a
+## signed POST on the client side): bench/call_costs.py.
+bench-calls: install
+	$(BIN)/python bench/call_costs.py
 
 ## make bench-history: /runs?limit=50 and /events?limit=100 of a repeating task with 50,000 events against one with 6.
 bench-history: install

@@ -181,9 +181,9 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_task(store: DynamoTaskStore, keyed: bool, n: int) -> None:
-    now = datetime.now(UTC)
-    task = Task.submit(
+def echo_task(n: int, now: datetime) -> Task:
+    """A new immediate echo task of alice's in team-a, its payload ``{"n": n}``."""
+    return Task.submit(
         task_id=new_task_id(),
         type="echo",
         group="team-a",
@@ -192,6 +192,11 @@ def run_task(store: DynamoTaskStore, keyed: bool, n: int) -> None:
         submitted={"type": "echo", "group": "team-a", "payload": {"n": n}},
         payload={"n": n},
     )
+
+
+def run_task(store: DynamoTaskStore, keyed: bool, n: int) -> None:
+    now = datetime.now(UTC)
+    task = echo_task(n, now)
     record = IdempotencyRecord("team-a", f"key-{task.id}", "f" * 64, task.id) if keyed else None
     store.create(task, record)
     task = task.committed()

@@ -53,11 +53,11 @@ class CoreSettings(BaseSettings):
     #: fewer than this many calls are in flight, otherwise it joins the next one (adapters/dynamodb/batching.py).
     write_max_inflight: int = Field(default=2, ge=1, le=64)
     #: How long a write that starts while another is in flight waits for more to join it (0: not at all). A lone
-    #: write never waits; under load a couple of milliseconds let several threads' writes share one call.
-    write_linger_ms: float = Field(default=2, ge=0, le=50)
+    #: write never waits; under load a few milliseconds let several threads' writes share one call.
+    write_linger_ms: float = Field(default=5, ge=0, le=50)
     #: The same for enqueues: concurrent sends of one process share ``SendMessageBatch`` calls (ten at most).
     send_max_inflight: int = Field(default=2, ge=1, le=64)
-    send_linger_ms: float = Field(default=2, ge=0, le=50)
+    send_linger_ms: float = Field(default=5, ge=0, le=50)
     #: Where spans go: ``otlp`` (OTLP over HTTP to ``otlp_endpoint``), ``console`` (one JSON object per line on
     #: stdout) or ``none`` (no tracing SDK at all).
     traces_exporter: Literal["otlp", "console", "none"] = "none"
