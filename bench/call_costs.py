@@ -8,7 +8,8 @@ Three loops against a fresh ministack, each timed by CPU (the emulator's from ``
   a redrive policy, as tq's), first on an empty queue, then after ``--prior`` sends (ministack rebuilds a FIFO
   queue's whole deduplication cache on every send);
 - ``expression``: tq's own claim ``UpdateItem`` (captured from ``DynamoTaskStore``) against a bare
-  ``SET doc, version`` with the same version condition, each on fresh copies of the same created task item;
+  ``SET doc, version`` with the same version condition, and the same claims 10 and 25 to a
+  ``TransactWriteItems``, each on fresh copies of the same created task item;
 - ``client``: the client CPU of one ``UpdateItem`` through boto3 (tq's client config) against the same request
   as a hand-signed SigV4 JSON POST over urllib3 (what a lean client for the hot calls would cost).
 
@@ -147,6 +148,18 @@ def expression_costs(pid: int, endpoint: str, n: int) -> None:
             updates = [{**request, "Key": k} for k in keys]
             cost = per_call_ms(pid, n, partial(_each, raw.update_item, updates))
             print(f"expression {name}: {cost:.3f} ms emulator CPU per UpdateItem (round {round_ + 1})")
+        for size in (10, 25):  # the same claims, several to a transaction (as the group commit sends them)
+            keys = []
+            for i in range(n):
+                item = {**created, "PK": {"S": f"TASK#copy-{round_}-tx{size}-{i}"}}
+                raw.put_item(TableName=settings.table_name, Item=item)
+                keys.append({"PK": item["PK"], "SK": item["SK"]})
+            batches = [
+                {"TransactItems": [{"Update": {**claim, "Key": k}} for k in keys[start : start + size]]}
+                for start in range(0, n, size)
+            ]
+            cost = per_call_ms(pid, n, partial(_each, raw.transact_write_items, batches))
+            print(f"expression tq's claim, {size} per TransactWriteItems: {cost:.3f} ms emulator CPU per item")
 
 
 def _each(call: Callable[..., Any], requests: list[dict[str, Any]]) -> None:

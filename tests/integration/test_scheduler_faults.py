@@ -49,8 +49,9 @@ def test_a_task_whose_commits_fail_for_twenty_minutes_still_runs_and_the_others_
         stack.start()
         with FaultProxy(upstream=emulator) as proxy:
             # and the scheduler's store and queue reached through the fault proxy
-            # (each commit its own call, so that the fault below refuses the stuck task's commits and no other's)
-            via = CoreSettings(endpoint_url=proxy.url, prefix=prefix, write_max_inflight=64)
+            # (each commit its own call — as many in flight as there are commits, none lingering for company — so
+            # that the fault below refuses the stuck task's commits and no other's)
+            via = CoreSettings(endpoint_url=proxy.url, prefix=prefix, write_max_inflight=64, write_linger_ms=0)
             ddb = aws.client(via, "dynamodb")
             store = DynamoTaskStore(ddb, via)
             registry = DynamoRegistry(ddb, via)
