@@ -12,6 +12,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
@@ -30,12 +31,20 @@ PAGE_BYTES = 4 * 1024 * 1024
 ITEM_BYTES_MAX = 400 * 1024
 
 
-@dataclass(frozen=True)
-class TaskPage:
-    """A page of tasks, as stored documents."""
+T = TypeVar("T")
 
-    items: list[ListedTask]
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """A page of a listing (tasks, dead letters, a task's runs or events) and the cursor of the next one (``None``:
+    this is the last)."""
+
+    items: list[T]
     next_cursor: str | None
+
+
+#: A page of tasks, as stored documents.
+TaskPage = Page[ListedTask]
 
 
 @dataclass(frozen=True)

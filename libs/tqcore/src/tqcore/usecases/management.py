@@ -19,7 +19,7 @@ from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, PageQuery, R
 from tqcore.domain.runs import Run, RunsPosition
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable
-from tqcore.listing import PAGE_BYTES, PageRules, TaskPage, fill_page, listed_groups
+from tqcore.listing import PAGE_BYTES, Page, PageRules, TaskPage, fill_page, listed_groups
 from tqcore.ports import Clock, RunLogStore, TaskQueue, TaskStore
 from tqcore.queries import TaskQueries, decode_cursor, dlq_after, encode_cursor
 from tqcore.usecases.history_reads import events_page, newest_run, runs_page
@@ -46,22 +46,6 @@ def visible_task(store: TaskStore, task_id: str, principal: Principal) -> Task:
 
 
 @dataclass(frozen=True)
-class RunPage:
-    """A page of a task's runs, newest first."""
-
-    items: list[Run]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True)
-class EventPage:
-    """A page of a task's events, oldest first."""
-
-    items: list[Event]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True)
 class Redriven:
     """Which tasks a dead-letter redrive sent back (or, on a dry run, would have)."""
 
@@ -81,16 +65,16 @@ class TaskHistory:
         self._logs = logs
         self._clock = clock or SystemClock()
 
-    def events(self, task_id: str, principal: Principal, query: EventPageQuery | None = None) -> EventPage:
+    def events(self, task_id: str, principal: Principal, query: EventPageQuery | None = None) -> Page[Event]:
         """A page of the events of a task the principal may see, oldest first; ``InvalidCursor`` for a cursor
         not from this listing."""
         query = query or EventPageQuery()
         task = visible_task(self._store, task_id, principal)
         after = 0 if query.cursor is None else _position(_EVENTS, query.cursor, task.version)
         events, next_after = events_page(self._store, task_id, after, query.limit, task.version)
-        return EventPage(events, None if next_after is None else encode_cursor(_EVENTS, str(next_after)))
+        return Page(events, None if next_after is None else encode_cursor(_EVENTS, str(next_after)))
 
-    def runs(self, task_id: str, principal: Principal, query: PageQuery) -> RunPage:
+    def runs(self, task_id: str, principal: Principal, query: PageQuery) -> Page[Run]:
         """A page of the task's runs, newest first, reading only as much history as the page needs; raises
         ``InvalidCursor`` for a cursor not from this listing."""
         task = visible_task(self._store, task_id, principal)
@@ -98,7 +82,7 @@ class TaskHistory:
             RunsPosition.newest(task.version) if query.cursor is None else _runs_position(query.cursor, task.version)
         )
         page, older = runs_page(self._store, task_id, position, query.limit)
-        return RunPage(page, None if older is None else encode_cursor(_RUNS, _runs_cursor(older)))
+        return Page(page, None if older is None else encode_cursor(_RUNS, _runs_cursor(older)))
 
     def run_log(self, task_id: str, run_id: str, principal: Principal) -> bytes:
         """One run's captured output (empty if it printed nothing).
