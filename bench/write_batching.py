@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from tqcore.adapters import aws
-from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.bootstrap import bootstrap
 from tqcore.clock import new_task_id
@@ -57,7 +56,7 @@ def one_run(
             calls[model.name] += 1
 
     client.meta.events.register("before-call.dynamodb.*", count)
-    store = DynamoTaskStore(client, settings, batcher=TransactionBatcher.from_settings(client, settings))
+    store = DynamoTaskStore(client, settings)  # concurrent writes share calls through its batcher
     cmd = SubmitTask.model_validate({"type": "echo", "group": "team-a"})
     now = datetime.now(UTC)
     made = [

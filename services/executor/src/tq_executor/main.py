@@ -24,7 +24,6 @@ from tq_executor.runner import Runner
 from tq_executor.settings import ExecutorSettings
 from tq_executor.visibility import VisibilityKeeper
 from tqcore.adapters import aws
-from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.adapters.s3.run_logs import S3RunLogs
@@ -94,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["register-types"]:
         print(f"tq-executor: registered {', '.join(registry.types)}")
         return 0
-    # One batcher per process: the claims and outcomes of concurrent attempts share TransactWriteItems calls.
-    batcher = TransactionBatcher.from_settings(ddb, settings)
-    store = DynamoTaskStore(ddb, settings, on_commit=observe_commit, batcher=batcher)
+    # One store per process: its batcher lets the claims and outcomes of concurrent attempts share
+    # TransactWriteItems calls.
+    store = DynamoTaskStore(ddb, settings, on_commit=observe_commit)
     return serve(settings, worker, registry_store, store, traced=traced)
 
 

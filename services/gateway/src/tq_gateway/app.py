@@ -28,7 +28,6 @@ from tq_gateway.settings import GatewaySettings
 from tq_gateway.tracing import RequestSpans
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.api_keys import DynamoApiKeyStore
-from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
@@ -112,11 +111,9 @@ def create_app() -> falcon.App[Any, Any]:
     replicas.start(instance_name(settings))
     return build_app(
         settings,
-        # One batcher per worker process: concurrent submits share TransactWriteItems calls (and the queue's
-        # SendMessageBatch calls: one SqsTaskQueue per process).
-        store=DynamoTaskStore(
-            ddb, settings, on_commit=observe_commit, batcher=TransactionBatcher.from_settings(ddb, settings)
-        ),
+        # One store per worker process: its batcher lets concurrent submits share TransactWriteItems calls (and
+        # the queue's SendMessageBatch calls: one SqsTaskQueue per process).
+        store=DynamoTaskStore(ddb, settings, on_commit=observe_commit),
         queries=DynamoTaskQueries(ddb, settings),
         queue=SqsTaskQueue(aws.client(settings, "sqs"), settings),
         registry=registry,

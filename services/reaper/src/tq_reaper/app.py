@@ -6,7 +6,6 @@ from tq_reaper.gauges import SystemGauges
 from tq_reaper.reaper import Reaper
 from tq_reaper.settings import ReaperSettings
 from tqcore.adapters import aws
-from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
@@ -44,10 +43,8 @@ def create_service(settings: ReaperSettings) -> PeriodicService:
     ddb, sqs = aws.client(settings, "dynamodb"), aws.client(settings, "sqs")
     return build_service(
         settings,
-        # One batcher per process: concurrent writes share TransactWriteItems calls.
-        store=DynamoTaskStore(
-            ddb, settings, on_commit=observe_commit, batcher=TransactionBatcher.from_settings(ddb, settings)
-        ),
+        # One store per process: its batcher lets concurrent writes share TransactWriteItems calls.
+        store=DynamoTaskStore(ddb, settings, on_commit=observe_commit),
         queue=SqsTaskQueue(sqs, settings),
         queries=DynamoTaskQueries(ddb, settings),
         registry=DynamoRegistry(ddb, settings),

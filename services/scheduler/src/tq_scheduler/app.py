@@ -8,7 +8,6 @@ from tq_scheduler.scheduler import Scheduler
 from tq_scheduler.settings import SchedulerSettings
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.backfill import SweepKeysBackfill
-from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
@@ -53,10 +52,8 @@ def create_service(settings: SchedulerSettings) -> PeriodicService:
     ddb = aws.client(settings, "dynamodb")
     return build_service(
         settings,
-        # One batcher per process: concurrent writes share TransactWriteItems calls.
-        store=DynamoTaskStore(
-            ddb, settings, on_commit=observe_commit, batcher=TransactionBatcher.from_settings(ddb, settings)
-        ),
+        # One store per process: its batcher lets concurrent writes share TransactWriteItems calls.
+        store=DynamoTaskStore(ddb, settings, on_commit=observe_commit),
         queue=SqsTaskQueue(aws.client(settings, "sqs"), settings),
         registry=DynamoRegistry(ddb, settings),
         clock=SystemClock(),

@@ -153,7 +153,7 @@ class DynamoTaskStore:
         self._db = Table(client, settings.table_name)
         self._table = settings.table_name
         self._settings = settings
-        #: One per process, shared by its stores (the composition roots pass it); else one of its own.
+        #: Shared by this store's threads (each service builds one store per process); tests pass one to watch.
         self._batcher = batcher or TransactionBatcher.from_settings(client, settings)
         #: One walker per kind of ``reap`` deadline, shared by this store's threads (they keep the walk's marks).
         self._walkers = {
