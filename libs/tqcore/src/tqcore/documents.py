@@ -18,8 +18,8 @@ import msgspec
 from tqcore.domain.codec import task_from_dict, task_to_dict, ts
 from tqcore.domain.model import Status
 
-#: A document's top-level fields, each kept as its JSON text.
-_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+#: A document's top-level fields, each kept as its JSON text (the gateway's view cuts listed documents with it).
+FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 #: The smallest task today's codec accepts; its resource's keys are the shape a document read as-is must have.
 _MINIMAL = {
     "id": "t",
@@ -58,10 +58,10 @@ class ListedTask:
         through the codec, so it is served with today's fields.
         """
         try:
-            fields = _FIELDS.decode(doc)
+            fields = FIELDS.decode(doc)
             if fields.keys() != RESOURCE_KEYS:
                 doc = json.dumps(task_to_dict(task_from_dict(json.loads(doc))), ensure_ascii=False)
-                fields = _FIELDS.decode(doc)
+                fields = FIELDS.decode(doc)
             return cls(
                 id=msgspec.json.decode(fields["id"], type=str),
                 status=Status(msgspec.json.decode(fields["status"], type=str)),
@@ -83,7 +83,7 @@ class ListedTask:
         move the lease without a new snapshot)."""
         if claim_seq != self.claim_seq:
             return self
-        fields = _FIELDS.decode(self.doc)
+        fields = FIELDS.decode(self.doc)
         fields["lease_expires_at"] = msgspec.Raw(msgspec.json.encode(ts(expires_at)))
         return replace(self, doc=msgspec.json.encode(fields))
 

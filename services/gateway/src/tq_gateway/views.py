@@ -16,6 +16,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from tqcore.documents import FIELDS
 from tqcore.domain.codec import task_to_dict
 from tqcore.domain.model import Overlap, Priority, Status
 from tqcore.domain.task import Task
@@ -114,12 +115,8 @@ def task_view(task: Task) -> dict[str, Any]:
     return {name: resource[name] for name in TASK_FIELDS}
 
 
-#: A stored document's top-level fields, each kept as its JSON text.
-_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
-
-
 def listed_view(doc: bytes) -> bytes:
     """A listed task's document (``tqcore.documents.ListedTask.doc``) cut to the view's fields, as JSON text: the
     values (a payload may be 256 KiB of tiny objects) are copied as the text they are, never parsed."""
-    fields = _FIELDS.decode(doc)
+    fields = FIELDS.decode(doc)
     return msgspec.json.encode({name: fields[name] for name in TASK_FIELDS})
