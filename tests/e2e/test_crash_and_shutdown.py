@@ -94,7 +94,8 @@ def test_killing_the_executor_of_a_running_task_reruns_it_after_its_lease(
     stack = start_stack(emulator, tmp_path, env=FAST_LEASES)
     try:
         api = api_for(stack)
-        task_id = submit_sleep(api, 3, retry={"backoff_base_s": 0.5})
+        # A sleep that outlasts the 5 s its handler is given to die: only being killed ends it in time.
+        task_id = submit_sleep(api, 12, retry={"backoff_base_s": 0.5})
         pid = running_on(stack, api, task_id)
         deadline = time.monotonic() + 10
         while (task_id, 1) not in executions(stack):  # the handler itself has started

@@ -231,6 +231,20 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def release_fork_server() -> None:
+    """Close this child's copy of the fork server's "alive" pipe, so the server exits when the executor does.
+
+    CPython hands every forkserver child the write end of that pipe, and the server stops only at its EOF: while
+    a child holds it, a SIGKILLed executor's fork server lives on, and so (``die_with_parent`` waits for the
+    server's exit) do its handlers. A handler never starts processes through the fork server, so it needs none.
+    """
+    fd = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        forkserver._forkserver._forkserver_alive_fd = None  # type: ignore[attr-defined]
+
+
 def _settings_environ() -> dict[str, str]:
     """The executor's ``TQ_*`` settings as they are now (the fork server's copy dates from its start)."""
     return {name: value for name, value in os.environ.items() if name.startswith("TQ_")}
@@ -241,6 +255,7 @@ def child_main(
 ) -> None:
     """The child's loop: run each job, send back its outcome, until told to stop (``None``)."""
     die_with_parent()
+    release_fork_server()
     sandbox.lead_own_group()
     sandbox.make_undumpable()
     sandbox.slot_uid = uid
