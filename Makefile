@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 EMU := .venv-emu
 BIN := $(VENV)/bin
-PACKAGES := -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
+PACKAGES := -e libs/tq -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
