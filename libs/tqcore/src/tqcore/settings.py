@@ -92,7 +92,7 @@ class CoreSettings(BaseSettings):
 
     @property
     def bucket_name(self) -> str:
-        """The S3 bucket for run logs and large payloads."""
+        """The S3 bucket for run logs (payloads and results live in the table)."""
         return f"{self.prefix}-logs"
 
     def queue_name(self, priority: Priority) -> str:
