@@ -253,3 +253,37 @@ def test_a_pool_without_an_image_tag_is_refused() -> None:
     config = StackConfig(**{**CONFIG.__dict__, "pools": {"b": {"handlerModules": ["b.handlers"]}}})
     with pytest.raises(Exception, match="set imageTag"):
         run(lambda: build(config))
+
+
+def test_no_executor_role_reaches_another_pool_s_queues(stack: list[Registered]) -> None:
+    assert checks.pool_queue_problems(stack) == []
+
+
+def test_an_executor_role_reaching_another_pool_s_queues_is_caught() -> None:
+    def build() -> None:
+        import pulumi_aws as aws
+
+        role = aws.iam.Role("tq-x-executor-b", assume_role_policy=iam.assume_role_policy("ecs-tasks.amazonaws.com"))
+        aws.ecs.TaskDefinition(
+            "tq-x-executor-b",
+            family="tq-x-executor-b",
+            task_role_arn=role.arn,
+            container_definitions=json.dumps(
+                [
+                    {
+                        "name": "executor",
+                        "environment": [{"name": "TQ_PREFIX", "value": "tq-x"}, {"name": "TQ_POOL", "value": "b"}],
+                    }
+                ]
+            ),
+        )
+        queues = [queue_arn("tq-x-b-high.fifo"), queue_arn("tq-x-high.fifo")]
+        aws.iam.RolePolicy(
+            "tq-x-executor-b",
+            role=role.id,
+            policy=iam.document([{"Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": queues}]),
+        )
+
+    assert checks.pool_queue_problems(run(build)) == [
+        f"tq-x-executor-b: pool 'b' reaches {queue_arn('tq-x-high.fifo')}"
+    ]
