@@ -287,3 +287,36 @@ def test_an_executor_role_reaching_another_pool_s_queues_is_caught() -> None:
     assert checks.pool_queue_problems(run(build)) == [
         f"tq-x-executor-b: pool 'b' reaches {queue_arn('tq-x-high.fifo')}"
     ]
+
+
+def test_the_example_package_s_stack_config_builds_its_pool_and_passes_every_check() -> None:
+    from pathlib import Path
+
+    import pulumi
+    import yaml
+
+    from tq_infra.stack import build
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "thumbnails" / "Pulumi.thumbnails.yaml"
+    values = yaml.safe_load(path.read_text())["config"]
+    # As the Pulumi CLI hands config to the program: strings as they are, anything else as JSON.
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
+    try:
+        config = StackConfig.load()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert set(config.executor_pools) == {"default", "thumbnails"}
+    example = run(lambda: build(config))
+    (_, container) = next(c for f, c in containers(example).items() if f.endswith("-executor-thumbnails"))
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert (env["TQ_POOL"], env["TQ_HANDLER_MODULES"]) == ("thumbnails", "thumbnails.handlers")
+    assert [s["name"] for s in container["secrets"]] == ["THUMBS_CDN_TOKEN"]
+    for check in (
+        checks.queue_problems,
+        checks.iam_problems,
+        checks.security_group_problems,
+        checks.pool_queue_problems,
+        checks.bucket_problems,
+        checks.table_problems,
+    ):
+        assert check(example) == [], check.__name__
