@@ -56,6 +56,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m unit
 
+## make configuration: regenerate docs/CONFIGURATION.md from the settings classes (a unit test fails while it is stale).
+configuration: install
+	$(BIN)/python -m tqdev.configuration
+
 ## make examples: build the example handler package (examples/thumbnails) into a venv of its own that holds the
 ## tq package and nothing of the executor (as your package would be), then run its tq.testing tests (seconds).
 examples: $(EXAMPLES_VENV)/.installed
