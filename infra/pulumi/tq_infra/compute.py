@@ -14,7 +14,7 @@ from tq_infra.aws_calls import SERVICES, operations_of
 from tq_infra.config import StackConfig
 from tq_infra.network import HTTPS, Network
 from tq_infra.pools import Pool
-from tq_infra.scaling import executor_backlog_policy
+from tq_infra.scaling import executor_backlog_policy, scalable, target_tracking
 from tqcore.settings import CoreSettings
 
 #: The gateway's port in its container (``TQ_GATEWAY_PORT``) and the metrics port of the others.
@@ -405,29 +405,20 @@ class Services(pulumi.ComponentResource):
 
     def _autoscaling(self, name: str, config: StackConfig, child: pulumi.ResourceOptions) -> None:
         """The gateway's task count follows the ALB's requests per target (each pool's: tq_infra.scaling)."""
-        target = aws.appautoscaling.Target(
-            f"{name}-gateway",
-            service_namespace="ecs",
-            scalable_dimension="ecs:service:DesiredCount",
-            resource_id=pulumi.Output.concat("service/", self.cluster.name, "/", self.services["gateway"].name),
-            min_capacity=config.gateway_min,
-            max_capacity=config.gateway_max,
-            opts=child,
+        target = scalable(
+            f"{name}-gateway", self.cluster, self.services["gateway"], config.gateway_min, config.gateway_max, child
         )
-        aws.appautoscaling.Policy(
+        target_tracking(
             f"{name}-gateway-requests",
-            policy_type="TargetTrackingScaling",
-            service_namespace="ecs",
-            scalable_dimension=target.scalable_dimension,
-            resource_id=target.resource_id,
-            target_tracking_scaling_policy_configuration={
+            target,
+            {
                 "target_value": config.gateway_requests_per_target,
                 "predefined_metric_specification": {
                     "predefined_metric_type": "ALBRequestCountPerTarget",
                     "resource_label": pulumi.Output.concat(self.alb.arn_suffix, "/", self.target_group.arn_suffix),
                 },
             },
-            opts=child,
+            child,
         )
 
 

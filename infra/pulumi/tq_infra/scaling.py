@@ -1,4 +1,5 @@
-"""Each executor pool's autoscaling: its task count holds the backlog of its own queues per running task."""
+"""Autoscaling of ECS services: a scalable target per service, a target-tracking policy on it; each executor
+pool's holds the backlog of its own queues per running task."""
 
 from __future__ import annotations
 
@@ -8,6 +9,36 @@ import pulumi
 import pulumi_aws as aws
 
 from tq_infra.pools import Pool
+
+
+def scalable(
+    name: str, cluster: aws.ecs.Cluster, service: aws.ecs.Service, low: int, high: int, child: pulumi.ResourceOptions
+) -> aws.appautoscaling.Target:
+    """The service's task count, for autoscaling to set between ``low`` and ``high``."""
+    return aws.appautoscaling.Target(
+        name,
+        service_namespace="ecs",
+        scalable_dimension="ecs:service:DesiredCount",
+        resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
+        min_capacity=low,
+        max_capacity=high,
+        opts=child,
+    )
+
+
+def target_tracking(
+    name: str, target: aws.appautoscaling.Target, configuration: dict[str, Any], child: pulumi.ResourceOptions
+) -> aws.appautoscaling.Policy:
+    """A target-tracking policy on ``target`` (``configuration``: the target value and its metric)."""
+    return aws.appautoscaling.Policy(
+        name,
+        policy_type="TargetTrackingScaling",
+        service_namespace="ecs",
+        scalable_dimension=target.scalable_dimension,
+        resource_id=target.resource_id,
+        target_tracking_scaling_policy_configuration=configuration,
+        opts=child,
+    )
 
 
 def executor_backlog_policy(
@@ -20,15 +51,7 @@ def executor_backlog_policy(
 ) -> aws.appautoscaling.Policy:
     """A target (the pool's min and max) and a target-tracking policy: visible messages over the pool's priority
     queues / the pool's running tasks (metric math), held at ``pool.backlog_per_task``."""
-    target = aws.appautoscaling.Target(
-        name,
-        service_namespace="ecs",
-        scalable_dimension="ecs:service:DesiredCount",
-        resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
-        min_capacity=pool.min_count,
-        max_capacity=pool.max_count,
-        opts=child,
-    )
+    target = scalable(name, cluster, service, pool.min_count, pool.max_count, child)
     visible: list[dict[str, Any]] = [
         {
             "id": f"q{n}",
@@ -60,21 +83,13 @@ def executor_backlog_policy(
         },
     }
     total = " + ".join(f"q{n}" for n in range(len(visible)))
-    return aws.appautoscaling.Policy(
+    backlog = {"id": "backlog", "expression": f"IF(tasks > 0, ({total}) / tasks, {total})", "return_data": True}
+    return target_tracking(
         f"{name}-backlog",
-        policy_type="TargetTrackingScaling",
-        service_namespace="ecs",
-        scalable_dimension=target.scalable_dimension,
-        resource_id=target.resource_id,
-        target_tracking_scaling_policy_configuration={
+        target,
+        {
             "target_value": pool.backlog_per_task,
-            "customized_metric_specification": {
-                "metrics": [
-                    *visible,
-                    running,
-                    {"id": "backlog", "expression": f"IF(tasks > 0, ({total}) / tasks, {total})", "return_data": True},
-                ]
-            },
+            "customized_metric_specification": {"metrics": [*visible, running, backlog]},
         },
-        opts=child,
+        child,
     )
