@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
 def run(build: Callable[[], object]) -> list[Registered]:
     """Call ``build`` under fresh mocks, wait for every resource, and return what it registered."""
     mocks = RecordingMocks()
+    # Pulumi's runtime runs on the thread's current event loop: an earlier ``asyncio.run`` or ``asyncio.Runner``
+    # in the same process (a handler test) leaves none.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="tq", stack="test", preview=False)
     pulumi.runtime.test(build)()  # type: ignore[no-untyped-call]
     return mocks.resources
