@@ -4,6 +4,7 @@ secrets and egress; each pool's queues, service, roles and autoscaling, and the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from tq_infra.aws_calls import SERVICES, operations_of
 from tq_infra.checks import Registered
 from tq_infra.config import StackConfig
 from tq_infra.pools import DEFAULT_POOL, Pool, parse_pools
-from tq_infra.testing import ACCOUNT, REGION, run
+from tq_infra.testing import ACCOUNT, REGION, load_stack_file, run
 
 pytestmark = [
     pytest.mark.unit,
@@ -289,28 +290,19 @@ def test_an_executor_role_reaching_another_pool_s_queues_is_caught() -> None:
     ]
 
 
-def test_the_example_package_s_stack_config_builds_its_pool_and_passes_every_check() -> None:
-    from pathlib import Path
+REPO = Path(__file__).resolve().parents[3]
+STACK_FILES = [
+    REPO / "infra" / "pulumi" / "Pulumi.dev.yaml",
+    REPO / "infra" / "pulumi" / "Pulumi.prod.yaml",
+    REPO / "examples" / "thumbnails" / "Pulumi.thumbnails.yaml",
+]
 
-    import pulumi
-    import yaml
 
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
+def test_each_stack_file_builds_and_passes_every_check(path: Path) -> None:
     from tq_infra.stack import build
 
-    path = Path(__file__).resolve().parents[3] / "examples" / "thumbnails" / "Pulumi.thumbnails.yaml"
-    values = yaml.safe_load(path.read_text())["config"]
-    # As the Pulumi CLI hands config to the program: strings as they are, anything else as JSON.
-    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
-    try:
-        config = StackConfig.load()
-    finally:
-        pulumi.runtime.set_all_config({})
-    assert set(config.executor_pools) == {"default", "thumbnails"}
-    example = run(lambda: build(config))
-    (_, container) = next(c for f, c in containers(example).items() if f.endswith("-executor-thumbnails"))
-    env = {e["name"]: e["value"] for e in container["environment"]}
-    assert (env["TQ_POOL"], env["TQ_HANDLER_MODULES"]) == ("thumbnails", "thumbnails.handlers")
-    assert [s["name"] for s in container["secrets"]] == ["THUMBS_CDN_TOKEN"]
+    built = run(lambda: build(load_stack_file(path)))
     for check in (
         checks.queue_problems,
         checks.iam_problems,
@@ -319,4 +311,16 @@ def test_the_example_package_s_stack_config_builds_its_pool_and_passes_every_che
         checks.bucket_problems,
         checks.table_problems,
     ):
-        assert check(example) == [], check.__name__
+        assert check(built) == [], check.__name__
+
+
+def test_the_example_package_s_stack_config_gives_its_pool_its_modules_and_secret() -> None:
+    from tq_infra.stack import build
+
+    config = load_stack_file(STACK_FILES[-1])
+    assert set(config.executor_pools) == {"default", "thumbnails"}
+    example = run(lambda: build(config))
+    (_, container) = containers(example)[f"{config.prefix}-executor-thumbnails"]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert (env["TQ_POOL"], env["TQ_HANDLER_MODULES"]) == ("thumbnails", "thumbnails.handlers")
+    assert [s["name"] for s in container["secrets"]] == ["THUMBS_CDN_TOKEN"]

@@ -13,7 +13,7 @@ from tq_infra import iam
 from tq_infra.aws_calls import SERVICES, operations_of
 from tq_infra.config import StackConfig
 from tq_infra.network import HTTPS, Network
-from tq_infra.pools import Pool
+from tq_infra.pools import DEFAULT_POOL, Pool
 from tq_infra.scaling import executor_backlog_policy, scalable, target_tracking
 from tqcore.settings import CoreSettings
 
@@ -68,7 +68,8 @@ class Services(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         pools = config.executor_pools
         #: Each deployed unit (a service, or an executor pool's ``executor[-<pool>]``) -> its pool, if one.
-        units: dict[str, Pool | None] = {s: None for s in SERVICES if s != "executor"} | {
+        #: (The default pool in the executor's place: a stack from before pools keeps its documents as they were.)
+        units: dict[str, Pool | None] = {s: pools[DEFAULT_POOL] if s == "executor" else None for s in SERVICES} | {
             pool.service: pool for pool in pools.values()
         }
         self.cluster = aws.ecs.Cluster(name, settings=[{"name": "containerInsights", "value": "enabled"}], opts=child)
