@@ -240,6 +240,11 @@ def test_a_pool_name_that_is_no_tq_pool_is_refused() -> None:
 
 
 def test_tq_pools_default_refines_the_default_pool() -> None:
+    from tq_infra.stack import build
+
+    config = StackConfig(**{**CONFIG.__dict__, "pools": {"default": {"imageTag": "mine-1", "max": 3}}})
+    (_, container) = containers(run(lambda: build(config)))["tq-test-executor"]
+    assert container["image"].endswith("/tq-test-executor:mine-1")
     pools = parse_pools({"default": {"max": 3, "env": {"TQ_THREADS": "2"}}}, BASE)
     assert (pools["default"].handler_modules, pools["default"].max_count, pools["default"].env) == (
         ("a",),

@@ -367,10 +367,12 @@ class Services(pulumi.ComponentResource):
                 extra["user"] = "0"
             if pool.secrets:
                 extra["secrets"] = [{"name": k, "valueFrom": v} for k, v in sorted(pool.secrets.items())]
-            if not pool.default:
-                if not pool.image_tag:
-                    raise ValueError(f"tq:pools.{pool.name}: set imageTag (the image pushed to its repository)")
-                image = pulumi.Output.concat(repositories.repositories[unit].repository_url, ":", pool.image_tag)
+            if not pool.image_tag:
+                raise ValueError(f"tq:pools.{pool.name}: set imageTag (the image pushed to its repository)")
+            # The default pool's image is the executor's (its tag: tq:executorImageTag unless tq:pools.default
+            # says otherwise); another pool's is in its own repository.
+            repository = repositories.repositories["executor" if pool.default else unit]
+            image = pulumi.Output.concat(repository.repository_url, ":", pool.image_tag)
         return {
             **extra,
             "name": service,
