@@ -218,6 +218,8 @@ BASE = Pool(DEFAULT_POOL, handler_modules=("a",))
         ({"egress": {"nat": True, "cidrs": ["0.0.0.0/0"]}}, "instead of the whole internet"),
         ({"egress": {"cidrs": ["203.0.113.0/24"]}}, "need egress.nat"),
         ({"egress": {"nat": True, "wide": True}}, "egress: an object"),
+        ({"egress": {"endpoints": ["s3"]}}, "reaches it already"),
+        ({"egress": {"endpoints": ["com.amazonaws.eu-west-1.kms"]}}, "not a service name"),
         ({"secrets": {"KEY": "arn:aws:s3:::bucket/key"}}, "not the ARN of an SSM parameter"),
         ({"secrets": {"TQ_PREFIX": PARAMETER}}, "not a free environment variable"),
         ({"env": {"TQ_LEASE_S": "60"}}, "the stack sets them"),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tq_infra.iam import policy_problems
+from tq_infra.network import GATEWAY_ENDPOINTS
 from tqcore.domain.model import Priority
 from tqcore.settings import CoreSettings
 
@@ -22,8 +23,8 @@ POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}$")
 #: Fargate's CPU units per task.
 FARGATE_CPU = frozenset({256, 512, 1024, 2048, 4096, 8192, 16384})
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: An interface endpoint's service after ``com.amazonaws.<region>.`` (``secretsmanager``, ``ecr.api``).
-ENDPOINT = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+#: An interface endpoint's service after ``com.amazonaws.<region>.`` (``secretsmanager``, ``ecr.api``), alone.
+ENDPOINT = re.compile(r"^(?!com\.)[a-z0-9][a-z0-9.-]{0,62}$")
 #: A secret's source: an SSM parameter or a Secrets Manager secret (optionally ``:json-key:version-stage:id``).
 SSM_PARAMETER = re.compile(r"^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter/\S+$")
 SECRETS_MANAGER = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[^:\s]+(:[^:\s]*){0,3}$")
@@ -205,7 +206,16 @@ def _checked(pool: Pool) -> Pool:
     open_cidrs = sorted(set(pool.egress.cidrs) & OPEN)
     if open_cidrs:
         problems.append(f"egress to {open_cidrs}: name the networks the handlers reach instead of the whole internet")
-    problems += [f"egress endpoint {e!r} is not a service name" for e in pool.egress.endpoints if not ENDPOINT.match(e)]
+    problems += [
+        f"egress endpoint {e!r} is not a service name (as kms, ecr.api)"
+        for e in pool.egress.endpoints
+        if not ENDPOINT.match(e)
+    ]
+    problems += [
+        f"egress endpoint {e!r}: every task reaches it already (a gateway endpoint)"
+        for e in pool.egress.endpoints
+        if e in GATEWAY_ENDPOINTS
+    ]
     if pool.egress.cidrs and not pool.egress.nat:
         problems.append("egress cidrs need egress.nat: true (the private subnets have no other route out)")
     if problems:
