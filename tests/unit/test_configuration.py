@@ -41,3 +41,19 @@ def test_the_check_mode_fails_on_a_stale_reference(tmp_path: object, monkeypatch
     assert configuration.main(["--check"]) == 1
     assert configuration.main([]) == 0
     assert configuration.main(["--check"]) == 0
+
+
+def test_every_settings_class_in_the_code_is_in_the_reference() -> None:
+    import re
+
+    if not (configuration.REPO / "Makefile").is_file():
+        pytest.skip("needs the repo's sources (not in a Pants sandbox)")
+    declared = set()
+    for pattern in ("libs/*/src/**/*.py", "services/*/src/**/*.py"):
+        for path in configuration.REPO.glob(pattern):
+            declared |= set(
+                re.findall(r"^class (\w+Settings)\((?:BaseSettings|[A-Z]\w*Settings)\):", path.read_text(), re.M)
+            )
+    assert {"CoreSettings", "GatewaySettings"} <= declared
+    listed = {cls.__name__ for cls, _ in configuration.CLASSES}
+    assert declared <= listed, f"add to tqdev.configuration.CLASSES (then make configuration): {declared - listed}"

@@ -346,9 +346,6 @@ class Services(pulumi.ComponentResource):
             "TQ_METRICS_HOST": "0.0.0.0",  # noqa: S104 - inside the task's own network namespace
             "TQ_METRICS_PORT": str(METRICS_PORT),
         }
-        if len(config.executor_pools) > 1:
-            # Every service learns the stack's pools (their queues: depth, sends, readiness).
-            environment["TQ_POOLS"] = ",".join(config.executor_pools)
         ports = [METRICS_PORT]
         health = f"http://127.0.0.1:{METRICS_PORT}/metrics"
         if service == "gateway":
