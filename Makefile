@@ -3,12 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 EMU := .venv-emu
+EXAMPLES_VENV := .venv-examples
 BIN := $(VENV)/bin
 PACKAGES := -e libs/tq -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-history bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
+.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-history bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -28,7 +29,8 @@ run: install
 	$(if $(filter 1,$(TQ_MONITORING)),scripts/install-monitoring.sh)
 	$(BIN)/tq-local
 
-## make test: set up and run every test: lint, types, unit, alert rules, then integration + e2e on ministack and moto.
+## make test: set up and run every test: lint, types, unit, alert rules, the example handler package, then
+## integration + e2e on ministack and moto.
 # The chaos runs (about 5-8 minutes for both, on ministack) have a second lane beside them: moto's adapter tests, then the
 # observability e2e modules on ministack. Neither lane asserts timings the other's load could upset (chaos has
 # only its 420 s progress deadline; the observability modules count, with deadlines of tens of seconds).
@@ -36,7 +38,7 @@ run: install
 # process, none timing anything) run two at a time first; the integration tiers, which do time things, never
 # run beside them.
 test: install
-	$(MAKE) -j2 --output-sync=target lint typecheck unit alerts
+	$(MAKE) -j2 --output-sync=target lint typecheck unit alerts examples
 	$(MAKE) test-ministack-core
 	$(MAKE) -j2 --output-sync=target chaos beside-chaos
 	$(MAKE) test-moto-e2e
@@ -53,6 +55,21 @@ typecheck: install
 
 unit: install
 	$(BIN)/pytest -m unit
+
+## make configuration: regenerate docs/CONFIGURATION.md from the settings classes (a unit test fails while it is stale).
+configuration: install
+	$(BIN)/python -m tqdev.configuration
+
+## make examples: build the example handler package (examples/thumbnails) into a venv of its own that holds the
+## tq package and nothing of the executor (as your package would be), then run its tq.testing tests (seconds).
+examples: $(EXAMPLES_VENV)/.installed
+	$(EXAMPLES_VENV)/bin/pip --disable-pip-version-check -q install --no-deps --force-reinstall ./examples/thumbnails
+	$(EXAMPLES_VENV)/bin/pytest -q examples/thumbnails/tests
+
+$(EXAMPLES_VENV)/.installed: constraints.txt libs/tq/pyproject.toml examples/thumbnails/pyproject.toml
+	test -x $(EXAMPLES_VENV)/bin/python || $(PYTHON) -m venv $(EXAMPLES_VENV)
+	$(EXAMPLES_VENV)/bin/pip --disable-pip-version-check -q install -c constraints.txt -e libs/tq './examples/thumbnails[test]'
+	touch $@
 
 # Every integration and e2e test on ministack but the chaos run (`make chaos`): the observability modules
 # (metrics, logs, traces, live alerting) and the rest.
@@ -162,4 +179,4 @@ lock:
 	  echo '# Regenerate with: make lock'; cat constraints.txt.new; } > constraints.txt && rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) $(EMU) .pytest_cache .mypy_cache .ruff_cache .pants-venv 3rdparty/tools dist
+	rm -rf $(VENV) $(EMU) $(EXAMPLES_VENV) .pytest_cache .mypy_cache .ruff_cache .pants-venv 3rdparty/tools dist

@@ -226,3 +226,7 @@ def test_a_deployment_naming_no_task_types_is_refused() -> None:
         StackConfig(prefix="tq-x", image_tags={}, certificate_arn="arn", handler_modules=["a", "b"])
     )
     assert plain == {"TQ_HANDLER_MODULES": "a,b"}
+
+
+def test_the_executors_role_reaches_only_the_default_pool_s_queues(stack: list[Registered]) -> None:
+    assert checks.pool_queue_problems(stack) == []

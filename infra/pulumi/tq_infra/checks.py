@@ -12,7 +12,9 @@ from typing import Any
 
 from tq_infra.iam import policy_problems
 from tq_infra.network import HTTPS
+from tq_infra.pools import DEFAULT_POOL, queue_names
 from tqcore.adapters.dynamodb import keys
+from tqcore.settings import CoreSettings
 
 OPEN = {"0.0.0.0/0", "::/0"}
 
@@ -124,3 +126,32 @@ def security_group_problems(resources: list[Registered]) -> list[str]:
                 if OPEN & {*inline.get("cidrBlocks", []), *inline.get("ipv6CidrBlocks", [])}:
                     problems.append(f"{group.name}: inline {direction} rule open to the internet")
     return problems
+
+
+def pool_queue_problems(resources: list[Registered]) -> list[str]:
+    """Each executor's role reaches only its own pool's queues (``TQ_POOL``, default ``default``): a pool that
+    could read another's would take tasks it has no handler for."""
+    policies = of_type(resources, "aws:iam/rolePolicy:RolePolicy")
+    problems = []
+    for definition in of_type(resources, "aws:ecs/taskDefinition:TaskDefinition"):
+        for container in json.loads(definition.inputs["containerDefinitions"]):
+            if container["name"] != "executor":
+                continue
+            env = {e["name"]: e["value"] for e in container.get("environment", [])}
+            pool = env.get("TQ_POOL", DEFAULT_POOL)
+            own = {n for pair in queue_names(CoreSettings(prefix=env["TQ_PREFIX"]), pool).values() for n in pair}
+            # Under the mocks a role's ARN ends with its logical name, and a policy names the role by its id.
+            role = str(definition.inputs["taskRoleArn"]).rsplit(":", 1)[-1]
+            for policy in [p for p in policies if p.inputs.get("role") == f"{role}-id"]:
+                for statement in json.loads(policy.inputs["policy"]).get("Statement", []):
+                    if not any(str(a).startswith("sqs:") for a in _listed(statement.get("Action", []))):
+                        continue
+                    others = sorted(
+                        r for r in _listed(statement.get("Resource", [])) if r.rsplit(":", 1)[-1] not in own
+                    )
+                    problems += [f"{policy.name}: pool {pool!r} reaches {r}" for r in others]
+    return problems
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value]

@@ -1,7 +1,9 @@
-"""The services tier: ECR repositories, the ECS cluster, the four Fargate services, the ALB and autoscaling."""
+"""The services tier: ECR repositories, the ECS cluster, the Fargate services (gateway, scheduler, reaper and
+one executor service per pool), the ALB and autoscaling."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pulumi
@@ -9,9 +11,10 @@ import pulumi_aws as aws
 
 from tq_infra import iam
 from tq_infra.aws_calls import SERVICES, operations_of
-from tq_infra.config import StackConfig, executor_environment
+from tq_infra.config import StackConfig
 from tq_infra.network import HTTPS, Network
-from tqcore.domain.model import Priority
+from tq_infra.pools import DEFAULT_POOL, Pool
+from tq_infra.scaling import executor_backlog_policy, scalable, target_tracking
 from tqcore.settings import CoreSettings
 
 #: The gateway's port in its container (``TQ_GATEWAY_PORT``) and the metrics port of the others.
@@ -24,9 +27,10 @@ AUTOSCALED = frozenset({"gateway", "executor"})
 
 
 class Repositories(pulumi.ComponentResource):
-    """One ECR repository per service (images ``<repository url>:<tag>``; tags never move)."""
+    """One ECR repository per service, and one per executor pool but the default (whose image is the executor's)
+    (images ``<repository url>:<tag>``; tags never move)."""
 
-    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None, *, pools: Iterable[Pool] = ()) -> None:
         super().__init__("tq:compute:Repositories", name, None, opts)
         self.repositories = {
             service: aws.ecr.Repository(
@@ -36,13 +40,18 @@ class Repositories(pulumi.ComponentResource):
                 image_scanning_configuration={"scan_on_push": True},
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            for service in SERVICES
+            for service in [*SERVICES, *(p.service for p in pools if not p.default)]
         }
         self.register_outputs({s: r.repository_url for s, r in self.repositories.items()})
 
 
 class Services(pulumi.ComponentResource):
-    """The cluster, one task role per service (from the calls its code makes), the services, ALB, autoscaling."""
+    """The cluster, one task role per service and pool (from the calls its code makes), the services, ALB,
+    autoscaling.
+
+    ``resources`` are what the gateway, scheduler and reaper act on (every pool's queues); ``pool_queues`` the
+    queue ARNs of each pool, the only queues its executors' role may touch.
+    """
 
     def __init__(
         self,
@@ -52,70 +61,96 @@ class Services(pulumi.ComponentResource):
         network: Network,
         repositories: Repositories,
         resources: iam.AppResources,
-        queue_names: list[pulumi.Input[str]],
+        pool_queues: dict[str, tuple[list[pulumi.Output[str]], list[str]]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tq:compute:Services", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        pools = config.executor_pools
+        #: Each deployed unit (a service, or an executor pool's ``executor[-<pool>]``) -> its pool, if one.
+        #: (The default pool in the executor's place: a stack from before pools keeps its documents as they were.)
+        units: dict[str, Pool | None] = {s: pools[DEFAULT_POOL] if s == "executor" else None for s in SERVICES} | {
+            pool.service: pool for pool in pools.values()
+        }
         self.cluster = aws.ecs.Cluster(name, settings=[{"name": "containerInsights", "value": "enabled"}], opts=child)
         self.log_groups = {
-            s: aws.cloudwatch.LogGroup(
-                f"{name}-{s}", name=f"/tq/{name}/{s}", retention_in_days=config.log_retention_days, opts=child
+            unit: aws.cloudwatch.LogGroup(
+                f"{name}-{unit}", name=f"/tq/{name}/{unit}", retention_in_days=config.log_retention_days, opts=child
             )
-            for s in SERVICES
+            for unit in units
         }
-        execution_role = aws.iam.Role(
-            f"{name}-execution", assume_role_policy=iam.assume_role_policy("ecs-tasks.amazonaws.com"), opts=child
+        execution_role = self._execution_role(
+            f"{name}-execution", list(repositories.repositories.values()), list(self.log_groups.values()), [], child
         )
-        aws.iam.RolePolicy(
-            f"{name}-execution",
-            role=execution_role.id,
-            policy=iam.execution_policy(
-                [r.arn for r in repositories.repositories.values()], [g.arn for g in self.log_groups.values()]
-            ),
-            opts=child,
-        )
-        self.task_roles = {s: self._task_role(f"{name}-{s}", s, resources, child) for s in SERVICES}
+        self.task_roles: dict[str, aws.iam.Role] = {}
+        execution_roles: dict[str, aws.iam.Role] = {}
+        for unit, pool in units.items():
+            if pool is None:
+                self.task_roles[unit] = self._task_role(f"{name}-{unit}", unit, resources, child)
+                continue
+            arns = pool_queues[pool.name][0]
+            scoped = iam.AppResources(resources.table_arn, arns, resources.bucket_arn)
+            self.task_roles[unit] = self._pool_task_role(f"{name}-{unit}", pool, scoped, child)
+            # A pool with secrets has an execution role of its own, allowed to read exactly those.
+            execution_roles[unit] = (
+                self._execution_role(
+                    f"{name}-{unit}-execution",
+                    [repositories.repositories[unit if not pool.default else "executor"]],
+                    [self.log_groups[unit]],
+                    pool.secret_statements(),
+                    child,
+                )
+                if pool.secrets
+                else execution_role
+            )
         self.alb, self.target_group, listener, alb_sg = self._load_balancer(name, config, network, child)
         gateway_sg = self._gateway_security_group(name, network, alb_sg, child)
         self._metrics_ingress(name, network, child)
+        egress_groups = {
+            pool.service: self._egress_security_group(f"{name}-{pool.service}", network, pool, child)
+            for pool in pools.values()
+            if pool.egress.cidrs
+        }
         if not config.deploy_services:
             self.register_outputs({})
             return
         self.services: dict[str, aws.ecs.Service] = {}
-        for service in SERVICES:
+        for unit, pool in units.items():
+            kind = "executor" if pool else unit
+            cpu, memory = (pool.cpu, pool.memory) if pool else SIZES[unit]
             definition = aws.ecs.TaskDefinition(
-                f"{name}-{service}",
-                family=f"{name}-{service}",
-                cpu=str(SIZES[service][0]),
-                memory=str(SIZES[service][1]),
+                f"{name}-{unit}",
+                family=f"{name}-{unit}",
+                cpu=str(cpu),
+                memory=str(memory),
                 network_mode="awsvpc",
                 requires_compatibilities=["FARGATE"],
                 runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
-                execution_role_arn=execution_role.arn,
-                task_role_arn=self.task_roles[service].arn,
+                execution_role_arn=execution_roles.get(unit, execution_role).arn,
+                task_role_arn=self.task_roles[unit].arn,
                 container_definitions=pulumi.Output.json_dumps(
-                    [self._container(service, config, settings, repositories, self.log_groups[service].name)]
+                    [self._container(unit, pool, config, settings, repositories, self.log_groups[unit].name)]
                 ),
                 opts=child,
             )
-            gateway = service == "gateway"
-            self.services[service] = aws.ecs.Service(
-                f"{name}-{service}",
+            gateway = unit == "gateway"
+            groups = [network.tasks_sg.id, *([gateway_sg.id] if gateway else [])]
+            self.services[unit] = aws.ecs.Service(
+                f"{name}-{unit}",
                 cluster=self.cluster.arn,
                 task_definition=definition.arn,
                 launch_type="FARGATE",
-                desired_count=_initial_count(service, config),
+                desired_count=pool.min_count if pool else _initial_count(unit, config),
                 network_configuration={
                     "subnets": [s.id for s in network.private_subnets],
-                    "security_groups": [network.tasks_sg.id, *([gateway_sg.id] if gateway else [])],
+                    "security_groups": [*groups, *([egress_groups[unit].id] if unit in egress_groups else [])],
                     "assign_public_ip": False,
                 },
                 load_balancers=(
                     [
                         {
                             "target_group_arn": self.target_group.arn,
-                            "container_name": service,
+                            "container_name": kind,
                             "container_port": GATEWAY_PORT,
                         }
                     ]
@@ -132,12 +167,21 @@ class Services(pulumi.ComponentResource):
                     parent=self,
                     # Autoscaling owns the gateway's and executors' counts after creation (the scheduler's and
                     # reaper's follow tq:schedulerCount and tq:reaperCount).
-                    ignore_changes=["desiredCount"] if service in AUTOSCALED else None,
+                    ignore_changes=["desiredCount"] if kind in AUTOSCALED else None,
                     # ECS refuses a service whose target group no load balancer uses yet.
                     depends_on=[listener] if gateway else None,
                 ),
             )
-        self._autoscaling(name, config, queue_names, child)
+        self._autoscaling(name, config, child)
+        for pool in pools.values():
+            executor_backlog_policy(
+                f"{name}-{pool.service}",
+                self.cluster,
+                self.services[pool.service],
+                pool,
+                pool_queues[pool.name][1],
+                child,
+            )
         self.register_outputs({})
 
     def _task_role(
@@ -146,6 +190,61 @@ class Services(pulumi.ComponentResource):
         role = aws.iam.Role(name, assume_role_policy=iam.assume_role_policy("ecs-tasks.amazonaws.com"), opts=child)
         aws.iam.RolePolicy(name, role=role.id, policy=iam.task_policy(operations_of(service), resources), opts=child)
         return role
+
+    def _pool_task_role(
+        self, name: str, pool: Pool, resources: iam.AppResources, child: pulumi.ResourceOptions
+    ) -> aws.iam.Role:
+        """The executor's calls on the pool's own queues, plus what the pool's handlers were given (apart, so the
+        first policy stays exactly the code's calls)."""
+        role = self._task_role(name, "executor", resources, child)
+        if pool.iam_statements:
+            aws.iam.RolePolicy(
+                f"{name}-handlers",
+                role=role.id,
+                policy=iam.document([dict(s) for s in pool.iam_statements]),
+                opts=child,
+            )
+        for n, arn in enumerate(pool.managed_policy_arns):
+            aws.iam.RolePolicyAttachment(f"{name}-managed-{n}", role=role.name, policy_arn=arn, opts=child)
+        return role
+
+    def _execution_role(
+        self,
+        name: str,
+        repositories: Sequence[aws.ecr.Repository],
+        log_groups: Sequence[aws.cloudwatch.LogGroup],
+        secret_statements: list[dict[str, Any]],
+        child: pulumi.ResourceOptions,
+    ) -> aws.iam.Role:
+        """What ECS itself uses to start a task: pull the image, write the logs, read the task's secrets."""
+        role = aws.iam.Role(name, assume_role_policy=iam.assume_role_policy("ecs-tasks.amazonaws.com"), opts=child)
+        aws.iam.RolePolicy(
+            name,
+            role=role.id,
+            policy=iam.execution_policy([r.arn for r in repositories], [g.arn for g in log_groups], secret_statements),
+            opts=child,
+        )
+        return role
+
+    def _egress_security_group(
+        self, name: str, network: Network, pool: Pool, child: pulumi.ResourceOptions
+    ) -> aws.ec2.SecurityGroup:
+        """The networks a pool's handlers may reach through the NAT gateway, on the pool's ports only."""
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-egress", vpc_id=network.vpc.id, description=f"tq pool {pool.name} egress", opts=child
+        )
+        for n, cidr in enumerate(pool.egress.cidrs):
+            for port in pool.egress.ports:
+                aws.vpc.SecurityGroupEgressRule(
+                    f"{name}-egress-{n}-{port}",
+                    security_group_id=sg.id,
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    **({"cidr_ipv6": cidr} if ":" in cidr else {"cidr_ipv4": cidr}),
+                    opts=child,
+                )
+        return sg
 
     def _load_balancer(
         self, name: str, config: StackConfig, network: Network, child: pulumi.ResourceOptions
@@ -232,12 +331,14 @@ class Services(pulumi.ComponentResource):
 
     def _container(
         self,
-        service: str,
+        unit: str,
+        pool: Pool | None,
         config: StackConfig,
         settings: CoreSettings,
         repositories: Repositories,
         log_group: pulumi.Output[str],
     ) -> dict[str, Any]:
+        service = "executor" if pool else unit
         environment = {
             **config.env,
             "TQ_PREFIX": settings.prefix,
@@ -254,16 +355,25 @@ class Services(pulumi.ComponentResource):
             ports = [GATEWAY_PORT]
             health = f"http://127.0.0.1:{GATEWAY_PORT}/healthz"
         extra: dict[str, Any] = {}
-        if service == "executor":
-            environment |= executor_environment(config)
-            if config.scripts is not None:  # root only to give each slot's scripts an unprivileged uid of their own
+        image: pulumi.Output[str] = pulumi.Output.concat(
+            repositories.repositories[service].repository_url, ":", config.image_tags[service]
+        )
+        if pool is not None:
+            environment |= pool.environment()
+            if pool.scripts is not None:  # root only to give each slot's scripts an unprivileged uid of their own
                 extra["user"] = "0"
+            if pool.secrets:
+                extra["secrets"] = [{"name": k, "valueFrom": v} for k, v in sorted(pool.secrets.items())]
+            if not pool.image_tag:
+                raise ValueError(f"tq:pools.{pool.name}: set imageTag (the image pushed to its repository)")
+            # The default pool's image is the executor's (its tag: tq:executorImageTag unless tq:pools.default
+            # says otherwise); another pool's is in its own repository.
+            repository = repositories.repositories["executor" if pool.default else unit]
+            image = pulumi.Output.concat(repository.repository_url, ":", pool.image_tag)
         return {
             **extra,
             "name": service,
-            "image": pulumi.Output.concat(
-                repositories.repositories[service].repository_url, ":", config.image_tags[service]
-            ),
+            "image": image,
             "essential": True,
             "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
             "portMappings": [{"containerPort": p, "protocol": "tcp"} for p in ports],
@@ -293,103 +403,24 @@ class Services(pulumi.ComponentResource):
             },
         }
 
-    def _autoscaling(
-        self, name: str, config: StackConfig, queue_names: list[pulumi.Input[str]], child: pulumi.ResourceOptions
-    ) -> None:
-        targets = {}
-        for service, low, high in (
-            ("gateway", config.gateway_min, config.gateway_max),
-            ("executor", config.executor_min, config.executor_max),
-        ):
-            targets[service] = aws.appautoscaling.Target(
-                f"{name}-{service}",
-                service_namespace="ecs",
-                scalable_dimension="ecs:service:DesiredCount",
-                resource_id=pulumi.Output.concat("service/", self.cluster.name, "/", self.services[service].name),
-                min_capacity=low,
-                max_capacity=high,
-                opts=child,
-            )
-        aws.appautoscaling.Policy(
+    def _autoscaling(self, name: str, config: StackConfig, child: pulumi.ResourceOptions) -> None:
+        """The gateway's task count follows the ALB's requests per target (each pool's: tq_infra.scaling)."""
+        target = scalable(
+            f"{name}-gateway", self.cluster, self.services["gateway"], config.gateway_min, config.gateway_max, child
+        )
+        target_tracking(
             f"{name}-gateway-requests",
-            policy_type="TargetTrackingScaling",
-            service_namespace="ecs",
-            scalable_dimension=targets["gateway"].scalable_dimension,
-            resource_id=targets["gateway"].resource_id,
-            target_tracking_scaling_policy_configuration={
+            target,
+            {
                 "target_value": config.gateway_requests_per_target,
                 "predefined_metric_specification": {
                     "predefined_metric_type": "ALBRequestCountPerTarget",
                     "resource_label": pulumi.Output.concat(self.alb.arn_suffix, "/", self.target_group.arn_suffix),
                 },
             },
-            opts=child,
-        )
-        # Backlog per task: visible messages over the three queues / running executor tasks (metric math).
-        visible: list[dict[str, Any]] = [
-            {
-                "id": f"q{n}",
-                "return_data": False,
-                "metric_stat": {
-                    "stat": "Sum",
-                    "metric": {
-                        "namespace": "AWS/SQS",
-                        "metric_name": "ApproximateNumberOfMessagesVisible",
-                        "dimensions": [{"name": "QueueName", "value": queue}],
-                    },
-                },
-            }
-            for n, queue in enumerate(queue_names)
-        ]
-        running = {
-            "id": "tasks",
-            "return_data": False,
-            "metric_stat": {
-                "stat": "Average",
-                "metric": {
-                    "namespace": "ECS/ContainerInsights",
-                    "metric_name": "RunningTaskCount",
-                    "dimensions": [
-                        {"name": "ClusterName", "value": self.cluster.name},
-                        {"name": "ServiceName", "value": self.services["executor"].name},
-                    ],
-                },
-            },
-        }
-        total = " + ".join(f"q{n}" for n in range(len(visible)))
-        aws.appautoscaling.Policy(
-            f"{name}-executor-backlog",
-            policy_type="TargetTrackingScaling",
-            service_namespace="ecs",
-            scalable_dimension=targets["executor"].scalable_dimension,
-            resource_id=targets["executor"].resource_id,
-            target_tracking_scaling_policy_configuration={
-                "target_value": config.executor_backlog_per_task,
-                "customized_metric_specification": {
-                    "metrics": [
-                        *visible,
-                        running,
-                        {
-                            "id": "backlog",
-                            "expression": f"IF(tasks > 0, ({total}) / tasks, {total})",
-                            "return_data": True,
-                        },
-                    ]
-                },
-            },
-            opts=child,
+            child,
         )
 
 
 def _initial_count(service: str, config: StackConfig) -> int:
-    return {
-        "gateway": config.gateway_min,
-        "executor": config.executor_min,
-        "scheduler": config.scheduler_count,
-        "reaper": config.reaper_count,
-    }[service]
-
-
-def queue_names(settings: CoreSettings) -> list[str]:
-    """The priority queues' names (the executor's backlog is theirs)."""
-    return [settings.queue_name(p) for p in Priority]
+    return {"gateway": config.gateway_min, "scheduler": config.scheduler_count, "reaper": config.reaper_count}[service]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
 from tq_infra.aws_calls import SERVICES
+from tq_infra.pools import DEFAULT_POOL, Pool, parse_pools
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,23 @@ class StackConfig:
     executor_backlog_per_task: int = 20
     scheduler_count: int = 2
     reaper_count: int = 1
+    #: ``tq:pools``: executor pools beside the default one (which the keys above describe), by name; an entry
+    #: ``default`` refines the default pool (tq_infra/pools.py, docs/DEPLOY.md "Executor pools").
+    pools: dict[str, Any] | None = None
+
+    @property
+    def executor_pools(self) -> dict[str, Pool]:
+        """Every pool, the default one first, checked (``ValueError`` names what is wrong)."""
+        default = Pool(
+            DEFAULT_POOL,
+            handler_modules=tuple(self.handler_modules),
+            scripts=self.scripts,
+            image_tag=self.image_tags.get("executor"),
+            min_count=self.executor_min,
+            max_count=self.executor_max,
+            backlog_per_task=self.executor_backlog_per_task,
+        )
+        return parse_pools(self.pools, default)
 
     @classmethod
     def load(cls) -> StackConfig:
@@ -70,17 +87,13 @@ class StackConfig:
             executor_backlog_per_task=_int(config, "executorBacklogPerTask", cls.executor_backlog_per_task),
             scheduler_count=_int(config, "schedulerCount", cls.scheduler_count),
             reaper_count=_int(config, "reaperCount", cls.reaper_count),
+            pools=config.get_object("pools"),
         )
 
 
 def executor_environment(config: StackConfig) -> dict[str, str]:
-    """What tells the executors which task types to run; refused if it names none (they would not start)."""
-    if not config.handler_modules and config.scripts is None:
-        raise ValueError("set tq:handlerModules and/or tq:scripts: an executor with no task types refuses to start")
-    environment = {"TQ_HANDLER_MODULES": ",".join(config.handler_modules)}
-    if config.scripts is not None:
-        environment["TQ_SCRIPT_ALLOW"] = json.dumps(config.scripts, sort_keys=True)
-    return environment
+    """What tells the default pool's executors which task types to run; refused if it names none."""
+    return config.executor_pools[DEFAULT_POOL].environment()
 
 
 def _int(config: pulumi.Config, key: str, default: int) -> int:

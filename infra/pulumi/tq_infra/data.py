@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from tq_infra.pools import DEFAULT_POOL, queue_names
 from tqcore import bootstrap
 from tqcore.adapters.dynamodb import keys
 from tqcore.domain.model import Priority
@@ -72,7 +73,8 @@ class Table(pulumi.ComponentResource):
 
 
 class Queues(pulumi.ComponentResource):
-    """One FIFO queue per priority, each with a FIFO dead-letter queue behind its RedrivePolicy."""
+    """One pool's queues: a FIFO queue per priority, each with a FIFO dead-letter queue behind its
+    RedrivePolicy."""
 
     def __init__(
         self,
@@ -81,15 +83,16 @@ class Queues(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         *,
         queue_attributes: Callable[[CoreSettings, str], dict[str, str]] = bootstrap.queue_attributes,
+        pool: str = DEFAULT_POOL,
     ) -> None:
         super().__init__("tq:data:Queues", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.queues: dict[Priority, aws.sqs.Queue] = {}
         self.dead_letter_queues: dict[Priority, aws.sqs.Queue] = {}
-        for priority in Priority:
+        for priority, (queue_name, dlq_name) in queue_names(settings, pool).items():
             dlq = aws.sqs.Queue(
-                settings.dlq_name(priority).removesuffix(".fifo"),
-                name=settings.dlq_name(priority),
+                dlq_name.removesuffix(".fifo"),
+                name=dlq_name,
                 **queue_arguments(bootstrap.dead_letter_queue_attributes()),
                 opts=child,
             )
@@ -98,8 +101,8 @@ class Queues(pulumi.ComponentResource):
             if "redrive_policy" in static:
                 static["redrive_policy"] = dlq.arn.apply(lambda arn: queue_attributes(settings, arn)["RedrivePolicy"])
             self.queues[priority] = aws.sqs.Queue(
-                settings.queue_name(priority).removesuffix(".fifo"),
-                name=settings.queue_name(priority),
+                queue_name.removesuffix(".fifo"),
+                name=queue_name,
                 **static,
                 opts=child,
             )

@@ -99,9 +99,12 @@ def document(statements: list[dict[str, Any]]) -> pulumi.Output[str]:
 
 
 def execution_policy(
-    repository_arns: list[pulumi.Input[str]], log_group_arns: list[pulumi.Input[str]]
+    repository_arns: list[pulumi.Input[str]],
+    log_group_arns: list[pulumi.Input[str]],
+    secret_statements: Sequence[dict[str, Any]] = (),
 ) -> pulumi.Output[str]:
-    """What ECS itself needs to start a task: pull its image, write its logs."""
+    """What ECS itself needs to start a task: pull its image, write its logs (and read the secrets it puts into
+    the container's environment: ``secret_statements``, on exactly those)."""
     return document(
         [
             _allow(["ecr:GetAuthorizationToken"], ["*"]),
@@ -112,6 +115,7 @@ def execution_policy(
                 ["logs:CreateLogStream", "logs:PutLogEvents"],
                 [pulumi.Output.concat(arn, ":log-stream:*") for arn in log_group_arns],
             ),
+            *secret_statements,
         ]
     )
 

@@ -1,12 +1,15 @@
 """The network tier: a VPC of its own, private subnets for the tasks, public ones for the load balancer only.
 
 The tasks reach AWS through VPC endpoints (gateway endpoints for DynamoDB and S3, interface endpoints for SQS,
-ECR and CloudWatch Logs) instead of a NAT gateway: no route to the internet, no per-GB NAT charge.
+ECR and CloudWatch Logs) instead of a NAT gateway: no route to the internet, no per-GB NAT charge. An executor
+pool that needs more (``tq:pools.<pool>.egress``) adds interface endpoints by name, or a NAT gateway; a task then
+reaches only what its security groups allow (an executor pool's egress group: the networks it names).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 
 import pulumi
 import pulumi_aws as aws
@@ -21,7 +24,15 @@ class Network(pulumi.ComponentResource):
     """VPC, subnets, routes, endpoints and the tasks' security group (ALB and services add their own)."""
 
     def __init__(
-        self, name: str, cidr: str, az_count: int, region: str, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        cidr: str,
+        az_count: int,
+        region: str,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        nat: bool = False,
+        endpoints: Iterable[str] = (),
     ) -> None:
         super().__init__("tq:network:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -87,7 +98,9 @@ class Network(pulumi.ComponentResource):
             to_port=HTTPS,
             opts=child,
         )
-        for service in INTERFACE_ENDPOINTS:
+        if nat:
+            self._nat_gateway(name, public_routes, private_routes, child)
+        for service in [*INTERFACE_ENDPOINTS, *sorted(set(endpoints) - set(INTERFACE_ENDPOINTS))]:
             aws.ec2.VpcEndpoint(
                 f"{name}-{service.replace('.', '-')}",
                 vpc_id=self.vpc.id,
@@ -118,3 +131,29 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
         self.register_outputs({"vpcId": self.vpc.id})
+
+    def _nat_gateway(
+        self,
+        name: str,
+        public_routes: aws.ec2.RouteTable,
+        private_routes: aws.ec2.RouteTable,
+        child: pulumi.ResourceOptions,
+    ) -> None:
+        """One NAT gateway (in the first zone: egress pauses if that zone fails) as the private subnets' way out.
+        The route alone opens nothing: the tasks' groups still allow only the endpoints, and an executor pool's
+        egress group the networks it names."""
+        address = aws.ec2.Eip(f"{name}-nat", domain="vpc", opts=child)
+        gateway = aws.ec2.NatGateway(
+            f"{name}-nat",
+            allocation_id=address.id,
+            subnet_id=self.public_subnets[0].id,
+            tags={"Name": f"{name}-nat"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_routes]),
+        )
+        aws.ec2.Route(
+            f"{name}-private-nat",
+            route_table_id=private_routes.id,
+            destination_cidr_block="0.0.0.0/0",
+            nat_gateway_id=gateway.id,
+            opts=child,
+        )

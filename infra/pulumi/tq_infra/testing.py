@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pulumi
 
 from tq_infra.checks import Registered
+from tq_infra.config import StackConfig
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
@@ -51,6 +55,25 @@ class RecordingMocks(pulumi.runtime.Mocks):
 def run(build: Callable[[], object]) -> list[Registered]:
     """Call ``build`` under fresh mocks, wait for every resource, and return what it registered."""
     mocks = RecordingMocks()
+    # Pulumi's runtime runs on the thread's current event loop: an earlier ``asyncio.run`` or ``asyncio.Runner``
+    # in the same process (a handler test) leaves none.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.set_mocks(mocks, project="tq", stack="test", preview=False)
     pulumi.runtime.test(build)()  # type: ignore[no-untyped-call]
     return mocks.resources
+
+
+def load_stack_file(path: Path) -> StackConfig:
+    """The :class:`StackConfig` a ``Pulumi.<stack>.yaml`` gives, read as ``pulumi up`` would read it."""
+    import yaml  # type: ignore[import-untyped]
+
+    values = yaml.safe_load(path.read_text())["config"]
+    # As the Pulumi CLI hands config to the program: strings as they are, anything else as JSON.
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
+    try:
+        return StackConfig.load()
+    finally:
+        pulumi.runtime.set_all_config({})

@@ -27,14 +27,22 @@ class CoreSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TQ_", extra="ignore", frozen=True, populate_by_name=True)
 
+    #: The AWS region of the table, queues and bucket.
     region: str = Field(
         default="us-east-1", validation_alias=AliasChoices("TQ_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
     )
+    #: An AWS endpoint to use instead of AWS's own (an emulator, LocalStack); unset on AWS.
     endpoint_url: str | None = Field(default=None, validation_alias=AliasChoices("TQ_ENDPOINT_URL", "AWS_ENDPOINT_URL"))
+    #: Every resource name starts with it: ``<prefix>-tasks`` (table), ``<prefix>-<priority>.fifo`` (queues),
+    #: ``<prefix>-logs`` (bucket); every service of a stack must agree on it.
     prefix: str = Field(default="tq", pattern=r"^[a-z0-9][a-z0-9-]{0,38}[a-z0-9]$")
 
+    #: How long a claimed attempt is the executor's without a heartbeat (also the queues' visibility timeout):
+    #: an executor gone silent this long loses the attempt to the reaper.
     lease_s: int = Field(default=30, ge=2, le=43200)
+    #: How often a running attempt's lease is extended (less than ``lease_s`` by a margin).
     heartbeat_s: float = Field(default=10, gt=0)
+    #: How long a submit's ``idempotency_key`` is remembered: the same key within it answers the same task.
     idempotency_ttl_s: int = Field(default=86400, ge=60)
     #: A task still ``queued`` this long after it was sent is sent again (dedup id keeps SQS from doubling it).
     resend_after_s: int = Field(default=30, ge=1)
@@ -42,7 +50,9 @@ class CoreSettings(BaseSettings):
     max_receives: int = Field(default=5, ge=1, le=1000)
     #: Events, and ended tasks, are deleted by DynamoDB's TTL this many days after they were written/ended.
     history_retention_days: int = Field(default=90, ge=1, le=36500)
+    #: Shards of the ``due`` index per minute bucket (spreads one minute's peak of due work over partitions).
     due_shards: int = Field(default=4, ge=1, le=64)
+    #: Shards of the ``reap`` index per bucket (re-sends, lease expiries, overdue work).
     reap_shards: int = Field(default=4, ge=1, le=64)
     #: A run log keeps at most this many bytes of an attempt's output (the rest is cut, with a marker line).
     run_log_max_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
@@ -92,7 +102,7 @@ class CoreSettings(BaseSettings):
 
     @property
     def bucket_name(self) -> str:
-        """The S3 bucket for run logs and large payloads."""
+        """The S3 bucket for run logs (payloads and results live in the table)."""
         return f"{self.prefix}-logs"
 
     def queue_name(self, priority: Priority) -> str:

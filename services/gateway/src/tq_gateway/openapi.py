@@ -70,7 +70,7 @@ def _task_paths() -> dict[str, Any]:
                     "200": ok("a page of tasks", "TaskPage"),
                     "400": problem("a cursor this listing did not hand out"),
                     "403": problem("not a member of the group"),
-                    "422": problem("an invalid query parameter, or an admin named no group (errors: [{loc, msg}])"),
+                    "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
                     **GUARDED,
                 },
             },

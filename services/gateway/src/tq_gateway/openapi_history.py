@@ -194,7 +194,7 @@ def _dlq_list() -> dict[str, Any]:
             "200": ok("a page of failed tasks", "TaskPage"),
             "400": problem("a cursor this listing did not hand out"),
             "403": problem("not a member of the group"),
-            "422": problem("an invalid query parameter, or an admin named no group (errors: [{loc, msg}])"),
+            "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
             **GUARDED,
         },
     }

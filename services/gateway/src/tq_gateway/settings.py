@@ -21,6 +21,7 @@ DEFAULT_AUTH: tuple[AuthKind, ...] = ("keys",)
 class GatewaySettings(CoreSettings):
     """How the HTTP API listens, authenticates and decides it is ready."""
 
+    #: Where the HTTP API (and its ``/metrics``) listens.
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
     #: gunicorn worker processes (one per vCPU the replica has) and threads in each. Threads of one process

@@ -10,6 +10,7 @@ from tqcore.settings import CoreSettings
 class SchedulerSettings(CoreSettings):
     """How often the scheduler looks for due work, how far back after a restart, and how late runs may start."""
 
+    #: Seconds between the scheduler's passes over due work.
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
     #: A brand-new deployment (no shared mark yet) starts its mark this far back (the sweep finds anything older).
     catchup_s: int = Field(default=3600, ge=60)
