@@ -239,7 +239,9 @@ class HandlerRegistry:
             result = spec.target(ctx)
         if inspect.isawaitable(result):
             if self._runner is None:
-                self._runner = asyncio.Runner()
+                # A loop of its own, never installed as the thread's current loop: closing it must not leave the
+                # thread without one (``asyncio.Runner`` would ``set_event_loop(None)`` for code that runs after).
+                self._runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
             result = self._runner.run(_awaited(result))
         return result
 
