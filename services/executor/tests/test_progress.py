@@ -76,3 +76,17 @@ def test_a_held_report_is_flushed_before_the_outcome() -> None:
     progress = store.get(task_id).progress
     assert progress is not None
     assert (progress.fraction, progress.message, reporter.writes) == (1.0, "done", 2)
+
+
+class BrokenStore(InMemoryTaskStore):
+    def report_progress(self, task_id: str, claim_seq: int, report: Stored) -> bool:
+        raise RuntimeError("the table is gone")
+
+
+def test_a_report_that_cannot_be_written_is_dropped_without_raising() -> None:
+    store, attempts, task_id = claimed()
+    broken = Attempts(BrokenStore(), RecordingQueue(), attempts.clock, worker="host:1", lease_s=30)
+    reporter = ProgressReporter(broken, store.get(task_id), interval_s=1.0, monotonic=Ticks())
+    reporter.report(Progress(0.5, "half way"))
+    reporter.flush()
+    assert reporter.writes == 0

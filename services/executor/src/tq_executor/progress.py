@@ -8,12 +8,15 @@ the attempt's claim (``Attempts.report_progress``): no event, no new version.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 from tq import Progress
 from tqcore.domain.task import Task
 from tqcore.usecases.execution import Attempts
+
+log = logging.getLogger(__name__)
 
 #: At most one progress write per attempt this often.
 PROGRESS_INTERVAL_S = 1.0
@@ -57,5 +60,9 @@ class ProgressReporter:
         if report is None:
             return
         self._written_at = self._monotonic()
-        self._attempts.report_progress(self._task, report.fraction, report.message)
+        try:
+            self._attempts.report_progress(self._task, report.fraction, report.message)
+        except Exception:  # best effort: a report that cannot be written must never cost the attempt its outcome
+            log.warning("progress not recorded", extra={"task_id": self._task.id}, exc_info=True)
+            return
         self.writes += 1
