@@ -113,6 +113,9 @@ def test_a_result_that_is_not_json_fails_the_run() -> None:
     outcome = run("obj", handlers=handlers)
     assert not outcome.ok
     assert isinstance(outcome.error, TypeError)
+    assert str(outcome.error).startswith("the handler's result is not JSON (object)")
+    handlers.handler("nan")(lambda ctx: float("nan"))
+    assert isinstance(run("nan", handlers=handlers).error, ValueError)
 
 
 def test_sleep_returns_false_once_told_to_stop() -> None:

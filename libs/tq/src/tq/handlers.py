@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -244,6 +245,15 @@ class HandlerRegistry:
                 self._runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
             result = self._runner.run(_awaited(result))
         return result
+
+
+def result_json(result: Any) -> str:
+    """A handler's result as the task's ``result`` stores it: strict JSON text (no ``NaN``); raises ``TypeError``
+    or ``ValueError`` saying so when it is not JSON (the attempt then fails)."""
+    try:
+        return json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"the handler's result is not JSON ({type(result).__name__}): {error}") from None
 
 
 async def _awaited(awaitable: Any) -> Any:

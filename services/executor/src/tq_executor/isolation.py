@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import json
 import logging
 import multiprocessing
 import os
@@ -38,7 +37,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from tq import Permanent, Progress, TaskContext, registry
-from tq.handlers import load_modules
+from tq.handlers import load_modules, result_json
 from tq_executor import sandbox
 from tq_executor.handlers import Job
 
@@ -410,11 +409,9 @@ def _call(ctx: TaskContext) -> Outcome:
     except Exception as error:  # noqa: BLE001 - any handler failure is an attempt failure
         return Outcome(error_type=type(error).__name__, error_message=_cut(error))
     try:
-        # The result becomes the task's ``result``: strict JSON, or the attempt fails.
-        return Outcome(result_json=json.dumps(result, allow_nan=False))
+        return Outcome(result_json=result_json(result))  # the task's ``result``: strict JSON, or the attempt fails
     except (TypeError, ValueError) as error:
-        message = f"the handler's result is not JSON ({type(result).__name__}): {error}"
-        return Outcome(error_type=type(error).__name__, error_message=message[:MAX_ERROR_CHARS])
+        return Outcome(error_type=type(error).__name__, error_message=_cut(error))
 
 
 def _cut(error: BaseException) -> str:
