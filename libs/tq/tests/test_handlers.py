@@ -102,6 +102,9 @@ def test_an_async_handler_runs_on_one_event_loop_per_registry() -> None:
     assert run("fetch", None, handlers=handlers).ok
     assert loops[0] is loops[1]
     handlers.teardown()
+    # and its loop was never the thread's: closing it leaves code that runs afterwards a current loop to get
+    policy_loop = asyncio.get_event_loop_policy().get_event_loop()
+    assert policy_loop is not loops[0]
 
 
 def test_a_result_that_is_not_json_fails_the_run() -> None:
@@ -110,6 +113,9 @@ def test_a_result_that_is_not_json_fails_the_run() -> None:
     outcome = run("obj", handlers=handlers)
     assert not outcome.ok
     assert isinstance(outcome.error, TypeError)
+    assert str(outcome.error).startswith("the handler's result is not JSON (object)")
+    handlers.handler("nan")(lambda ctx: float("nan"))
+    assert isinstance(run("nan", handlers=handlers).error, ValueError)
 
 
 def test_sleep_returns_false_once_told_to_stop() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from tq_executor.handlers import TaskContext, handler
+from tq import Permanent, TaskContext, handler
 
 
 @handler("t-echo")
@@ -122,3 +123,36 @@ def grandchild(ctx: TaskContext) -> Any:
 def dumpable(ctx: TaskContext) -> Any:
     """Whether this handler process is dumpable (``prctl(PR_GET_DUMPABLE)``), and the group it is in."""
     return {"dumpable": ctypes.CDLL("libc.so.6").prctl(3, 0, 0, 0, 0), "pgid": os.getpgrp(), "pid": os.getpid()}
+
+
+@handler("t-permanent", max_retries=5)
+def permanent(ctx: TaskContext) -> Any:
+    raise Permanent("bad input: no retry can fix it")
+
+
+@handler("t-async")
+async def asynchronous(ctx: TaskContext) -> Any:
+    await asyncio.sleep(0.01)
+    return {"payload": ctx.payload, "loop": id(asyncio.get_running_loop()), "pid": os.getpid()}
+
+
+@handler("t-setups")
+class Setups:
+    """Counts how often its class was set up in this process (once per handler process, whatever the jobs)."""
+
+    setups = 0
+
+    def setup(self) -> None:
+        type(self).setups += 1
+
+    def __call__(self, ctx: TaskContext) -> Any:
+        return {"setups": type(self).setups, "pid": os.getpid()}
+
+
+@handler("t-progress")
+def progressing(ctx: TaskContext) -> Any:
+    """Report each fraction of ``fractions`` (quickly), then sleep ``then_s`` seconds (stopping when told)."""
+    for fraction in ctx.payload["fractions"]:
+        ctx.progress(fraction, f"at {fraction}")
+    ctx.sleep(float(ctx.payload.get("then_s", 0)))
+    return {"reported": len(ctx.payload["fractions"])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,21 @@ pytestmark = pytest.mark.unit
 
 ALICE = Principal("alice", frozenset({"team-a"}))
 MODULES = ["sample_handlers"]
-TYPES = ["t-echo", "t-boom", "t-opaque", "t-nan", "t-hang", "t-crash", "t-count", "unhandled", "script"]
+TYPES = [
+    "t-echo",
+    "t-boom",
+    "t-opaque",
+    "t-nan",
+    "t-hang",
+    "t-crash",
+    "t-count",
+    "t-permanent",
+    "t-async",
+    "t-setups",
+    "t-progress",
+    "unhandled",
+    "script",
+]
 
 sys.path.insert(0, str(Path(__file__).parent))  # so handler processes can import sample_handlers
 
@@ -109,6 +124,88 @@ def test_a_failing_attempt_is_recorded_and_retried(
     assert task.last_error.type == error_type
     failed = [e for e in env.store.events(task_id) if e.type.value == "failed"]
     assert failed[-1].data["run_status"] == run_status.value
+    assert failed[-1].data["retryable"] is True
+
+
+def test_a_result_that_is_not_json_fails_the_attempt_with_a_clear_error(env: Env) -> None:
+    task_id = env.submit("t-opaque")
+    env.deliver_last()
+    error = env.store.get(task_id).last_error
+    assert error is not None
+    assert "the handler's result is not JSON (object)" in error.message
+
+
+def test_permanent_fails_the_task_after_one_attempt_and_dead_letters_it(env: Env) -> None:
+    # Given a task whose handler raises Permanent, with retries left (the type declares 5)
+    task_id = env.submit("t-permanent", retry={"max_retries": 5})
+    # When its attempt runs
+    env.deliver_last()
+    # Then the task is failed at once, dead-lettered, and its failed event says no retry follows
+    task = env.store.get(task_id)
+    assert (task.status, task.attempts) == (Status.FAILED, 1)
+    assert task.last_error is not None
+    assert (task.last_error.type, task.last_error.message) == ("Permanent", "bad input: no retry can fix it")
+    assert [t.id for t in env.queue.dead][-1] == task_id
+    events = env.store.events(task_id)
+    failed = [e for e in events if e.type.value == "failed"]
+    assert [(e.data["run_status"], e.data["retryable"]) for e in failed] == [("failed", False)]
+    assert [e.type.value for e in events][-2:] == ["failed", "dead_lettered"]
+
+
+def test_an_async_handler_runs_on_one_event_loop_in_the_handler_process(env: Env) -> None:
+    first, second = env.submit("t-async", payload={"n": 1}), env.submit("t-async", payload={"n": 2})
+    env.runner.run(json.loads(Dispatch.of(env.store.get(first)).encode())["args"][0])
+    env.deliver_last()
+    a, b = env.store.get(first).result, env.store.get(second).result
+    assert (a["payload"], b["payload"]) == ({"n": 1}, {"n": 2})
+    assert a["pid"] == b["pid"] != __import__("os").getpid()
+    assert a["loop"] == b["loop"]
+
+
+def test_a_class_handler_is_set_up_once_per_handler_process(env: Env) -> None:
+    first, second = env.submit("t-setups"), env.submit("t-setups")
+    env.runner.run(json.loads(Dispatch.of(env.store.get(first)).encode())["args"][0])
+    env.deliver_last()
+    a, b = env.store.get(first).result, env.store.get(second).result
+    assert a["pid"] == b["pid"]
+    assert a["setups"] == b["setups"] == 1
+
+
+def test_the_last_progress_report_is_written_before_the_outcome(env: Env) -> None:
+    # Given a handler that reports three times within a few milliseconds (the throttle writes the first only)
+    task_id = env.submit("t-progress", payload={"fractions": [0.25, 0.5, 1.0]})
+    # When it returns
+    env.deliver_last()
+    # Then the newest report was flushed before the outcome ended the claim, and none made an event
+    task = env.store.get(task_id)
+    assert task.status is Status.SUCCEEDED
+    assert task.progress is not None
+    assert (task.progress.fraction, task.progress.message) == (1.0, "at 1.0")
+    assert task.progress.at == env.clock.now()
+    assert [e.type.value for e in env.store.events(task_id)] == ["submitted", "queued", "claimed", "succeeded"]
+
+
+def test_progress_shows_on_the_task_while_the_attempt_runs(env: Env) -> None:
+    task_id = env.submit("t-progress", payload={"fractions": [0.5], "then_s": 30})
+    running = threading.Thread(target=env.deliver_last)
+    running.start()
+    try:
+        deadline = time.monotonic() + 20
+        while (task := env.store.get(task_id)).progress is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert task.status is Status.RUNNING
+        assert task.progress is not None
+        assert (task.progress.fraction, task.progress.message) == (0.5, "at 0.5")
+    finally:
+        env.tasks.cancel(task_id, ALICE)
+        env.runner.heartbeat.beat()  # tells the attempt of the cancel: ctx.sleep returns at once
+        running.join(10)
+    assert not running.is_alive()
+    # and a cancelled attempt's last report stays on the task
+    task = env.store.get(task_id)
+    assert task.status is Status.CANCELLED
+    assert task.progress is not None
+    assert task.progress.fraction == 0.5
 
 
 def test_an_attempt_past_its_timeout_is_killed_and_timed_out(env: Env) -> None:

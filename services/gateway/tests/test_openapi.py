@@ -19,7 +19,7 @@ from tq_gateway.testing import app_over_fakes, client_over_fakes
 from tq_gateway.views import listed_view, task_view
 from tqcore.documents import ListedTask
 from tqcore.domain.codec import event_to_dict, task_to_dict
-from tqcore.domain.model import ErrorInfo, Event, EventType, Priority, RunStatus, Schedule, Status
+from tqcore.domain.model import ErrorInfo, Event, EventType, Priority, Progress, RunStatus, Schedule, Status
 from tqcore.domain.runs import Run, run_to_dict
 from tqcore.domain.task import Task
 from tqcore.ports import QueueDepth
@@ -114,7 +114,9 @@ TASKS = [
         parent_id="01abd",
         last_error=ErrorInfo("ValueError", "boom"),
         result=7,
+        progress=Progress(0.5, "half way", NOW),
     ),
+    _task(status=Status.RUNNING, progress=Progress(None, None, NOW)),
     _task(schedule=Schedule(at=NOW)),
     _task(schedule=Schedule(every_s=90.5, start_at=NOW, end_at=datetime(2027, 1, 1, tzinfo=UTC))),
 ]

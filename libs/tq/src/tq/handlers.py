@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -239,9 +240,20 @@ class HandlerRegistry:
             result = spec.target(ctx)
         if inspect.isawaitable(result):
             if self._runner is None:
-                self._runner = asyncio.Runner()
+                # A loop of its own, never installed as the thread's current loop: closing it must not leave the
+                # thread without one (``asyncio.Runner`` would ``set_event_loop(None)`` for code that runs after).
+                self._runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
             result = self._runner.run(_awaited(result))
         return result
+
+
+def result_json(result: Any) -> str:
+    """A handler's result as the task's ``result`` stores it: strict JSON text (no ``NaN``); raises ``TypeError``
+    or ``ValueError`` saying so when it is not JSON (the attempt then fails)."""
+    try:
+        return json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"the handler's result is not JSON ({type(result).__name__}): {error}") from None
 
 
 async def _awaited(awaitable: Any) -> Any:

@@ -12,12 +12,11 @@ def test_resize():
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tq.handlers import HandlerRegistry, Permanent, Progress, TaskContext, registry
+from tq.handlers import HandlerRegistry, Permanent, Progress, TaskContext, registry, result_json
 
 
 @dataclass
@@ -84,7 +83,7 @@ def run(
     ctx = ctx or context(type_name, payload, **context_fields)
     try:
         result = handlers.call(type_name, ctx)
-        json.dumps(result, allow_nan=False)
+        result_json(result)
     except Exception as error:
         if raises:
             raise

@@ -15,8 +15,8 @@ from datetime import datetime
 
 import msgspec
 
-from tqcore.domain.codec import task_from_dict, task_to_dict, ts
-from tqcore.domain.model import Status
+from tqcore.domain.codec import progress_to_dict, task_from_dict, task_to_dict, ts
+from tqcore.domain.model import Progress, Status
 
 #: A document's top-level fields, each kept as its JSON text (the gateway's view cuts listed documents with it).
 FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
@@ -85,6 +85,15 @@ class ListedTask:
             return self
         fields = FIELDS.decode(self.doc)
         fields["lease_expires_at"] = msgspec.Raw(msgspec.json.encode(ts(expires_at)))
+        return replace(self, doc=msgspec.json.encode(fields))
+
+    def with_progress(self, progress: Progress | None) -> ListedTask:
+        """The task with the progress its item holds (the executor writes it beside the document)."""
+        fields = FIELDS.decode(self.doc)
+        value = msgspec.json.encode(progress_to_dict(progress))
+        if bytes(fields.get("progress", b"")) == value:
+            return self
+        fields["progress"] = msgspec.Raw(value)
         return replace(self, doc=msgspec.json.encode(fields))
 
 

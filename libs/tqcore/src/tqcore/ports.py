@@ -10,7 +10,7 @@ from typing import Protocol
 
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import ApiKey
-from tqcore.domain.model import Event, Priority
+from tqcore.domain.model import Event, Priority, Progress
 from tqcore.domain.task import Task
 
 
@@ -108,6 +108,12 @@ class TaskStore(Protocol):
     def extend_lease(self, task_id: str, claim_seq: int, until: datetime) -> LeaseState:
         """Heartbeat: move claim ``claim_seq``'s lease to ``until``; whether it still holds it, and whether the
         task's cancel was requested meanwhile (one write, whatever the answer)."""
+        ...
+
+    def report_progress(self, task_id: str, claim_seq: int, report: Progress) -> bool:
+        """Set the running attempt's progress without a new version or an event, if claim ``claim_seq`` still runs
+        the task (False: it does not, and the report is dropped). A claim clears it; reads show it as
+        ``Task.progress``."""
         ...
 
     def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:

@@ -16,7 +16,7 @@ from tqcore.documents import ListedTask
 from tqcore.domain.access import ApiKey
 from tqcore.domain.codec import task_to_dict
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
-from tqcore.domain.model import Event, EventType, Priority, Status
+from tqcore.domain.model import Event, EventType, Priority, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, QueueDepth
@@ -47,6 +47,7 @@ class InMemoryTaskStore:
         self._lock = threading.Lock()
         self._resend_after_s = resend_after_s
         self._leases: dict[str, LeaseRecord] = {}
+        self._progress: dict[str, Progress] = {}
 
     def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
         """Store a new task (and its idempotency record) or raise as the real store does."""
@@ -82,6 +83,7 @@ class InMemoryTaskStore:
         if task.released_claim is not None:
             self._leases.pop(task.id, None)
         if any(e.type is EventType.CLAIMED for e in task.pending_events):
+            self._progress.pop(task.id, None)
             assert task.claim_seq is not None
             assert task.worker is not None
             assert task.lease_expires_at is not None
@@ -98,6 +100,7 @@ class InMemoryTaskStore:
         lease = self._leases.get(task.id)
         if lease is not None and lease.claim_seq == task.claim_seq:
             task.lease_expires_at = lease.expires_at
+        task.progress = self._progress.get(task.id)
         return task
 
     def get(self, task_id: str) -> Task:
@@ -116,6 +119,16 @@ class InMemoryTaskStore:
                 return LeaseState.LOST
             self._leases[task_id] = replace(lease, expires_at=until)
             return LeaseState.CANCEL_REQUESTED if lease.cancel_requested else LeaseState.HELD
+
+    def report_progress(self, task_id: str, claim_seq: int, report: Progress) -> bool:
+        """Keep the running attempt's progress if claim ``claim_seq`` still runs the task (as DynamoDB's
+        condition does)."""
+        with self._lock:
+            lease, task = self._leases.get(task_id), self._tasks.get(task_id)
+            if lease is None or lease.claim_seq != claim_seq or task is None or task.status is not Status.RUNNING:
+                return False
+            self._progress[task_id] = report
+            return True
 
     def events(self, task_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         """The task's events after ``after_seq``, oldest first, at most ``limit`` (``None``: all)."""

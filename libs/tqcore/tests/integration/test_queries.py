@@ -13,7 +13,7 @@ from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
 from tqcore.domain.codec import task_to_dict
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.model import ErrorInfo, Status
+from tqcore.domain.model import ErrorInfo, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.ports import TaskStore
 from tqcore.queries import TaskQueries
@@ -164,3 +164,20 @@ def test_a_listed_running_task_shows_its_lease_as_the_heartbeat_moved_it(backend
     (document,) = queries.listed([task.id])
     assert json.loads(document.doc) == task_to_dict(store.get(task.id))
     assert json.loads(document.doc)["lease_expires_at"] == "2026-03-01T12:01:30.000Z"
+
+
+def test_a_listed_running_task_shows_its_progress(backend: Backend) -> None:
+    store, queries = backend
+    task = mutate(store, submitted(store, "team-a", T0), lambda t: t.claim(1, WORKER, T0, 30))
+    assert task.claim_seq is not None
+    report = Progress(0.5, "half way", T0 + timedelta(seconds=2))
+    assert store.report_progress(task.id, task.claim_seq, report)
+    (found,) = queries.tasks([task.id])
+    assert found.progress == report
+    (document,) = queries.listed([task.id])
+    assert json.loads(document.doc)["progress"] == {
+        "fraction": 0.5,
+        "message": "half way",
+        "at": "2026-03-01T12:00:02.000Z",
+    }
+    assert json.loads(document.doc) == task_to_dict(store.get(task.id))

@@ -15,7 +15,7 @@ from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
-from tqcore.domain.model import Status
+from tqcore.domain.model import ErrorInfo, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, TaskStore
 from tqcore.settings import CoreSettings
@@ -573,3 +573,37 @@ class WriteLog:
     def items_per_write(self) -> list[int]:
         """Items each write call wrote (a transaction's items, one for a single-item write)."""
         return [len(params["TransactItems"]) if name == "TransactWriteItems" else 1 for name, params in self.calls]
+
+
+def test_progress_is_kept_beside_the_snapshot_fenced_by_the_claim_and_cleared_by_the_next_claim(
+    store: TaskStore,
+) -> None:
+    # Given a claimed task
+    task, claim = running_task(store)
+    version = store.get(task.id).version
+    assert store.get(task.id).progress is None
+    # When its attempt reports progress twice
+    first = Progress(0.25, "a quarter", NOW + timedelta(seconds=1))
+    newest = Progress(0.5, "half way", NOW + timedelta(seconds=2))
+    assert store.report_progress(task.id, claim, first)
+    assert store.report_progress(task.id, claim, newest)
+    # Then a read shows the newest, without a new version or an event
+    got = store.get(task.id)
+    assert (got.progress, got.version) == (newest, version)
+    assert len(store.events(task.id)) == version
+    # and a report of another claim is refused
+    assert not store.report_progress(task.id, claim + 1, Progress(0.9, "stale", NOW + timedelta(seconds=3)))
+    assert store.get(task.id).progress == newest
+    # When the attempt fails, its last report stays readable, and a late report is refused
+    ended = store.get(task.id)
+    ended.fail(1, "h:1", ErrorInfo("ValueError", "boom"), NOW + timedelta(seconds=4), jitter=0.0)
+    store.commit(ended)
+    assert store.get(task.id).progress == newest
+    assert not store.report_progress(task.id, claim, Progress(1.0, "too late", NOW + timedelta(seconds=5)))
+    # When the next attempt is claimed, it starts without a report
+    retry = store.get(task.id)
+    assert retry.next_run_at is not None
+    retry.promote(retry.next_run_at)
+    retry.claim(2, "h:2", retry.next_run_at or NOW, 30)
+    store.commit(retry)
+    assert store.get(task.id).progress is None

@@ -459,9 +459,37 @@ def test_fail_records_how_the_attempt_ended() -> None:
         "run_id": "1.1",
         "run_status": "timed_out",
         "error": {"type": "Timeout", "message": "ran past 300 s"},
+        "retryable": True,
         "duration_ms": 3000,
     }
     assert task.last_error == error
+
+
+def test_a_permanent_failure_dead_letters_at_once_with_retries_left() -> None:
+    # Given a running task with its whole retry budget left
+    task = running(retry={"max_retries": 5})
+    # When its attempt fails permanently (the handler raised Permanent)
+    task.fail(1, WORKER, ErrorInfo("Permanent", "bad input"), T0 + timedelta(seconds=2), jitter=0.0, permanent=True)
+    # Then the task is failed after one attempt, its failed event says no retry follows, and it is dead-lettered
+    assert (task.status, task.attempts, task.next_run_at) == (Status.FAILED, 1, None)
+    failed_event, dead = task.pending_events[-2:]
+    assert (failed_event.type, failed_event.data["retryable"]) == (EventType.FAILED, False)
+    assert (dead.type, dead.data) == (EventType.DEAD_LETTERED, {"attempts": 1, "run_id": "1.1", "permanent": True})
+    assert_consistent(task)
+
+
+def test_retryable_says_whether_another_attempt_follows() -> None:
+    retried = running(retry={"max_retries": 1})
+    retried.fail(1, WORKER, BOOM, T0 + timedelta(seconds=2), jitter=0.0)
+    assert [e.data["retryable"] for e in retried.pending_events if e.type is EventType.FAILED] == [True]
+    exhausted = failed()
+    assert [e.data["retryable"] for e in exhausted.pending_events if e.type is EventType.FAILED] == [False]
+
+
+def test_a_permanent_failure_of_a_cancelled_task_ends_it_cancelled() -> None:
+    task = running_cancel_requested()
+    task.fail(1, WORKER, BOOM, LATE, jitter=0.0, permanent=True)
+    assert task.status is Status.CANCELLED
 
 
 def test_expired_lease_loses_the_attempt_and_retries() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tq_executor.handlers import TaskContext, handler
+from tq import TaskContext, handler
 
 
 def _note_execution(ctx: TaskContext) -> None:

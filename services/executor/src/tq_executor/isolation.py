@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
+import functools
 import logging
 import multiprocessing
 import os
@@ -30,14 +30,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
+from tq import Permanent, Progress, TaskContext, registry
+from tq.handlers import load_modules, result_json
 from tq_executor import sandbox
-from tq_executor.handlers import Job, TaskContext, load_modules, registry
+from tq_executor.handlers import Job
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ MAX_ERROR_CHARS = 2000
 CANCEL_GRACE_S = 2.0
 #: The signal that sets the running handler's ``ctx.stop`` in the child.
 STOP_SIGNAL = signal.SIGUSR1  # ignored in the fork server: see forkserver_init
+#: Messages read from the child at most per poll (progress reports may come faster than they are written).
+MAX_MESSAGES_PER_POLL = 100
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,23 @@ class Outcome:
     timed_out: bool = False
     #: The attempt was told to stop because its task was cancelled (whatever the handler then returned).
     cancelled: bool = False
+    #: The handler raised ``tq.Permanent``: retrying cannot help, the task fails at once.
+    permanent: bool = False
 
     @property
     def ok(self) -> bool:
         """True when the handler returned a JSON result."""
         return self.error_type is None
+
+
+class ProgressSink(Protocol):
+    """Where the waiting thread passes the handler's progress reports (``runner.ProgressReporter``)."""
+
+    def report(self, progress: Progress) -> None:
+        """The handler reported ``progress``."""
+
+    def tick(self) -> None:
+        """Called at every poll: write a report held back by the throttle once it is due."""
 
 
 class Stopped(Exception):
@@ -93,23 +109,24 @@ class HandlerProcess:
         cancel: threading.Event | None = None,
         *,
         cancel_grace_s: float = CANCEL_GRACE_S,
+        progress: ProgressSink | None = None,
     ) -> Outcome:
         """Run ``job`` in the child, waiting at most ``job.timeout_s``; raises ``Stopped`` or ``HandlerCrashed``.
 
         ``cancel`` asks the handler to stop (``ctx.stop``), then kills it after ``cancel_grace_s``; the outcome
-        is then ``cancelled``. An outcome that arrived before the cancel was acted on is returned as it is.
+        is then ``cancelled``. An outcome that arrived before the cancel was acted on is returned as it is. The
+        handler's progress reports go to ``progress`` as they arrive.
         """
         conn = self._ensure_child()
         conn.send(job)
         deadline = time.monotonic() + job.timeout_s
         kill_at: float | None = None  # set once the handler was asked to stop for a cancel
         while True:
-            if conn.poll(POLL_S):
-                try:
-                    outcome: Outcome = conn.recv()
-                except EOFError:
-                    outcome = self._crashed()
+            outcome = self._receive(conn, progress)
+            if outcome is not None:
                 return outcome if kill_at is None else replace(outcome, cancelled=True)
+            if progress is not None:
+                progress.tick()
             if stop.is_set():
                 self.kill()
                 raise Stopped(f"attempt {job.attempt} of {job.task_id} was stopped")
@@ -137,6 +154,24 @@ class HandlerProcess:
             if not self._process.is_alive():
                 return self._crashed()
             cap_log(job.log_path, job.log_max_bytes)
+
+    def _receive(self, conn: Connection, progress: ProgressSink | None) -> Outcome | None:
+        """The job's outcome if the child sent it within a poll; progress reports read on the way go to
+        ``progress`` (a bounded number per poll, so a flood of them cannot hold back the checks)."""
+        if not conn.poll(POLL_S):
+            return None
+        for _ in range(MAX_MESSAGES_PER_POLL):
+            try:
+                message = conn.recv()
+            except EOFError:
+                return self._crashed()
+            if isinstance(message, Outcome):
+                return message
+            if isinstance(message, Progress) and progress is not None:
+                progress.report(message)
+            if not conn.poll(0):
+                break
+        return None
 
     def _crashed(self) -> Outcome:
         code = self._process.exitcode
@@ -267,7 +302,8 @@ def child_main(
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     load_modules(modules)
-    registry.setup()
+    registry.setup()  # class handlers: one instance per handler process, set up once before its first job
+    send_lock = threading.Lock()  # the outcome (this thread) and progress (any handler thread) share the pipe
     try:
         while True:
             try:
@@ -276,7 +312,9 @@ def child_main(
                 return
             if job is None:
                 return
-            conn.send(run_job(job))
+            outcome = run_job(job, _sender(conn, send_lock))
+            with send_lock:
+                conn.send(outcome)
             # What the job left running dies now, while the executor records the outcome.
             sandbox.end_descendants()
     finally:
@@ -322,28 +360,59 @@ def _flush_std() -> None:
             stream.flush()
 
 
-def run_job(job: Job) -> Outcome:
-    """Run one job with the registered handler (in the child), its output captured in ``job.log_path``."""
+def _sender(conn: Connection, lock: threading.Lock) -> Callable[[Progress], None]:
+    def send(report: Progress) -> None:
+        with lock, contextlib.suppress(OSError, ValueError):  # a pipe the executor closed: it stops us anyway
+            conn.send(report)
+
+    return send
+
+
+def _drop(_: Any) -> None:
+    """The sinks of a context whose job ended: a handler's lingering thread writes nowhere."""
+
+
+def run_job(job: Job, send_progress: Callable[[Progress], None] = _drop) -> Outcome:
+    """Run one job with its ``tq`` handler (in the child), its output captured in ``job.log_path`` and its
+    progress reports passed to ``send_progress``."""
     global _current
     with captured_output(job.log_path) as log_fd:
-        ctx = TaskContext(**vars(job), log_fd=log_fd)
+        ctx = job.context()
+        ctx.log_sink = functools.partial(_write_all, log_fd) if log_fd >= 0 else None
+        ctx.progress_sink = send_progress
         _current = ctx
         try:
             return _call(ctx)
         finally:
             _current = None
-            ctx.log_fd = -1  # the fd is closed next and its number reused: a lingering thread must not write there
+            # The fd is closed next and its number reused, and the pipe carries the next job's messages: a
+            # lingering thread of the handler must write to neither.
+            ctx.log_sink = ctx.progress_sink = _drop
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Append ``data`` to the run log (one ``O_APPEND`` write: lines from several threads never mix)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _call(ctx: TaskContext) -> Outcome:
-    handler = registry.get(ctx.type)
     try:
-        if handler is None:
+        if registry.get(ctx.type) is None:
             raise LookupError(f"this executor has no handler for type {ctx.type!r}")
-        result = handler(ctx)
-        # The result must be strict JSON; if not, the attempt fails.
-        return Outcome(result_json=json.dumps(result, allow_nan=False))
+        result = registry.call(ctx.type, ctx)
     except TimeoutError as error:
         return Outcome(error_type="TimeoutError", error_message=str(error), timed_out=True)
+    except Permanent as error:
+        return Outcome(error_type=type(error).__name__, error_message=_cut(error), permanent=True)
     except Exception as error:  # noqa: BLE001 - any handler failure is an attempt failure
-        return Outcome(error_type=type(error).__name__, error_message=str(error)[:MAX_ERROR_CHARS])
+        return Outcome(error_type=type(error).__name__, error_message=_cut(error))
+    try:
+        return Outcome(result_json=result_json(result))  # the task's ``result``: strict JSON, or the attempt fails
+    except (TypeError, ValueError) as error:
+        return Outcome(error_type=type(error).__name__, error_message=_cut(error))
+
+
+def _cut(error: BaseException) -> str:
+    return str(error)[:MAX_ERROR_CHARS]

@@ -12,6 +12,7 @@ from prometheus_client import Gauge
 from tq_executor.handlers import Job
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.isolation import HandlerCrashed, HandlerProcess, Outcome, Stopped
+from tq_executor.progress import PROGRESS_INTERVAL_S, ProgressReporter
 from tq_executor.run_log import RunLogs
 from tq_executor.sandbox import UidPool
 from tqcore import tracing
@@ -45,6 +46,8 @@ class Runner:
         self.logs = logs
         #: Where each worker slot takes the uid its scripts run as; ``None``: they run as the executor's uid.
         self._uids = uids
+        #: At most one progress write per attempt this often.
+        self.progress_interval_s = PROGRESS_INTERVAL_S
         self._local = threading.local()
         self._processes: list[HandlerProcess] = []
         self._lock = threading.Lock()
@@ -63,8 +66,9 @@ class Runner:
     def _run_claimed(self, task: Task, message: Any) -> None:
         log.info("attempt started")
         active = self.heartbeat.track(task, message)
+        progress = ProgressReporter(self.attempts, task, interval_s=self.progress_interval_s)
         try:
-            outcome = self._process().run(self._job(task), active.stop, active.cancel)
+            outcome = self._process().run(self._job(task), active.stop, active.cancel, progress=progress)
         except Stopped:
             self.heartbeat.untrack(active)
             if self.logs is not None:
@@ -73,6 +77,7 @@ class Runner:
             return
         except HandlerCrashed as crash:
             outcome = Outcome(error_type="HandlerCrashed", error_message=str(crash))
+        progress.flush()  # the last report lands before the outcome (which ends the claim that fences it)
         try:
             # Recorded even if it was told to stop meanwhile: a finished outcome beats a release (which then
             # finds the attempt gone), and a zombie's write is refused by the fence anyway.
@@ -97,7 +102,8 @@ class Runner:
             self.attempts.succeed(task, json.loads(outcome.result_json), run_log)
             return
         error = ErrorInfo(outcome.error_type or "Error", outcome.error_message or "")
-        self.attempts.fail(task, error, RunStatus.TIMED_OUT if outcome.timed_out else RunStatus.FAILED, run_log)
+        run_status = RunStatus.TIMED_OUT if outcome.timed_out else RunStatus.FAILED
+        self.attempts.fail(task, error, run_status, run_log, permanent=outcome.permanent)
 
     def _job(self, task: Task) -> Job:
         return Job(
@@ -137,4 +143,6 @@ class Runner:
 def _describe(outcome: Outcome) -> str:
     if outcome.cancelled:
         return "cancelled"
+    if outcome.permanent:
+        return f"failed permanently: {outcome.error_type}"
     return "succeeded" if outcome.ok else f"failed: {outcome.error_type}"

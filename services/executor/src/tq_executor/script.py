@@ -18,8 +18,8 @@ import threading
 from collections import deque
 from typing import IO, Any
 
+from tq import TaskContext, handler
 from tq_executor import sandbox
-from tq_executor.handlers import TaskContext, handler
 from tq_executor.isolation import die_with_parent
 from tq_executor.settings import ExecutorSettings
 from tqcore.domain.scripts import SCRIPT_TYPE, ScriptAllowList

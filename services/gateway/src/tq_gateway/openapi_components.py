@@ -211,7 +211,11 @@ def event_schema() -> dict[str, Any]:
             "type": {"type": "string", "enum": [t.value for t in EventType]},
             "at": TS,
             "actor": {"type": "string", "description": "the user, or scheduler / executor:<worker> / reaper"},
-            "data": {"type": "object"},
+            "data": {
+                "type": "object",
+                "description": "what the event records; a `failed` event's `retryable` says whether another attempt"
+                " follows (false after the last retry, or at once when the handler raised `Permanent`)",
+            },
         },
     }
 

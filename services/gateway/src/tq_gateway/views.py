@@ -67,6 +67,16 @@ class LastError(BaseModel):
     message: str
 
 
+class ProgressView(BaseModel):
+    """The running (or last) attempt's newest progress report (``ctx.progress``), as the executor received it."""
+
+    model_config = ConfigDict(title="Progress")
+
+    fraction: float | None = Field(ge=0, le=1, description="how far, 0 to 1; null if the handler gave none")
+    message: str | None = Field(max_length=500)
+    at: datetime = Field(description="when the executor received the report")
+
+
 class TaskView(BaseModel):
     """A task as the API shows it (contract section 3); every field is always present."""
 
@@ -103,6 +113,10 @@ class TaskView(BaseModel):
     parent_id: str | None = Field(description="`overlap: allow`: the repeating task that spawned this run")
     last_error: LastError | None
     result: Any = Field(description="the handler's return value (any JSON value), null until it succeeds")
+    progress: ProgressView | None = Field(
+        description="the newest progress report of the running attempt (kept once it ends; a new attempt's claim"
+        " clears it); written about once a second at most, with no event and no new version"
+    )
 
 
 #: The view's fields, in the order a response lists them.

@@ -69,13 +69,17 @@ def failed_data(
     error: ErrorInfo,
     run_status: RunStatus,
     log: RunLog | None,
+    *,
+    retryable: bool,
 ) -> dict[str, Any]:
-    """The ``failed`` event's data: the attempt, how its run ended and why, its duration and its log."""
+    """The ``failed`` event's data: the attempt, how its run ended and why, whether another attempt follows
+    (``retryable``), its duration and its log."""
     return {
         "attempt": attempt,
         "run_id": run_id(run_no, attempt),
         "run_status": run_status.value,
         "error": {"type": error.type, "message": error.message},
+        "retryable": retryable,
         "duration_ms": duration_ms(started_at, now),
         **(log.to_data(now) if log is not None else {}),
     }
@@ -116,14 +120,22 @@ class AfterFailure(enum.Enum):
     REQUEUE = "requeue"
     #: Budget left: retried after a backoff.
     RETRY = "retry"
-    #: The retry budget is spent: the run is dead-lettered.
+    #: The retry budget is spent, or the failure is permanent: the run is dead-lettered.
     GIVE_UP = "give_up"
 
+    @property
+    def retries(self) -> bool:
+        """Whether another attempt of the run follows (the ``failed`` event's ``retryable``)."""
+        return self in (AfterFailure.REQUEUE, AfterFailure.RETRY)
 
-def after_failure(attempt: int, max_retries: int, *, cancel_requested: bool, backoff: bool) -> AfterFailure:
-    """What follows the failure of ``attempt``: a run has at most ``1 + max_retries`` attempts."""
+
+def after_failure(
+    attempt: int, max_retries: int, *, cancel_requested: bool, backoff: bool, permanent: bool = False
+) -> AfterFailure:
+    """What follows the failure of ``attempt``: a run has at most ``1 + max_retries`` attempts, and only one when
+    the failure is ``permanent`` (the handler said retrying cannot help)."""
     if cancel_requested:
         return AfterFailure.CANCEL
-    if attempt > max_retries:
+    if permanent or attempt > max_retries:
         return AfterFailure.GIVE_UP
     return AfterFailure.RETRY if backoff else AfterFailure.REQUEUE

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tqcore.domain.model import ErrorInfo, Event, EventType, Overlap, Priority, RetryPolicy, Schedule, Status
+from tqcore.domain.model import ErrorInfo, Event, EventType, Overlap, Priority, Progress, RetryPolicy, Schedule, Status
 from tqcore.domain.task import Task
 
 
@@ -97,6 +97,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         if task.last_error is None
         else {"type": task.last_error.type, "message": task.last_error.message},
         "result": task.result,
+        "progress": progress_to_dict(task.progress),
         "trace_context": task.trace_context,
     }
 
@@ -151,8 +152,23 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
         parent_id=raw.get("parent_id"),
         last_error=None if err is None else ErrorInfo(err["type"], err["message"]),
         result=raw.get("result"),
+        progress=progress_from_dict(raw.get("progress")),
         trace_context=raw.get("trace_context"),
     )
+
+
+def progress_to_dict(progress: Progress | None) -> dict[str, Any] | None:
+    """The task resource's ``progress``: ``{"fraction", "message", "at"}`` or ``None``."""
+    if progress is None:
+        return None
+    return {"fraction": progress.fraction, "message": progress.message, "at": ts(progress.at)}
+
+
+def progress_from_dict(raw: dict[str, Any] | None) -> Progress | None:
+    """The inverse of :func:`progress_to_dict`."""
+    if raw is None:
+        return None
+    return Progress(raw.get("fraction"), raw.get("message"), _required_ts(raw["at"]))
 
 
 def _required_ts(value: str) -> datetime:

@@ -128,6 +128,26 @@ class ErrorInfo:
     message: str
 
 
+#: A progress message is cut to this many characters.
+MAX_PROGRESS_MESSAGE = 500
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the running attempt says it is (``ctx.progress``): a fraction in [0, 1] and/or a message, and when
+    the executor received it. Not part of the task's history: no event, no version."""
+
+    fraction: float | None
+    message: str | None
+    at: datetime
+
+    def __post_init__(self) -> None:
+        if self.fraction is not None and not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"progress fraction must be between 0 and 1, not {self.fraction}")
+        if self.message is not None and len(self.message) > MAX_PROGRESS_MESSAGE:
+            object.__setattr__(self, "message", self.message[:MAX_PROGRESS_MESSAGE])
+
+
 @dataclass(frozen=True)
 class Event:
     """One immutable entry in a task's history; ``seq`` equals the task version it produced."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqcore.domain import attempts, recurrence, schedules
 from tqcore.domain.errors import IllegalTransition
-from tqcore.domain.model import ErrorInfo, Event, Overlap, Priority, RetryPolicy, Schedule, Status
+from tqcore.domain.model import ErrorInfo, Event, Overlap, Priority, Progress, RetryPolicy, Schedule, Status
 from tqcore.domain.recurrence import BUSY
 
 #: Fields a user may change with PATCH.
@@ -66,6 +66,9 @@ class TaskState:
     parent_id: str | None = None
     last_error: ErrorInfo | None = None
     result: Any = None
+    #: The newest progress report of the current (or, once it ended, the last) attempt; a claim clears it. The
+    #: executor writes it beside the snapshot without a new version (the store overlays it on every read).
+    progress: Progress | None = None
     #: The W3C trace context (``traceparent``, ``tracestate``) the task's next step continues: its submit's, or
     #: the scheduler's that queued its current run. Metadata for tracing, never a reason for a transition.
     trace_context: dict[str, str] | None = None

@@ -166,6 +166,7 @@ class Task(TaskState):
         self.worker = worker
         self.started_at = now
         self.lease_expires_at = now + timedelta(seconds=lease_s)
+        self.progress = None  # a new attempt starts without the last one's report
         self._record(
             EventType.CLAIMED,
             now,
@@ -208,10 +209,12 @@ class Task(TaskState):
         run_status: RunStatus = RunStatus.FAILED,
         claim_seq: int | None = None,
         log: RunLog | None = None,
+        permanent: bool = False,
     ) -> None:
-        """The running attempt failed: retry after a backoff while the budget lasts, else dead-letter."""
+        """The running attempt failed: retry after a backoff while the budget lasts, else dead-letter; a
+        ``permanent`` failure (the handler raised ``Permanent``) is dead-lettered at once, budget or not."""
         self._require_owner(attempt, worker, claim_seq)
-        self._end_attempt(error, now, f"executor:{worker}", run_status, jitter, log=log)
+        self._end_attempt(error, now, f"executor:{worker}", run_status, jitter, log=log, permanent=permanent)
 
     def expire_lease(self, now: datetime, *, jitter: float, actor: str = "reaper") -> None:
         """The lease ran out (the executor died or stalled): the attempt is ``lost``."""
@@ -341,15 +344,22 @@ class Task(TaskState):
         *,
         backoff: bool = True,
         log: RunLog | None = None,
+        permanent: bool = False,
     ) -> None:
         attempt = self.attempts
         self.last_error = error
-        data = attempts.failed_data(attempt, self.run_no, self.started_at, now, error, run_status, log)
+        after = attempts.after_failure(
+            attempt,
+            self.retry.max_retries,
+            cancel_requested=self.cancel_requested,
+            backoff=backoff,
+            permanent=permanent,
+        )
+        data = attempts.failed_data(
+            attempt, self.run_no, self.started_at, now, error, run_status, log, retryable=after.retries
+        )
         self._record(EventType.FAILED, now, actor, data)
         self._release()
-        after = attempts.after_failure(
-            attempt, self.retry.max_retries, cancel_requested=self.cancel_requested, backoff=backoff
-        )
         if after is attempts.AfterFailure.CANCEL:
             self._finish_cancelled(now, actor, {})
         elif after is attempts.AfterFailure.REQUEUE:
@@ -360,7 +370,8 @@ class Task(TaskState):
             self.next_run_at = now + timedelta(seconds=delay_s)
             self._record(EventType.RETRY_SCHEDULED, now, actor, attempts.retry_data(attempt, delay_s, self.next_run_at))
         else:
-            self._dead_letter(now, actor, {"attempts": attempt, "run_id": self.run_id(attempt)})
+            data = {"attempts": attempt, "run_id": self.run_id(attempt), **({"permanent": True} if permanent else {})}
+            self._dead_letter(now, actor, data)
 
     def _dead_letter(self, now: datetime, actor: str, data: dict[str, Any]) -> None:
         """The run failed for good: the task fails, unless it repeats and has runs left (its schedule goes on)."""

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from tqcore.dispatch import Dispatch
 from tqcore.domain.errors import IllegalTransition, StaleAttempt, TaskNotFound, TaskTooLarge
-from tqcore.domain.model import ErrorInfo, RunLog, RunStatus, Status
+from tqcore.domain.model import ErrorInfo, Progress, RunLog, RunStatus, Status
 from tqcore.domain.task import Task
 from tqcore.errors import StoreUnavailable
 from tqcore.ports import Clock, LeaseState, TaskQueue, TaskStore
@@ -107,9 +107,16 @@ class Attempts:
         return done
 
     def fail(
-        self, task: Task, error: ErrorInfo, run_status: RunStatus = RunStatus.FAILED, log: RunLog | None = None
+        self,
+        task: Task,
+        error: ErrorInfo,
+        run_status: RunStatus = RunStatus.FAILED,
+        log: RunLog | None = None,
+        *,
+        permanent: bool = False,
     ) -> Task | None:
-        """Record failure (retrying or dead-lettered); ``None`` if the attempt no longer owns the task."""
+        """Record failure (retrying or dead-lettered; at once when ``permanent``); ``None`` if the attempt no
+        longer owns the task."""
         jitter = self._jitter()
         token = task.claim_seq
         # The time is read on every try: a retry's next_run_at must fall after the commit, never in a minute
@@ -126,6 +133,7 @@ class Attempts:
                 run_status=run_status,
                 claim_seq=token,
                 log=log,
+                permanent=permanent,
             ),
         )
         if done is not None:
@@ -156,6 +164,17 @@ class Attempts:
         assert task.claim_seq is not None
         until = self.clock.now() + timedelta(seconds=self._lease_s)
         return self._lease_store.extend_lease(task.id, task.claim_seq, until)
+
+    def report_progress(self, task: Task, fraction: float | None, message: str | None) -> bool:
+        """Show how far the claimed attempt is (``Task.progress``, stamped now): no event, no new version; False
+        if the attempt no longer runs the task or the store could not take it (progress is best effort)."""
+        assert task.claim_seq is not None
+        report = Progress(fraction, message, self.clock.now())
+        try:
+            return self._lease_store.report_progress(task.id, task.claim_seq, report)
+        except StoreUnavailable as error:
+            log.warning("progress not recorded: %s", error, extra={"task_id": task.id, "attempt": task.attempts})
+            return False
 
     def release(self, task: Task) -> Task | None:
         """Give an unfinished attempt back at shutdown: the task is queued again at once (or dead-lettered)."""

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tqcore.adapters.dynamodb import deadlines, keys, leases
+from tqcore.adapters.dynamodb import deadlines, keys, leases, progress
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.documents import ListedTask
 from tqcore.domain.codec import task_from_dict
@@ -102,7 +102,7 @@ class DynamoTaskQueries:
         found: dict[str, Task] = {}
         for item in self._snapshots(ids):
             try:
-                task = leases.overlay(task_from_dict(json.loads(item["doc"]["S"])), item)
+                task = progress.overlay(leases.overlay(task_from_dict(json.loads(item["doc"]["S"])), item), item)
             except (KeyError, ValueError, TypeError):
                 log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
                 continue
@@ -119,6 +119,7 @@ class DynamoTaskQueries:
                     if task.status is Status.RUNNING:
                         lease = leases.record_from_item(item)
                         task = task.with_lease(lease.claim_seq, lease.expires_at)
+                task = progress.overlay_listed(task, item)
             except (KeyError, ValueError):
                 log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
                 continue
@@ -126,8 +127,8 @@ class DynamoTaskQueries:
         return [found[i] for i in ids if i in found]
 
     def _snapshots(self, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
-        """The task items of ``ids`` (those that exist), 100 keys a call: the snapshot and the lease, never the
-        inline events."""
+        """The task items of ``ids`` (those that exist), 100 keys a call: the snapshot, the lease and the progress,
+        never the inline events."""
         for offset in range(0, len(ids), BATCH_GET_KEYS):
             wanted = [
                 {"PK": {"S": keys.task_pk(i)}, "SK": {"S": keys.SNAPSHOT_SK}}
@@ -136,7 +137,7 @@ class DynamoTaskQueries:
             yield from self._batch_get(wanted)
 
     def _batch_get(
-        self, wanted: list[dict[str, Any]], projection: str = f"doc, {leases.RECORD_PROJECTION}"
+        self, wanted: list[dict[str, Any]], projection: str = f"doc, {leases.RECORD_PROJECTION}, {progress.PROGRESS}"
     ) -> Iterator[dict[str, Any]]:
         """Every item of ``wanted``, asking again for the keys DynamoDB left unprocessed (throttling)."""
         for pause_s in BATCH_GET_PAUSES_S:

@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from tqcore.adapters.dynamodb import deadlines, history, keys, leases
+from tqcore.adapters.dynamodb import deadlines, history, keys, leases, progress
 from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.deadlines import DeadlineWalker
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
-from tqcore.domain.model import Event
+from tqcore.domain.model import Event, Progress
 from tqcore.domain.task import Task
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState
 from tqcore.settings import CoreSettings
@@ -42,7 +42,7 @@ ITEM_BYTES = 390_000
 #: Attributes of the task item that hold its inline events: the JSON texts oldest first, their count and size.
 EVENTS, COUNT, SIZE = "evts", "evn", "evb"
 #: What a read of the task (not of its history) fetches: never the inline events.
-TASK_PROJECTION = f"PK, doc, {leases.UNTIL}"
+TASK_PROJECTION = f"PK, doc, {leases.UNTIL}, {progress.PROGRESS}"
 
 
 def _s(value: str) -> dict[str, str]:
@@ -297,6 +297,12 @@ class DynamoTaskStore:
                 return state
         return LeaseState.LOST
 
+    def report_progress(self, task_id: str, claim_seq: int, report: Progress) -> bool:
+        """Set the running attempt's progress (one conditional ``UpdateItem``, no new version, no event); False if
+        claim ``claim_seq`` no longer runs the task (its report is dropped)."""
+        request = progress.write_request(self._table, task_id, claim_seq, report)
+        return self._db.conditional("update_item", **request) is not None
+
     def lease_expired(self, now: datetime) -> Iterator[LeaseRecord]:
         """Leases that ran out before ``now``, the oldest deadlines first (by bucket; see ``deadlines``)."""
         for item in self._walkers[keys.LEASE].walk(now, projection=leases.RECORD_PROJECTION):
@@ -368,6 +374,8 @@ class DynamoTaskStore:
         else:
             present.update(lease)
             optional |= {leases.CLAIM, leases.UNTIL}
+        if leases.claims(task):  # a new attempt starts without the last one's progress
+            update.remove(progress.PROGRESS)
         for name, value in present.items():
             update.set(name, value)
         for name in sorted(optional - present.keys()):
@@ -529,8 +537,8 @@ class DynamoTaskStore:
     # -------------------------------------------------------------- internals
     @staticmethod
     def _task_from_item(item: dict[str, Any]) -> Task:
-        """The task of a task item, with the live lease expiry its heartbeats keep in the item."""
-        return leases.overlay(task_from_dict(json.loads(item["doc"]["S"])), item)
+        """The task of a task item, with the live lease expiry its heartbeats keep in the item, and its progress."""
+        return progress.overlay(leases.overlay(task_from_dict(json.loads(item["doc"]["S"])), item), item)
 
     @staticmethod
     def _idem_record(group: str, key: str, item: dict[str, Any]) -> IdempotencyRecord:
