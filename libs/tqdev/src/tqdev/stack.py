@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from tqcore.bootstrap import bootstrap
-from tqcore.settings import CoreSettings
+from tqcore.settings import DEFAULT_POOL, CoreSettings
 from tqdev.emulator import start_emulator
 from tqdev.procs import Proc, free_port
 
@@ -116,15 +116,15 @@ class Stack:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def bootstrap(self) -> None:
-        """Create the stack's AWS resources (idempotent)."""
+    def bootstrap(self, pools: Sequence[str] = ()) -> None:
+        """Create the stack's AWS resources (idempotent), the queues of ``pools`` besides the default pool's."""
         settings = CoreSettings(endpoint_url=self.config.endpoint_url, prefix=self.config.prefix)
         saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
         if self.config.endpoint_url:
             os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
             os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
         try:
-            bootstrap(settings)
+            bootstrap(settings, pools)
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -150,10 +150,21 @@ class Stack:
             [str(BIN / "tq-executor"), "register-types"], env=self.env("executor"), check=True, capture_output=True
         )
 
-    def add_executor(self) -> Proc:
-        """Start one more executor process."""
+    def add_executor(self, env: dict[str, str] | None = None) -> Proc:
+        """Start one more executor process; ``env`` adds to (or overrides) its environment.
+
+        ``{"TQ_POOL": "b", "TQ_HANDLER_MODULES": "mymodule"}`` starts an executor of pool ``b`` serving only the
+        types of ``mymodule``: its queues are created first, and it runs no scripts unless ``env`` names an
+        allow-list (the ``script`` type belongs to the default pool's executors).
+        """
+        extra = dict(env or {})
+        pool = extra.get("TQ_POOL", DEFAULT_POOL)
+        if pool != DEFAULT_POOL:
+            extra.setdefault("TQ_SCRIPT_ALLOW", "")
+            self.bootstrap([pool])
         self._executor_seq += 1
-        proc = self._spawn(f"executor-{self._executor_seq}", [str(BIN / "tq-executor")], service="executor")
+        name = f"executor-{self._executor_seq}"
+        proc = self._spawn(name, [str(BIN / "tq-executor")], service="executor", env=extra)
         self.executors.append(proc)
         self.procs.append(proc)
         return proc
@@ -209,9 +220,9 @@ class Stack:
                 group[group.index(proc)] = new
         return new
 
-    def _spawn(self, name: str, argv: list[str], service: str | None = None) -> Proc:
+    def _spawn(self, name: str, argv: list[str], service: str | None = None, env: dict[str, str] | None = None) -> Proc:
         service = service or name
-        env = self.env(service)
+        env = {**self.env(service), **(env or {})}
         if service != "gateway":  # one /metrics per process, on a port of its own (the gateway serves its own)
             port = free_port()
             env["TQ_METRICS_PORT"] = str(port)
