@@ -240,6 +240,7 @@ def test_the_declared_defaults_fill_what_a_submit_leaves_out(alice: httpx.Client
     task = alice.post("/v1/tasks", json=body).json()
     shown = alice.get(f"/v1/tasks/{task['id']}").json()
     assert (shown["retry"]["max_retries"], shown["timeout_s"], shown["priority"]) == (1, 77, "high")
+    assert shown["pool"] == "a"
     # A submit's own fields win over the declared defaults
     own = {**body, "timeout_s": 9, "priority": "low", "retry": {"max_retries": 4, "backoff_base_s": 1}}
     task = alice.post("/v1/tasks", json=own).json()
