@@ -52,6 +52,7 @@ class DynamoRegistry:
             self._claim(info, by, now, set(alive))
 
     def _claim(self, info: TypeInfo, by: str, now: int, alive: set[str]) -> None:
+        seen = info
         for _ in range(5):  # each lost race means another executor registered it meanwhile: look again
             response = self._db.call("get_item", TableName=self._table, Key=_key(info.name), ConsistentRead=True)
             current = response.get("Item")
@@ -70,7 +71,8 @@ class DynamoRegistry:
                 condition = {"ConditionExpression": "attribute_not_exists(SK)"}
             if self._db.conditional("put_item", TableName=self._table, Item=_item(info, by, now), **condition):
                 return
-        raise TypeServedElsewhere(info.name, "another pool", "racing executors")
+        # Five registrations in a row slipped in between a read and a write: executors of other pools keep starting.
+        raise TypeServedElsewhere(info.name, seen.pool, seen.registered_by or "another executor")
 
     def _put_all(self, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), 25):
