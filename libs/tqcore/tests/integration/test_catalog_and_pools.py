@@ -99,3 +99,15 @@ def queued(priority: str, pool: str = "default") -> Task:
     return Task.submit(
         task_id=new_task_id(), owner="u", now=NOW, submitted={}, pool=pool, **cmd.task_fields()
     ).committed()
+
+
+def test_a_catalog_item_written_before_pools_is_a_default_pool_type_without_defaults(settings: CoreSettings) -> None:
+    ddb = aws.client(settings, "dynamodb")
+    item = {"PK": {"S": "CATALOG"}, "SK": {"S": "TYPE#old"}, "registered_by": {"S": "h:1"}, "registered_at": {"N": "1"}}
+    ddb.put_item(TableName=settings.table_name, Item=item)
+    registry = DynamoRegistry(ddb, settings)
+    old = registry.task_types()["old"]
+    assert (old.pool, dict(old.defaults), old.payload_schema, old.spec) == ("default", {}, None, None)
+    # An executor of another pool takes it over once h:1 is gone
+    registry.register_types([TypeInfo("old", "b")], by="h:2", alive=["h:2"])
+    assert registry.task_types()["old"].pool == "b"
