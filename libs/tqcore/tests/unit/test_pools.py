@@ -132,3 +132,9 @@ def test_the_dead_letter_queues_of_every_pool_are_settled() -> None:
 
     settle_dead_letters(InMemoryTaskStore(), RecordingQueue(), Inbox(), FixedClock(), pools=["default", "media"])
     assert asked == [(pool, priority) for pool in ("default", "media") for priority in Priority]
+
+
+def test_a_run_spawned_beside_a_repeating_task_keeps_its_pool(tasks: Tasks) -> None:
+    parent = tasks.submit(submit(payload={"width": 1}, schedule={"every_s": 60}, overlap="allow"), ALICE).task
+    child = parent.spawn_run(parent.created_at, parent.created_at)
+    assert (parent.pool, child.pool) == ("media", "media")
