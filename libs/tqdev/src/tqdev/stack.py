@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from tqcore.bootstrap import bootstrap
-from tqcore.settings import DEFAULT_POOL, CoreSettings
+from tqcore.settings import DEFAULT_POOL, POOL_PATTERN, CoreSettings
 from tqdev.emulator import start_emulator
 from tqdev.procs import Proc, free_port
 
@@ -61,6 +62,9 @@ class StackConfig:
     schedulers: int = 1
     #: Extra ``TQ_*`` (or other) environment for every service.
     env: dict[str, str] = field(default_factory=dict)
+    #: Executors of other pools, one per item: what each adds to its environment (``TQ_POOL``,
+    #: ``TQ_HANDLER_MODULES``), as :meth:`Stack.add_executor` takes it.
+    pool_executors: list[dict[str, str]] = field(default_factory=list)
 
 
 class Stack:
@@ -140,6 +144,8 @@ class Stack:
             self.procs.append(self._spawn(f"reaper-{n + 1}" if n else "reaper", [str(BIN / "tq-reaper")], "reaper"))
         for _ in range(self.config.executors):
             self.add_executor()
+        for env in self.config.pool_executors:
+            self.add_executor(env)
         if not self.config.executors:
             self.register_types()
         self.wait_ready(ready_timeout_s, watch)
@@ -285,3 +291,19 @@ def benchmark_stack(name: str) -> Iterator[Stack]:
         stack.stop()
         emulator.stop()
     print(f"logs: {run_dir}")
+
+
+def pool_executors(spec: str) -> list[dict[str, str]]:
+    """``TQ_POOL_EXECUTORS`` of ``make run``: ``pool=module,module;pool=module`` (one executor per pool) as
+    :attr:`StackConfig.pool_executors`; ``ValueError`` naming what is wrong."""
+    executors = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        pool, _, modules = part.partition("=")
+        names = [m.strip() for m in modules.split(",") if m.strip()]
+        if not re.fullmatch(POOL_PATTERN, pool.strip()) or pool.strip() == DEFAULT_POOL or not names:
+            raise ValueError(
+                f"TQ_POOL_EXECUTORS: {part!r} is not pool=module[,module] (a pool other than {DEFAULT_POOL!r}, "
+                "lower-case letters, digits and -)"
+            )
+        executors.append({"TQ_POOL": pool.strip(), "TQ_HANDLER_MODULES": ",".join(names)})
+    return executors
