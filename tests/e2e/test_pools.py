@@ -93,9 +93,9 @@ def pool_env(pool: str, module: str, modules: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def pools(emulator: str, modules: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A stack with one default-pool executor (the demo types), one of pool ``a`` and one of pool ``b``."""
-    with running_stack(emulator, tmp_path_factory.mktemp("pools"), executors=1) as stack:
-        a = stack.add_executor(env=pool_env("a", "pool_a_tasks", modules))
-        b = stack.add_executor(env=pool_env("b", "pool_b_tasks", modules))
+    others = [pool_env("a", "pool_a_tasks", modules), pool_env("b", "pool_b_tasks", modules)]
+    with running_stack(emulator, tmp_path_factory.mktemp("pools"), executors=1, pool_executors=others) as stack:
+        _, a, b = stack.executors
         wait_for_catalog(
             stack, {"pa.thumb": "a", "pa.plain": "a", "pb.work": "b", "echo": "default"}, [worker_of(a), worker_of(b)]
         )
