@@ -158,6 +158,7 @@ alerts: monitoring
 	promtool test rules ops/alerts/tests/*.yml
 	amtool check-config $(AM_CONFIG)
 	$(ROUTE_TEST)=page severity=page alertname=TqNoExecutorAlive priority=high
+	$(ROUTE_TEST)=page severity=page alertname=TqQueueDepthHigh pool=gpu priority=high
 	$(ROUTE_TEST)=ticket severity=ticket alertname=TqDeadLetterQueueNotEmpty group=team-a
 	$(ROUTE_TEST)=ticket alertname=AnAlertWithoutSeverity
 

@@ -31,8 +31,10 @@ def start_stack(
     reapers: int = 1,
     env: dict[str, str] | None = None,
     prefix: str | None = None,
+    pool_executors: list[dict[str, str]] | None = None,
 ) -> Stack:
-    """A started stack (fresh prefix unless given) with an execution log at ``run_dir/executions.log``.
+    """A started stack (fresh prefix unless given) with an execution log at ``run_dir/executions.log``, and one
+    executor of each pool ``pool_executors`` names (each item: what that executor adds to its environment).
 
     Its rate limit is ``HIGH_RATE_LIMIT`` unless ``env`` names one: tests drive many requests as one principal.
     """
@@ -43,6 +45,7 @@ def start_stack(
         executors=executors,
         reapers=reapers,
         env={"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **HIGH_RATE_LIMIT, **(env or {})},
+        pool_executors=pool_executors or [],
     )
     stack = Stack(config)
     try:

@@ -31,6 +31,7 @@ def start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         ({"TQ_SCRIPT_ALLOW": "echo,sleep,true"}, "TQ_SCRIPT_ALLOW: the script allow-list is not JSON"),
         ({"TQ_SCRIPT_ALLOW": '{"date": {"args": ["("]}}'}, "not a regular expression"),
         ({"TQ_SCRIPTS_FILE": "/nonexistent/scripts.json"}, "TQ_SCRIPTS_FILE cannot be read"),
+        ({"TQ_HANDLER_MODULES": "tq_executor.demo", "TQ_POOL": "GPU"}, "TQ_POOL: String should match pattern"),
     ],
 )
 def test_an_executor_that_cannot_work_refuses_to_start_in_one_line(

@@ -392,15 +392,15 @@ def test_the_queues_show_every_priority_with_their_counts(api: Api) -> None:
     assert response.status_code == 200, response.text
     queues = {q["priority"]: q for q in response.json["queues"]}
     assert list(queues) == ["high", "normal", "low"]
-    assert queues["normal"] == {"name": "tq-normal.fifo", "priority": "normal", "depth": 1, "in_flight": 0,
-                                "dlq_depth": 1}  # fmt: skip
+    assert queues["normal"] == {"name": "tq-normal.fifo", "pool": "default", "priority": "normal", "depth": 1,
+                                "in_flight": 0, "dlq_depth": 1}  # fmt: skip
     assert api.get("/v1/queues", {}).status_code == 401
 
 
 def test_an_unreachable_sqs_is_a_503_asked_once_per_cache_period(api: Api) -> None:
     calls: list[int] = []
 
-    def down() -> list[Any]:
+    def down(pools: Any = ()) -> list[Any]:
         from tqcore.errors import QueueUnavailable
 
         calls.append(1)

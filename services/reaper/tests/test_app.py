@@ -12,7 +12,7 @@ from tq_reaper.settings import ReaperSettings
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Priority
-from tqcore.ports import DeadLetter
+from tqcore.ports import DeadLetter, TypeInfo
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore, RecordingQueue
 from tqcore.usecases.service import Catalog, Tasks
 
@@ -20,9 +20,13 @@ pytestmark = pytest.mark.unit
 
 
 class EmptyInbox:
-    """No dead letters."""
+    """No dead letters; remembers which queues were read."""
 
-    def receive(self, priority: Priority, *, hide_s: int) -> list[DeadLetter]:
+    def __init__(self) -> None:
+        self.read: list[tuple[str, Priority]] = []
+
+    def receive(self, priority: Priority, *, hide_s: int, pool: str = "default") -> list[DeadLetter]:
+        self.read.append((pool, priority))
         return []
 
     def discard(self, letter: DeadLetter) -> None:
@@ -38,6 +42,8 @@ def test_the_wired_reaper_resends_a_lost_enqueue_every_interval_and_reports_its_
         FixedClock(),
     )
     ids = (f"t-{n}" for n in itertools.count(1))
+    registry.register_types([TypeInfo("render", "gpu")], by="host:1")
+    inbox = EmptyInbox()
     # Given a task whose enqueue was lost after its submit committed
     queue.fail_next = 1
     tasks = Tasks(store, queue, Catalog(registry), clock, lambda: next(ids))
@@ -50,7 +56,7 @@ def test_the_wired_reaper_resends_a_lost_enqueue_every_interval_and_reports_its_
         queue=queue,
         queries=InMemoryTaskQueries(store),
         registry=registry,
-        dead_letters=EmptyInbox(),
+        dead_letters=inbox,
         clock=clock,
     )
     clock.advance(31)
@@ -61,3 +67,11 @@ def test_the_wired_reaper_resends_a_lost_enqueue_every_interval_and_reports_its_
     assert done == {"reclaimed": 0, "resent": 1, "dead letters settled": 0}
     assert (service.name, service.interval_s, service.registry) == ("reaper", 2.5, registry)
     assert [type(collector) for collector in service.collectors] == [SystemGauges]
+    # The dead-letter queues of every pool in use were read, and the queue gauges are per pool
+    assert inbox.read == [(pool, priority) for pool in ("default", "gpu") for priority in Priority]
+    (depth,) = [metric for metric in service.collectors[0].collect() if metric.name == "tq_queue_depth"]
+    assert [(s.labels["pool"], s.labels["priority"], s.value) for s in depth.samples] == [
+        (pool, priority.value, 1.0 if (pool, priority) == ("default", Priority.NORMAL) else 0.0)
+        for pool in ("default", "gpu")
+        for priority in Priority
+    ]

@@ -1,4 +1,4 @@
-"""Create tq's table, indexes, TTL, queues, dead-letter queues and bucket if missing (idempotent).
+"""Create tq's table, indexes, TTL, each pool's queues and dead-letter queues, and bucket if missing (idempotent).
 
 ``tq-bootstrap`` runs it from the command line; ``make run`` and the tests call :func:`bootstrap`.
 """
@@ -9,15 +9,18 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.s3 import run_logs
 from tqcore.domain.model import Priority
-from tqcore.settings import CoreSettings, load_settings
+from tqcore.settings import DEFAULT_POOL, POOL_PATTERN, CoreSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +28,27 @@ log = logging.getLogger(__name__)
 RETENTION_S = 14 * 86400
 
 
-def bootstrap(settings: CoreSettings) -> None:
-    """Make sure every resource exists and is configured."""
+class BootstrapSettings(CoreSettings):
+    """What ``tq-bootstrap`` creates beyond the shared settings."""
+
+    #: Executor pools besides ``default`` whose queues to create (comma-separated; the default pool's always are).
+    pools: Annotated[list[Annotated[str, Field(pattern=POOL_PATTERN)]], NoDecode] = Field(default_factory=list)
+
+    @field_validator("pools", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+def bootstrap(settings: CoreSettings, pools: Sequence[str] = ()) -> None:
+    """Make sure every resource exists and is configured: the queues of the default pool and of ``pools``."""
     create_table(aws.client(settings, "dynamodb"), settings.table_name)
     sqs = aws.client(settings, "sqs")
-    for priority in Priority:
-        create_queue_pair(sqs, settings, priority)
+    for pool in dict.fromkeys([DEFAULT_POOL, *pools]):
+        for priority in Priority:
+            create_queue_pair(sqs, settings, priority, pool)
     create_bucket(aws.client(settings, "s3"), settings)
 
 
@@ -81,11 +99,11 @@ def _wait_active(ddb: Any, name: str, timeout_s: float = 60) -> None:
         time.sleep(0.2)
 
 
-def create_queue_pair(sqs: Any, settings: CoreSettings, priority: Priority) -> None:
-    """A priority's FIFO queue and its FIFO dead-letter queue, linked by a RedrivePolicy."""
-    dlq_url = _ensure_queue(sqs, settings.dlq_name(priority), dead_letter_queue_attributes())
+def create_queue_pair(sqs: Any, settings: CoreSettings, priority: Priority, pool: str = DEFAULT_POOL) -> None:
+    """A pool's FIFO queue of a priority and its FIFO dead-letter queue, linked by a RedrivePolicy."""
+    dlq_url = _ensure_queue(sqs, settings.dlq_name(priority, pool), dead_letter_queue_attributes())
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    _ensure_queue(sqs, settings.queue_name(priority), queue_attributes(settings, dlq_arn))
+    _ensure_queue(sqs, settings.queue_name(priority, pool), queue_attributes(settings, dlq_arn))
 
 
 def dead_letter_queue_attributes() -> dict[str, str]:
@@ -172,13 +190,14 @@ def lifecycle_rule(settings: CoreSettings) -> dict[str, Any]:
 def main() -> int:
     """``tq-bootstrap``: create the resources named by the ``TQ_*`` settings."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    settings = load_settings(CoreSettings, "tq-bootstrap")
+    settings = load_settings(BootstrapSettings, "tq-bootstrap")
     try:
-        bootstrap(settings)
+        bootstrap(settings, settings.pools)
     except (ClientError, BotoCoreError, TimeoutError) as error:
         print(f"tq-bootstrap: cannot create resources at {settings.endpoint_url or 'AWS'}: {error}", file=sys.stderr)
         return 1
-    print(f"tq-bootstrap: resources for prefix {settings.prefix!r} are ready")
+    pools = ", ".join(dict.fromkeys([DEFAULT_POOL, *settings.pools]))
+    print(f"tq-bootstrap: resources for prefix {settings.prefix!r} (pools {pools}) are ready")
     return 0
 
 

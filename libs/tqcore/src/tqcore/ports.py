@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import ApiKey
 from tqcore.domain.model import Event, Priority, Progress
 from tqcore.domain.task import Task
+from tqcore.settings import DEFAULT_POOL
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,37 @@ class DeadLetter:
     receives: int
     dispatch: Dispatch | None
     record: bool = False
+    #: The pool whose dead-letter queue held it.
+    pool: str = DEFAULT_POOL
 
 
 @dataclass(frozen=True)
 class QueueDepth:
-    """One priority's queue as ``GET /v1/queues`` shows it (SQS's approximate counts)."""
+    """One priority's queue of one pool as ``GET /v1/queues`` shows it (SQS's approximate counts)."""
 
     name: str
     priority: Priority
     depth: int
     in_flight: int
     dlq_depth: int
+    pool: str = DEFAULT_POOL
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    """A task type in the catalog: the pool whose executors serve it and what they publish with it."""
+
+    name: str
+    pool: str = DEFAULT_POOL
+    #: The published spec (JSON; the ``script`` type's allow-list), ``None`` if none.
+    spec: str | None = None
+    #: Submit fields the handler declares as defaults (``{"retry": {"max_retries": 3}, "timeout_s": 60, ...}``).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: The JSON schema a payload must satisfy, ``None`` if the handler declares no model.
+    payload_schema: Mapping[str, Any] | None = None
+    #: The executor that registered it last (``<host>:<pid>``), and when (Unix seconds); empty in fakes.
+    registered_by: str = ""
+    registered_at: int = 0
 
 
 class DuplicateRequest(Exception):
@@ -166,7 +187,7 @@ class TaskQueue(Protocol):
     """Hands queued tasks to executors."""
 
     def send(self, task: Task) -> None:
-        """Put a ``queued`` task on its priority's queue; the same enqueue sent twice is deduplicated."""
+        """Put a ``queued`` task on its pool's queue of its priority; the same enqueue sent twice is deduplicated."""
         ...
 
     def send_batch(self, tasks: Sequence[Task]) -> None:
@@ -182,16 +203,17 @@ class TaskQueue(Protocol):
 class ManagedQueue(TaskQueue, Protocol):
     """A task queue that also tells how full it is (what the gateway needs of the queues)."""
 
-    def depths(self) -> list[QueueDepth]:
-        """Every priority's queue, highest priority first; raises ``QueueUnavailable`` if SQS cannot answer."""
+    def depths(self, pools: Sequence[str] = (DEFAULT_POOL,)) -> list[QueueDepth]:
+        """Every priority's queue of each pool (pool by pool, highest priority first); raises ``QueueUnavailable``
+        if SQS cannot answer."""
         ...
 
 
 class DeadLetterInbox(Protocol):
     """Reads the dead-letter queues."""
 
-    def receive(self, priority: Priority, *, hide_s: int) -> list[DeadLetter]:
-        """Up to ten dead letters of one priority, hidden from other readers for ``hide_s`` seconds."""
+    def receive(self, priority: Priority, *, hide_s: int, pool: str = DEFAULT_POOL) -> list[DeadLetter]:
+        """Up to ten dead letters of one priority of one pool, hidden from other readers for ``hide_s`` seconds."""
         ...
 
     def discard(self, letter: DeadLetter) -> None:
@@ -202,12 +224,22 @@ class DeadLetterInbox(Protocol):
 class Registry(Protocol):
     """Which task types and groups exist and which service instances are alive."""
 
-    def register_types(self, types: Sequence[str], by: str, specs: Mapping[str, str] | None = None) -> None:
-        """Record that an executor handles these types, with the spec (JSON) it publishes for some of them."""
+    def register_types(
+        self,
+        types: Sequence[str | TypeInfo],
+        by: str,
+        specs: Mapping[str, str] | None = None,
+        *,
+        alive: Collection[str] | None = None,
+    ) -> None:
+        """Record that executor ``by`` handles these types (a name alone: in the default pool, with its spec from
+        ``specs`` if any). With ``alive`` (the live executors' ids) a type that another pool registered is taken
+        over only if the executor that registered it is not among them: else ``TypeServedElsewhere``, and no type
+        after it is registered."""
         ...
 
-    def task_types(self) -> dict[str, str | None]:
-        """Every registered task type, with its spec (``None``: none published)."""
+    def task_types(self) -> dict[str, TypeInfo]:
+        """Every registered task type."""
         ...
 
     def add_group(self, group: str) -> None:

@@ -9,8 +9,12 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tqcore.domain.model import Priority
+from tqcore.domain.state import DEFAULT_POOL as DEFAULT_POOL
 
 S = TypeVar("S", bound=BaseSettings)
+
+#: A pool's name: it becomes part of its queues' names (``{prefix}-{pool}-{priority}.fifo``).
+POOL_PATTERN = r"^[a-z0-9][a-z0-9-]{0,19}$"
 
 #: An executor stops an attempt whose lease was not extended this long before the lease would lapse: a loop tick,
 #: the worker thread's poll of its stop flag, the SIGKILL and clock skew between hosts, with room for a stalled
@@ -105,13 +109,16 @@ class CoreSettings(BaseSettings):
         """The S3 bucket for run logs (payloads and results live in the table)."""
         return f"{self.prefix}-logs"
 
-    def queue_name(self, priority: Priority) -> str:
-        """The FIFO queue for one priority."""
-        return f"{self.prefix}-{priority.value}.fifo"
+    def queue_name(self, priority: Priority, pool: str = DEFAULT_POOL) -> str:
+        """The FIFO queue for one priority of one pool (the default pool's names have no pool part)."""
+        return f"{self._queue_stem(pool)}-{priority.value}.fifo"
 
-    def dlq_name(self, priority: Priority) -> str:
-        """The FIFO dead-letter queue behind one priority's queue."""
-        return f"{self.prefix}-{priority.value}-dlq.fifo"
+    def dlq_name(self, priority: Priority, pool: str = DEFAULT_POOL) -> str:
+        """The FIFO dead-letter queue behind one priority's queue of one pool."""
+        return f"{self._queue_stem(pool)}-{priority.value}-dlq.fifo"
+
+    def _queue_stem(self, pool: str) -> str:
+        return self.prefix if pool == DEFAULT_POOL else f"{self.prefix}-{pool}"
 
 
 def settings_problem(error: ValidationError) -> str:

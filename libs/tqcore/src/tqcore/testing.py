@@ -6,7 +6,7 @@ import copy
 import json
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -18,8 +18,9 @@ from tqcore.domain.codec import task_to_dict
 from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
 from tqcore.domain.model import Event, EventType, Priority, Progress, Status
 from tqcore.domain.task import Task
-from tqcore.errors import QueueUnavailable
-from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, QueueDepth
+from tqcore.errors import QueueUnavailable, TypeServedElsewhere
+from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, QueueDepth, TypeInfo
+from tqcore.settings import DEFAULT_POOL, CoreSettings
 
 
 class FixedClock:
@@ -231,16 +232,19 @@ class RecordingQueue:
         """Record the dead letter."""
         self.dead.append(copy.deepcopy(task))
 
-    def depths(self) -> list[QueueDepth]:
-        """What was sent and dead-lettered, per priority (nothing is ever received from the fake)."""
+    def depths(self, pools: Sequence[str] = (DEFAULT_POOL,)) -> list[QueueDepth]:
+        """What was sent and dead-lettered, per pool and priority (nothing is ever received from the fake)."""
+        names = CoreSettings.model_construct(prefix="tq")
         return [
             QueueDepth(
-                name=f"tq-{priority.value}.fifo",
+                name=names.queue_name(priority, pool),
                 priority=priority,
-                depth=sum(task.priority is priority for task in self.sent),
+                depth=sum(task.priority is priority and task.pool == pool for task in self.sent),
                 in_flight=0,
-                dlq_depth=sum(task.priority is priority for task in self.dead),
+                dlq_depth=sum(task.priority is priority and task.pool == pool for task in self.dead),
+                pool=pool,
             )
+            for pool in pools
             for priority in Priority
         ]
 
@@ -249,17 +253,29 @@ class InMemoryRegistry:
     """Task types and presence in memory."""
 
     def __init__(self, types: Sequence[str] = ()) -> None:
-        self._types: dict[str, str | None] = dict.fromkeys(types)
+        self._types: dict[str, TypeInfo] = {name: TypeInfo(name) for name in types}
         self._groups: set[str] = set()
         self._alive: dict[str, set[str]] = {}
         self._marks: dict[str, datetime] = {}
 
-    def register_types(self, types: Sequence[str], by: str, specs: Mapping[str, str] | None = None) -> None:
-        """Add types (a type registered again takes its new spec)."""
-        self._types |= {name: (specs or {}).get(name) for name in types}
+    def register_types(
+        self,
+        types: Sequence[str | TypeInfo],
+        by: str,
+        specs: Mapping[str, str] | None = None,
+        *,
+        alive: Collection[str] | None = None,
+    ) -> None:
+        """Add types (a type registered again takes its new record); with ``alive``, refuse as DynamoDB's does."""
+        for type_ in types:
+            info = type_ if isinstance(type_, TypeInfo) else TypeInfo(type_, spec=(specs or {}).get(type_))
+            seen = self._types.get(info.name)
+            if alive is not None and seen is not None and seen.pool != info.pool and seen.registered_by in alive:
+                raise TypeServedElsewhere(info.name, seen.pool, seen.registered_by)
+            self._types[info.name] = replace(info, registered_by=by)
 
-    def task_types(self) -> dict[str, str | None]:
-        """All types, with their specs."""
+    def task_types(self) -> dict[str, TypeInfo]:
+        """All types."""
         return dict(self._types)
 
     def add_group(self, group: str) -> None:

@@ -264,7 +264,12 @@ def test_concurrent_sends_share_send_message_batch_calls(
     queue.send(new_task())  # the queue URL is looked up once
     before = proxy.calls
     outcomes = together(
-        proxy, queue.send, lambda: queue._senders[first.priority].waiting, tasks, blocker=first, operation="SendMessage"
+        proxy,
+        queue.send,
+        lambda: queue._sender((first.pool, first.priority)).waiting,
+        tasks,
+        blocker=first,
+        operation="SendMessage",
     )
     assert outcomes == [None] * 12
     calls = {
@@ -295,7 +300,12 @@ def test_an_entry_sqs_refuses_fails_its_own_send_only(
     sqs.meta.events.register("after-call.sqs.SendMessageBatch", refuse)
     queue.send(new_task())
     outcomes = together(
-        proxy, queue.send, lambda: queue._senders[first.priority].waiting, tasks, blocker=first, operation="SendMessage"
+        proxy,
+        queue.send,
+        lambda: queue._sender((first.pool, first.priority)).waiting,
+        tasks,
+        blocker=first,
+        operation="SendMessage",
     )
     # Then only the victim's send raises
     assert [type(o) for o in outcomes] == [type(None)] * 2 + [QueueUnavailable] + [type(None)]

@@ -29,9 +29,9 @@ class Inbox:
         self.letters = letters
         self.discarded: list[DeadLetter] = []
 
-    def receive(self, priority: Priority, *, hide_s: int) -> list[DeadLetter]:
-        mine = [letter for letter in self.letters if letter.priority is priority]
-        self.letters = [letter for letter in self.letters if letter.priority is not priority]
+    def receive(self, priority: Priority, *, hide_s: int, pool: str = "default") -> list[DeadLetter]:
+        mine = [letter for letter in self.letters if (letter.priority, letter.pool) == (priority, pool)]
+        self.letters = [letter for letter in self.letters if letter not in mine]
         return mine
 
     def discard(self, letter: DeadLetter) -> None:

@@ -25,6 +25,7 @@ from tqcore.domain.errors import (
 )
 from tqcore.domain.model import ErrorInfo, EventType, Status
 from tqcore.domain.task import Task
+from tqcore.ports import TypeInfo
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 from tqcore.usecases.execution import Attempts
 from tqcore.usecases.recovery import resend_stuck
@@ -491,7 +492,7 @@ class CountingRegistry(InMemoryRegistry):
 
     reads = 0
 
-    def task_types(self) -> set[str]:
+    def task_types(self) -> dict[str, TypeInfo]:
         self.reads += 1
         return super().task_types()
 

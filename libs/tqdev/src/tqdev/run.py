@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdev.emulator import start_emulator
 from tqdev.monitoring import Monitoring, MonitoringConfig
 from tqdev.procs import Proc
-from tqdev.stack import Stack, StackConfig
+from tqdev.stack import Stack, StackConfig, pool_executors
 from tqdev.supervisor import CrashLoop, Supervisor, describe_exit
 
 
@@ -23,6 +23,11 @@ class Stopped(Exception):
 
 def main() -> int:
     """Run the local stack in the foreground until Ctrl-C or SIGTERM, restarting what exits; then stop all of it."""
+    try:  # executors of other pools: TQ_POOL_EXECUTORS="gpu=mypkg.gpu_tasks;batch=mypkg.reports"
+        others = pool_executors(os.environ.get("TQ_POOL_EXECUTORS", ""))
+    except ValueError as error:
+        print(f"tq: {error}", file=sys.stderr, flush=True)
+        return 2
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -36,7 +41,7 @@ def main() -> int:
             port = int(os.environ.get("TQ_EMULATOR_PORT", "4566"))
             emulator, endpoint = start_emulator("ministack", run_dir, port=port)
             print(f"tq: ministack on {endpoint}", flush=True)
-        stack = Stack(_config(endpoint, run_dir))
+        stack = Stack(_config(endpoint, run_dir, others))
         supervisor = Supervisor(stack)
 
         def watch() -> None:
@@ -87,7 +92,7 @@ def _check_emulator(emulator: Proc) -> None:
         )
 
 
-def _config(endpoint: str, run_dir: Path) -> StackConfig:
+def _config(endpoint: str, run_dir: Path, others: list[dict[str, str]]) -> StackConfig:
     """The stack ``make run`` starts, from the shell's ``TQ_*`` knobs."""
     return StackConfig(
         endpoint_url=endpoint,
@@ -98,6 +103,7 @@ def _config(endpoint: str, run_dir: Path) -> StackConfig:
         schedulers=int(os.environ.get("TQ_SCHEDULERS", "1")),
         # The local stack accepts dev tokens and API keys unless the shell names other methods.
         env={"TQ_AUTH": os.environ["TQ_AUTH"]} if os.environ.get("TQ_AUTH") else {},
+        pool_executors=others,
     )
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from tqcore.bootstrap import bootstrap
-from tqcore.settings import CoreSettings
+from tqcore.settings import DEFAULT_POOL, POOL_PATTERN, CoreSettings
 from tqdev.emulator import start_emulator
 from tqdev.procs import Proc, free_port
 
@@ -61,6 +62,9 @@ class StackConfig:
     schedulers: int = 1
     #: Extra ``TQ_*`` (or other) environment for every service.
     env: dict[str, str] = field(default_factory=dict)
+    #: Executors of other pools, one per item: what each adds to its environment (``TQ_POOL``,
+    #: ``TQ_HANDLER_MODULES``), as :meth:`Stack.add_executor` takes it.
+    pool_executors: list[dict[str, str]] = field(default_factory=list)
 
 
 class Stack:
@@ -116,15 +120,15 @@ class Stack:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def bootstrap(self) -> None:
-        """Create the stack's AWS resources (idempotent)."""
+    def bootstrap(self, pools: Sequence[str] = ()) -> None:
+        """Create the stack's AWS resources (idempotent), the queues of ``pools`` besides the default pool's."""
         settings = CoreSettings(endpoint_url=self.config.endpoint_url, prefix=self.config.prefix)
         saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
         if self.config.endpoint_url:
             os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
             os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
         try:
-            bootstrap(settings)
+            bootstrap(settings, pools)
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -140,6 +144,8 @@ class Stack:
             self.procs.append(self._spawn(f"reaper-{n + 1}" if n else "reaper", [str(BIN / "tq-reaper")], "reaper"))
         for _ in range(self.config.executors):
             self.add_executor()
+        for env in self.config.pool_executors:
+            self.add_executor(env)
         if not self.config.executors:
             self.register_types()
         self.wait_ready(ready_timeout_s, watch)
@@ -150,10 +156,21 @@ class Stack:
             [str(BIN / "tq-executor"), "register-types"], env=self.env("executor"), check=True, capture_output=True
         )
 
-    def add_executor(self) -> Proc:
-        """Start one more executor process."""
+    def add_executor(self, env: dict[str, str] | None = None) -> Proc:
+        """Start one more executor process; ``env`` adds to (or overrides) its environment.
+
+        ``{"TQ_POOL": "b", "TQ_HANDLER_MODULES": "mymodule"}`` starts an executor of pool ``b`` serving only the
+        types of ``mymodule``: its queues are created first, and it runs no scripts unless ``env`` names an
+        allow-list (the ``script`` type belongs to the default pool's executors).
+        """
+        extra = dict(env or {})
+        pool = extra.get("TQ_POOL", DEFAULT_POOL)
+        if pool != DEFAULT_POOL:
+            extra.setdefault("TQ_SCRIPT_ALLOW", "")
+            self.bootstrap([pool])
         self._executor_seq += 1
-        proc = self._spawn(f"executor-{self._executor_seq}", [str(BIN / "tq-executor")], service="executor")
+        name = f"executor-{self._executor_seq}"
+        proc = self._spawn(name, [str(BIN / "tq-executor")], service="executor", env=extra)
         self.executors.append(proc)
         self.procs.append(proc)
         return proc
@@ -209,9 +226,9 @@ class Stack:
                 group[group.index(proc)] = new
         return new
 
-    def _spawn(self, name: str, argv: list[str], service: str | None = None) -> Proc:
+    def _spawn(self, name: str, argv: list[str], service: str | None = None, env: dict[str, str] | None = None) -> Proc:
         service = service or name
-        env = self.env(service)
+        env = {**self.env(service), **(env or {})}
         if service != "gateway":  # one /metrics per process, on a port of its own (the gateway serves its own)
             port = free_port()
             env["TQ_METRICS_PORT"] = str(port)
@@ -274,3 +291,19 @@ def benchmark_stack(name: str) -> Iterator[Stack]:
         stack.stop()
         emulator.stop()
     print(f"logs: {run_dir}")
+
+
+def pool_executors(spec: str) -> list[dict[str, str]]:
+    """``TQ_POOL_EXECUTORS`` of ``make run``: ``pool=module,module;pool=module`` (one executor per pool) as
+    :attr:`StackConfig.pool_executors`; ``ValueError`` naming what is wrong."""
+    executors = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        pool, _, modules = part.partition("=")
+        names = [m.strip() for m in modules.split(",") if m.strip()]
+        if not re.fullmatch(POOL_PATTERN, pool.strip()) or pool.strip() == DEFAULT_POOL or not names:
+            raise ValueError(
+                f"TQ_POOL_EXECUTORS: {part!r} is not pool=module[,module] (a pool other than {DEFAULT_POOL!r}, "
+                "lower-case letters, digits and -)"
+            )
+        executors.append({"TQ_POOL": pool.strip(), "TQ_HANDLER_MODULES": ",".join(names)})
+    return executors

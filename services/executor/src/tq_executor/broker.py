@@ -1,7 +1,8 @@
 """A FIFO-capable Dramatiq broker built on dramatiq-sqs (which has no FIFO support).
 
 What changes from ``dramatiq_sqs.SQSBroker``:
-- queues are tq's existing FIFO queues (one per priority, created by bootstrap), never created here;
+- queues are tq's existing FIFO queues of the executor's pool (one per priority, created by bootstrap), never
+  created here;
 - ``enqueue`` sets ``MessageGroupId`` (the task id) and ``MessageDeduplicationId`` and no ``DelaySeconds``;
 - messages are received with a visibility timeout equal to the lease, not 12 hours; a ``VisibilityKeeper`` keeps
   running ones hidden until acked and gives back those buffered unstarted for about a lease;
@@ -28,7 +29,7 @@ from tqcore.adapters import aws
 from tqcore.adapters.sqs.task_queue import QueueUrls
 from tqcore.dispatch import Dispatch
 from tqcore.domain.model import Priority
-from tqcore.settings import CoreSettings
+from tqcore.settings import DEFAULT_POOL, CoreSettings
 from tqcore.tracing import MESSAGE_ATTRIBUTE_NAMES
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ RECEIVE_GATHER_S = 0.05
 
 
 class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
-    """Dramatiq broker over tq's SQS FIFO queues; Dramatiq queue names are priority names."""
+    """Dramatiq broker over one pool's SQS FIFO queues; Dramatiq queue names are priority names."""
 
     def __init__(
         self,
@@ -55,12 +56,15 @@ class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
         *,
         middleware: list[dramatiq.Middleware] | None = None,
         keeper: VisibilityKeeper | None = None,
+        pool: str = DEFAULT_POOL,
     ) -> None:
         super().__init__(middleware=middleware, region_name=settings.region, endpoint_url=settings.endpoint_url)
         #: Keeps every received message hidden until it is acked (``None``: only the receive hides it).
         self.keeper = keeper
         self.sqs = aws.resource(settings, "sqs")
         self._urls = QueueUrls(self.sqs.meta.client, settings)
+        #: The pool whose queues this broker reads (and sends to).
+        self.pool = pool
         self._lease_s = settings.lease_s
         self._receiving_stopped = threading.Event()
 
@@ -79,7 +83,7 @@ class FifoSQSBroker(SQSBroker):  # type: ignore[misc]
         if queue_name not in self.queue_names:
             raise dramatiq.QueueNotFound(queue_name)  # type: ignore[no-untyped-call]
         if queue_name not in self.queues:
-            self.queues[queue_name] = self.sqs.Queue(self._urls.queue(Priority(queue_name)))
+            self.queues[queue_name] = self.sqs.Queue(self._urls.queue(Priority(queue_name), self.pool))
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 20000) -> dramatiq.Consumer:
         self._ensure_queue(queue_name)

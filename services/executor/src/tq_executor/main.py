@@ -8,14 +8,17 @@ import signal
 import socket
 import sys
 import threading
+from dataclasses import replace
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
+import tq
+from tq.handlers import load_modules
+from tq_executor import handlers as executor_handlers
 from tq_executor import isolation, sandbox
 from tq_executor.broker import FifoSQSBroker, give_back_unstarted
-from tq_executor.handlers import load_modules, registry
 from tq_executor.heartbeat import Heartbeat, call_deadline_s
 from tq_executor.middleware.redeliver_on_error import RedeliverOnError
 from tq_executor.middleware.tracing import Tracing
@@ -32,8 +35,10 @@ from tqcore.clock import SystemClock
 from tqcore.dispatch import Dispatch, actor_name
 from tqcore.domain.model import Priority
 from tqcore.domain.scripts import SCRIPT_TYPE
+from tqcore.errors import TypeServedElsewhere
 from tqcore.logs import configure_logging
 from tqcore.metrics import observe_commit, serve_metrics
+from tqcore.ports import TypeInfo
 from tqcore.presence import Presence
 from tqcore.settings import load_settings
 from tqcore.tracing import configure_tracing
@@ -53,7 +58,7 @@ def build_broker(
     """The broker with one actor per priority; higher priorities are taken first from the local buffer. With
     ``traced``, each attempt is a span (without an exporter a span would only cost CPU)."""
     middleware: list[dramatiq.Middleware] = [CurrentMessage(), RedeliverOnError(), *([Tracing()] if traced else [])]
-    broker = FifoSQSBroker(settings, middleware=middleware, keeper=keeper)
+    broker = FifoSQSBroker(settings, middleware=middleware, keeper=keeper, pool=settings.pool)
 
     def run(dispatch: Dispatch | dict[str, Any]) -> None:
         sqs_message = getattr(CurrentMessage.get_current_message(), "_sqs_message", None)
@@ -83,20 +88,42 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("executor")
     traced = configure_tracing("executor", settings)
     worker = worker_id()
-    load_modules(modules)
+    load_modules(modules)  # only to read the specs: handler processes set handlers up, never this one
+    types = served_types(settings)
     ddb = aws.client(settings, "dynamodb")
     registry_store = DynamoRegistry(ddb, settings)
-    # Types become submittable once registered; a deploy can register them before any executor runs. The
-    # script allow-list goes with its type, for the gateway to check submits against.
-    specs = {SCRIPT_TYPE: settings.script_spec()} if SCRIPT_TYPE in registry.types else {}
-    registry_store.register_types(registry.types, by=worker, specs=specs)
+    # Types become submittable once registered; a deploy can register them before any executor runs. A type
+    # belongs to one pool: one that a live executor of another pool registered is refused (docs/ARCHITECTURE.md,
+    # "Executor pools").
+    try:
+        registry_store.register_types(types, by=worker, alive=registry_store.alive().get("executor", []))
+    except TypeServedElsewhere as error:
+        print(f"tq-executor: refusing to start: {error}", file=sys.stderr)
+        return 2
+    names = ", ".join(info.name for info in types)
     if args == ["register-types"]:
-        print(f"tq-executor: registered {', '.join(registry.types)}")
+        print(f"tq-executor: registered {names} in pool {settings.pool!r}")
         return 0
     # One store per process: its batcher lets the claims and outcomes of concurrent attempts share
     # TransactWriteItems calls.
     store = DynamoTaskStore(ddb, settings, on_commit=observe_commit)
     return serve(settings, worker, registry_store, store, traced=traced)
+
+
+def served_types(settings: ExecutorSettings) -> list[TypeInfo]:
+    """The catalog records of the types the loaded modules registered: this executor's pool, each handler's
+    declared defaults and payload schema, and the ``script`` type's allow-list for the gateway to check submits
+    against."""
+    records = {
+        spec.name: TypeInfo(spec.name, settings.pool, defaults=spec.defaults(), payload_schema=spec.payload_schema())
+        for spec in tq.registry.specs()
+    }
+    # Modules that still register with the executor's own decorator declare no defaults.
+    for name in getattr(executor_handlers, "registry", tq.registry).types:
+        records.setdefault(name, TypeInfo(name, settings.pool))
+    if SCRIPT_TYPE in records:
+        records[SCRIPT_TYPE] = replace(records[SCRIPT_TYPE], spec=settings.script_spec())
+    return [records[name] for name in sorted(records)]
 
 
 def refusal(settings: ExecutorSettings, modules: list[str]) -> str | None:
@@ -174,7 +201,7 @@ def serve(
     dworker.start()
     heartbeat.start()
     presence.start()
-    log.info("executor %s running types %s", worker, ", ".join(registry.types))
+    log.info("executor %s of pool %s running types %s", worker, settings.pool, ", ".join(tq.registry.types))
     stop.wait()
     log.info("executor %s stopping: no new work, %.0f s grace", worker, settings.shutdown_grace_s)
     try:

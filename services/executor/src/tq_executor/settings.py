@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from tqcore.domain.scripts import ScriptAllowList
-from tqcore.settings import CoreSettings
+from tqcore.settings import DEFAULT_POOL, POOL_PATTERN, CoreSettings
 
 #: What a script's environment holds unless the operator lists otherwise (``TQ_SCRIPT_ENV``).
 DEFAULT_SCRIPT_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -21,6 +21,10 @@ class ExecutorSettings(CoreSettings):
     #: Modules whose import registers handlers (comma-separated); none by default: a production executor runs
     #: only what its operator names (the local stack names ``tq_executor.demo``).
     handler_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: The pool this executor serves: it reads only that pool's queues, and registers its types in that pool (a
+    #: type belongs to one pool; tasks of a type go to its pool's queues). The default pool's queues are
+    #: ``{prefix}-{priority}.fifo``, another pool's ``{prefix}-{pool}-{priority}.fifo``.
+    pool: str = Field(default=DEFAULT_POOL, pattern=POOL_PATTERN)
     #: Worker threads, i.e. attempts running at once in this process.
     threads: int = Field(default=8, ge=1, le=256)
     #: The ``script`` type's allow-list as JSON, ``{program: {"args": [...], "rest": ..., "max_args": n}}``

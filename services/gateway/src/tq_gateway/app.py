@@ -92,7 +92,7 @@ def build_app(
     app.add_route("/v1/tasks/{task_id}/redrive", TaskRedrive(dead_letters))
     app.add_route("/v1/dlq", DeadLetterCollection(dead_letters))
     app.add_route("/v1/dlq/redrive", DeadLetterRedrive(dead_letters))
-    app.add_route("/v1/queues", QueueList(queue))
+    app.add_route("/v1/queues", QueueList(queue, catalog))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(presence or registry.alive, settings.ready_requires, probes))
     app.add_route("/metrics", Metrics())

@@ -225,9 +225,10 @@ def queue_schema() -> dict[str, Any]:
     count = {"type": "integer", "minimum": 0}
     return {
         "type": "object",
-        "required": ["name", "priority", "depth", "in_flight", "dlq_depth"],
+        "required": ["name", "pool", "priority", "depth", "in_flight", "dlq_depth"],
         "properties": {
             "name": {"type": "string"},
+            "pool": {"type": "string", "description": "the executor pool that reads the queue (`TQ_POOL`)"},
             "priority": {"type": "string", "enum": [p.value for p in Priority]},
             "depth": {**count, "description": "messages waiting (approximate)"},
             "in_flight": {**count, "description": "messages received and not yet deleted (approximate)"},

@@ -14,9 +14,10 @@ from tq_gateway.resources import send_page, send_task
 from tqcore.domain.codec import event_to_dict
 from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import run_to_dict
-from tqcore.errors import QueueUnavailable
+from tqcore.errors import QueueUnavailable, StoreUnavailable
 from tqcore.ports import ManagedQueue, QueueDepth
 from tqcore.usecases.management import DeadLetters, TaskHistory
+from tqcore.usecases.service import Catalog
 
 
 class TaskRuns:
@@ -94,34 +95,40 @@ class DeadLetterRedrive:
 
 
 class QueueList:
-    """``/v1/queues``: every priority's queue depth, in-flight count and dead-letter depth.
+    """``/v1/queues``: each pool's queue of every priority, with its depth, in-flight count and dead-letter depth
+    (the pools in use: the default pool and every pool a registered type belongs to).
 
     The counts are SQS's approximations anyway, so each gateway process reuses an answer for ``cache_s``:
-    dashboards polling it cost six ``GetQueueAttributes`` calls per process per ``cache_s``, not per request.
+    dashboards polling it cost six ``GetQueueAttributes`` calls per pool and process per ``cache_s``, not per request.
     Any authenticated caller may read them: they are totals over every group and name no task.
     """
 
-    def __init__(self, queue: ManagedQueue, cache_s: float = 2.0) -> None:
+    def __init__(self, queue: ManagedQueue, catalog: Catalog, cache_s: float = 2.0) -> None:
         self._queue = queue
+        self._catalog = catalog
         self._cache_s = cache_s
         self._lock = threading.Lock()
         self._read_at = float("-inf")
-        self._answer: dict[str, Any] | QueueUnavailable = {}
+        self._answer: dict[str, Any] | QueueUnavailable | StoreUnavailable = {}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """The queues, highest priority first."""
+        """The queues, pool by pool (the default pool first), highest priority first."""
         with self._lock:  # held only to read and swap the cached answer, never across the SQS calls
             stale = time.monotonic() - self._read_at > self._cache_s
             answer = self._answer
         if stale:
             try:
-                answer = {"queues": [queue_to_dict(depth) for depth in self._queue.depths()]}
-            except QueueUnavailable as error:  # cached too: a slow SQS is asked once per cache_s, not per request
+                depths = self._queue.depths(self._catalog.pools())
+                answer = {"queues": [queue_to_dict(depth) for depth in depths]}
+            except (
+                QueueUnavailable,
+                StoreUnavailable,
+            ) as error:  # cached too: a slow SQS is asked once per cache_s, not per request
                 answer = error
             with self._lock:
                 self._answer, self._read_at = answer, time.monotonic()
-        if isinstance(answer, QueueUnavailable):
-            raise QueueUnavailable(answer.message)
+        if isinstance(answer, QueueUnavailable | StoreUnavailable):
+            raise type(answer)(answer.message)
         resp.media = answer
 
 
@@ -129,6 +136,7 @@ def queue_to_dict(depth: QueueDepth) -> dict[str, Any]:
     """One item of ``GET /v1/queues``."""
     return {
         "name": depth.name,
+        "pool": depth.pool,
         "priority": depth.priority.value,
         "depth": depth.depth,
         "in_flight": depth.in_flight,

@@ -90,6 +90,7 @@ class TaskView(BaseModel):
     description: str | None
     payload: Any = Field(description="any JSON value, as submitted")
     priority: Priority
+    pool: str = Field(description="the executor pool whose queues it is sent to: its type's pool when submitted")
     status: Status
     version: int = Field(ge=1, description="increases with every change; the ETag")
     attempts: int = Field(ge=0, description="attempts started for the current run")

@@ -31,7 +31,7 @@ def build_service(
     clock: Clock,
 ) -> PeriodicService:
     """The reaper and its gauges over the given adapters (tests pass fakes)."""
-    reaper = Reaper(store, queue, dead_letters, clock)
+    reaper = Reaper(store, queue, dead_letters, clock, registry)
     gauges = SystemGauges(queue, queries, registry, clock, ttl_s=settings.gauges_ttl_s)
     return PeriodicService("reaper", reaper.run_once, settings.reaper_interval_s, registry, [gauges])
 

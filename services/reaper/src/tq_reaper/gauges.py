@@ -15,6 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tqcore.domain.model import Priority
+from tqcore.pools import pools_in_use
 from tqcore.ports import Clock, ManagedQueue, Registry
 from tqcore.queries import TaskQueries
 
@@ -27,8 +28,10 @@ SERVICES = ("gateway", "executor", "scheduler", "reaper")
 class SystemGauges(Collector):
     """Queue depths, the oldest queued task's age, dead letters per group and live replicas per service.
 
-    One read costs 2 ``GetQueueAttributes`` per priority, a ``Query`` per re-send shard and bucket, one per group
-    and two for the group and presence lists; a scrape within ``ttl_s`` of the last read is answered from it.
+    One read costs a ``Query`` of the catalog (which pools), 2 ``GetQueueAttributes`` per pool and priority, a
+    ``Query`` per re-send shard and bucket, one per group and two for the group and presence lists; a scrape within
+    ``ttl_s`` of the last read is answered from it. Queue gauges carry ``pool`` and ``priority`` labels: a pool's
+    depth is what its autoscaling and alerts follow.
     """
 
     def __init__(
@@ -56,19 +59,21 @@ class SystemGauges(Collector):
             yield from self._metrics
 
     def _read(self) -> list[Metric]:
-        depth = GaugeMetricFamily("tq_queue_depth", "Messages waiting in a priority's queue.", labels=["priority"])
+        labels = ["priority", "pool"]
+        depth = GaugeMetricFamily("tq_queue_depth", "Messages waiting in a pool's queue of a priority.", labels=labels)
         in_flight = GaugeMetricFamily(
-            "tq_queue_in_flight", "Messages received from a priority's queue, not yet deleted.", labels=["priority"]
+            "tq_queue_in_flight", "Messages received from a pool's queue of a priority, not yet deleted.", labels=labels
         )
         dlq = GaugeMetricFamily(
             "tq_dlq_depth",
-            "Visible messages in a priority's SQS dead-letter queue (dead-lettered tasks' records, poison messages).",
-            labels=["priority"],
+            "Visible messages in a pool's SQS dead-letter queue of a priority (dead-lettered tasks' records, poison"
+            " messages).",
+            labels=labels,
         )
-        for queue in self._queue.depths():
-            depth.add_metric([queue.priority.value], queue.depth)
-            in_flight.add_metric([queue.priority.value], queue.in_flight)
-            dlq.add_metric([queue.priority.value], queue.dlq_depth)
+        for queue in self._queue.depths(pools_in_use(self._registry)):
+            depth.add_metric([queue.priority.value, queue.pool], queue.depth)
+            in_flight.add_metric([queue.priority.value, queue.pool], queue.in_flight)
+            dlq.add_metric([queue.priority.value, queue.pool], queue.dlq_depth)
         oldest = GaugeMetricFamily(
             "tq_oldest_queued_task_age_seconds",
             "Seconds the longest-waiting queued task has waited (0: none queued).",

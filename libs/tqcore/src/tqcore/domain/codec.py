@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tqcore.domain.model import ErrorInfo, Event, EventType, Overlap, Priority, Progress, RetryPolicy, Schedule, Status
+from tqcore.domain.state import DEFAULT_POOL
 from tqcore.domain.task import Task
 
 
@@ -62,6 +63,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "description": task.description,
         "payload": task.payload,
         "priority": task.priority.value,
+        "pool": task.pool,
         "status": task.status.value,
         "version": task.version,
         "attempts": task.attempts,
@@ -115,6 +117,7 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
         description=raw.get("description"),
         payload=raw.get("payload"),
         priority=Priority(raw["priority"]),
+        pool=raw.get("pool", DEFAULT_POOL),
         status=Status(raw["status"]),
         version=raw["version"],
         attempts=raw["attempts"],

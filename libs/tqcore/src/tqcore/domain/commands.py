@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -190,6 +191,25 @@ class SubmitTask(_TaskSettings):
         body = self.model_dump(mode="json", exclude={"idempotency_key"})
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def with_defaults(self, defaults: Mapping[str, Any]) -> SubmitTask:
+        """This submit with a task type's declared defaults (``retry.max_retries``, ``timeout_s``, ``priority``)
+        in the fields it leaves out; what it names stays. Defaults that do not validate are ignored."""
+        filled: dict[str, Any] = {
+            name: defaults[name]
+            for name in ("timeout_s", "priority")
+            if name in defaults and name not in self.model_fields_set
+        }
+        max_retries = (defaults.get("retry") or {}).get("max_retries")
+        if max_retries is not None and "max_retries" not in self.retry.model_fields_set:
+            filled["retry"] = {**self.retry.model_dump(exclude_unset=True), "max_retries": max_retries}
+        if not filled:
+            return self
+        try:
+            checked = _TaskSettings.model_validate(filled)
+        except ValueError:
+            return self
+        return self.model_copy(update={name: getattr(checked, name) for name in filled})
 
     def task_fields(self) -> dict[str, Any]:
         """Keyword arguments for :meth:`Task.submit` beyond id, owner and time."""

@@ -17,6 +17,10 @@ MUTABLE_FIELDS = frozenset(
     {"payload", "priority", "schedule", "overlap", "expires_at", "retry", "timeout_s", "name", "description"}
 )
 
+#: The executor pool of a task whose type names no other (``TQ_POOL`` of an executor; its queues are named without
+#: the pool).
+DEFAULT_POOL = "default"
+
 
 @dataclass
 class TaskState:
@@ -29,6 +33,8 @@ class TaskState:
     created_at: datetime
     payload: Any = None
     priority: Priority = Priority.NORMAL
+    #: The executor pool whose queues the task is sent to (its type's pool in the catalog when it was submitted).
+    pool: str = DEFAULT_POOL
     name: str | None = None
     description: str | None = None
     status: Status = Status.QUEUED

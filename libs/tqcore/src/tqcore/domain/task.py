@@ -57,6 +57,7 @@ class Task(TaskState):
             created_at=now,
             payload=copy.deepcopy(self.payload),
             priority=self.priority,
+            pool=self.pool,
             name=self.name,
             description=self.description,
             retry=self.retry,

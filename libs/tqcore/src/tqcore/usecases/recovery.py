@@ -12,13 +12,15 @@ Every change is a conditional commit, so several reapers can run at once without
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from tqcore.domain.errors import IllegalTransition, TaskNotFound, TqError, VersionConflict
 from tqcore.domain.model import Priority, Status
+from tqcore.domain.state import DEFAULT_POOL
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable
 from tqcore.ports import Clock, DeadLetter, DeadLetterInbox, LeaseRecord, TaskQueue, TaskStore
@@ -136,13 +138,19 @@ def _reclaim(store: TaskStore, lease: LeaseRecord, clock: Clock, jitter: Callabl
 
 
 def settle_dead_letters(
-    store: TaskStore, queue: TaskQueue, inbox: DeadLetterInbox, clock: Clock, *, strikes_allowed: int = 3
+    store: TaskStore,
+    queue: TaskQueue,
+    inbox: DeadLetterInbox,
+    clock: Clock,
+    *,
+    strikes_allowed: int = 3,
+    pools: Sequence[str] = (DEFAULT_POOL,),
 ) -> int:
-    """Settle what SQS moved to the dead-letter queues; how many letters were settled."""
+    """Settle what SQS moved to the dead-letter queues of ``pools``; how many letters were settled."""
     settled = 0
-    for priority in Priority:
+    for pool, priority in itertools.product(pools, Priority):
         for _ in range(DEAD_LETTER_BATCHES):
-            letters = inbox.receive(priority, hide_s=KEEP_DEAD_LETTER_S)
+            letters = inbox.receive(priority, hide_s=KEEP_DEAD_LETTER_S, pool=pool)
             for letter in letters:
                 try:
                     settled += _settle(store, queue, inbox, clock, letter, strikes_allowed)

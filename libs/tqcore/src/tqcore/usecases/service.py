@@ -27,7 +27,9 @@ from tqcore.domain.model import Status
 from tqcore.domain.scripts import SCRIPT_TYPE, ScriptAllowList
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable
-from tqcore.ports import Clock, DuplicateRequest, IdempotencyRecord, Registry, TaskQueue, TaskStore
+from tqcore.payload_schemas import PayloadSchemas
+from tqcore.pools import pools_of
+from tqcore.ports import Clock, DuplicateRequest, IdempotencyRecord, Registry, TaskQueue, TaskStore, TypeInfo
 from tqcore.tracing import current_trace_context
 
 log = logging.getLogger(__name__)
@@ -59,17 +61,18 @@ def mutate(store: TaskStore, task: Task, change: Callable[[Task], None]) -> Task
 
 
 class Catalog:
-    """The registered task types and the specs their executors publish, cached (a miss refreshes at most once a
-    second), and the groups tasks were submitted into (each recorded once per process)."""
+    """The registered task types (their pools, defaults, payload schemas and published specs), cached (a miss
+    refreshes at most once a second), and the groups tasks were submitted into (each recorded once per process)."""
 
     def __init__(self, registry: Registry, *, ttl_s: float = 5.0) -> None:
         self._registry = registry
         self._ttl_s = ttl_s
-        self._types: dict[str, str | None] = {}
+        self._types: dict[str, TypeInfo] = {}
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
         self._noted: set[str] = set()
         self._allow_lists: dict[str, ScriptAllowList] = {}
+        self._schemas = PayloadSchemas()
 
     def note_group(self, group: str) -> None:
         """Make sure ``group`` is in the registry (one write per group and process)."""
@@ -83,19 +86,28 @@ class Catalog:
         """Every group tasks were submitted into, sorted (what an admin's listings span)."""
         return sorted(self._registry.groups())
 
-    def require(self, type_name: str, payload: JsonValue = None) -> None:
-        """Raise ``UnknownTaskType`` unless some executor registered ``type_name``, and ``InvalidPayload`` if the
-        type's published spec refuses ``payload`` (a refusal is checked again on a fresh catalog, as a miss is)."""
-        try:
-            self._check(self._fresh(max_age_s=self._ttl_s), type_name, payload)
-        except (UnknownTaskType, InvalidPayload):
-            self._check(self._fresh(max_age_s=1.0), type_name, payload)
+    def pools(self) -> list[str]:
+        """The pools whose queues are in use: the default pool and every pool a type belongs to."""
+        return pools_of(self._fresh(max_age_s=self._ttl_s).values())
 
-    def _check(self, types: dict[str, str | None], type_name: str, payload: JsonValue) -> None:
-        if type_name not in types:
+    def require(self, type_name: str, payload: JsonValue = None) -> TypeInfo:
+        """The catalog record of ``type_name``: ``UnknownTaskType`` unless some executor registered it, and
+        ``InvalidPayload`` if its payload schema or published spec refuses ``payload`` (a refusal is checked again
+        on a fresh catalog, as a miss is)."""
+        try:
+            return self._check(self._fresh(max_age_s=self._ttl_s), type_name, payload)
+        except (UnknownTaskType, InvalidPayload):
+            return self._check(self._fresh(max_age_s=1.0), type_name, payload)
+
+    def _check(self, types: dict[str, TypeInfo], type_name: str, payload: JsonValue) -> TypeInfo:
+        info = types.get(type_name)
+        if info is None:
             raise UnknownTaskType(f"no executor handles task type {type_name!r}", type=type_name)
         if type_name == SCRIPT_TYPE:
-            self._allow_list(types[type_name]).check(payload)
+            self._allow_list(info.spec).check(payload)
+        if info.payload_schema is not None:
+            self._schemas.check(type_name, info.payload_schema, payload)
+        return info
 
     def _allow_list(self, spec: str | None) -> ScriptAllowList:
         """The published allow-list; none (an executor from before allow-lists) refuses every script."""
@@ -108,7 +120,7 @@ class Catalog:
             parsed = self._allow_lists[spec] = ScriptAllowList.parse(spec, published=True)
         return parsed
 
-    def _fresh(self, *, max_age_s: float) -> dict[str, str | None]:
+    def _fresh(self, *, max_age_s: float) -> dict[str, TypeInfo]:
         with self._lock:
             if time.monotonic() - self._loaded_at > max_age_s:
                 self._types = self._registry.task_types()
@@ -145,15 +157,17 @@ class Tasks:
         """Accept a task durably, then enqueue it; a replayed idempotency key returns the first task."""
         if not principal.can_submit(cmd.group):
             raise Forbidden(f"{principal.name} may not submit into group {cmd.group!r}", group=cmd.group)
-        self._catalog.require(cmd.type, cmd.payload)
+        info = self._catalog.require(cmd.type, cmd.payload)
         self._catalog.note_group(cmd.group)  # before the task exists, so an admin's listing always finds it
+        filled = cmd.with_defaults(info.defaults)  # the fingerprint stays the request's own (``cmd``)
         task = Task.submit(
             task_id=self._new_id(),
             owner=principal.name,
             now=self._clock.now(),
-            submitted=cmd.model_dump(mode="json"),
+            submitted=filled.model_dump(mode="json"),
             trace_context=current_trace_context(),  # its runs join the request's trace
-            **cmd.task_fields(),
+            pool=info.pool,
+            **filled.task_fields(),
         )
         record = None
         if cmd.idempotency_key is not None:

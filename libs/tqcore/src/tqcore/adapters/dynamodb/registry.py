@@ -1,16 +1,24 @@
-"""Task-type catalog and service presence, kept in the same table as the tasks."""
+"""Task-type catalog and service presence, kept in the same table as the tasks.
+
+Each ``TYPE#<name>`` item of the catalog holds the pool whose executors serve the type, the defaults and payload
+schema its handler declares (JSON text), the spec it publishes (the ``script`` type's allow-list), and which
+executor registered it when.
+"""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import parse_ts, ts
-from tqcore.settings import CoreSettings
+from tqcore.errors import TypeServedElsewhere
+from tqcore.ports import TypeInfo
+from tqcore.settings import DEFAULT_POOL, CoreSettings
 
 
 class DynamoRegistry:
@@ -20,21 +28,53 @@ class DynamoRegistry:
         self._db = Table(client, settings.table_name)
         self._table = settings.table_name
 
-    def register_types(self, types: Sequence[str], by: str, specs: Mapping[str, str] | None = None) -> None:
-        """Record (idempotently) that ``by`` handles ``types``, with the spec it publishes for some of them (a type
-        registered again takes the new registration's spec, or none)."""
-        now = str(int(time.time()))
-        items = []
-        for name in types:
-            item = {
-                "PK": {"S": keys.CATALOG_PK},
-                "SK": {"S": f"TYPE#{name}"},
-                "registered_by": {"S": by},
-                "registered_at": {"N": now},
-            }
-            if specs and name in specs:
-                item["spec"] = {"S": specs[name]}
-            items.append(item)
+    def register_types(
+        self,
+        types: Sequence[str | TypeInfo],
+        by: str,
+        specs: Mapping[str, str] | None = None,
+        *,
+        alive: Collection[str] | None = None,
+    ) -> None:
+        """Record (idempotently) that ``by`` handles ``types``, each with its pool, defaults, payload schema and
+        spec (a type registered again takes the new registration's, or none).
+
+        With ``alive`` each type is written only if it is new, already in the same pool, or its registering
+        executor is not alive (a conditional write on the registration that was read: of two executors of
+        different pools starting at once, one wins and the other gets ``TypeServedElsewhere``).
+        """
+        infos = [_info(t, specs) for t in types]
+        now = int(time.time())
+        if alive is None:
+            self._put_all([_item(info, by, now) for info in infos])
+            return
+        for info in infos:
+            self._claim(info, by, now, set(alive))
+
+    def _claim(self, info: TypeInfo, by: str, now: int, alive: set[str]) -> None:
+        seen = info
+        for _ in range(5):  # each lost race means another executor registered it meanwhile: look again
+            response = self._db.call("get_item", TableName=self._table, Key=_key(info.name), ConsistentRead=True)
+            current = response.get("Item")
+            if current is not None:
+                seen = _read(current)
+                if seen.pool != info.pool and seen.registered_by in alive:
+                    raise TypeServedElsewhere(info.name, seen.pool, seen.registered_by)
+                condition = {
+                    "ConditionExpression": "registered_by = :by AND registered_at = :at",
+                    "ExpressionAttributeValues": {
+                        ":by": current["registered_by"],
+                        ":at": current["registered_at"],
+                    },
+                }
+            else:
+                condition = {"ConditionExpression": "attribute_not_exists(SK)"}
+            if self._db.conditional("put_item", TableName=self._table, Item=_item(info, by, now), **condition):
+                return
+        # Five registrations in a row slipped in between a read and a write: executors of other pools keep starting.
+        raise TypeServedElsewhere(info.name, seen.pool, seen.registered_by or "another executor")
+
+    def _put_all(self, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), 25):
             requests = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
             pending: dict[str, Any] = {self._table: requests}
@@ -42,13 +82,13 @@ class DynamoRegistry:
                 response = self._db.call("batch_write_item", RequestItems=pending)
                 pending = response.get("UnprocessedItems") or {}
 
-    def task_types(self) -> dict[str, str | None]:
-        """Every type any executor has registered, with its spec (``None`` for items written before specs)."""
+    def task_types(self) -> dict[str, TypeInfo]:
+        """Every type any executor has registered (items written before pools: the default pool, no defaults)."""
         items = self._db.query_all(
             KeyConditionExpression="PK = :pk",
             ExpressionAttributeValues={":pk": {"S": keys.CATALOG_PK}},
         )
-        return {item["SK"]["S"].removeprefix("TYPE#"): item.get("spec", {}).get("S") for item in items}
+        return {info.name: info for info in map(_read, items)}
 
     def add_group(self, group: str) -> None:
         """Record (idempotently) that tasks exist in ``group``."""
@@ -122,3 +162,43 @@ class DynamoRegistry:
                 service, _, instance = item["SK"]["S"].partition("#")
                 alive.setdefault(service, []).append(instance)
         return alive
+
+
+def _info(type_: str | TypeInfo, specs: Mapping[str, str] | None) -> TypeInfo:
+    """A bare name as the catalog record of a default-pool type, its spec from ``specs``."""
+    if isinstance(type_, TypeInfo):
+        return type_
+    return TypeInfo(type_, spec=(specs or {}).get(type_))
+
+
+def _key(name: str) -> dict[str, Any]:
+    return {"PK": {"S": keys.CATALOG_PK}, "SK": {"S": f"TYPE#{name}"}}
+
+
+def _item(info: TypeInfo, by: str, now: int) -> dict[str, Any]:
+    """A type's catalog item: ``spec``, ``defaults`` and ``payload_schema`` as JSON text (absent when empty)."""
+    item = {
+        **_key(info.name),
+        "pool": {"S": info.pool},
+        "defaults": {"S": json.dumps(dict(info.defaults), sort_keys=True)},
+        "registered_by": {"S": by},
+        "registered_at": {"N": str(now)},
+    }
+    if info.spec is not None:
+        item["spec"] = {"S": info.spec}
+    if info.payload_schema is not None:
+        item["payload_schema"] = {"S": json.dumps(info.payload_schema, sort_keys=True)}
+    return item
+
+
+def _read(item: dict[str, Any]) -> TypeInfo:
+    schema = item.get("payload_schema", {}).get("S")
+    return TypeInfo(
+        name=item["SK"]["S"].removeprefix("TYPE#"),
+        pool=item.get("pool", {}).get("S", DEFAULT_POOL),
+        spec=item.get("spec", {}).get("S"),
+        defaults=json.loads(item.get("defaults", {}).get("S", "{}")),
+        payload_schema=None if schema is None else json.loads(schema),
+        registered_by=item.get("registered_by", {}).get("S", ""),
+        registered_at=int(item.get("registered_at", {}).get("N", "0")),
+    )

@@ -12,42 +12,44 @@ from tqcore.adapters.sqs.task_queue import RECORD_GROUP_MARK, QueueUrls
 from tqcore.dispatch import Dispatch
 from tqcore.domain.model import Priority
 from tqcore.ports import DeadLetter
-from tqcore.settings import CoreSettings
+from tqcore.settings import DEFAULT_POOL, CoreSettings
 
 log = logging.getLogger(__name__)
 
 
 class SqsDeadLetters:
-    """The dead-letter queue of each priority."""
+    """The dead-letter queue of each pool and priority."""
 
     def __init__(self, client: Any, settings: CoreSettings) -> None:
         self._client = client
         self._urls = QueueUrls(client, settings)
 
-    def receive(self, priority: Priority, *, hide_s: int) -> list[DeadLetter]:
+    def receive(self, priority: Priority, *, hide_s: int, pool: str = DEFAULT_POOL) -> list[DeadLetter]:
         """Up to ten dead letters (no long poll: the reaper comes back every pass)."""
         try:
             response = self._client.receive_message(
-                QueueUrl=self._urls.dlq(priority),
+                QueueUrl=self._urls.dlq(priority, pool),
                 MaxNumberOfMessages=10,
                 WaitTimeSeconds=0,
                 VisibilityTimeout=hide_s,
                 AttributeNames=["MessageGroupId", "ApproximateReceiveCount"],
             )
         except (ClientError, BotoCoreError) as error:
-            log.warning("could not read the %s dead-letter queue: %s", priority.value, error)
+            log.warning("could not read pool %s's %s dead-letter queue: %s", pool, priority.value, error)
             return []
-        return [_letter(priority, message) for message in response.get("Messages", [])]
+        return [_letter(priority, pool, message) for message in response.get("Messages", [])]
 
     def discard(self, letter: DeadLetter) -> None:
         """Delete a dead letter."""
         try:
-            self._client.delete_message(QueueUrl=self._urls.dlq(letter.priority), ReceiptHandle=letter.receipt)
+            self._client.delete_message(
+                QueueUrl=self._urls.dlq(letter.priority, letter.pool), ReceiptHandle=letter.receipt
+            )
         except (ClientError, BotoCoreError) as error:
             log.warning("could not delete a dead letter: %s", error)
 
 
-def _letter(priority: Priority, message: dict[str, Any]) -> DeadLetter:
+def _letter(priority: Priority, pool: str, message: dict[str, Any]) -> DeadLetter:
     attributes = message.get("Attributes", {})
     try:
         dispatch: Dispatch | None = Dispatch.from_dict(json.loads(message["Body"])["args"][0])
@@ -62,4 +64,5 @@ def _letter(priority: Priority, message: dict[str, Any]) -> DeadLetter:
         receives=int(attributes.get("ApproximateReceiveCount", "0")),
         dispatch=dispatch,
         record=record,
+        pool=pool,
     )
