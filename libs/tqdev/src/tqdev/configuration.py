@@ -29,6 +29,7 @@ from tq_executor.settings import ExecutorSettings
 from tq_gateway.settings import GatewaySettings
 from tq_reaper.settings import ReaperSettings
 from tq_scheduler.settings import SchedulerSettings
+from tqcore.bootstrap import BootstrapSettings
 from tqcore.settings import CoreSettings
 
 REPO = Path(__file__).resolve().parents[4]
@@ -40,6 +41,7 @@ CLASSES: list[tuple[type[BaseSettings], str]] = [
     (ExecutorSettings, "executor"),
     (SchedulerSettings, "scheduler"),
     (ReaperSettings, "reaper"),
+    (BootstrapSettings, "tq-bootstrap"),
 ]
 #: Settings read straight from the environment, outside the classes: name -> (who reads it, default, meaning).
 OUTSIDE: dict[str, tuple[str, str, str]] = {
@@ -51,6 +53,11 @@ OUTSIDE: dict[str, tuple[str, str, str]] = {
     ),
     "TQ_EXECUTORS": ("`make run` (tq-local)", "`2`", "executor processes the local stack starts"),
     "TQ_SCHEDULERS": ("`make run` (tq-local)", "`1`", "scheduler processes the local stack starts"),
+    "TQ_POOL_EXECUTORS": (
+        "`make run` (tq-local)",
+        "unset",
+        "one executor of each other pool with its handler modules: `pool=mod[,mod];pool2=mod` (docs/HANDLERS.md)",
+    ),
     "TQ_RUN_DIR": ("`make run` (tq-local)", "a new temp dir", "where the local stack keeps its logs and state"),
     "TQ_EMULATOR_PORT": ("`make run` (tq-local)", "`4566`", "the port of the emulator the local stack starts"),
     "TQ_EMULATOR_BIN": ("`make run`, tests", "`.venv-emu/bin`", "where the emulators' executables are"),
