@@ -173,17 +173,18 @@ def test_the_package_installs_beside_tq_alone_and_its_tests_pass_with_tq_testing
 
 @pytest.fixture(scope="module")
 def stack(emulator: str, package: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A local stack started as ``PYTHONPATH=<package>/src TQ_HANDLER_MODULES=acme_tasks make run`` starts one: the
+    shell's variables, which the stack adds to its demo types (kept for the stack's life: a restarted executor
+    reads them again)."""
     path = os.pathsep.join(filter(None, [str(package / "src"), os.environ.get("PYTHONPATH")]))
-    started = start_stack(
-        emulator,
-        tmp_path_factory.mktemp("stack"),
-        executors=1,
-        env={"TQ_HANDLER_MODULES": "acme_tasks", "PYTHONPATH": path},
-    )
-    try:
-        yield started
-    finally:
-        started.stop()
+    with pytest.MonkeyPatch.context() as shell:
+        shell.setenv("TQ_HANDLER_MODULES", "acme_tasks")
+        shell.setenv("PYTHONPATH", path)
+        started = start_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1)
+        try:
+            yield started
+        finally:
+            started.stop()
 
 
 @pytest.fixture

@@ -27,19 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 #: Tasks of each pool's types the test runs.
 TASKS_PER_POOL = 200
 
-#: Until the executor's handler process runs ``tq.registry`` (issue 16's handler-API part), a module registers with
-#: the executor's own registry too; once it does, this registers nothing.
-EXECUTOR_REGISTRY_TOO = """
-try:
-    from tq_executor.handlers import registry as _executor_registry
-except ImportError:
-    _executor_registry = None
-if _executor_registry is not None and _executor_registry is not tq.registry:
-    for _spec in tq.registry.specs():
-        if _spec.name in TYPES and _executor_registry.get(_spec.name) is None:
-            _executor_registry.register(_spec.name, _spec.target)
-"""
-
 POOL_A = """
 import tq
 from pydantic import BaseModel, Field
@@ -81,7 +68,7 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory outside the repository's sources holding each pool's handler module."""
     where = tmp_path_factory.mktemp("handlers")
     for name, source in (("pool_a_tasks", POOL_A), ("pool_b_tasks", POOL_B)):
-        (where / f"{name}.py").write_text(textwrap.dedent(source) + EXECUTOR_REGISTRY_TOO)
+        (where / f"{name}.py").write_text(textwrap.dedent(source))
     return where
 
 
