@@ -44,14 +44,22 @@ class PayloadSchemas:
         text = json.dumps(schema, sort_keys=True)
         with self._lock:
             cached = self._validators.get(type_name)
-            if cached is None or cached[0] != text:
-                try:
-                    validator = jsonschema_rs.validator_for(dict(schema))
-                except Exception:  # noqa: BLE001 - whatever a bad schema raises, submits must not fail with 500
-                    log.warning("task type %r published a payload schema that does not compile", type_name)
-                    validator = None
-                cached = self._validators[type_name] = (text, validator)
+        if cached is not None and cached[0] == text:
             return cached[1]
+        try:  # outside the lock: compiling one type's schema holds up no other type's submits
+            validator = jsonschema_rs.validator_for(dict(schema), retriever=_no_remote_references)
+        except Exception:  # noqa: BLE001 - whatever a bad schema raises, submits must not fail with 500
+            log.warning("task type %r published a payload schema that does not compile", type_name)
+            validator = None
+        with self._lock:
+            self._validators[type_name] = (text, validator)
+        return validator
+
+
+def _no_remote_references(uri: str) -> Any:
+    """The schemas' resolver: a schema may refer only within itself (``#/$defs/...``), never make the gateway
+    fetch a URL (a request forgery, and a slow server would hold up submits)."""
+    raise ValueError(f"a payload schema may not refer to {uri}: only to its own definitions")
 
 
 def _error(error: Any) -> dict[str, Any]:
