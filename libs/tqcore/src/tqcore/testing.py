@@ -267,11 +267,12 @@ class InMemoryRegistry:
         alive: Collection[str] | None = None,
     ) -> None:
         """Add types (a type registered again takes its new record); with ``alive``, refuse as DynamoDB's does."""
-        for type_ in types:
-            info = type_ if isinstance(type_, TypeInfo) else TypeInfo(type_, spec=(specs or {}).get(type_))
+        infos = [t if isinstance(t, TypeInfo) else TypeInfo(t, spec=(specs or {}).get(t)) for t in types]
+        for info in infos:  # every type checked before any is written: a refusal registers none
             seen = self._types.get(info.name)
             if alive is not None and seen is not None and seen.pool != info.pool and seen.registered_by in alive:
                 raise TypeServedElsewhere(info.name, seen.pool, seen.registered_by)
+        for info in infos:
             self._types[info.name] = replace(info, registered_by=by)
 
     def task_types(self) -> dict[str, TypeInfo]:

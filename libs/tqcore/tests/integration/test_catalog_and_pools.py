@@ -65,6 +65,17 @@ def test_a_type_a_live_executor_of_another_pool_registered_is_refused(registry: 
     assert (registry.task_types()["thumb"].pool, registry.task_types()["thumb"].registered_by) == ("b", "host:2")
 
 
+def test_a_refused_registration_registers_none_of_its_types(registry: Registry) -> None:
+    # Given pool a's live executor serving y
+    registry.register_types([TypeInfo("y", "a")], by="host:1", alive=[])
+    # When an executor of pool b that serves x and y starts, it is refused because of y
+    with pytest.raises(TypeServedElsewhere):
+        registry.register_types([TypeInfo("x", "b"), TypeInfo("y", "b")], by="host:2", alive=["host:1", "host:2"])
+    # Then x was not moved into pool b (whose executor does not run), nor y
+    assert set(registry.task_types()) == {"y"}
+    assert registry.task_types()["y"].pool == "a"
+
+
 def test_each_pools_tasks_go_to_its_own_queues_and_dead_letter_queues(settings: CoreSettings) -> None:
     bootstrap(settings, ["media"])
     sqs = aws.client(settings, "sqs")

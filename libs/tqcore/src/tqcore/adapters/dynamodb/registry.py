@@ -40,26 +40,44 @@ class DynamoRegistry:
         spec (a type registered again takes the new registration's, or none).
 
         With ``alive`` each type is written only if it is new, already in the same pool, or its registering
-        executor is not alive (a conditional write on the registration that was read: of two executors of
-        different pools starting at once, one wins and the other gets ``TypeServedElsewhere``).
+        executor is not alive: every type is checked before any is written, so a refusal (``TypeServedElsewhere``)
+        moves none of them; each write is then conditional on the registration that was read, so an executor of
+        another pool that registered in between is not overwritten unseen (a race in which each of two starting
+        executors wins some types ends with one of them refused, and its types re-registered at its next start).
         """
         infos = [_info(t, specs) for t in types]
         now = int(time.time())
         if alive is None:
             self._put_all([_item(info, by, now) for info in infos])
             return
+        live = set(alive)
         for info in infos:
-            self._claim(info, by, now, set(alive))
+            self._served_elsewhere(self._current(info.name), info, live)
+        for info in infos:
+            self._claim(info, by, now, live)
+
+    def _current(self, name: str) -> dict[str, Any] | None:
+        response = self._db.call("get_item", TableName=self._table, Key=_key(name), ConsistentRead=True)
+        item: dict[str, Any] | None = response.get("Item")
+        return item
+
+    @staticmethod
+    def _served_elsewhere(current: dict[str, Any] | None, info: TypeInfo, alive: set[str]) -> TypeInfo:
+        """The registration read (or ``info`` if none); ``TypeServedElsewhere`` if a live executor of another
+        pool holds the type."""
+        if current is None:
+            return info
+        seen = _read(current)
+        if seen.pool != info.pool and seen.registered_by in alive:
+            raise TypeServedElsewhere(info.name, seen.pool, seen.registered_by)
+        return seen
 
     def _claim(self, info: TypeInfo, by: str, now: int, alive: set[str]) -> None:
         seen = info
         for _ in range(5):  # each lost race means another executor registered it meanwhile: look again
-            response = self._db.call("get_item", TableName=self._table, Key=_key(info.name), ConsistentRead=True)
-            current = response.get("Item")
+            current = self._current(info.name)
+            seen = self._served_elsewhere(current, info, alive)
             if current is not None:
-                seen = _read(current)
-                if seen.pool != info.pool and seen.registered_by in alive:
-                    raise TypeServedElsewhere(info.name, seen.pool, seen.registered_by)
                 condition = {
                     "ConditionExpression": "registered_by = :by AND registered_at = :at",
                     "ExpressionAttributeValues": {
