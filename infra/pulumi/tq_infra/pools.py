@@ -15,11 +15,11 @@ from typing import Any
 from tq_infra.iam import policy_problems
 from tq_infra.network import GATEWAY_ENDPOINTS
 from tqcore.domain.model import Priority
-from tqcore.settings import CoreSettings
+from tqcore.settings import DEFAULT_POOL as DEFAULT_POOL
+from tqcore.settings import POOL_PATTERN, CoreSettings
 
-DEFAULT_POOL = "default"
 #: ``TQ_POOL``'s pattern (the executors refuse another).
-POOL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}$")
+POOL_NAME = re.compile(POOL_PATTERN)
 #: Fargate's CPU units per task.
 FARGATE_CPU = frozenset({256, 512, 1024, 2048, 4096, 8192, 16384})
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -134,10 +134,8 @@ class Pool:
 
 
 def queue_names(settings: CoreSettings, pool: str) -> dict[Priority, tuple[str, str]]:
-    """Priority -> (queue, dead-letter queue) of one pool: tqcore's names with the pool after the prefix
-    (``CoreSettings.queue_name(priority, pool)``), none for the default pool."""
-    named = settings if pool == DEFAULT_POOL else settings.model_copy(update={"prefix": f"{settings.prefix}-{pool}"})
-    return {p: (named.queue_name(p), named.dlq_name(p)) for p in Priority}
+    """Priority -> (queue, dead-letter queue) of one pool, as tqcore names them."""
+    return {p: (settings.queue_name(p, pool), settings.dlq_name(p, pool)) for p in Priority}
 
 
 def parse_pools(raw: dict[str, Any] | None, default: Pool) -> dict[str, Pool]:

@@ -1,5 +1,5 @@
 """Thumbnail task types, one of each kind tq offers: a function with a typed payload, a class set up once per
-executor process, an ``async def``, one reporting progress, one failing for good with ``Permanent``.
+handler process, an ``async def``, one reporting progress, one failing for good with ``Permanent``.
 
 The image work itself is left out (this example depends on ``tq-sdk`` only): each handler computes what a real
 one would return, so its tests run in milliseconds with ``tq.testing``.
@@ -61,8 +61,8 @@ def check(ctx: TaskContext) -> dict[str, str]:
 
 @handler("thumbnails.watermark", timeout_s=120)
 class Watermark:
-    """A class handler: one instance per executor process, ``setup()`` before its first task (load a model, open
-    a connection pool), ``teardown()`` when the process ends."""
+    """A class handler: one instance per handler process (each executor thread has one), ``setup()`` before
+    its first task (load a model, open a connection pool), ``teardown()`` when the process ends."""
 
     def __init__(self) -> None:
         self.setups = 0
@@ -102,7 +102,7 @@ def album(ctx: TaskContext) -> dict[str, Any]:
     request: Album = ctx.payload
     done = 0
     for n, url in enumerate(request.images, start=1):
-        if not ctx.sleep(request.delay_s):  # False: the task was cancelled, or the executor is stopping
+        if not ctx.sleep(request.delay_s):  # False: the task was cancelled
             ctx.log(f"stopped after {done} of {len(request.images)}")
             break
         ctx.log(f"thumbnailed {url}")
