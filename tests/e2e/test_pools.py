@@ -62,12 +62,21 @@ def work(ctx: TaskContext) -> dict:
     return {"pool": "b", "worker": ctx.worker}
 """
 
+POOL_LOST = """
+from tq import TaskContext, handler
+
+
+@handler("pl.lost")
+def lost(ctx: TaskContext) -> dict:
+    return {}
+"""
+
 
 @pytest.fixture(scope="module")
 def modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory outside the repository's sources holding each pool's handler module."""
     where = tmp_path_factory.mktemp("handlers")
-    for name, source in (("pool_a_tasks", POOL_A), ("pool_b_tasks", POOL_B)):
+    for name, source in (("pool_a_tasks", POOL_A), ("pool_b_tasks", POOL_B), ("pool_lost_tasks", POOL_LOST)):
         (where / f"{name}.py").write_text(textwrap.dedent(source))
     return where
 
@@ -247,3 +256,22 @@ def test_an_executor_refuses_a_type_a_live_executor_of_another_pool_serves(
     (line,) = done.stderr.strip().splitlines()
     assert "served by pool 'a'" in line
     assert "Traceback" not in done.stderr
+
+
+def test_an_executor_of_a_pool_without_queues_refuses_to_start_and_registers_nothing(
+    pools: dict[str, Any], modules: Path, alice: httpx.Client
+) -> None:
+    # Given a misspelled pool: nobody created its queues
+    stack: Stack = pools["stack"]
+    env = {**stack.env("executor"), **pool_env("gpux", "pool_lost_tasks", modules), "TQ_SCRIPT_ALLOW": ""}
+    for command in (["register-types"], []):
+        done = subprocess.run([str(BIN / "tq-executor"), *command], env=env, capture_output=True, text=True, timeout=60)
+        # Then it refuses in one line saying how to create them
+        assert done.returncode == 2, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert "refusing to start: pool 'gpux' has no queues" in line
+        assert "TQ_POOLS=gpux tq-bootstrap" in line
+        assert "Traceback" not in done.stderr
+    # and its type was never registered: submits of it are refused
+    refused = alice.post("/v1/tasks", json={"type": "pl.lost", "group": "team-a", "payload": {}})
+    assert refused.status_code == 422, refused.text

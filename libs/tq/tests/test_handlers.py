@@ -153,3 +153,34 @@ def test_bad_names_twice_registered_types_and_bad_progress_are_refused() -> None
         ctx.progress(True)
     ctx.progress(None, "x" * 600)
     assert len(str(ctx.progress_reports[0].as_dict()["message"])) == 500
+
+
+def test_a_failing_setup_fails_only_its_own_type_and_is_tried_again() -> None:
+    handlers = HandlerRegistry()
+    tries: list[str] = []
+
+    @handlers.handler("broken")
+    class Broken:
+        def setup(self) -> None:
+            tries.append("setup")
+            if len(tries) == 1:
+                raise RuntimeError("no model file")
+
+        def __call__(self, ctx: TaskContext) -> str:
+            return "ready"
+
+    @handlers.handler("fine")
+    class Fine:
+        def __call__(self, ctx: TaskContext) -> str:
+            return "fine"
+
+    assert run("fine", handlers=handlers).result == "fine"  # the other class is never set up for it
+    assert tries == []
+    failed = run("broken", handlers=handlers)
+    assert not failed.ok
+    assert not failed.permanent  # retryable: the next attempt tries setup() again
+    assert "setup" in str(failed.error)
+    assert "no model file" in str(failed.error)
+    assert run("broken", handlers=handlers).result == "ready"
+    assert tries == ["setup", "setup"]
+    handlers.teardown()

@@ -61,7 +61,8 @@ class Counter:
 
 @handler("t-slow-start")
 class SlowStart:
-    """Makes a handler process slow to get ready: its setup sleeps ``TQ_TEST_SETUP_DELAY_S`` (default 0)."""
+    """Slow to get ready on its first job in a process: its setup sleeps ``TQ_TEST_SETUP_DELAY_S`` (default 0);
+    then it runs until told to stop."""
 
     def setup(self) -> None:
         time.sleep(float(os.environ.get("TQ_TEST_SETUP_DELAY_S", "0")))
@@ -70,7 +71,7 @@ class SlowStart:
         pass
 
     def __call__(self, ctx: TaskContext) -> Any:
-        return None
+        ctx.stop.wait(60)
 
 
 @handler("t-print")
@@ -156,3 +157,14 @@ def progressing(ctx: TaskContext) -> Any:
         ctx.progress(fraction, f"at {fraction}")
     ctx.sleep(float(ctx.payload.get("then_s", 0)))
     return {"reported": len(ctx.payload["fractions"])}
+
+
+@handler("t-bad-setup")
+class BadSetup:
+    """A class whose ``setup()`` always fails (a missing model file): only its own tasks may fail for it."""
+
+    def setup(self) -> None:
+        raise FileNotFoundError("model.bin")
+
+    def __call__(self, ctx: TaskContext) -> Any:
+        return None

@@ -200,7 +200,7 @@ def test_a_cancel_stops_the_attempt_at_the_next_beat_and_records_it(env: Env) ->
 def test_a_cancel_that_comes_while_the_handler_process_is_starting_still_stops_it_politely(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Given a fresh handler process that takes 0.5 s to get ready, and a cancel already pending when the job goes
+    # Given a fresh handler process whose handler takes 0.5 s to set up, and a cancel pending when the job goes
     isolation.prepare(MODULES)
     monkeypatch.setenv("TQ_TEST_SETUP_DELAY_S", "0.5")
     process = isolation.HandlerProcess(MODULES)
@@ -208,7 +208,8 @@ def test_a_cancel_that_comes_while_the_handler_process_is_starting_still_stops_i
     cancel.set()
     try:
         started = time.monotonic()
-        outcome = process.run(Job("t-1", "t-hang", "team-a", 1, {}, 60, "host:7"), threading.Event(), cancel)
+        job = Job("t-1", "t-slow-start", "team-a", 1, {}, 60, "host:7")
+        outcome = process.run(job, threading.Event(), cancel)
         # Then the handler is asked once it runs the job (ctx.stop), and returns: the process is kept, not killed
         assert time.monotonic() - started < 0.5 + 1.0
         assert (outcome.cancelled, outcome.ok) == (True, True)

@@ -43,6 +43,7 @@ TYPES = [
     "t-async",
     "t-setups",
     "t-progress",
+    "t-bad-setup",
     "unhandled",
     "script",
 ]
@@ -169,6 +170,48 @@ def test_a_class_handler_is_set_up_once_per_handler_process(env: Env) -> None:
     a, b = env.store.get(first).result, env.store.get(second).result
     assert a["pid"] == b["pid"]
     assert a["setups"] == b["setups"] == 1
+
+
+def test_a_class_whose_setup_fails_fails_only_its_own_attempts(env: Env) -> None:
+    # Given a class handler whose setup() raises, in the same handler modules as every other type
+    broken = env.submit("t-bad-setup")
+    env.deliver_last()
+    # Then its attempt fails as a retryable error naming the setup's
+    task = env.store.get(broken)
+    assert task.status is Status.RETRYING
+    assert task.last_error is not None
+    assert "setup" in task.last_error.message
+    assert "model.bin" in task.last_error.message
+    assert env.store.events(broken)[-2].data["retryable"] is True
+    # and the other types still run in that handler process
+    first, second = env.submit("t-setups"), env.submit("t-echo")
+    env.runner.run(json.loads(Dispatch.of(env.store.get(first)).encode())["args"][0])
+    env.deliver_last()
+    assert (env.store.get(first).status, env.store.get(second).status) == (Status.SUCCEEDED, Status.SUCCEEDED)
+    assert env.runner.heartbeat._running() == []
+
+
+class Exploding(HandlerProcess):
+    """A handler process whose pipe breaks in a way nothing expects."""
+
+    def run(self, *args: Any, **kwargs: Any) -> isolation.Outcome:
+        raise ValueError("a surprise")
+
+
+def test_an_unexpected_error_running_an_attempt_fails_it_and_stops_its_heartbeat(env: Env) -> None:
+    task_id = env.submit("t-echo")
+    dispatch = json.loads(Dispatch.of(env.queue.sent[-1]).encode())["args"][0]
+    runner = Runner(env.attempts, Heartbeat(env.attempts, interval_s=60, lease_s=30), MODULES)
+    runner._local.process = Exploding(MODULES)
+    try:
+        runner.run(dispatch)
+    finally:
+        runner.close()
+    task = env.store.get(task_id)
+    assert task.status is Status.RETRYING
+    assert task.last_error is not None
+    assert "a surprise" in task.last_error.message
+    assert runner.heartbeat._running() == []
 
 
 def test_the_last_progress_report_is_written_before_the_outcome(env: Env) -> None:

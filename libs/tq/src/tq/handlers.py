@@ -157,7 +157,7 @@ class HandlerSpec:
 
 
 class HandlerRegistry:
-    """Handlers by task type name; class handlers are instantiated and set up by :meth:`setup`."""
+    """Handlers by task type name; a class handler is instantiated and set up on its first task in the process."""
 
     def __init__(self) -> None:
         self._specs: dict[str, HandlerSpec] = {}
@@ -200,14 +200,19 @@ class HandlerRegistry:
         """Every registered spec, by type name."""
         return [self._specs[name] for name in self.types]
 
-    def setup(self) -> None:
-        """Instantiate every class handler and call its ``setup()`` (once per process, before any task)."""
-        for spec in self.specs():
-            if spec.is_class and spec.name not in self._instances:
+    def _instance(self, spec: HandlerSpec) -> Any:
+        """The process's instance of a class handler, set up on its first task. A ``setup()`` that raises fails
+        that task (a retryable ``RuntimeError`` naming the setup error) and is tried again on the next one."""
+        instance = self._instances.get(spec.name)
+        if instance is None:
+            try:
                 instance = spec.target()
                 if hasattr(instance, "setup"):
                     instance.setup()
-                self._instances[spec.name] = instance
+            except Exception as error:
+                raise RuntimeError(f"setup of {spec.name!r} failed: {type(error).__name__}: {error}") from error
+            self._instances[spec.name] = instance
+        return instance
 
     def teardown(self) -> None:
         """Call ``teardown()`` on every class handler set up, and close the event loop of async handlers."""
@@ -233,11 +238,7 @@ class HandlerRegistry:
                 ctx.payload = spec.payload.model_validate(ctx.payload)
             except ValidationError as error:
                 raise Permanent(f"payload does not fit {spec.payload.__name__}: {error}") from None
-        if spec.is_class:
-            self.setup()
-            result = self._instances[type_name](ctx)
-        else:
-            result = spec.target(ctx)
+        result = self._instance(spec)(ctx) if spec.is_class else spec.target(ctx)
         if inspect.isawaitable(result):
             if self._runner is None:
                 # A loop of its own, never installed as the thread's current loop: closing it must not leave the

@@ -1,11 +1,11 @@
 """Handlers run in child processes, so an attempt can be stopped: a thread cannot be killed, a process can.
 
 Each worker thread owns one long-lived child (started from a clean ``forkserver``, with the handler modules
-preloaded, class handlers set up once per child). The thread sends a job down a pipe and waits for the outcome;
-past ``timeout_s``, or when told to stop (lease lost, shutdown), it SIGKILLs the child and starts a new one for
-the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the handler's ``ctx.stop``; sent
-again at every poll, as a child still starting or not yet running the job drops it) and kills only if the
-handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the kernel for
+preloaded, each class handler set up on its first job in the child). The thread sends a job down a pipe and
+waits for the outcome; past ``timeout_s``, or when told to stop (lease lost, shutdown), it SIGKILLs the child and
+starts a new one for the next job. When the task is cancelled it first asks (``SIGUSR1`` sets the handler's
+``ctx.stop``; sent again at every poll, as a child still starting or not yet running the job drops it) and kills only if
+the handler has not returned within ``CANCEL_GRACE_S``. Children die with their executor: each asks the kernel for
 SIGKILL when its parent (the fork server, which exits when the executor does) goes away, so no
 handler outlives the process holding its lease. Each child leads its own process group: every kill takes the
 whole group (the subprocesses a handler started too), then every child of the fork server (a subreaper: what
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from multiprocessing import forkserver
 from multiprocessing.connection import Connection
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from tq import Permanent, Progress, TaskContext, registry
 from tq.handlers import load_modules, result_json
@@ -78,10 +78,7 @@ class ProgressSink(Protocol):
     """Where the waiting thread passes the handler's progress reports (``runner.ProgressReporter``)."""
 
     def report(self, progress: Progress) -> None:
-        """The handler reported ``progress``."""
-
-    def tick(self) -> None:
-        """Called at every poll: write a report held back by the throttle once it is due."""
+        """The handler reported ``progress`` (recorded only: a write must never hold back the poll loop)."""
 
 
 class Stopped(Exception):
@@ -118,15 +115,16 @@ class HandlerProcess:
         handler's progress reports go to ``progress`` as they arrive.
         """
         conn = self._ensure_child()
-        conn.send(job)
+        try:
+            conn.send(job)
+        except OSError:  # the child died between jobs (a broken pipe)
+            self._crashed()
         deadline = time.monotonic() + job.timeout_s
         kill_at: float | None = None  # set once the handler was asked to stop for a cancel
         while True:
             outcome = self._receive(conn, progress)
             if outcome is not None:
                 return outcome if kill_at is None else replace(outcome, cancelled=True)
-            if progress is not None:
-                progress.tick()
             if stop.is_set():
                 self.kill()
                 raise Stopped(f"attempt {job.attempt} of {job.task_id} was stopped")
@@ -163,7 +161,7 @@ class HandlerProcess:
         for _ in range(MAX_MESSAGES_PER_POLL):
             try:
                 message = conn.recv()
-            except EOFError:
+            except (EOFError, OSError):  # the child died (a reset or broken pipe as well as a clean EOF)
                 return self._crashed()
             if isinstance(message, Outcome):
                 return message
@@ -173,7 +171,7 @@ class HandlerProcess:
                 break
         return None
 
-    def _crashed(self) -> Outcome:
+    def _crashed(self) -> NoReturn:
         code = self._process.exitcode
         self.kill()  # what it started may outlive it in its group
         raise HandlerCrashed(f"the handler process died (exit code {code})")
@@ -301,8 +299,7 @@ def child_main(
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    load_modules(modules)
-    registry.setup()  # class handlers: one instance per handler process, set up once before its first job
+    load_modules(modules)  # a class handler is set up on its first job here (a failing setup fails that job)
     send_lock = threading.Lock()  # the outcome (this thread) and progress (any handler thread) share the pipe
     try:
         while True:

@@ -12,11 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 import dramatiq
+from botocore.exceptions import ClientError
 from dramatiq.middleware import CurrentMessage
 
 import tq
 from tq.handlers import load_modules
-from tq_executor import handlers as executor_handlers
 from tq_executor import isolation, sandbox
 from tq_executor.broker import FifoSQSBroker, give_back_unstarted
 from tq_executor.heartbeat import Heartbeat, call_deadline_s
@@ -88,8 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("executor")
     traced = configure_tracing("executor", settings)
     worker = worker_id()
-    load_modules(modules)  # only to read the specs: handler processes set handlers up, never this one
-    types = served_types(settings)
+    try:
+        types = loaded_types(settings, modules)  # only to read the specs: handler processes set handlers up
+    except Refused as error:
+        print(f"tq-executor: refusing to start: {error}", file=sys.stderr)
+        return 2
+    if (missing := missing_queues(settings)) is not None:
+        print(f"tq-executor: refusing to start: {missing}", file=sys.stderr)
+        return 2
     ddb = aws.client(settings, "dynamodb")
     registry_store = DynamoRegistry(ddb, settings)
     # Types become submittable once registered; a deploy can register them before any executor runs. A type
@@ -118,12 +124,57 @@ def served_types(settings: ExecutorSettings) -> list[TypeInfo]:
         spec.name: TypeInfo(spec.name, settings.pool, defaults=spec.defaults(), payload_schema=spec.payload_schema())
         for spec in tq.registry.specs()
     }
-    # Modules that still register with the executor's own decorator declare no defaults.
-    for name in getattr(executor_handlers, "registry", tq.registry).types:
-        records.setdefault(name, TypeInfo(name, settings.pool))
     if SCRIPT_TYPE in records:
         records[SCRIPT_TYPE] = replace(records[SCRIPT_TYPE], spec=settings.script_spec())
     return [records[name] for name in sorted(records)]
+
+
+class Refused(Exception):
+    """The executor cannot start as configured (one line: why)."""
+
+
+def loaded_types(settings: ExecutorSettings, modules: list[str]) -> list[TypeInfo]:
+    """Import the handler modules and read their types' catalog records; ``Refused`` names a module that does not
+    import (a missing module, a bad declaration, a type registered twice) or a type whose records cannot be made."""
+    for module in modules:
+        try:
+            load_modules([module])
+        except Exception as error:  # noqa: BLE001 - whatever the module raised, in one line
+            raise Refused(f"handler module {module!r} does not import: {_one_line(error)}") from None
+    try:
+        return served_types(settings)
+    except Exception as error:  # noqa: BLE001 - a declared payload model without a JSON schema, say
+        raise Refused(f"the handlers' declarations cannot be read: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def missing_queues(settings: ExecutorSettings) -> str | None:
+    """Why this executor's pool cannot receive work (its queues do not exist; ``None``: they do): tasks of the
+    types it would register would be sent to queues nobody created (a misspelled ``TQ_POOL``, say)."""
+    sqs = aws.client(settings, "sqs")
+    missing = []
+    for priority in Priority:
+        name = settings.queue_name(priority, settings.pool)
+        try:
+            sqs.get_queue_url(QueueName=name)
+        except ClientError as error:
+            if not _no_such_queue(error):
+                raise
+            missing.append(name)
+    if not missing:
+        return None
+    return (
+        f"pool {settings.pool!r} has no queues ({', '.join(missing)} do not exist): create them with "
+        f"TQ_POOLS={settings.pool} tq-bootstrap (or list the pool in tq:pools in Pulumi), or fix TQ_POOL"
+    )
+
+
+def _no_such_queue(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    return "NonExistentQueue" in code or "QueueDoesNotExist" in code
 
 
 def refusal(settings: ExecutorSettings, modules: list[str]) -> str | None:

@@ -12,7 +12,7 @@ from prometheus_client import Gauge
 from tq_executor.handlers import Job
 from tq_executor.heartbeat import Heartbeat
 from tq_executor.isolation import HandlerCrashed, HandlerProcess, Outcome, Stopped
-from tq_executor.progress import PROGRESS_INTERVAL_S, ProgressReporter
+from tq_executor.progress import PROGRESS_INTERVAL_S, ProgressReporter, ProgressWriter
 from tq_executor.run_log import RunLogs
 from tq_executor.sandbox import UidPool
 from tqcore import tracing
@@ -48,6 +48,8 @@ class Runner:
         self._uids = uids
         #: At most one progress write per attempt this often.
         self.progress_interval_s = PROGRESS_INTERVAL_S
+        #: Writes the running attempts' progress in the background (never on the thread watching the attempt).
+        self.progress_writer = ProgressWriter()
         self._local = threading.local()
         self._processes: list[HandlerProcess] = []
         self._lock = threading.Lock()
@@ -66,10 +68,13 @@ class Runner:
     def _run_claimed(self, task: Task, message: Any) -> None:
         log.info("attempt started")
         active = self.heartbeat.track(task, message)
-        progress = ProgressReporter(self.attempts, task, interval_s=self.progress_interval_s)
+        progress = ProgressReporter(
+            self.attempts, task, interval_s=self.progress_interval_s, writer=self.progress_writer
+        )
         try:
             outcome = self._process().run(self._job(task), active.stop, active.cancel, progress=progress)
         except Stopped:
+            progress.discard()
             self.heartbeat.untrack(active)
             if self.logs is not None:
                 self.logs.discard(task)  # nothing is recorded for this attempt: its next owner records its own
@@ -77,6 +82,10 @@ class Runner:
             return
         except HandlerCrashed as crash:
             outcome = Outcome(error_type="HandlerCrashed", error_message=str(crash))
+        except Exception as error:
+            log.exception("attempt could not be run")
+            self._process().kill()  # whatever state it was left in, the next attempt gets a fresh child
+            outcome = Outcome(error_type=type(error).__name__, error_message=f"the executor could not run it: {error}")
         progress.flush()  # the last report lands before the outcome (which ends the claim that fences it)
         try:
             # Recorded even if it was told to stop meanwhile: a finished outcome beats a release (which then
