@@ -1,7 +1,6 @@
 """What the executor sends its handler processes (``Job``); the handlers themselves are ``tq``'s.
 
-Handler modules register with ``from tq import handler`` into ``tq.registry`` (see ``docs/HANDLERS.md``); the
-names below are re-exported for code that still imports them from here.
+Handler modules register with ``from tq import handler`` into ``tq.registry`` (see ``docs/HANDLERS.md``).
 """
 
 from __future__ import annotations
@@ -9,10 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tq import HandlerRegistry, Permanent, TaskContext, handler, registry
-from tq.handlers import load_modules
-
-__all__ = ["HandlerRegistry", "Job", "Permanent", "TaskContext", "handler", "load_modules", "registry"]
+from tq import TaskContext
 
 
 @dataclass
