@@ -30,7 +30,8 @@ class GatewaySettings(CoreSettings):
     gateway_threads: int = Field(default=8, ge=1, le=64)
     #: Connections one worker holds at once (gunicorn's ``worker_connections``): requests in its threads, heads
     #: being read and idle keep-alive connections. Beyond it the worker stops accepting (the kernel queues). Each
-    #: may buffer a request (64 KiB of head and ``max_body_bytes``): 80 MiB at most per worker by default.
+    #: may buffer a request (64 KiB of head and a body of the larger of ``max_body_bytes`` and
+    #: ``max_batch_body_bytes``): 272 MiB at most per worker by default, if every connection sends a full batch.
     gateway_connections: int = Field(default=256, ge=2, le=10_000)
     #: Deadlines for a client to send its request head (from its first byte, or from the accept), then its body
     #: (a ``Content-Length`` body up to ``max_body_bytes``), and to finish the TLS handshake; read in the
