@@ -15,7 +15,7 @@ from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
 from tqcore.documents import ListedTask
 from tqcore.domain.access import ApiKey
 from tqcore.domain.codec import task_to_dict
-from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, TqError, VersionConflict
 from tqcore.domain.model import Event, EventType, Priority, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable, TypeServedElsewhere
@@ -62,6 +62,17 @@ class InMemoryTaskStore:
             if idempotency is not None:
                 self._idem[(idempotency.group, idempotency.key)] = idempotency
             self._save(task)
+
+    def create_many(self, new: Sequence[tuple[Task, IdempotencyRecord | None]]) -> list[Exception | None]:
+        """:meth:`create` for each task in turn, its error kept as its outcome."""
+        outcomes: list[Exception | None] = []
+        for task, idempotency in new:
+            try:
+                self.create(task, idempotency)
+                outcomes.append(None)
+            except (TqError, DuplicateRequest) as error:
+                outcomes.append(error)
+        return outcomes
 
     def commit(self, task: Task, *, lease_expired_before: datetime | None = None) -> None:
         """Commit if the stored version is the one the task was read at (and, for a reclaim, the lease

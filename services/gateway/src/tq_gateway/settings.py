@@ -30,7 +30,8 @@ class GatewaySettings(CoreSettings):
     gateway_threads: int = Field(default=8, ge=1, le=64)
     #: Connections one worker holds at once (gunicorn's ``worker_connections``): requests in its threads, heads
     #: being read and idle keep-alive connections. Beyond it the worker stops accepting (the kernel queues). Each
-    #: may buffer a request (64 KiB of head and ``max_body_bytes``): 80 MiB at most per worker by default.
+    #: may buffer a request (64 KiB of head and a body of the larger of ``max_body_bytes`` and
+    #: ``max_batch_body_bytes``): 272 MiB at most per worker by default, if every connection sends a full batch.
     gateway_connections: int = Field(default=256, ge=2, le=10_000)
     #: Deadlines for a client to send its request head (from its first byte, or from the accept), then its body
     #: (a ``Content-Length`` body up to ``max_body_bytes``), and to finish the TLS handshake; read in the
@@ -66,6 +67,11 @@ class GatewaySettings(CoreSettings):
     tls_client_ca: str | None = None
     #: At most 320 KiB: a task item (payload, result and all) must stay under DynamoDB's 400 KB item limit.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=320 * 1024)
+    #: The body limit of a batch submit (``POST /v1/tasks:batch``, up to 500 tasks): 1 MiB holds 500 tasks of about
+    #: 2 KiB each. Each task still meets ``max_body_bytes``'s item limit and ``max_json_nodes``; the whole body is
+    #: parsed first, and 1 MiB of ``[{},{},...]`` is about 24 MiB of Python objects for the request's life. The
+    #: worker's event loop buffers bodies up to the larger of the two limits.
+    max_batch_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024)
     #: JSON nodes (values and object keys) a task's payload may hold: submit and PATCH answer 413 beyond. Bytes
     #: alone do not bound memory: 256 KiB of ``[{},{},...]`` is 87,000 nodes, 6 MiB once parsed.
     max_json_nodes: int = Field(default=MAX_PAYLOAD_NODES, ge=100, le=1_000_000)

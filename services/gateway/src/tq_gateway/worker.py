@@ -142,7 +142,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             "head": settings.request_head_timeout_s,
             "body": settings.request_body_timeout_s,
         }
-        self.max_body_bytes = settings.max_body_bytes
+        self.max_body_bytes = max(settings.max_body_bytes, settings.max_batch_body_bytes)  # the largest any path takes
         # A longer head breaks ours, or one of gunicorn's limits (request line, header count or size).
         self.max_head_bytes = min(
             MAX_HEAD_BYTES,
