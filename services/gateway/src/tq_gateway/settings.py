@@ -34,7 +34,8 @@ class GatewaySettings(CoreSettings):
     gateway_connections: int = Field(default=256, ge=2, le=10_000)
     #: Requests one worker lets wait for a task at once: SSE streams and reads with ``wait_s``. Each holds a
     #: thread and a connection, on top of ``gateway_threads`` and ``gateway_connections`` (the worker has that
-    #: many more of each), so ordinary requests always find a thread; one more is answered 503 with Retry-After (0: none, every one is).
+    #: many more of each), so ordinary requests always find a thread; one more is answered 503 with Retry-After
+    #: (0: every one is).
     gateway_streams: int = Field(default=256, ge=0, le=4096)
     #: How often the worker's watch reads the state of the tasks its streams and waits follow (one BatchGetItem
     #: per 100 tasks a round, whatever the number of waiting requests): how late a stream or a wait can be.
