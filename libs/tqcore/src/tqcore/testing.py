@@ -20,6 +20,7 @@ from tqcore.domain.model import Event, EventType, Priority, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable, TypeServedElsewhere
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, QueueDepth, TypeInfo
+from tqcore.queries import TaskStamp
 from tqcore.settings import DEFAULT_POOL, CoreSettings
 
 
@@ -351,6 +352,12 @@ class InMemoryTaskQueries:
     def listed(self, ids: Sequence[str]) -> list[ListedTask]:
         """:meth:`tasks` as the stored documents DynamoDB's adapter reads."""
         return [ListedTask.from_doc(json.dumps(task_to_dict(task), ensure_ascii=False)) for task in self.tasks(ids)]
+
+    def stamps(self, ids: Sequence[str]) -> dict[str, TaskStamp]:
+        """The version, status and progress of the tasks that exist (always current here)."""
+        with self._store._lock:
+            tasks = [self._store._tasks[i] for i in ids if i in self._store._tasks]
+            return {task.id: TaskStamp(task.version, task.status, self._store._progress.get(task.id)) for task in tasks}
 
     def dead_letter_count(self, group: str, cap: int = 10_000) -> int:
         """How many failed tasks ``group`` has, up to ``cap``."""

@@ -12,6 +12,7 @@ from tq_gateway import problems
 from tq_gateway.auth_failures import TooManyFailures
 from tq_gateway.problems import PROBLEM_JSON
 from tq_gateway.ratelimit import RateLimited
+from tq_gateway.waiting import NoSlot
 from tqcore.domain.errors import (
     Forbidden,
     GroupRequired,
@@ -129,6 +130,11 @@ def _rate_limited(
     resp.set_header("Retry-After", str(error.retry_after_s))
 
 
+def _no_slot(req: falcon.Request, resp: falcon.Response, error: NoSlot, params: Any) -> None:
+    problem(resp, 503, "unavailable", str(error), title="Service Unavailable")
+    resp.set_header("Retry-After", str(error.retry_after_s))
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     problem(resp, 500, "internal", "an internal error occurred; it has been logged")
@@ -142,3 +148,4 @@ def register(app: falcon.App[Any, Any]) -> None:
     app.add_error_handler(TqError, _tq_error)
     app.add_error_handler(RateLimited, _rate_limited)
     app.add_error_handler(TooManyFailures, _rate_limited)
+    app.add_error_handler(NoSlot, _no_slot)

@@ -10,7 +10,7 @@ from typing import Any
 
 import falcon
 
-from tq_gateway import openapi_history
+from tq_gateway import openapi_history, openapi_streams
 from tq_gateway.openapi_components import (
     GUARDED,
     NAME,
@@ -124,9 +124,15 @@ def _task_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getTask",
                 "tags": ["tasks"],
-                "summary": "Read a task",
-                "parameters": task_id,
-                "responses": {"200": task_ok, **NOT_FOUND, **GUARDED},
+                "summary": "Read a task; with `wait_s`, once it has ended (or `wait_s` later)",
+                "parameters": [*task_id, openapi_streams.wait_parameter()],
+                "responses": {
+                    "200": task_ok,
+                    **NOT_FOUND,
+                    "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
+                    **GUARDED,
+                    "503": problem(openapi_streams.FULL, **{"Retry-After": "RetryAfter"}),
+                },
             },
             "patch": {
                 "operationId": "updateTask",
@@ -294,7 +300,7 @@ def build_spec() -> dict[str, Any]:
             "schemas": {**schemas(), **openapi_history.schemas()},
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**_task_paths(), **openapi_history.paths(), **_public_paths()},
+        "paths": {**_task_paths(), **openapi_history.paths(), **openapi_streams.paths(), **_public_paths()},
     }
 
 

@@ -15,10 +15,11 @@ from pydantic import ValidationError
 from tq_gateway.body import json_object, query_params
 from tq_gateway.errors import item_problem, problem
 from tq_gateway.views import listed_view, task_view
+from tq_gateway.waiting import Waits
 from tqcore.documents import page_json
 from tqcore.domain.commands import MAX_PAYLOAD_NODES, PAYLOAD_NODES, SubmitBatch, SubmitTask, UpdateTask
 from tqcore.domain.errors import PreconditionFailed, TqError
-from tqcore.domain.requests import TaskListQuery
+from tqcore.domain.requests import TaskListQuery, TaskReadQuery
 from tqcore.domain.task import Task
 from tqcore.listing import TaskListing, TaskPage
 from tqcore.usecases.service import Submitted, Tasks
@@ -103,12 +104,18 @@ def _item(outcome: Submitted | TqError | ValidationError) -> dict[str, Any]:
 class TaskItem:
     """``/v1/tasks/{task_id}``."""
 
-    def __init__(self, tasks: Tasks, *, max_payload_nodes: int = MAX_PAYLOAD_NODES) -> None:
+    def __init__(self, tasks: Tasks, waits: Waits, *, max_payload_nodes: int = MAX_PAYLOAD_NODES) -> None:
         self._tasks = tasks
+        self._waits = waits
         self._bounds = {PAYLOAD_NODES: max_payload_nodes}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        send_task(resp, self._tasks.get(task_id, req.context.principal))
+        """The task; with ``wait_s``, as soon as it has ended, or as it is ``wait_s`` seconds later."""
+        query = TaskReadQuery.model_validate(query_params(req, "wait_s"))
+        task = self._tasks.get(task_id, req.context.principal)
+        if query.wait_s > 0 and not task.status.is_terminal and self._waits.until_ended(task, query.wait_s):
+            task = self._tasks.get(task_id, req.context.principal)
+        send_task(resp, task)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         cmd = UpdateTask.model_validate(json_object(req), context=self._bounds)

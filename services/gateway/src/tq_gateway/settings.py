@@ -33,6 +33,20 @@ class GatewaySettings(CoreSettings):
     #: may buffer a request (64 KiB of head and a body of the larger of ``max_body_bytes`` and
     #: ``max_batch_body_bytes``): 272 MiB at most per worker by default, if every connection sends a full batch.
     gateway_connections: int = Field(default=256, ge=2, le=10_000)
+    #: Requests one worker lets wait for a task at once: SSE streams and reads with ``wait_s``. Each holds a
+    #: thread and a connection, on top of ``gateway_threads`` and ``gateway_connections`` (the worker has that
+    #: many more of each), so ordinary requests always find a thread; one more is answered 503 with Retry-After
+    #: (0: every one is).
+    gateway_streams: int = Field(default=256, ge=0, le=4096)
+    #: How often the worker's watch reads the state of the tasks its streams and waits follow (one BatchGetItem
+    #: per 100 tasks a round, whatever the number of waiting requests): how late a stream or a wait can be.
+    watch_interval_s: float = Field(default=0.25, ge=0.05, le=5)
+    #: Seconds a silent stream waits before a keep-alive comment (``: ping``): proxies keep it open, and a client
+    #: that left is found (the write fails) and its slot freed.
+    stream_ping_s: float = Field(default=15, gt=0, le=300)
+    #: Seconds a stream lasts at most before the gateway ends it; the client reconnects with ``Last-Event-ID``
+    #: (to any replica), so no connection outlives a deploy by long.
+    stream_max_s: float = Field(default=300, gt=0, le=86_400)
     #: Deadlines for a client to send its request head (from its first byte, or from the accept), then its body
     #: (a ``Content-Length`` body up to ``max_body_bytes``), and to finish the TLS handshake; read in the
     #: worker's event loop, so a slow client holds a socket, never a thread.
