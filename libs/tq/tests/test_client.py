@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 import tq
-from tq.models import Event, Queue, Redriven, Run, Task
+from tq.models import Event, ProgressEvent, Queue, Redriven, Run, Task
 from tq.retries import Retries
 from tq_gateway.settings import GatewaySettings
 from tqcore.errors import StoreUnavailable
@@ -307,3 +308,63 @@ def test_a_task_id_never_reaches_another_route(gateway: Gateway, client: tq.Clie
         client.get("../dlq")
     assert missing.value.status == 404
     assert gateway.transport.sent[-1].url.raw_path == b"/v1/tasks/..%2Fdlq"
+
+
+# ------------------------------------------------------------------------------------------ batch and stream
+def test_submit_many_answers_each_item_in_order(gateway: Gateway, client: tq.Client) -> None:
+    first = client.submit("echo", "team-a", {"n": 0}, idempotency_key="k-0")
+    items = client.submit_many(
+        [
+            {"type": "echo", "group": "team-a", "payload": {"n": 0}, "idempotency_key": "k-0"},
+            {"type": "echo", "group": "team-a", "payload": {"n": 1}},
+            {"type": "nope", "group": "team-a"},
+            {"type": "echo", "group": "team-b"},
+        ]
+    )
+    assert [item.status for item in items] == [200, 201, 422, 403]
+    assert [item.ok for item in items] == [True, True, False, False]
+    assert items[0].task is not None
+    assert items[0].task.id == first.id
+    assert items[1].task is not None
+    assert items[1].task.idempotency_key is not None  # every item is keyed
+    assert items[2].error is not None
+    assert items[2].error.type == "urn:tq:problem:unknown-task-type"
+
+
+def test_submit_many_sends_500_a_request_and_a_lost_answer_runs_nothing_twice(
+    gateway: Gateway, client: tq.Client
+) -> None:
+    gateway.transport.break_next("after", httpx.ReadError("connection reset"))
+    items = client.submit_many({"type": "echo", "group": "team-a", "payload": {"n": n}} for n in range(1100))
+    assert [item.status for item in items] == [200] * 500 + [201] * 600  # the first 500 replayed
+    assert [item.task.payload for item in items if item.task] == [{"n": n} for n in range(1100)]
+    batches = [len(json.loads(r.content)["tasks"]) for r in gateway.transport.sent]
+    assert batches == [500, 500, 500, 100]  # the first sent twice: its answer was lost
+    assert len(gateway.queue.sent) == 1100
+
+
+def test_stream_yields_the_events_then_ends_with_the_task(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    threading.Timer(0.1, gateway.run, (task.id,), {"result": 1, "progress": (0.5, "half way")}).start()
+    events = list(client.stream(task.id))
+    assert [event.type for event in events] == ["submitted", "queued", "claimed", "progress", "succeeded"]
+    assert isinstance(events[3], ProgressEvent)
+    assert (events[3].fraction, events[3].message) == (0.5, "half way")
+
+
+def test_a_stream_broken_midway_resumes_after_the_last_event(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    gateway.run(task.id, result=1)
+    gateway.transport.break_next("during", httpx.RemoteProtocolError("peer closed"), chunks=3)
+    events = list(client.stream(task.id))
+    assert [e.seq for e in events if isinstance(e, Event)] == [1, 2, 3, 4]
+    streams = [r for r in gateway.transport.sent if r.url.path.endswith("/stream")]
+    assert len(streams) == 2
+    assert streams[1].headers["Last-Event-ID"] == "2"  # the stream's retry hint, events 1 and 2, then it broke
+
+
+def test_a_stream_of_another_group_task_is_not_found(gateway: Gateway, client: tq.Client) -> None:
+    theirs = gateway.client("dev-bob").submit("echo", "team-b")
+    with pytest.raises(tq.ApiError) as hidden:
+        next(iter(client.stream(theirs.id)))
+    assert hidden.value.status == 404
