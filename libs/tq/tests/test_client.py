@@ -303,11 +303,25 @@ def test_import_tq_does_not_import_the_client() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_task_id_never_reaches_another_route(gateway: Gateway, client: tq.Client) -> None:
+@pytest.mark.parametrize(("task_id", "path"), [("../dlq", b"/v1/tasks/..%2Fdlq"), ("..", b"/v1/tasks/%2E%2E")])
+def test_a_task_id_never_reaches_another_route(gateway: Gateway, client: tq.Client, task_id: str, path: bytes) -> None:
     with pytest.raises(tq.ApiError) as missing:
-        client.get("../dlq")
+        client.get(task_id)
     assert missing.value.status == 404
-    assert gateway.transport.sent[-1].url.raw_path == b"/v1/tasks/..%2Fdlq"
+    assert gateway.transport.sent[-1].url.raw_path == path
+    with pytest.raises(ValueError, match="empty"):
+        client.get("")
+
+
+def test_a_success_that_is_not_the_resource_is_an_api_error() -> None:
+    def proxy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>sign in to the wifi</html>")
+
+    with pytest.raises(tq.ApiError) as odd:
+        tq.Client("http://x", "t", transport=httpx.MockTransport(proxy)).get("t-1")
+    assert odd.value.status == 200
+    assert odd.value.problem["title"] == "Unexpected answer"
+    assert str(odd.value).startswith("200 Unexpected answer: GET /v1/tasks/t-1 answered something that is not a Task")
 
 
 # ------------------------------------------------------------------------------------------ batch and stream

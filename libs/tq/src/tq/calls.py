@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from tq.errors import ApiError
@@ -98,9 +98,26 @@ def problem_of(response: httpx.Response) -> dict[str, Any]:
 
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
     def read(response: httpx.Response) -> M:
-        return model.model_validate_json(checked(response).content)
+        try:
+            return model.model_validate_json(checked(response).content)
+        except ValidationError as error:  # a success that is not the resource: say so as an API error does
+            where = f"{response.request.method} {response.request.url.path}"
+            raise ApiError(
+                response.status_code,
+                {
+                    "type": "urn:tq:client:unexpected-answer",
+                    "title": "Unexpected answer",
+                    "status": response.status_code,
+                    "detail": f"{where} answered something that is not a {model.__name__}: {_first(error)}",
+                },
+            ) from error
 
     return read
+
+
+def _first(error: ValidationError) -> str:
+    first = error.errors(include_url=False)[0]
+    return f"{'.'.join(map(str, first['loc'])) or 'the body'}: {first['msg']}"
 
 
 class _QueueList(Resource):
@@ -121,8 +138,16 @@ def no_body(response: httpx.Response) -> None:
 
 
 def task_path(task_id: str, *rest: str) -> str:
-    """``/v1/tasks/{id}/...`` with every segment escaped: an id never reaches another route."""
-    return "/".join(["/v1/tasks", *(quote(part, safe="") for part in (task_id, *rest))])
+    """``/v1/tasks/{id}/...`` with every segment escaped (``/``, and the dot segments URLs resolve): an id never
+    reaches another route."""
+    if not task_id:
+        raise ValueError("a task id cannot be empty")
+    return "/".join(["/v1/tasks", *(_segment(part) for part in (task_id, *rest))])
+
+
+def _segment(part: str) -> str:
+    escaped = quote(part, safe="")
+    return escaped.replace(".", "%2E") if escaped in {".", ".."} else escaped
 
 
 def _query(**values: str | int | None) -> dict[str, str | int]:
