@@ -321,7 +321,7 @@ def test_a_success_that_is_not_the_resource_is_an_api_error() -> None:
         tq.Client("http://x", "t", transport=httpx.MockTransport(proxy)).get("t-1")
     assert odd.value.status == 200
     assert odd.value.problem["title"] == "Unexpected answer"
-    assert str(odd.value).startswith("200 Unexpected answer: GET /v1/tasks/t-1 answered something that is not a Task")
+    assert str(odd.value).startswith("200 Unexpected answer: the answer of GET /v1/tasks/t-1 does not read as Task")
 
 
 # ------------------------------------------------------------------------------------------ batch and stream

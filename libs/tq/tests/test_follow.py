@@ -64,6 +64,16 @@ def test_a_stream_yields_events_and_progress_and_resumes_after_the_last_event() 
     assert call.read_timeout_s > 15  # longer than the server's keep-alive interval
 
 
+def test_a_stream_message_that_is_not_an_event_is_an_api_error() -> None:
+    streaming = Streaming("t-1")
+    streaming.feed("event: claimed")
+    streaming.feed("data: {}")
+    with pytest.raises(tq.ApiError) as odd:
+        streaming.feed("")
+    assert odd.value.problem["title"] == "Unexpected answer"
+    assert "the answer of GET /v1/tasks/t-1/stream does not read as Event (seq: Field required)" in str(odd.value)
+
+
 def test_a_stream_ends_when_the_task_has_ended_with_its_last_event_seen() -> None:
     streaming = Streaming("t-1")
     for line in event_lines(5, "succeeded"):

@@ -100,24 +100,27 @@ def _model(model: type[M]) -> Callable[[httpx.Response], M]:
     def read(response: httpx.Response) -> M:
         try:
             return model.model_validate_json(checked(response).content)
-        except ValidationError as error:  # a success that is not the resource: say so as an API error does
+        except ValidationError as error:
             where = f"{response.request.method} {response.request.url.path}"
-            raise ApiError(
-                response.status_code,
-                {
-                    "type": "urn:tq:client:unexpected-answer",
-                    "title": "Unexpected answer",
-                    "status": response.status_code,
-                    "detail": f"{where} answered something that is not a {model.__name__}: {_first(error)}",
-                },
-            ) from error
+            raise unexpected(response.status_code, where, model.__name__, error) from error
 
     return read
 
 
-def _first(error: ValidationError) -> str:
+def unexpected(status: int, where: str, expected: str, error: ValidationError) -> ApiError:
+    """The error for a success that is not what was asked for (a captive portal, a wrong URL): an API error with
+    a made-up problem, like any other answer the client cannot use."""
     first = error.errors(include_url=False)[0]
-    return f"{'.'.join(map(str, first['loc'])) or 'the body'}: {first['msg']}"
+    why = f"{'.'.join(map(str, first['loc'])) or 'the body'}: {first['msg']}"
+    return ApiError(
+        status,
+        {
+            "type": "urn:tq:client:unexpected-answer",
+            "title": "Unexpected answer",
+            "status": status,
+            "detail": f"the answer of {where} does not read as {expected} ({why})",
+        },
+    )
 
 
 class _QueueList(Resource):

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+from pydantic import ValidationError
 
 from tq import calls
 from tq.errors import NetworkError
@@ -81,12 +82,17 @@ class Streaming:
         message = self._decoder.feed(line)
         if message is None:
             return None
-        if message.event == "progress":
-            return ProgressEvent.model_validate_json(message.data)
+        model: type[Event | ProgressEvent] = ProgressEvent if message.event == "progress" else Event
+        try:
+            item = model.model_validate_json(message.data)
+        except ValidationError as error:
+            raise calls.unexpected(
+                200, f"GET {calls.task_path(self._task_id, 'stream')}", model.__name__, error
+            ) from error
         if message.id is not None:
             self._last_id = message.id
         self._breaks = 0
-        return Event.model_validate_json(message.data)
+        return item
 
     def broke(self, error: httpx.TransportError) -> float:
         """The pause before resuming after a broken connection; raises :class:`NetworkError` after
