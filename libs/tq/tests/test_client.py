@@ -13,7 +13,6 @@ import pytest
 
 import tq
 from tq.models import Event, ProgressEvent, Queue, Redriven, Run, Task
-from tq.retries import Retries
 from tq_gateway.settings import GatewaySettings
 from tqcore.errors import StoreUnavailable
 from tqcore.testing import InMemoryTaskStore
@@ -118,7 +117,7 @@ def test_an_answer_that_is_not_a_problem_still_raises_api_error() -> None:
     def proxy(request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, text="<html>bad gateway</html>")
 
-    client = tq.Client("http://x", "t", transport=httpx.MockTransport(proxy), retries=Retries(attempts=1))
+    client = tq.Client("http://x", "t", transport=httpx.MockTransport(proxy), retries=tq.Retries(attempts=1))
     with pytest.raises(tq.ApiError) as failed:
         client.get("t-1")
     assert failed.value.status == 502
@@ -299,7 +298,7 @@ def test_a_failed_task_has_ended(gateway: Gateway, client: tq.Client) -> None:
 # -------------------------------------------------------------------------------------------------- package
 def test_import_tq_does_not_import_the_client() -> None:
     code = "import sys, tq; assert 'httpx' not in sys.modules and 'tq.client' not in sys.modules; tq.Client"
-    code += "; assert 'httpx' in sys.modules"
+    code += "; assert 'httpx' in sys.modules and tq.Retries().attempts == 5 and not hasattr(tq, 'Nope')"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -24,9 +24,16 @@ from tq.handlers import HandlerRegistry, HandlerSpec, Permanent, Progress, TaskC
 if TYPE_CHECKING:
     from tq.client import AsyncClient, Client
     from tq.errors import ApiError, NetworkError
+    from tq.retries import Retries
 
 #: Names imported from their module on first use: ``tq.Client`` -> ``tq.client.Client``.
-_LAZY = {"Client": "tq.client", "AsyncClient": "tq.client", "ApiError": "tq.errors", "NetworkError": "tq.errors"}
+_LAZY = {
+    "Client": "tq.client",
+    "AsyncClient": "tq.client",
+    "ApiError": "tq.errors",
+    "NetworkError": "tq.errors",
+    "Retries": "tq.retries",
+}
 
 __all__ = [
     "ApiError",
@@ -37,6 +44,7 @@ __all__ = [
     "NetworkError",
     "Permanent",
     "Progress",
+    "Retries",
     "TaskContext",
     "handler",
     "registry",
