@@ -353,6 +353,7 @@ def test_submit_many_sends_500_a_request_and_a_lost_answer_runs_nothing_twice(
     assert [item.task.payload for item in items if item.task] == [{"n": n} for n in range(1100)]
     batches = [len(json.loads(r.content)["tasks"]) for r in gateway.transport.sent]
     assert batches == [500, 500, 500, 100]  # the first sent twice: its answer was lost
+    assert gateway.transport.sent[0].extensions["timeout"]["read"] == 60  # 500 writes may take a while
     assert len(gateway.queue.sent) == 1100
 
 

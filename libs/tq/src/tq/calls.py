@@ -28,6 +28,9 @@ BATCH_SIZE = 500
 MAX_WAIT_S = 30
 #: How much longer than the server's own wait (or keep-alive interval) a read may take before it counts as broken.
 READ_GRACE_S = 15.0
+#: How long a batch's answer may take: 500 writes and sends under load take seconds, and a read that times out is
+#: sent again (replayed, but as costly as the first), so give it time rather than load the gateway twice.
+BATCH_READ_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,13 @@ def submit_batches(tasks: Iterable[Mapping[str, Any]]) -> list[Call[list[BatchIt
     repeatable)."""
     bodies = [_keyed(body) for body in tasks]
     return [
-        Call("POST", "/v1/tasks:batch", lambda r: _model(_BatchAnswer)(r).items, body={"tasks": chunk})
+        Call(
+            "POST",
+            "/v1/tasks:batch",
+            lambda r: _model(_BatchAnswer)(r).items,
+            body={"tasks": chunk},
+            read_timeout_s=BATCH_READ_S,
+        )
         for chunk in (bodies[start : start + BATCH_SIZE] for start in range(0, len(bodies), BATCH_SIZE))
     ]
 
