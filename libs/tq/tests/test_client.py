@@ -382,3 +382,16 @@ def test_a_stream_of_another_group_task_is_not_found(gateway: Gateway, client: t
     with pytest.raises(tq.ApiError) as hidden:
         next(iter(client.stream(theirs.id)))
     assert hidden.value.status == 404
+
+
+def test_a_stream_the_server_ends_early_is_resumed_until_the_task_ends(gateway_of: type[Gateway]) -> None:
+    short = gateway_of(GatewaySettings(watch_interval_s=0.05, stream_ping_s=5, stream_max_s=0.2))
+    client = short.client()
+    task = client.submit("echo", "team-a")
+    threading.Timer(0.5, short.run, (task.id,)).start()
+    events = list(client.stream(task.id))
+    assert [e.seq for e in events if isinstance(e, Event)] == [1, 2, 3, 4]  # each once, in order
+    streams = [r for r in short.transport.sent if r.url.path.endswith("/stream")]
+    assert len(streams) >= 2
+    assert streams[-1].headers["Last-Event-ID"] == "2"
+    assert set(short.pauses) == {1.0}  # the gateway's retry: hint before each resumption

@@ -110,8 +110,10 @@ class Client:
             except httpx.TransportError as error:
                 self._sleep(streaming.broke(error))
                 continue
-            if streaming.ended(self.get(task_id)):
+            pause = streaming.after_end(self.get(task_id))
+            if pause is None:
                 return
+            self._sleep(pause)
 
     def list(self, group: str | None = None, status: str | None = None, type: str | None = None) -> Iterator[Task]:
         """Every task matching the filters, newest first, a page at a time."""
@@ -273,8 +275,10 @@ class AsyncClient:
             except httpx.TransportError as error:
                 await self._sleep(streaming.broke(error))
                 continue
-            if streaming.ended(await self.get(task_id)):
+            pause = streaming.after_end(await self.get(task_id))
+            if pause is None:
                 return
+            await self._sleep(pause)
 
     def list(
         self,

@@ -102,16 +102,17 @@ class Streaming:
             raise NetworkError(f"the event stream broke {MAX_BREAKS} times in a row: {type(error).__name__}")
         return self._server_pause() or 0.5 * 2 ** (self._breaks - 1)
 
-    def ended(self, task: Task) -> bool:
-        """After the server ended the stream, given the task as it is now: True when every event has been read
-        (the task ended, and its last change is an event seen here or the stream was already resumed once)."""
-        if not task.ended:
-            return False
-        seen = int(self._last_id) if self._last_id and self._last_id.isdigit() else 0
-        if seen >= task.version or self._replayed_end:
-            return True
-        self._replayed_end = True  # it ended while the stream was closing: one more stream replays the rest
-        return False
+    def after_end(self, task: Task) -> float | None:
+        """After the server ended the stream, given the task as it is now: ``None`` when every event has been read
+        (the task ended, and its last change is an event seen here or the stream was already resumed once), else
+        the pause before resuming (the server's ``retry:`` hint, as an EventSource would wait)."""
+        if task.ended:
+            seen = int(self._last_id) if self._last_id and self._last_id.isdigit() else 0
+            if seen >= task.version or self._replayed_end:
+                return None
+            self._replayed_end = True  # it ended while the stream was closing: one more stream replays the rest
+            return 0.0
+        return self._server_pause() or 0.0
 
     def _server_pause(self) -> float | None:
         return None if self._decoder.retry_ms is None else self._decoder.retry_ms / 1000
