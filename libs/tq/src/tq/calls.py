@@ -22,6 +22,8 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Where the client finds the API when neither ``url`` nor ``TQ_URL`` says (``make run``'s gateway).
 DEFAULT_URL = "http://127.0.0.1:8080"
+#: Seconds to connect, send, or wait for an ordinary answer (``wait``, ``stream`` and batches wait longer).
+DEFAULT_TIMEOUT_S = 10.0
 #: The most items ``POST /v1/tasks:batch`` takes: ``submit_many`` sends bigger lists in chunks of this size.
 BATCH_SIZE = 500
 #: The longest ``wait_s`` the API takes.

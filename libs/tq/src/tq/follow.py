@@ -86,9 +86,8 @@ class Streaming:
         try:
             item = model.model_validate_json(message.data)
         except ValidationError as error:
-            raise calls.unexpected(
-                200, f"GET {calls.task_path(self._task_id, 'stream')}", model.__name__, error
-            ) from error
+            where = f"GET {calls.task_path(self._task_id, 'stream')}"
+            raise calls.unexpected(200, where, model.__name__, error) from error
         if message.id is not None:
             self._last_id = message.id
         self._breaks = 0
