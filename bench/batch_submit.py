@@ -89,7 +89,7 @@ def measure(
         t0 = time.monotonic()
         send(bodies)
         submitted = time.monotonic()
-        submit_side = aws_calls(stack)
+    submit_side = aws_calls(stack)  # (a stopped executor's /metrics would not answer)
     done = wait_executed(stack, base + count, 600)
     after = aws_calls(stack)
 
