@@ -29,11 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from throughput import HEADERS, aws_calls, executed, idle_rate, wait_executed  # bench/ is the script's directory
+from throughput import (  # bench/ is the script's directory
+    HEADERS,
+    aws_calls,
+    executed,
+    idle_rate,
+    local_stack,
+    wait_executed,
+)
 
-from tqdev.emulator import start_emulator
 from tqdev.procs import Proc
-from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
+from tqdev.stack import HIGH_RATE_LIMIT, Stack
 
 #: Tasks per batch request (the most one takes).
 BATCH = 500
@@ -124,15 +130,8 @@ def main() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     run_dir = Path(tempfile.mkdtemp(prefix="tq-bench-batch-"))
     with contextlib.ExitStack() as resources:
-        emulator, endpoint = start_emulator("ministack", run_dir)
-        resources.callback(emulator.stop)
         env = {"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **HIGH_RATE_LIMIT}
-        config = StackConfig(
-            endpoint_url=endpoint, prefix=unique_prefix(), run_dir=run_dir, executors=args.executors, env=env
-        )
-        stack = Stack(config)
-        resources.callback(stack.stop)
-        stack.start()
+        stack = local_stack(resources, run_dir, args.executors, env)
         with httpx.Client(base_url=stack.url, headers=HEADERS, timeout=30) as client:
             single(client, [body(n, args.keyed) for n in range(20)], 4)  # warm up connections and caches
             batched(client, [body(n, args.keyed) for n in range(20)], 1)
