@@ -10,7 +10,7 @@ PACKAGES := -e libs/tq -e libs/tqcore -e libs/tqdev -e services/gateway -e servi
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-history bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
+.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed $(CODEGEN)/.installed
 
@@ -130,6 +130,12 @@ chaos: install
 ## make bench: submit latency, throughput, submit->start and AWS calls per task on a local stack.
 bench: install
 	$(BIN)/python bench/throughput.py
+
+## make bench-batch: N tasks as single submits, then as POST /v1/tasks:batch of 500: tasks accepted per second and AWS
+## calls per task (submit side and end to end), without and with idempotency keys.
+bench-batch: install
+	$(BIN)/python bench/batch_submit.py
+	$(BIN)/python bench/batch_submit.py --keyed
 
 ## make bench-schedule: 750 tasks due at one instant, two scheduler replicas: lateness, once-only, AWS calls.
 bench-schedule: install

@@ -7,8 +7,10 @@ the submit side (the gateway's calls in that window) and end to end (every servi
 idle background subtracted (counted by the services' botocore hook, ``tq_aws_calls_total``).
 
 Usage: .venv/bin/python bench/batch_submit.py [--tasks 5000] [--clients 16] [--batch-clients 1] [--keyed]
-                                              [--executors 2]
-(--keyed: every task carries its own idempotency key, as ``tq.Client`` sends them.)
+                                              [--paused] [--executors 2]
+(--keyed: every task carries its own idempotency key, as ``tq.Client`` sends them. --paused: the executors are
+stopped (SIGSTOP) while the tasks are submitted and go on (SIGCONT) after, so the submit side is measured alone
+on the 2 cores; the end to end figures are then those of a backlog drained.)
 """
 
 from __future__ import annotations
@@ -16,20 +18,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
-from throughput import HEADERS, aws_calls, executed, idle_rate, wait_executed  # bench/ is the script's directory
+from throughput import (  # bench/ is the script's directory
+    HEADERS,
+    aws_calls,
+    executed,
+    idle_rate,
+    local_stack,
+    wait_executed,
+)
 
-from tqdev.emulator import start_emulator
-from tqdev.stack import HIGH_RATE_LIMIT, Stack, StackConfig, unique_prefix
+from tqdev.procs import Proc
+from tqdev.stack import HIGH_RATE_LIMIT, Stack
 
 #: Tasks per batch request (the most one takes).
 BATCH = 500
@@ -61,16 +71,31 @@ def batched(client: httpx.Client, bodies: list[dict[str, Any]], clients: int) ->
         list(pool.map(one, [bodies[n : n + BATCH] for n in range(0, len(bodies), BATCH)]))
 
 
-def measure(stack: Stack, send: Callable[[list[dict[str, Any]]], None], bodies: list[dict[str, Any]]) -> dict[str, Any]:
+@contextlib.contextmanager
+def stopped(procs: list[Proc], really: bool) -> Iterator[None]:
+    """The processes' groups stopped for the block (if ``really``), then continued."""
+    for proc in procs if really else []:
+        os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for proc in procs if really else []:
+            os.killpg(proc.pid, signal.SIGCONT)
+
+
+def measure(
+    stack: Stack, send: Callable[[list[dict[str, Any]]], None], bodies: list[dict[str, Any]], paused: bool
+) -> dict[str, Any]:
     """Submit ``bodies`` with ``send``; throughput and AWS calls per task, submit side and end to end."""
     count = len(bodies)
     base = executed(stack)
     idle = idle_rate(stack)
     before = aws_calls(stack)
-    t0 = time.monotonic()
-    send(bodies)
-    submitted = time.monotonic()
-    submit_side = aws_calls(stack)
+    with stopped(stack.executors, paused):
+        t0 = time.monotonic()
+        send(bodies)
+        submitted = time.monotonic()
+    submit_side = aws_calls(stack)  # (a stopped executor's /metrics would not answer)
     done = wait_executed(stack, base + count, 600)
     after = aws_calls(stack)
 
@@ -98,34 +123,29 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent single submits")
     parser.add_argument("--batch-clients", type=int, default=1, help="concurrent batch requests")
     parser.add_argument("--keyed", action="store_true", help="an idempotency key on every task")
+    parser.add_argument("--paused", action="store_true", help="executors stopped while the tasks are submitted")
     parser.add_argument("--executors", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     run_dir = Path(tempfile.mkdtemp(prefix="tq-bench-batch-"))
     with contextlib.ExitStack() as resources:
-        emulator, endpoint = start_emulator("ministack", run_dir)
-        resources.callback(emulator.stop)
         env = {"TQ_DEMO_EXECUTION_LOG": str(run_dir / "executions.log"), **HIGH_RATE_LIMIT}
-        config = StackConfig(
-            endpoint_url=endpoint, prefix=unique_prefix(), run_dir=run_dir, executors=args.executors, env=env
-        )
-        stack = Stack(config)
-        resources.callback(stack.stop)
-        stack.start()
+        stack = local_stack(resources, run_dir, args.executors, env)
         with httpx.Client(base_url=stack.url, headers=HEADERS, timeout=30) as client:
             single(client, [body(n, args.keyed) for n in range(20)], 4)  # warm up connections and caches
             batched(client, [body(n, args.keyed) for n in range(20)], 1)
             wait_executed(stack, 40, 30)
             print(
                 f"machine: {os.cpu_count()} cores; emulator: ministack; executors: {args.executors}; "
-                f"{args.tasks} echo tasks; idempotency keys: {'yes' if args.keyed else 'no'}"
+                f"{args.tasks} echo tasks; idempotency keys: {'yes' if args.keyed else 'no'}; "
+                f"executors {'paused' if args.paused else 'running'} while submitting"
             )
             bodies = [body(n, args.keyed) for n in range(args.tasks)]
-            figures = measure(stack, lambda b: single(client, b, args.clients), bodies)
+            figures = measure(stack, lambda b: single(client, b, args.clients), bodies, args.paused)
             print(f"single submits ({args.clients} clients):", figures)
             bodies = [body(n, args.keyed) for n in range(args.tasks)]
-            figures = measure(stack, lambda b: batched(client, b, args.batch_clients), bodies)
+            figures = measure(stack, lambda b: batched(client, b, args.batch_clients), bodies, args.paused)
             print(f"batches of {BATCH} ({args.batch_clients} in flight):", figures)
 
 

@@ -173,6 +173,17 @@ def burst(stack: Stack, client: httpx.Client, count: int, clients: int) -> dict[
     }
 
 
+def local_stack(resources: contextlib.ExitStack, run_dir: Path, executors: int, env: dict[str, str]) -> Stack:
+    """ministack and a whole stack on it, started as `make run` does; both stopped when ``resources`` closes."""
+    emulator, endpoint = start_emulator("ministack", run_dir)
+    resources.callback(emulator.stop)
+    config = StackConfig(endpoint_url=endpoint, prefix=unique_prefix(), run_dir=run_dir, executors=executors, env=env)
+    stack = Stack(config)
+    resources.callback(stack.stop)
+    stack.start()
+    return stack
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=50)
@@ -193,14 +204,7 @@ def main() -> None:
         if args.traces:
             receiver = resources.enter_context(OtlpReceiver())
             env |= {"TQ_TRACES_EXPORTER": "otlp", "TQ_OTLP_ENDPOINT": receiver.url}
-        emulator, endpoint = start_emulator("ministack", run_dir)
-        resources.callback(emulator.stop)
-        config = StackConfig(
-            endpoint_url=endpoint, prefix=unique_prefix(), run_dir=run_dir, executors=args.executors, env=env
-        )
-        stack = Stack(config)
-        resources.callback(stack.stop)
-        stack.start()
+        stack = local_stack(resources, run_dir, args.executors, env)
         with httpx.Client(base_url=stack.url, headers=HEADERS, timeout=30) as client:
             for n in range(20):  # warm up connections and caches
                 submit(client, n)

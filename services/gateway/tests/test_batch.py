@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import falcon.testing
@@ -10,7 +11,9 @@ import pytest
 
 from tq_gateway.settings import GatewaySettings
 from tq_gateway.testing import client_over_fakes
+from tqcore.domain.task import Task
 from tqcore.errors import StoreUnavailable
+from tqcore.ports import IdempotencyRecord
 from tqcore.testing import InMemoryTaskStore, RecordingQueue
 
 pytestmark = pytest.mark.unit
@@ -25,6 +28,13 @@ class UnavailableStore(InMemoryTaskStore):
 
     def create(self, *args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("throttled (fake)")
+
+
+class ThrottledAfterOne(InMemoryTaskStore):
+    """A store that writes the first task of a batch, then is throttled."""
+
+    def create_many(self, new: Sequence[tuple[Task, IdempotencyRecord | None]]) -> list[Exception | None]:
+        return [*super().create_many(new[:1]), *(StoreUnavailable("throttled (fake)") for _ in new[1:])]
 
 
 def client(store: InMemoryTaskStore | None = None, **settings: Any) -> falcon.testing.TestClient:
@@ -103,6 +113,15 @@ def test_a_batch_over_its_body_limit_is_a_413() -> None:
         BATCH, body=body, headers={**ALICE, "content-type": "application/json"}
     )
     assert response.status_code == 413
+
+
+def test_a_store_throttled_part_way_answers_the_unwritten_items_503() -> None:
+    response = client(ThrottledAfterOne()).simulate_post(BATCH, json={"tasks": [ECHO, ECHO]}, headers=ALICE)
+    assert response.status_code == 200
+    written, unwritten = response.json["items"]
+    assert written["status"] == 201
+    assert unwritten["status"] == 503
+    assert unwritten["error"]["type"] == "urn:tq:problem:unavailable"
 
 
 def test_a_store_that_wrote_nothing_is_a_503_for_the_whole_batch() -> None:
