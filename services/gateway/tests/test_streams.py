@@ -239,6 +239,7 @@ def test_waits_and_streams_past_the_bound_are_503_with_retry_after() -> None:
         assert answer.headers["Content-Type"] == "application/problem+json"
         assert int(answer.headers["Retry-After"]) >= 1
         assert "streams and waits" in answer.json["detail"]
+        assert "Cache-Control" not in answer.headers
     # And a plain read still answers, as does a wait on an ended task (nothing to wait for: no slot taken)
     assert api.get(f"/v1/tasks/{other.id}").status_code == 200
     ended = api.succeed(api.claim(other))
