@@ -126,8 +126,6 @@ class EventStream:
         with self._watch.watching(self._task.id, stamp(self._task)) as watcher:
             while True:
                 now = watcher.stamp
-                if now is None:  # the task is gone (its history expired)
-                    return
                 progress = now.progress if newer(now.progress, shown) else None
                 for message in in_order(self._events_up_to(now.version), progress):
                     yield message
