@@ -177,6 +177,11 @@ def test_closing_every_watch_wakes_the_waiters_at_once() -> None:
         assert not watcher.wait(10)
         assert time.monotonic() - started < 2
         assert watcher.closed
+    # And a request that comes after (a kept-alive connection's, while the worker stops) does not wait either
+    with watch.watching("b", TaskStamp(1, Status.QUEUED, None)) as late:
+        started = time.monotonic()
+        assert not late.wait(10)
+        assert time.monotonic() - started < 1
 
 
 # ---------------------------------------------------------------------------------------------------- wait_s

@@ -49,6 +49,8 @@ class Watcher:
 
     def wait(self, timeout_s: float) -> bool:
         """Sleep until the task's stamp moves (True) or ``timeout_s`` passes or the watch closes (False)."""
+        if self.closed:  # closed before this watcher came: nothing would wake it
+            return False
         moved = self._moved.wait(max(timeout_s, 0.0))
         self._moved.clear()  # cleared before the caller reads ``stamp``: a move after this wakes the next wait
         return moved and not self.closed
