@@ -286,6 +286,19 @@ def test_a_stream_of_an_ended_task_replays_its_events_as_in_events_and_ends() ->
     assert [json.loads(e["data"]) for e in events] == listed
 
 
+def test_a_long_history_is_streamed_whole_and_in_order_a_page_at_a_time() -> None:
+    # Given a task changed 250 times (more than a read's 100 events), then cancelled
+    api = Api()
+    task = api.task()
+    for n in range(250):
+        task = api.change(task, lambda t, n=n: t.update({"name": f"n{n}"}, "alice", api.clock.now()))
+    task = api.change(task, lambda t: t.request_cancel("alice", api.clock.now()))
+    # When its stream is read, then every event comes once, in order, ending with the cancel
+    events = events_of(api.get(f"/v1/tasks/{task.id}/stream").text)
+    assert [int(e["id"]) for e in events] == list(range(1, task.version + 1))
+    assert events[-1]["event"] == "cancelled"
+
+
 def test_a_stream_resumes_after_last_event_id() -> None:
     api = Api()
     task = api.succeed(api.claim(api.task()))
