@@ -193,15 +193,21 @@ async def _while_open(stack: Stack, ids: list[str]) -> tuple[list[list[dict[str,
         refused = await client.get(f"/v1/tasks/{ids[0]}/stream")
         seen["refused"] = (refused.status_code, refused.headers.get("retry-after"), refused.headers["content-type"])
         seen["waiting"] = waiting(stack, "stream")
+        # Then the tasks are made due now: each runs at once
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        for chunk in range(0, len(ids), 20):
+            changed = await asyncio.gather(
+                *(client.patch(f"/v1/tasks/{i}", json={"schedule": {"at": now}}) for i in ids[chunk : chunk + 20])
+            )
+            assert {answer.status_code for answer in changed} == {200}
     return await asyncio.wait_for(streams, 120), seen
 
 
 def test_200_concurrent_streams_on_one_gateway_worker_each_get_their_events(stack: Stack, api: httpx.Client) -> None:
-    # Given 200 tasks due in a few seconds (so every stream is open before any of them runs)
-    at = time.time() + 15
-    due = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(at))
+    # Given 200 tasks due in an hour (so every stream is open before any of them runs)
+    due = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 3600))
     ids = [submit(api, {"type": "echo", "payload": {"n": n}, "schedule": {"at": due}}) for n in range(SLOTS)]
-    # When 200 streams are open at once
+    # When 200 streams are open at once (and then the tasks are made due)
     started = time.monotonic()
     streams, seen = asyncio.run(_while_open(stack, ids))
     # Then ordinary requests answered promptly meanwhile, and the 201st stream was a 503 with Retry-After
