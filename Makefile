@@ -10,7 +10,7 @@ PACKAGES := -e libs/tq -e libs/tqcore -e libs/tqdev -e services/gateway -e servi
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
+.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-streams bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed $(CODEGEN)/.installed
 
@@ -155,6 +155,11 @@ bench-calls: install
 ## make bench-history: /runs?limit=50 and /events?limit=100 of a repeating task with 50,000 events against one with 6.
 bench-history: install
 	$(BIN)/python bench/history_reads.py
+
+## make bench-streams: concurrent SSE streams on one gateway worker (1,000 wait slots), opened in steps: ordinary
+## requests' latency, the worker's RSS, CPU and threads, the watch's DynamoDB calls per second.
+bench-streams: install
+	$(BIN)/python bench/streams.py --slots 1000 --steps 0,100,200,400,600,800,1000
 
 ## make bench-memory: 200 tasks of 256 KiB [{},{},...] payloads listed page by page (tasks, then dead letters over
 ## two groups): each gateway worker's peak RSS.

@@ -143,13 +143,15 @@ def test_the_watch_reads_every_watched_task_in_one_call_and_wakes_only_the_watch
     assert watch.watched() == 0
 
 
-def test_a_task_that_is_gone_wakes_its_watchers_with_no_stamp() -> None:
+def test_a_task_the_read_does_not_find_wakes_nobody_and_keeps_its_last_stamp() -> None:
+    # (an eventually consistent read just after the task was created, or a task whose history expired)
     reads = Reads()
+    seed = TaskStamp(1, Status.QUEUED, None)
     watch = TaskWatch(reads, interval_s=3600)
-    with watch.watching("a", TaskStamp(1, Status.QUEUED, None)) as watcher:
+    with watch.watching("a", seed) as watcher:
         watch.poll()
-        assert watcher.wait(0)
-        assert watcher.stamp is None
+        assert not watcher.wait(0)
+        assert watcher.stamp == seed
 
 
 def test_the_watch_thread_wakes_a_waiter_within_a_few_intervals() -> None:
@@ -175,6 +177,11 @@ def test_closing_every_watch_wakes_the_waiters_at_once() -> None:
         assert not watcher.wait(10)
         assert time.monotonic() - started < 2
         assert watcher.closed
+    # And a request that comes after (a kept-alive connection's, while the worker stops) does not wait either
+    with watch.watching("b", TaskStamp(1, Status.QUEUED, None)) as late:
+        started = time.monotonic()
+        assert not late.wait(10)
+        assert time.monotonic() - started < 1
 
 
 # ---------------------------------------------------------------------------------------------------- wait_s
@@ -239,6 +246,7 @@ def test_waits_and_streams_past_the_bound_are_503_with_retry_after() -> None:
         assert answer.headers["Content-Type"] == "application/problem+json"
         assert int(answer.headers["Retry-After"]) >= 1
         assert "streams and waits" in answer.json["detail"]
+        assert "Cache-Control" not in answer.headers
     # And a plain read still answers, as does a wait on an ended task (nothing to wait for: no slot taken)
     assert api.get(f"/v1/tasks/{other.id}").status_code == 200
     ended = api.succeed(api.claim(other))
@@ -276,6 +284,19 @@ def test_a_stream_of_an_ended_task_replays_its_events_as_in_events_and_ends() ->
     )
     assert [int(e["id"]) for e in events] == [item["seq"] for item in listed]
     assert [json.loads(e["data"]) for e in events] == listed
+
+
+def test_a_long_history_is_streamed_whole_and_in_order_a_page_at_a_time() -> None:
+    # Given a task changed 250 times (more than a read's 100 events), then cancelled
+    api = Api()
+    task = api.task()
+    for n in range(250):
+        task = api.change(task, lambda t, n=n: t.update({"name": f"n{n}"}, "alice", api.clock.now()))
+    task = api.change(task, lambda t: t.request_cancel("alice", api.clock.now()))
+    # When its stream is read, then every event comes once, in order, ending with the cancel
+    events = events_of(api.get(f"/v1/tasks/{task.id}/stream").text)
+    assert [int(e["id"]) for e in events] == list(range(1, task.version + 1))
+    assert events[-1]["event"] == "cancelled"
 
 
 def test_a_stream_resumes_after_last_event_id() -> None:

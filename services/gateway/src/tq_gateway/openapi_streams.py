@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tq_gateway.openapi_components import GUARDED, NOT_FOUND, problem, ref
+from tqcore.domain.model import EventType
 from tqcore.domain.requests import MAX_WAIT_S
 
 #: What a full replica answers a wait or a stream (besides storage trouble).
@@ -24,6 +25,30 @@ def wait_parameter() -> dict[str, Any]:
         "cancelled or expired; a repeating task ends only that way too, not when a run ends) and answer as soon as "
         "it has; after that long, answer the task as it is. 0 or absent: answer at once. Out of range: 422",
         "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S, "default": 0},
+    }
+
+
+def stream_message() -> dict[str, Any]:
+    """One message of the stream, as an SSE client parses it (OpenAPI 3.1: the schema of ``text/event-stream``
+    describes each message)."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": "^[0-9]{1,12}$",
+                "description": "the event's seq (`Last-Event-ID` on reconnecting); a progress message sets none",
+            },
+            "event": {"type": "string", "enum": [*(t.value for t in EventType), "progress"]},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "description": "the event as an item of /events lists it (an `Event`); for `progress`, "
+                '`{"fraction", "message", "at"}`',
+            },
+            "retry": {"type": "integer", "minimum": 0, "description": "how soon to reconnect, in milliseconds"},
+        },
     }
 
 
@@ -56,7 +81,7 @@ def paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "the stream (`text/event-stream`), sent message by message",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {"text/event-stream": {"schema": stream_message()}},
                     },
                     "400": problem("Last-Event-ID is not the id of an event of this task"),
                     **NOT_FOUND,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,14 +63,16 @@ def progress_frame(progress: Progress) -> bytes:
     return frame(data=progress_to_dict(progress) or {}, event="progress")
 
 
-def in_order(events: list[Event], progress: Progress | None) -> Iterator[bytes]:
+def in_order(events: Iterable[Event], progress: Progress | None) -> Iterator[bytes]:
     """New events and a new progress report as messages, in the order they happened: the report after the
     events recorded before it (a claim), before those recorded after it (the attempt's outcome)."""
-    before = [e for e in events if progress is None or e.at <= progress.at]
-    yield from (event_frame(e) for e in before)
+    for event in events:
+        if progress is not None and event.at > progress.at:
+            yield progress_frame(progress)
+            progress = None
+        yield event_frame(event)
     if progress is not None:
         yield progress_frame(progress)
-    yield from (event_frame(e) for e in events[len(before) :])
 
 
 def newer(progress: Progress | None, shown: Progress | None) -> bool:
@@ -126,8 +128,6 @@ class EventStream:
         with self._watch.watching(self._task.id, stamp(self._task)) as watcher:
             while True:
                 now = watcher.stamp
-                if now is None:  # the task is gone (its history expired)
-                    return
                 progress = now.progress if newer(now.progress, shown) else None
                 for message in in_order(self._events_up_to(now.version), progress):
                     yield message
@@ -141,16 +141,16 @@ class EventStream:
                     yield PING  # a client that left makes this write fail: the server closes the stream
                     written_at = time.monotonic()
 
-    def _events_up_to(self, version: int) -> list[Event]:
-        """The events after the last one sent, up to ``version``, a page at a time."""
-        events: list[Event] = []
+    def _events_up_to(self, version: int) -> Iterator[Event]:
+        """The events after the last one sent, up to ``version``, read a page at a time as they are sent (a long
+        history is never held whole)."""
         while self._sent < version:
             page = self._history.events_after(self._task, self._sent, EVENTS_PER_READ)
             if not page:
-                break
-            events.extend(page)
-            self._sent = page[-1].seq
-        return events
+                return
+            for event in page:
+                yield event
+                self._sent = event.seq
 
     def _pause(self, watcher: Watcher, *, behind: bool, ends_at: float) -> bool:
         """Wait for the task to move, at most until the next ping is due (or a moment, when its events lag the
@@ -175,7 +175,8 @@ class TaskEventStream:
         """The task's events from ``Last-Event-ID`` on (all of them without), then as they happen."""
         task = self._history.visible(task_id, req.context.principal)
         after = last_event_id(req, task)
+        slot = self._slots.take("stream")  # before any header: a full replica answers a plain 503
         resp.content_type = "text/event-stream; charset=utf-8"
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")  # nginx and the like: pass each message on at once
-        resp.stream = EventStream(task, after, self._history, self._watch, self._slots.take("stream"), self._timing)
+        resp.stream = EventStream(task, after, self._history, self._watch, slot, self._timing)

@@ -90,7 +90,7 @@ class Waits:
         with self._slots.take("wait"), self._watch.watching(task.id, stamp(task)) as watcher:
             while True:
                 now = watcher.stamp
-                if now is None or now.status.is_terminal or (left := deadline - time.monotonic()) <= 0:
+                if now.status.is_terminal or (left := deadline - time.monotonic()) <= 0:
                     break
                 if not watcher.wait(left) and watcher.closed:
                     break

@@ -37,9 +37,9 @@ class Watcher:
         self._moved = threading.Event()
 
     @property
-    def stamp(self) -> TaskStamp | None:
+    def stamp(self) -> TaskStamp:
         """The newest stamp: the watch's last read of the task, or what the request read itself before the
-        watch's first look; ``None`` once the task is gone (its history expired)."""
+        watch's first look."""
         return self._watch.stamp_of(self.task_id, self._seed)
 
     @property
@@ -49,6 +49,8 @@ class Watcher:
 
     def wait(self, timeout_s: float) -> bool:
         """Sleep until the task's stamp moves (True) or ``timeout_s`` passes or the watch closes (False)."""
+        if self.closed:  # closed before this watcher came: nothing would wake it
+            return False
         moved = self._moved.wait(max(timeout_s, 0.0))
         self._moved.clear()  # cleared before the caller reads ``stamp``: a move after this wakes the next wait
         return moved and not self.closed
@@ -68,7 +70,7 @@ class TaskWatch:
         self._lock = threading.Lock()
         self._someone_watches = threading.Condition(self._lock)
         self._watchers: dict[str, set[Watcher]] = {}
-        self._stamps: dict[str, TaskStamp | None] = {}
+        self._stamps: dict[str, TaskStamp] = {}
         self._thread: threading.Thread | None = None
         self.closed = False
         _WATCHES.add(self)
@@ -94,7 +96,7 @@ class TaskWatch:
                     self._watchers.pop(task_id, None)
                     self._stamps.pop(task_id, None)
 
-    def stamp_of(self, task_id: str, seed: TaskStamp) -> TaskStamp | None:
+    def stamp_of(self, task_id: str, seed: TaskStamp) -> TaskStamp:
         """The task's last polled stamp, or ``seed`` if it was not polled since it is watched."""
         with self._lock:
             return self._stamps.get(task_id, seed)
@@ -113,7 +115,9 @@ class TaskWatch:
                 if watchers is None:  # no longer watched
                     continue
                 stamp = found.get(task_id)
-                if task_id not in self._stamps or self._stamps[task_id] != stamp:
+                # Not found: an eventually consistent read just after the task was created, or a task whose history
+                # expired. Nothing to wake anyone for: a stream or wait on a vanished task ends at its own deadline.
+                if stamp is not None and self._stamps.get(task_id) != stamp:
                     self._stamps[task_id] = stamp
                     woken.extend(watchers)
         for watcher in woken:
