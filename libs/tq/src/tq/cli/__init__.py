@@ -1,0 +1,1 @@
+"""``tq``, the command line of tq (being built: its configuration comes first)."""
