@@ -5,7 +5,7 @@ VENV := .venv
 EMU := .venv-emu
 EXAMPLES_VENV := .venv-examples
 BIN := $(VENV)/bin
-PACKAGES := -e libs/tq -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
+PACKAGES := -e 'libs/tq[cli]' -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
