@@ -156,3 +156,23 @@ def test_errors_are_one_line_with_the_contract_exit_code(tq: Tq, args: tuple[str
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert says.lower() in result.stderr.lower()
     assert "Traceback" not in result.stderr
+
+
+def test_tq_keys_makes_a_key_the_api_accepts(stack: Stack, tq: Tq) -> None:
+    # Given `tq keys create` run with the gateway's settings (it writes to the stack's table directly)
+    env = stack.env("gateway")
+    made = subprocess.run(
+        [*TQ, "keys", "create", "--user", "cli-user", "--group", "team-a"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made
+    token = made.stdout.strip()
+    key_id = made.stderr.split()[2]
+    # Then the token authenticates, and `tq keys list` lists the key
+    assert tq("--token", token, "ls", "--group", "team-a", "--limit", "1").returncode == 0
+    listed = subprocess.run([*TQ, "keys", "list"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert key_id in listed.stdout

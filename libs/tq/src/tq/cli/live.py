@@ -91,7 +91,7 @@ class _Panel:
             Text(f"attempt {self._task.get('attempts', '-')}"),
         )
         fraction = self._progress.fraction
-        if fraction is None and self._task.get("status") == "succeeded":
+        if self._task.get("status") == "succeeded":  # whatever it last reported, it is done
             fraction = 1.0
         waiting = fraction is None and self._task.get("status") not in ENDED
         bar = Table.grid(padding=(0, 1))
