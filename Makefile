@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 EMU := .venv-emu
+CODEGEN := .venv-codegen
 EXAMPLES_VENV := .venv-examples
 BIN := $(VENV)/bin
 PACKAGES := -e 'libs/tq[cli]' -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
@@ -11,7 +12,7 @@ PIP := $(BIN)/pip --disable-pip-version-check -q
 
 .PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-schedule bench-history bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
-install: $(VENV)/.installed $(EMU)/.installed
+install: $(VENV)/.installed $(EMU)/.installed $(CODEGEN)/.installed
 
 $(VENV)/.installed: constraints.txt requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,12 @@ $(VENV)/.installed: constraints.txt requirements-dev.txt libs/*/pyproject.toml s
 $(EMU)/.installed: requirements-emulator.txt
 	test -x $(EMU)/bin/python || $(PYTHON) -m venv $(EMU)
 	$(EMU)/bin/pip --disable-pip-version-check -q install -r requirements-emulator.txt
+	touch $@
+
+# openapi-python-client, which a test runs on the live /openapi.json: its own venv, for its own ruff and typer.
+$(CODEGEN)/.installed: requirements-codegen.txt
+	test -x $(CODEGEN)/bin/python || $(PYTHON) -m venv $(CODEGEN)
+	$(CODEGEN)/bin/pip --disable-pip-version-check -q install -r requirements-codegen.txt
 	touch $@
 
 ## make run: set up, start the emulator and the whole stack in the foreground (Ctrl-C stops all of it).
@@ -80,13 +87,14 @@ test-ministack: test-ministack-core test-observability
 # retry gaps, schedule cadence, rate limits, crash and shutdown timings) and the volume and fuzz runs, one after
 # another as before; beside them the modules with only generous deadlines and little CPU of their own (the
 # adapter tests, lost enqueues, poison, throttling, access, auth, mTLS, script fences, listing memory, readiness,
-# the local stack's supervision, your own handler package, executor pools, the tq command line).
+# the local stack's supervision, your own handler package, executor pools, batch submit, the generated client, the
+# tq command line).
 CORE := TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=8
 CORE_BESIDE := libs/tqcore/tests/integration tests/integration \
 	tests/e2e/test_access.py tests/e2e/test_auth.py tests/e2e/test_mtls.py tests/e2e/test_script_fences.py \
 	tests/e2e/test_listing_memory.py tests/e2e/test_readiness.py tests/e2e/test_local_supervision.py \
 	tests/e2e/test_buffered_give_back.py tests/e2e/test_own_handlers.py tests/e2e/test_pools.py \
-	tests/e2e/test_cli.py
+	tests/e2e/test_batch.py tests/e2e/test_generated_client.py tests/e2e/test_cli.py
 test-ministack-core: install
 	$(MAKE) -j2 --output-sync=target test-core-timed test-core-beside
 
@@ -181,4 +189,4 @@ lock:
 	  echo '# Regenerate with: make lock'; cat constraints.txt.new; } > constraints.txt && rm constraints.txt.new
 
 clean:
-	rm -rf $(VENV) $(EMU) $(EXAMPLES_VENV) .pytest_cache .mypy_cache .ruff_cache .pants-venv 3rdparty/tools dist
+	rm -rf $(VENV) $(EMU) $(CODEGEN) $(EXAMPLES_VENV) .pytest_cache .mypy_cache .ruff_cache .pants-venv 3rdparty/tools dist

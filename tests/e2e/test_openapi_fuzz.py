@@ -86,14 +86,23 @@ def _auth(user: str | None) -> dict[str, str]:
 
 
 def _harmless(case: schemathesis.Case) -> schemathesis.Case:
-    """Aim some submits at a real type and group (else nearly all are 403/422), at most one run a minute."""
+    """Aim some submits (single or batched) at a real type and group (else nearly all are 403/422), at most one
+    run a minute."""
     body = case.body
     if isinstance(body, dict) and case.operation.label == "POST /v1/tasks":
-        body.update(type="echo", group="team-a")
-        schedule = body.get("schedule")
-        if isinstance(schedule, dict) and isinstance(schedule.get("every_s"), int | float):
-            schedule["every_s"] = max(schedule["every_s"], 600)
+        _aim(body)
+    elif isinstance(body, dict) and case.operation.label == "POST /v1/tasks:batch":
+        for item in body.get("tasks") or []:
+            if isinstance(item, dict):
+                _aim(item)
     return case
+
+
+def _aim(body: dict[str, Any]) -> None:
+    body.update(type="echo", group="team-a")
+    schedule = body.get("schedule")
+    if isinstance(schedule, dict) and isinstance(schedule.get("every_s"), int | float):
+        schedule["every_s"] = max(schedule["every_s"], 600)
 
 
 def _has_inputs(operation: schemathesis.APIOperation) -> bool:
@@ -114,7 +123,7 @@ def _strategy(
             if "run_id" in path_names and state == "succeeded":
                 fixed["run_id"] = seeded["run_id"]
             strategies.append(operation.as_strategy(generation_mode=mode, headers=headers, path_parameters=fixed))
-    elif operation.label == "POST /v1/tasks" and mode is GenerationMode.POSITIVE:
+    elif operation.label in ("POST /v1/tasks", "POST /v1/tasks:batch") and mode is GenerationMode.POSITIVE:
         strategies.append(operation.as_strategy(generation_mode=mode, headers=headers).map(_harmless))
     return st.one_of(strategies)
 

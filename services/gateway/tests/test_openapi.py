@@ -74,6 +74,30 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed() ->
     assert _routes(_app()) == _documented(SPEC)
 
 
+def test_every_operation_has_one_declared_tag_and_every_tag_a_description() -> None:
+    declared = {tag["name"]: tag.get("description") for tag in SPEC["tags"]}
+    assert set(declared) == {"tasks", "runs", "dead letters", "queues", "health"}
+    assert all(declared.values())
+    used = {
+        f"{method.upper()} {path}": operation.get("tags")
+        for path, item in SPEC["paths"].items()
+        for method, operation in item.items()
+    }
+    assert {name: tags for name, tags in used.items() if not tags or len(tags) != 1 or tags[0] not in declared} == {}
+    assert set(declared) == {tags[0] for tags in used.values()}
+
+
+def test_the_batch_result_schema_takes_what_the_batch_answers() -> None:
+    bodies = [{"type": "echo", "group": "team-a"}, {"type": "echo", "group": "team-b"}, {"type": 1}]
+    response = client_over_fakes().simulate_post(
+        "/v1/tasks:batch", json={"tasks": bodies}, headers={"Authorization": "Bearer dev-alice"}
+    )
+    assert [item["status"] for item in response.json["items"]] == [201, 403, 422]
+    _validator("BatchResult").validate(response.json)
+    _validator("SubmitBatch").validate({"tasks": bodies[:2]})
+    assert not _validator("SubmitBatch").is_valid({"tasks": []})
+
+
 def test_the_gateway_serves_the_document() -> None:
     response = falcon.testing.TestClient(_app()).simulate_get("/openapi.json")
     assert response.status_code == 200

@@ -199,4 +199,4 @@ class Page(Resource, Generic[T]):
     """One page of a listing; ``next_cursor`` is ``None`` on the last page."""
 
     items: list[T]
-    next_cursor: str | None = None
+    next_cursor: str | None

@@ -113,6 +113,12 @@ class TaskStore(Protocol):
         """Persist a new task and its pending events (and the idempotency record) atomically."""
         ...
 
+    def create_many(self, new: Sequence[tuple[Task, IdempotencyRecord | None]]) -> list[Exception | None]:
+        """:meth:`create` for each task on its own, in as few writes as the store allows: per task ``None``
+        (created) or the error :meth:`create` would have raised for it (``DuplicateRequest``, ``VersionConflict``,
+        ``TaskTooLarge``, ``StoreUnavailable``)."""
+        ...
+
     def get(self, task_id: str) -> Task:
         """The current snapshot; raises ``TaskNotFound``."""
         ...

@@ -6,18 +6,29 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from tqcore.documents import ListedTask
 from tqcore.domain.errors import InvalidCursor
-from tqcore.domain.model import Priority
+from tqcore.domain.model import Priority, Progress, Status
 from tqcore.domain.task import Task
 
 #: A dead letter's place in the newest-first order: ``<finished_at>#<id>`` (the ``dlq`` index's sort key).
 _DLQ_POSITION = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z#[A-Za-z0-9_-]{1,64}")
 _TASK_POSITION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,1024}")
+
+
+@dataclass(frozen=True)
+class TaskStamp:
+    """What a watcher of a task compares between two looks: any change of the task moves ``version``; progress
+    reports move ``progress`` only."""
+
+    version: int
+    status: Status
+    progress: Progress | None
 
 
 class TaskQueries(Protocol):
@@ -40,6 +51,11 @@ class TaskQueries(Protocol):
 
     def listed(self, ids: Sequence[str]) -> list[ListedTask]:
         """:meth:`tasks` as stored documents, payloads unparsed (what a listing serves)."""
+        ...
+
+    def stamps(self, ids: Sequence[str]) -> dict[str, TaskStamp]:
+        """The stamp of each task of ``ids`` that exists, read in bulk (many tasks a call) and cheaply: what the
+        gateway's watch polls. May lag the task by a moment (an eventually consistent read)."""
         ...
 
     def dead_letter_count(self, group: str, cap: int = ...) -> int:

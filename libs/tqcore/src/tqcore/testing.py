@@ -15,11 +15,12 @@ from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
 from tqcore.documents import ListedTask
 from tqcore.domain.access import ApiKey
 from tqcore.domain.codec import task_to_dict
-from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, TqError, VersionConflict
 from tqcore.domain.model import Event, EventType, Priority, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable, TypeServedElsewhere
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, QueueDepth, TypeInfo
+from tqcore.queries import TaskStamp
 from tqcore.settings import DEFAULT_POOL, CoreSettings
 
 
@@ -62,6 +63,17 @@ class InMemoryTaskStore:
             if idempotency is not None:
                 self._idem[(idempotency.group, idempotency.key)] = idempotency
             self._save(task)
+
+    def create_many(self, new: Sequence[tuple[Task, IdempotencyRecord | None]]) -> list[Exception | None]:
+        """:meth:`create` for each task in turn, its error kept as its outcome."""
+        outcomes: list[Exception | None] = []
+        for task, idempotency in new:
+            try:
+                self.create(task, idempotency)
+                outcomes.append(None)
+            except (TqError, DuplicateRequest) as error:
+                outcomes.append(error)
+        return outcomes
 
     def commit(self, task: Task, *, lease_expired_before: datetime | None = None) -> None:
         """Commit if the stored version is the one the task was read at (and, for a reclaim, the lease
@@ -340,6 +352,12 @@ class InMemoryTaskQueries:
     def listed(self, ids: Sequence[str]) -> list[ListedTask]:
         """:meth:`tasks` as the stored documents DynamoDB's adapter reads."""
         return [ListedTask.from_doc(json.dumps(task_to_dict(task), ensure_ascii=False)) for task in self.tasks(ids)]
+
+    def stamps(self, ids: Sequence[str]) -> dict[str, TaskStamp]:
+        """The version, status and progress of the tasks that exist (always current here)."""
+        with self._store._lock:
+            tasks = [self._store._tasks[i] for i in ids if i in self._store._tasks]
+            return {task.id: TaskStamp(task.version, task.status, self._store._progress.get(task.id)) for task in tasks}
 
     def dead_letter_count(self, group: str, cap: int = 10_000) -> int:
         """How many failed tasks ``group`` has, up to ``cap``."""

@@ -16,7 +16,7 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import ErrorInfo, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.ports import TaskStore
-from tqcore.queries import TaskQueries
+from tqcore.queries import TaskQueries, TaskStamp
 from tqcore.settings import CoreSettings
 from tqcore.testing import InMemoryTaskQueries, InMemoryTaskStore
 from tqcore.usecases.service import mutate
@@ -181,3 +181,20 @@ def test_a_listed_running_task_shows_its_progress(backend: Backend) -> None:
         "at": "2026-03-01T12:00:02.000Z",
     }
     assert json.loads(document.doc) == task_to_dict(store.get(task.id))
+
+
+def test_stamps_tell_version_status_and_progress_of_the_tasks_that_exist(backend: Backend) -> None:
+    # Given a queued task, and a running one that reported progress
+    store, queries = backend
+    queued = submitted(store, "team-a", T0)
+    running = mutate(store, submitted(store, "team-a", T0), lambda t: t.claim(1, WORKER, T0, 30))
+    assert running.claim_seq is not None
+    report = Progress(0.25, "a quarter", T0 + timedelta(seconds=1))
+    assert store.report_progress(running.id, running.claim_seq, report)
+    # When their stamps are read (with an id that names no task), past one BatchGetItem's 100 keys
+    stamps = queries.stamps([queued.id, "no-such-task", running.id, *(f"absent-{n}" for n in range(120))])
+    # Then each task's version, status and progress come back, and nothing for the others
+    assert stamps == {
+        queued.id: TaskStamp(queued.version, Status.QUEUED, None),
+        running.id: TaskStamp(running.version, Status.RUNNING, report),
+    }

@@ -14,7 +14,7 @@ from tq_gateway.body import BodyLimit
 from tq_gateway.metrics import Metrics, RequestMetrics
 from tq_gateway.openapi import OpenApi
 from tq_gateway.ratelimit import RateLimit, Replicas, instance_name
-from tq_gateway.resources import Health, Ready, TaskCollection, TaskItem
+from tq_gateway.resources import Health, Ready, TaskBatch, TaskCollection, TaskItem
 from tq_gateway.resources_history import (
     DeadLetterCollection,
     DeadLetterRedrive,
@@ -25,7 +25,10 @@ from tq_gateway.resources_history import (
     TaskRuns,
 )
 from tq_gateway.settings import GatewaySettings
+from tq_gateway.streams import StreamTiming, TaskEventStream
 from tq_gateway.tracing import RequestSpans
+from tq_gateway.waiting import Slots, Waits
+from tq_gateway.watch import TaskWatch
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.api_keys import DynamoApiKeyStore
 from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
@@ -43,6 +46,12 @@ from tqcore.queries import TaskQueries
 from tqcore.tracing import configure_tracing
 from tqcore.usecases.management import DeadLetters, TaskHistory
 from tqcore.usecases.service import Catalog, Tasks
+
+#: Many submits in one request (a custom method in AIP-136's style: a colon, so it can never be a task id).
+BATCH_PATH = "/v1/tasks:batch"
+
+#: The reconnection delay streams tell their clients (SSE ``retry:``), in milliseconds.
+STREAM_RETRY_MS = 1000
 
 
 def build_app(
@@ -71,10 +80,19 @@ def build_app(
         store, queries, queue, clock, every_group=catalog.groups, page_bytes=settings.list_page_bytes
     )
     listing = TaskListing(queries, every_group=catalog.groups, page_bytes=settings.list_page_bytes)
+    # One watch and one set of wait slots per worker process: its streams and waits share them.
+    watch = TaskWatch(queries.stamps, settings.watch_interval_s)
+    slots = Slots(settings.gateway_streams)
+    timing = StreamTiming(
+        ping_s=settings.stream_ping_s,
+        max_s=settings.stream_max_s,
+        retry_ms=STREAM_RETRY_MS,
+        recheck_s=settings.watch_interval_s,
+    )
     middleware: list[Any] = [
         *([RequestSpans()] if trace_requests else []),  # first: its span covers the rest of the request
         RequestMetrics(),
-        BodyLimit(settings.max_body_bytes),
+        BodyLimit(settings.max_body_bytes, {BATCH_PATH: settings.max_batch_body_bytes}),
         BearerAuth(
             authenticators(settings, api_keys), FailureBudget.from_settings(settings), settings.trusted_proxy_hops
         ),
@@ -85,7 +103,11 @@ def build_app(
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
     app.add_route("/v1/tasks", TaskCollection(tasks, listing, max_payload_nodes=settings.max_json_nodes))
-    app.add_route("/v1/tasks/{task_id}", TaskItem(tasks, max_payload_nodes=settings.max_json_nodes))
+    app.add_route(BATCH_PATH, TaskBatch(tasks, max_payload_nodes=settings.max_json_nodes))
+    app.add_route(
+        "/v1/tasks/{task_id}", TaskItem(tasks, Waits(watch, slots), max_payload_nodes=settings.max_json_nodes)
+    )
+    app.add_route("/v1/tasks/{task_id}/stream", TaskEventStream(history, watch, slots, timing))
     app.add_route("/v1/tasks/{task_id}/runs", TaskRuns(history))
     app.add_route("/v1/tasks/{task_id}/runs/{run_id}/log", TaskRunLog(history))
     app.add_route("/v1/tasks/{task_id}/events", TaskEvents(history))

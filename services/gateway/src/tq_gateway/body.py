@@ -3,31 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import falcon
 
 
 class BodyLimit:
-    """Reads at most ``max_bytes`` of a request body; more is answered 413 before anything is parsed."""
+    """Reads at most ``max_bytes`` of a request body (``per_path`` names other limits for some paths); more is
+    answered 413 before anything is parsed."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, per_path: Mapping[str, int] | None = None) -> None:
         self._max_bytes = max_bytes
+        self._per_path = dict(per_path or {})
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.method not in ("POST", "PUT", "PATCH"):
             return
-        too_large = falcon.HTTPContentTooLarge(
-            title="Content Too Large", description=f"the body exceeds {self._max_bytes} bytes"
-        )
-        if req.content_length is not None and req.content_length > self._max_bytes:
+        limit = self._per_path.get(req.path, self._max_bytes)
+        too_large = falcon.HTTPContentTooLarge(title="Content Too Large", description=f"the body exceeds {limit} bytes")
+        if req.content_length is not None and req.content_length > limit:
             raise too_large
         if req.content_length is None and req.env.get("wsgi.input_terminated"):
             # Chunked upload: no declared length, but the server (gunicorn) ends the stream at the body's end.
-            body = req.stream.read(self._max_bytes + 1)
+            body = req.stream.read(limit + 1)
         else:
-            body = req.bounded_stream.read(self._max_bytes + 1)
-        if len(body) > self._max_bytes:
+            body = req.bounded_stream.read(limit + 1)
+        if len(body) > limit:
             raise too_large
         req.context.body = body
 

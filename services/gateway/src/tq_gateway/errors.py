@@ -12,6 +12,7 @@ from tq_gateway import problems
 from tq_gateway.auth_failures import TooManyFailures
 from tq_gateway.problems import PROBLEM_JSON
 from tq_gateway.ratelimit import RateLimited
+from tq_gateway.waiting import NoSlot
 from tqcore.domain.errors import (
     Forbidden,
     GroupRequired,
@@ -70,21 +71,49 @@ def problem(
 
 
 def _tq_error(req: falcon.Request, resp: falcon.Response, error: TqError, params: Any) -> None:
-    for kind, status, slug in TQ_ERRORS:
-        if isinstance(error, kind):
-            if status >= 500:
-                log.warning("dependency unavailable: %s", error)
-            # A refused payload lists its parts as body validation does (``errors: [{loc, msg}]``).
-            extra: dict[str, Any] = {"errors": error.errors} if isinstance(error, InvalidPayload) else {}
-            problem(resp, status, slug, error.message, **extra)
-            return
-    _unexpected(req, resp, error, params)
+    found = _tq_status(error)
+    if found is None:
+        _unexpected(req, resp, error, params)
+        return
+    status, slug = found
+    if status >= 500:
+        log.warning("dependency unavailable: %s", error)
+    problem(resp, status, slug, error.message, **_tq_extra(error))
+
+
+def _tq_status(error: TqError) -> tuple[int, str] | None:
+    """The HTTP status and problem slug of a tq error (``None``: none is mapped, a bug)."""
+    return next(((status, slug) for kind, status, slug in TQ_ERRORS if isinstance(error, kind)), None)
+
+
+def _tq_extra(error: TqError) -> dict[str, Any]:
+    # A refused payload lists its parts as body validation does (``errors: [{loc, msg}]``).
+    return {"errors": error.errors} if isinstance(error, InvalidPayload) else {}
 
 
 def _validation_error(req: falcon.Request, resp: falcon.Response, error: ValidationError, params: Any) -> None:
-    errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors(include_url=False)]
     part = QUERY_STRING if error.title == QUERY_STRING else "request body"
-    problem(resp, 422, "validation", f"the {part} is not valid", errors=errors, title="Unprocessable Content")
+    problem(resp, 422, "validation", f"the {part} is not valid", errors=_errors(error), title="Unprocessable Content")
+
+
+def _errors(error: ValidationError) -> list[dict[str, Any]]:
+    return [{"loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors(include_url=False)]
+
+
+def item_problem(error: TqError | ValidationError) -> dict[str, Any]:
+    """The problem document a submit refused with ``error`` is answered with: a batch item's ``error``."""
+    if isinstance(error, ValidationError):
+        return problems.body(
+            422, "validation", "the request body is not valid", title_="Unprocessable Content", errors=_errors(error)
+        )
+    found = _tq_status(error)
+    if found is None:
+        log.error("a batch item failed with an unmapped error: %r", error)
+        return problems.body(500, "internal", "an internal error occurred; it has been logged")
+    status, slug = found
+    if status >= 500:
+        log.warning("dependency unavailable: %s", error)
+    return problems.body(status, slug, error.message, **_tq_extra(error))
 
 
 def _http_error(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError, params: Any) -> None:
@@ -101,6 +130,11 @@ def _rate_limited(
     resp.set_header("Retry-After", str(error.retry_after_s))
 
 
+def _no_slot(req: falcon.Request, resp: falcon.Response, error: NoSlot, params: Any) -> None:
+    problem(resp, 503, "unavailable", str(error), title="Service Unavailable")
+    resp.set_header("Retry-After", str(error.retry_after_s))
+
+
 def _unexpected(req: falcon.Request, resp: falcon.Response, error: Exception, params: Any) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     problem(resp, 500, "internal", "an internal error occurred; it has been logged")
@@ -114,3 +148,4 @@ def register(app: falcon.App[Any, Any]) -> None:
     app.add_error_handler(TqError, _tq_error)
     app.add_error_handler(RateLimited, _rate_limited)
     app.add_error_handler(TooManyFailures, _rate_limited)
+    app.add_error_handler(NoSlot, _no_slot)

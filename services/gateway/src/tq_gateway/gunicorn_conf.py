@@ -23,10 +23,13 @@ bind = f"{_settings.gateway_host}:{_settings.gateway_port}"
 workers = _settings.gateway_workers
 # gthread, with request heads and TLS handshakes read in the event loop under deadlines (see tq_gateway.worker).
 worker_class = "tq_gateway.worker.DeadlineWorker"
-threads = _settings.gateway_threads
-worker_connections = _settings.gateway_connections
+# A thread and a connection more per wait slot: streams and waits (at most gateway_streams of them, see
+# tq_gateway.waiting) never take the threads ordinary requests need.
+threads = _settings.gateway_threads + _settings.gateway_streams
+worker_connections = _settings.gateway_connections + _settings.gateway_streams
 # Each worker builds its own app (and AWS clients) after the fork.
 preload_app = False
+# A stopping worker ends its streams and waits at once (``DeadlineWorker.handle_exit``): they never hold it this long.
 graceful_timeout = 10
 # Idle keep-alive connections stay open longer than a client or load balancer keeps one idle (AWS ALB: 60 s):
 # a server that closes first races the client's next request on that connection, which then reads a reset.

@@ -12,6 +12,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -35,6 +36,12 @@ CONNECTIONS_TIMED_OUT = Counter(
     "tq_http_connections_timed_out_total",
     "Connections closed for missing a deadline, by what they were at: handshake, head, body or response.",
     ["stage"],
+)
+WAITING_REQUESTS = Gauge(
+    "tq_http_waiting_requests",
+    "Requests holding one of the worker's wait slots: SSE streams (kind stream) and reads with wait_s (kind wait).",
+    ["kind"],
+    multiprocess_mode="livesum",
 )
 #: Requests that matched no route are counted under one label, whatever their path.
 UNROUTED = "unrouted"

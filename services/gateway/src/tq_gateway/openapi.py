@@ -10,7 +10,7 @@ from typing import Any
 
 import falcon
 
-from tq_gateway import openapi_history
+from tq_gateway import openapi_history, openapi_streams
 from tq_gateway.openapi_components import (
     GUARDED,
     NAME,
@@ -25,6 +25,14 @@ from tq_gateway.openapi_components import (
 )
 from tqcore.domain.model import Status
 
+#: The groups of operations (a generated client makes a module of each), and what each holds.
+TAGS = {
+    "tasks": "Submit, read, list, change and cancel tasks, one or a batch at a time, and read a task's events",
+    "runs": "A task's attempts and each attempt's captured log",
+    "dead letters": "Tasks that failed for good: list them and queue them again",
+    "queues": "The depth of every queue",
+    "health": "Liveness, readiness, metrics and this document (no authentication)",
+}
 TOO_LARGE = {"411": ref("LengthRequired", "responses"), "413": ref("BodyTooLarge", "responses")}
 
 
@@ -54,6 +62,7 @@ def _task_paths() -> dict[str, Any]:
         "/v1/tasks": {
             "get": {
                 "operationId": "listTasks",
+                "tags": ["tasks"],
                 "summary": "List tasks, newest first",
                 "description": "A page of one group's tasks (all the caller's groups merged if none is named; for an "
                 "admin, every group). " + SHORT_PAGES,
@@ -76,6 +85,7 @@ def _task_paths() -> dict[str, Any]:
             },
             "post": {
                 "operationId": "submitTask",
+                "tags": ["tasks"],
                 "summary": "Submit a task",
                 "parameters": [
                     {
@@ -109,15 +119,24 @@ def _task_paths() -> dict[str, Any]:
                 },
             },
         },
+        "/v1/tasks:batch": {"post": _batch()},
         "/v1/tasks/{task_id}": {
             "get": {
                 "operationId": "getTask",
-                "summary": "Read a task",
-                "parameters": task_id,
-                "responses": {"200": task_ok, **NOT_FOUND, **GUARDED},
+                "tags": ["tasks"],
+                "summary": "Read a task; with `wait_s`, once it has ended (or `wait_s` later)",
+                "parameters": [*task_id, openapi_streams.wait_parameter()],
+                "responses": {
+                    "200": task_ok,
+                    **NOT_FOUND,
+                    "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
+                    **GUARDED,
+                    "503": problem(openapi_streams.FULL, **{"Retry-After": "RetryAfter"}),
+                },
             },
             "patch": {
                 "operationId": "updateTask",
+                "tags": ["tasks"],
                 "summary": "Change a task; a new schedule, payload or priority applies from the next run",
                 "parameters": [*task_id, _if_match()],
                 "requestBody": _json_body("UpdateTask"),
@@ -137,6 +156,7 @@ def _task_paths() -> dict[str, Any]:
             },
             "delete": {
                 "operationId": "cancelTask",
+                "tags": ["tasks"],
                 "summary": "Cancel a task; a running attempt is told to stop at its next heartbeat",
                 "parameters": [*task_id, _if_match()],
                 "responses": {
@@ -148,6 +168,28 @@ def _task_paths() -> dict[str, Any]:
                     **GUARDED,
                 },
             },
+        },
+    }
+
+
+def _batch() -> dict[str, Any]:
+    return {
+        "operationId": "submitTasks",
+        "tags": ["tasks"],
+        "summary": "Submit up to 500 tasks, each answered on its own",
+        "description": "Each item is a submit body, answered as `POST /v1/tasks` would answer it alone: `status` "
+        "201 (created) or 200 (an idempotent replay: its own `idempotency_key` in the group was used with the same "
+        "body, also by an earlier item of this batch) with the `task`, or the status and problem document of its "
+        "error (403, 409, 413, 422; 503 for an item the store could not write while others were written: send it "
+        "again with its key). Items are answered in request order. The body limit is `TQ_MAX_BATCH_BODY_BYTES` "
+        "(default 1 MiB); nothing is written when the store cannot write any item (503).",
+        "requestBody": _json_body("SubmitBatch"),
+        "responses": {
+            "200": ok("one result per submitted task, in request order", "BatchResult"),
+            **TOO_LARGE,
+            "400": problem("malformed JSON"),
+            "422": problem("not 1 to 500 tasks (errors: [{loc, msg}])"),
+            **GUARDED,
         },
     }
 
@@ -178,6 +220,7 @@ def _public_paths() -> dict[str, Any]:
         "/healthz": {
             "get": {
                 "operationId": "health",
+                "tags": ["health"],
                 "summary": "Liveness: the process answers",
                 "security": [],
                 "responses": {
@@ -199,6 +242,7 @@ def _public_paths() -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "operationId": "ready",
+                "tags": ["health"],
                 "summary": "Readiness",
                 "security": [],
                 "responses": {
@@ -213,6 +257,7 @@ def _public_paths() -> dict[str, Any]:
         "/metrics": {
             "get": {
                 "operationId": "metrics",
+                "tags": ["health"],
                 "summary": "Prometheus text exposition",
                 "security": [],
                 "responses": {"200": text("every metric of the gateway")},
@@ -221,6 +266,7 @@ def _public_paths() -> dict[str, Any]:
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
+                "tags": ["health"],
                 "summary": "This document",
                 "security": [],
                 "responses": {"200": json_object("OpenAPI 3.1")},
@@ -239,6 +285,7 @@ def build_spec() -> dict[str, Any]:
             "description": "Distributed task queue and scheduler. Errors are RFC 9457 `application/problem+json`.",
         },
         "servers": [{"url": "/"}],
+        "tags": [{"name": name, "description": description} for name, description in TAGS.items()],
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -253,7 +300,7 @@ def build_spec() -> dict[str, Any]:
             "schemas": {**schemas(), **openapi_history.schemas()},
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**_task_paths(), **openapi_history.paths(), **_public_paths()},
+        "paths": {**_task_paths(), **openapi_history.paths(), **openapi_streams.paths(), **_public_paths()},
     }
 
 

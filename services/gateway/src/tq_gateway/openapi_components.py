@@ -12,7 +12,7 @@ from typing import Any
 
 from tq_gateway.problems import PROBLEM_JSON
 from tq_gateway.views import TaskView
-from tqcore.domain.commands import SubmitTask, UpdateTask
+from tqcore.domain.commands import MAX_BATCH, SubmitTask, UpdateTask
 from tqcore.domain.model import EventType, Priority, RunStatus
 from tqcore.domain.requests import RedriveDeadLetters
 
@@ -134,6 +134,48 @@ def schemas() -> dict[str, Any]:
         **defs,
         "Task": task,
         "Problem": _problem(),
+        **_batch_schemas(),
+    }
+
+
+def _batch_schemas() -> dict[str, Any]:
+    """The batch submit's body and answer."""
+    created = {
+        "type": "object",
+        "title": "BatchSubmitted",
+        "required": ["status", "task"],
+        "properties": {
+            "status": {"type": "integer", "enum": [201, 200], "description": "201 created, 200 replayed"},
+            "task": ref("Task"),
+        },
+    }
+    refused = {
+        "type": "object",
+        "title": "BatchRefused",
+        "required": ["status", "error"],
+        "properties": {
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "error": ref("Problem"),
+        },
+    }
+    return {
+        "SubmitBatch": {
+            "type": "object",
+            "required": ["tasks"],
+            "additionalProperties": False,
+            "properties": {
+                "tasks": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": ref("SubmitTask")},
+            },
+        },
+        "BatchSubmitted": created,
+        "BatchRefused": refused,
+        "BatchResult": {
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {"type": "array", "items": {"oneOf": [ref("BatchSubmitted"), ref("BatchRefused")]}},
+            },
+        },
     }
 
 

@@ -110,6 +110,7 @@ def paths() -> dict[str, Any]:
         "/v1/tasks/{task_id}/runs": {
             "get": {
                 "operationId": "listRuns",
+                "tags": ["runs"],
                 "summary": "A task's runs, newest first: one item per attempt (a projection of its events)",
                 "description": "Each page reads only as much of the task's history as its runs need.",
                 "parameters": [*task_id, ref("Limit", "parameters"), ref("Cursor", "parameters")],
@@ -125,6 +126,7 @@ def paths() -> dict[str, Any]:
         "/v1/tasks/{task_id}/runs/{run_id}/log": {
             "get": {
                 "operationId": "getRunLog",
+                "tags": ["runs"],
                 "summary": "An attempt's captured output and log lines",
                 "parameters": [*task_id, run_id],
                 "responses": {
@@ -144,6 +146,7 @@ def paths() -> dict[str, Any]:
         "/v1/tasks/{task_id}/events": {
             "get": {
                 "operationId": "listEvents",
+                "tags": ["tasks"],
                 "summary": "A task's event history, oldest first, a page at a time",
                 "description": "Follow `next_cursor` until it is null: each page reads only its own events.",
                 "parameters": [*task_id, ref("EventLimit", "parameters"), ref("Cursor", "parameters")],
@@ -159,6 +162,7 @@ def paths() -> dict[str, Any]:
         "/v1/tasks/{task_id}/redrive": {
             "post": {
                 "operationId": "redriveTask",
+                "tags": ["dead letters"],
                 "summary": "Queue a failed task again with a fresh retry budget (no body)",
                 "parameters": task_id,
                 "responses": {
@@ -176,6 +180,7 @@ def paths() -> dict[str, Any]:
         "/v1/queues": {
             "get": {
                 "operationId": "listQueues",
+                "tags": ["queues"],
                 "summary": "The task queues with their approximate depths",
                 "responses": {"200": ok("every priority's queue", "QueueList"), **GUARDED},
             }
@@ -186,6 +191,7 @@ def paths() -> dict[str, Any]:
 def _dlq_list() -> dict[str, Any]:
     return {
         "operationId": "listDeadLetters",
+        "tags": ["dead letters"],
         "summary": "Dead-lettered (failed) tasks, newest first by finished_at",
         "description": "A page of one group's failed tasks (all the caller's groups merged if none is named). "
         + SHORT_PAGES,
@@ -203,6 +209,7 @@ def _dlq_list() -> dict[str, Any]:
 def _dlq_redrive() -> dict[str, Any]:
     return {
         "operationId": "redriveDeadLetters",
+        "tags": ["dead letters"],
         "summary": "Redrive a group's dead letters: the given ids, or else the newest `limit`",
         "description": "Ids that are not failed or not in the group are skipped. With `ids`, `limit` is ignored. "
         "`dry_run` lists what would be redriven and changes nothing.",

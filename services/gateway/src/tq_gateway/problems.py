@@ -23,17 +23,20 @@ def slug(status: int) -> str:
     return title(status).lower().replace(" ", "-").replace("'", "")
 
 
+def body(status: int, kind: str, detail: str, /, *, title_: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The problem document: ``type`` ``urn:tq:problem:<kind>``, ``title``, ``status``, ``detail`` and ``extra``."""
+    return {
+        "type": f"urn:tq:problem:{kind}",
+        "title": title_ or title(status),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+
+
 def document(status: int, kind: str, detail: str, /, *, title_: str | None = None, **extra: Any) -> str:
-    """The problem+json text: ``type`` ``urn:tq:problem:<kind>``, ``title``, ``status``, ``detail`` and ``extra``."""
-    return json.dumps(
-        {
-            "type": f"urn:tq:problem:{kind}",
-            "title": title_ or title(status),
-            "status": status,
-            "detail": detail,
-            **extra,
-        }
-    )
+    """The problem+json text of :func:`body`."""
+    return json.dumps(body(status, kind, detail, title_=title_, **extra))
 
 
 def refusal(status: int, detail: str) -> bytes:

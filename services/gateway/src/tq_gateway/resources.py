@@ -10,17 +10,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import falcon
+from pydantic import ValidationError
 
 from tq_gateway.body import json_object, query_params
-from tq_gateway.errors import problem
+from tq_gateway.errors import item_problem, problem
 from tq_gateway.views import listed_view, task_view
+from tq_gateway.waiting import Waits
 from tqcore.documents import page_json
-from tqcore.domain.commands import MAX_PAYLOAD_NODES, PAYLOAD_NODES, SubmitTask, UpdateTask
-from tqcore.domain.errors import PreconditionFailed
-from tqcore.domain.requests import TaskListQuery
+from tqcore.domain.commands import MAX_PAYLOAD_NODES, PAYLOAD_NODES, SubmitBatch, SubmitTask, UpdateTask
+from tqcore.domain.errors import PreconditionFailed, TqError
+from tqcore.domain.requests import TaskListQuery, TaskReadQuery
 from tqcore.domain.task import Task
 from tqcore.listing import TaskListing, TaskPage
-from tqcore.usecases.service import Tasks
+from tqcore.usecases.service import Submitted, Tasks
 
 #: One task version, plain or as a quoted entity tag (ASCII digits only).
 VERSION_TAG = re.compile(r'([0-9]{1,18})|"([0-9]{1,18})"', re.ASCII)
@@ -69,15 +71,51 @@ class TaskCollection:
             resp.set_header("Idempotent-Replayed", "true")
 
 
-class TaskItem:
-    """``/v1/tasks/{task_id}``."""
+class TaskBatch:
+    """``/v1/tasks:batch``: many submits in one request, each answered on its own, in request order."""
 
     def __init__(self, tasks: Tasks, *, max_payload_nodes: int = MAX_PAYLOAD_NODES) -> None:
         self._tasks = tasks
         self._bounds = {PAYLOAD_NODES: max_payload_nodes}
 
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        batch = SubmitBatch.model_validate(json_object(req))
+        parsed: list[SubmitTask | ValidationError] = [self._parse(item) for item in batch.tasks]
+        valid = [item for item in parsed if isinstance(item, SubmitTask)]
+        outcomes = iter(self._tasks.submit_many(valid, req.context.principal))
+        items = [_item(item if isinstance(item, ValidationError) else next(outcomes)) for item in parsed]
+        resp.media = {"items": items}
+
+    def _parse(self, item: Any) -> SubmitTask | ValidationError:
+        try:
+            return SubmitTask.model_validate(item, context=self._bounds)
+        except ValidationError as error:
+            return error
+
+
+def _item(outcome: Submitted | TqError | ValidationError) -> dict[str, Any]:
+    """A batch item: its task and 201 (200 for a replayed key), or its error as a single submit's problem."""
+    if isinstance(outcome, Submitted):
+        return {"status": 200 if outcome.replayed else 201, "task": task_view(outcome.task)}
+    error = item_problem(outcome)
+    return {"status": error["status"], "error": error}
+
+
+class TaskItem:
+    """``/v1/tasks/{task_id}``."""
+
+    def __init__(self, tasks: Tasks, waits: Waits, *, max_payload_nodes: int = MAX_PAYLOAD_NODES) -> None:
+        self._tasks = tasks
+        self._waits = waits
+        self._bounds = {PAYLOAD_NODES: max_payload_nodes}
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        send_task(resp, self._tasks.get(task_id, req.context.principal))
+        """The task; with ``wait_s``, as soon as it has ended, or as it is ``wait_s`` seconds later."""
+        query = TaskReadQuery.model_validate(query_params(req, "wait_s"))
+        task = self._tasks.get(task_id, req.context.principal)
+        if query.wait_s > 0 and not task.status.is_terminal and self._waits.until_ended(task, query.wait_s):
+            task = self._tasks.get(task_id, req.context.principal)
+        send_task(resp, task)
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         cmd = UpdateTask.model_validate(json_object(req), context=self._bounds)

@@ -30,8 +30,23 @@ class GatewaySettings(CoreSettings):
     gateway_threads: int = Field(default=8, ge=1, le=64)
     #: Connections one worker holds at once (gunicorn's ``worker_connections``): requests in its threads, heads
     #: being read and idle keep-alive connections. Beyond it the worker stops accepting (the kernel queues). Each
-    #: may buffer a request (64 KiB of head and ``max_body_bytes``): 80 MiB at most per worker by default.
+    #: may buffer a request (64 KiB of head and a body of the larger of ``max_body_bytes`` and
+    #: ``max_batch_body_bytes``): 272 MiB at most per worker by default, if every connection sends a full batch.
     gateway_connections: int = Field(default=256, ge=2, le=10_000)
+    #: Requests one worker lets wait for a task at once: SSE streams and reads with ``wait_s``. Each holds a
+    #: thread and a connection, on top of ``gateway_threads`` and ``gateway_connections`` (the worker has that
+    #: many more of each), so ordinary requests always find a thread; one more is answered 503 with Retry-After
+    #: (0: every one is).
+    gateway_streams: int = Field(default=256, ge=0, le=4096)
+    #: How often the worker's watch reads the state of the tasks its streams and waits follow (one BatchGetItem
+    #: per 100 tasks a round, whatever the number of waiting requests): how late a stream or a wait can be.
+    watch_interval_s: float = Field(default=0.25, ge=0.05, le=5)
+    #: Seconds a silent stream waits before a keep-alive comment (``: ping``): proxies keep it open, and a client
+    #: that left is found (the write fails) and its slot freed.
+    stream_ping_s: float = Field(default=15, gt=0, le=300)
+    #: Seconds a stream lasts at most before the gateway ends it; the client reconnects with ``Last-Event-ID``
+    #: (to any replica), so no connection outlives a deploy by long.
+    stream_max_s: float = Field(default=300, gt=0, le=86_400)
     #: Deadlines for a client to send its request head (from its first byte, or from the accept), then its body
     #: (a ``Content-Length`` body up to ``max_body_bytes``), and to finish the TLS handshake; read in the
     #: worker's event loop, so a slow client holds a socket, never a thread.
@@ -66,6 +81,11 @@ class GatewaySettings(CoreSettings):
     tls_client_ca: str | None = None
     #: At most 320 KiB: a task item (payload, result and all) must stay under DynamoDB's 400 KB item limit.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=320 * 1024)
+    #: The body limit of a batch submit (``POST /v1/tasks:batch``, up to 500 tasks): 1 MiB holds 500 tasks of about
+    #: 2 KiB each. Each task still meets ``max_body_bytes``'s item limit and ``max_json_nodes``; the whole body is
+    #: parsed first, and 1 MiB of ``[{},{},...]`` is about 24 MiB of Python objects for the request's life. The
+    #: worker's event loop buffers bodies up to the larger of the two limits.
+    max_batch_body_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, le=16 * 1024 * 1024)
     #: JSON nodes (values and object keys) a task's payload may hold: submit and PATCH answer 413 beyond. Bytes
     #: alone do not bound memory: 256 KiB of ``[{},{},...]`` is 87,000 nodes, 6 MiB once parsed.
     max_json_nodes: int = Field(default=MAX_PAYLOAD_NODES, ge=100, le=1_000_000)

@@ -30,7 +30,7 @@ from gunicorn import glogging, http
 from gunicorn import sock as gunicorn_sock
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-from tq_gateway import problems
+from tq_gateway import problems, watch
 from tq_gateway.settings import GatewaySettings
 
 #: Bytes asked of a socket per read.
@@ -142,7 +142,7 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             "head": settings.request_head_timeout_s,
             "body": settings.request_body_timeout_s,
         }
-        self.max_body_bytes = settings.max_body_bytes
+        self.max_body_bytes = max(settings.max_body_bytes, settings.max_batch_body_bytes)  # the largest any path takes
         # A longer head breaks ours, or one of gunicorn's limits (request line, header count or size).
         self.max_head_bytes = min(
             MAX_HEAD_BYTES,
@@ -162,6 +162,12 @@ class DeadlineWorker(ThreadWorker):  # type: ignore[misc]
             # workers (a rolling restart, or SIGHUP to the master).
             self.ssl_context = gunicorn_sock.ssl_context(self.cfg)
         super().init_process()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: stop gracefully, and end this worker's streams and waits now (a stream would otherwise hold
+        the worker until ``graceful_timeout``; its client reconnects, to another replica, with Last-Event-ID)."""
+        super().handle_exit(sig, frame)
+        watch.close_all()
 
     def accept(self, listener: Any) -> None:
         """Accept a connection and start reading its handshake or head in the event loop."""

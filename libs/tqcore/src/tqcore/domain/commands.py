@@ -247,3 +247,14 @@ class UpdateTask(_TaskSettings):
             "retry": self.retry.to_domain(),
         }
         return {name: domain.get(name, getattr(self, name)) for name in self.model_fields_set}
+
+
+#: Submits one ``POST /v1/tasks:batch`` carries at most.
+MAX_BATCH = 500
+
+
+class SubmitBatch(_Strict):
+    """The body of ``POST /v1/tasks:batch``: 1 to ``MAX_BATCH`` submit bodies, each validated on its own (as
+    :class:`SubmitTask`) so that one bad item is that item's error, not the batch's."""
+
+    tasks: list[Any] = Field(min_length=1, max_length=MAX_BATCH)

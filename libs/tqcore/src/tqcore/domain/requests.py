@@ -38,6 +38,18 @@ class EventPageQuery(BaseModel):
     cursor: Cursor | None = None
 
 
+#: The longest ``GET /v1/tasks/{id}?wait_s=`` waits for a task to end (contract section 7).
+MAX_WAIT_S = 30
+
+
+class TaskReadQuery(BaseModel):
+    """``GET /v1/tasks/{id}``: ``wait_s`` seconds at most to wait for the task to end (0: answer at once)."""
+
+    model_config = ConfigDict(frozen=True, title=QUERY_STRING)
+
+    wait_s: float = Field(default=0, ge=0, le=MAX_WAIT_S, allow_inf_nan=False)
+
+
 class DeadLetterQuery(PageQuery):
     """``GET /v1/dlq``: a page of one group's dead letters (all the caller's groups if none is named)."""
 

@@ -74,6 +74,15 @@ class TaskHistory:
         events, next_after = events_page(self._store, task_id, after, query.limit, task.version)
         return Page(events, None if next_after is None else encode_cursor(_EVENTS, str(next_after)))
 
+    def visible(self, task_id: str, principal: Principal) -> Task:
+        """The task if the principal may see it (``TaskNotFound`` otherwise): what :meth:`events_after` follows."""
+        return visible_task(self._store, task_id, principal)
+
+    def events_after(self, task: Task, after_seq: int, limit: int) -> list[Event]:
+        """At most ``limit`` events of a task :meth:`visible` returned, after ``after_seq``, oldest first (a task
+        never changes group, so one access check serves a follower's every read)."""
+        return self._store.events(task.id, after_seq=after_seq, limit=limit)
+
     def runs(self, task_id: str, principal: Principal, query: PageQuery) -> Page[Run]:
         """A page of the task's runs, newest first, reading only as much history as the page needs; raises
         ``InvalidCursor`` for a cursor not from this listing."""

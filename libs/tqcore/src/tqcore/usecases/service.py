@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydantic import JsonValue
@@ -20,13 +20,14 @@ from tqcore.domain.errors import (
     InvalidPayload,
     PreconditionFailed,
     TaskNotFound,
+    TqError,
     UnknownTaskType,
     VersionConflict,
 )
 from tqcore.domain.model import Status
 from tqcore.domain.scripts import SCRIPT_TYPE, ScriptAllowList
 from tqcore.domain.task import Task
-from tqcore.errors import QueueUnavailable
+from tqcore.errors import QueueUnavailable, StoreUnavailable
 from tqcore.payload_schemas import PayloadSchemas
 from tqcore.pools import pools_of
 from tqcore.ports import Clock, DuplicateRequest, IdempotencyRecord, Registry, TaskQueue, TaskStore, TypeInfo
@@ -155,6 +156,49 @@ class Tasks:
 
     def submit(self, cmd: SubmitTask, principal: Principal) -> Submitted:
         """Accept a task durably, then enqueue it; a replayed idempotency key returns the first task."""
+        task, record = self._prepare(cmd, principal)
+        try:
+            self._create(task, record)
+        except DuplicateRequest as duplicate:
+            return self._replay(cmd, duplicate)
+        task = task.committed()
+        if task.status is Status.QUEUED:
+            self._send(task)
+        return Submitted(task, replayed=False)
+
+    def submit_many(self, cmds: Sequence[SubmitTask], principal: Principal) -> list[Submitted | TqError]:
+        """:meth:`submit` for each command on its own (its own checks, its own idempotency key), with shared
+        writes: the store's ``create_many`` and one ``send_batch``. Per command its outcome or its error; raises
+        ``StoreUnavailable`` when the store was unavailable and created none of them (the whole request failed)."""
+        outcomes: list[Submitted | TqError | None] = [None] * len(cmds)
+        prepared: dict[int, tuple[Task, IdempotencyRecord | None]] = {}
+        for n, cmd in enumerate(cmds):
+            try:
+                prepared[n] = self._prepare(cmd, principal)
+            except TqError as error:
+                outcomes[n] = error
+        for attempt in range(MAX_CONFLICT_RETRIES):  # a conflict is a concurrent submit of the same key: see _create
+            conflicts = {}
+            for n, result in zip(prepared, self._store.create_many(list(prepared.values())), strict=True):
+                if isinstance(result, VersionConflict) and attempt < MAX_CONFLICT_RETRIES - 1:
+                    conflicts[n] = prepared[n]
+                else:
+                    outcomes[n] = self._outcome(cmds[n], prepared[n][0], result)
+            if not conflicts:
+                break
+            time.sleep(0.01 * 2**attempt)
+            prepared = conflicts
+        done = [outcome for outcome in outcomes if outcome is not None]
+        created = [o.task for o in done if isinstance(o, Submitted) and not o.replayed]
+        down = next((o for o in done if isinstance(o, StoreUnavailable)), None)
+        if down is not None and not created:
+            raise down
+        self._send_many([task for task in created if task.status is Status.QUEUED])
+        return done
+
+    def _prepare(self, cmd: SubmitTask, principal: Principal) -> tuple[Task, IdempotencyRecord | None]:
+        """The new task a submit makes, and its idempotency record: ``Forbidden``, ``UnknownTaskType`` or
+        ``InvalidPayload`` if it may not be made."""
         if not principal.can_submit(cmd.group):
             raise Forbidden(f"{principal.name} may not submit into group {cmd.group!r}", group=cmd.group)
         info = self._catalog.require(cmd.type, cmd.payload)
@@ -172,18 +216,26 @@ class Tasks:
         record = None
         if cmd.idempotency_key is not None:
             record = IdempotencyRecord(cmd.group, cmd.idempotency_key, cmd.fingerprint(), task.id)
+        return task, record
+
+    def _outcome(self, cmd: SubmitTask, task: Task, result: Exception | None) -> Submitted | TqError:
+        """One batch item's outcome from what the store answered for its task."""
         try:
-            self._create(task, record)
-        except DuplicateRequest as duplicate:
-            if duplicate.record.fingerprint != cmd.fingerprint():
-                raise IdempotencyMismatch(
-                    "this idempotency key was used with a different request", key=cmd.idempotency_key
-                ) from None
-            return Submitted(self._store.get(duplicate.record.task_id), replayed=True)
-        task = task.committed()
-        if task.status is Status.QUEUED:
-            self._send(task)
-        return Submitted(task, replayed=False)
+            if isinstance(result, DuplicateRequest):
+                return self._replay(cmd, result)
+            if result is not None:
+                raise result
+        except TqError as error:
+            return error
+        return Submitted(task.committed(), replayed=False)
+
+    def _replay(self, cmd: SubmitTask, duplicate: DuplicateRequest) -> Submitted:
+        """The task a taken idempotency key made, if the request is the same (else ``IdempotencyMismatch``)."""
+        if duplicate.record.fingerprint != cmd.fingerprint():
+            raise IdempotencyMismatch(
+                "this idempotency key was used with a different request", key=cmd.idempotency_key
+            ) from None
+        return Submitted(self._store.get(duplicate.record.task_id), replayed=True)
 
     def _create(self, task: Task, record: IdempotencyRecord | None) -> None:
         # A concurrent submit with the same key can make the transaction conflict rather than fail
@@ -203,6 +255,14 @@ class Tasks:
         except QueueUnavailable:
             # The task is durable and queued: the reaper re-sends tasks left queued (docs/ARCHITECTURE.md).
             log.warning("enqueue failed; the reaper will re-send", extra={"task_id": task.id}, exc_info=True)
+
+    def _send_many(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            return
+        try:
+            self._queue.send_batch(tasks)
+        except QueueUnavailable:  # as in _send: the reaper re-sends the ones that did not go
+            log.warning("enqueue of a batch failed in part; the reaper will re-send", exc_info=True)
 
     def update(self, task_id: str, cmd: UpdateTask, principal: Principal, *, if_match: int | None = None) -> Task:
         """PATCH: change fields; a new schedule, payload or priority takes effect for the next run."""

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tqcore.adapters.dynamodb.table import UNAVAILABLE_CODES, Table, unavailable
 from tqcore.adapters.group_commit import GroupCommit, Pending
+from tqcore.errors import StoreUnavailable
 from tqcore.settings import CoreSettings
 
 #: DynamoDB's limit on a transaction's items.
@@ -84,6 +85,26 @@ class TransactionBatcher:
         """Write ``items`` atomically: ``None``, or their cancellation reasons if a condition failed."""
         result: Reasons | None = self._commits.submit(Group.of(items))
         return result
+
+    def transact_many(self, groups: Sequence[list[dict[str, Any]]]) -> list[Reasons | BaseException | None]:
+        """Write each group atomically, all of them in as few ``TransactWriteItems`` as fit (one caller's batch,
+        say a batch submit): per group ``None``, its cancellation reasons, or its error.
+
+        Flushed one after the other in the caller's thread, outside the shared queue (a batch makes its own full
+        transactions). A group whose key an earlier group of the batch writes goes in a later transaction, so a
+        repeated idempotency key fails its own condition, not its neighbours'. Once DynamoDB is unavailable the
+        groups not yet sent get that error unsent: more calls would only meet the same throttle.
+        """
+        every = [Pending(Group.of(items)) for items in groups]
+        waiting = list(every)
+        while waiting:
+            batch = _select(waiting)
+            self._send(batch)
+            down = next((p.error for p in batch if isinstance(p.error, StoreUnavailable)), None)
+            if down is not None:
+                self._fail(waiting, down)
+                break
+        return [pending.error if pending.error is not None else pending.result for pending in every]
 
     # ----------------------------------------------------------------- one flush
     def _send(self, batch: list[Pending[Group]]) -> None:

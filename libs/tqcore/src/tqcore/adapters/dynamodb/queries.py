@@ -17,6 +17,7 @@ from tqcore.domain.codec import task_from_dict
 from tqcore.domain.model import Priority, Status
 from tqcore.domain.task import Task
 from tqcore.errors import StoreUnavailable
+from tqcore.queries import TaskStamp
 from tqcore.settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ BATCH_GET_KEYS = 100
 COUNT_CAP = 10_000
 #: Queued tasks read per re-send shard to find the longest-waiting one.
 OLDEST_SAMPLE = 100
+#: What a stamp reads of a task item: its top-level state attributes, never the document or the events (``status`` is
+#: a reserved word in DynamoDB's expressions, hence the name placeholder).
+STAMP_PROJECTION = f"PK, version, #status, {progress.PROGRESS}"
 #: Pauses before asking again for keys a batch read left unprocessed.
 BATCH_GET_PAUSES_S = (0.05, 0.2, 0.5, 1.0, 2.0)
 
@@ -126,25 +130,44 @@ class DynamoTaskQueries:
             found[task.id] = task
         return [found[i] for i in ids if i in found]
 
-    def _snapshots(self, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
-        """The task items of ``ids`` (those that exist), 100 keys a call: the snapshot, the lease and the progress,
-        never the inline events."""
+    def stamps(self, ids: Sequence[str]) -> dict[str, TaskStamp]:
+        """Stamps by ``BatchGetItem`` (100 keys a call) of three small attributes of each task item, eventually
+        consistent: half the read units of a consistent read, and a watcher looks again a moment later anyway."""
+        found: dict[str, TaskStamp] = {}
+        read = {"ConsistentRead": False, "ExpressionAttributeNames": {"#status": "status"}}
+        for item in self._snapshots(ids, STAMP_PROJECTION, read):
+            try:
+                found[keys.task_id_of(item["PK"]["S"])] = TaskStamp(
+                    int(item["version"]["N"]), Status(item["status"]["S"]), progress.of_item(item)
+                )
+            except (KeyError, ValueError):
+                log.error("skipping an undecodable task %s", item.get("PK"), exc_info=True)
+        return found
+
+    def _snapshots(
+        self,
+        ids: Sequence[str],
+        projection: str = f"doc, {leases.RECORD_PROJECTION}, {progress.PROGRESS}",
+        read: dict[str, Any] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The task items of ``ids`` (those that exist), 100 keys a call: by default the snapshot, the lease and the
+        progress, never the inline events; ``read`` overrides the request's options (consistent by default)."""
         for offset in range(0, len(ids), BATCH_GET_KEYS):
             wanted = [
                 {"PK": {"S": keys.task_pk(i)}, "SK": {"S": keys.SNAPSHOT_SK}}
                 for i in dict.fromkeys(ids[offset : offset + BATCH_GET_KEYS])
             ]
-            yield from self._batch_get(wanted)
+            yield from self._batch_get(wanted, projection, read or {})
 
     def _batch_get(
-        self, wanted: list[dict[str, Any]], projection: str = f"doc, {leases.RECORD_PROJECTION}, {progress.PROGRESS}"
+        self, wanted: list[dict[str, Any]], projection: str, read: dict[str, Any]
     ) -> Iterator[dict[str, Any]]:
         """Every item of ``wanted``, asking again for the keys DynamoDB left unprocessed (throttling)."""
         for pause_s in BATCH_GET_PAUSES_S:
             answer = self._db.call(
                 "batch_get_item",
                 RequestItems={
-                    self._db.name: {"Keys": wanted, "ConsistentRead": True, "ProjectionExpression": projection}
+                    self._db.name: {"Keys": wanted, "ConsistentRead": True, "ProjectionExpression": projection, **read}
                 },
             )
             yield from answer.get("Responses", {}).get(self._db.name, [])

@@ -18,7 +18,7 @@ from tqcore.adapters.dynamodb.batching import TransactionBatcher
 from tqcore.adapters.dynamodb.deadlines import DeadlineWalker
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import event_from_dict, event_to_dict, task_from_dict, task_to_dict, ts
-from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, VersionConflict
+from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, TqError, VersionConflict
 from tqcore.domain.model import Event, Progress
 from tqcore.domain.task import Task
 from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState
@@ -172,6 +172,31 @@ class DynamoTaskStore:
     def create(self, task: Task, idempotency: IdempotencyRecord | None = None) -> None:
         """Persist a new task with its events inline: one conditional ``Put`` (with its idempotency record, a
         two-item transaction; events too large for the item go to history items in the same transaction)."""
+        self._created(task, idempotency, self._transact(self._create_items(task, idempotency)))
+
+    def create_many(self, new: Sequence[tuple[Task, IdempotencyRecord | None]]) -> list[Exception | None]:
+        """:meth:`create` for many tasks, each on its own, sharing ``TransactWriteItems`` (up to 100 items each:
+        50 tasks with idempotency keys, 100 without): per task ``None`` or what :meth:`create` would raise."""
+        outcomes: list[Exception | None] = [None] * len(new)
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for n, (task, idempotency) in enumerate(new):
+            try:
+                groups[n] = self._create_items(task, idempotency)
+            except TaskTooLarge as error:
+                outcomes[n] = error
+        results = self._batcher.transact_many(list(groups.values()))
+        for n, result in zip(groups, results, strict=True):
+            try:
+                if isinstance(result, BaseException):
+                    raise result
+                self._created(*new[n], result)
+            except (TqError, DuplicateRequest) as error:
+                outcomes[n] = error
+        return outcomes
+
+    def _create_items(self, task: Task, idempotency: IdempotencyRecord | None) -> list[dict[str, Any]]:
+        """The transaction items that create ``task``: its item, history items for events that do not fit it,
+        and first its idempotency record (whose refusal names the task that holds the key)."""
         doc = self._doc(task)
         pending = self._encoded(task.pending_events)
         inline = _fitting(pending, self._inline_max, self._inline_room(doc))
@@ -202,7 +227,10 @@ class DynamoTaskStore:
         ]
         if idempotency is not None:
             items.insert(0, self._idempotency_put(idempotency))
-        reasons = self._transact(items)
+        return items
+
+    def _created(self, task: Task, idempotency: IdempotencyRecord | None, reasons: list[dict[str, Any]] | None) -> None:
+        """What a create's transaction answered: done (observed), ``DuplicateRequest`` or ``VersionConflict``."""
         if reasons is None:
             self._committed(task)
             return

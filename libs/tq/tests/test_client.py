@@ -1,0 +1,309 @@
+"""``tq.Client`` against the gateway app in-process: every method, errors, retries, paging, keyed submits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+import tq
+from tq.models import Event, Queue, Redriven, Run, Task
+from tq.retries import Retries
+from tq_gateway.settings import GatewaySettings
+from tqcore.errors import StoreUnavailable
+from tqcore.testing import InMemoryTaskStore
+
+if TYPE_CHECKING:
+    from conftest import Gateway
+
+pytestmark = pytest.mark.unit
+
+
+def failed_task(gateway: Gateway, client: tq.Client) -> Task:
+    """A task whose only attempt failed: dead-lettered."""
+    task = client.submit("echo", "team-a", retry={"max_retries": 0})
+    gateway.run(task.id, error="boom")
+    return client.get(task.id)
+
+
+# ---------------------------------------------------------------------------------------------- submit, read
+def test_submit_returns_the_typed_task_with_a_generated_idempotency_key(client: tq.Client) -> None:
+    task = client.submit("echo", "team-a", {"x": 1}, priority="high", name="first", timeout_s=60)
+    assert isinstance(task, Task)
+    assert (task.type, task.group, task.owner, task.payload) == ("echo", "team-a", "alice", {"x": 1})
+    assert (task.status, task.priority, task.name, task.timeout_s, task.pool) == (
+        "queued",
+        "high",
+        "first",
+        60,
+        "default",
+    )
+    assert task.idempotency_key is not None
+    assert task.idempotency_key.startswith("tq-py-")
+    assert client.get(task.id) == task
+    assert client.submit("echo", "team-a").idempotency_key != task.idempotency_key
+
+
+def test_a_submit_with_the_same_key_is_the_same_task(gateway: Gateway, client: tq.Client) -> None:
+    first = client.submit("echo", "team-a", {"x": 1}, idempotency_key="order-17")
+    again = client.submit("echo", "team-a", {"x": 1}, idempotency_key="order-17")
+    assert again.id == first.id
+    assert len(gateway.queue.sent) == 1
+    with pytest.raises(tq.ApiError) as refused:
+        client.submit("echo", "team-a", {"x": 2}, idempotency_key="order-17")
+    assert refused.value.status == 409
+
+
+def test_a_schedule_with_datetimes_is_sent_as_rfc3339(client: tq.Client) -> None:
+    at = client.get(client.submit("echo", "team-a").id).created_at.replace(year=2030)
+    task = client.submit("echo", "team-a", schedule={"at": at})
+    assert task.status == "scheduled"
+    assert task.schedule is not None
+    assert task.schedule.at == at
+
+
+def test_unknown_fields_of_a_newer_server_are_kept(client: tq.Client) -> None:
+    document = client.submit("echo", "team-a").model_dump(mode="json")
+    task = Task.model_validate({**document, "colour": "blue"})
+    assert task.model_extra == {"colour": "blue"}
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+def test_an_error_answer_raises_api_error_with_the_problem(client: tq.Client) -> None:
+    with pytest.raises(tq.ApiError) as missing:
+        client.get("t-404")
+    assert missing.value.status == 404
+    assert missing.value.problem["type"] == "urn:tq:problem:not-found"
+    assert str(missing.value) == "404 Not Found: no task t-404"
+
+
+def test_a_validation_error_carries_its_errors(client: tq.Client) -> None:
+    with pytest.raises(tq.ApiError) as invalid:
+        client.submit("echo", "team-a", timeout_s=0)
+    assert invalid.value.status == 422
+    assert [e["loc"] for e in invalid.value.problem["errors"]] == [["timeout_s"]]
+
+
+def test_other_groups_are_forbidden_and_their_tasks_not_found(gateway: Gateway, client: tq.Client) -> None:
+    theirs = gateway.client("dev-bob").submit("echo", "team-b")
+    with pytest.raises(tq.ApiError) as forbidden:
+        client.submit("echo", "team-b")
+    assert forbidden.value.status == 403
+    with pytest.raises(tq.ApiError) as hidden:
+        client.cancel(theirs.id)
+    assert hidden.value.status == 404
+
+
+def test_without_a_token_the_api_answers_401(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TQ_TOKEN", raising=False)
+    with pytest.raises(tq.ApiError) as refused:
+        gateway.client(None).get("t-1")
+    assert refused.value.status == 401
+
+
+def test_url_and_token_default_to_the_environment(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TQ_URL", "http://from-env:9/")
+    monkeypatch.setenv("TQ_TOKEN", "dev-carol")
+    with tq.Client(transport=gateway.transport) as client:
+        assert client.submit("echo", "team-b").owner == "carol"
+    assert str(gateway.transport.sent[-1].url) == "http://from-env:9/v1/tasks"
+
+
+def test_an_answer_that_is_not_a_problem_still_raises_api_error() -> None:
+    def proxy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, text="<html>bad gateway</html>")
+
+    client = tq.Client("http://x", "t", transport=httpx.MockTransport(proxy), retries=Retries(attempts=1))
+    with pytest.raises(tq.ApiError) as failed:
+        client.get("t-1")
+    assert failed.value.status == 502
+    assert failed.value.problem["detail"] == "<html>bad gateway</html>"
+
+
+# --------------------------------------------------------------------------------------------------- retries
+def test_a_429_is_retried_after_its_retry_after(gateway_of: type[Gateway]) -> None:
+    limited = gateway_of(GatewaySettings(rate_limit_rps=100, rate_limit_burst=1))
+    with limited.client() as client:
+        task = client.submit("echo", "team-a")
+        assert client.get(task.id).id == task.id  # refused at once (burst 1), admitted on the retry
+    assert limited.pauses == [1.0]
+    assert [r.method for r in limited.transport.sent] == ["POST", "GET", "GET"]
+
+
+def test_a_503_is_retried_and_gives_up_when_the_budget_is_spent(gateway_of: type[Gateway]) -> None:
+    class Throttled(InMemoryTaskStore):
+        outages = 1
+
+        def get(self, task_id: str) -> Task:
+            if self.outages:
+                self.outages -= 1
+                raise StoreUnavailable("throttled")
+            return super().get(task_id)
+
+    store = Throttled()
+    gateway = gateway_of(store=store)
+    client = gateway.client()
+    task = client.submit("echo", "team-a")
+    assert client.get(task.id).id == task.id
+    assert gateway.pauses == [1.0]  # the gateway's Retry-After
+    store.outages = 10
+    with pytest.raises(tq.ApiError) as unavailable:
+        client.get(task.id)
+    assert unavailable.value.status == 503
+    assert len(gateway.pauses) == 1 + 3  # four attempts in all
+
+
+def test_a_submit_whose_answer_was_lost_is_sent_again_and_runs_once(gateway: Gateway, client: tq.Client) -> None:
+    gateway.transport.break_next("after", httpx.ReadError("connection reset"))
+    task = client.submit("echo", "team-a", {"x": 1})
+    posts = [r for r in gateway.transport.sent if r.method == "POST"]
+    assert len(posts) == 2
+    assert posts[0].content == posts[1].content  # the same idempotency key both times
+    assert [t.id for t in client.list(group="team-a")] == [task.id]
+    assert len(gateway.queue.sent) == 1
+
+
+def test_a_change_whose_answer_was_lost_is_not_sent_again(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    gateway.transport.break_next("after", httpx.ReadError("connection reset"))
+    with pytest.raises(tq.NetworkError) as broken:
+        client.cancel(task.id)
+    assert broken.value.status is None
+    assert "ReadError" in str(broken.value)
+    assert client.get(task.id).status == "cancelled"  # it did reach the server: sending it again would 409
+
+
+def test_a_request_that_never_connected_is_sent_again_whatever_it_is(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    gateway.transport.break_next("before", httpx.ConnectError("refused"))
+    assert client.cancel(task.id).status == "cancelled"
+    assert gateway.pauses == [0.5]
+
+
+def test_a_server_out_of_reach_raises_network_error_after_the_retries() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    pauses: list[float] = []
+    client = tq.Client("http://x", "t", transport=httpx.MockTransport(refuse), sleep=pauses.append)
+    with pytest.raises(tq.NetworkError):
+        client.get("t-1")
+    assert pauses == [0.5, 1.0, 2.0, 4.0]
+
+
+# ------------------------------------------------------------------------------------------------- listings
+def test_list_follows_every_page(gateway: Gateway, client: tq.Client) -> None:
+    submitted = [client.submit("echo", "team-a", {"n": n}).id for n in range(60)]
+    listed = client.list(group="team-a", status="queued", type="echo")
+    assert [task.id for task in listed] == sorted(submitted, reverse=True)  # newest first; one instant: by id
+    pages = [r for r in gateway.transport.sent if r.method == "GET"]
+    assert len(pages) == 2  # 50 a page by default
+    assert pages[1].url.params["cursor"]
+    assert list(client.list(group="team-a", status="succeeded")) == []
+
+
+def test_list_page_is_one_page_as_the_api_answers_it(client: tq.Client) -> None:
+    for n in range(3):
+        client.submit("echo", "team-a", {"n": n})
+    first = client.list_page(group="team-a", limit=2)
+    assert [t.payload for t in first.items] == [{"n": 2}, {"n": 1}]
+    assert first.next_cursor is not None
+    rest = client.list_page(group="team-a", limit=2, cursor=first.next_cursor)
+    assert ([t.payload for t in rest.items], rest.next_cursor) == ([{"n": 0}], None)
+
+
+def test_runs_log_and_events_of_a_finished_task(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a", {"x": 1})
+    gateway.run(task.id, result={"x": 1}, log=b"hello\n")
+    runs = list(client.runs(task.id))
+    assert [type(r) for r in runs] == [Run]
+    assert (runs[0].run_id, runs[0].status, runs[0].worker) == ("1.1", "succeeded", "host-a:1")
+    events = list(client.events(task.id))
+    assert all(isinstance(e, Event) for e in events)
+    assert [e.type for e in events] == ["submitted", "queued", "claimed", "succeeded"]
+    assert runs[0].log_size == 6
+    assert client.log(task.id, "1.1") == "hello\n"
+    with pytest.raises(tq.ApiError) as no_run:
+        client.log(task.id, "1.2")
+    assert no_run.value.status == 404
+
+
+def test_the_dead_letters_are_listed_and_redriven(gateway: Gateway, client: tq.Client) -> None:
+    failed = [failed_task(gateway, client) for _ in range(3)]
+    assert {t.id for t in client.dlq("team-a")} == {t.id for t in failed}
+    assert len(client.dlq_page("team-a", limit=2).items) == 2
+    dry = client.redrive_dlq("team-a", ids=[failed[0].id], dry_run=True)
+    assert dry == Redriven(count=1, ids=[failed[0].id], dry_run=True)
+    assert client.get(failed[0].id).status == "failed"
+    assert client.redrive(failed[0].id).status == "queued"
+    redriven = client.redrive_dlq("team-a", limit=5)
+    assert (redriven.count, set(redriven.ids), redriven.dry_run) == (2, {failed[1].id, failed[2].id}, False)
+    assert list(client.dlq("team-a")) == []
+
+
+def test_queues_are_typed(client: tq.Client) -> None:
+    client.submit("echo", "team-a", priority="low")
+    queues = client.queues()
+    assert all(isinstance(q, Queue) for q in queues)
+    assert {(q.priority, q.depth) for q in queues} == {("high", 0), ("normal", 0), ("low", 1)}
+
+
+# ---------------------------------------------------------------------------------------------- change, end
+def test_update_with_if_match(client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    changed = client.update(task.id, if_match=task.version, priority="low", description="later")
+    assert (changed.priority, changed.description, changed.version) == ("low", "later", task.version + 1)
+    with pytest.raises(tq.ApiError) as stale:
+        client.update(task.id, if_match=task.version, priority="high")
+    assert stale.value.status == 412
+
+
+def test_cancel(client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    assert client.cancel(task.id, if_match=f'"{task.version}"').status == "cancelled"
+
+
+def test_wait_returns_an_ended_task_at_once(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a", {"x": 1})
+    gateway.run(task.id, result={"x": 1})
+    done = client.wait(task.id)
+    assert (done.status, done.result, done.ended) == ("succeeded", {"x": 1}, True)
+    assert gateway.transport.sent[-1].url.params["wait_s"] == "30"
+    assert gateway.pauses == []
+
+
+def test_wait_returns_the_task_once_it_has_ended(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a", {"x": 1})
+    threading.Timer(0.05, gateway.run, (task.id,), {"result": {"x": 1}}).start()
+    done = client.wait(task.id, timeout_s=5)
+    assert (done.status, done.result) == ("succeeded", {"x": 1})
+
+
+def test_wait_with_no_time_left_reads_the_task_as_it_is(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    assert client.wait(task.id, timeout_s=0).status == "queued"
+    assert "wait_s" not in gateway.transport.sent[-1].url.params
+
+
+def test_a_failed_task_has_ended(gateway: Gateway, client: tq.Client) -> None:
+    task = failed_task(gateway, client)
+    done = client.wait(task.id)
+    assert (done.status, done.ended, done.last_error) == ("failed", True, tq.models.LastError(type="E", message="boom"))
+
+
+# -------------------------------------------------------------------------------------------------- package
+def test_import_tq_does_not_import_the_client() -> None:
+    code = "import sys, tq; assert 'httpx' not in sys.modules and 'tq.client' not in sys.modules; tq.Client"
+    code += "; assert 'httpx' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_task_id_never_reaches_another_route(gateway: Gateway, client: tq.Client) -> None:
+    with pytest.raises(tq.ApiError) as missing:
+        client.get("../dlq")
+    assert missing.value.status == 404
+    assert gateway.transport.sent[-1].url.raw_path == b"/v1/tasks/..%2Fdlq"

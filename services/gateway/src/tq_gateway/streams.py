@@ -1,0 +1,181 @@
+"""``GET /v1/tasks/{id}/stream``: a task's events and progress as Server-Sent Events, as they happen.
+
+Each event is ``id: <seq>``, ``event: <type>``, ``data: <the event as an item of /events>``; progress reports are
+``event: progress`` with ``data: {"fraction", "message", "at"}`` and no ``id`` (so ``Last-Event-ID`` stays a seq).
+The stream starts after ``Last-Event-ID`` (else from the first event), and ends once the task has ended and its
+last event is sent; else after ``max_s`` (the client reconnects with ``Last-Event-ID``), or when the worker stops.
+Events are read (from the last one sent on) only when the watch says the task's version moved.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+
+from tq_gateway.waiting import Slot, Slots, stamp
+from tq_gateway.watch import TaskWatch, Watcher
+from tqcore.domain.codec import event_to_dict, progress_to_dict
+from tqcore.domain.model import Event, Progress
+from tqcore.domain.task import Task
+from tqcore.usecases.management import TaskHistory
+
+#: A keep-alive comment line: proxies and clients see bytes, so an idle stream is not taken for a dead one.
+PING = b": ping\n\n"
+#: Events read at a time while catching up (a repeating task's long history is streamed a page at a time).
+EVENTS_PER_READ = 100
+#: ``Last-Event-ID``: an event's seq.
+_SEQ = re.compile(r"[0-9]{1,12}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """How a stream paces itself."""
+
+    #: Seconds without a write after which a keep-alive comment is sent.
+    ping_s: float
+    #: Seconds a stream lasts at most (the client then reconnects with ``Last-Event-ID``).
+    max_s: float
+    #: The reconnection delay a client is told (the ``retry:`` field), in milliseconds.
+    retry_ms: int
+    #: How soon to look again when the watch said the task moved but its events were not readable yet.
+    recheck_s: float
+
+
+def frame(*, data: dict[str, Any], event: str, event_id: int | None = None) -> bytes:
+    """One SSE message (the JSON is one line: ``json.dumps`` escapes newlines inside strings)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+
+
+def event_frame(event: Event) -> bytes:
+    """An event of the task's history as a message."""
+    return frame(data=event_to_dict(event), event=event.type.value, event_id=event.seq)
+
+
+def progress_frame(progress: Progress) -> bytes:
+    """A progress report as a message (no id)."""
+    return frame(data=progress_to_dict(progress) or {}, event="progress")
+
+
+def in_order(events: list[Event], progress: Progress | None) -> Iterator[bytes]:
+    """New events and a new progress report as messages, in the order they happened: the report after the
+    events recorded before it (a claim), before those recorded after it (the attempt's outcome)."""
+    before = [e for e in events if progress is None or e.at <= progress.at]
+    yield from (event_frame(e) for e in before)
+    if progress is not None:
+        yield progress_frame(progress)
+    yield from (event_frame(e) for e in events[len(before) :])
+
+
+def newer(progress: Progress | None, shown: Progress | None) -> bool:
+    """Whether a report is newer than the last one shown (a lagging read can return an older one)."""
+    return progress is not None and (shown is None or progress.at > shown.at)
+
+
+def last_event_id(req: falcon.Request, task: Task) -> int:
+    """The seq the stream starts after: ``Last-Event-ID`` (an event of this task), else 0."""
+    raw = req.get_header("Last-Event-ID")
+    if raw is None or not raw.strip():
+        return 0
+    if not _SEQ.fullmatch(raw.strip()) or int(raw) > task.version:
+        raise falcon.HTTPBadRequest(
+            title="Bad Request", description=f"Last-Event-ID must be the id of an event of this task, not {raw[:40]!r}"
+        )
+    return int(raw)
+
+
+class EventStream:
+    """The messages of one task's stream: the iterator the WSGI server writes, one message a chunk. Closing it
+    (the stream ended, or the client left and a write failed) frees its slot, even if it never started."""
+
+    def __init__(
+        self, task: Task, after_seq: int, history: TaskHistory, watch: TaskWatch, slot: Slot, timing: StreamTiming
+    ) -> None:
+        self._task = task
+        self._sent = after_seq
+        self._history = history
+        self._watch = watch
+        self._slot = slot
+        self._timing = timing
+        self._messages = self._generate()
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._messages)
+
+    def close(self) -> None:
+        """End the stream and free its slot (the WSGI server calls this whatever happened)."""
+        try:
+            self._messages.close()
+        finally:
+            self._slot.release()
+
+    def _generate(self) -> Generator[bytes]:
+        yield f"retry: {self._timing.retry_ms}\n\n".encode()
+        ends_at = time.monotonic() + self._timing.max_s
+        written_at = time.monotonic()
+        shown: Progress | None = None
+        with self._watch.watching(self._task.id, stamp(self._task)) as watcher:
+            while True:
+                now = watcher.stamp
+                if now is None:  # the task is gone (its history expired)
+                    return
+                progress = now.progress if newer(now.progress, shown) else None
+                for message in in_order(self._events_up_to(now.version), progress):
+                    yield message
+                    written_at = time.monotonic()
+                shown = progress or shown
+                if now.status.is_terminal and self._sent >= now.version:
+                    return
+                if not self._pause(watcher, behind=self._sent < now.version, ends_at=ends_at):
+                    return
+                if time.monotonic() - written_at >= self._timing.ping_s:
+                    yield PING  # a client that left makes this write fail: the server closes the stream
+                    written_at = time.monotonic()
+
+    def _events_up_to(self, version: int) -> list[Event]:
+        """The events after the last one sent, up to ``version``, a page at a time."""
+        events: list[Event] = []
+        while self._sent < version:
+            page = self._history.events_after(self._task, self._sent, EVENTS_PER_READ)
+            if not page:
+                break
+            events.extend(page)
+            self._sent = page[-1].seq
+        return events
+
+    def _pause(self, watcher: Watcher, *, behind: bool, ends_at: float) -> bool:
+        """Wait for the task to move, at most until the next ping is due (or a moment, when its events lag the
+        stamp); False when the stream must end (its lifetime is over, or the worker stops)."""
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            return False
+        watcher.wait(min(self._timing.recheck_s if behind else self._timing.ping_s, left))
+        return not watcher.closed
+
+
+class TaskEventStream:
+    """``/v1/tasks/{task_id}/stream``."""
+
+    def __init__(self, history: TaskHistory, watch: TaskWatch, slots: Slots, timing: StreamTiming) -> None:
+        self._history = history
+        self._watch = watch
+        self._slots = slots
+        self._timing = timing
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
+        """The task's events from ``Last-Event-ID`` on (all of them without), then as they happen."""
+        task = self._history.visible(task_id, req.context.principal)
+        after = last_event_id(req, task)
+        resp.content_type = "text/event-stream; charset=utf-8"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Accel-Buffering", "no")  # nginx and the like: pass each message on at once
+        resp.stream = EventStream(task, after, self._history, self._watch, self._slots.take("stream"), self._timing)

@@ -1,0 +1,97 @@
+"""Requests that hold a thread while they wait for a task (SSE streams, reads with ``wait_s``): bounded per worker
+by slots, so the worker's ordinary requests always find a thread.
+
+The worker's thread pool has ``gateway_threads + gateway_streams`` threads (``gunicorn_conf``); a waiting request
+takes one of ``gateway_streams`` slots without blocking, or is answered 503 with ``Retry-After`` at once. At most
+``gateway_streams`` threads wait, so ``gateway_threads`` stay free for everything else.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import TracebackType
+
+from tq_gateway.metrics import WAITING_REQUESTS
+from tq_gateway.watch import TaskWatch
+from tqcore.domain.task import Task
+from tqcore.queries import TaskStamp
+
+#: Seconds a client refused a slot should wait before it tries again.
+RETRY_AFTER_S = 2
+
+
+class NoSlot(Exception):
+    """Raised when every wait slot of this worker is taken: the replica is full, try again (or elsewhere)."""
+
+    retry_after_s = RETRY_AFTER_S
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"this replica holds {size} streams and waits already; try again shortly")
+
+
+class Slot:
+    """One taken slot; released once, however often :meth:`release` is called."""
+
+    def __init__(self, free: threading.BoundedSemaphore, kind: str) -> None:
+        self._free = free
+        self._kind = kind
+        self._held = True
+        self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Give the slot back (a second call does nothing)."""
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+        WAITING_REQUESTS.labels(self._kind).dec()
+        self._free.release()
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+
+class Slots:
+    """``size`` slots for the worker's waiting requests."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._free = threading.BoundedSemaphore(size)
+
+    def take(self, kind: str) -> Slot:
+        """A slot for a request of ``kind`` (``stream``, ``wait``: the gauge's label); ``NoSlot`` if none is free."""
+        if not self._free.acquire(blocking=False):
+            raise NoSlot(self._size)
+        WAITING_REQUESTS.labels(kind).inc()
+        return Slot(self._free, kind)
+
+
+def stamp(task: Task) -> TaskStamp:
+    """What the watch compares of a task as a request read it."""
+    return TaskStamp(task.version, task.status, task.progress)
+
+
+class Waits:
+    """``GET /v1/tasks/{id}?wait_s=``: wait, holding a slot, until the task ends or the time is up."""
+
+    def __init__(self, watch: TaskWatch, slots: Slots) -> None:
+        self._watch = watch
+        self._slots = slots
+
+    def until_ended(self, task: Task, wait_s: float) -> bool:
+        """Wait up to ``wait_s`` for the task (read by the caller) to end, i.e. reach a terminal status (a repeating
+        task too: a run ending is not the task ending); whether it changed at all meanwhile (worth reading again).
+        Returns at once when the worker stops."""
+        deadline = time.monotonic() + wait_s
+        with self._slots.take("wait"), self._watch.watching(task.id, stamp(task)) as watcher:
+            while True:
+                now = watcher.stamp
+                if now is None or now.status.is_terminal or (left := deadline - time.monotonic()) <= 0:
+                    break
+                if not watcher.wait(left) and watcher.closed:
+                    break
+            return now != stamp(task)
