@@ -19,11 +19,9 @@ from tq.cli.config import Target
 from tq.client import Client
 from tq.models import ENDED
 from tq.retries import Retries
-from tq_gateway.testing import app_over_fakes
 from tqcore.domain.codec import event_to_dict, ts
 from tqcore.domain.model import ErrorInfo, Progress, RunLog
 from tqcore.domain.task import Task
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryRunLogs, InMemoryTaskStore
 from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
@@ -34,25 +32,26 @@ Step = Callable[[], None]
 
 
 class World:
-    """A gateway over fakes; ``tq(...)`` runs the command line against it as alice (or ``--token``).
+    """The client tests' gateway over fakes (``gateway`` fixture); ``tq(...)`` runs the command line against it as
+    alice (or ``--token``).
 
     ``steps`` play an executor, one step at a time, so a command that follows a task sees it move without threads
     or clocks: ``GET /v1/tasks/{id}/stream`` is served here as contract section 7 has it (each event of the
-    history, then progress, then the next step) unless ``streams`` is off (a 404 as from an older gateway); then
-    the next step runs before each read of the task."""
+    history, then progress, then the next step), or, with ``streams`` off, answered 404 as by an older gateway;
+    then the next step runs before each read of the task."""
 
-    def __init__(self) -> None:
-        self.store, self.clock, self.logs = InMemoryTaskStore(), FixedClock(), InMemoryRunLogs()
-        self.app = app_over_fakes(
-            store=self.store, clock=self.clock, logs=self.logs, registry=InMemoryRegistry(["echo", "sleep"])
-        )
+    def __init__(self, gateway: Any) -> None:
+        self.store, self.clock, self.logs, self.app = gateway.store, gateway.clock, gateway.logs, gateway.app
         self.steps: list[Step] = []
         self.streams = True
         self.slept: list[float] = []
 
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         parts = environ["PATH_INFO"].split("/")
-        if environ["REQUEST_METHOD"] == "GET" and len(parts) == 5 and parts[4] == "stream" and self.streams:
+        if environ["REQUEST_METHOD"] == "GET" and len(parts) == 5 and parts[4] == "stream":
+            if not self.streams:
+                start_response("404 Not Found", [("Content-Type", "application/problem+json")])
+                return [b'{"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no route"}']
             start_response("200 OK", [("Content-Type", "text/event-stream")])
             return self._stream(parts[3])
         if environ["REQUEST_METHOD"] == "GET" and len(parts) == 4 and self.steps and not self.streams:
@@ -135,8 +134,8 @@ def no_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world(gateway: Any) -> World:
+    return World(gateway)
 
 
 def ok(result: Result) -> str:
@@ -379,7 +378,7 @@ def test_without_a_stream_it_follows_by_waiting_reads(world: World) -> None:
     # Given a gateway without /stream: each read of the task moves it on
     world.streams = False
     task_id = submitted(world)
-    world.steps = [lambda: None, lambda: world.claim(task_id), lambda: world.succeed(task_id, b"waited\n")]
+    world.steps = [lambda: None, lambda: (world.claim(task_id), world.succeed(task_id, b"waited\n"))]
     lines = ok(world.tq("watch", task_id)).splitlines()
     assert lines[0] == f"{task_id} echo queued (attempt 0)"
     assert lines[-2:] == [f"--- log of run {world.task(task_id).run_no}.1 (attempt 1, succeeded)", "waited"]
