@@ -176,3 +176,22 @@ def test_tq_keys_makes_a_key_the_api_accepts(stack: Stack, tq: Tq) -> None:
     assert tq("--token", token, "ls", "--group", "team-a", "--limit", "1").returncode == 0
     listed = subprocess.run([*TQ, "keys", "list"], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert key_id in listed.stdout
+
+
+def test_wait_shows_each_attempt_and_its_log_as_plain_lines_off_a_terminal(tq: Tq) -> None:
+    # Given a task that fails once, then succeeds, awaited with stdout on a pipe
+    result = tq("submit", "flaky", "--group", "team-a", "--payload", '{"fail_times": 1}', "--wait")
+    assert (result.returncode, result.stderr) == (0, ""), result
+    lines = result.stdout.splitlines()
+    task_id = lines[0].split()[0]
+    # Then it showed the retry, both attempts' logs once each attempt had ended, and the end
+    statuses = [line.split()[2] for line in lines if line.startswith(task_id)]
+    assert "retrying" in statuses
+    assert statuses[-1] == "succeeded"
+    headers = [line for line in lines if line.startswith("--- log of run")]
+    assert [header.split(" (", 1)[1] for header in headers] == [
+        "attempt 1, failed) (empty)",
+        "attempt 2, succeeded) (empty)",
+    ], result.stdout
+    # and `logs --follow` of the ended task prints each attempt's log and ends at once
+    assert tq("logs", task_id, "--follow").returncode == 0
