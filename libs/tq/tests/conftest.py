@@ -19,12 +19,14 @@ import tq
 from tq.retries import Retries
 from tq_gateway.settings import GatewaySettings
 from tq_gateway.testing import app_over_fakes
-from tqcore.domain.model import ErrorInfo, RunLog
+from tqcore.domain.model import ErrorInfo, Progress, RunLog
 from tqcore.domain.task import Task
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryRunLogs, InMemoryTaskStore, RecordingQueue
 from tqcore.usecases.service import mutate
 
 WORKER = "host-a:1"
+#: The gateway's watch looks every 50 ms, so waits and streams answer quickly.
+FAST = GatewaySettings(watch_interval_s=0.05, stream_ping_s=5, stream_max_s=10)
 #: No pause is long in unit tests: the client's pauses are recorded, and slept a hundredth of.
 TEST_RETRIES = Retries(attempts=4, max_wait_s=10)
 
@@ -35,22 +37,41 @@ class Faults(httpx.BaseTransport):
     def __init__(self, app: Any) -> None:
         self._inner = httpx.WSGITransport(app=app)
         self.sent: list[httpx.Request] = []
-        self._breaks: list[tuple[str, httpx.TransportError]] = []
+        self._breaks: list[tuple[str, httpx.TransportError, int]] = []
 
-    def break_next(self, when: str, error: httpx.TransportError) -> None:
-        """Break the next request ``before`` it reaches the app or ``after`` the app has handled it."""
-        self._breaks.append((when, error))
+    def break_next(self, when: str, error: httpx.TransportError, *, chunks: int = 1) -> None:
+        """Break the next request ``before`` it reaches the app, ``after`` the app has handled it, or ``during``
+        its answer (after its first ``chunks`` chunks)."""
+        self._breaks.append((when, error, chunks))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request)
-        when, error = self._breaks.pop(0) if self._breaks else ("", None)
+        when, error, chunks = self._breaks.pop(0) if self._breaks else ("", None, 0)
         if when == "before" and error is not None:
             raise error
         response = self._inner.handle_request(request)
         if when == "after" and error is not None:
             response.close()
             raise error
+        if when == "during" and error is not None:
+            response.stream = _BreakAfter(response.stream, error, chunks)
         return response
+
+
+class _BreakAfter(httpx.SyncByteStream):
+    def __init__(self, stream: Any, error: httpx.TransportError, chunks: int) -> None:
+        self._stream = stream
+        self._error = error
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        for sent, chunk in enumerate(self._stream, start=1):
+            yield chunk
+            if sent == self._chunks:
+                raise self._error
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 class AsyncOverThread(httpx.AsyncBaseTransport):
@@ -86,7 +107,12 @@ class Gateway:
         self.store, self.queue, self.clock = store or InMemoryTaskStore(), RecordingQueue(), FixedClock()
         self.registry, self.logs = InMemoryRegistry(["echo", "sleep"]), InMemoryRunLogs()
         self.app = app_over_fakes(
-            settings, store=self.store, queue=self.queue, registry=self.registry, clock=self.clock, logs=self.logs
+            settings or FAST,
+            store=self.store,
+            queue=self.queue,
+            registry=self.registry,
+            clock=self.clock,
+            logs=self.logs,
         )
         self.transport = Faults(self.app)
         self.pauses: list[float] = []
@@ -104,13 +130,24 @@ class Gateway:
         transport = AsyncOverThread(self.transport)
         return tq.AsyncClient("http://gateway", token, transport=transport, sleep=self._async_sleep, **options)
 
-    def run(self, task_id: str, *, result: Any = None, error: str | None = None, log: bytes = b"") -> Task:
-        """An executor runs the task's next attempt, printing ``log``: it succeeds with ``result``, or fails with
-        ``error``."""
+    def run(
+        self,
+        task_id: str,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        log: bytes = b"",
+        progress: tuple[float | None, str | None] | None = None,
+    ) -> Task:
+        """An executor runs the task's next attempt, printing ``log`` and reporting ``progress``: it succeeds with
+        ``result``, or fails with ``error``."""
         task = self.store.get(task_id)
         attempt = task.attempts + 1
         task = self._change(task, lambda t: t.claim(attempt, WORKER, self.clock.now(), 30))
         assert task.claim_seq is not None
+        if progress is not None:
+            self.clock.advance(0.5)
+            self.store.report_progress(task.id, task.claim_seq, Progress(*progress, at=self.clock.now()))
         self.logs.put(task.id, task.claim_seq, log)
         kept = RunLog(len(log), 3600)
         if error is None:

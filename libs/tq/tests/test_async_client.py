@@ -4,6 +4,7 @@ sync client, awaited, with listings as async iterators."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -118,3 +119,28 @@ def test_a_submit_whose_answer_was_lost_runs_once(gateway: Gateway) -> None:
     task_id = run(gateway, scenario)
     assert [t.id for t in gateway.client().list()] == [task_id]
     assert len(gateway.queue.sent) == 1
+
+
+def test_submit_many_and_stream(gateway: Gateway) -> None:
+    async def scenario(client: tq.AsyncClient) -> tuple[list[int], list[str]]:
+        items = await client.submit_many(
+            [{"type": "echo", "group": "team-a", "payload": {"n": n}} for n in range(3)] + [{"type": "nope"}]
+        )
+        first = items[0].task
+        assert first is not None
+        threading.Timer(0.1, gateway.run, (first.id,), {"progress": (None, "started")}).start()
+        return [item.status for item in items], [event.type async for event in client.stream(first.id)]
+
+    statuses, kinds = run(gateway, scenario)
+    assert statuses == [201, 201, 201, 422]
+    assert kinds == ["submitted", "queued", "claimed", "progress", "succeeded"]
+
+
+def test_wait_returns_once_the_task_has_ended(gateway: Gateway) -> None:
+    async def scenario(client: tq.AsyncClient) -> tuple[str, Any]:
+        task = await client.submit("echo", "team-a")
+        threading.Timer(0.05, gateway.run, (task.id,), {"result": {"x": 1}}).start()
+        done = await client.wait(task.id, timeout_s=5)
+        return done.status, done.result
+
+    assert run(gateway, scenario) == ("succeeded", {"x": 1})

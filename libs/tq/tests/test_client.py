@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -11,8 +12,7 @@ import httpx
 import pytest
 
 import tq
-from tq.models import Event, Queue, Redriven, Run, Task
-from tq.retries import Retries
+from tq.models import Event, ProgressEvent, Queue, Redriven, Run, Task
 from tq_gateway.settings import GatewaySettings
 from tqcore.errors import StoreUnavailable
 from tqcore.testing import InMemoryTaskStore
@@ -117,7 +117,7 @@ def test_an_answer_that_is_not_a_problem_still_raises_api_error() -> None:
     def proxy(request: httpx.Request) -> httpx.Response:
         return httpx.Response(502, text="<html>bad gateway</html>")
 
-    client = tq.Client("http://x", "t", transport=httpx.MockTransport(proxy), retries=Retries(attempts=1))
+    client = tq.Client("http://x", "t", transport=httpx.MockTransport(proxy), retries=tq.Retries(attempts=1))
     with pytest.raises(tq.ApiError) as failed:
         client.get("t-1")
     assert failed.value.status == 502
@@ -298,12 +298,100 @@ def test_a_failed_task_has_ended(gateway: Gateway, client: tq.Client) -> None:
 # -------------------------------------------------------------------------------------------------- package
 def test_import_tq_does_not_import_the_client() -> None:
     code = "import sys, tq; assert 'httpx' not in sys.modules and 'tq.client' not in sys.modules; tq.Client"
-    code += "; assert 'httpx' in sys.modules"
+    code += "; assert 'httpx' in sys.modules and tq.Retries().attempts == 5 and not hasattr(tq, 'Nope')"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_task_id_never_reaches_another_route(gateway: Gateway, client: tq.Client) -> None:
+@pytest.mark.parametrize(("task_id", "path"), [("../dlq", b"/v1/tasks/..%2Fdlq"), ("..", b"/v1/tasks/%2E%2E")])
+def test_a_task_id_never_reaches_another_route(gateway: Gateway, client: tq.Client, task_id: str, path: bytes) -> None:
     with pytest.raises(tq.ApiError) as missing:
-        client.get("../dlq")
+        client.get(task_id)
     assert missing.value.status == 404
-    assert gateway.transport.sent[-1].url.raw_path == b"/v1/tasks/..%2Fdlq"
+    assert gateway.transport.sent[-1].url.raw_path == path
+    with pytest.raises(ValueError, match="empty"):
+        client.get("")
+
+
+def test_a_success_that_is_not_the_resource_is_an_api_error() -> None:
+    def proxy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>sign in to the wifi</html>")
+
+    with pytest.raises(tq.ApiError) as odd:
+        tq.Client("http://x", "t", transport=httpx.MockTransport(proxy)).get("t-1")
+    assert odd.value.status == 200
+    assert odd.value.problem["title"] == "Unexpected answer"
+    assert str(odd.value).startswith("200 Unexpected answer: the answer of GET /v1/tasks/t-1 does not read as Task")
+
+
+# ------------------------------------------------------------------------------------------ batch and stream
+def test_submit_many_answers_each_item_in_order(gateway: Gateway, client: tq.Client) -> None:
+    first = client.submit("echo", "team-a", {"n": 0}, idempotency_key="k-0")
+    items = client.submit_many(
+        [
+            {"type": "echo", "group": "team-a", "payload": {"n": 0}, "idempotency_key": "k-0"},
+            {"type": "echo", "group": "team-a", "payload": {"n": 1}},
+            {"type": "nope", "group": "team-a"},
+            {"type": "echo", "group": "team-b"},
+        ]
+    )
+    assert [item.status for item in items] == [200, 201, 422, 403]
+    assert [item.ok for item in items] == [True, True, False, False]
+    assert items[0].task is not None
+    assert items[0].task.id == first.id
+    assert items[1].task is not None
+    assert items[1].task.idempotency_key is not None  # every item is keyed
+    assert items[2].error is not None
+    assert items[2].error.type == "urn:tq:problem:unknown-task-type"
+
+
+def test_submit_many_sends_500_a_request_and_a_lost_answer_runs_nothing_twice(
+    gateway: Gateway, client: tq.Client
+) -> None:
+    gateway.transport.break_next("after", httpx.ReadError("connection reset"))
+    items = client.submit_many({"type": "echo", "group": "team-a", "payload": {"n": n}} for n in range(1100))
+    assert [item.status for item in items] == [200] * 500 + [201] * 600  # the first 500 replayed
+    assert [item.task.payload for item in items if item.task] == [{"n": n} for n in range(1100)]
+    batches = [len(json.loads(r.content)["tasks"]) for r in gateway.transport.sent]
+    assert batches == [500, 500, 500, 100]  # the first sent twice: its answer was lost
+    assert gateway.transport.sent[0].extensions["timeout"]["read"] == 60  # 500 writes may take a while
+    assert len(gateway.queue.sent) == 1100
+
+
+def test_stream_yields_the_events_then_ends_with_the_task(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    threading.Timer(0.1, gateway.run, (task.id,), {"result": 1, "progress": (0.5, "half way")}).start()
+    events = list(client.stream(task.id))
+    assert [event.type for event in events] == ["submitted", "queued", "claimed", "progress", "succeeded"]
+    assert isinstance(events[3], ProgressEvent)
+    assert (events[3].fraction, events[3].message) == (0.5, "half way")
+
+
+def test_a_stream_broken_midway_resumes_after_the_last_event(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    gateway.run(task.id, result=1)
+    gateway.transport.break_next("during", httpx.RemoteProtocolError("peer closed"), chunks=3)
+    events = list(client.stream(task.id))
+    assert [e.seq for e in events if isinstance(e, Event)] == [1, 2, 3, 4]
+    streams = [r for r in gateway.transport.sent if r.url.path.endswith("/stream")]
+    assert len(streams) == 2
+    assert streams[1].headers["Last-Event-ID"] == "2"  # the stream's retry hint, events 1 and 2, then it broke
+
+
+def test_a_stream_of_another_group_task_is_not_found(gateway: Gateway, client: tq.Client) -> None:
+    theirs = gateway.client("dev-bob").submit("echo", "team-b")
+    with pytest.raises(tq.ApiError) as hidden:
+        next(iter(client.stream(theirs.id)))
+    assert hidden.value.status == 404
+
+
+def test_a_stream_the_server_ends_early_is_resumed_until_the_task_ends(gateway_of: type[Gateway]) -> None:
+    short = gateway_of(GatewaySettings(watch_interval_s=0.05, stream_ping_s=5, stream_max_s=0.2))
+    client = short.client()
+    task = client.submit("echo", "team-a")
+    threading.Timer(0.5, short.run, (task.id,)).start()
+    events = list(client.stream(task.id))
+    assert [e.seq for e in events if isinstance(e, Event)] == [1, 2, 3, 4]  # each once, in order
+    streams = [r for r in short.transport.sent if r.url.path.endswith("/stream")]
+    assert len(streams) >= 2
+    assert streams[-1].headers["Last-Event-ID"] == "2"
+    assert set(short.pauses) == {1.0}  # the gateway's retry: hint before each resumption

@@ -64,20 +64,30 @@ def test_a_stream_yields_events_and_progress_and_resumes_after_the_last_event() 
     assert call.read_timeout_s > 15  # longer than the server's keep-alive interval
 
 
+def test_a_stream_message_that_is_not_an_event_is_an_api_error() -> None:
+    streaming = Streaming("t-1")
+    streaming.feed("event: claimed")
+    streaming.feed("data: {}")
+    with pytest.raises(tq.ApiError) as odd:
+        streaming.feed("")
+    assert odd.value.problem["title"] == "Unexpected answer"
+    assert "the answer of GET /v1/tasks/t-1/stream does not read as Event (seq: Field required)" in str(odd.value)
+
+
 def test_a_stream_ends_when_the_task_has_ended_with_its_last_event_seen() -> None:
     streaming = Streaming("t-1")
-    for line in event_lines(5, "succeeded"):
+    for line in ["retry: 1000", *event_lines(5, "succeeded")]:
         streaming.feed(line)
-    assert not streaming.ended(task("running", 5))  # the server closed early (its stream lifetime): resume
-    assert streaming.ended(task("succeeded", 5))
+    assert streaming.after_end(task("running", 5)) == 1.0  # closed early (its lifetime): resume after the hint
+    assert streaming.after_end(task("succeeded", 5)) is None
 
 
 def test_a_task_that_ended_after_the_last_event_seen_is_resumed_once_more() -> None:
     streaming = Streaming("t-1")
     for line in event_lines(3, "claimed"):
         streaming.feed(line)
-    assert not streaming.ended(task("succeeded", 4))  # the rest is replayed after event 3
-    assert streaming.ended(task("succeeded", 4))  # and then it ends, whatever came
+    assert streaming.after_end(task("succeeded", 4)) == 0.0  # the rest is replayed after event 3, at once
+    assert streaming.after_end(task("succeeded", 4)) is None  # and then it ends, whatever came
 
 
 def test_a_stream_that_keeps_breaking_gives_up() -> None:

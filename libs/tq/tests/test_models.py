@@ -73,3 +73,14 @@ def test_the_statuses_a_task_ends_in_are_the_api_terminal_ones() -> None:
     from tqcore.domain.model import Status
 
     assert {s.value for s in Status if s.is_terminal} == models.ENDED
+
+
+def test_a_batch_item_reads_both_answers_of_a_batch() -> None:
+    own = models.BatchItem.model_json_schema(ref_template="#/$defs/{model}")
+    mine = fields(own, own["$defs"], optional_null=True)
+    for component in ("BatchSubmitted", "BatchRefused"):
+        served = fields(SPEC[component], SPEC, optional_null=False)
+        assert {name: kinds for name, (_, kinds) in served.items()} == {
+            name: kinds for name, (_, kinds) in mine.items() if name in served
+        }
+    assert set(mine) == set(SPEC["BatchSubmitted"]["properties"]) | set(SPEC["BatchRefused"]["properties"])

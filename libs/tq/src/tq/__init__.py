@@ -22,11 +22,19 @@ from typing import TYPE_CHECKING, Any
 from tq.handlers import HandlerRegistry, HandlerSpec, Permanent, Progress, TaskContext, handler, registry
 
 if TYPE_CHECKING:
-    from tq.client import AsyncClient, Client
+    from tq.async_client import AsyncClient
+    from tq.client import Client
     from tq.errors import ApiError, NetworkError
+    from tq.retries import Retries
 
 #: Names imported from their module on first use: ``tq.Client`` -> ``tq.client.Client``.
-_LAZY = {"Client": "tq.client", "AsyncClient": "tq.client", "ApiError": "tq.errors", "NetworkError": "tq.errors"}
+_LAZY = {
+    "Client": "tq.client",
+    "AsyncClient": "tq.async_client",
+    "ApiError": "tq.errors",
+    "NetworkError": "tq.errors",
+    "Retries": "tq.retries",
+}
 
 __all__ = [
     "ApiError",
@@ -37,6 +45,7 @@ __all__ = [
     "NetworkError",
     "Permanent",
     "Progress",
+    "Retries",
     "TaskContext",
     "handler",
     "registry",

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from tq.errors import ApiError
@@ -22,12 +22,17 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Where the client finds the API when neither ``url`` nor ``TQ_URL`` says (``make run``'s gateway).
 DEFAULT_URL = "http://127.0.0.1:8080"
+#: Seconds to connect, send, or wait for an ordinary answer (``wait``, ``stream`` and batches wait longer).
+DEFAULT_TIMEOUT_S = 10.0
 #: The most items ``POST /v1/tasks:batch`` takes: ``submit_many`` sends bigger lists in chunks of this size.
 BATCH_SIZE = 500
 #: The longest ``wait_s`` the API takes.
 MAX_WAIT_S = 30
 #: How much longer than the server's own wait (or keep-alive interval) a read may take before it counts as broken.
 READ_GRACE_S = 15.0
+#: How long a batch's answer may take: 500 writes and sends under load take seconds, and a read that times out is
+#: sent again (replayed, but as costly as the first), so give it time rather than load the gateway twice.
+BATCH_READ_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,29 @@ def problem_of(response: httpx.Response) -> dict[str, Any]:
 
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
     def read(response: httpx.Response) -> M:
-        return model.model_validate_json(checked(response).content)
+        try:
+            return model.model_validate_json(checked(response).content)
+        except ValidationError as error:
+            where = f"{response.request.method} {response.request.url.path}"
+            raise unexpected(response.status_code, where, model.__name__, error) from error
 
     return read
+
+
+def unexpected(status: int, where: str, expected: str, error: ValidationError) -> ApiError:
+    """The error for a success that is not what was asked for (a captive portal, a wrong URL): an API error with
+    a made-up problem, like any other answer the client cannot use."""
+    first = error.errors(include_url=False)[0]
+    why = f"{'.'.join(map(str, first['loc'])) or 'the body'}: {first['msg']}"
+    return ApiError(
+        status,
+        {
+            "type": "urn:tq:client:unexpected-answer",
+            "title": "Unexpected answer",
+            "status": status,
+            "detail": f"the answer of {where} does not read as {expected} ({why})",
+        },
+    )
 
 
 class _QueueList(Resource):
@@ -121,8 +146,16 @@ def no_body(response: httpx.Response) -> None:
 
 
 def task_path(task_id: str, *rest: str) -> str:
-    """``/v1/tasks/{id}/...`` with every segment escaped: an id never reaches another route."""
-    return "/".join(["/v1/tasks", *(quote(part, safe="") for part in (task_id, *rest))])
+    """``/v1/tasks/{id}/...`` with every segment escaped (``/``, and the dot segments URLs resolve): an id never
+    reaches another route."""
+    if not task_id:
+        raise ValueError("a task id cannot be empty")
+    return "/".join(["/v1/tasks", *(_segment(part) for part in (task_id, *rest))])
+
+
+def _segment(part: str) -> str:
+    escaped = quote(part, safe="")
+    return escaped.replace(".", "%2E") if escaped in {".", ".."} else escaped
 
 
 def _query(**values: str | int | None) -> dict[str, str | int]:
@@ -159,7 +192,13 @@ def submit_batches(tasks: Iterable[Mapping[str, Any]]) -> list[Call[list[BatchIt
     repeatable)."""
     bodies = [_keyed(body) for body in tasks]
     return [
-        Call("POST", "/v1/tasks:batch", lambda r: _model(_BatchAnswer)(r).items, body={"tasks": chunk})
+        Call(
+            "POST",
+            "/v1/tasks:batch",
+            lambda r: _model(_BatchAnswer)(r).items,
+            body={"tasks": chunk},
+            read_timeout_s=BATCH_READ_S,
+        )
         for chunk in (bodies[start : start + BATCH_SIZE] for start in range(0, len(bodies), BATCH_SIZE))
     ]
 

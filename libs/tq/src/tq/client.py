@@ -1,4 +1,5 @@
-"""``tq.Client`` and ``tq.AsyncClient``: the tq HTTP API from Python (contract section 7), over httpx.
+"""``tq.Client`` (and ``tq.AsyncClient``, its asyncio twin in ``tq.async_client``): the tq HTTP API from Python
+(contract section 7), over httpx.
 
 ```python
 import tq
@@ -14,24 +15,23 @@ decides the loops of ``wait`` and ``stream``, ``tq.retries`` when to send again;
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Self, TypeVar
 
 import httpx
 
 from tq import calls
-from tq.calls import Call
+from tq.async_client import AsyncClient
+from tq.calls import DEFAULT_TIMEOUT_S, Call
 from tq.follow import Streaming, Waiting
 from tq.models import BatchItem, Event, Page, ProgressEvent, Queue, Redriven, Run, Task
 from tq.retries import Retries, Retrying
 
-T = TypeVar("T")
+__all__ = ["AsyncClient", "Client"]
 
-#: Seconds to connect, send, or wait for an ordinary answer (``wait`` and ``stream`` wait longer for theirs).
-DEFAULT_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 
 class Client:
@@ -110,8 +110,10 @@ class Client:
             except httpx.TransportError as error:
                 self._sleep(streaming.broke(error))
                 continue
-            if streaming.ended(self.get(task_id)):
+            pause = streaming.after_end(self.get(task_id))
+            if pause is None:
                 return
+            self._sleep(pause)
 
     def list(self, group: str | None = None, status: str | None = None, type: str | None = None) -> Iterator[Task]:
         """Every task matching the filters, newest first, a page at a time."""
@@ -204,174 +206,3 @@ class Client:
                 pause = answered
                 response.close()
             self._sleep(pause)
-
-
-class AsyncClient:
-    """``Client``'s twin for asyncio: the same methods, awaitable (listings and ``stream`` are async iterators);
-    an async context manager (``async with tq.AsyncClient() as client:``)."""
-
-    def __init__(
-        self,
-        url: str | None = None,
-        token: str | None = None,
-        *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        retries: Retries = Retries(),  # noqa: B008 - frozen: one shared default is safe
-        transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        base_url, headers = calls.connection(url, token)
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout_s, transport=transport)
-        self._retries = retries
-        self._sleep = sleep
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the client's connections."""
-        await self._http.aclose()
-
-    async def submit(self, type: str, group: str, payload: Any = None, **fields: Any) -> Task:
-        """See ``Client.submit``."""
-        return await self._send(calls.submit(type, group, payload, fields))
-
-    async def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> builtins.list[BatchItem]:
-        """See ``Client.submit_many``."""
-        return [item for call in calls.submit_batches(tasks) for item in await self._send(call)]
-
-    async def get(self, task_id: str) -> Task:
-        """See ``Client.get``."""
-        return await self._send(calls.get(task_id))
-
-    async def wait(self, task_id: str, timeout_s: float | None = None) -> Task:
-        """See ``Client.wait``."""
-        waiting = Waiting(task_id, timeout_s)
-        task = await self._send(waiting.first())
-        while (step := waiting.next(task)) is not None:
-            pause, call = step
-            if pause:
-                await self._sleep(pause)
-            task = await self._send(call)
-        return task
-
-    async def stream(self, task_id: str) -> AsyncIterator[Event | ProgressEvent]:
-        """See ``Client.stream``."""
-        streaming = Streaming(task_id)
-        while True:
-            try:
-                response = await self._open(streaming.call())
-                try:
-                    async for line in response.aiter_lines():
-                        if (event := streaming.feed(line)) is not None:
-                            yield event
-                finally:
-                    await response.aclose()
-            except httpx.TransportError as error:
-                await self._sleep(streaming.broke(error))
-                continue
-            if streaming.ended(await self.get(task_id)):
-                return
-
-    def list(
-        self,
-        group: str | None = None,
-        status: str | None = None,
-        type: str | None = None,
-    ) -> AsyncIterator[Task]:
-        """See ``Client.list``."""
-        return self._items(lambda cursor: calls.list_page(group, status, type, None, cursor))
-
-    async def list_page(
-        self,
-        group: str | None = None,
-        status: str | None = None,
-        type: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Page[Task]:
-        """See ``Client.list_page``."""
-        return await self._send(calls.list_page(group, status, type, limit, cursor))
-
-    async def update(self, task_id: str, if_match: int | str | None = None, **changes: Any) -> Task:
-        """See ``Client.update``."""
-        return await self._send(calls.update(task_id, if_match, changes))
-
-    async def cancel(self, task_id: str, if_match: int | str | None = None) -> Task:
-        """See ``Client.cancel``."""
-        return await self._send(calls.cancel(task_id, if_match))
-
-    def runs(self, task_id: str) -> AsyncIterator[Run]:
-        """See ``Client.runs``."""
-        return self._items(lambda cursor: calls.runs_page(task_id, cursor))
-
-    async def log(self, task_id: str, run_id: str) -> str:
-        """See ``Client.log``."""
-        return await self._send(calls.log(task_id, run_id))
-
-    def events(self, task_id: str) -> AsyncIterator[Event]:
-        """See ``Client.events``."""
-        return self._items(lambda cursor: calls.events_page(task_id, cursor))
-
-    def dlq(self, group: str | None = None) -> AsyncIterator[Task]:
-        """See ``Client.dlq``."""
-        return self._items(lambda cursor: calls.dlq_page(group, None, cursor))
-
-    async def dlq_page(
-        self, group: str | None = None, limit: int | None = None, cursor: str | None = None
-    ) -> Page[Task]:
-        """See ``Client.dlq_page``."""
-        return await self._send(calls.dlq_page(group, limit, cursor))
-
-    async def redrive(self, task_id: str) -> Task:
-        """See ``Client.redrive``."""
-        return await self._send(calls.redrive(task_id))
-
-    async def redrive_dlq(
-        self, group: str, ids: builtins.list[str] | None = None, limit: int | None = None, dry_run: bool = False
-    ) -> Redriven:
-        """See ``Client.redrive_dlq``."""
-        return await self._send(calls.redrive_dlq(group, ids, limit, dry_run))
-
-    async def queues(self) -> builtins.list[Queue]:
-        """See ``Client.queues``."""
-        return await self._send(calls.queues())
-
-    async def _items(self, page: Callable[[str | None], Call[Page[T]]]) -> AsyncIterator[T]:
-        cursor = None
-        while True:
-            answer = await self._send(page(cursor))
-            for item in answer.items:
-                yield item
-            if not answer.next_cursor:
-                return
-            cursor = answer.next_cursor
-
-    async def _send(self, call: Call[T]) -> T:
-        return call.read(await self._respond(call, stream=False))
-
-    async def _open(self, call: Call[None]) -> httpx.Response:
-        response = await self._respond(call, stream=True)
-        if not response.is_success:
-            await response.aread()
-            await response.aclose()
-        call.read(response)
-        return response
-
-    async def _respond(self, call: Call[Any], *, stream: bool) -> httpx.Response:
-        retrying = Retrying(self._retries, call.repeatable)
-        while True:
-            try:
-                response = await self._http.send(call.request(self._http), stream=stream)
-            except httpx.TransportError as error:
-                pause = retrying.after_error(error)
-            else:
-                answered = retrying.after_response(response)
-                if answered is None:
-                    return response
-                pause = answered
-                await response.aclose()
-            await self._sleep(pause)

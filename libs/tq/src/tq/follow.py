@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+from pydantic import ValidationError
 
 from tq import calls
 from tq.errors import NetworkError
@@ -81,12 +82,16 @@ class Streaming:
         message = self._decoder.feed(line)
         if message is None:
             return None
-        if message.event == "progress":
-            return ProgressEvent.model_validate_json(message.data)
+        model: type[Event | ProgressEvent] = ProgressEvent if message.event == "progress" else Event
+        try:
+            item = model.model_validate_json(message.data)
+        except ValidationError as error:
+            where = f"GET {calls.task_path(self._task_id, 'stream')}"
+            raise calls.unexpected(200, where, model.__name__, error) from error
         if message.id is not None:
             self._last_id = message.id
         self._breaks = 0
-        return Event.model_validate_json(message.data)
+        return item
 
     def broke(self, error: httpx.TransportError) -> float:
         """The pause before resuming after a broken connection; raises :class:`NetworkError` after
@@ -96,16 +101,17 @@ class Streaming:
             raise NetworkError(f"the event stream broke {MAX_BREAKS} times in a row: {type(error).__name__}")
         return self._server_pause() or 0.5 * 2 ** (self._breaks - 1)
 
-    def ended(self, task: Task) -> bool:
-        """After the server ended the stream, given the task as it is now: True when every event has been read
-        (the task ended, and its last change is an event seen here or the stream was already resumed once)."""
-        if not task.ended:
-            return False
-        seen = int(self._last_id) if self._last_id and self._last_id.isdigit() else 0
-        if seen >= task.version or self._replayed_end:
-            return True
-        self._replayed_end = True  # it ended while the stream was closing: one more stream replays the rest
-        return False
+    def after_end(self, task: Task) -> float | None:
+        """After the server ended the stream, given the task as it is now: ``None`` when every event has been read
+        (the task ended, and its last change is an event seen here or the stream was already resumed once), else
+        the pause before resuming (the server's ``retry:`` hint, as an EventSource would wait)."""
+        if task.ended:
+            seen = int(self._last_id) if self._last_id and self._last_id.isdigit() else 0
+            if seen >= task.version or self._replayed_end:
+                return None
+            self._replayed_end = True  # it ended while the stream was closing: one more stream replays the rest
+            return 0.0
+        return self._server_pause() or 0.0
 
     def _server_pause(self) -> float | None:
         return None if self._decoder.retry_ms is None else self._decoder.retry_ms / 1000

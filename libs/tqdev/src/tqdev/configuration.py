@@ -66,6 +66,8 @@ OUTSIDE: dict[str, tuple[str, str, str]] = {
     "TQ_TEST_ENDPOINT": ("tests", "unset", "an AWS endpoint the tests use instead of starting an emulator"),
     "TQ_PANTS_PYTHON": ("`make pants`", "from pyenv", "the Python 3.9 interpreter Pants runs on"),
     "TQ_PANTS_VENV": ("`make pants`", "`.pants-venv`", "where Pants is installed"),
+    "TQ_URL": ("`tq.Client`, `tq`", "`http://127.0.0.1:8080`", "the API the client calls when not given `url`"),
+    "TQ_TOKEN": ("`tq.Client`, `tq`", "unset", "the bearer token the client sends when not given `token`"),
 }
 #: Where settings are read outside the classes: the product, its local stack, its build and test harness.
 SOURCES = [
