@@ -37,22 +37,24 @@ class Target:
     token: str | None
 
 
-def config_path(env: Mapping[str, str] | None = None) -> Path:
+def config_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$XDG_CONFIG_HOME/tq/config.toml``, ``~/.config/tq/config.toml`` when it is unset or empty."""
-    env = os.environ if env is None else env
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "tq" / "config.toml"
 
 
-def resolve(url: str | None, token: str | None, profile: str | None, env: Mapping[str, str] | None = None) -> Target:
+def resolve(
+    url: str | None, token: str | None, profile: str | None, environ: Mapping[str, str] | None = None
+) -> Target:
     """The target from the flags (``url``, ``token``, ``profile``), then ``TQ_URL``/``TQ_TOKEN``/``TQ_PROFILE``,
     then the profile's values, then :data:`DEFAULT_URL` and no token."""
-    env = os.environ if env is None else env
-    named = profile or env.get("TQ_PROFILE") or None
-    values = _profile(config_path(env), named)
+    environ = os.environ if environ is None else environ
+    named = profile or environ.get("TQ_PROFILE") or None
+    values = _profile(config_path(environ), named)
     return Target(
-        url=url or env.get("TQ_URL") or values.get("url") or DEFAULT_URL,
-        token=token or env.get("TQ_TOKEN") or values.get("token") or None,
+        url=url or environ.get("TQ_URL") or values.get("url") or DEFAULT_URL,
+        token=token or environ.get("TQ_TOKEN") or values.get("token") or None,
     )
 
 
