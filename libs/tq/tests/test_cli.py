@@ -414,4 +414,4 @@ def test_completion_prints_clicks_script(world: World) -> None:
 def test_keys_delegates_to_the_gateways_keys_cli(world: World) -> None:
     result = world.tq("keys", "create", "--user", "x")
     assert result.exit_code == 2
-    assert "give at least one --group" in result.stderr
+    assert result.stderr == "tq keys: give at least one --group (or --admin) (see --help)\n"

@@ -67,7 +67,7 @@ _PASS_THROUGH: dict[str, Any] = {"ignore_unknown_options": True, "allow_extra_ar
 def keys() -> None:
     """API keys, straight in the stack's table (TQ_PREFIX, TQ_ENDPOINT_URL): needs the gateway package.
 
-    The same as ``tq-keys``; ``tq keys create --help`` shows a command's options."""
+    The same as tq-keys; 'tq keys create --help' shows a command's options."""
 
 
 def _delegate(verb: str, summary: str) -> click.Command:
@@ -86,7 +86,7 @@ def _keys_cli(argv: list[str]) -> int:
         if error.name is None or not error.name.startswith("tq_gateway"):
             raise
         raise _Missing() from None
-    code = int(keys_cli.main(argv))
+    code = int(keys_cli.main(argv, prog="tq keys"))
     return API if code == 1 else code
 
 
