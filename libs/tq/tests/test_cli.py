@@ -233,6 +233,22 @@ def test_an_unreachable_gateway_is_exit_3() -> None:
     assert "cannot reach the gateway" in failed(result, 3)
 
 
+@pytest.mark.parametrize(
+    ("raised", "code", "stderr"),
+    [
+        (KeyboardInterrupt(), 130, "\ntq: interrupted\n"),  # click's newline after the ^C, then the line
+        (RuntimeError("boom"), 3, "tq: unexpected error: RuntimeError: boom\n"),
+        (BrokenPipeError(), 0, ""),  # the reader went away (tq ls | head): quietly
+    ],
+)
+def test_interrupts_bugs_and_closed_pipes_never_show_a_traceback(raised: BaseException, code: int, stderr: str) -> None:
+    def connect(_target: Target) -> Client:
+        raise raised
+
+    result = CliRunner().invoke(cli, ["queues"], obj=State(connect=connect))
+    assert (result.exit_code, result.stdout, result.stderr) == (code, "", stderr)
+
+
 def test_a_bad_profile_file_is_a_usage_error(world: World, tmp_path: Path) -> None:
     (tmp_path / "tq").mkdir()
     (tmp_path / "tq" / "config.toml").write_text("[profiles.default\n")
@@ -409,6 +425,9 @@ def test_completion_prints_clicks_script(world: World) -> None:
     assert "compdef" in ok(world.tq("completion", "zsh"))
     assert "complete --no-files --command tq" in ok(world.tq("completion", "fish"))
     assert failed(world.tq("completion", "tcsh"), 2).startswith("tq completion: ")
+    # and the script's callback completes commands and --status values from the same definitions
+    env = {"_TQ_COMPLETE": "bash_complete", "COMP_WORDS": "tq ls --status su", "COMP_CWORD": "3"}
+    assert CliRunner().invoke(cli, [], env=env).stdout == "plain,succeeded\n"
 
 
 def test_keys_delegates_to_the_gateways_keys_cli(world: World) -> None:
