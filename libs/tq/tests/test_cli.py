@@ -379,6 +379,22 @@ def test_watch_follows_the_task_in_plain_lines_and_prints_each_attempts_log(worl
     ]
 
 
+def test_on_a_terminal_watch_draws_the_live_panel(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws as on a terminal
+    task_id = submitted(world)
+    world.steps = [
+        lambda: world.claim(task_id),
+        lambda: world.progress(task_id, 0.5, "half [way]"),
+        lambda: world.succeed(task_id, b"done\n"),
+    ]
+    screen = ok(world.tq("watch", task_id))
+    assert "\x1b[" in screen  # drawn, not plain lines
+    assert "half [way]" in screen  # the handler's message as it is (no markup)
+    assert "--- log of run" in screen
+    assert "done" in screen
+    assert "succeeded" in screen
+
+
 def test_submit_wait_json_prints_only_the_final_task_and_exit_1_when_it_failed(world: World) -> None:
     world.steps = [lambda: world.claim("t-1"), lambda: world.fail("t-1", b"oops\n")]
     result = world.tq("submit", "echo", "-g", "team-a", "--max-retries", "0", "--wait", "--json")
