@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tq.models import ENDED
+
 #: Ended statuses that make an awaiting command exit 1.
-NOT_SUCCEEDED = frozenset({"failed", "cancelled", "expired"})
+NOT_SUCCEEDED = ENDED - {"succeeded"}
 
 TASK_COLUMNS = ("id", "type", "group", "status", "attempts", "priority", "created_at")
 
