@@ -157,6 +157,15 @@ def submitted(world: World, *args: str) -> str:
     return ok(world.tq("submit", "echo", "--group", "team-a", *args)).strip()
 
 
+def test_every_command_of_the_contract_is_there() -> None:
+    assert set(cli.commands) == {
+        *("submit", "get", "ls", "watch", "logs", "runs", "events", "cancel", "redrive", "dlq", "queues", "keys"),
+        "completion",
+    }
+    assert set(cli.commands["dlq"].commands) == {"ls", "redrive"}  # type: ignore[attr-defined]
+    assert set(cli.commands["keys"].commands) == {"create", "list", "revoke"}  # type: ignore[attr-defined]
+
+
 # ------------------------------------------------------------------------------------------------- submit
 def test_submit_prints_the_id_and_with_json_the_task_with_a_generated_idempotency_key(world: World) -> None:
     assert submitted(world) == "t-1"
