@@ -6,7 +6,7 @@ EMU := .venv-emu
 CODEGEN := .venv-codegen
 EXAMPLES_VENV := .venv-examples
 BIN := $(VENV)/bin
-PACKAGES := -e libs/tq -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
+PACKAGES := -e 'libs/tq[cli]' -e libs/tqcore -e libs/tqdev -e services/gateway -e services/executor -e services/scheduler -e services/reaper
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
@@ -88,14 +88,14 @@ test-ministack: test-ministack-core test-observability
 # another as before; beside them the modules with only generous deadlines and little CPU of their own (the
 # adapter tests, lost enqueues, poison, throttling, access, auth, mTLS, script fences, listing memory, readiness,
 # the local stack's supervision, your own handler package, executor pools, batch submit, the generated client, the
-# Python client).
+# Python client, the tq command line).
 CORE := TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=8
 CORE_BESIDE := libs/tqcore/tests/integration tests/integration \
 	tests/e2e/test_access.py tests/e2e/test_auth.py tests/e2e/test_mtls.py tests/e2e/test_script_fences.py \
 	tests/e2e/test_listing_memory.py tests/e2e/test_readiness.py tests/e2e/test_local_supervision.py \
 	tests/e2e/test_buffered_give_back.py tests/e2e/test_own_handlers.py tests/e2e/test_pools.py \
 	tests/e2e/test_batch.py tests/e2e/test_generated_client.py \
-	tests/e2e/test_client.py
+	tests/e2e/test_client.py tests/e2e/test_cli.py
 test-ministack-core: install
 	$(MAKE) -j2 --output-sync=target test-core-timed test-core-beside
 

@@ -68,6 +68,11 @@ OUTSIDE: dict[str, tuple[str, str, str]] = {
     "TQ_PANTS_VENV": ("`make pants`", "`.pants-venv`", "where Pants is installed"),
     "TQ_URL": ("`tq.Client`, `tq`", "`http://127.0.0.1:8080`", "the API the client calls when not given `url`"),
     "TQ_TOKEN": ("`tq.Client`, `tq`", "unset", "the bearer token the client sends when not given `token`"),
+    "TQ_PROFILE": (
+        "`tq`",
+        "`default` if the file has it",
+        "the profile of `$XDG_CONFIG_HOME/tq/config.toml` the command line reads when not given `--profile`",
+    ),
 }
 #: Where settings are read outside the classes: the product, its local stack, its build and test harness.
 SOURCES = [

@@ -42,8 +42,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="tq-keys", description="Manage tq API keys (only their hashes are stored).")
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="Manage tq API keys (only their hashes are stored).")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="make a key and print its token (shown this once only)")
     create.add_argument("--user", required=True, type=_name, help="the user the key authenticates")
@@ -56,28 +56,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one ``tq-keys`` command."""
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, prog: str = "tq-keys") -> int:
+    """Run one ``tq-keys`` command (``prog``: the name its messages go under, ``tq keys`` when run by ``tq``)."""
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     if args.command == "create" and not (args.group or args.admin):
         parser.error("give at least one --group (or --admin)")
     try:
         settings = CoreSettings()
     except ValidationError as error:
-        return _fail(f"bad settings: {settings_problem(error)}", 2)
+        return _fail(prog, f"bad settings: {settings_problem(error)}", 2)
     keys = ApiKeys(DynamoApiKeyStore(aws.client(settings, "dynamodb"), settings), SystemClock())
     try:
-        return _run(args, keys)
+        return _run(args, keys, prog)
     except StoreUnavailable as error:
-        return _fail(str(error), 1)
+        return _fail(prog, str(error), 1)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return _fail(f"table {settings.table_name} does not exist (wrong TQ_PREFIX, or run tq-bootstrap)", 1)
-        return _fail(str(error), 1)
+            return _fail(prog, f"table {settings.table_name} does not exist (wrong TQ_PREFIX, or run tq-bootstrap)", 1)
+        return _fail(prog, str(error), 1)
 
 
-def _run(args: argparse.Namespace, keys: ApiKeys) -> int:
+def _run(args: argparse.Namespace, keys: ApiKeys, prog: str) -> int:
     if args.command == "create":
         key, token = keys.create(args.user, args.group, admin=args.admin, by=args.by)
         print(f"created key {key.key_id} for {_describe(key)}; the token below is shown only now:", file=sys.stderr)
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace, keys: ApiKeys) -> int:
     else:
         revoked = keys.revoke(args.key_id)
         if revoked is None:
-            return _fail(f"no API key {args.key_id!r}", 1)
+            return _fail(prog, f"no API key {args.key_id!r}", 1)
         print(f"revoked key {revoked.key_id} of {revoked.user} at {ts(revoked.revoked_at)}", file=sys.stderr)
     return 0
 
@@ -102,8 +102,8 @@ def _describe(key: ApiKey) -> str:
     return f"{key.user} ({groups}{'; admin' if key.admin else ''})"
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"tq-keys: {message}", file=sys.stderr)
+def _fail(prog: str, message: str, code: int) -> int:
+    print(f"{prog}: {message}", file=sys.stderr)
     return code
 
 
