@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import falcon.testing
 import httpx
 import pytest
 from click.testing import CliRunner, Result
@@ -287,6 +288,20 @@ def test_get_shows_the_fields_and_json_the_task(world: World) -> None:
     assert "queued" in text
     assert '{"x":1}' in text
     assert json.loads(ok(world.tq("get", task_id, "--json")))["payload"] == {"x": 1}
+
+
+def test_json_is_exactly_what_the_api_answers(world: World) -> None:
+    """Timestamps (milliseconds), numbers and members as the server wrote them, not as the client's models would
+    write them again (``.120000Z``, ``60.0``)."""
+    task_id = submitted(world, "--every", "60")
+    api = falcon.testing.TestClient(world.app)
+    auth = {"Authorization": "Bearer dev-alice"}
+    assert (
+        json.loads(ok(world.tq("get", task_id, "--json")))
+        == api.simulate_get(f"/v1/tasks/{task_id}", headers=auth).json
+    )
+    page = api.simulate_get("/v1/tasks", params={"group": "team-a"}, headers=auth).json
+    assert json.loads(ok(world.tq("ls", "--group", "team-a", "--json"))) == page
 
 
 def test_ls_is_one_page_as_the_api_answers_it(world: World) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ModelWrapValidatorHandler, PrivateAttr, model_validator
 
 T = TypeVar("T")
 
@@ -23,6 +23,23 @@ class Resource(BaseModel):
     """A JSON object of the API: unknown fields from a newer server are kept, not rejected."""
 
     model_config = ConfigDict(extra="allow")
+    #: The JSON object this was read from, kept for :meth:`as_json`.
+    _json: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_json(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        model = handler(data)
+        if isinstance(data, dict) and isinstance(model, Resource):
+            model._json = data
+        return model
+
+    def as_json(self) -> dict[str, Any]:
+        """The object exactly as the API sent it (its timestamps, numbers and members as written: ``--json`` of
+        the command line prints this); one built in code is dumped, without the members never set."""
+        if self._json is not None:
+            return self._json
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class Retry(Resource):

@@ -1,6 +1,6 @@
 """Output: one JSON document for ``--json``, rich tables for people.
 
-Everything is rendered from the API's JSON shapes (``doc()`` of a client model), so ``--json`` prints exactly
+Everything is rendered from the JSON the API sent (``doc()`` of a client model), so ``--json`` prints exactly
 what the HTTP API answers and the tables cannot show a field the API does not have."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tq.models import ENDED
+from tq.models import ENDED, Resource
 
 #: Ended statuses that make an awaiting command exit 1.
 NOT_SUCCEEDED = ENDED - {"succeeded"}
@@ -23,10 +23,10 @@ TASK_COLUMNS = ("id", "type", "group", "status", "attempts", "priority", "create
 
 
 def doc(value: Any) -> Any:
-    """The API's JSON shape of a client model (or of a list of them); plain JSON as it is. Only the members
-    the server sent (``exclude_unset``): a schedule ``{"at": ...}`` stays that, not one with null siblings."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json", exclude_unset=True)
+    """The API's JSON of a client model (or of a list of them), exactly as the server sent it; plain JSON as it
+    is."""
+    if isinstance(value, Resource):
+        return value.as_json()
     if isinstance(value, list | tuple):
         return [doc(item) for item in value]
     return value
