@@ -23,8 +23,9 @@ from tq_gateway.watch import TaskWatch
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Event, EventType, Progress, Status
 from tqcore.domain.task import Task
+from tqcore.errors import StoreUnavailable
 from tqcore.queries import TaskStamp
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore
+from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore
 from tqcore.usecases.management import TaskHistory
 from tqcore.usecases.service import mutate
 
@@ -221,6 +222,24 @@ def test_a_wait_on_a_task_that_does_not_end_answers_its_state_after_wait_s() -> 
     assert 0.5 <= time.monotonic() - started < 3
     assert answer.status_code == 200
     assert answer.json["status"] == "running"
+
+
+def test_a_wait_answers_the_task_as_it_is_after_wait_s_even_if_the_watch_cannot_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a watch whose bulk reads fail (say, BatchGetItem throttled), and a task that ends during the wait
+    def throttled(_queries: Any, _ids: Sequence[str]) -> dict[str, TaskStamp]:
+        raise StoreUnavailable("throttled (fake)")
+
+    monkeypatch.setattr(InMemoryTaskQueries, "stamps", throttled)
+    api = Api()
+    task = api.claim(api.task())
+    api.later(0.1, lambda: api.succeed(task))
+    # When a client waits 0.5 s
+    answer = api.get(f"/v1/tasks/{task.id}", wait_s="0.5")
+    # Then it gets the task as it is after those 0.5 s (succeeded), not as it was when the wait began
+    assert answer.status_code == 200
+    assert answer.json["status"] == "succeeded"
 
 
 def test_a_wait_for_another_groups_task_is_404() -> None:
