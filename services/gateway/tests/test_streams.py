@@ -155,6 +155,25 @@ def test_a_task_the_read_does_not_find_wakes_nobody_and_keeps_its_last_stamp() -
         assert watcher.stamp == seed
 
 
+def test_a_lagging_read_wakes_nobody_and_a_watcher_never_sees_less_than_it_read_itself() -> None:
+    # Given a task at version 3, watched since version 2
+    reads = Reads()
+    reads.stamps = {"a": TaskStamp(3, Status.RUNNING, None)}
+    watch = TaskWatch(reads, interval_s=3600)
+    with watch.watching("a", TaskStamp(2, Status.QUEUED, None)) as watcher:
+        watch.poll()
+        assert watcher.wait(0)
+        # When an eventually consistent read lags behind what the watch saw (version 2 again)
+        reads.stamps["a"] = TaskStamp(2, Status.QUEUED, None)
+        watch.poll()
+        # Then nobody wakes and the stamp stays the newest seen
+        assert not watcher.wait(0)
+        assert watcher.stamp == TaskStamp(3, Status.RUNNING, None)
+        # And a request that read the task later than the watch sees its own read, not the watch's older one
+        with watch.watching("a", TaskStamp(5, Status.SUCCEEDED, None)) as late:
+            assert late.stamp == TaskStamp(5, Status.SUCCEEDED, None)
+
+
 def test_the_watch_thread_wakes_a_waiter_within_a_few_intervals() -> None:
     reads = Reads()
     reads.stamps = {"a": TaskStamp(1, Status.QUEUED, None)}
