@@ -133,12 +133,10 @@ def _strategy(
             fixed = {"task_id": seeded[state]}
             if "run_id" in path_names and state == "succeeded":
                 fixed["run_id"] = seeded["run_id"]
-            strategies.append(operation.as_strategy(generation_mode=mode, headers=headers, path_parameters=fixed))
+            strategies.append(
+                operation.as_strategy(generation_mode=mode, headers=headers, path_parameters=fixed).map(_short_wait)
+            )
     elif operation.label in ("POST /v1/tasks", "POST /v1/tasks:batch") and mode is GenerationMode.POSITIVE:
-        strategies.append(
-            operation.as_strategy(generation_mode=mode, headers=headers, path_parameters=fixed).map(_short_wait)
-        )
-    elif operation.label == "POST /v1/tasks" and mode is GenerationMode.POSITIVE:
         strategies.append(operation.as_strategy(generation_mode=mode, headers=headers).map(_harmless))
     return st.one_of(strategies)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -21,6 +21,8 @@ from tq_gateway.settings import GatewaySettings
 from tq_gateway.testing import app_over_fakes
 from tqcore.domain.model import ErrorInfo, Progress, RunLog
 from tqcore.domain.task import Task
+from tqcore.errors import StoreUnavailable
+from tqcore.ports import IdempotencyRecord
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryRunLogs, InMemoryTaskStore, RecordingQueue
 from tqcore.usecases.service import mutate
 
@@ -175,6 +177,26 @@ class Gateway:
 @pytest.fixture
 def gateway() -> Gateway:
     return Gateway()
+
+
+class ThrottledPartWay(InMemoryTaskStore):
+    """Storage that throttles the first batch after its first task: the gateway answers the others 503."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def create_many(self, new: Sequence[tuple[Task, IdempotencyRecord | None]]) -> list[Exception | None]:
+        self.batches += 1
+        if self.batches > 1 or len(new) < 2:
+            return super().create_many(new)
+        return [*super().create_many(new[:1]), *(StoreUnavailable("throttled (fake)") for _ in new[1:])]
+
+
+@pytest.fixture
+def throttled_part_way() -> Gateway:
+    """A gateway whose storage throttles the first batch submit after its first task."""
+    return Gateway(store=ThrottledPartWay())
 
 
 @pytest.fixture

@@ -136,6 +136,17 @@ def test_submit_many_and_stream(gateway: Gateway) -> None:
     assert kinds == ["submitted", "queued", "claimed", "progress", "succeeded"]
 
 
+def test_submit_many_sends_again_the_items_a_partial_write_answered_503(throttled_part_way: Gateway) -> None:
+    gateway = throttled_part_way
+
+    async def scenario(client: tq.AsyncClient) -> list[int]:
+        items = await client.submit_many([{"type": "echo", "group": "team-a", "payload": {"n": n}} for n in range(3)])
+        return [item.status for item in items]
+
+    assert run(gateway, scenario) == [201, 201, 201]
+    assert len(gateway.queue.sent) == 3
+
+
 def test_wait_returns_once_the_task_has_ended(gateway: Gateway) -> None:
     async def scenario(client: tq.AsyncClient) -> tuple[str, Any]:
         task = await client.submit("echo", "team-a")

@@ -357,6 +357,22 @@ def test_submit_many_sends_500_a_request_and_a_lost_answer_runs_nothing_twice(
     assert len(gateway.queue.sent) == 1100
 
 
+def test_submit_many_sends_again_with_their_keys_the_items_a_partial_write_answered_503(
+    throttled_part_way: Gateway,
+) -> None:
+    # Given storage that throttles a batch part way (the gateway answers the unwritten items 503, "send again")
+    gateway = throttled_part_way
+    # When three tasks are submitted in one call
+    items = gateway.client().submit_many({"type": "echo", "group": "team-a", "payload": {"n": n}} for n in range(3))
+    # Then all three are created, each once: the two refused items went again, with the keys of the first request
+    assert [item.status for item in items] == [201, 201, 201]
+    assert [item.task.payload for item in items if item.task] == [{"n": n} for n in range(3)]
+    first, second = (json.loads(r.content)["tasks"] for r in gateway.transport.sent)
+    assert [body["idempotency_key"] for body in second] == [body["idempotency_key"] for body in first[1:]]
+    assert len(gateway.queue.sent) == 3
+    assert len(gateway.pauses) == 1
+
+
 def test_stream_yields_the_events_then_ends_with_the_task(gateway: Gateway, client: tq.Client) -> None:
     task = client.submit("echo", "team-a")
     threading.Timer(0.1, gateway.run, (task.id,), {"result": 1, "progress": (0.5, "half way")}).start()

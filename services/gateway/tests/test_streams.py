@@ -23,8 +23,9 @@ from tq_gateway.watch import TaskWatch
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Event, EventType, Progress, Status
 from tqcore.domain.task import Task
+from tqcore.errors import StoreUnavailable
 from tqcore.queries import TaskStamp
-from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore
+from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskQueries, InMemoryTaskStore
 from tqcore.usecases.management import TaskHistory
 from tqcore.usecases.service import mutate
 
@@ -154,6 +155,25 @@ def test_a_task_the_read_does_not_find_wakes_nobody_and_keeps_its_last_stamp() -
         assert watcher.stamp == seed
 
 
+def test_a_lagging_read_wakes_nobody_and_a_watcher_never_sees_less_than_it_read_itself() -> None:
+    # Given a task at version 3, watched since version 2
+    reads = Reads()
+    reads.stamps = {"a": TaskStamp(3, Status.RUNNING, None)}
+    watch = TaskWatch(reads, interval_s=3600)
+    with watch.watching("a", TaskStamp(2, Status.QUEUED, None)) as watcher:
+        watch.poll()
+        assert watcher.wait(0)
+        # When an eventually consistent read lags behind what the watch saw (version 2 again)
+        reads.stamps["a"] = TaskStamp(2, Status.QUEUED, None)
+        watch.poll()
+        # Then nobody wakes and the stamp stays the newest seen
+        assert not watcher.wait(0)
+        assert watcher.stamp == TaskStamp(3, Status.RUNNING, None)
+        # And a request that read the task later than the watch sees its own read, not the watch's older one
+        with watch.watching("a", TaskStamp(5, Status.SUCCEEDED, None)) as late:
+            assert late.stamp == TaskStamp(5, Status.SUCCEEDED, None)
+
+
 def test_the_watch_thread_wakes_a_waiter_within_a_few_intervals() -> None:
     reads = Reads()
     reads.stamps = {"a": TaskStamp(1, Status.QUEUED, None)}
@@ -221,6 +241,24 @@ def test_a_wait_on_a_task_that_does_not_end_answers_its_state_after_wait_s() -> 
     assert 0.5 <= time.monotonic() - started < 3
     assert answer.status_code == 200
     assert answer.json["status"] == "running"
+
+
+def test_a_wait_answers_the_task_as_it_is_after_wait_s_even_if_the_watch_cannot_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a watch whose bulk reads fail (say, BatchGetItem throttled), and a task that ends during the wait
+    def throttled(_queries: Any, _ids: Sequence[str]) -> dict[str, TaskStamp]:
+        raise StoreUnavailable("throttled (fake)")
+
+    monkeypatch.setattr(InMemoryTaskQueries, "stamps", throttled)
+    api = Api()
+    task = api.claim(api.task())
+    api.later(0.1, lambda: api.succeed(task))
+    # When a client waits 0.5 s
+    answer = api.get(f"/v1/tasks/{task.id}", wait_s="0.5")
+    # Then it gets the task as it is after those 0.5 s (succeeded), not as it was when the wait began
+    assert answer.status_code == 200
+    assert answer.json["status"] == "succeeded"
 
 
 def test_a_wait_for_another_groups_task_is_404() -> None:

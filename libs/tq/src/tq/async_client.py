@@ -54,7 +54,13 @@ class AsyncClient:
 
     async def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> builtins.list[BatchItem]:
         """See ``Client.submit_many``."""
-        return [item for call in calls.submit_batches(tasks) for item in await self._send(call)]
+        many = calls.SubmitMany(tasks, self._retries)
+        while True:
+            for chunk, call in many.calls():
+                many.answered(chunk, await self._send(call))
+            if (pause := many.pause()) is None:
+                return many.results()
+            await self._sleep(pause)
 
     async def get(self, task_id: str) -> Task:
         """See ``Client.get``."""

@@ -16,6 +16,7 @@ from pydantic_core import to_jsonable_python
 
 from tq.errors import ApiError
 from tq.models import BatchItem, Event, Page, Queue, Redriven, Resource, Run, Task
+from tq.retries import Retries, Retrying
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +34,8 @@ READ_GRACE_S = 15.0
 #: How long a batch's answer may take: 500 writes and sends under load take seconds, and a read that times out is
 #: sent again (replayed, but as costly as the first), so give it time rather than load the gateway twice.
 BATCH_READ_S = 60.0
+#: The problem type of an answer the client cannot use.
+UNEXPECTED = "urn:tq:client:unexpected-answer"
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def unexpected(status: int, where: str, expected: str, error: ValidationError) -
     return ApiError(
         status,
         {
-            "type": "urn:tq:client:unexpected-answer",
+            "type": UNEXPECTED,
             "title": "Unexpected answer",
             "status": status,
             "detail": f"the answer of {where} does not read as {expected} ({why})",
@@ -187,20 +190,56 @@ def submit(task_type: str, group: str, payload: Any, fields: Mapping[str, Any]) 
     return Call("POST", "/v1/tasks", _model(Task), body=submit_body(task_type, group, payload, fields))
 
 
-def submit_batches(tasks: Iterable[Mapping[str, Any]]) -> list[Call[list[BatchItem]]]:
-    """``POST /v1/tasks:batch`` per chunk of :data:`BATCH_SIZE` submit bodies, each keyed (so each chunk is
-    repeatable)."""
-    bodies = [_keyed(body) for body in tasks]
-    return [
-        Call(
-            "POST",
-            "/v1/tasks:batch",
-            lambda r: _model(_BatchAnswer)(r).items,
-            body={"tasks": chunk},
-            read_timeout_s=BATCH_READ_S,
-        )
-        for chunk in (bodies[start : start + BATCH_SIZE] for start in range(0, len(bodies), BATCH_SIZE))
-    ]
+#: An item's status when the gateway wrote part of a batch and then met throttled storage: the item was not written
+#: (or its keyed write is replayed), so it is sent again, with its key.
+RETRIED_ITEM = frozenset({503})
+
+
+class SubmitMany:
+    """``submit_many``'s requests: ``POST /v1/tasks:batch`` per chunk of :data:`BATCH_SIZE` keyed bodies (so each
+    chunk is repeatable), then again for the items answered 503 as the retry budget allows (the server asks for
+    exactly that after a partial write, and only the client holds the keys it generated)."""
+
+    def __init__(self, tasks: Iterable[Mapping[str, Any]], retries: Retries) -> None:
+        self._bodies = [_keyed(body) for body in tasks]
+        self._items: list[BatchItem | None] = [None] * len(self._bodies)
+        self._todo = list(range(len(self._bodies)))
+        self._retrying = Retrying(retries, repeatable=True)
+
+    def calls(self) -> list[tuple[list[int], Call[list[BatchItem]]]]:
+        """This round's requests, each with the positions of the bodies it carries."""
+        chunks = (self._todo[start : start + BATCH_SIZE] for start in range(0, len(self._todo), BATCH_SIZE))
+        return [(chunk, _batch([self._bodies[n] for n in chunk])) for chunk in chunks]
+
+    def answered(self, chunk: list[int], items: list[BatchItem]) -> None:
+        """Keep a request's answer, one item per body it carried."""
+        if len(items) != len(chunk):
+            detail = f"POST /v1/tasks:batch answered {len(items)} items for {len(chunk)} tasks"
+            raise ApiError(200, {"type": UNEXPECTED, "title": "Unexpected answer", "status": 200, "detail": detail})
+        for n, item in zip(chunk, items, strict=True):
+            self._items[n] = item
+
+    def pause(self) -> float | None:
+        """The pause before the next round (only the items to send again), or ``None``: :meth:`results` is final."""
+        self._todo = [n for n, item in enumerate(self._items) if item is not None and item.status in RETRIED_ITEM]
+        pause = self._retrying.again() if self._todo else None
+        if pause is None:
+            self._todo = []
+        return pause
+
+    def results(self) -> list[BatchItem]:
+        """One item per body, in order (an item still 503 once the budget is spent stays as answered)."""
+        return [item for item in self._items if item is not None]
+
+
+def _batch(bodies: list[dict[str, Any]]) -> Call[list[BatchItem]]:
+    return Call(
+        "POST",
+        "/v1/tasks:batch",
+        lambda r: _model(_BatchAnswer)(r).items,
+        body={"tasks": bodies},
+        read_timeout_s=BATCH_READ_S,
+    )
 
 
 def get(task_id: str, wait_s: int | None = None) -> Call[Task]:

@@ -76,8 +76,15 @@ class Client:
 
     def submit_many(self, tasks: Iterable[Mapping[str, Any]]) -> builtins.list[BatchItem]:
         """Submit many tasks (submit bodies: ``{"type", "group", "payload"...}``), 500 per request; one result per
-        task, in order, each with ``.status`` and ``.task`` or ``.error``."""
-        return [item for call in calls.submit_batches(tasks) for item in self._send(call)]
+        task, in order, each with ``.status`` and ``.task`` or ``.error``. Items the gateway answers 503 (storage
+        throttled part way through a batch) are sent again with their keys, as ``retries`` allows."""
+        many = calls.SubmitMany(tasks, self._retries)
+        while True:
+            for chunk, call in many.calls():
+                many.answered(chunk, self._send(call))
+            if (pause := many.pause()) is None:
+                return many.results()
+            self._sleep(pause)
 
     def get(self, task_id: str) -> Task:
         """Read a task."""

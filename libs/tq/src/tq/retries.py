@@ -57,6 +57,12 @@ class Retrying:
             raise NetworkError(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__) from error
         return pause
 
+    def again(self) -> float | None:
+        """The pause before sending part of a request again (the items of a batch its answer says to), or
+        ``None`` once the budget is spent."""
+        self._sent += 1
+        return self._pause(None)
+
     def _pause(self, asked_s: float | None) -> float | None:
         if self._sent >= self._policy.attempts:
             return None

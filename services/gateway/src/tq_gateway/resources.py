@@ -113,7 +113,9 @@ class TaskItem:
         """The task; with ``wait_s``, as soon as it has ended, or as it is ``wait_s`` seconds later."""
         query = TaskReadQuery.model_validate(query_params(req, "wait_s"))
         task = self._tasks.get(task_id, req.context.principal)
-        if query.wait_s > 0 and not task.status.is_terminal and self._waits.until_ended(task, query.wait_s):
+        if query.wait_s > 0 and not task.status.is_terminal:
+            # Read again whatever the watch saw: its reads lag a moment, and may fail for the whole wait.
+            self._waits.until_ended(task, query.wait_s)
             task = self._tasks.get(task_id, req.context.principal)
         send_task(resp, task)
 

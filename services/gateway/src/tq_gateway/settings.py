@@ -28,10 +28,11 @@ class GatewaySettings(CoreSettings):
     #: share their task-store writes and SQS sends (group commit): fewer, fuller processes make fewer AWS calls.
     gateway_workers: int = Field(default=1, ge=1, le=64)
     gateway_threads: int = Field(default=8, ge=1, le=64)
-    #: Connections one worker holds at once (gunicorn's ``worker_connections``): requests in its threads, heads
-    #: being read and idle keep-alive connections. Beyond it the worker stops accepting (the kernel queues). Each
-    #: may buffer a request (64 KiB of head and a body of the larger of ``max_body_bytes`` and
-    #: ``max_batch_body_bytes``): 272 MiB at most per worker by default, if every connection sends a full batch.
+    #: Connections one worker holds at once besides its ``gateway_streams`` (gunicorn's ``worker_connections`` is
+    #: their sum): requests in its threads, heads being read and idle keep-alive connections. Beyond it the worker
+    #: stops accepting (the kernel queues). Each connection may buffer a request (64 KiB of head and a body of the
+    #: larger of ``max_body_bytes`` and ``max_batch_body_bytes``): 544 MiB at most per worker by default (512
+    #: connections), if every connection sends a full batch.
     gateway_connections: int = Field(default=256, ge=2, le=10_000)
     #: Requests one worker lets wait for a task at once: SSE streams and reads with ``wait_s``. Each holds a
     #: thread and a connection, on top of ``gateway_threads`` and ``gateway_connections`` (the worker has that

@@ -82,10 +82,9 @@ class Waits:
         self._watch = watch
         self._slots = slots
 
-    def until_ended(self, task: Task, wait_s: float) -> bool:
+    def until_ended(self, task: Task, wait_s: float) -> None:
         """Wait up to ``wait_s`` for the task (read by the caller) to end, i.e. reach a terminal status (a repeating
-        task too: a run ending is not the task ending); whether it changed at all meanwhile (worth reading again).
-        Returns at once when the worker stops."""
+        task too: a run ending is not the task ending). Returns at once when the worker stops."""
         deadline = time.monotonic() + wait_s
         with self._slots.take("wait"), self._watch.watching(task.id, stamp(task)) as watcher:
             while True:
@@ -94,4 +93,3 @@ class Waits:
                     break
                 if not watcher.wait(left) and watcher.closed:
                     break
-            return now != stamp(task)

@@ -97,9 +97,10 @@ class TaskWatch:
                     self._stamps.pop(task_id, None)
 
     def stamp_of(self, task_id: str, seed: TaskStamp) -> TaskStamp:
-        """The task's last polled stamp, or ``seed`` if it was not polled since it is watched."""
+        """The task's last polled stamp, or ``seed`` (what the request read itself) if that is later."""
         with self._lock:
-            return self._stamps.get(task_id, seed)
+            polled = self._stamps.get(task_id)
+        return polled if polled is not None and later(polled, seed) else seed
 
     def poll(self) -> None:
         """One round: read the stamps of every watched task at once and wake the watchers of those that moved."""
@@ -117,7 +118,8 @@ class TaskWatch:
                 stamp = found.get(task_id)
                 # Not found: an eventually consistent read just after the task was created, or a task whose history
                 # expired. Nothing to wake anyone for: a stream or wait on a vanished task ends at its own deadline.
-                if stamp is not None and self._stamps.get(task_id) != stamp:
+                seen = self._stamps.get(task_id)
+                if stamp is not None and (seen is None or later(stamp, seen)):
                     self._stamps[task_id] = stamp
                     woken.extend(watchers)
         for watcher in woken:
@@ -151,6 +153,15 @@ class TaskWatch:
                 self.poll()
             except Exception:  # an outage must not end the watch: the next round tries again
                 log.warning("the task watch could not read task stamps; trying again", exc_info=True)
+
+
+def later(stamp: TaskStamp, than: TaskStamp) -> bool:
+    """Whether ``stamp`` shows the task past ``than``: a newer version, or the same one with a newer progress
+    report (a lagging read shows an older one)."""
+    if stamp.version != than.version:
+        return stamp.version > than.version
+    new, old = stamp.progress, than.progress
+    return new is not None and (old is None or new.at > old.at)
 
 
 def close_all() -> None:
