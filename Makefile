@@ -12,7 +12,7 @@ PIP := $(BIN)/pip --disable-pip-version-check -q
 
 .PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-streams bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
-install: $(VENV)/.installed $(EMU)/.installed $(CODEGEN)/.installed
+install: $(VENV)/.installed $(EMU)/.installed
 
 $(VENV)/.installed: constraints.txt requirements-dev.txt libs/*/pyproject.toml services/*/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -102,7 +102,8 @@ test-ministack-core: install
 test-core-timed: install
 	$(CORE) $(addprefix --ignore=,$(OBSERVABILITY_E2E) $(CORE_BESIDE))
 
-test-core-beside: install
+# The generated-client module needs the generator's own venv (built here, not by `make run`).
+test-core-beside: install $(CODEGEN)/.installed
 	$(CORE) $(CORE_BESIDE)
 
 # Needs Prometheus and Alertmanager installed, not the rule checks again (`make test` ran `alerts` already).

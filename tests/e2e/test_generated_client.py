@@ -17,8 +17,8 @@ from tqdev.stack import Stack
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-#: The generator's own virtual environment (``make install``): it brings its own ruff and typer, and runs the
-#: generated client too (httpx, attrs, python-dateutil).
+#: The generator's own virtual environment (``make test-core-beside`` builds it): it brings its own ruff and
+#: typer, and runs the generated client too (httpx, attrs, python-dateutil).
 CODEGEN_BIN = REPO / ".venv-codegen" / "bin"
 
 #: Run with the generated package on the path; prints what it saw as JSON.
@@ -57,7 +57,7 @@ USE_IT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def generated(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The client generated from the running gateway's document: the directory that holds package ``tq_api``."""
-    assert (CODEGEN_BIN / "openapi-python-client").exists(), "no .venv-codegen: run `make install`"
+    assert (CODEGEN_BIN / "openapi-python-client").exists(), "no .venv-codegen: run `make .venv-codegen/.installed`"
     where = tmp_path_factory.mktemp("codegen")
     done = subprocess.run(
         [
