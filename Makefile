@@ -44,7 +44,7 @@ run: install
 # moto's e2e module, which does time a start, runs alone afterwards. lint, typecheck, unit and alerts (each one
 # process, none timing anything) run two at a time first; the integration tiers, which do time things, never
 # run beside them.
-test: install
+test: install $(CODEGEN)/.installed
 	$(MAKE) -j2 --output-sync=target lint typecheck unit alerts examples
 	$(MAKE) test-ministack-core
 	$(MAKE) -j2 --output-sync=target chaos beside-chaos
@@ -102,7 +102,7 @@ test-ministack-core: install
 test-core-timed: install
 	$(CORE) $(addprefix --ignore=,$(OBSERVABILITY_E2E) $(CORE_BESIDE))
 
-# The generated-client module needs the generator's own venv (built here, not by `make run`).
+# The generated-client module needs the generator's own venv (`make test` builds it first; `make run` never).
 test-core-beside: install $(CODEGEN)/.installed
 	$(CORE) $(CORE_BESIDE)
 
