@@ -342,6 +342,32 @@ def test_runs_events_and_logs(world: World) -> None:
     assert "retry_scheduled" in ok(world.tq("events", task_id))
 
 
+def test_logs_json_is_one_document_with_the_run_and_its_log(world: World) -> None:
+    task_id = submitted(world)
+    world.claim(task_id)
+    world.succeed(task_id, b"hello\n")
+    run_id = f"{world.task(task_id).run_no}.1"
+    expected = {"task_id": task_id, "run_id": run_id, "log": "hello\n"}
+    assert json.loads(ok(world.tq("logs", task_id, "--json"))) == expected
+    assert json.loads(ok(world.tq("--json", "logs", task_id, "--run", run_id))) == expected
+
+
+def test_logs_follow_json_is_one_line_per_run(world: World) -> None:
+    task_id = submitted(world, "--max-retries", "1")
+    world.steps = [
+        lambda: world.claim(task_id),
+        lambda: world.fail(task_id, b"one\n"),
+        lambda: world.claim(task_id, attempt=2),
+        lambda: world.succeed(task_id, attempt=2),
+    ]
+    lines = ok(world.tq("logs", task_id, "--follow", "--json")).splitlines()
+    run_no = world.task(task_id).run_no
+    assert [json.loads(line) for line in lines] == [
+        {"task_id": task_id, "run_id": f"{run_no}.1", "log": "one\n"},
+        {"task_id": task_id, "run_id": f"{run_no}.2", "log": ""},
+    ]
+
+
 def test_logs_of_a_task_without_runs_and_of_a_running_one(world: World) -> None:
     task_id = submitted(world)
     assert failed(world.tq("logs", task_id), 3) == f"tq: task {task_id} has no runs yet"
@@ -474,3 +500,10 @@ def test_keys_delegates_to_the_gateways_keys_cli(world: World) -> None:
     result = world.tq("keys", "create", "--user", "x")
     assert result.exit_code == 2
     assert result.stderr == "tq keys: give at least one --group (or --admin) (see --help)\n"
+
+
+@pytest.mark.parametrize("args", [("keys", "list", "--json"), ("--json", "keys", "list")])
+def test_keys_refuses_json_on_one_line(world: World, args: tuple[str, ...]) -> None:
+    assert failed(world.tq(*args), 2) == (
+        "tq keys list: --json is not available: tq keys prints text, as tq-keys does (see 'tq keys list --help')"
+    )
