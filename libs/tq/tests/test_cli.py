@@ -507,3 +507,44 @@ def test_keys_refuses_json_on_one_line(world: World, args: tuple[str, ...]) -> N
     assert failed(world.tq(*args), 2) == (
         "tq keys list: --json is not available: tq keys prints text, as tq-keys does (see 'tq keys list --help')"
     )
+
+
+# ------------------------------------------------------------------- control characters on a terminal
+HOSTILE = b"\x1b]52;c;cHduZWQ=\x07\x1b]0;title\x07\x1b[2Jred\tok\rno\n\xc2\x9b31m\n"
+SHOWN = "\\x1b]52;c;cHduZWQ=\\x07\\x1b]0;title\\x07\\x1b[2Jred\tok\\x0dno\n\\x9b31m\n"
+
+
+def test_logs_on_a_terminal_show_control_characters_escaped_and_a_pipe_gets_them_as_they_are(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = submitted(world)
+    world.claim(task_id)
+    world.succeed(task_id, HOSTILE)
+    assert ok(world.tq("logs", task_id)) == HOSTILE.decode()
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # stdout a terminal, as rich sees it
+    assert ok(world.tq("logs", task_id)) == SHOWN
+    assert json.loads(ok(world.tq("logs", task_id, "--json")))["log"] == HOSTILE.decode()
+
+
+def test_the_live_view_shows_logs_and_progress_messages_escaped(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    task_id = submitted(world)
+    world.steps = [
+        lambda: world.claim(task_id),
+        lambda: world.progress(task_id, 0.5, "half\x1b]0;owned\x07"),
+        lambda: world.succeed(task_id, HOSTILE),
+    ]
+    screen = ok(world.tq("watch", task_id))
+    assert "\\x1b]52;c;cHduZWQ=\\x07" in screen
+    assert "half\\x1b]0;owned\\x07" in screen
+    assert not any(raw in screen for raw in ("\x1b]", "\x07", "\x1b[2J", "\x9b"))
+    monkeypatch.delenv("TTY_COMPATIBLE")  # off a terminal, plain lines: the log as it is
+    assert ok(world.tq("watch", task_id)).endswith(HOSTILE.decode())
+
+
+def test_server_strings_in_tables_and_errors_are_shown_escaped(world: World) -> None:
+    task_id = submitted(world, "--payload", json.dumps({"note": "\x9b2J"}))
+    assert "\\x9b2J" in ok(world.tq("get", task_id))
+    line = failed(world.tq("get", "t-1\x1b]0;x\x07"), 3)
+    assert "\x1b" not in line
+    assert "t-1\\x1b]0;x\\x07" in line

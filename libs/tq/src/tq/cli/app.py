@@ -148,8 +148,11 @@ def _one_line(message: str) -> str:
 
 
 def _fail(message: str, code: int) -> int:
+    # The server's detail can quote what a client sent (a type name): no control character reaches the terminal.
+    from tq.cli.render import visible
+
     with contextlib.suppress(BrokenPipeError):  # stderr closed too: nothing left to tell
-        click.echo(_one_line(message), err=True)
+        click.echo(visible(_one_line(message)), err=True)
     return code
 
 

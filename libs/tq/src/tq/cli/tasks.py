@@ -12,7 +12,7 @@ from tq.cli import live
 from tq.cli.app import OK, TASK_NOT_SUCCEEDED, Failure, json_option, state
 from tq.cli.follow import Follower, Log
 from tq.cli.payload import parse_payload, schedule
-from tq.cli.render import NOT_SUCCEEDED, TASK_COLUMNS, doc, print_fields, print_json, print_page
+from tq.cli.render import NOT_SUCCEEDED, TASK_COLUMNS, console, doc, print_fields, print_json, print_page, visible
 
 PRIORITIES = ("high", "normal", "low")
 RUN_COLUMNS = ("run_id", "attempt", "status", "started_at", "duration_ms", "worker", "error", "log_size")
@@ -140,7 +140,8 @@ def logs(task_id: str, run_id: str | None, follow: bool) -> int:
 
 
 def _print_log(task_id: str, run_id: str, text: str, *, lines: bool) -> None:
-    """A run's log as it is, or with ``--json`` as ``{"task_id", "run_id", "log"}`` (one line each if ``lines``)."""
+    """A run's log as it is (its control characters escaped on a terminal), or with ``--json`` as ``{"task_id",
+    "run_id", "log"}`` (one line each if ``lines``)."""
     if state().json:
         document = {"task_id": task_id, "run_id": run_id, "log": text}
         if lines:
@@ -148,7 +149,8 @@ def _print_log(task_id: str, run_id: str, text: str, *, lines: bool) -> None:
         else:
             print_json(document)
     elif text:
-        click.echo(text, nl=not text.endswith("\n"))
+        # color=True: click would strip ANSI sequences off a terminal, and a pipe gets the log as it is
+        click.echo(visible(text) if console().is_terminal else text, nl=not text.endswith("\n"), color=True)
 
 
 @click.command()
