@@ -243,6 +243,13 @@ def test_an_unreachable_gateway_is_exit_3() -> None:
     assert "cannot reach the gateway" in failed(result, 3)
 
 
+def test_the_command_line_gives_up_on_an_unreachable_gateway_after_two_short_pauses() -> None:
+    slept: list[float] = []
+    result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "queues"], obj=State(sleep=slept.append))
+    assert "cannot reach the gateway" in failed(result, 3)
+    assert slept == [0.5, 1.0]
+
+
 @pytest.mark.parametrize(
     ("raised", "code", "stderr"),
     [
