@@ -158,6 +158,18 @@ def submitted(world: World, *args: str) -> str:
     return ok(world.tq("submit", "echo", "--group", "team-a", *args)).strip()
 
 
+def failing_once(world: World) -> str:
+    """A task whose next steps are an attempt that logs ``one`` and fails, then one that logs ``two`` and succeeds."""
+    task_id = submitted(world, "--max-retries", "1")
+    world.steps = [
+        lambda: world.claim(task_id),
+        lambda: world.fail(task_id, b"one\n"),
+        lambda: world.claim(task_id, attempt=2),
+        lambda: world.succeed(task_id, b"two\n", attempt=2),
+    ]
+    return task_id
+
+
 def test_every_command_of_the_contract_is_there() -> None:
     assert set(cli.commands) == {
         *("submit", "get", "ls", "watch", "logs", "runs", "events", "cancel", "redrive", "dlq", "queues", "keys"),
@@ -360,18 +372,12 @@ def test_logs_json_is_one_document_with_the_run_and_its_log(world: World) -> Non
 
 
 def test_logs_follow_json_is_one_line_per_run(world: World) -> None:
-    task_id = submitted(world, "--max-retries", "1")
-    world.steps = [
-        lambda: world.claim(task_id),
-        lambda: world.fail(task_id, b"one\n"),
-        lambda: world.claim(task_id, attempt=2),
-        lambda: world.succeed(task_id, attempt=2),
-    ]
+    task_id = failing_once(world)
     lines = ok(world.tq("logs", task_id, "--follow", "--json")).splitlines()
     run_no = world.task(task_id).run_no
     assert [json.loads(line) for line in lines] == [
         {"task_id": task_id, "run_id": f"{run_no}.1", "log": "one\n"},
-        {"task_id": task_id, "run_id": f"{run_no}.2", "log": ""},
+        {"task_id": task_id, "run_id": f"{run_no}.2", "log": "two\n"},
     ]
 
 
@@ -482,13 +488,7 @@ def test_watch_of_a_cancelled_task_exits_1(world: World) -> None:
 
 
 def test_logs_follow_prints_each_attempts_log_as_it_ends(world: World) -> None:
-    task_id = submitted(world, "--max-retries", "1")
-    world.steps = [
-        lambda: world.claim(task_id),
-        lambda: world.fail(task_id, b"one\n"),
-        lambda: world.claim(task_id, attempt=2),
-        lambda: world.succeed(task_id, b"two\n", attempt=2),
-    ]
+    task_id = failing_once(world)
     assert ok(world.tq("logs", task_id, "--follow")) == "one\ntwo\n"
 
 
