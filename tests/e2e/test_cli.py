@@ -110,6 +110,13 @@ def test_logs_runs_and_events_of_a_script(tq: Tq) -> None:
     assert runs["items"][0]["run_id"] in table.stdout
     # `tq logs --run` names the run
     assert tq("logs", task["id"], "--run", runs["items"][0]["run_id"]).stdout == "hello from tq\n"
+    # and `--json` gives the run and its log as one document
+    run_id = runs["items"][0]["run_id"]
+    assert ok_json(tq("logs", task["id"], "--json")) == {
+        "task_id": task["id"],
+        "run_id": run_id,
+        "log": "hello from tq\n",
+    }
     # `tq events` shows the history in order
     events = ok_json(tq("events", task["id"], "--json"))["items"]
     types = [event["type"] for event in events]

@@ -158,6 +158,18 @@ def submitted(world: World, *args: str) -> str:
     return ok(world.tq("submit", "echo", "--group", "team-a", *args)).strip()
 
 
+def failing_once(world: World) -> str:
+    """A task whose next steps are an attempt that logs ``one`` and fails, then one that logs ``two`` and succeeds."""
+    task_id = submitted(world, "--max-retries", "1")
+    world.steps = [
+        lambda: world.claim(task_id),
+        lambda: world.fail(task_id, b"one\n"),
+        lambda: world.claim(task_id, attempt=2),
+        lambda: world.succeed(task_id, b"two\n", attempt=2),
+    ]
+    return task_id
+
+
 def test_every_command_of_the_contract_is_there() -> None:
     assert set(cli.commands) == {
         *("submit", "get", "ls", "watch", "logs", "runs", "events", "cancel", "redrive", "dlq", "queues", "keys"),
@@ -241,6 +253,13 @@ def test_an_unreachable_gateway_is_exit_3() -> None:
 
     result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "queues"], obj=State(connect=connect))
     assert "cannot reach the gateway" in failed(result, 3)
+
+
+def test_the_command_line_gives_up_on_an_unreachable_gateway_after_two_short_pauses() -> None:
+    slept: list[float] = []
+    result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "queues"], obj=State(sleep=slept.append))
+    assert "cannot reach the gateway" in failed(result, 3)
+    assert slept == [0.5, 1.0]
 
 
 @pytest.mark.parametrize(
@@ -340,6 +359,26 @@ def test_runs_events_and_logs(world: World) -> None:
     assert [event["type"] for event in events][-1] == "succeeded"
     assert [event["seq"] for event in events] == sorted(event["seq"] for event in events)
     assert "retry_scheduled" in ok(world.tq("events", task_id))
+
+
+def test_logs_json_is_one_document_with_the_run_and_its_log(world: World) -> None:
+    task_id = submitted(world)
+    world.claim(task_id)
+    world.succeed(task_id, b"hello\n")
+    run_id = f"{world.task(task_id).run_no}.1"
+    expected = {"task_id": task_id, "run_id": run_id, "log": "hello\n"}
+    assert json.loads(ok(world.tq("logs", task_id, "--json"))) == expected
+    assert json.loads(ok(world.tq("--json", "logs", task_id, "--run", run_id))) == expected
+
+
+def test_logs_follow_json_is_one_line_per_run(world: World) -> None:
+    task_id = failing_once(world)
+    lines = ok(world.tq("logs", task_id, "--follow", "--json")).splitlines()
+    run_no = world.task(task_id).run_no
+    assert [json.loads(line) for line in lines] == [
+        {"task_id": task_id, "run_id": f"{run_no}.1", "log": "one\n"},
+        {"task_id": task_id, "run_id": f"{run_no}.2", "log": "two\n"},
+    ]
 
 
 def test_logs_of_a_task_without_runs_and_of_a_running_one(world: World) -> None:
@@ -449,13 +488,7 @@ def test_watch_of_a_cancelled_task_exits_1(world: World) -> None:
 
 
 def test_logs_follow_prints_each_attempts_log_as_it_ends(world: World) -> None:
-    task_id = submitted(world, "--max-retries", "1")
-    world.steps = [
-        lambda: world.claim(task_id),
-        lambda: world.fail(task_id, b"one\n"),
-        lambda: world.claim(task_id, attempt=2),
-        lambda: world.succeed(task_id, b"two\n", attempt=2),
-    ]
+    task_id = failing_once(world)
     assert ok(world.tq("logs", task_id, "--follow")) == "one\ntwo\n"
 
 
@@ -474,3 +507,51 @@ def test_keys_delegates_to_the_gateways_keys_cli(world: World) -> None:
     result = world.tq("keys", "create", "--user", "x")
     assert result.exit_code == 2
     assert result.stderr == "tq keys: give at least one --group (or --admin) (see --help)\n"
+
+
+@pytest.mark.parametrize("args", [("keys", "list", "--json"), ("--json", "keys", "list")])
+def test_keys_refuses_json_on_one_line(world: World, args: tuple[str, ...]) -> None:
+    assert failed(world.tq(*args), 2) == (
+        "tq keys list: --json is not available: tq keys prints text, as tq-keys does (see 'tq keys list --help')"
+    )
+
+
+# ------------------------------------------------------------------- control characters on a terminal
+HOSTILE = b"\x1b]52;c;cHduZWQ=\x07\x1b]0;title\x07\x1b[2Jred\tok\rno\n\xc2\x9b31m\n"
+SHOWN = "\\x1b]52;c;cHduZWQ=\\x07\\x1b]0;title\\x07\\x1b[2Jred\tok\\x0dno\n\\x9b31m\n"
+
+
+def test_logs_on_a_terminal_show_control_characters_escaped_and_a_pipe_gets_them_as_they_are(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = submitted(world)
+    world.claim(task_id)
+    world.succeed(task_id, HOSTILE)
+    assert ok(world.tq("logs", task_id)) == HOSTILE.decode()
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # stdout a terminal, as rich sees it
+    assert ok(world.tq("logs", task_id)) == SHOWN
+    assert json.loads(ok(world.tq("logs", task_id, "--json")))["log"] == HOSTILE.decode()
+
+
+def test_the_live_view_shows_logs_and_progress_messages_escaped(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    task_id = submitted(world)
+    world.steps = [
+        lambda: world.claim(task_id),
+        lambda: world.progress(task_id, 0.5, "half\x1b]0;owned\x07"),
+        lambda: world.succeed(task_id, HOSTILE),
+    ]
+    screen = ok(world.tq("watch", task_id))
+    assert "\\x1b]52;c;cHduZWQ=\\x07" in screen
+    assert "half\\x1b]0;owned\\x07" in screen
+    assert not any(raw in screen for raw in ("\x1b]", "\x07", "\x1b[2J", "\x9b"))
+    monkeypatch.delenv("TTY_COMPATIBLE")  # off a terminal, plain lines: the log as it is
+    assert ok(world.tq("watch", task_id)).endswith(HOSTILE.decode())
+
+
+def test_server_strings_in_tables_and_errors_are_shown_escaped(world: World) -> None:
+    task_id = submitted(world, "--payload", json.dumps({"note": "\x9b2J"}))
+    assert "\\x9b2J" in ok(world.tq("get", task_id))
+    line = failed(world.tq("get", "t-1\x1b]0;x\x07"), 3)
+    assert "\x1b" not in line
+    assert "t-1\\x1b]0;x\\x07" in line

@@ -59,6 +59,26 @@ def test_env_beats_the_profile_and_flags_beat_env(home: dict[str, str]) -> None:
     assert resolve(None, "t-flag", None, env) == Target("http://env", "t-flag")
 
 
+def test_a_profiles_token_goes_only_to_its_own_gateway(home: dict[str, str]) -> None:
+    # Given the default profile (a token for http://default:1): another URL gets no token from it
+    assert resolve("http://elsewhere", None, None, home) == Target("http://elsewhere", None)
+    assert resolve(None, None, None, {**home, "TQ_URL": "http://elsewhere"}) == Target("http://elsewhere", None)
+    assert resolve(None, None, "prod", {**home, "TQ_URL": "http://default:1"}) == Target("http://default:1", None)
+    # its own URL, typed (with or without a trailing slash), still gets it
+    assert resolve("http://default:1/", None, None, home) == Target("http://default:1/", "t-default")
+    # and an explicit token always applies
+    assert resolve("http://elsewhere", "t-flag", None, home) == Target("http://elsewhere", "t-flag")
+    assert resolve("http://elsewhere", None, None, {**home, "TQ_TOKEN": "t-env"}) == Target("http://elsewhere", "t-env")
+
+
+def test_a_profile_without_url_keeps_its_token_for_the_default_gateway(tmp_path: Path) -> None:
+    (tmp_path / "tq").mkdir()
+    (tmp_path / "tq" / "config.toml").write_text('[profiles.default]\ntoken = "t-local"\n')
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    assert resolve(None, None, None, env) == Target(DEFAULT_URL, "t-local")
+    assert resolve("http://elsewhere", None, None, env) == Target("http://elsewhere", None)
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [

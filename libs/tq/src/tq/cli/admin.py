@@ -73,9 +73,11 @@ def keys() -> None:
 def _delegate(verb: str, summary: str) -> click.Command:
     @click.pass_context
     def run(ctx: click.Context) -> int:
+        if state().json:
+            raise click.UsageError("--json is not available: tq keys prints text, as tq-keys does", ctx)
         return _keys_cli([verb, *ctx.args])
 
-    return click.Command(verb, callback=run, help=summary, context_settings=_PASS_THROUGH)
+    return json_option(click.Command(verb, callback=run, help=summary, context_settings=_PASS_THROUGH))
 
 
 def _keys_cli(argv: list[str]) -> int:

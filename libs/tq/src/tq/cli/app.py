@@ -42,7 +42,8 @@ class Failure(click.ClickException):
 class State:
     """What the global options said, shared by every command through ``ctx.obj``.
 
-    ``connect`` makes the client for a target and ``sleep`` pauses between polls (tests pass their own)."""
+    ``connect`` makes the client for a target and ``sleep`` pauses between polls and retries (tests pass their
+    own)."""
 
     connect: Callable[[Target], Client] | None = None
     sleep: Callable[[float], None] = time.sleep
@@ -56,7 +57,7 @@ class State:
         """The ``tq.Client`` of the resolved target, made once per invocation."""
         if self._client is None:
             target = resolve(self.url, self.token, self.profile)
-            self._client = (self.connect or _connect)(target)
+            self._client = self.connect(target) if self.connect else _connect(target, self.sleep)
         return self._client
 
     def close(self) -> None:
@@ -66,10 +67,13 @@ class State:
             self._client = None
 
 
-def _connect(target: Target) -> Client:
+def _connect(target: Target, sleep: Callable[[float], None]) -> Client:
+    """The client's retries, but 3 sends (pauses of 0.5 and 1 s) instead of 5: someone at a terminal learns within
+    about 1.5 s that the gateway is out of reach, and a 429 or 503 is still sent again after its ``Retry-After``."""
     from tq.client import Client  # httpx is imported only by commands that talk to a gateway
+    from tq.retries import Retries
 
-    return Client(url=target.url, token=target.token)
+    return Client(url=target.url, token=target.token, retries=Retries(attempts=3), sleep=sleep)
 
 
 def state() -> State:
@@ -148,8 +152,11 @@ def _one_line(message: str) -> str:
 
 
 def _fail(message: str, code: int) -> int:
+    # The server's detail can quote what a client sent (a type name): no control character reaches the terminal.
+    from tq.cli.render import visible
+
     with contextlib.suppress(BrokenPipeError):  # stderr closed too: nothing left to tell
-        click.echo(_one_line(message), err=True)
+        click.echo(visible(_one_line(message)), err=True)
     return code
 
 

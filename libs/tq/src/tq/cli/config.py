@@ -1,4 +1,5 @@
-"""Where the command line finds the gateway and its token: flag > environment > profile > default.
+"""Where the command line finds the gateway and its token: flag > environment > profile > default; a profile's
+token only for that profile's URL (as gh ties a token to its host).
 
 Profiles live in ``$XDG_CONFIG_HOME/tq/config.toml`` (``~/.config/tq/config.toml``)::
 
@@ -48,14 +49,21 @@ def resolve(
     url: str | None, token: str | None, profile: str | None, environ: Mapping[str, str] | None = None
 ) -> Target:
     """The target from the flags (``url``, ``token``, ``profile``), then ``TQ_URL``/``TQ_TOKEN``/``TQ_PROFILE``,
-    then the profile's values, then :data:`DEFAULT_URL` and no token."""
+    then the profile's values, then :data:`DEFAULT_URL` and no token.
+
+    A profile's token goes only to that profile's gateway (its ``url``, :data:`DEFAULT_URL` if it has none): when
+    ``--url``/``TQ_URL`` names another, no token is sent unless ``--token``/``TQ_TOKEN`` gives one."""
     environ = os.environ if environ is None else environ
     named = profile or environ.get("TQ_PROFILE") or None
     values = _profile(config_path(environ), named)
-    return Target(
-        url=url or environ.get("TQ_URL") or values.get("url") or DEFAULT_URL,
-        token=token or environ.get("TQ_TOKEN") or values.get("token") or None,
-    )
+    home = values.get("url") or DEFAULT_URL
+    target_url = url or environ.get("TQ_URL") or home
+    own = values.get("token") if _same_gateway(target_url, home) else None
+    return Target(url=target_url, token=token or environ.get("TQ_TOKEN") or own or None)
+
+
+def _same_gateway(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
 
 
 def _profile(path: Path, name: str | None) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Showing a :class:`~tq.cli.follow.Follower`'s updates: a live panel on a terminal, plain lines otherwise.
 
 The panel holds the task's status and attempt and a progress bar with the handler's message; each attempt's log
-lines are printed above it as they arrive. Off a terminal the same updates are one line each, so a log file or a
-CI job reads them in order."""
+lines are printed above it as they arrive, their control characters shown escaped (:func:`~tq.cli.render.visible`).
+Off a terminal the same updates are one line each, logs as they are, so a log file or a CI job reads them in
+order."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tq.cli.follow import Log, Progress, Status, Update
-from tq.cli.render import cell, console
+from tq.cli.render import cell, console, visible
 from tq.models import ENDED
 
 
@@ -34,7 +35,7 @@ def show(updates: Iterable[Update]) -> None:
             if isinstance(update, Log):
                 live.console.print(Text(_log_header(update), style="dim"))
                 if update.text:
-                    live.console.print(Text(update.text.rstrip("\n")))
+                    live.console.print(Text(visible(update.text.rstrip("\n"))))
             else:
                 panel.apply(update)
             live.update(panel.render())
@@ -48,7 +49,7 @@ def _plain(update: Update) -> None:
     else:
         click.echo(_log_header(update))
         if update.text:
-            click.echo(update.text.rstrip("\n"))
+            click.echo(update.text.rstrip("\n"), color=True)  # as it is (click would strip ANSI sequences)
 
 
 def _status_line(task: dict[str, Any]) -> str:
@@ -98,6 +99,6 @@ class _Panel:
         bar.add_row(
             ProgressBar(total=1.0, completed=fraction or 0.0, width=30, pulse=waiting),
             Text(_percent(fraction)),
-            Text(self._progress.message or "", style="italic"),
+            Text(visible(self._progress.message or ""), style="italic"),
         )
         return Group(head, bar)

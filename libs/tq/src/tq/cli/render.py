@@ -6,6 +6,7 @@ what the HTTP API answers and the tables cannot show a field the API does not ha
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,17 @@ def doc(value: Any) -> Any:
     return value
 
 
+#: C0 and C1 control characters but newline and tab, and DEL: what could drive a terminal (ESC [, OSC 52).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters (but newline and tab) shown as ``\\xNN``: for strings a group's tasks
+    can fill (run logs, progress messages, error messages), so printing them cannot move the cursor, clear the
+    screen, retitle the terminal or write the clipboard."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 def console() -> Console:
     """A console on stdout; off a terminal it does not wrap, colour or truncate (pipes get whole lines)."""
     out = Console(highlight=False, soft_wrap=False)
@@ -46,12 +58,13 @@ def print_json(document: Any) -> None:
 
 
 def cell(value: Any) -> Text:
-    """A table cell: ``-`` for null, compact JSON for objects and lists, never rich markup."""
+    """A table cell: ``-`` for null, compact JSON for objects and lists, never rich markup nor a control
+    character (:func:`visible`)."""
     if value is None:
         return Text("-", style="dim")
     if isinstance(value, dict | list):
-        return Text(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
-    return Text(str(value), style=_STATUS_STYLE.get(str(value), ""))
+        return Text(visible(json.dumps(value, separators=(",", ":"), ensure_ascii=False)))
+    return Text(visible(str(value)), style=_STATUS_STYLE.get(str(value), ""))
 
 
 _STATUS_STYLE = {

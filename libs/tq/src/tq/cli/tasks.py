@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,7 +12,7 @@ from tq.cli import live
 from tq.cli.app import OK, TASK_NOT_SUCCEEDED, Failure, json_option, state
 from tq.cli.follow import Follower, Log
 from tq.cli.payload import parse_payload, schedule
-from tq.cli.render import NOT_SUCCEEDED, TASK_COLUMNS, doc, print_fields, print_json, print_page
+from tq.cli.render import NOT_SUCCEEDED, TASK_COLUMNS, console, doc, print_fields, print_json, print_page, visible
 
 PRIORITIES = ("high", "normal", "low")
 RUN_COLUMNS = ("run_id", "attempt", "status", "started_at", "duration_ms", "worker", "error", "log_size")
@@ -117,24 +118,39 @@ def ls(group: str | None, status: str | None, type_: str | None, limit: int | No
 @click.argument("task_id")
 @click.option("--run", "run_id", metavar="RUN", help="This run's log (default: the latest run's).")
 @click.option("--follow", "-f", is_flag=True, help="Print each attempt's log as it ends, until the task ends.")
+@json_option
 def logs(task_id: str, run_id: str | None, follow: bool) -> int:
-    """Print a run's log (the latest run unless --run names one).
+    """Print a run's log (the latest run unless --run names one); --json: {"task_id", "run_id", "log"}.
 
-    A run's log is stored when its attempt ends; --follow prints each attempt's log then."""
+    A run's log is stored when its attempt ends; --follow prints each attempt's log then (with --json, one
+    document per line per run: JSON Lines)."""
     client = state().client()
     if follow:
         for update in Follower(client, task_id, sleep=state().sleep).updates():
-            if isinstance(update, Log) and update.text:
-                click.echo(update.text, nl=not update.text.endswith("\n"))
+            if isinstance(update, Log):
+                _print_log(task_id, update.run["run_id"], update.text, lines=True)
         return OK
     if run_id is None:
         latest = next(iter(client.runs(task_id)), None)
         if latest is None:
             raise Failure(f"task {task_id} has no runs yet")
         run_id = doc(latest)["run_id"]
-    text = client.log(task_id, run_id)
-    click.echo(text, nl=not text.endswith("\n") and bool(text))
+    _print_log(task_id, run_id, client.log(task_id, run_id), lines=False)
     return OK
+
+
+def _print_log(task_id: str, run_id: str, text: str, *, lines: bool) -> None:
+    """A run's log as it is (its control characters escaped on a terminal), or with ``--json`` as ``{"task_id",
+    "run_id", "log"}`` (one line each if ``lines``)."""
+    if state().json:
+        document = {"task_id": task_id, "run_id": run_id, "log": text}
+        if lines:
+            click.echo(json.dumps(document, ensure_ascii=False))
+        else:
+            print_json(document)
+    elif text:
+        # color=True: click would strip ANSI sequences off a terminal, and a pipe gets the log as it is
+        click.echo(visible(text) if console().is_terminal else text, nl=not text.endswith("\n"), color=True)
 
 
 @click.command()
