@@ -294,6 +294,34 @@ def test_waits_and_streams_past_the_bound_are_503_with_retry_after() -> None:
     assert api.get(f"/v1/tasks/{ended.id}/stream").status_code == 200
 
 
+def test_one_principal_holds_at_most_its_share_of_the_slots_and_the_others_still_get_theirs() -> None:
+    # Given a replica with four wait slots, at most two per principal, and alice holding two waits
+    api = Api(gateway_streams=4, gateway_streams_per_principal=2)
+    mine, theirs = api.task("team-a"), api.task("team-b")
+    holders = [
+        threading.Thread(target=lambda: api.get(f"/v1/tasks/{mine.id}", wait_s="1"), daemon=True) for _ in range(2)
+    ]
+    for holder in holders:
+        holder.start()
+    time.sleep(0.2)
+    # When alice asks for a third stream or wait
+    refused = [api.get(f"/v1/tasks/{mine.id}", wait_s="1"), api.get(f"/v1/tasks/{mine.id}/stream")]
+    # Then each is a 503 with Retry-After that says it is her share that is full, not the replica
+    for answer in refused:
+        assert answer.status_code == 503
+        assert answer.headers["Content-Type"] == "application/problem+json"
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert "your share" in answer.json["detail"]
+    # And bob, with slots left on the replica, still waits (a 503 would come at once)
+    started = time.monotonic()
+    assert api.get(f"/v1/tasks/{theirs.id}", BOB, wait_s="0.3").status_code == 200
+    assert time.monotonic() - started >= 0.3
+    for holder in holders:
+        holder.join(5)
+    # And once her waits are over, alice gets a slot again
+    assert api.get(f"/v1/tasks/{api.succeed(api.claim(mine)).id}/stream").status_code == 200
+
+
 # ---------------------------------------------------------------------------------------------------- streams
 def test_a_stream_of_an_ended_task_replays_its_events_as_in_events_and_ends() -> None:
     # Given a task that has succeeded
@@ -423,15 +451,17 @@ def test_closing_a_stream_frees_its_slot_even_if_it_never_started() -> None:
     # Given a stream whose slot is the only one, closed by the server before its first message (the client left)
     api = Api()
     task = api.task()
-    slots = Slots(1)
+    slots = Slots(1, 1)
     timing = StreamTiming(ping_s=5, max_s=5, retry_ms=1000, recheck_s=0.02)
-    stream = EventStream(task, 0, TaskHistory(api.store), TaskWatch(lambda ids: {}, 3600), slots.take("stream"), timing)
+    stream = EventStream(
+        task, 0, TaskHistory(api.store), TaskWatch(lambda ids: {}, 3600), slots.take("stream", "alice"), timing
+    )
     stream.close()
     # Then the slot is free again (and closing twice gives nothing back twice)
     stream.close()
-    second = slots.take("stream")
+    second = slots.take("stream", "alice")
     with pytest.raises(NoSlot):
-        slots.take("stream")
+        slots.take("stream", "alice")
     second.release()
 
 

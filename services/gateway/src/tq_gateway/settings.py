@@ -39,6 +39,9 @@ class GatewaySettings(CoreSettings):
     #: many more of each), so ordinary requests always find a thread; one more is answered 503 with Retry-After
     #: (0: every one is).
     gateway_streams: int = Field(default=256, ge=0, le=4096)
+    #: Of those, how many one principal (a user or API key's name) may hold at once in one worker; one more is
+    #: answered 503 with Retry-After, so one tenant cannot take every slot and starve the others' streams and waits.
+    gateway_streams_per_principal: int = Field(default=64, ge=1, le=4096)
     #: How often the worker's watch reads the state of the tasks its streams and waits follow (one BatchGetItem
     #: per 100 tasks a round, whatever the number of waiting requests): how late a stream or a wait can be.
     watch_interval_s: float = Field(default=0.25, ge=0.05, le=5)

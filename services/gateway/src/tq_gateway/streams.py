@@ -175,7 +175,8 @@ class TaskEventStream:
         """The task's events from ``Last-Event-ID`` on (all of them without), then as they happen."""
         task = self._history.visible(task_id, req.context.principal)
         after = last_event_id(req, task)
-        slot = self._slots.take("stream")  # before any header: a full replica answers a plain 503
+        # Before any header: a full replica (or the caller's full share of it) answers a plain 503.
+        slot = self._slots.take("stream", req.context.principal.name)
         resp.content_type = "text/event-stream; charset=utf-8"
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")  # nginx and the like: pass each message on at once
