@@ -13,7 +13,9 @@ from typing import Any
 
 import falcon.testing
 import pytest
+from pydantic import ValidationError
 
+from tq import calls, follow
 from tq_gateway import watch as watch_module
 from tq_gateway.settings import GatewaySettings
 from tq_gateway.streams import EventStream, StreamTiming, in_order, progress_frame
@@ -447,6 +449,16 @@ def test_a_silent_stream_sends_keep_alives_and_ends_at_its_lifetime() -> None:
     assert [e["event"] for e in events_of(answer.text)] == ["submitted", "queued"]
 
 
+def test_the_longest_ping_interval_leaves_the_client_time_before_it_calls_a_silent_stream_broken() -> None:
+    # A stream is silent for at most the ping interval, give or take a watch interval (at most 5 s); the client
+    # takes PING_S + READ_GRACE_S of silence for a broken stream: the setting's maximum stays under that
+    longest = next(m.le for m in GatewaySettings.model_fields["stream_ping_s"].metadata if hasattr(m, "le"))
+    longest_watch = next(m.le for m in GatewaySettings.model_fields["watch_interval_s"].metadata if hasattr(m, "le"))
+    assert longest + longest_watch <= follow.PING_S + calls.READ_GRACE_S
+    with pytest.raises(ValidationError):
+        GatewaySettings(stream_ping_s=longest + 1)
+
+
 def test_closing_a_stream_frees_its_slot_even_if_it_never_started() -> None:
     # Given a stream whose slot is the only one, closed by the server before its first message (the client left)
     api = Api()
@@ -467,7 +479,7 @@ def test_closing_a_stream_frees_its_slot_even_if_it_never_started() -> None:
 
 def test_the_worker_stopping_ends_its_open_streams_at_once() -> None:
     # Given an open stream of a task that does not move
-    api = Api(stream_ping_s=60, stream_max_s=60)
+    api = Api(stream_ping_s=20, stream_max_s=60)
     task = api.task()
     threading.Timer(0.3, watch_module.close_all).start()  # what DeadlineWorker.handle_exit does on SIGTERM
     started = time.monotonic()

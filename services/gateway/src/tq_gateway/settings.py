@@ -46,8 +46,9 @@ class GatewaySettings(CoreSettings):
     #: per 100 tasks a round, whatever the number of waiting requests): how late a stream or a wait can be.
     watch_interval_s: float = Field(default=0.25, ge=0.05, le=5)
     #: Seconds a silent stream waits before a keep-alive comment (``: ping``): proxies keep it open, and a client
-    #: that left is found (the write fails) and its slot freed.
-    stream_ping_s: float = Field(default=15, gt=0, le=300)
+    #: that left is found (a write fails: usually the second after it left) and its slot freed. At most 25: the
+    #: ``tq`` client takes 30 s of silence for a broken stream (``tq.follow.PING_S`` + ``tq.calls.READ_GRACE_S``).
+    stream_ping_s: float = Field(default=15, gt=0, le=25)
     #: Seconds a stream lasts at most before the gateway ends it; the client reconnects with ``Last-Event-ID``
     #: (to any replica), so no connection outlives a deploy by long.
     stream_max_s: float = Field(default=300, gt=0, le=86_400)
