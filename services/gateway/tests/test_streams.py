@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from tq import calls, follow
 from tq_gateway import watch as watch_module
 from tq_gateway.settings import GatewaySettings
-from tq_gateway.streams import EventStream, StreamTiming, in_order, progress_frame
+from tq_gateway.streams import PING, EventStream, StreamTiming, event_frame, in_order, progress_frame
 from tq_gateway.testing import client_over_fakes
 from tq_gateway.waiting import NoSlot, Slots
 from tq_gateway.watch import TaskWatch
@@ -447,6 +447,29 @@ def test_a_silent_stream_sends_keep_alives_and_ends_at_its_lifetime() -> None:
     pings = [m for m in messages(answer.text) if m.get("comment") == "ping"]
     assert 3 <= len(pings) <= 5
     assert [e["event"] for e in events_of(answer.text)] == ["submitted", "queued"]
+
+
+def test_a_wake_up_with_nothing_to_send_does_not_put_the_next_ping_off() -> None:
+    # Given a stream that pings after 0.5 s of silence, whose watch wakes it 0.3 s in with nothing new (its first
+    # look finds the task as the stream read it)
+    api = Api()
+    task = api.task()
+    stamps = Reads()
+    stamps.stamps[task.id] = TaskStamp(task.version, task.status, task.progress)
+    timing = StreamTiming(ping_s=0.5, max_s=5, retry_ms=1000, recheck_s=0.02)
+    stream = EventStream(
+        task, 0, TaskHistory(api.store), TaskWatch(stamps, 0.3), Slots(1, 1).take("stream", "a"), timing
+    )
+    try:
+        assert [next(stream) for _ in range(3)][1:] == [event_frame(e) for e in api.store.events(task.id)]
+        written_at = time.monotonic()
+        # When the stream goes on
+        assert next(stream) == PING
+        # Then the ping comes 0.5 s after the last write, not 0.5 s after the wake-up
+        assert 0.45 <= time.monotonic() - written_at < 0.7
+        assert len(stamps.calls) >= 1
+    finally:
+        stream.close()
 
 
 def test_the_longest_ping_interval_leaves_the_client_time_before_it_calls_a_silent_stream_broken() -> None:

@@ -135,7 +135,8 @@ class EventStream:
                 shown = progress or shown
                 if now.status.is_terminal and self._sent >= now.version:
                     return
-                if not self._pause(watcher, behind=self._sent < now.version, ends_at=ends_at):
+                ping_at = written_at + self._timing.ping_s  # from the last write, whatever woke the stream since
+                if not self._pause(watcher, behind=self._sent < now.version, ping_at=ping_at, ends_at=ends_at):
                     return
                 if time.monotonic() - written_at >= self._timing.ping_s:
                     yield PING  # a client that left makes this write fail: the server closes the stream
@@ -152,13 +153,14 @@ class EventStream:
                 yield event
                 self._sent = event.seq
 
-    def _pause(self, watcher: Watcher, *, behind: bool, ends_at: float) -> bool:
-        """Wait for the task to move, at most until the next ping is due (or a moment, when its events lag the
-        stamp); False when the stream must end (its lifetime is over, or the worker stops)."""
-        left = ends_at - time.monotonic()
-        if left <= 0:
+    def _pause(self, watcher: Watcher, *, behind: bool, ping_at: float, ends_at: float) -> bool:
+        """Wait for the task to move, at most until the next ping is due at ``ping_at`` (or a moment, when its events
+        lag the stamp); False when the stream must end (its lifetime is over, or the worker stops)."""
+        now = time.monotonic()
+        if now >= ends_at:
             return False
-        watcher.wait(min(self._timing.recheck_s if behind else self._timing.ping_s, left))
+        wait_s = min(ping_at, ends_at) - now
+        watcher.wait(min(wait_s, self._timing.recheck_s) if behind else wait_s)
         return not watcher.closed
 
 
