@@ -154,14 +154,15 @@ def test_another_groups_task_is_404_for_a_wait_and_a_stream(stack: Stack, api: h
         assert bob.get(f"/v1/tasks/{task_id}/stream").status_code == 404
 
 
-def test_a_client_that_leaves_frees_its_slot_at_the_next_keep_alive(stack: Stack, api: httpx.Client) -> None:
+def test_a_client_that_leaves_frees_its_slot_within_two_keep_alives(stack: Stack, api: httpx.Client) -> None:
     # Given an open stream of a task that will not move for an hour
     task_id = submit(api, {"type": "echo", "schedule": {"every_s": 3600}})
     with api.stream("GET", f"/v1/tasks/{task_id}/stream") as answer:
         lines = answer.iter_lines()  # kept: a dropped line iterator closes the response
         next(lines)
         assert waiting(stack, "stream") == 1
-    # When the client closes the connection, then the gateway finds out at its next ping and frees the slot
+    # When the client closes the connection, then the gateway finds out within two pings (the first write after the
+    # peer closed usually succeeds) and frees the slot
     wait_until(lambda: waiting(stack, "stream") == 0, 10, "the stream's slot to be freed")
 
 
