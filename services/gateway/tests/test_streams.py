@@ -271,22 +271,34 @@ def test_a_wait_for_another_groups_task_is_404() -> None:
     assert time.monotonic() - started < 1
 
 
+def hold_waits(api: Api, task: Task, count: int) -> list[threading.Thread]:
+    """``count`` waits of alice's on ``task`` (one that does not end soon), each holding a slot for a second."""
+    holders = [
+        threading.Thread(target=lambda: api.get(f"/v1/tasks/{task.id}", wait_s="1"), daemon=True) for _ in range(count)
+    ]
+    for holder in holders:
+        holder.start()
+    time.sleep(0.2)
+    return holders
+
+
+def assert_refused_both(api: Api, task: Task, detail: str) -> None:
+    """A wait and a stream of alice's on ``task`` are refused at once: 503 problem+json with Retry-After."""
+    for answer in (api.get(f"/v1/tasks/{task.id}", wait_s="1"), api.get(f"/v1/tasks/{task.id}/stream")):
+        assert answer.status_code == 503
+        assert answer.headers["Content-Type"] == "application/problem+json"
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert detail in answer.json["detail"]
+        assert "Cache-Control" not in answer.headers
+
+
 def test_waits_and_streams_past_the_bound_are_503_with_retry_after() -> None:
     # Given a replica with one wait slot, taken by a wait on a task that does not end soon
     api = Api(gateway_streams=1)
     waiting, other = api.task(), api.task()
-    holder = threading.Thread(target=lambda: api.get(f"/v1/tasks/{waiting.id}", wait_s="1"), daemon=True)
-    holder.start()
-    time.sleep(0.2)
-    # When another wait and a stream come
-    refused = [api.get(f"/v1/tasks/{other.id}", wait_s="1"), api.get(f"/v1/tasks/{other.id}/stream")]
-    # Then both are refused at once: 503 problem+json with Retry-After
-    for answer in refused:
-        assert answer.status_code == 503
-        assert answer.headers["Content-Type"] == "application/problem+json"
-        assert int(answer.headers["Retry-After"]) >= 1
-        assert "streams and waits" in answer.json["detail"]
-        assert "Cache-Control" not in answer.headers
+    (holder,) = hold_waits(api, waiting, 1)
+    # When another wait and a stream come, then both are refused at once: the replica is full
+    assert_refused_both(api, other, "this replica holds 1 streams and waits")
     # And a plain read still answers, as does a wait on an ended task (nothing to wait for: no slot taken)
     assert api.get(f"/v1/tasks/{other.id}").status_code == 200
     ended = api.succeed(api.claim(other))
@@ -300,20 +312,9 @@ def test_one_principal_holds_at_most_its_share_of_the_slots_and_the_others_still
     # Given a replica with four wait slots, at most two per principal, and alice holding two waits
     api = Api(gateway_streams=4, gateway_streams_per_principal=2)
     mine, theirs = api.task("team-a"), api.task("team-b")
-    holders = [
-        threading.Thread(target=lambda: api.get(f"/v1/tasks/{mine.id}", wait_s="1"), daemon=True) for _ in range(2)
-    ]
-    for holder in holders:
-        holder.start()
-    time.sleep(0.2)
-    # When alice asks for a third stream or wait
-    refused = [api.get(f"/v1/tasks/{mine.id}", wait_s="1"), api.get(f"/v1/tasks/{mine.id}/stream")]
-    # Then each is a 503 with Retry-After that says it is her share that is full, not the replica
-    for answer in refused:
-        assert answer.status_code == 503
-        assert answer.headers["Content-Type"] == "application/problem+json"
-        assert int(answer.headers["Retry-After"]) >= 1
-        assert "your share" in answer.json["detail"]
+    holders = hold_waits(api, mine, 2)
+    # When alice asks for a third stream or wait, then each is refused at once: it is her share that is full
+    assert_refused_both(api, mine, "you hold 2 streams and waits on this replica already, your share")
     # And bob, with slots left on the replica, still waits (a 503 would come at once)
     started = time.monotonic()
     assert api.get(f"/v1/tasks/{theirs.id}", BOB, wait_s="0.3").status_code == 200
