@@ -182,7 +182,11 @@ def main() -> None:
     parser.add_argument("--settle-s", type=float, default=5, help="seconds over which calls and CPU are averaged")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
-    os.environ.update({"TQ_GATEWAY_STREAMS": str(args.slots), "TQ_GATEWAY_WORKERS": "1"})
+    # Every stream is alice's: her share is the whole worker here (the bench measures capacity, not fairness).
+    slots = str(args.slots)
+    os.environ.update(
+        {"TQ_GATEWAY_STREAMS": slots, "TQ_GATEWAY_STREAMS_PER_PRINCIPAL": slots, "TQ_GATEWAY_WORKERS": "1"}
+    )
     with benchmark_stack("streams") as stack:
         with httpx.Client(base_url=stack.url, headers=ALICE, timeout=30) as api:
             ids = submit_idle(api, max(steps) + len(steps) + 2)

@@ -1,5 +1,6 @@
 """Waiting for a task and streaming its events on a real stack: ``GET /v1/tasks/{id}?wait_s=`` and
-``GET /v1/tasks/{id}/stream`` (SSE) through real gunicorn, with 200 streams open on one gateway worker at once.
+``GET /v1/tasks/{id}/stream`` (SSE) through real gunicorn, with 200 streams open on one gateway worker at once
+(50 for each of the four dev principals: one principal holds at most 64).
 
 One stack for the module: one gateway worker (as ``make run`` has) with 200 wait slots, keep-alives every second
 (so a client that left is found within seconds), and a handler type that reports progress.
@@ -8,6 +9,7 @@ One stack for the module: one gateway worker (as ``make run`` has) with 200 wait
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -27,6 +29,9 @@ pytestmark = pytest.mark.e2e
 
 #: Streams one gateway worker holds here: exactly what the acceptance asks for, so the next one is a 503.
 SLOTS = 200
+#: Streams one principal may hold on the worker (the default ``TQ_GATEWAY_STREAMS_PER_PRINCIPAL``): the 200 are
+#: spread over the four dev principals.
+SHARE = 64
 STEPS = """
 from tq import TaskContext, handler
 
@@ -149,49 +154,63 @@ def test_another_groups_task_is_404_for_a_wait_and_a_stream(stack: Stack, api: h
         assert bob.get(f"/v1/tasks/{task_id}/stream").status_code == 404
 
 
-def test_a_client_that_leaves_frees_its_slot_at_the_next_keep_alive(stack: Stack, api: httpx.Client) -> None:
+def test_a_client_that_leaves_frees_its_slot_within_two_keep_alives(stack: Stack, api: httpx.Client) -> None:
     # Given an open stream of a task that will not move for an hour
     task_id = submit(api, {"type": "echo", "schedule": {"every_s": 3600}})
     with api.stream("GET", f"/v1/tasks/{task_id}/stream") as answer:
         lines = answer.iter_lines()  # kept: a dropped line iterator closes the response
         next(lines)
         assert waiting(stack, "stream") == 1
-    # When the client closes the connection, then the gateway finds out at its next ping and frees the slot
+    # When the client closes the connection, then the gateway finds out within two pings (the first write after the
+    # peer closed usually succeeds) and frees the slot
     wait_until(lambda: waiting(stack, "stream") == 0, 10, "the stream's slot to be freed")
 
 
-async def _open_streams(stack: Stack, ids: list[str], opened: asyncio.Event) -> list[list[dict[str, str]]]:
-    """One stream per id, all open at once; ``opened`` is set once every one has its headers."""
-    limits = httpx.Limits(max_connections=len(ids) + 10, max_keepalive_connections=0)
-    ready = 0
-    async with httpx.AsyncClient(base_url=stack.url, headers=ALICE, timeout=60, limits=limits) as client:
+def as_user(user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[user]}"}
 
-        async def one(task_id: str) -> list[dict[str, str]]:
+
+def _stream_limits(n: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=n + 10, max_keepalive_connections=0)
+
+
+async def _open_streams(
+    stack: Stack, streams: list[tuple[str, str]], opened: asyncio.Event
+) -> list[list[dict[str, str]]]:
+    """One stream per (user, task id), all open at once; ``opened`` is set once every one has its headers."""
+    ready = 0
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60, limits=_stream_limits(len(streams))) as client:
+
+        async def one(user: str, task_id: str) -> list[dict[str, str]]:
             nonlocal ready
-            async with client.stream("GET", f"/v1/tasks/{task_id}/stream") as answer:
+            async with client.stream("GET", f"/v1/tasks/{task_id}/stream", headers=as_user(user)) as answer:
                 assert answer.status_code == 200, await answer.aread()
                 ready += 1
-                if ready == len(ids):
+                if ready == len(streams):
                     opened.set()
                 return parse([line async for line in answer.aiter_lines()])
 
-        return await asyncio.gather(*(one(task_id) for task_id in ids))
+        return await asyncio.gather(*(one(user, task_id) for user, task_id in streams))
 
 
-async def _while_open(stack: Stack, ids: list[str]) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
+async def _while_open(
+    stack: Stack, streams: list[tuple[str, str]]
+) -> tuple[list[list[dict[str, str]]], dict[str, Any]]:
     opened = asyncio.Event()
-    streams = asyncio.create_task(_open_streams(stack, ids, opened))
+    reading = asyncio.create_task(_open_streams(stack, streams, opened))
     await asyncio.wait_for(opened.wait(), 60)
+    ids = [task_id for _, task_id in streams]
     seen: dict[str, Any] = {}
-    async with httpx.AsyncClient(base_url=stack.url, headers=ALICE, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=stack.url, headers=as_user("admin"), timeout=10) as client:
         # Ordinary requests answer promptly while every slot is taken
         for path in ("/healthz", f"/v1/tasks/{ids[0]}", "/v1/queues", f"/v1/tasks/{ids[1]}/events"):
             started = time.monotonic()
             answer = await client.get(path)
             seen[path] = (answer.status_code, time.monotonic() - started)
-        # And one stream (or wait) more is refused, at once, with Retry-After
+        # And one stream (or wait) more is refused, at once, with Retry-After, though admin is within its share
         refused = await client.get(f"/v1/tasks/{ids[0]}/stream")
         seen["refused"] = (refused.status_code, refused.headers.get("retry-after"), refused.headers["content-type"])
+        seen["detail"] = refused.json()["detail"]
         seen["waiting"] = waiting(stack, "stream")
         # Then the tasks are made due now: each runs at once
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
@@ -200,17 +219,33 @@ async def _while_open(stack: Stack, ids: list[str]) -> tuple[list[list[dict[str,
                 *(client.patch(f"/v1/tasks/{i}", json={"schedule": {"at": now}}) for i in ids[chunk : chunk + 20])
             )
             assert {answer.status_code for answer in changed} == {200}
-    return await asyncio.wait_for(streams, 120), seen
+    return await asyncio.wait_for(reading, 120), seen
 
 
 def test_200_concurrent_streams_on_one_gateway_worker_each_get_their_events(stack: Stack, api: httpx.Client) -> None:
-    # Given 200 tasks due in an hour (so every stream is open before any of them runs)
+    # Given 200 tasks due in an hour (so every stream is open before any of them runs), half of team-a, half of
+    # team-b, each followed by one of the four principals (50 each: within each one's share of the slots)
     due = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 3600))
-    ids = [submit(api, {"type": "echo", "payload": {"n": n}, "schedule": {"at": due}}) for n in range(SLOTS)]
+    half = SLOTS // 2
+    team_a = [submit(api, {"type": "echo", "payload": {"n": n}, "schedule": {"at": due}}) for n in range(half)]
+    with httpx.Client(base_url=stack.url, headers=as_user("bob"), timeout=30) as bob:
+        team_b = [
+            submit(bob, {"type": "echo", "group": "team-b", "payload": {"n": n}, "schedule": {"at": due}})
+            for n in range(half)
+        ]
+    quarter = SLOTS // 4
+    streams = [
+        *(("alice", i) for i in team_a[:quarter]),
+        *(("carol", i) for i in team_a[quarter:]),
+        *(("bob", i) for i in team_b[:quarter]),
+        *(("admin", i) for i in team_b[quarter:]),
+    ]
     # When 200 streams are open at once (and then the tasks are made due)
     started = time.monotonic()
-    streams, seen = asyncio.run(_while_open(stack, ids))
-    # Then ordinary requests answered promptly meanwhile, and the 201st stream was a 503 with Retry-After
+    answers, seen = asyncio.run(_while_open(stack, streams))
+    # Then ordinary requests answered promptly meanwhile, and the 201st stream was a 503 with Retry-After: the
+    # replica was full, though its principal had a share left
+    ids = [task_id for _, task_id in streams]
     for path in ("/healthz", f"/v1/tasks/{ids[0]}", "/v1/queues", f"/v1/tasks/{ids[1]}/events"):
         status, took_s = seen[path]
         assert status == 200, (path, seen[path])
@@ -218,14 +253,48 @@ def test_200_concurrent_streams_on_one_gateway_worker_each_get_their_events(stac
     assert seen["refused"][0] == 503
     assert int(seen["refused"][1]) >= 1
     assert seen["refused"][2] == "application/problem+json"
+    assert f"this replica holds {SLOTS}" in seen["detail"], seen["detail"]
     assert seen["waiting"] == SLOTS
     # And every stream got its task's events through succeeded, in order, and ended
-    for task_id, messages in zip(ids, streams, strict=True):
+    for task_id, messages in zip(ids, answers, strict=True):
         kinds = [m["event"] for m in messages if "id" in m]
         assert kinds[-1] == "succeeded", (task_id, kinds)
         assert kinds.index("queued") < kinds.index("claimed") < kinds.index("succeeded"), kinds
         assert [int(m["id"]) for m in messages if "id" in m] == list(range(1, len(kinds) + 1))
     assert time.monotonic() - started < 90
+    wait_until(lambda: waiting(stack, "stream") == 0, 10, "every stream's slot to be freed")
+
+
+async def _past_the_share(stack: Stack, mine: str, theirs: str) -> tuple[httpx.Response, int]:
+    """Alice opens her share of streams (and one more), then bob one; the refusal and bob's status."""
+    limits = _stream_limits(SHARE + 2)
+    async with (
+        httpx.AsyncClient(base_url=stack.url, timeout=30, limits=limits) as client,
+        contextlib.AsyncExitStack() as held,
+    ):
+        for _ in range(SHARE):
+            answer = await held.enter_async_context(
+                client.stream("GET", f"/v1/tasks/{mine}/stream", headers=as_user("alice"))
+            )
+            assert answer.status_code == 200, await answer.aread()
+        refused = await client.get(f"/v1/tasks/{mine}/stream", headers=as_user("alice"))
+        async with client.stream("GET", f"/v1/tasks/{theirs}/stream", headers=as_user("bob")) as answer:
+            return refused, answer.status_code
+
+
+def test_one_principal_holds_at_most_its_share_of_the_streams(stack: Stack, api: httpx.Client) -> None:
+    # Given tasks of alice's group and bob's that will not move for an hour
+    mine = submit(api, {"type": "echo", "schedule": {"every_s": 3600}})
+    with httpx.Client(base_url=stack.url, headers=as_user("bob"), timeout=30) as bob:
+        theirs = submit(bob, {"type": "echo", "group": "team-b", "schedule": {"every_s": 3600}})
+    # When alice holds 64 streams (the default TQ_GATEWAY_STREAMS_PER_PRINCIPAL) and asks for one more
+    refused, bobs = asyncio.run(_past_the_share(stack, mine, theirs))
+    # Then hers is a 503 with Retry-After that says her share is full, while bob still gets a stream
+    assert refused.status_code == 503
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "your share" in refused.json()["detail"]
+    assert bobs == 200
     wait_until(lambda: waiting(stack, "stream") == 0, 10, "every stream's slot to be freed")
 
 

@@ -13,10 +13,12 @@ from typing import Any
 
 import falcon.testing
 import pytest
+from pydantic import ValidationError
 
+from tq import calls, follow
 from tq_gateway import watch as watch_module
 from tq_gateway.settings import GatewaySettings
-from tq_gateway.streams import EventStream, StreamTiming, in_order, progress_frame
+from tq_gateway.streams import PING, EventStream, StreamTiming, event_frame, in_order, progress_frame
 from tq_gateway.testing import client_over_fakes
 from tq_gateway.waiting import NoSlot, Slots
 from tq_gateway.watch import TaskWatch
@@ -269,22 +271,34 @@ def test_a_wait_for_another_groups_task_is_404() -> None:
     assert time.monotonic() - started < 1
 
 
+def hold_waits(api: Api, task: Task, count: int) -> list[threading.Thread]:
+    """``count`` waits of alice's on ``task`` (one that does not end soon), each holding a slot for a second."""
+    holders = [
+        threading.Thread(target=lambda: api.get(f"/v1/tasks/{task.id}", wait_s="1"), daemon=True) for _ in range(count)
+    ]
+    for holder in holders:
+        holder.start()
+    time.sleep(0.2)
+    return holders
+
+
+def assert_refused_both(api: Api, task: Task, detail: str) -> None:
+    """A wait and a stream of alice's on ``task`` are refused at once: 503 problem+json with Retry-After."""
+    for answer in (api.get(f"/v1/tasks/{task.id}", wait_s="1"), api.get(f"/v1/tasks/{task.id}/stream")):
+        assert answer.status_code == 503
+        assert answer.headers["Content-Type"] == "application/problem+json"
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert detail in answer.json["detail"]
+        assert "Cache-Control" not in answer.headers
+
+
 def test_waits_and_streams_past_the_bound_are_503_with_retry_after() -> None:
     # Given a replica with one wait slot, taken by a wait on a task that does not end soon
     api = Api(gateway_streams=1)
     waiting, other = api.task(), api.task()
-    holder = threading.Thread(target=lambda: api.get(f"/v1/tasks/{waiting.id}", wait_s="1"), daemon=True)
-    holder.start()
-    time.sleep(0.2)
-    # When another wait and a stream come
-    refused = [api.get(f"/v1/tasks/{other.id}", wait_s="1"), api.get(f"/v1/tasks/{other.id}/stream")]
-    # Then both are refused at once: 503 problem+json with Retry-After
-    for answer in refused:
-        assert answer.status_code == 503
-        assert answer.headers["Content-Type"] == "application/problem+json"
-        assert int(answer.headers["Retry-After"]) >= 1
-        assert "streams and waits" in answer.json["detail"]
-        assert "Cache-Control" not in answer.headers
+    (holder,) = hold_waits(api, waiting, 1)
+    # When another wait and a stream come, then both are refused at once: the replica is full
+    assert_refused_both(api, other, "this replica holds 1 streams and waits")
     # And a plain read still answers, as does a wait on an ended task (nothing to wait for: no slot taken)
     assert api.get(f"/v1/tasks/{other.id}").status_code == 200
     ended = api.succeed(api.claim(other))
@@ -292,6 +306,23 @@ def test_waits_and_streams_past_the_bound_are_503_with_retry_after() -> None:
     # And once the wait is over, its slot is free again
     holder.join(5)
     assert api.get(f"/v1/tasks/{ended.id}/stream").status_code == 200
+
+
+def test_one_principal_holds_at_most_its_share_of_the_slots_and_the_others_still_get_theirs() -> None:
+    # Given a replica with four wait slots, at most two per principal, and alice holding two waits
+    api = Api(gateway_streams=4, gateway_streams_per_principal=2)
+    mine, theirs = api.task("team-a"), api.task("team-b")
+    holders = hold_waits(api, mine, 2)
+    # When alice asks for a third stream or wait, then each is refused at once: it is her share that is full
+    assert_refused_both(api, mine, "you hold 2 streams and waits on this replica already, your share")
+    # And bob, with slots left on the replica, still waits (a 503 would come at once)
+    started = time.monotonic()
+    assert api.get(f"/v1/tasks/{theirs.id}", BOB, wait_s="0.3").status_code == 200
+    assert time.monotonic() - started >= 0.3
+    for holder in holders:
+        holder.join(5)
+    # And once her waits are over, alice gets a slot again
+    assert api.get(f"/v1/tasks/{api.succeed(api.claim(mine)).id}/stream").status_code == 200
 
 
 # ---------------------------------------------------------------------------------------------------- streams
@@ -419,25 +450,60 @@ def test_a_silent_stream_sends_keep_alives_and_ends_at_its_lifetime() -> None:
     assert [e["event"] for e in events_of(answer.text)] == ["submitted", "queued"]
 
 
+def test_a_wake_up_with_nothing_to_send_does_not_put_the_next_ping_off() -> None:
+    # Given a stream that pings after 0.5 s of silence, whose watch wakes it 0.3 s in with nothing new (its first
+    # look finds the task as the stream read it)
+    api = Api()
+    task = api.task()
+    stamps = Reads()
+    stamps.stamps[task.id] = TaskStamp(task.version, task.status, task.progress)
+    timing = StreamTiming(ping_s=0.5, max_s=5, retry_ms=1000, recheck_s=0.02)
+    stream = EventStream(
+        task, 0, TaskHistory(api.store), TaskWatch(stamps, 0.3), Slots(1, 1).take("stream", "a"), timing
+    )
+    try:
+        assert [next(stream) for _ in range(3)][1:] == [event_frame(e) for e in api.store.events(task.id)]
+        written_at = time.monotonic()
+        # When the stream goes on
+        assert next(stream) == PING
+        # Then the ping comes 0.5 s after the last write, not 0.5 s after the wake-up
+        assert 0.45 <= time.monotonic() - written_at < 0.7
+        assert len(stamps.calls) >= 1
+    finally:
+        stream.close()
+
+
+def test_the_longest_ping_interval_leaves_the_client_time_before_it_calls_a_silent_stream_broken() -> None:
+    # A stream is silent for at most the ping interval, give or take a watch interval (at most 5 s); the client
+    # takes PING_S + READ_GRACE_S of silence for a broken stream: the setting's maximum stays under that
+    longest = next(m.le for m in GatewaySettings.model_fields["stream_ping_s"].metadata if hasattr(m, "le"))
+    longest_watch = next(m.le for m in GatewaySettings.model_fields["watch_interval_s"].metadata if hasattr(m, "le"))
+    assert longest + longest_watch <= follow.PING_S + calls.READ_GRACE_S
+    with pytest.raises(ValidationError):
+        GatewaySettings(stream_ping_s=longest + 1)
+
+
 def test_closing_a_stream_frees_its_slot_even_if_it_never_started() -> None:
     # Given a stream whose slot is the only one, closed by the server before its first message (the client left)
     api = Api()
     task = api.task()
-    slots = Slots(1)
+    slots = Slots(1, 1)
     timing = StreamTiming(ping_s=5, max_s=5, retry_ms=1000, recheck_s=0.02)
-    stream = EventStream(task, 0, TaskHistory(api.store), TaskWatch(lambda ids: {}, 3600), slots.take("stream"), timing)
+    stream = EventStream(
+        task, 0, TaskHistory(api.store), TaskWatch(lambda ids: {}, 3600), slots.take("stream", "alice"), timing
+    )
     stream.close()
     # Then the slot is free again (and closing twice gives nothing back twice)
     stream.close()
-    second = slots.take("stream")
+    second = slots.take("stream", "alice")
     with pytest.raises(NoSlot):
-        slots.take("stream")
+        slots.take("stream", "alice")
     second.release()
 
 
 def test_the_worker_stopping_ends_its_open_streams_at_once() -> None:
     # Given an open stream of a task that does not move
-    api = Api(stream_ping_s=60, stream_max_s=60)
+    api = Api(stream_ping_s=20, stream_max_s=60)
     task = api.task()
     threading.Timer(0.3, watch_module.close_all).start()  # what DeadlineWorker.handle_exit does on SIGTERM
     started = time.monotonic()

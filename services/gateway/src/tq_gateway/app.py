@@ -82,7 +82,7 @@ def build_app(
     listing = TaskListing(queries, every_group=catalog.groups, page_bytes=settings.list_page_bytes)
     # One watch and one set of wait slots per worker process: its streams and waits share them.
     watch = TaskWatch(queries.stamps, settings.watch_interval_s)
-    slots = Slots(settings.gateway_streams)
+    slots = Slots(settings.gateway_streams, settings.gateway_streams_per_principal)
     timing = StreamTiming(
         ping_s=settings.stream_ping_s,
         max_s=settings.stream_max_s,

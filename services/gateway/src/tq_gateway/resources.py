@@ -115,7 +115,7 @@ class TaskItem:
         task = self._tasks.get(task_id, req.context.principal)
         if query.wait_s > 0 and not task.status.is_terminal:
             # Read again whatever the watch saw: its reads lag a moment, and may fail for the whole wait.
-            self._waits.until_ended(task, query.wait_s)
+            self._waits.until_ended(task, query.wait_s, req.context.principal.name)
             task = self._tasks.get(task_id, req.context.principal)
         send_task(resp, task)
 

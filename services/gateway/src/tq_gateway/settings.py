@@ -39,12 +39,16 @@ class GatewaySettings(CoreSettings):
     #: many more of each), so ordinary requests always find a thread; one more is answered 503 with Retry-After
     #: (0: every one is).
     gateway_streams: int = Field(default=256, ge=0, le=4096)
+    #: Of those, how many one principal (a user or API key's name) may hold at once in one worker; one more is
+    #: answered 503 with Retry-After, so one tenant cannot take every slot and starve the others' streams and waits.
+    gateway_streams_per_principal: int = Field(default=64, ge=1, le=4096)
     #: How often the worker's watch reads the state of the tasks its streams and waits follow (one BatchGetItem
     #: per 100 tasks a round, whatever the number of waiting requests): how late a stream or a wait can be.
     watch_interval_s: float = Field(default=0.25, ge=0.05, le=5)
     #: Seconds a silent stream waits before a keep-alive comment (``: ping``): proxies keep it open, and a client
-    #: that left is found (the write fails) and its slot freed.
-    stream_ping_s: float = Field(default=15, gt=0, le=300)
+    #: that left is found (a write fails: usually the second after it left) and its slot freed. At most 25: the
+    #: ``tq`` client takes 30 s of silence for a broken stream (``tq.follow.PING_S`` + ``tq.calls.READ_GRACE_S``).
+    stream_ping_s: float = Field(default=15, gt=0, le=25)
     #: Seconds a stream lasts at most before the gateway ends it; the client reconnects with ``Last-Event-ID``
     #: (to any replica), so no connection outlives a deploy by long.
     stream_max_s: float = Field(default=300, gt=0, le=86_400)

@@ -135,7 +135,8 @@ class EventStream:
                 shown = progress or shown
                 if now.status.is_terminal and self._sent >= now.version:
                     return
-                if not self._pause(watcher, behind=self._sent < now.version, ends_at=ends_at):
+                ping_at = written_at + self._timing.ping_s  # from the last write, whatever woke the stream since
+                if not self._pause(watcher, behind=self._sent < now.version, ping_at=ping_at, ends_at=ends_at):
                     return
                 if time.monotonic() - written_at >= self._timing.ping_s:
                     yield PING  # a client that left makes this write fail: the server closes the stream
@@ -152,13 +153,14 @@ class EventStream:
                 yield event
                 self._sent = event.seq
 
-    def _pause(self, watcher: Watcher, *, behind: bool, ends_at: float) -> bool:
-        """Wait for the task to move, at most until the next ping is due (or a moment, when its events lag the
-        stamp); False when the stream must end (its lifetime is over, or the worker stops)."""
-        left = ends_at - time.monotonic()
-        if left <= 0:
+    def _pause(self, watcher: Watcher, *, behind: bool, ping_at: float, ends_at: float) -> bool:
+        """Wait for the task to move, at most until the next ping is due at ``ping_at`` (or a moment, when its events
+        lag the stamp); False when the stream must end (its lifetime is over, or the worker stops)."""
+        now = time.monotonic()
+        if now >= ends_at:
             return False
-        watcher.wait(min(self._timing.recheck_s if behind else self._timing.ping_s, left))
+        wait_s = min(ping_at, ends_at) - now
+        watcher.wait(min(wait_s, self._timing.recheck_s) if behind else wait_s)
         return not watcher.closed
 
 
@@ -175,7 +177,8 @@ class TaskEventStream:
         """The task's events from ``Last-Event-ID`` on (all of them without), then as they happen."""
         task = self._history.visible(task_id, req.context.principal)
         after = last_event_id(req, task)
-        slot = self._slots.take("stream")  # before any header: a full replica answers a plain 503
+        # Before any header: a full replica (or the caller's full share of it) answers a plain 503.
+        slot = self._slots.take("stream", req.context.principal.name)
         resp.content_type = "text/event-stream; charset=utf-8"
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")  # nginx and the like: pass each message on at once

@@ -3,13 +3,15 @@ by slots, so the worker's ordinary requests always find a thread.
 
 The worker's thread pool has ``gateway_threads + gateway_streams`` threads (``gunicorn_conf``); a waiting request
 takes one of ``gateway_streams`` slots without blocking, or is answered 503 with ``Retry-After`` at once. At most
-``gateway_streams`` threads wait, so ``gateway_threads`` stay free for everything else.
+``gateway_streams`` threads wait, so ``gateway_threads`` stay free for everything else. One principal holds at
+most ``gateway_streams_per_principal`` of them, so one tenant cannot take every slot and starve the others.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from types import TracebackType
 
 from tq_gateway.metrics import WAITING_REQUESTS
@@ -22,19 +24,18 @@ RETRY_AFTER_S = 2
 
 
 class NoSlot(Exception):
-    """Raised when every wait slot of this worker is taken: the replica is full, try again (or elsewhere)."""
+    """Raised when no wait slot of this worker is free to the caller: the replica is full, or the caller holds its
+    share of the slots already; try again (or elsewhere)."""
 
     retry_after_s = RETRY_AFTER_S
-
-    def __init__(self, size: int) -> None:
-        super().__init__(f"this replica holds {size} streams and waits already; try again shortly")
 
 
 class Slot:
     """One taken slot; released once, however often :meth:`release` is called."""
 
-    def __init__(self, free: threading.BoundedSemaphore, kind: str) -> None:
-        self._free = free
+    def __init__(self, slots: Slots, holder: str, kind: str) -> None:
+        self._slots = slots
+        self._holder = holder
         self._kind = kind
         self._held = True
         self._lock = threading.Lock()
@@ -46,7 +47,7 @@ class Slot:
                 return
             self._held = False
         WAITING_REQUESTS.labels(self._kind).dec()
-        self._free.release()
+        self._slots.give_back(self._holder)
 
     def __enter__(self) -> Slot:
         return self
@@ -56,18 +57,35 @@ class Slot:
 
 
 class Slots:
-    """``size`` slots for the worker's waiting requests."""
+    """``size`` slots for the worker's waiting requests, at most ``per_holder`` of them held by one principal."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, per_holder: int) -> None:
         self._size = size
-        self._free = threading.BoundedSemaphore(size)
+        self._per_holder = per_holder
+        self._lock = threading.Lock()
+        self._held: Counter[str] = Counter()
 
-    def take(self, kind: str) -> Slot:
-        """A slot for a request of ``kind`` (``stream``, ``wait``: the gauge's label); ``NoSlot`` if none is free."""
-        if not self._free.acquire(blocking=False):
-            raise NoSlot(self._size)
+    def take(self, kind: str, holder: str) -> Slot:
+        """A slot for a request of ``kind`` (``stream``, ``wait``: the gauge's label) of the principal named
+        ``holder``; ``NoSlot`` if none is free, or if ``holder`` has its share already."""
+        with self._lock:
+            if self._held.total() >= self._size:
+                raise NoSlot(f"this replica holds {self._size} streams and waits already; try again shortly")
+            if self._held[holder] >= self._per_holder:
+                raise NoSlot(
+                    f"you hold {self._per_holder} streams and waits on this replica already, your share of its "
+                    "slots; end one or try again shortly"
+                )
+            self._held[holder] += 1
         WAITING_REQUESTS.labels(kind).inc()
-        return Slot(self._free, kind)
+        return Slot(self, holder, kind)
+
+    def give_back(self, holder: str) -> None:
+        """A slot of ``holder`` is free again (called by :meth:`Slot.release`, once per slot)."""
+        with self._lock:
+            self._held[holder] -= 1
+            if not self._held[holder]:
+                del self._held[holder]
 
 
 def stamp(task: Task) -> TaskStamp:
@@ -82,11 +100,12 @@ class Waits:
         self._watch = watch
         self._slots = slots
 
-    def until_ended(self, task: Task, wait_s: float) -> None:
-        """Wait up to ``wait_s`` for the task (read by the caller) to end, i.e. reach a terminal status (a repeating
-        task too: a run ending is not the task ending). Returns at once when the worker stops."""
+    def until_ended(self, task: Task, wait_s: float, holder: str) -> None:
+        """Wait up to ``wait_s`` for the task (read by the caller, the principal named ``holder``) to end, i.e. reach
+        a terminal status (a repeating task too: a run ending is not the task ending). Returns at once when the
+        worker stops."""
         deadline = time.monotonic() + wait_s
-        with self._slots.take("wait"), self._watch.watching(task.id, stamp(task)) as watcher:
+        with self._slots.take("wait", holder), self._watch.watching(task.id, stamp(task)) as watcher:
             while True:
                 now = watcher.stamp
                 if now.status.is_terminal or (left := deadline - time.monotonic()) <= 0:
