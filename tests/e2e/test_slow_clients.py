@@ -47,6 +47,10 @@ UPLOAD = (
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+#: One worker of four threads, and no stream or wait slots (each slot adds a thread to the worker's pool).
+FOUR_THREADS = {"TQ_GATEWAY_WORKERS": "1", "TQ_GATEWAY_THREADS": "4", "TQ_GATEWAY_STREAMS": "0"}
+
+
 @contextlib.contextmanager
 def gateway(emulator: str, directory: Path, env: dict[str, str], probe: Callable[[str], int]) -> Iterator[str]:
     """A real ``tq-gateway`` with one worker of four threads over fresh resources (task type ``echo``); its URL."""
@@ -60,7 +64,9 @@ def gateway(emulator: str, directory: Path, env: dict[str, str], probe: Callable
     proc = Proc(
         "gateway",
         [str(BIN / "tq-gateway")],
-        {**os.environ, **settings, "TQ_GATEWAY_WORKERS": "1", "TQ_GATEWAY_THREADS": "4", "TQ_AUTH": "dev", **env},
+        # No stream slots: their threads would serve ordinary requests too while no stream holds them, and these
+        # tests are about the four threads ordinary requests have.
+        {**os.environ, **settings, **FOUR_THREADS, "TQ_AUTH": "dev", **env},
         directory / "gateway.log",
     )
     try:
