@@ -253,7 +253,10 @@ def serve(
     heartbeat.start()
     presence.start()
     log.info("executor %s of pool %s running types %s", worker, settings.pool, ", ".join(tq.registry.types))
-    stop.wait()
+    # Woken every second, not only by the signal: Python runs signal handlers in the main thread between bytecodes,
+    # and a signal the kernel hands to another thread does not interrupt a main thread blocked in a lock.
+    while not stop.wait(1.0):
+        pass
     log.info("executor %s stopping: no new work, %.0f s grace", worker, settings.shutdown_grace_s)
     try:
         if given_back := give_back_unstarted(dworker):
