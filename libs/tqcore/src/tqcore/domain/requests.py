@@ -64,8 +64,9 @@ class TaskListQuery(PageQuery):
     type: Name | None = None
 
 
-class RedriveDeadLetters(BaseModel):
-    """The body of ``POST /v1/dlq/redrive``: the given ``ids``, or else the newest ``limit`` dead letters."""
+class GroupAction(BaseModel):
+    """An action on many tasks of one group: the given ``ids`` (``limit`` then does not apply), or else the newest
+    ``limit`` that qualify; a ``dry_run`` only says which."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,3 +74,15 @@ class RedriveDeadLetters(BaseModel):
     ids: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=1000)
     limit: int = Field(default=100, ge=1, le=1000)
     dry_run: bool = False
+
+
+class RedriveDeadLetters(GroupAction):
+    """The body of ``POST /v1/dlq/redrive``: the given ``ids``, or else the newest ``limit`` dead letters."""
+
+
+class CancelTasks(GroupAction):
+    """The body of ``POST /v1/tasks:cancel``: the group's tasks not yet ended, the given ``ids`` or else the
+    newest ``limit``, of this ``status`` and ``type`` if named."""
+
+    status: Status | None = None
+    type: Name | None = None

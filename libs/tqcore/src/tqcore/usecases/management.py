@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from tqcore.clock import SystemClock
 from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
 from tqcore.domain.codec import ts
-from tqcore.domain.errors import Forbidden, IllegalTransition, InvalidCursor, LogExpired, RunNotFound, TaskNotFound
+from tqcore.domain.errors import InvalidCursor, LogExpired, RunNotFound, TaskNotFound
 from tqcore.domain.model import Event, RunStatus, Status
 from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, PageQuery, RedriveDeadLetters
 from tqcore.domain.runs import Run, RunsPosition
@@ -22,6 +20,7 @@ from tqcore.errors import QueueUnavailable
 from tqcore.listing import PAGE_BYTES, Page, PageRules, TaskPage, fill_page, listed_groups
 from tqcore.ports import Clock, RunLogStore, TaskQueue, TaskStore
 from tqcore.queries import TaskQueries, decode_cursor, dlq_after, encode_cursor
+from tqcore.usecases.bulk import Affected, apply_each, by_ids, newest, require_group
 from tqcore.usecases.history_reads import events_page, newest_run, runs_page
 from tqcore.usecases.service import TASK_ID, mutate
 
@@ -31,8 +30,6 @@ _RUNS = "runs"
 _EVENTS = "events"
 _SEQ = re.compile(r"[0-9]{1,12}")
 _RUNS_POSITION = re.compile(r"([0-9]{1,12})\.([0-9]{1,12})\.([0-9]{1,12})")
-#: Dead letters a redrive reads at a time: whatever their payloads, a redrive of 1,000 holds a few at once.
-REDRIVE_BATCH = 10
 
 
 def visible_task(store: TaskStore, task_id: str, principal: Principal) -> Task:
@@ -43,18 +40,6 @@ def visible_task(store: TaskStore, task_id: str, principal: Principal) -> Task:
     if not principal.can_see(task.group):
         raise TaskNotFound(f"no task {task_id}", task_id=task_id)
     return task
-
-
-@dataclass(frozen=True)
-class Redriven:
-    """Which tasks a dead-letter redrive sent back (or, on a dry run, would have)."""
-
-    ids: list[str]
-
-    @property
-    def count(self) -> int:
-        """How many."""
-        return len(self.ids)
 
 
 class TaskHistory:
@@ -182,41 +167,19 @@ class DeadLetters:
         self._send(task)
         return task
 
-    def redrive(self, cmd: RedriveDeadLetters, principal: Principal) -> Redriven:
+    def redrive(self, cmd: RedriveDeadLetters, principal: Principal) -> Affected:
         """Redrive the given failed tasks of a group (others are skipped), or else its newest ``limit``."""
-        if not principal.can_see(cmd.group):
-            raise Forbidden(f"{principal.name} may not redrive group {cmd.group!r}", group=cmd.group)
-        candidates = self._by_ids(cmd) if cmd.ids is not None else self._newest(cmd)
-        if cmd.dry_run:
-            return Redriven([task.id for task in candidates])
-        now = self._clock.now()
-        done: list[str] = []
-        for candidate in candidates:  # read a few at a time as they are redriven, never all at once
-            try:
-                task = mutate(self._store, candidate, lambda t: t.redrive(principal.name, now))
-            except IllegalTransition:
-                continue  # redriven or changed meanwhile
-            self._send(task)
-            done.append(task.id)
-        return Redriven(done)
-
-    def _by_ids(self, cmd: RedriveDeadLetters) -> Iterator[Task]:
-        for task_id in dict.fromkeys(cmd.ids or ()):
-            if not TASK_ID.fullmatch(task_id):
-                continue
-            try:
-                task = self._store.get(task_id)
-            except TaskNotFound:
-                continue
-            if task.group == cmd.group and task.status is Status.FAILED:
-                yield task
-
-    def _newest(self, cmd: RedriveDeadLetters) -> Iterator[Task]:
-        """The group's newest ``limit`` dead letters, read ``REDRIVE_BATCH`` at a time."""
-        ids = (task_id for _, task_id in itertools.islice(self._queries.dead_letter_positions(cmd.group), cmd.limit))
-        while chunk := list(itertools.islice(ids, REDRIVE_BATCH)):
+        require_group(principal, cmd.group, "redrive")
+        if cmd.ids is not None:
+            candidates = by_ids(self._store, cmd.ids, cmd.group, _failed)
+        else:
             # The index may lag the table by a moment: a task redriven just now can still be listed.
-            yield from (task for task in self._queries.tasks(chunk) if task.status is Status.FAILED)
+            ids = (task_id for _, task_id in self._queries.dead_letter_positions(cmd.group))
+            candidates = newest(self._queries, ids, _failed, cmd.limit)
+        now = self._clock.now()
+        return apply_each(
+            self._store, candidates, lambda t: t.redrive(principal.name, now), dry_run=cmd.dry_run, then=self._send
+        )
 
     def _send(self, task: Task) -> None:
         try:
@@ -224,3 +187,7 @@ class DeadLetters:
         except QueueUnavailable:
             # The task is durable and queued: the reaper re-sends tasks left queued (docs/ARCHITECTURE.md).
             log.warning("enqueue after redrive failed; the reaper will re-send", extra={"task_id": task.id})
+
+
+def _failed(task: Task) -> bool:
+    return task.status is Status.FAILED
