@@ -16,8 +16,8 @@ from tq_gateway.openapi import OpenApi
 from tq_gateway.ratelimit import RateLimit, Replicas, instance_name
 from tq_gateway.resources import Health, Ready, TaskBatch, TaskCollection, TaskItem
 from tq_gateway.resources_history import (
+    BulkAction,
     DeadLetterCollection,
-    DeadLetterRedrive,
     QueueList,
     TaskEvents,
     TaskRedrive,
@@ -38,17 +38,21 @@ from tqcore.adapters.s3.run_logs import S3RunLogs
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.api_keys import ApiKeys
 from tqcore.clock import SystemClock, new_task_id
+from tqcore.domain.requests import CancelTasks, RedriveDeadLetters
 from tqcore.listing import TaskListing
 from tqcore.logs import configure_logging
 from tqcore.metrics import observe_commit
 from tqcore.ports import Clock, ManagedQueue, Registry, RunLogStore, TaskStore
 from tqcore.queries import TaskQueries
 from tqcore.tracing import configure_tracing
+from tqcore.usecases.bulk import BulkCancel
 from tqcore.usecases.management import DeadLetters, TaskHistory
 from tqcore.usecases.service import Catalog, Tasks
 
 #: Many submits in one request (a custom method in AIP-136's style: a colon, so it can never be a task id).
 BATCH_PATH = "/v1/tasks:batch"
+#: Cancel many tasks of a group, by ids or by filter (the same style: a colon, never a task id).
+CANCEL_PATH = "/v1/tasks:cancel"
 
 #: The reconnection delay streams tell their clients (SSE ``retry:``), in milliseconds.
 STREAM_RETRY_MS = 1000
@@ -104,6 +108,7 @@ def build_app(
     errors.register(app)
     app.add_route("/v1/tasks", TaskCollection(tasks, listing, max_payload_nodes=settings.max_json_nodes))
     app.add_route(BATCH_PATH, TaskBatch(tasks, max_payload_nodes=settings.max_json_nodes))
+    app.add_route(CANCEL_PATH, BulkAction(CancelTasks, BulkCancel(store, queries, clock).cancel))
     app.add_route(
         "/v1/tasks/{task_id}", TaskItem(tasks, Waits(watch, slots), max_payload_nodes=settings.max_json_nodes)
     )
@@ -113,7 +118,7 @@ def build_app(
     app.add_route("/v1/tasks/{task_id}/events", TaskEvents(history))
     app.add_route("/v1/tasks/{task_id}/redrive", TaskRedrive(dead_letters))
     app.add_route("/v1/dlq", DeadLetterCollection(dead_letters))
-    app.add_route("/v1/dlq/redrive", DeadLetterRedrive(dead_letters))
+    app.add_route("/v1/dlq/redrive", BulkAction(RedriveDeadLetters, dead_letters.redrive))
     app.add_route("/v1/queues", QueueList(queue, catalog))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(presence or registry.alive, settings.ready_requires, probes))

@@ -14,7 +14,7 @@ from tq_gateway.problems import PROBLEM_JSON
 from tq_gateway.views import TaskView
 from tqcore.domain.commands import MAX_BATCH, SubmitTask, UpdateTask
 from tqcore.domain.model import EventType, Priority, RunStatus
-from tqcore.domain.requests import RedriveDeadLetters
+from tqcore.domain.requests import CancelTasks, RedriveDeadLetters
 
 TS = {"type": "string", "format": "date-time"}
 NULLABLE_TS = {"type": ["string", "null"], "format": "date-time"}
@@ -118,12 +118,18 @@ def headers() -> dict[str, Any]:
 def schemas() -> dict[str, Any]:
     """Every component schema: request bodies and the task from the pydantic models, the rest as the codec emits
     them."""
-    submit, update, redrive = (
+    submit, update, redrive, cancel = (
         model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for model in (SubmitTask, UpdateTask, RedriveDeadLetters)
+        for model in (SubmitTask, UpdateTask, RedriveDeadLetters, CancelTasks)
     )
     task = TaskView.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
-    defs = {**submit.pop("$defs", {}), **update.pop("$defs", {}), **redrive.pop("$defs", {}), **task.pop("$defs")}
+    defs = {
+        **submit.pop("$defs", {}),
+        **update.pop("$defs", {}),
+        **redrive.pop("$defs", {}),
+        **cancel.pop("$defs", {}),
+        **task.pop("$defs"),
+    }
     _constrain_schedule_spec(defs["ScheduleSpec"])
     # UpdateTask's validator: name at least one field (``{}`` is a 422).
     update["minProperties"] = 1
@@ -131,6 +137,7 @@ def schemas() -> dict[str, Any]:
         "SubmitTask": submit,
         "UpdateTask": update,
         "RedriveDeadLetters": redrive,
+        "CancelTasks": cancel,
         **defs,
         "Task": task,
         "Problem": _problem(),

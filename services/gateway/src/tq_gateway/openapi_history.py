@@ -70,17 +70,27 @@ def schemas() -> dict[str, Any]:
         "Event": event_schema(),
         "EventList": _page(ref("Event"), cursor),
         "TaskPage": _page(ref("Task"), cursor),
-        "Redriven": {
-            "type": "object",
-            "required": ["count", "ids", "dry_run"],
-            "properties": {
-                "count": {"type": "integer", "minimum": 0},
-                "ids": {"type": "array", "items": {"type": "string"}},
-                "dry_run": {"type": "boolean"},
-            },
-        },
+        "Redriven": _affected("redriven"),
+        "CancelledTasks": _affected("cancelled (a running task: asked to stop)"),
         "Queue": queue_schema(),
         "QueueList": {"type": "object", "required": ["queues"], "properties": {"queues": _items(ref("Queue"))}},
+    }
+
+
+def _affected(done: str) -> dict[str, Any]:
+    """The answer of an action on many tasks of a group: which it acted on (a dry run: would act on)."""
+    return {
+        "type": "object",
+        "required": ["count", "ids", "dry_run"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 0},
+            "ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": f"the tasks {done}, or on a dry run those that would be",
+            },
+            "dry_run": {"type": "boolean"},
+        },
     }
 
 
@@ -177,6 +187,7 @@ def paths() -> dict[str, Any]:
         },
         "/v1/dlq": {"get": _dlq_list()},
         "/v1/dlq/redrive": {"post": _dlq_redrive()},
+        "/v1/tasks:cancel": {"post": _bulk_cancel()},
         "/v1/queues": {
             "get": {
                 "operationId": "listQueues",
@@ -213,9 +224,31 @@ def _dlq_redrive() -> dict[str, Any]:
         "summary": "Redrive a group's dead letters: the given ids, or else the newest `limit`",
         "description": "Ids that are not failed or not in the group are skipped. With `ids`, `limit` is ignored. "
         "`dry_run` lists what would be redriven and changes nothing.",
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("RedriveDeadLetters")}}},
+        **_group_action("RedriveDeadLetters", ok("what was (or, on a dry run, would be) redriven", "Redriven")),
+    }
+
+
+def _bulk_cancel() -> dict[str, Any]:
+    return {
+        "operationId": "cancelTasks",
+        "tags": ["tasks"],
+        "summary": "Cancel a group's tasks: the given ids, or else the newest `limit` matching `status` and `type`",
+        "description": "Each task is cancelled as `DELETE /v1/tasks/{id}` cancels it, with the caller as the "
+        "actor of its event: a `queued`, `scheduled` or `retrying` task ends `cancelled` at once, a `running` one "
+        "is asked to stop (`cancel_requested`). Tasks that already ended, running tasks already asked to stop, and "
+        "ids of no task or of another group's task are skipped alike (not counted, not revealed). `status` and "
+        "`type` narrow `ids` too; with `ids`, `limit` is ignored. Without `ids` the group's tasks are read newest "
+        "first until `limit` match. `dry_run` lists what would be cancelled and changes nothing.",
+        **_group_action("CancelTasks", ok("what was (or, on a dry run, would be) cancelled", "CancelledTasks")),
+    }
+
+
+def _group_action(body: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """The request body and responses an action on many tasks of a group shares."""
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref(body)}}},
         "responses": {
-            "200": ok("what was (or, on a dry run, would be) redriven", "Redriven"),
+            "200": answer,
             "400": ref("MalformedBody", "responses"),
             "403": problem("not a member of the group"),
             "411": ref("LengthRequired", "responses"),

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import falcon
 
 from tq_gateway.body import json_object, query_params
 from tq_gateway.resources import send_page, send_task
+from tqcore.domain.access import Principal
 from tqcore.domain.codec import event_to_dict
-from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, PageQuery, RedriveDeadLetters
+from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, GroupAction, PageQuery
 from tqcore.domain.runs import run_to_dict
 from tqcore.errors import QueueUnavailable, StoreUnavailable
 from tqcore.ports import ManagedQueue, QueueDepth
+from tqcore.usecases.bulk import Affected
 from tqcore.usecases.management import DeadLetters, TaskHistory
 from tqcore.usecases.service import Catalog
+
+A = TypeVar("A", bound=GroupAction)
 
 
 class TaskRuns:
@@ -81,16 +86,18 @@ class DeadLetterCollection:
         send_page(resp, self._dead_letters.page(query, req.context.principal))
 
 
-class DeadLetterRedrive:
-    """``/v1/dlq/redrive``."""
+class BulkAction(Generic[A]):
+    """An action on many tasks of one group (``/v1/dlq/redrive``, ``/v1/tasks:cancel``): the body as ``model``,
+    one use case call, and the answer ``{"count", "ids", "dry_run"}``."""
 
-    def __init__(self, dead_letters: DeadLetters) -> None:
-        self._dead_letters = dead_letters
+    def __init__(self, model: type[A], act: Callable[[A, Principal], Affected]) -> None:
+        self._model = model
+        self._act = act
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Redrive (or, on a dry run, list) a group's dead letters."""
-        cmd = RedriveDeadLetters.model_validate(json_object(req))
-        outcome = self._dead_letters.redrive(cmd, req.context.principal)
+        """Act on the group's tasks (or, on a dry run, name those it would act on)."""
+        cmd = self._model.model_validate(json_object(req))
+        outcome = self._act(cmd, req.context.principal)
         resp.media = {"count": outcome.count, "ids": outcome.ids, "dry_run": cmd.dry_run}
 
 
