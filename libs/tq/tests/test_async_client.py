@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import tq
-from tq.models import Redriven
+from tq.models import CancelledTasks, Redriven
 from tq_gateway.settings import GatewaySettings
 
 if TYPE_CHECKING:
@@ -86,6 +86,19 @@ def test_log_wait_dead_letters_and_queues(gateway: Gateway) -> None:
     status, log, listed, page, dry, redriven, depth = run(gateway, scenario)
     assert (status, log, listed, page, redriven, depth) == ("failed", "trace\n", True, 1, "queued", 2)
     assert dry == Redriven(count=1, ids=["t-1"], dry_run=True)
+
+
+def test_tasks_are_cancelled_in_bulk(gateway: Gateway) -> None:
+    async def scenario(client: tq.AsyncClient) -> tuple[CancelledTasks, CancelledTasks, str]:
+        task = await client.submit("echo", "team-a", {"x": 1})
+        dry = await client.cancel_many("team-a", type="echo", dry_run=True)
+        done = await client.cancel_many("team-a", ids=[task.id], status="queued")
+        return dry, done, (await client.get(task.id)).status
+
+    dry, done, status = run(gateway, scenario)
+    assert dry == CancelledTasks(count=1, ids=["t-1"], dry_run=True)
+    assert done == CancelledTasks(count=1, ids=["t-1"], dry_run=False)
+    assert status == "cancelled"
 
 
 def test_errors_raise_api_error(gateway: Gateway) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 import tq
-from tq.models import Event, ProgressEvent, Queue, Redriven, Run, Task
+from tq.models import CancelledTasks, Event, ProgressEvent, Queue, Redriven, Run, Task
 from tq_gateway.settings import GatewaySettings
 from tqcore.errors import StoreUnavailable
 from tqcore.testing import InMemoryTaskStore
@@ -243,6 +243,35 @@ def test_the_dead_letters_are_listed_and_redriven(gateway: Gateway, client: tq.C
     redriven = client.redrive_dlq("team-a", limit=5)
     assert (redriven.count, set(redriven.ids), redriven.dry_run) == (2, {failed[1].id, failed[2].id}, False)
     assert list(client.dlq("team-a")) == []
+
+
+def test_tasks_are_cancelled_in_bulk_after_a_dry_run(gateway: Gateway, client: tq.Client) -> None:
+    # Given two queued echo tasks of team-a and one that already ran
+    queued = [client.submit("echo", "team-a") for _ in range(2)]
+    ran = client.submit("echo", "team-a")
+    gateway.run(ran.id)
+    # When a dry run is asked for, then the cancel itself
+    dry = client.cancel_many("team-a", status="queued", type="echo", limit=10, dry_run=True)
+    assert dry == CancelledTasks(count=2, ids=[queued[1].id, queued[0].id], dry_run=True)
+    assert {client.get(t.id).status for t in queued} == {"queued"}
+    done = client.cancel_many("team-a", ids=[ran.id, queued[0].id])
+    # Then the named task not yet ended is cancelled, and only it
+    assert (done.count, done.ids, done.dry_run) == (1, [queued[0].id], False)
+    assert [client.get(t.id).status for t in (*queued, ran)] == ["cancelled", "queued", "succeeded"]
+    assert [e.actor for e in client.events(queued[0].id)][-1] == "alice"
+
+
+def test_a_bulk_cancel_is_sent_again_only_as_a_dry_run(gateway: Gateway, client: tq.Client) -> None:
+    task = client.submit("echo", "team-a")
+    gateway.transport.break_next("after", httpx.ReadError("connection reset"))
+    assert client.cancel_many("team-a", dry_run=True).ids == [task.id]  # sent again: it changes nothing
+    gateway.transport.break_next("after", httpx.ReadError("connection reset"))
+    with pytest.raises(tq.NetworkError):
+        client.cancel_many("team-a")
+    assert client.get(task.id).status == "cancelled"
+    with pytest.raises(tq.ApiError) as forbidden:
+        client.cancel_many("team-b")
+    assert forbidden.value.status == 403
 
 
 def test_queues_are_typed(client: tq.Client) -> None:

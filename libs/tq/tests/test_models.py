@@ -25,6 +25,7 @@ PAIRS: list[tuple[type[BaseModel], str]] = [
     (models.Event, "Event"),
     (models.Queue, "Queue"),
     (models.Redriven, "Redriven"),
+    (models.CancelledTasks, "CancelledTasks"),
     (models.Problem, "Problem"),
     (models.Page[models.Task], "TaskPage"),
     (models.Page[models.Run], "RunPage"),

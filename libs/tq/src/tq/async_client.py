@@ -13,7 +13,7 @@ import httpx
 from tq import calls
 from tq.calls import DEFAULT_TIMEOUT_S, Call
 from tq.follow import Streaming, Waiting
-from tq.models import BatchItem, Event, Page, ProgressEvent, Queue, Redriven, Run, Task
+from tq.models import BatchItem, CancelledTasks, Event, Page, ProgressEvent, Queue, Redriven, Run, Task
 from tq.retries import Retries, Retrying
 
 T = TypeVar("T")
@@ -156,6 +156,18 @@ class AsyncClient:
     ) -> Redriven:
         """See ``Client.redrive_dlq``."""
         return await self._send(calls.redrive_dlq(group, ids, limit, dry_run))
+
+    async def cancel_many(
+        self,
+        group: str,
+        ids: builtins.list[str] | None = None,
+        status: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+    ) -> CancelledTasks:
+        """See ``Client.cancel_many``."""
+        return await self._send(calls.cancel_many(group, ids, status, type, limit, dry_run))
 
     async def queues(self) -> builtins.list[Queue]:
         """See ``Client.queues``."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from tq.errors import ApiError
-from tq.models import BatchItem, Event, Page, Queue, Redriven, Resource, Run, Task
+from tq.models import BatchItem, CancelledTasks, Event, Page, Queue, Redriven, Resource, Run, Task
 from tq.retries import Retries, Retrying
 
 T = TypeVar("T")
@@ -298,10 +298,24 @@ def dlq_page(group: str | None, limit: int | None, cursor: str | None) -> Call[P
 
 def redrive_dlq(group: str, ids: list[str] | None, limit: int | None, dry_run: bool) -> Call[Redriven]:
     """``POST /v1/dlq/redrive``: repeated only as a dry run (a second redrive takes the next ``limit``)."""
-    body: dict[str, Any] = {"group": group, "dry_run": dry_run, **_query(limit=limit)}
+    body = _group_action(group, ids, dry_run, limit=limit)
+    return Call("POST", "/v1/dlq/redrive", _model(Redriven), body=body, repeatable=dry_run)
+
+
+def cancel_many(
+    group: str, ids: list[str] | None, status: str | None, task_type: str | None, limit: int | None, dry_run: bool
+) -> Call[CancelledTasks]:
+    """``POST /v1/tasks:cancel``: repeated only as a dry run (a second cancel would take the next ``limit``)."""
+    body = _group_action(group, ids, dry_run, status=status, type=task_type, limit=limit)
+    return Call("POST", "/v1/tasks:cancel", _model(CancelledTasks), body=body, repeatable=dry_run)
+
+
+def _group_action(group: str, ids: list[str] | None, dry_run: bool, **options: str | int | None) -> dict[str, Any]:
+    """The body of an action on many tasks of a group: options left unset are left out (the server's defaults)."""
+    body: dict[str, Any] = {"group": group, "dry_run": dry_run, **_query(**options)}
     if ids is not None:
         body["ids"] = ids
-    return Call("POST", "/v1/dlq/redrive", _model(Redriven), body=body, repeatable=dry_run)
+    return body
 
 
 def queues() -> Call[list[Queue]]:

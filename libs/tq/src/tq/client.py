@@ -26,7 +26,7 @@ from tq import calls
 from tq.async_client import AsyncClient
 from tq.calls import DEFAULT_TIMEOUT_S, Call
 from tq.follow import Streaming, Waiting
-from tq.models import BatchItem, Event, Page, ProgressEvent, Queue, Redriven, Run, Task
+from tq.models import BatchItem, CancelledTasks, Event, Page, ProgressEvent, Queue, Redriven, Run, Task
 from tq.retries import Retries, Retrying
 
 __all__ = ["AsyncClient", "Client"]
@@ -174,6 +174,20 @@ class Client:
     ) -> Redriven:
         """Redrive the group's dead letters: ``ids``, or else the newest ``limit``; a dry run changes nothing."""
         return self._send(calls.redrive_dlq(group, ids, limit, dry_run))
+
+    def cancel_many(
+        self,
+        group: str,
+        ids: builtins.list[str] | None = None,
+        status: str | None = None,
+        type: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+    ) -> CancelledTasks:
+        """Cancel the group's tasks (each as :meth:`cancel` does): ``ids``, or else the newest ``limit`` (server
+        default 100, at most 1000) that match ``status`` and ``type``; tasks already ended and ids outside the group
+        are skipped. A dry run changes nothing and names the tasks it would cancel."""
+        return self._send(calls.cancel_many(group, ids, status, type, limit, dry_run))
 
     def queues(self) -> builtins.list[Queue]:
         """The queues with their approximate depths."""

@@ -173,12 +173,20 @@ class Queue(Resource):
     dlq_depth: int
 
 
-class Redriven(Resource):
-    """What a dead-letter redrive redrove (or, on a dry run, would redrive)."""
+class BulkOutcome(Resource):
+    """What an action on many tasks of a group did: the tasks it acted on (or, on a dry run, would act on)."""
 
     count: int
     ids: list[str]
     dry_run: bool
+
+
+class Redriven(BulkOutcome):
+    """What a dead-letter redrive redrove (or, on a dry run, would redrive)."""
+
+
+class CancelledTasks(BulkOutcome):
+    """What a bulk cancel cancelled or asked to stop (or, on a dry run, would)."""
 
 
 class FieldError(Resource):
