@@ -398,6 +398,38 @@ def test_cancel_and_redrive(world: World) -> None:
     assert json.loads(ok(world.tq("redrive", failing, "--json")))["status"] == "queued"
 
 
+def test_cancel_by_group_after_a_dry_run_and_tq_cancel_id_still_works(world: World) -> None:
+    # Given three queued tasks of team-a
+    ids = [submitted(world) for _ in range(3)]
+    # A dry run names the two newest and cancels nothing
+    assert ok(world.tq("cancel", "--group", "team-a", "--status", "queued", "--limit", "2", "--dry-run")) == (
+        f"would cancel 2 tasks:\n  {ids[2]}\n  {ids[1]}\n"
+    )
+    assert world.task(ids[2]).status.value == "queued"
+    # One named by --id is cancelled, with the JSON answer of the API
+    done = json.loads(ok(world.tq("cancel", "-g", "team-a", "--id", ids[1], "--type", "echo", "--json")))
+    assert done == {"count": 1, "ids": [ids[1]], "dry_run": False}
+    assert ok(world.tq("cancel", ids[0])) == f"{ids[0]} cancelled\n"
+    assert ok(world.tq("cancel", "-g", "team-a")) == f"cancelled 1 task:\n  {ids[2]}\n"
+    assert ok(world.tq("cancel", "-g", "team-a")) == "cancelled 0 tasks\n"
+    assert failed(world.tq("cancel", "--group", "team-b"), 3).startswith("tq: 403 ")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((), "give a TASK_ID, or --group"),
+        (("t-1", "--dry-run"), "give a TASK_ID, or --group"),
+        (("t-1", "--group", "team-a"), "name tasks with --id"),
+        (("--group", "team-a", "--limit", "0"), "0 is not in the range"),
+    ],
+)
+def test_cancel_needs_one_id_or_a_group(world: World, args: tuple[str, ...], says: str) -> None:
+    line = failed(world.tq("cancel", *args), 2)
+    assert line.startswith("tq cancel: ")
+    assert says in line
+
+
 def test_dlq_ls_and_redrive(world: World) -> None:
     ids = []
     for _ in range(2):

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from tq.cli.app import API, OK, USAGE, json_option, state
-from tq.cli.render import TASK_COLUMNS, doc, print_json, print_page, print_table
+from tq.cli.render import TASK_COLUMNS, doc, print_json, print_outcome, print_page, print_table
 
 
 @click.group()
@@ -36,15 +36,8 @@ def dlq_ls(group: str | None, limit: int | None, cursor: str | None) -> int:
 @json_option
 def dlq_redrive(group: str, ids: tuple[str, ...], limit: int | None, dry_run: bool) -> int:
     """Queue a group's dead letters again, each with a fresh retry budget."""
-    outcome = doc(state().client().redrive_dlq(group, ids=list(ids) or None, limit=limit, dry_run=dry_run))
-    if state().json:
-        print_json(outcome)
-        return OK
-    count = outcome["count"]
-    verb = "would redrive" if dry_run else "redrove"
-    click.echo(f"{verb} {count} task{'' if count == 1 else 's'}" + (":" if count else ""))
-    for task_id in outcome.get("ids") or []:
-        click.echo(f"  {task_id}")
+    outcome = state().client().redrive_dlq(group, ids=list(ids) or None, limit=limit, dry_run=dry_run)
+    print_outcome(outcome, state().json, done="redrove", would="would redrive")
     return OK
 
 

@@ -57,6 +57,20 @@ def print_json(document: Any) -> None:
     click.echo(json.dumps(doc(document), indent=2, ensure_ascii=False))
 
 
+def print_outcome(outcome: Any, as_json: bool, *, done: str, would: str) -> None:
+    """What an action on many tasks did (``done``) or, on a dry run, ``would`` do: the JSON answer, or a count
+    and the ids one a line."""
+    document = doc(outcome)
+    if as_json:
+        print_json(document)
+        return
+    count = document["count"]
+    verb = would if document["dry_run"] else done
+    click.echo(f"{verb} {count} task{'' if count == 1 else 's'}" + (":" if count else ""))
+    for task_id in document["ids"]:
+        click.echo(f"  {task_id}")
+
+
 def cell(value: Any) -> Text:
     """A table cell: ``-`` for null, compact JSON for objects and lists, never rich markup nor a control
     character (:func:`visible`)."""

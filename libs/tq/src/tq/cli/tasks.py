@@ -12,7 +12,17 @@ from tq.cli import live
 from tq.cli.app import OK, TASK_NOT_SUCCEEDED, Failure, json_option, state
 from tq.cli.follow import Follower, Log
 from tq.cli.payload import parse_payload, schedule
-from tq.cli.render import NOT_SUCCEEDED, TASK_COLUMNS, console, doc, print_fields, print_json, print_page, visible
+from tq.cli.render import (
+    NOT_SUCCEEDED,
+    TASK_COLUMNS,
+    console,
+    doc,
+    print_fields,
+    print_json,
+    print_outcome,
+    print_page,
+    visible,
+)
 
 PRIORITIES = ("high", "normal", "low")
 RUN_COLUMNS = ("run_id", "attempt", "status", "started_at", "duration_ms", "worker", "error", "log_size")
@@ -178,11 +188,39 @@ def _print_all(items: Iterable[Any], columns: tuple[str, ...], *, empty: str) ->
 
 
 @click.command()
-@click.argument("task_id")
+@click.argument("task_id", required=False)
+@click.option("--group", "-g", help="Cancel many tasks of this group instead of one: those of --id, or the newest.")
+@click.option("--status", shell_complete=_complete_status, help="With --group: only tasks in this status.")
+@click.option("--type", "type_", metavar="TYPE", help="With --group: only tasks of this type.")
+@click.option("--id", "ids", multiple=True, metavar="ID", help="With --group: only this task (repeat).")
+@click.option("--limit", type=click.IntRange(1, 1000), help="With --group: at most this many (default 100).")
+@click.option("--dry-run", is_flag=True, help="With --group: say which tasks would be cancelled; change nothing.")
 @json_option
-def cancel(task_id: str) -> int:
-    """Cancel a task (a running attempt is told to stop at its next heartbeat)."""
-    _show_task(state().client().cancel(task_id), short=True)
+def cancel(
+    task_id: str | None,
+    group: str | None,
+    status: str | None,
+    type_: str | None,
+    ids: tuple[str, ...],
+    limit: int | None,
+    dry_run: bool,
+) -> int:
+    """Cancel the task TASK_ID, or with --group many of the group's tasks not yet ended (a running attempt is
+    told to stop at its next heartbeat)."""
+    many = bool(ids) or status is not None or type_ is not None or limit is not None or dry_run
+    if group is None:
+        if task_id is None or many:
+            raise click.UsageError("give a TASK_ID, or --group (with --status, --type, --id, --limit, --dry-run)")
+        _show_task(state().client().cancel(task_id), short=True)
+        return OK
+    if task_id is not None:
+        raise click.UsageError("with --group, name tasks with --id, not as TASK_ID")
+    outcome = (
+        state()
+        .client()
+        .cancel_many(group, ids=list(ids) or None, status=status, type=type_, limit=limit, dry_run=dry_run)
+    )
+    print_outcome(outcome, state().json, done="cancelled", would="would cancel")
     return OK
 
 
