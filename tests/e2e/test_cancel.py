@@ -102,3 +102,53 @@ def test_cancelling_a_running_script_kills_its_program_and_keeps_its_output(stac
     while processes("sleep", "61.25") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not processes("sleep", "61.25"), "the program died with its handler process"
+
+
+def scheduled(api: httpx.Client, group: str) -> str:
+    """An echo task of ``group`` waiting for a far-away time: it stays ``scheduled`` until cancelled."""
+    body = {"type": "echo", "group": group, "schedule": {"at": "2999-01-01T00:00:00Z"}}
+    response = api.post("/v1/tasks", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def test_bulk_cancel_takes_only_the_matching_tasks_of_the_callers_group(
+    stack: Stack, alice: httpx.Client, client: Callable[[str], httpx.Client]
+) -> None:
+    bob = client("bob")
+    # Given alice's echo that ended, two scheduled echoes and a running sleep in team-a, and bob's two in team-b
+    ended = submit(alice, "echo", {})
+    wait_for_status(alice, ended, {"succeeded"}, timeout_s=15)
+    waiting = [scheduled(alice, "team-a") for _ in range(2)]
+    running = submit(alice, "sleep", {"seconds": 60})
+    wait_for_status(alice, running, {"running"}, timeout_s=15)
+    bobs = [scheduled(bob, "team-b") for _ in range(2)]
+    before = {task_id: alice.get(f"/v1/tasks/{task_id}").json()["version"] for task_id in [*waiting, running]}
+
+    # When alice asks for a dry run of her group's echo tasks
+    dry = alice.post("/v1/tasks:cancel", json={"group": "team-a", "type": "echo", "dry_run": True})
+    # Then it names the two scheduled ones, newest first, and changes nothing
+    assert dry.status_code == 200, dry.text
+    assert dry.json() == {"count": 2, "ids": sorted(waiting, reverse=True), "dry_run": True}
+    assert {t: alice.get(f"/v1/tasks/{t}").json()["version"] for t in before} == before
+
+    # When bob names alice's group he is refused; naming her tasks as his group's touches nothing
+    assert bob.post("/v1/tasks:cancel", json={"group": "team-a"}).status_code == 403
+    sneak = bob.post("/v1/tasks:cancel", json={"group": "team-b", "ids": [*waiting, running], "dry_run": False})
+    assert sneak.json() == {"count": 0, "ids": [], "dry_run": False}
+    assert {t: alice.get(f"/v1/tasks/{t}").json()["version"] for t in before} == before
+
+    # When alice cancels her echo tasks, then her running sleep by id
+    done = alice.post("/v1/tasks:cancel", json={"group": "team-a", "type": "echo"}).json()
+    stop = alice.post("/v1/tasks:cancel", json={"group": "team-a", "ids": [running, ended]}).json()
+    # Then exactly those are cancelled (the sleep once its attempt stops), each with alice as the actor
+    assert (done["count"], done["ids"]) == (2, sorted(waiting, reverse=True))
+    assert (stop["count"], stop["ids"]) == (1, [running])
+    wait_for_status(alice, running, {"cancelled"}, timeout_s=HEARTBEAT_S + MARGIN_S + 5)
+    for task_id in waiting:
+        assert alice.get(f"/v1/tasks/{task_id}").json()["status"] == "cancelled"
+        assert alice.get(f"/v1/tasks/{task_id}/events").json()["items"][-1]["actor"] == "alice"
+    events = {e["type"]: e for e in alice.get(f"/v1/tasks/{running}/events").json()["items"]}
+    assert events["cancel_requested"]["actor"] == "alice"
+    assert alice.get(f"/v1/tasks/{ended}").json()["status"] == "succeeded"
+    assert [bob.get(f"/v1/tasks/{t}").json()["status"] for t in bobs] == ["scheduled", "scheduled"]
