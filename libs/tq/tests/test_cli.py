@@ -173,6 +173,7 @@ def failing_once(world: World) -> str:
 def test_every_command_of_the_contract_is_there() -> None:
     assert set(cli.commands) == {
         *("submit", "get", "ls", "watch", "logs", "runs", "events", "cancel", "redrive", "dlq", "queues", "keys"),
+        *("pause", "resume"),  # contract section 8
         "completion",
     }
     assert set(cli.commands["dlq"].commands) == {"ls", "redrive"}
@@ -396,6 +397,21 @@ def test_cancel_and_redrive(world: World) -> None:
     world.claim(failing)
     world.fail(failing)
     assert json.loads(ok(world.tq("redrive", failing, "--json")))["status"] == "queued"
+
+
+def test_pause_and_resume(world: World) -> None:
+    # Given an every-minute task whose first run is queued
+    task_id = submitted(world, "--every", "60")
+    # When it is paused, the run goes on, and the task is paused once it ends
+    assert ok(world.tq("pause", task_id)) == f"{task_id} queued (paused once this run ends)\n"
+    world.claim(task_id)
+    world.succeed(task_id)
+    assert json.loads(ok(world.tq("get", task_id, "--json")))["status"] == "paused"
+    # And resumed, it waits for its next slot; resuming again is an API error
+    assert ok(world.tq("resume", task_id)) == f"{task_id} scheduled\n"
+    assert failed(world.tq("resume", task_id), 3).startswith("tq: 409 ")
+    # And a one-shot task cannot be paused
+    assert "repeating" in failed(world.tq("pause", submitted(world), "--json"), 3)
 
 
 def test_dlq_ls_and_redrive(world: World) -> None:

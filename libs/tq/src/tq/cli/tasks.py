@@ -195,6 +195,24 @@ def redrive(task_id: str) -> int:
     return OK
 
 
+@click.command()
+@click.argument("task_id")
+@json_option
+def pause(task_id: str) -> int:
+    """Pause a repeating task: it takes no slot until resumed (a run under way finishes first)."""
+    _show_task(state().client().pause(task_id), short=True)
+    return OK
+
+
+@click.command()
+@click.argument("task_id")
+@json_option
+def resume(task_id: str) -> int:
+    """Resume a paused task with its next slot (the slots missed meanwhile are recorded as skipped)."""
+    _show_task(state().client().resume(task_id), short=True)
+    return OK
+
+
 def _show_task(task: Any, *, short: bool = False) -> None:
     """The task as JSON, as fields, or (``short``) as one ``<id> <status>`` line."""
     document = doc(task)
@@ -202,9 +220,11 @@ def _show_task(task: Any, *, short: bool = False) -> None:
         print_json(document)
     elif short:
         requested = " (cancel requested)" if document.get("cancel_requested") else ""
+        if document.get("paused_at") and document["status"] != "paused":
+            requested += " (paused once this run ends)"
         click.echo(f"{document['id']} {document['status']}{requested}")
     else:
         print_fields(document)
 
 
-COMMANDS = (submit, get, ls, watch, logs, runs, events, cancel, redrive)
+COMMANDS = (submit, get, ls, watch, logs, runs, events, cancel, redrive, pause, resume)
