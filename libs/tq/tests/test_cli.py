@@ -17,11 +17,12 @@ from click.testing import CliRunner, Result
 from tq.cli import cli
 from tq.cli.app import State
 from tq.cli.config import Target
+from tq.cli.tasks import STATUSES
 from tq.client import Client
 from tq.models import ENDED
 from tq.retries import Retries
 from tqcore.domain.codec import event_to_dict, ts
-from tqcore.domain.model import ErrorInfo, Progress, RunLog
+from tqcore.domain.model import ErrorInfo, Progress, RunLog, Status
 from tqcore.domain.task import Task
 from tqcore.usecases.service import mutate
 
@@ -178,6 +179,10 @@ def test_every_command_of_the_contract_is_there() -> None:
     }
     assert set(cli.commands["dlq"].commands) == {"ls", "redrive"}
     assert set(cli.commands["keys"].commands) == {"create", "list", "revoke"}
+
+
+def test_ls_completes_every_status_the_api_serves() -> None:
+    assert set(STATUSES) == {status.value for status in Status}
 
 
 # ------------------------------------------------------------------------------------------------- submit

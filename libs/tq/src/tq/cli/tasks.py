@@ -17,7 +17,7 @@ from tq.cli.render import NOT_SUCCEEDED, TASK_COLUMNS, console, doc, print_field
 PRIORITIES = ("high", "normal", "low")
 RUN_COLUMNS = ("run_id", "attempt", "status", "started_at", "duration_ms", "worker", "error", "log_size")
 EVENT_COLUMNS = ("seq", "type", "at", "actor", "data")
-STATUSES = ("scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled", "expired")
+STATUSES = ("scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled", "expired", "paused")
 
 
 def _complete_status(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
