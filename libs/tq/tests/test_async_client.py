@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +52,17 @@ def test_submit_get_update_cancel(gateway: Gateway) -> None:
     status, same, key, priority, cancelled = run(gateway, scenario)
     assert (status, same, priority, cancelled) == ("queued", True, "low", "cancelled")
     assert key.startswith("tq-py-")
+
+
+def test_pause_and_resume(gateway: Gateway) -> None:
+    async def scenario(client: tq.AsyncClient) -> list[Any]:
+        task = await client.submit("echo", "team-a", schedule={"every_s": 60})
+        paused = await client.pause(task.id)
+        resumed = await client.resume(task.id)
+        return [task.status, paused.status, paused.paused_at is not None, resumed.status, resumed.paused_at]
+
+    # The first run is queued at once: paused, it goes on (paused_at set); resumed, it goes on unpaused.
+    assert run(gateway, scenario) == ["queued", "queued", True, "queued", None]
 
 
 def test_listings_are_async_iterators_over_every_page(gateway: Gateway) -> None:
@@ -113,7 +125,10 @@ def test_errors_raise_api_error(gateway: Gateway) -> None:
 
 
 def test_a_429_is_retried_after_its_retry_after(gateway_of: type[Gateway]) -> None:
-    limited = gateway_of(GatewaySettings(rate_limit_rps=100, rate_limit_burst=1))
+    # One request a second: the second request, made at once, is refused whatever the machine's load; the client's
+    # pause (recorded, slept a hundredth of) is then made a whole real second, the bucket's refill.
+    limited = gateway_of(GatewaySettings(rate_limit_rps=1, rate_limit_burst=1))
+    limited.on_pause = lambda: time.sleep(0.99)
 
     async def scenario(client: tq.AsyncClient) -> str:
         task = await client.submit("echo", "team-a")

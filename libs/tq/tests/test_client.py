@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import threading
+import time
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -126,7 +128,10 @@ def test_an_answer_that_is_not_a_problem_still_raises_api_error() -> None:
 
 # --------------------------------------------------------------------------------------------------- retries
 def test_a_429_is_retried_after_its_retry_after(gateway_of: type[Gateway]) -> None:
-    limited = gateway_of(GatewaySettings(rate_limit_rps=100, rate_limit_burst=1))
+    # One request a second: the second request, made at once, is refused whatever the machine's load; the client's
+    # pause (recorded, slept a hundredth of) is then made a whole real second, the bucket's refill.
+    limited = gateway_of(GatewaySettings(rate_limit_rps=1, rate_limit_burst=1))
+    limited.on_pause = lambda: time.sleep(0.99)
     with limited.client() as client:
         task = client.submit("echo", "team-a")
         assert client.get(task.id).id == task.id  # refused at once (burst 1), admitted on the retry
@@ -294,6 +299,22 @@ def test_update_with_if_match(client: tq.Client) -> None:
 def test_cancel(client: tq.Client) -> None:
     task = client.submit("echo", "team-a")
     assert client.cancel(task.id, if_match=f'"{task.version}"').status == "cancelled"
+
+
+def test_pause_and_resume(client: tq.Client) -> None:
+    start = client.get(client.submit("echo", "team-a").id).created_at + timedelta(hours=1)
+    task = client.submit("echo", "team-a", schedule={"every_s": 60, "start_at": start})
+    paused = client.pause(task.id)
+    assert (paused.status, paused.paused_at is not None, client.pause(task.id).version) == (
+        "paused",
+        True,
+        paused.version,
+    )
+    resumed = client.resume(task.id)
+    assert (resumed.status, resumed.next_run_at, resumed.paused_at) == ("scheduled", start, None)
+    with pytest.raises(tq.ApiError) as refused:
+        client.resume(task.id)
+    assert refused.value.status == 409
 
 
 def test_wait_returns_an_ended_task_at_once(gateway: Gateway, client: tq.Client) -> None:
