@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -113,7 +114,10 @@ def test_errors_raise_api_error(gateway: Gateway) -> None:
 
 
 def test_a_429_is_retried_after_its_retry_after(gateway_of: type[Gateway]) -> None:
-    limited = gateway_of(GatewaySettings(rate_limit_rps=100, rate_limit_burst=1))
+    # One request a second: the second request, made at once, is refused whatever the machine's load; the client's
+    # pause (recorded, slept a hundredth of) is then made a whole real second, the bucket's refill.
+    limited = gateway_of(GatewaySettings(rate_limit_rps=1, rate_limit_burst=1))
+    limited.on_pause = lambda: time.sleep(0.99)
 
     async def scenario(client: tq.AsyncClient) -> str:
         task = await client.submit("echo", "team-a")

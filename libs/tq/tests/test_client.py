@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import httpx
@@ -126,7 +127,10 @@ def test_an_answer_that_is_not_a_problem_still_raises_api_error() -> None:
 
 # --------------------------------------------------------------------------------------------------- retries
 def test_a_429_is_retried_after_its_retry_after(gateway_of: type[Gateway]) -> None:
-    limited = gateway_of(GatewaySettings(rate_limit_rps=100, rate_limit_burst=1))
+    # One request a second: the second request, made at once, is refused whatever the machine's load; the client's
+    # pause (recorded, slept a hundredth of) is then made a whole real second, the bucket's refill.
+    limited = gateway_of(GatewaySettings(rate_limit_rps=1, rate_limit_burst=1))
+    limited.on_pause = lambda: time.sleep(0.99)
     with limited.client() as client:
         task = client.submit("echo", "team-a")
         assert client.get(task.id).id == task.id  # refused at once (burst 1), admitted on the retry
