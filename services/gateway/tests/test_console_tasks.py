@@ -293,3 +293,18 @@ def test_without_a_session_the_task_pages_send_to_sign_in() -> None:
     assert page.status_code == 303
     assert page.headers["location"] == f"/ui/?next=%2Fui%2Ftasks%2F{task_id}"
     assert anonymous.get("/ui/tasks").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("back", "location"),
+    [
+        ("/ui/tasks?status=queued", "/ui/tasks?status=queued&done=cancelled"),
+        ("https://evil.example/", "/ui/?done=cancelled"),
+    ],
+)
+def test_an_action_from_another_page_goes_back_there_but_only_to_a_console_page(back: str, location: str) -> None:
+    console = Console()
+    task_id = console.submit()
+    result = console.browser.post(f"/ui/tasks/{task_id}/cancel", {"back": back})
+    assert result.status_code == 303
+    assert result.headers["location"] == location

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 import falcon
 
 from tq_gateway.console.gate import Access
+from tq_gateway.console.pages_session import safe_next
 from tq_gateway.console.render import Renderer
 from tq_gateway.views import task_view
 from tqcore.domain.access import Principal
@@ -150,7 +151,8 @@ Action = Callable[[falcon.Request, str, Principal], str]
 
 class TaskAction:
     """``POST /ui/tasks/{task_id}/<action>``: one action through the API's use case, then back to the task page
-    with a notice (``?done=``); a refusal (409 and the like) is an error page with the reason."""
+    (or to the console page the form's ``back`` field names, e.g. the schedules) with a notice (``done=``); a
+    refusal (409 and the like) is an error page with the reason."""
 
     access = Access.SIGNED_IN
 
@@ -159,7 +161,8 @@ class TaskAction:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         done = self._act(req, task_id, req.context.principal)
-        raise falcon.HTTPSeeOther(f"/ui/tasks/{task_id}?done={done}")
+        back = safe_next(req.context.form.get("back")) if req.context.form.get("back") else f"/ui/tasks/{task_id}"
+        raise falcon.HTTPSeeOther(f"{back}{'&' if '?' in back else '?'}done={done}")
 
 
 def acting(use: Callable[[str, Principal], Task], notice: Callable[[Task], str]) -> Action:
