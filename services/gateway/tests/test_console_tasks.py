@@ -156,8 +156,8 @@ def test_the_task_page_shows_state_payload_result_runs_and_events_with_actors_al
     assert "&lt;script&gt;alert(" in page.text
     assert f'<dd class="mono">{task_id}</dd>' in page.text
     assert 'id="task-status">succeeded</span>' in page.text
-    assert re.search(r"<td>submitted</td><td>[^<]+</td><td>alice</td>", page.text)
-    assert re.search(rf"<td>succeeded</td><td>[^<]+</td><td>executor:{WORKER}</td>", page.text)
+    assert "<td>submitted</td><td>alice</td>" in page.text
+    assert f"<td>succeeded</td><td>executor:{WORKER}</td>" in page.text
     assert '<td class="mono">1.1</td>' in page.text
     log_link = (
         f'<a href="/ui/tasks/{task_id}/runs/1.1/log" data-log aria-expanded="false" aria-controls="log-1">Log</a>'
