@@ -1,0 +1,60 @@
+"""What the console's browser tests share: signing in, screenshots, reading a page as a user would.
+
+Pages are found by role and accessible name (contract section 9), never by CSS paths.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+#: Where the README's screenshots live; the tests rewrite them only when TQ_CONSOLE_SCREENSHOTS=1 (make
+#: console-screenshots), so `make test` on a clean clone leaves the tree as it found it.
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "console"
+NAV_LINKS = ("Overview", "Tasks", "Schedules", "Dead letters")
+#: Generous: the page is asserted, not its speed (a loaded 2-core machine runs other lanes beside these tests).
+TIMEOUT_MS = 20_000
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+def signed_in(page: Page, token: str) -> Page:
+    """Sign ``page`` in with ``token`` through the sign-in form, as a user would; the page, showing the console."""
+    page.goto("/ui/")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    return page
+
+
+def sign_out(page: Page) -> None:
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Token")).to_be_visible()
+
+
+def screenshot(page: Page, name: str, elsewhere: Path) -> Path:
+    """A full-page PNG of ``page`` as ``docs/console/<name>.png`` when TQ_CONSOLE_SCREENSHOTS=1, else under
+    ``elsewhere`` (taken either way: a page that cannot be captured fails the test)."""
+    folder = SCREENSHOTS if os.environ.get("TQ_CONSOLE_SCREENSHOTS") == "1" else elsewhere
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True, animations="disabled")
+    assert path.stat().st_size > 0
+    return path
+
+
+def task_link(page: Page, task_id: str):  # type: ignore[no-untyped-def]
+    """The tasks table's link to one task (its id is the link's text)."""
+    return page.get_by_role("link", name=task_id, exact=True)
+
+
+def row_of(page: Page, text: str):  # type: ignore[no-untyped-def]
+    """The table row holding ``text`` (a task id, an event type)."""
+    return page.get_by_role("row").filter(has_text=re.compile(re.escape(text)))
+
+
+def status_shown(page: Page, status: str) -> None:
+    """The task page shows ``status`` as the task's status (waiting for a live update or a reload to bring it)."""
+    expect(page.get_by_text(re.compile(rf"\b{re.escape(status)}\b")).first).to_be_visible()
