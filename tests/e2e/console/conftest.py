@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
 from tests.conftest import TOKENS, running_stack
-from tests.e2e.console.ui import TIMEOUT_MS
+from tests.e2e.console.ui import DESKTOP, PHONE, STACK_ENV, TIMEOUT_MS
 from tqdev.stack import Stack
 
 CHROMIUM = os.environ.get("TQ_CHROMIUM", "/usr/bin/chromium")
@@ -30,10 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-#: One executor, heartbeats every second: a cancelled sleep stops within about a second.
-STACK_ENV = {"TQ_HEARTBEAT_S": "1"}
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,19 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 #: Where the README's screenshots live; the tests rewrite them only when TQ_CONSOLE_SCREENSHOTS=1 (make
 #: console-screenshots), so `make test` on a clean clone leaves the tree as it found it.
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "console"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+#: The stacks' settings: heartbeats every second, so a cancelled sleep stops within about a second.
+STACK_ENV = {"TQ_HEARTBEAT_S": "1"}
 NAV_LINKS = ("Overview", "Tasks", "Schedules", "Dead letters")
 #: Generous: the page is asserted, not its speed (a loaded 2-core machine runs other lanes beside these tests).
 TIMEOUT_MS = 20_000
@@ -45,16 +51,24 @@ def screenshot(page: Page, name: str, elsewhere: Path) -> Path:
     return path
 
 
-def task_link(page: Page, task_id: str):  # type: ignore[no-untyped-def]
-    """The tasks table's link to one task (its id is the link's text)."""
-    return page.get_by_role("link", name=task_id, exact=True)
+def task_link(scope: Page | Locator, task_id: str) -> Locator:
+    """The link to one task's page (its id is the link's text)."""
+    return scope.get_by_role("link", name=task_id, exact=True)
 
 
-def row_of(page: Page, text: str):  # type: ignore[no-untyped-def]
-    """The table row holding ``text`` (a task id, an event type)."""
-    return page.get_by_role("row").filter(has_text=re.compile(re.escape(text)))
+def row_of(scope: Page | Locator, text: str) -> Locator:
+    """The table rows holding ``text`` (a task id, an event type)."""
+    return scope.get_by_role("row").filter(has_text=re.compile(re.escape(text)))
 
 
-def status_shown(page: Page, status: str) -> None:
-    """The task page shows ``status`` as the task's status (waiting for a live update or a reload to bring it)."""
-    expect(page.get_by_text(re.compile(rf"\b{re.escape(status)}\b")).first).to_be_visible()
+def log_control(scope: Page | Locator) -> Locator:
+    """A run's ``Log`` control (contract section 9): a button or a link."""
+    return scope.get_by_role("button", name="Log", exact=True).or_(scope.get_by_role("link", name="Log", exact=True))
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = TIMEOUT_MS / 1000) -> None:
+    """Wait until ``check()`` holds (something the browser's click set off in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"still not so after {timeout_s} s"
+        time.sleep(0.1)
