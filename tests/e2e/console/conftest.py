@@ -1,5 +1,6 @@
 """Fixtures of the console's browser tests: Debian's Chromium driven by Playwright (one browser per session), a
-fresh browser context per test (its own cookies), one real stack per module (``tests/conftest.py``'s machinery).
+fresh browser context per test (its own cookies), one real stack for all of them (``tests/conftest.py``'s
+machinery; each test makes the tasks it looks at, so they share it: two stacks would cost ~25 s more).
 
 Never ``playwright install``: the browser is Debian's (``scripts/install-chromium.sh``; ``TQ_CHROMIUM`` names
 another binary).
@@ -47,9 +48,32 @@ def chromium(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture(scope="module")
+#: A task type whose run log and progress carry what its payload says: hostile text reaches a log this way.
+SAY = """
+from tq import TaskContext, handler
+
+
+@handler("console.say")
+def say(ctx: TaskContext) -> dict:
+    for line in ctx.payload["lines"]:
+        ctx.log(line)
+    ctx.progress(1.0, ctx.payload["lines"][-1])
+    return {"said": len(ctx.payload["lines"])}
+"""
+
+
+@pytest.fixture(scope="package")
 def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1, env=STACK_ENV) as started:
+    """One executor (heartbeats every second: a cancelled sleep stops within about a second) that also runs
+    ``console.say``."""
+    modules = tmp_path_factory.mktemp("handlers")
+    (modules / "console_say.py").write_text(SAY)
+    env = {
+        **STACK_ENV,
+        "TQ_HANDLER_MODULES": "tq_executor.demo,console_say",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(modules), os.environ.get("PYTHONPATH")])),
+    }
+    with running_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1, env=env) as started:
         yield started
 
 

@@ -5,65 +5,31 @@ reload, a phone's width and dark mode. Each page's screenshot is taken here (``u
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import running_stack, wait_for_status
-from tests.e2e.console.ui import PHONE, STACK_ENV, eventually, log_control, row_of, screenshot, signed_in, task_link
-from tqdev.stack import Stack
+from tests.conftest import wait_for_status
+from tests.e2e.console.ui import (
+    PHONE,
+    events,
+    eventually,
+    in_an_hour,
+    log_control,
+    row_of,
+    screenshot,
+    signed_in,
+    submit,
+    task_link,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-#: A task type whose run log and progress carry what its payload says: hostile text reaches the log this way.
-SAY = """
-from tq import TaskContext, handler
-
-
-@handler("console.say")
-def say(ctx: TaskContext) -> dict:
-    for line in ctx.payload["lines"]:
-        ctx.log(line)
-    ctx.progress(1.0, ctx.payload["lines"][-1])
-    return {"said": len(ctx.payload["lines"])}
-"""
 HOSTILE = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
-
-
-@pytest.fixture(scope="module")
-def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One executor (heartbeats every second) that also runs ``console.say``."""
-    modules = tmp_path_factory.mktemp("handlers")
-    (modules / "console_say.py").write_text(SAY)
-    env = {
-        **STACK_ENV,
-        "TQ_HANDLER_MODULES": "tq_executor.demo,console_say",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(modules), os.environ.get("PYTHONPATH")])),
-    }
-    with running_stack(emulator, tmp_path_factory.mktemp("stack"), executors=1, env=env) as started:
-        yield started
-
-
-def submit(api: httpx.Client, type_: str, payload: Any, group: str = "team-a", **fields: Any) -> str:
-    answer = api.post("/v1/tasks", json={"type": type_, "group": group, "payload": payload, **fields})
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["id"])
-
-
-def in_an_hour() -> dict[str, Any]:
-    """A repeating schedule whose first slot is an hour away: the task stays ``scheduled`` through a test."""
-    return {"every_s": 3600, "start_at": (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
-
-
-def events(api: httpx.Client, task_id: str) -> list[tuple[str, str]]:
-    return [(e["type"], e["actor"]) for e in api.get(f"/v1/tasks/{task_id}/events").json()["items"]]
 
 
 def mark_document(page: Page) -> None:

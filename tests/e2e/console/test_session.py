@@ -4,14 +4,13 @@ acceptance), in a real Chromium against a real stack."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.console.ui import NAV_LINKS, screenshot, sign_out, signed_in
+from tests.e2e.console.ui import NAV_LINKS, events, in_an_hour, screenshot, sign_out, signed_in, submit
 from tqdev.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -78,20 +77,14 @@ def test_sign_out_ends_the_session(page: Page) -> None:
 @pytest.fixture
 def scheduled(api: Callable[[str], httpx.Client]) -> str:
     """Alice's repeating task, waiting an hour for its first run: a forged cancel must leave it so."""
-    start = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    answer = api("alice").post(
-        "/v1/tasks",
-        json={"type": "echo", "group": "team-a", "payload": {}, "schedule": {"every_s": 3600, "start_at": start}},
-    )
-    assert answer.status_code == 201, answer.text
-    return str(answer.json()["id"])
+    return submit(api("alice"), "echo", {}, schedule=in_an_hour())
 
 
 def unchanged(api: httpx.Client, task_id: str) -> None:
     task = api.get(f"/v1/tasks/{task_id}").json()
     assert (task["status"], task.get("cancel_requested", False)) == ("scheduled", False), task
-    events = [e["type"] for e in api.get(f"/v1/tasks/{task_id}/events").json()["items"]]
-    assert not {"cancel_requested", "cancelled"} & set(events), events
+    happened = {kind for kind, _ in events(api, task_id)}
+    assert not {"cancel_requested", "cancelled"} & happened, happened
 
 
 def forged_page(page: Page, origin: str, form: str) -> None:

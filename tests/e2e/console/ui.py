@@ -9,8 +9,11 @@ import os
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 from playwright.sync_api import Locator, Page, expect
 
 #: Where the README's screenshots live; the tests rewrite them only when TQ_CONSOLE_SCREENSHOTS=1 (make
@@ -18,7 +21,7 @@ from playwright.sync_api import Locator, Page, expect
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "console"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-#: The stacks' settings: heartbeats every second, so a cancelled sleep stops within about a second.
+#: The stack's settings: heartbeats every second, so a cancelled sleep stops within about a second.
 STACK_ENV = {"TQ_HEARTBEAT_S": "1"}
 NAV_LINKS = ("Overview", "Tasks", "Schedules", "Dead letters")
 #: Generous: the page is asserted, not its speed (a loaded 2-core machine runs other lanes beside these tests).
@@ -72,3 +75,18 @@ def eventually(check: Callable[[], bool], timeout_s: float = TIMEOUT_MS / 1000) 
     while not check():
         assert time.monotonic() < deadline, f"still not so after {timeout_s} s"
         time.sleep(0.1)
+
+
+def submit(api: httpx.Client, type_: str, payload: Any, group: str = "team-a", **fields: Any) -> str:
+    answer = api.post("/v1/tasks", json={"type": type_, "group": group, "payload": payload, **fields})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
+
+
+def in_an_hour() -> dict[str, Any]:
+    """A repeating schedule whose first slot is an hour away: the task stays ``scheduled`` through a test."""
+    return {"every_s": 3600, "start_at": (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def events(api: httpx.Client, task_id: str) -> list[tuple[str, str]]:
+    return [(e["type"], e["actor"]) for e in api.get(f"/v1/tasks/{task_id}/events").json()["items"]]
