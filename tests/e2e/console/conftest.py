@@ -48,7 +48,7 @@ def chromium(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-#: A task type whose run log and progress carry what its payload says: hostile text reaches a log this way.
+#: A task type whose run log says what its payload says: hostile text reaches a log this way.
 SAY = """
 from tq import TaskContext, handler
 
@@ -56,8 +56,8 @@ from tq import TaskContext, handler
 @handler("console.say")
 def say(ctx: TaskContext) -> dict:
     for line in ctx.payload["lines"]:
-        ctx.log(line)
-    ctx.progress(1.0, ctx.payload["lines"][-1])
+        ctx.log(f"said: {line}")
+    ctx.progress(1.0, "all said")
     return {"said": len(ctx.payload["lines"])}
 """
 

@@ -29,7 +29,8 @@ from tests.e2e.console.ui import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-HOSTILE = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
+#: Markup that would run if a page inserted it as HTML (single quotes: a JSON rendering leaves them as they are).
+HOSTILE = "<script>window.__pwned = 1</script><img src='x' onerror='window.__pwned = 2'>"
 
 
 def mark_document(page: Page) -> None:
@@ -123,9 +124,10 @@ def test_a_task_page_shows_status_payload_runs_with_their_log_and_events_with_ac
     # And its run, whose Log control shows the run's log text, markup as text
     runs = row_of(page, "succeeded").filter(has=log_control(page))
     expect(runs).to_have_count(1)
+    expect(page.get_by_text("said: first line")).to_be_hidden()
     log_control(runs).click()
-    expect(page.get_by_text("first line")).to_be_visible()
-    expect(page.get_by_text(f"hostile {HOSTILE}")).to_be_visible()
+    expect(page.get_by_text("said: first line")).to_be_visible()
+    expect(page.get_by_text(f"said: hostile {HOSTILE}")).to_be_visible()
     assert page.evaluate("window.__pwned === undefined")
     screenshot(page, "task-log", shots)
 
