@@ -258,7 +258,9 @@ def test_each_page_fits_a_phones_width(
     if where == "task":
         where = f"/ui/tasks/{submit(api('alice'), 'echo', {'long': 'x' * 400})}"
     # When she opens the page
-    page.goto(where)
+    answer = page.goto(where)
+    assert answer is not None
+    assert answer.status == 200
     # Then it is laid out at the phone's width, and nothing makes the page itself scroll sideways (wide tables
     # scroll inside their own box)
     width, page_width = page.evaluate("[window.innerWidth, document.documentElement.scrollWidth]")
