@@ -9,13 +9,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Response, expect
 
 from tests.e2e.console.ui import NAV_LINKS, events, in_an_hour, screenshot, sign_out, signed_in, submit
 from tqdev.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
+#: Another site, as the browser sees it (its page is served by the test: ``page.route``).
+FOREIGN = "http://prizes.test"
 #: Where a page asked for without a session leads: the sign-in form, which returns there afterwards.
 SIGN_IN = re.compile(r"/ui/(\?next=[^&]*)?$")
 
@@ -63,7 +65,7 @@ def test_alice_signs_in_into_an_httponly_same_site_strict_session(page: Page, sh
     assert "dev-alice" not in page.url
     # And the Tasks link leads to her tasks
     page.get_by_role("link", name="Tasks", exact=True).click()
-    expect(page.get_by_role("table")).to_be_visible()
+    expect(page.get_by_role("heading", name="Tasks", level=1)).to_be_visible()
 
 
 def test_sign_out_ends_the_session(page: Page) -> None:
@@ -91,13 +93,21 @@ def unchanged(api: httpx.Client, task_id: str) -> None:
     assert not {"cancel_requested", "cancelled"} & happened, happened
 
 
-def forged_page(page: Page, origin: str, form: str) -> None:
-    """Show ``form`` on a page of another origin (``origin``: a site the browser believes it is on)."""
+def forged_post(page: Page, action: str, field: str, value: str) -> Response:
+    """Show a page of another site (one the browser believes it is on) with a form that POSTs ``field=value`` to
+    ``action``, click its button as its visitor would; the console's answer."""
+    form = (
+        f'<form method="post" action="{action}"><input type="hidden" name="{field}" value="{value}">'
+        "<button>Claim your prize</button></form>"
+    )
     page.route(
-        f"{origin}/",
+        f"{FOREIGN}/",
         lambda route: route.fulfill(content_type="text/html", body=f"<!doctype html><title>Prizes</title>{form}"),
     )
-    page.goto(f"{origin}/")
+    page.goto(f"{FOREIGN}/")
+    with page.expect_response(action) as answer:
+        page.get_by_role("button", name="Claim your prize").click()
+    return answer.value
 
 
 def test_a_form_posted_from_another_site_is_refused_and_changes_nothing(
@@ -105,19 +115,11 @@ def test_a_form_posted_from_another_site_is_refused_and_changes_nothing(
 ) -> None:
     # Given alice signed in, then visiting another site whose page holds a form aimed at her task
     signed_in(page, "dev-alice")
-    action = f"{stack.url}/ui/tasks/{scheduled}/cancel"
-    forged_page(
-        page,
-        "http://prizes.test",
-        f'<form method="post" action="{action}"><input type="hidden" name="csrf" value="guess">'
-        "<button>Claim your prize</button></form>",
-    )
     # When she clicks its button
-    with page.expect_response(action) as answer:
-        page.get_by_role("button", name="Claim your prize").click()
+    answer = forged_post(page, f"{stack.url}/ui/tasks/{scheduled}/cancel", "csrf", "guess")
     # Then the console refuses it with a 403 page, and the task is untouched
-    assert answer.value.status == 403
-    assert answer.value.headers["content-type"].startswith("text/html")
+    assert answer.status == 403
+    assert answer.headers["content-type"].startswith("text/html")
     unchanged(api("alice"), scheduled)
 
 
@@ -139,7 +141,7 @@ def test_a_post_without_the_csrf_token_or_from_a_foreign_origin_is_refused_and_c
         page.request.post(
             path,
             form={"csrf": token},
-            headers={"Origin": "http://prizes.test", "Sec-Fetch-Site": "cross-site"},
+            headers={"Origin": FOREIGN, "Sec-Fetch-Site": "cross-site"},
             max_redirects=0,
         ),
     ]
@@ -154,16 +156,8 @@ def test_a_post_without_the_csrf_token_or_from_a_foreign_origin_is_refused_and_c
 
 def test_a_sign_in_posted_from_another_site_is_refused(page: Page, stack: Stack) -> None:
     # Given a page of another site that signs its visitor into the console as bob (login CSRF)
-    action = f"{stack.url}/ui/session"
-    forged_page(
-        page,
-        "http://prizes.test",
-        f'<form method="post" action="{action}"><input type="hidden" name="token" value="dev-bob">'
-        "<button>Claim your prize</button></form>",
-    )
     # When the visitor clicks its button
-    with page.expect_response(action) as answer:
-        page.get_by_role("button", name="Claim your prize").click()
+    answer = forged_post(page, f"{stack.url}/ui/session", "token", "dev-bob")
     # Then the console refuses it and opens no session
-    assert answer.value.status == 403
+    assert answer.status == 403
     assert session_cookies(page) == []
