@@ -240,13 +240,13 @@ def test_redrive_dead_letters_after_a_dry_run_that_counts_them(
     expect(task_link(page, his)).to_have_count(0)
     screenshot(page, "dlq", shots)
     # And she asks to redrive them: a dry run first says how many, and nothing has moved yet
-    page.get_by_role("button", name="Redrive").first.click()
+    page.get_by_role("button", name="Redrive", exact=True).click()  # the one Redrive of the listed tasks
     expect(page.get_by_text(re.compile(r"\b2 tasks\b")).first).to_be_visible()
     screenshot(page, "dlq-redrive", shots)
     assert {alice.get(f"/v1/tasks/{t}").json()["status"] for t in hers} == {"failed"}
     assert all("redriven" not in dict(events(alice, t)) for t in hers)
     # When she confirms
-    page.get_by_role("button", name=re.compile(r"^(Confirm|Redrive)")).last.click()
+    page.get_by_role("button", name=re.compile(r"^(Confirm|Redrive 2 tasks)")).click()
     # Then both are redriven by her (each runs again: flaky fails its first attempt of a run, so fails again)
     eventually(lambda: all(("redriven", "alice") in events(alice, t) for t in hers))
     assert "redriven" not in dict(events(bob, his))
