@@ -10,7 +10,7 @@ PACKAGES := -e 'libs/tq[cli]' -e libs/tqcore -e libs/tqdev -e services/gateway -
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-console bench-streams bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
+.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability test-console console-screenshots beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-console bench-streams bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -39,8 +39,9 @@ run: install
 ## make test: set up and run every test: lint, types, unit, alert rules, the example handler package, then
 ## integration + e2e on ministack and moto.
 # The chaos runs (about 5-8 minutes for both, on ministack) have a second lane beside them: moto's adapter tests, then the
-# observability e2e modules on ministack. Neither lane asserts timings the other's load could upset (chaos has
-# only its 420 s progress deadline; the observability modules count, with deadlines of tens of seconds).
+# observability e2e modules on ministack, then the console in a browser. Neither lane asserts timings the other's
+# load could upset (chaos has only its 420 s progress deadline; the observability modules count, with deadlines of
+# tens of seconds; the browser tests wait with 20 s deadlines).
 # moto's e2e module, which does time a start, runs alone afterwards. lint, typecheck, unit and alerts (each one
 # process, none timing anything) run two at a time first; the integration tiers, which do time things, never
 # run beside them.
@@ -52,6 +53,7 @@ test: install $(CODEGEN)/.installed
 
 beside-chaos: test-moto-adapters
 	$(MAKE) test-observability
+	$(MAKE) test-console
 
 lint: install
 	$(BIN)/ruff check .
@@ -89,7 +91,7 @@ test-ministack: test-ministack-core test-observability
 # adapter tests, lost enqueues, poison, throttling, access, auth, mTLS, script fences, listing memory, readiness,
 # the local stack's supervision, your own handler package, executor pools, batch submit, the generated client, the
 # Python client, the tq command line).
-CORE := TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos" --durations=8
+CORE := TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos and not browser" --durations=8
 CORE_BESIDE := libs/tqcore/tests/integration tests/integration \
 	tests/e2e/test_access.py tests/e2e/test_auth.py tests/e2e/test_mtls.py tests/e2e/test_script_fences.py \
 	tests/e2e/test_listing_memory.py tests/e2e/test_readiness.py tests/e2e/test_local_supervision.py \
@@ -109,6 +111,18 @@ test-core-beside: install $(CODEGEN)/.installed
 # Needs Prometheus and Alertmanager installed, not the rule checks again (`make test` ran `alerts` already).
 test-observability: install monitoring
 	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "e2e" $(OBSERVABILITY_E2E)
+
+## make test-console: the web console in a real headless Chromium (Debian's: scripts/install-chromium.sh installs it
+## if missing; Playwright drives it) against real stacks, by role and accessible name (tests/e2e/console).
+# In make test it runs in the lane beside chaos, after the observability modules: it asserts no timings of its own
+# (its waits are 20 s deadlines) and its browser's CPU would upset the timed lane's.
+test-console: install
+	scripts/install-chromium.sh
+	TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m browser tests/e2e/console --durations=8
+
+## make console-screenshots: the same tests, rewriting the README's screenshots in docs/console/*.png.
+console-screenshots: install
+	TQ_CONSOLE_SCREENSHOTS=1 $(MAKE) test-console
 
 # The second opinion: every adapter (integration) test again on moto, and the submit-to-finish e2e module. Not
 # re-run there: volume/chaos (moto's SQS slows down as queues grow), the slow process-timing scenarios, and the e2e

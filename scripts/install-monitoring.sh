@@ -3,6 +3,7 @@
 # are already on PATH. Idempotent: a no-op in milliseconds once installed. Starts no daemon: the packages' postinst
 # would start their services, so a policy-rc.d refusing every start (exit 101) is in place during the install.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 TOOLS=(prometheus promtool prometheus-alertmanager amtool)
 PACKAGES=(prometheus prometheus-alertmanager)
@@ -34,18 +35,7 @@ if [[ ! -e $POLICY ]]; then
   PLACED_POLICY=true
 fi
 
-install() {
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
-}
-echo "install-monitoring: installing ${PACKAGES[*]} from Debian" >&2
-if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-  "${SUDO[@]}" apt-get update -q
-fi
-if ! install; then
-  echo "install-monitoring: install failed; refreshing the package lists and trying again" >&2
-  "${SUDO[@]}" apt-get update -q
-  install
-fi
+scripts/apt-install.sh install-monitoring "${PACKAGES[@]}"
 
 if missing; then
   echo "install-monitoring: still missing one of: ${TOOLS[*]}" >&2

@@ -64,6 +64,16 @@ OUTSIDE: dict[str, tuple[str, str, str]] = {
     "TQ_MONITORING": ("`make run`", "unset", "`1`: also Prometheus and Alertmanager on loopback"),
     "TQ_TEST_EMULATOR": ("tests", "`ministack`", "the emulator the tests start: `ministack` or `moto`"),
     "TQ_TEST_ENDPOINT": ("tests", "unset", "an AWS endpoint the tests use instead of starting an emulator"),
+    "TQ_CHROMIUM": (
+        "`make test-console`",
+        "`/usr/bin/chromium`",
+        "the Chromium the browser tests drive (scripts/install-chromium.sh installs Debian's when it is missing)",
+    ),
+    "TQ_CONSOLE_SCREENSHOTS": (
+        "`make test-console`",
+        "unset",
+        "`1`: the browser tests write their screenshots to docs/console/ (`make console-screenshots`)",
+    ),
     "TQ_PANTS_PYTHON": ("`make pants`", "from pyenv", "the Python 3.9 interpreter Pants runs on"),
     "TQ_PANTS_VENV": ("`make pants`", "`.pants-venv`", "where Pants is installed"),
     "TQ_URL": ("`tq.Client`, `tq`", "`http://127.0.0.1:8080`", "the API the client calls when not given `url`"),
@@ -82,6 +92,7 @@ SOURCES = [
     "Makefile",
     "conftest.py",
     "tests/conftest.py",
+    "tests/e2e/console/*.py",
 ]
 READ = re.compile(
     r"(?:environ(?:\.get|\.setdefault|\.pop)?\(\s*|environ\[\s*|getenv\(\s*)[\"'](TQ_[A-Z0-9_]+)[\"']"
