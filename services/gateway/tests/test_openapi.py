@@ -13,6 +13,7 @@ import jsonschema_rs
 import pytest
 import schemathesis
 
+from tq_gateway.auth import is_console
 from tq_gateway.openapi import build_spec
 from tq_gateway.resources_history import queue_to_dict
 from tq_gateway.testing import app_over_fakes, client_over_fakes
@@ -71,7 +72,9 @@ def test_the_document_is_valid_openapi_3_1_and_every_schema_valid_json_schema() 
 
 
 def test_every_route_is_documented_and_every_documented_operation_is_routed() -> None:
-    assert _routes(_app()) == _documented(SPEC)
+    # The console's pages (``/ui``) are HTML for browsers, not the API: the document leaves them out.
+    api = {route for route in _routes(_app()) if not is_console(route.split(" ", 1)[1])}
+    assert api == _documented(SPEC)
 
 
 def test_every_operation_has_one_declared_tag_and_every_tag_a_description() -> None:

@@ -11,6 +11,7 @@ from tq_gateway import errors
 from tq_gateway.auth import BearerAuth, authenticators
 from tq_gateway.auth_failures import FailureBudget
 from tq_gateway.body import BodyLimit
+from tq_gateway.console import Console, UseCases, add_console
 from tq_gateway.metrics import Metrics, RequestMetrics
 from tq_gateway.openapi import OpenApi
 from tq_gateway.overview import OverviewResource
@@ -96,13 +97,16 @@ def build_app(
         retry_ms=STREAM_RETRY_MS,
         recheck_s=settings.watch_interval_s,
     )
+    bearer = BearerAuth(
+        authenticators(settings, api_keys), FailureBudget.from_settings(settings), settings.trusted_proxy_hops
+    )
+    console = Console(settings, bearer)
     middleware: list[Any] = [
         *([RequestSpans()] if trace_requests else []),  # first: its span covers the rest of the request
         RequestMetrics(),
         BodyLimit(settings.max_body_bytes, {BATCH_PATH: settings.max_batch_body_bytes}),
-        BearerAuth(
-            authenticators(settings, api_keys), FailureBudget.from_settings(settings), settings.trusted_proxy_hops
-        ),
+        bearer,
+        console.gate,  # the console's session cookie, resolved through the same bearer authentication
     ]
     if settings.rate_limit_rps > 0:  # after authentication: the limit is per principal
         middleware.append(RateLimit.from_settings(settings, replicas or Replicas()))
@@ -111,7 +115,8 @@ def build_app(
     errors.register(app)
     app.add_route("/v1/tasks", TaskCollection(tasks, listing, max_payload_nodes=settings.max_json_nodes))
     app.add_route(BATCH_PATH, TaskBatch(tasks, max_payload_nodes=settings.max_json_nodes))
-    app.add_route(CANCEL_PATH, BulkAction(CancelTasks, BulkCancel(store, queries, clock).cancel))
+    bulk_cancel = BulkCancel(store, queries, clock)
+    app.add_route(CANCEL_PATH, BulkAction(CancelTasks, bulk_cancel.cancel))
     app.add_route(
         "/v1/tasks/{task_id}", TaskItem(tasks, Waits(watch, slots), max_payload_nodes=settings.max_json_nodes)
     )
@@ -128,6 +133,11 @@ def build_app(
     app.add_route("/readyz", Ready(presence or registry.alive, settings.ready_requires, probes))
     app.add_route("/metrics", Metrics())
     app.add_route("/openapi.json", OpenApi())
+    add_console(
+        app,
+        console,
+        UseCases(tasks, listing, history, dead_letters, bulk_cancel, queue, catalog, registry, watch, slots, timing),
+    )
     return app
 
 

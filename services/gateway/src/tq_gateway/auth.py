@@ -31,6 +31,9 @@ DEV_PRINCIPALS: Mapping[str, Principal] = {
 #: Paths anyone may call.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 
+#: The console's paths: they authenticate by a session cookie (``tq_gateway.console``), not this header.
+CONSOLE_PREFIX = "/ui"
+
 #: How long a gateway worker trusts an API key it looked up: a revocation takes effect within this time.
 API_KEY_CACHE_S = 10.0
 #: How long a gateway worker remembers a token it refused.
@@ -110,6 +113,11 @@ class CachedApiKeys:
         return principal
 
 
+def is_console(path: str) -> bool:
+    """Whether ``path`` is one of the console's (``/ui`` and below)."""
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+
+
 def remember(cache: OrderedDict[str, Any], key: str, value: Any, max_entries: int) -> None:
     """Put ``key`` in ``cache`` as its newest entry, evicting the oldest beyond ``max_entries``."""
     cache[key] = value
@@ -133,8 +141,8 @@ class BearerAuth:
         self._trusted_proxy_hops = trusted_proxy_hops
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any) -> None:
-        if req.path in PUBLIC_PATHS or resource is None:
-            return
+        if req.path in PUBLIC_PATHS or resource is None or is_console(req.path):
+            return  # the console's pages authenticate by their session cookie (``console.gate``), through principal()
         header = req.get_header("Authorization") or ""
         scheme, _, token = header.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import ssl
@@ -73,7 +74,8 @@ if _settings.tls_cert:
 
 
 def on_starting(server: Any) -> None:
-    """Before forking workers: create the host's shared rate-limit tables and name this replica, for the workers.
+    """Before forking workers: create the host's shared rate-limit tables, name this replica and make the console's
+    key if none is set, for the workers.
 
     Workers inherit the master's environment, so every worker of this master maps the same table and
     heartbeats the same presence instance (``<host>:<master pid>``): one replica, however many workers.
@@ -87,6 +89,8 @@ def on_starting(server: Any) -> None:
         create_table(table)
         os.environ[variable] = table
     os.environ.setdefault("TQ_GATEWAY_INSTANCE", f"{socket.gethostname()}:{os.getpid()}")
+    # One console key for every worker (a session made by one is read by the others); a configured one wins.
+    os.environ.setdefault("TQ_CONSOLE_SECRET", secrets.token_urlsafe(48))
 
 
 def on_exit(server: Any) -> None:

@@ -104,6 +104,13 @@ class GatewaySettings(CoreSettings):
     rate_limit_rps: float = Field(default=200, ge=0)
     #: Requests one principal may make at once before ``rate_limit_rps`` applies (the token bucket's size).
     rate_limit_burst: int = Field(default=400, ge=1)
+    #: The console's key (``/ui``): it encrypts the session cookie and signs the forms' CSRF tokens. Unset, the
+    #: gunicorn master makes a random one at start that its workers share; sessions then end when it restarts,
+    #: and several replicas behind one load balancer need one set (the same on every replica).
+    console_secret: SecretStr | None = None
+    #: How long a console session lasts after sign-in (the cookie's lifetime); an API key revoked meanwhile
+    #: ends it within the key cache's 10 s.
+    console_session_s: float = Field(default=8 * 3600, ge=60, le=7 * 86_400)
     #: Set by the gunicorn master for its workers: the host's shared rate-limit table file ...
     rate_limit_table: str | None = None
     #: ... the host's shared table of failed authentications per client address ...
@@ -129,6 +136,8 @@ class GatewaySettings(CoreSettings):
             raise ValueError("TLS needs both TQ_TLS_CERT and TQ_TLS_KEY (and them for TQ_TLS_CLIENT_CA)")
         if self.gateway_connections <= self.gateway_threads:
             raise ValueError("TQ_GATEWAY_CONNECTIONS must be greater than TQ_GATEWAY_THREADS")
+        if self.console_secret is not None and len(self.console_secret.get_secret_value()) < 32:
+            raise ValueError("TQ_CONSOLE_SECRET must be at least 32 characters (e.g. `openssl rand -base64 32`)")
         unknown = [name for name in self.ready_requires if name not in SERVICES]
         if unknown:  # /readyz would wait for it forever
             raise ValueError(

@@ -1,0 +1,71 @@
+"""The web console (``/ui``): server-rendered pages over the same use cases as the API.
+
+``build_app`` makes one :class:`Console` (its sessions, templates, assets and middleware) and calls
+:func:`add_console` with the use cases the API resources get; pages call them with ``req.context.principal``, so
+a user sees and does in the console exactly what the API lets them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+
+from tq_gateway.auth import BearerAuth
+from tq_gateway.console.gate import ConsoleGate
+from tq_gateway.console.pages_overview import Overview
+from tq_gateway.console.pages_session import SessionEnd, SessionStart, StaticAsset
+from tq_gateway.console.render import Assets, Renderer
+from tq_gateway.console.session import Sessions
+from tq_gateway.settings import GatewaySettings
+from tq_gateway.streams import StreamTiming
+from tq_gateway.waiting import Slots
+from tq_gateway.watch import TaskWatch
+from tqcore.listing import TaskListing
+from tqcore.ports import ManagedQueue, Registry
+from tqcore.usecases.bulk import BulkCancel
+from tqcore.usecases.management import DeadLetters, TaskHistory
+from tqcore.usecases.service import Catalog, Tasks
+
+
+@dataclass(frozen=True)
+class UseCases:
+    """What the console's pages may call: the API's own use cases and the worker's watch and stream slots."""
+
+    tasks: Tasks
+    listing: TaskListing
+    history: TaskHistory
+    dead_letters: DeadLetters
+    bulk_cancel: BulkCancel
+    queue: ManagedQueue
+    catalog: Catalog
+    registry: Registry
+    watch: TaskWatch
+    slots: Slots
+    timing: StreamTiming
+
+
+class Console:
+    """The console's parts of one app: sessions, templates, assets, and the middleware (``gate``) that
+    ``build_app`` puts after ``BearerAuth`` and before the rate limit."""
+
+    def __init__(self, settings: GatewaySettings, bearer: BearerAuth) -> None:
+        self.settings = settings
+        self.bearer = bearer
+        self.sessions = Sessions.from_settings(settings)
+        self.assets = Assets()
+        self.renderer = Renderer(self.assets)
+        self.gate = ConsoleGate(self.sessions, bearer, self.renderer, settings.trusted_proxy_hops)
+
+
+def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> None:
+    """Register every ``/ui`` route (one resource per URI template)."""
+    renderer = console.renderer
+    app.add_route("/ui", Overview(renderer))
+    app.add_route(
+        "/ui/session",
+        SessionStart(renderer, console.sessions, console.bearer, console.settings.trusted_proxy_hops),
+    )
+    app.add_route("/ui/session/end", SessionEnd(console.sessions))
+    app.add_route("/ui/static/{name}", StaticAsset(console.assets))
