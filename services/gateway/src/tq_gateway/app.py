@@ -136,7 +136,20 @@ def build_app(
     add_console(
         app,
         console,
-        UseCases(tasks, listing, history, dead_letters, bulk_cancel, queue, catalog, registry, watch, slots, timing),
+        UseCases(
+            tasks,
+            listing,
+            history,
+            dead_letters,
+            bulk_cancel,
+            queue,
+            catalog,
+            registry,
+            watch,
+            slots,
+            timing,
+            overview=overview,
+        ),
     )
     return app
 
