@@ -52,7 +52,7 @@ class System:
         browser.sign_in(token)
         page = browser.get("/ui/")
         assert page.status_code == 200, page.text
-        assert "Content-Security-Policy" in page.headers or "content-security-policy" in page.headers
+        assert page.headers["content-security-policy"].startswith("default-src 'none'")
         return page.text
 
 
