@@ -39,23 +39,37 @@ def schemas() -> dict[str, Any]:
     return {
         "OverviewQueue": overview_queue,
         "OverviewMinute": minute,
+        "OverviewPool": {
+            "type": "object",
+            "required": ["name", "executors", "queues"],
+            "properties": {
+                "name": {"type": "string"},
+                "executors": {**_COUNT, "description": "live executors serving the pool"},
+                "queues": {"type": "array", "items": ref("OverviewQueue")},
+            },
+        },
+        "OverviewScheduler": {
+            "type": "object",
+            "required": ["lag_s", "last_pass_age_s"],
+            "properties": {
+                "lag_s": {
+                    **_SECONDS,
+                    "description": "how late the latest slot the scheduler fired in the last 5 minutes was queued "
+                    "(null: none fired)",
+                },
+                "last_pass_age_s": {
+                    **_SECONDS,
+                    "description": "seconds since the stalest live scheduler replica finished a pass (null: none "
+                    "reported one)",
+                },
+            },
+        },
         "Overview": {
             "type": "object",
             "required": ["at", "pools", "replicas", "throughput", "scheduler", "dead_letters"],
             "properties": {
                 "at": {"type": "string", "format": "date-time"},
-                "pools": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["name", "executors", "queues"],
-                        "properties": {
-                            "name": {"type": "string"},
-                            "executors": {**_COUNT, "description": "live executors serving the pool"},
-                            "queues": {"type": "array", "items": ref("OverviewQueue")},
-                        },
-                    },
-                },
+                "pools": {"type": "array", "items": ref("OverviewPool")},
                 "replicas": {
                     "type": "object",
                     "additionalProperties": _COUNT,
@@ -67,22 +81,7 @@ def schemas() -> dict[str, Any]:
                     "description": "what the live instances did in each of the last 15 minutes, oldest first; the "
                     "last minute is under way. An instance that stopped takes its counts with it",
                 },
-                "scheduler": {
-                    "type": "object",
-                    "required": ["lag_s", "last_pass_age_s"],
-                    "properties": {
-                        "lag_s": {
-                            **_SECONDS,
-                            "description": "how late the latest slot the scheduler fired in the last 5 minutes was "
-                            "queued (null: none fired)",
-                        },
-                        "last_pass_age_s": {
-                            **_SECONDS,
-                            "description": "seconds since the stalest live scheduler replica finished a pass (null: "
-                            "none reported one)",
-                        },
-                    },
-                },
+                "scheduler": ref("OverviewScheduler"),
                 "dead_letters": {
                     "type": "object",
                     "additionalProperties": _COUNT,
