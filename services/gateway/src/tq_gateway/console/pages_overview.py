@@ -56,6 +56,8 @@ class OverviewView:
     """What ``overview.html`` shows, formatted."""
 
     state: State
+    #: The minutes the headline throughput covers.
+    recent_minutes: int
     recent_succeeded: int
     recent_failed: int
     bars: tuple[Bar, ...]
@@ -75,6 +77,7 @@ class OverviewView:
         lag_s = state.scheduler.lag_s
         return cls(
             state=state,
+            recent_minutes=len(recent),
             recent_succeeded=succeeded,
             recent_failed=failed,
             bars=_bars(state.minutes),
