@@ -6,8 +6,9 @@ they did lately from the presence registry (``tqcore.activity``), dead letters f
 Queues, instances and activity are totals over every group and name no task (any caller may read them, as
 ``/v1/queues``); dead letters are counted for the caller's groups only.
 
-A read costs a registry query, the queue attributes, the ``reap`` index walk and a count per group: each gateway
-process reuses it for ``cache_s`` (the counts move every few seconds anyway: heartbeats are 5 s apart).
+A read costs a registry query, the queue attributes, the ``reap`` index walk and a count per group, made at once
+(they do not depend on each other); each gateway process reuses it for ``cache_s`` (the counts move every few
+seconds anyway: heartbeats are 5 s apart).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -31,6 +33,8 @@ T = TypeVar("T")
 
 #: Services whose live replicas the overview counts (zero when none is alive).
 SERVICES = ("gateway", "executor", "scheduler", "reaper")
+#: Threads per process for an overview's independent reads (each a round trip to DynamoDB or SQS).
+READ_THREADS = 4
 #: The scheduler's lag is the latest slot it fired in the last minutes (a minute's lag: its latest slot).
 LAG_MINUTES = 5
 
@@ -128,19 +132,25 @@ class SystemOverview:
         self._ticks = ticks
         self._lock = threading.Lock()
         self._cached: dict[str, tuple[float, object]] = {}  # key -> (when read, answer)
+        #: Runs the reads that do not wait on others (never one that waits on another: no read can starve).
+        self._reads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="overview")
 
     def read(self, principal: Principal) -> Overview:
-        """The overview as ``principal`` may see it (dead letters of their groups; an admin's: every group's)."""
-        system = self._fresh("system", self._system)
+        """The overview as ``principal`` may see it (dead letters of their groups; an admin's: every group's).
+        Its reads are round trips that do not depend on each other: they run at once, on the reads' threads."""
         groups = listed_groups(None, principal, "overview", self._every_group)
-        dead = {group: self._fresh(f"dlq#{group}", partial(self._queries.dead_letter_count, group)) for group in groups}
+        counts = {
+            group: self._reads.submit(self._fresh, f"dlq#{group}", partial(self._queries.dead_letter_count, group))
+            for group in groups
+        }
+        system = self._fresh("system", self._system)
         return Overview(
             at=self._clock.now(),
             pools=system.pools,
             replicas=system.replicas,
             minutes=system.minutes,
             scheduler=system.scheduler,
-            dead_letters=dead,
+            dead_letters={group: count.result() for group, count in counts.items()},
         )
 
     def _fresh(self, key: str, read: Callable[[], T]) -> T:
@@ -155,17 +165,25 @@ class SystemOverview:
         return value
 
     def _system(self) -> _System:
+        """The system-wide part: presence, the ``reap`` walk and the queues' depths read at once (on the reads'
+        threads and this one; a pool only executors report, no type being registered in it yet, is read after)."""
         now = self._clock.now()
-        instances = self._registry.instances()
-        oldest = self._queries.oldest_queued()
+        live_instances = self._reads.submit(self._registry.instances)
+        oldest_queued = self._reads.submit(self._queries.oldest_queued)
+        catalog = self._pools()
+        depths = self._queue.depths(catalog)
+        instances = live_instances.result()
         executors: dict[str, int] = {}
         for live in instances:
             if live.service == "executor" and live.activity is not None and live.activity.pool is not None:
                 executors[live.activity.pool] = executors.get(live.activity.pool, 0) + 1
-        names = [*self._pools(), *sorted(set(executors) - set(self._pools()))]
+        if extra := sorted(set(executors) - set(catalog)):
+            depths += self._queue.depths(extra)
+        names = [*catalog, *extra]
+        oldest = oldest_queued.result()
         queues = [
             QueueState(d.pool, d.priority, d.name, d.depth, d.in_flight, d.dlq_depth, oldest.get((d.pool, d.priority)))
-            for d in self._queue.depths(names)
+            for d in depths
         ]
         pools = tuple(
             PoolState(name, executors.get(name, 0), tuple(q for q in queues if q.pool == name)) for name in names
