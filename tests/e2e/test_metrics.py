@@ -141,3 +141,40 @@ def test_queue_depth_and_oldest_queued_age_while_no_executor_runs(emulator: str,
         age = value(reaper, "tq_oldest_queued_task_age_seconds", priority="low")
         assert 2 <= age <= time.time() - submitted + 1
         assert value(reaper, "tq_oldest_queued_task_age_seconds", priority="normal") == 0
+
+
+def test_the_overview_sums_what_the_live_instances_reported_after_the_workload(
+    client: Callable[[str], httpx.Client], stack: Stack
+) -> None:
+    # Given the workload above, ended (each instance's next heartbeat, within 5 s, carries its counts)
+    alice = client("alice")
+    expected = {"succeeded": ECHOES + DELAYED, "failed": 2 * DOOMED, "fired": DELAYED + DOOMED}
+    deadline = time.monotonic() + 20
+    while True:
+        overview = alice.get("/v1/overview").raise_for_status().json()
+        done = {key: sum(minute[key] for minute in overview["throughput"]) for key in expected}
+        if done == expected or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    # Then the overview's throughput is what the executors finished and the scheduler fired, no more, no less
+    assert done == expected
+    # ... its lag and last pass are the scheduler's, the replicas the live ones, the executors those of the pool
+    assert 0 <= overview["scheduler"]["lag_s"] < 5
+    assert overview["scheduler"]["last_pass_age_s"] < 10
+    assert overview["replicas"]["executor"] == 2
+    assert (overview["replicas"]["scheduler"], overview["replicas"]["reaper"]) == (1, 1)
+    assert overview["replicas"]["gateway"] >= 1
+    [pool] = overview["pools"]
+    assert (pool["name"], pool["executors"]) == ("default", 2)
+    assert all(queue["depth"] == 0 and queue["oldest_age_s"] is None for queue in pool["queues"])
+    # ... and alice's dead letters are the 20 doomed tasks; bob's group has none of them
+    assert overview["dead_letters"] == {GROUP: DOOMED}
+    assert client("bob").get("/v1/overview").json()["dead_letters"] == {"team-b": 0}
+    # The console's overview renders the same over the real stack, signed in through a session cookie
+    with httpx.Client(base_url=stack.url, timeout=10) as console:
+        signed_in = console.post("/ui/session", data={"token": TOKENS["alice"]}, headers={"Origin": stack.url})
+        assert signed_in.status_code == 303, signed_in.text
+        page = console.get("/ui/")
+    assert page.status_code == 200
+    assert "<h1>Overview</h1>" in page.text
+    assert 'href="/ui/dlq?group=team-a"' in page.text

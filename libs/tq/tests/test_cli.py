@@ -175,6 +175,7 @@ def test_every_command_of_the_contract_is_there() -> None:
     assert set(cli.commands) == {
         *("submit", "get", "ls", "watch", "logs", "runs", "events", "cancel", "redrive", "dlq", "queues", "keys"),
         *("pause", "resume"),  # contract section 8
+        "overview",
         "completion",
     }
     assert set(cli.commands["dlq"].commands) == {"ls", "redrive"}
@@ -476,6 +477,24 @@ def test_queues(world: World) -> None:
     assert set(listed) == {"queues"}
     table = ok(world.tq("queues"))
     assert table.split()[:6] == ["NAME", "POOL", "PRIORITY", "DEPTH", "IN_FLIGHT", "DLQ_DEPTH"]
+
+
+def test_overview(world: World) -> None:
+    seen = json.loads(ok(world.tq("overview", "--json")))
+    assert set(seen) == {"at", "pools", "replicas", "throughput", "scheduler", "dead_letters"}
+    assert seen["dead_letters"] == {"team-a": 0}
+    shown = ok(world.tq("overview"))
+    assert "finished (5 min)  0 succeeded, 0 failed" in shown
+    assert "dead letters      team-a 0" in shown
+    assert shown.split("\n")[-5].split() == [
+        "POOL",
+        "PRIORITY",
+        "DEPTH",
+        "IN_FLIGHT",
+        "OLDEST_AGE_S",
+        "DLQ_DEPTH",
+        "EXECUTORS",
+    ]
 
 
 # ------------------------------------------------------------------------------------------ following

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 import tq
-from tq.models import CancelledTasks, Event, ProgressEvent, Queue, Redriven, Run, Task
+from tq.models import CancelledTasks, Event, Overview, ProgressEvent, Queue, Redriven, Run, Task
 from tq_gateway.settings import GatewaySettings
+from tqcore.activity import Activity
 from tqcore.errors import StoreUnavailable
 from tqcore.testing import InMemoryTaskStore
 
@@ -284,6 +285,22 @@ def test_queues_are_typed(client: tq.Client) -> None:
     queues = client.queues()
     assert all(isinstance(q, Queue) for q in queues)
     assert {(q.priority, q.depth) for q in queues} == {("high", 0), ("normal", 0), ("low", 1)}
+
+
+def test_the_overview_is_typed(gateway: Gateway, client: tq.Client) -> None:
+    # Given a waiting task and an executor whose heartbeat reported two successes this minute
+    client.submit("echo", "team-a", priority="low")
+    minute = int(gateway.clock.now().timestamp() // 60)
+    gateway.registry.heartbeat("executor", "h:1", 30, Activity(minute, succeeded=(2,), pool="default"))
+    # When alice asks for the overview
+    overview = client.overview()
+    # Then it is the typed answer: the pool with its executor and queues, the minute's successes, her dead letters
+    assert isinstance(overview, Overview)
+    [pool] = overview.pools
+    low = next(q for q in pool.queues if q.priority == "low")
+    assert (pool.name, pool.executors, low.depth, low.oldest_age_s) == ("default", 1, 1, 0.0)
+    assert overview.throughput[-1].succeeded == 2
+    assert (overview.scheduler.lag_s, overview.dead_letters) == (None, {"team-a": 0})
 
 
 # ---------------------------------------------------------------------------------------------- change, end

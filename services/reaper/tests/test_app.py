@@ -75,3 +75,21 @@ def test_the_wired_reaper_resends_a_lost_enqueue_every_interval_and_reports_its_
         for pool in ("default", "gpu")
         for priority in Priority
     ]
+
+
+def test_the_oldest_queued_gauge_takes_each_prioritys_oldest_task_in_any_pool() -> None:
+    # Given normal-priority tasks queued 60 s ago in the default pool and 120 s ago in the gpu pool
+    store, clock = InMemoryTaskStore(), FixedClock()
+    registry = InMemoryRegistry(["echo"])
+    registry.register_types([TypeInfo("render", "gpu")], by="host:1")
+    tasks = Tasks(store, RecordingQueue(), Catalog(registry), clock, iter(["t-1", "t-2"]).__next__)
+    alice = Principal("alice", frozenset({"team-a"}))
+    tasks.submit(SubmitTask(type="render", group="team-a"), alice)
+    clock.advance(60)
+    tasks.submit(SubmitTask(type="echo", group="team-a"), alice)
+    clock.advance(60)
+    # When the gauges are read
+    gauges = SystemGauges(RecordingQueue(), InMemoryTaskQueries(store), registry, clock)
+    (oldest,) = [metric for metric in gauges.collect() if metric.name == "tq_oldest_queued_task_age_seconds"]
+    # Then normal's is the gpu task's 120 s, the other priorities' 0
+    assert {s.labels["priority"]: s.value for s in oldest.samples} == {"high": 0.0, "normal": 120.0, "low": 0.0}

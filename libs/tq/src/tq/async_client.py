@@ -13,7 +13,7 @@ import httpx
 from tq import calls
 from tq.calls import DEFAULT_TIMEOUT_S, Call
 from tq.follow import Streaming, Waiting
-from tq.models import BatchItem, CancelledTasks, Event, Page, ProgressEvent, Queue, Redriven, Run, Task
+from tq.models import BatchItem, CancelledTasks, Event, Overview, Page, ProgressEvent, Queue, Redriven, Run, Task
 from tq.retries import Retries, Retrying
 
 T = TypeVar("T")
@@ -180,6 +180,10 @@ class AsyncClient:
     async def queues(self) -> builtins.list[Queue]:
         """See ``Client.queues``."""
         return await self._send(calls.queues())
+
+    async def overview(self) -> Overview:
+        """See ``Client.overview``."""
+        return await self._send(calls.overview())
 
     async def _items(self, page: Callable[[str | None], Call[Page[T]]]) -> AsyncIterator[T]:
         cursor = None

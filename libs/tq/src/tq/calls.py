@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from tq.errors import ApiError
-from tq.models import BatchItem, CancelledTasks, Event, Page, Queue, Redriven, Resource, Run, Task
+from tq.models import BatchItem, CancelledTasks, Event, Overview, Page, Queue, Redriven, Resource, Run, Task
 from tq.retries import Retries, Retrying
 
 T = TypeVar("T")
@@ -331,3 +331,8 @@ def _group_action(group: str, ids: list[str] | None, dry_run: bool, **options: s
 def queues() -> Call[list[Queue]]:
     """``GET /v1/queues``."""
     return Call("GET", "/v1/queues", lambda r: _model(_QueueList)(r).queues)
+
+
+def overview() -> Call[Overview]:
+    """``GET /v1/overview``."""
+    return Call("GET", "/v1/overview", _model(Overview))

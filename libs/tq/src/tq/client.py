@@ -26,7 +26,7 @@ from tq import calls
 from tq.async_client import AsyncClient
 from tq.calls import DEFAULT_TIMEOUT_S, Call
 from tq.follow import Streaming, Waiting
-from tq.models import BatchItem, CancelledTasks, Event, Page, ProgressEvent, Queue, Redriven, Run, Task
+from tq.models import BatchItem, CancelledTasks, Event, Overview, Page, ProgressEvent, Queue, Redriven, Run, Task
 from tq.retries import Retries, Retrying
 
 __all__ = ["AsyncClient", "Client"]
@@ -200,6 +200,11 @@ class Client:
     def queues(self) -> builtins.list[Queue]:
         """The queues with their approximate depths."""
         return self._send(calls.queues())
+
+    def overview(self) -> Overview:
+        """The system at a glance: pools with their queues and executors, live replicas, the last 15 minutes'
+        throughput, the scheduler's lag, and dead letters of the caller's groups."""
+        return self._send(calls.overview())
 
     def _items(self, page: Callable[[str | None], Call[Page[T]]]) -> Iterator[T]:
         cursor = None

@@ -175,6 +175,52 @@ class Queue(Resource):
     dlq_depth: int
 
 
+class OverviewQueue(Queue):
+    """A queue as ``GET /v1/overview`` shows it: with how long its longest-waiting task has waited."""
+
+    #: Seconds (``None``: no task waits).
+    oldest_age_s: float | None
+
+
+class OverviewPool(Resource):
+    """An executor pool: its live executors and its queues."""
+
+    name: str
+    executors: int
+    queues: list[OverviewQueue]
+
+
+class OverviewMinute(Resource):
+    """What the live instances did in one minute: attempts finished, runs the scheduler fired and how late."""
+
+    minute: datetime
+    succeeded: int
+    failed: int
+    fired: int
+    lag_s: float
+
+
+class OverviewScheduler(Resource):
+    """How late the latest slot fired in the last 5 minutes was (``None``: none fired), and seconds since the
+    stalest live scheduler replica finished a pass (``None``: none reported one)."""
+
+    lag_s: float | None
+    last_pass_age_s: float | None
+
+
+class Overview(Resource):
+    """``GET /v1/overview``: the system at a glance (dead letters: the caller's groups)."""
+
+    at: datetime
+    pools: list[OverviewPool]
+    #: Live replicas per service (``gateway``, ``executor``, ``scheduler``, ``reaper``).
+    replicas: dict[str, int]
+    #: The last 15 minutes, oldest first (the last one under way).
+    throughput: list[OverviewMinute]
+    scheduler: OverviewScheduler
+    dead_letters: dict[str, int]
+
+
 class BulkOutcome(Resource):
     """What an action on many tasks of a group did: the tasks it acted on (or, on a dry run, would act on)."""
 

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from prometheus_client.registry import Collector
 
+from tqcore.activity import ACTIVITY
 from tqcore.metrics import serve_metrics
 from tqcore.ports import Registry
 from tqcore.presence import Presence
@@ -49,7 +50,8 @@ class PeriodicService:
 def run_periodic_service(service: PeriodicService, settings: CoreSettings) -> int:
     """Serve ``/metrics``, announce presence, and run the pass every ``interval_s`` until SIGTERM."""
     serve_metrics(settings, *service.collectors)
-    presence = Presence(service.registry, service.name, instance_name(), interval_s=5)
+    # Its heartbeat carries what its commits did lately (a reaper's failed lost attempts, a scheduler's lag).
+    presence = Presence(service.registry, service.name, instance_name(), interval_s=5, activity=ACTIVITY.snapshot)
     presence.start()
     made = service.one_pass
     run_every(service.interval_s, made.tick if isinstance(made, Periodic) else made)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.registry import Collector
 
+from tqcore.activity import ACTIVITY, ActivityTally
 from tqcore.domain.model import Event, EventType
 from tqcore.domain.task import Task
 from tqcore.settings import CoreSettings
@@ -47,8 +48,9 @@ SCHEDULER_LAG = Histogram(
 )
 
 
-def observe_commit(task: Task, events: Sequence[Event]) -> None:
-    """Count what the committed ``events`` of ``task`` did."""
+def observe_commit(task: Task, events: Sequence[Event], activity: ActivityTally = ACTIVITY) -> None:
+    """Count what the committed ``events`` of ``task`` did (and tally the attempts finished and slots fired in
+    ``activity``, which the presence heartbeat carries to the overview)."""
     labels = (task.type, task.priority.value)
     for n, event in enumerate(events):
         kind = event.type
@@ -58,9 +60,11 @@ def observe_commit(task: Task, events: Sequence[Event]) -> None:
             QUEUE_WAIT.labels(task.priority.value).observe(max(0.0, (event.at - task.queued_at).total_seconds()))
         elif kind is EventType.SUCCEEDED:
             SUCCEEDED.labels(*labels).inc()
+            activity.finished("succeeded")
             _run_duration(task.type, "succeeded", event)
         elif kind is EventType.FAILED:
             FAILED.labels(*labels).inc()
+            activity.finished("failed")
             _run_duration(task.type, "failed", event)
             following = events[n + 1].type if n + 1 < len(events) else None
             if following in (EventType.RETRY_SCHEDULED, EventType.QUEUED):  # else dead-lettered or cancelled
@@ -73,15 +77,17 @@ def observe_commit(task: Task, events: Sequence[Event]) -> None:
         elif kind is EventType.LEASE_EXPIRED:
             LEASE_RECLAIMS.inc()
         elif kind is EventType.QUEUED:
-            _queued(event)
+            _queued(event, activity)
 
 
-def _queued(event: Event) -> None:
+def _queued(event: Event, activity: ActivityTally) -> None:
     if "resend" in event.data:
         RESENDS.inc()
     due = event.data.get("scheduled_for")
     if event.actor == "scheduler" and due is not None:
-        SCHEDULER_LAG.observe(max(0.0, (event.at - due).total_seconds()))
+        lag_s = max(0.0, (event.at - due).total_seconds())
+        SCHEDULER_LAG.observe(lag_s)
+        activity.fired(lag_s)
 
 
 def _run_duration(task_type: str, outcome: str, event: Event) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from tqcore.activity import Activity
 from tqcore.dispatch import Dispatch
 from tqcore.domain.access import ApiKey
 from tqcore.domain.model import Event, Priority, Progress
@@ -88,6 +89,16 @@ class TypeInfo:
     #: The executor that registered it last (``<host>:<pid>``), and when (Unix seconds); empty in fakes.
     registered_by: str = ""
     registered_at: int = 0
+
+
+@dataclass(frozen=True)
+class LiveInstance:
+    """A live instance of a service as its last heartbeat described it."""
+
+    service: str
+    name: str
+    #: What it did lately (``None``: its heartbeats carry none, e.g. a gateway, or one written before they did).
+    activity: Activity | None = None
 
 
 class DuplicateRequest(Exception):
@@ -256,8 +267,8 @@ class Registry(Protocol):
         """Every group tasks were submitted into."""
         ...
 
-    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
-        """Record that an instance of a service is alive for the next ``ttl_s`` seconds."""
+    def heartbeat(self, service: str, instance: str, ttl_s: int, activity: Activity | None = None) -> None:
+        """Record that an instance of a service is alive for the next ``ttl_s`` seconds, with what it did lately."""
         ...
 
     def leave(self, service: str, instance: str) -> None:
@@ -266,6 +277,10 @@ class Registry(Protocol):
 
     def alive(self) -> dict[str, list[str]]:
         """Live instances by service name."""
+        ...
+
+    def instances(self) -> list[LiveInstance]:
+        """Live instances with the activity their last heartbeat carried, by service and name."""
         ...
 
     def mark(self, name: str) -> datetime | None:

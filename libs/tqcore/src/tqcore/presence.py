@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
+from tqcore.activity import Activity
 from tqcore.ports import Registry
 
 log = logging.getLogger(__name__)
 
 
 class Presence:
-    """Writes ``service``/``instance`` into the registry every ``interval_s`` until stopped."""
+    """Writes ``service``/``instance`` into the registry every ``interval_s`` until stopped, with the instance's
+    recent ``activity`` if given (``tqcore.activity``: what the overview sums)."""
 
-    def __init__(self, registry: Registry, service: str, instance: str, *, interval_s: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        service: str,
+        instance: str,
+        *,
+        interval_s: float,
+        activity: Callable[[], Activity | None] | None = None,
+    ) -> None:
         self._registry = registry
+        self._activity = activity
         self._service = service
         self._instance = instance
         self._interval_s = interval_s
@@ -29,7 +41,9 @@ class Presence:
     def beat(self) -> None:
         """One heartbeat; failures are logged, not raised (the next beat tries again)."""
         try:
-            self._registry.heartbeat(self._service, self._instance, ttl_s=int(self._interval_s * 5) + 5)
+            activity = self._activity() if self._activity is not None else None
+            ttl_s = int(self._interval_s * 5) + 5
+            self._registry.heartbeat(self._service, self._instance, ttl_s=ttl_s, activity=activity)
         except Exception as error:  # noqa: BLE001 - a missed beat must not kill the service
             log.warning("presence heartbeat failed: %s", error)
 

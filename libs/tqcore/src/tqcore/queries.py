@@ -62,9 +62,9 @@ class TaskQueries(Protocol):
         """How many ``failed`` tasks ``group`` has, counting up to ``cap``."""
         ...
 
-    def oldest_queued(self, sample: int = ...) -> dict[Priority, datetime]:
-        """When the longest-waiting ``queued`` task of each priority was queued (priorities with none left out;
-        an adapter may look at a sample of the queued tasks only)."""
+    def oldest_queued(self, sample: int = ...) -> dict[tuple[str, Priority], datetime]:
+        """When the longest-waiting ``queued`` task of each pool's queue of a priority was queued, by ``(pool,
+        priority)`` (queues with none left out; an adapter may look at a sample of the queued tasks only)."""
         ...
 
 

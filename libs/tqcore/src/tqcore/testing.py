@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from tqcore.activity import Activity
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.task_store import MAX_SNAPSHOT_BYTES
 from tqcore.documents import ListedTask
@@ -19,7 +20,15 @@ from tqcore.domain.errors import LeaseHeld, TaskNotFound, TaskTooLarge, TqError,
 from tqcore.domain.model import Event, EventType, Priority, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable, TypeServedElsewhere
-from tqcore.ports import DuplicateRequest, IdempotencyRecord, LeaseRecord, LeaseState, QueueDepth, TypeInfo
+from tqcore.ports import (
+    DuplicateRequest,
+    IdempotencyRecord,
+    LeaseRecord,
+    LeaseState,
+    LiveInstance,
+    QueueDepth,
+    TypeInfo,
+)
 from tqcore.queries import TaskStamp
 from tqcore.settings import DEFAULT_POOL, CoreSettings
 
@@ -268,6 +277,7 @@ class InMemoryRegistry:
         self._types: dict[str, TypeInfo] = {name: TypeInfo(name) for name in types}
         self._groups: set[str] = set()
         self._alive: dict[str, set[str]] = {}
+        self._activity: dict[tuple[str, str], Activity | None] = {}
         self._marks: dict[str, datetime] = {}
 
     def register_types(
@@ -299,9 +309,10 @@ class InMemoryRegistry:
         """Every group remembered."""
         return set(self._groups)
 
-    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
-        """Mark alive (forever, in the fake)."""
+    def heartbeat(self, service: str, instance: str, ttl_s: int, activity: Activity | None = None) -> None:
+        """Mark alive (forever, in the fake), with what the instance did lately."""
         self._alive.setdefault(service, set()).add(instance)
+        self._activity[service, instance] = activity
 
     def leave(self, service: str, instance: str) -> None:
         """Mark no longer alive."""
@@ -310,6 +321,14 @@ class InMemoryRegistry:
     def alive(self) -> dict[str, list[str]]:
         """Live instances."""
         return {service: sorted(instances) for service, instances in self._alive.items() if instances}
+
+    def instances(self) -> list[LiveInstance]:
+        """Live instances with the activity of their last heartbeat, by service and name."""
+        return [
+            LiveInstance(service, name, self._activity.get((service, name)))
+            for service in sorted(self._alive)
+            for name in sorted(self._alive[service])
+        ]
 
     def mark(self, name: str) -> datetime | None:
         """A named mark."""
@@ -365,14 +384,14 @@ class InMemoryTaskQueries:
             failed = [t for t in self._store._tasks.values() if t.group == group and t.status is Status.FAILED]
         return min(len(failed), cap)
 
-    def oldest_queued(self, sample: int = 100) -> dict[Priority, datetime]:
-        """The earliest ``queued_at`` of each priority's queued tasks (all of them: no sampling here)."""
-        oldest: dict[Priority, datetime] = {}
+    def oldest_queued(self, sample: int = 100) -> dict[tuple[str, Priority], datetime]:
+        """The earliest ``queued_at`` of each pool's and priority's queued tasks (all of them: no sampling here)."""
+        oldest: dict[tuple[str, Priority], datetime] = {}
         with self._store._lock:
             for task in self._store._tasks.values():
                 if task.status is Status.QUEUED and task.queued_at is not None:
-                    known = oldest.get(task.priority)
-                    oldest[task.priority] = task.queued_at if known is None else min(known, task.queued_at)
+                    queue = (task.pool, task.priority)
+                    oldest[queue] = min(oldest.get(queue, task.queued_at), task.queued_at)
         return oldest
 
 

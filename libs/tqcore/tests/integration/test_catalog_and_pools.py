@@ -3,12 +3,15 @@ cases also run against the in-memory fake (one contract for both)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from tqcore.activity import Activity
 from tqcore.adapters import aws
+from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.sqs.dead_letters import SqsDeadLetters
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
@@ -18,7 +21,7 @@ from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Priority
 from tqcore.domain.task import Task
 from tqcore.errors import TypeServedElsewhere
-from tqcore.ports import Registry, TypeInfo
+from tqcore.ports import LiveInstance, Registry, TypeInfo
 from tqcore.settings import CoreSettings
 from tqcore.testing import InMemoryRegistry
 
@@ -122,3 +125,36 @@ def test_a_catalog_item_written_before_pools_is_a_default_pool_type_without_defa
     # An executor of another pool takes it over once h:1 is gone
     registry.register_types([TypeInfo("old", "b")], by="h:2", alive=["h:2"])
     assert registry.task_types()["old"].pool == "b"
+
+
+def test_a_heartbeat_carries_the_instances_activity_and_one_without_any_reads_as_none(registry: Registry) -> None:
+    # Given an executor beating with its activity, then again with newer activity; a gateway beating with none
+    first = Activity(minute=29_000_000, succeeded=(1, 2), pool="media")
+    newer = Activity(minute=29_000_001, succeeded=(1, 2, 3), failed=(0, 0, 1), lag_s=(0.5,), pass_at=1.5, pool="media")
+    registry.heartbeat("executor", "host:1", ttl_s=30, activity=first)
+    registry.heartbeat("executor", "host:1", ttl_s=30, activity=newer)
+    registry.heartbeat("gateway", "host:2", ttl_s=30)
+    registry.heartbeat("scheduler", "host:3", ttl_s=30, activity=first)
+    registry.leave("scheduler", "host:3")
+    # When the live instances are read
+    # Then each carries what its last beat carried (none for the gateway), and alive() agrees with them
+    assert registry.instances() == [
+        LiveInstance("executor", "host:1", newer),
+        LiveInstance("gateway", "host:2", None),
+    ]
+    assert registry.alive() == {"executor": ["host:1"], "gateway": ["host:2"]}
+
+
+def test_a_presence_item_written_before_heartbeats_carried_activity_is_read_as_alive_without_any(
+    settings: CoreSettings,
+) -> None:
+    # Given a presence item as an older release wrote it (no activity attribute), and one whose activity is garbage
+    ddb = aws.client(settings, "dynamodb")
+    until = str(int(time.time()) + 30)
+    for sk, extra in (("executor#old:1", {}), ("executor#odd:2", {"activity": {"S": "{not json"}})):
+        item = {"PK": {"S": keys.PRESENCE_PK}, "SK": {"S": sk}, "alive_until": {"N": until}, **extra}
+        ddb.put_item(TableName=settings.table_name, Item=item)
+    # When the registry reads the live instances
+    found = DynamoRegistry(ddb, settings).instances()
+    # Then both are alive, their activity unknown
+    assert found == [LiveInstance("executor", "odd:2", None), LiveInstance("executor", "old:1", None)]

@@ -13,7 +13,7 @@ from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
 from tqcore.domain.codec import task_to_dict
 from tqcore.domain.commands import SubmitTask
-from tqcore.domain.model import ErrorInfo, Progress, Status
+from tqcore.domain.model import ErrorInfo, Priority, Progress, Status
 from tqcore.domain.task import Task
 from tqcore.ports import TaskStore
 from tqcore.queries import TaskQueries, TaskStamp
@@ -198,3 +198,20 @@ def test_stamps_tell_version_status_and_progress_of_the_tasks_that_exist(backend
         queued.id: TaskStamp(queued.version, Status.QUEUED, None),
         running.id: TaskStamp(running.version, Status.RUNNING, report),
     }
+
+
+def test_the_oldest_queued_task_is_found_per_pool_and_priority(backend: Backend) -> None:
+    # Given queued tasks (queued just now: their re-send deadlines lie in the current bucket) in two pools
+    store, queries = backend
+    now = datetime.now(UTC).replace(microsecond=0)
+    made = {}
+    for n, (pool, priority) in enumerate([("default", "normal"), ("default", "normal"), ("media", "high")]):
+        cmd = SubmitTask.model_validate({"type": "echo", "group": "team-a", "priority": priority})
+        at = now - timedelta(seconds=3 - n)
+        task = Task.submit(task_id=new_task_id(), owner="alice", now=at, submitted={}, **cmd.task_fields())
+        task.pool = pool
+        store.create(task)
+        made.setdefault((pool, Priority(priority)), at)
+    # When the oldest queued tasks are looked up
+    # Then each pool's queue of a priority has the earliest queued_at of its tasks; empty queues are left out
+    assert queries.oldest_queued() == made

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tqcore.activity import Activity
 from tqcore.presence import Presence
 from tqcore.testing import InMemoryRegistry
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.unit
 class FailingRegistry(InMemoryRegistry):
     """A registry whose calls fail, as DynamoDB's do when it is unreachable."""
 
-    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
+    def heartbeat(self, service: str, instance: str, ttl_s: int, activity: Activity | None = None) -> None:
         raise ConnectionError("unreachable")
 
     def leave(self, service: str, instance: str) -> None:
@@ -30,11 +31,11 @@ class SlowRegistry(InMemoryRegistry):
         super().__init__()
         self.slow, self.beating, self.release = threading.Event(), threading.Event(), threading.Event()
 
-    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
+    def heartbeat(self, service: str, instance: str, ttl_s: int, activity: Activity | None = None) -> None:
         if self.slow.is_set():
             self.beating.set()
             self.release.wait(5)
-        super().heartbeat(service, instance, ttl_s)
+        super().heartbeat(service, instance, ttl_s, activity)
 
 
 def test_an_instance_counts_while_it_runs_and_not_once_it_has_stopped() -> None:

@@ -26,6 +26,7 @@ from tq_executor.run_log import RunLogs
 from tq_executor.runner import Runner
 from tq_executor.settings import ExecutorSettings
 from tq_executor.visibility import VisibilityKeeper
+from tqcore.activity import ACTIVITY
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
@@ -235,7 +236,8 @@ def serve(
     runner = Runner(attempts, heartbeat, modules, logs, uids)
     broker = build_broker(settings, runner, keeper, traced=traced)
     serve_metrics(settings)
-    presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s)
+    ACTIVITY.pool = settings.pool  # the overview counts live executors per pool from their heartbeats
+    presence = Presence(registry_store, "executor", worker, interval_s=settings.presence_s, activity=ACTIVITY.snapshot)
 
     stop = threading.Event()
 

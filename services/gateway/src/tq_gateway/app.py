@@ -14,6 +14,7 @@ from tq_gateway.body import BodyLimit
 from tq_gateway.console import Console, UseCases, add_console
 from tq_gateway.metrics import Metrics, RequestMetrics
 from tq_gateway.openapi import OpenApi
+from tq_gateway.overview import OverviewResource
 from tq_gateway.ratelimit import RateLimit, Replicas, instance_name
 from tq_gateway.resources import Health, Ready, TaskBatch, TaskCollection, TaskItem, TaskPause, TaskResume
 from tq_gateway.resources_history import (
@@ -48,6 +49,7 @@ from tqcore.queries import TaskQueries
 from tqcore.tracing import configure_tracing
 from tqcore.usecases.bulk import BulkCancel
 from tqcore.usecases.management import DeadLetters, TaskHistory
+from tqcore.usecases.overview import SystemOverview
 from tqcore.usecases.service import Catalog, Tasks
 
 #: Many submits in one request (a custom method in AIP-136's style: a colon, so it can never be a task id).
@@ -84,6 +86,7 @@ def build_app(
     dead_letters = DeadLetters(
         store, queries, queue, clock, every_group=catalog.groups, page_bytes=settings.list_page_bytes
     )
+    overview = SystemOverview(queue, queries, registry, clock, pools=catalog.pools, every_group=catalog.groups)
     listing = TaskListing(queries, every_group=catalog.groups, page_bytes=settings.list_page_bytes)
     # One watch and one set of wait slots per worker process: its streams and waits share them.
     watch = TaskWatch(queries.stamps, settings.watch_interval_s)
@@ -127,6 +130,7 @@ def build_app(
     app.add_route("/v1/dlq", DeadLetterCollection(dead_letters))
     app.add_route("/v1/dlq/redrive", BulkAction(RedriveDeadLetters, dead_letters.redrive))
     app.add_route("/v1/queues", QueueList(queue, catalog))
+    app.add_route("/v1/overview", OverviewResource(overview))
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(presence or registry.alive, settings.ready_requires, probes))
     app.add_route("/metrics", Metrics())
@@ -134,7 +138,20 @@ def build_app(
     add_console(
         app,
         console,
-        UseCases(tasks, listing, history, dead_letters, bulk_cancel, queue, catalog, registry, watch, slots, timing),
+        UseCases(
+            tasks,
+            listing,
+            history,
+            dead_letters,
+            bulk_cancel,
+            queue,
+            catalog,
+            registry,
+            watch,
+            slots,
+            timing,
+            overview=overview,
+        ),
     )
     return app
 

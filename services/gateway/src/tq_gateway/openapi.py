@@ -11,7 +11,7 @@ from typing import Any
 
 import falcon
 
-from tq_gateway import openapi_history, openapi_pause, openapi_streams
+from tq_gateway import openapi_history, openapi_overview, openapi_pause, openapi_streams
 from tq_gateway.openapi_components import (
     GUARDED,
     NAME,
@@ -33,7 +33,7 @@ TAGS = {
     " events",
     "runs": "A task's attempts and each attempt's captured log",
     "dead letters": "Tasks that failed for good: list them and queue them again",
-    "queues": "The depth of every queue",
+    "queues": "The depth of every queue, and the overview of the whole system",
     "health": "Liveness, readiness, metrics and this document (no authentication)",
 }
 TOO_LARGE = {"411": ref("LengthRequired", "responses"), "413": ref("BodyTooLarge", "responses")}
@@ -305,13 +305,14 @@ def build_spec() -> dict[str, Any]:
             "parameters": openapi_history.parameters(),
             "headers": headers(),
             "responses": responses(),
-            "schemas": {**schemas(), **openapi_history.schemas()},
+            "schemas": {**schemas(), **openapi_history.schemas(), **openapi_overview.schemas()},
         },
         "security": [{"bearerAuth": []}],
         "paths": {
             **_task_paths(),
             **openapi_pause.paths(),
             **openapi_history.paths(),
+            **openapi_overview.paths(),
             **openapi_streams.paths(),
             **_public_paths(),
         },

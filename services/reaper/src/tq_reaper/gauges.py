@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -80,7 +81,9 @@ class SystemGauges(Collector):
             labels=["priority"],
         )
         now = self._clock.now()
-        queued_since = self._queries.oldest_queued()
+        queued_since: dict[Priority, datetime] = {}
+        for (_, priority), at in self._queries.oldest_queued().items():  # the oldest of a priority in any pool
+            queued_since[priority] = min(queued_since.get(priority, at), at)
         for priority in Priority:
             since = queued_since.get(priority)
             oldest.add_metric([priority.value], 0.0 if since is None else max(0.0, (now - since).total_seconds()))

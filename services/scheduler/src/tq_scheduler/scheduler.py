@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Gauge
 
+from tqcore.activity import ACTIVITY, ActivityTally
 from tqcore.ports import Clock, Registry, TaskQueue, TaskStore
 from tqcore.usecases.scheduling import Pass, Promoter
 
@@ -57,7 +58,9 @@ class Scheduler:
         stage_s: float = 0.0,
         instance: str | None = None,
         backfill: Callable[[], bool] | None = None,
+        activity: ActivityTally = ACTIVITY,
     ) -> None:
+        self._activity = activity
         #: A one-off data backfill still under way (a step per pass until it says it is done), or ``None``.
         self._backfill = backfill
         self._registry = registry
@@ -107,6 +110,7 @@ class Scheduler:
         if self.last_pass.events:
             log.info("scheduler pass", extra={"events": dict(self.last_pass.events)})
         LAST_PASS.set_to_current_time()
+        self._activity.passed()  # the overview's "last pass": a stuck scheduler fires nothing, so lag alone hides it
         return self.last_pass.queued
 
     def _step_backfill(self) -> None:

@@ -1,4 +1,4 @@
-"""The operator commands: dead letters, queues, API keys, and shell completion."""
+"""The operator commands: dead letters, queues, the overview, API keys, and shell completion."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from tq.cli.app import API, OK, USAGE, json_option, state
-from tq.cli.render import TASK_COLUMNS, doc, print_json, print_outcome, print_page, print_table
+from tq.cli.render import TASK_COLUMNS, doc, print_fields, print_json, print_outcome, print_page, print_table
 
 
 @click.group()
@@ -50,6 +50,33 @@ def queues() -> int:
         print_json({"queues": listed})
     else:
         print_table(listed, ("name", "pool", "priority", "depth", "in_flight", "dlq_depth"), empty="no queues")
+    return OK
+
+
+@click.command()
+@json_option
+def overview() -> int:
+    """The system at a glance: live services, the last 5 minutes' throughput, scheduler lag, dead letters, queues."""
+    seen = doc(state().client().overview())
+    if state().json:
+        print_json(seen)
+        return OK
+    recent = seen["throughput"][-5:]
+    scheduler = seen["scheduler"]
+    print_fields(
+        {
+            "at": seen["at"],
+            "replicas": " ".join(f"{service} {count}" for service, count in seen["replicas"].items()),
+            "finished (5 min)": f"{sum(m['succeeded'] for m in recent)} succeeded, {sum(m['failed'] for m in recent)} "
+            "failed",
+            "scheduler lag_s": scheduler["lag_s"],
+            "last pass age_s": scheduler["last_pass_age_s"],
+            "dead letters": " ".join(f"{group} {count}" for group, count in seen["dead_letters"].items()) or None,
+        }
+    )
+    rows = [{**queue, "executors": pool["executors"]} for pool in seen["pools"] for queue in pool["queues"]]
+    columns = ("pool", "priority", "depth", "in_flight", "oldest_age_s", "dlq_depth", "executors")
+    print_table(rows, columns, empty="no queues")
     return OK
 
 
@@ -115,4 +142,4 @@ def completion(ctx: click.Context, shell: str) -> int:
     return OK
 
 
-COMMANDS = (dlq, queues, keys, completion)
+COMMANDS = (dlq, queues, overview, keys, completion)

@@ -40,6 +40,7 @@ from tqcore.listing import TaskListing
 from tqcore.ports import ManagedQueue, Registry
 from tqcore.usecases.bulk import BulkCancel
 from tqcore.usecases.management import DeadLetters, TaskHistory
+from tqcore.usecases.overview import SystemOverview
 from tqcore.usecases.service import Catalog, Tasks
 
 
@@ -58,6 +59,7 @@ class UseCases:
     watch: TaskWatch
     slots: Slots
     timing: StreamTiming
+    overview: SystemOverview
 
 
 class Console:
@@ -76,7 +78,7 @@ class Console:
 def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> None:
     """Register every ``/ui`` route (one resource per URI template)."""
     renderer = console.renderer
-    app.add_route("/ui", Overview(renderer))
+    app.add_route("/ui", Overview(renderer, uses.overview))
     app.add_route(
         "/ui/session",
         SessionStart(renderer, console.sessions, console.bearer, console.settings.trusted_proxy_hops),

@@ -55,15 +55,15 @@ class DynamoTaskQueries:
             ExpressionAttributeValues={":pk": {"S": f"DLQ#{group}"}},
         )
 
-    def oldest_queued(self, sample: int = OLDEST_SAMPLE) -> dict[Priority, datetime]:
-        """When the longest-waiting ``queued`` task of each priority was queued (priorities with none left out).
+    def oldest_queued(self, sample: int = OLDEST_SAMPLE) -> dict[tuple[str, Priority], datetime]:
+        """When the longest-waiting ``queued`` task of each pool and priority was queued (queues with none left out).
 
         Queued tasks sit in the ``reap`` index by re-send deadline, which is ``queued_at`` plus a wait that
         doubles with each re-send, in time buckets: the walk reads the buckets from the re-send mark on, up to
         ``sample`` items of each shard, and stops after the first bucket that holds any. Those hold the oldest
         unless a much re-sent task's deadline lies beyond that bucket (then this is a lower bound).
         """
-        oldest: dict[Priority, datetime] = {}
+        oldest: dict[tuple[str, Priority], datetime] = {}
         now = datetime.now(UTC)
         bucket = deadlines.read_mark(self._db, keys.RESEND) or keys.bucket_of(keys.RESEND, now)
         # No re-send deadline lies further ahead than the longest wait (``keys.resend_at``).
@@ -83,8 +83,8 @@ class DynamoTaskQueries:
                     with contextlib.suppress(KeyError, ValueError, TypeError):
                         task = task_from_dict(json.loads(item["doc"]["S"]))
                         if task.status is Status.QUEUED and task.queued_at is not None:
-                            known = oldest.get(task.priority)
-                            oldest[task.priority] = task.queued_at if known is None else min(known, task.queued_at)
+                            queue = (task.pool, task.priority)
+                            oldest[queue] = min(oldest.get(queue, task.queued_at), task.queued_at)
             bucket += keys.BUCKET_WIDTH[keys.RESEND]
         return oldest
 

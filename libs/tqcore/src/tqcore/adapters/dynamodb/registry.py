@@ -13,11 +13,12 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from tqcore.activity import Activity
 from tqcore.adapters.dynamodb import keys
 from tqcore.adapters.dynamodb.table import Table
 from tqcore.domain.codec import parse_ts, ts
 from tqcore.errors import TypeServedElsewhere
-from tqcore.ports import TypeInfo
+from tqcore.ports import LiveInstance, TypeInfo
 from tqcore.settings import DEFAULT_POOL, CoreSettings
 
 
@@ -123,19 +124,18 @@ class DynamoRegistry:
         )
         return {item["SK"]["S"].removeprefix("G#") for item in items}
 
-    def heartbeat(self, service: str, instance: str, ttl_s: int) -> None:
-        """Mark ``service``/``instance`` alive for ``ttl_s`` seconds."""
+    def heartbeat(self, service: str, instance: str, ttl_s: int, activity: Activity | None = None) -> None:
+        """Mark ``service``/``instance`` alive for ``ttl_s`` seconds, with its recent activity (JSON text)."""
         until = int(time.time()) + ttl_s
-        self._db.call(
-            "put_item",
-            TableName=self._table,
-            Item={
-                "PK": {"S": keys.PRESENCE_PK},
-                "SK": {"S": f"{service}#{instance}"},
-                "alive_until": {"N": str(until)},
-                keys.TTL_ATTRIBUTE: {"N": str(until + 3600)},
-            },
-        )
+        item = {
+            "PK": {"S": keys.PRESENCE_PK},
+            "SK": {"S": f"{service}#{instance}"},
+            "alive_until": {"N": str(until)},
+            keys.TTL_ATTRIBUTE: {"N": str(until + 3600)},
+        }
+        if activity is not None:
+            item["activity"] = {"S": activity.to_json()}
+        self._db.call("put_item", TableName=self._table, Item=item)
 
     def leave(self, service: str, instance: str) -> None:
         """Remove ``service``/``instance`` from the live instances."""
@@ -169,17 +169,29 @@ class DynamoRegistry:
 
     def alive(self) -> dict[str, list[str]]:
         """Instances whose heartbeat has not run out, by service."""
+        alive: dict[str, list[str]] = {}
+        for item in self._live_items():
+            service, _, instance = item["SK"]["S"].partition("#")
+            alive.setdefault(service, []).append(instance)
+        return alive
+
+    def instances(self) -> list[LiveInstance]:
+        """Live instances with their activity (items written before heartbeats carried any: none)."""
+        found = []
+        for item in self._live_items():
+            service, _, instance = item["SK"]["S"].partition("#")
+            text = item.get("activity", {}).get("S")
+            found.append(LiveInstance(service, instance, None if text is None else Activity.from_json(text)))
+        return sorted(found, key=lambda live: (live.service, live.name))
+
+    def _live_items(self) -> list[dict[str, Any]]:
+        """The presence items whose heartbeat has not run out."""
         items = self._db.query_all(
             KeyConditionExpression="PK = :pk",
             ExpressionAttributeValues={":pk": {"S": keys.PRESENCE_PK}},
         )
         now = int(time.time())
-        alive: dict[str, list[str]] = {}
-        for item in items:
-            if int(item["alive_until"]["N"]) >= now:
-                service, _, instance = item["SK"]["S"].partition("#")
-                alive.setdefault(service, []).append(instance)
-        return alive
+        return [item for item in items if int(item["alive_until"]["N"]) >= now]
 
 
 def _info(type_: str | TypeInfo, specs: Mapping[str, str] | None) -> TypeInfo:
