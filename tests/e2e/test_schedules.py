@@ -109,6 +109,45 @@ def test_an_every_2_s_task_runs_at_least_9_times_in_20_s_and_no_slot_twice(
     assert done["run_count"] >= len(history)
 
 
+def test_a_paused_task_runs_no_slot_and_resumed_runs_again_with_the_missed_slots_recorded(
+    client: Callable[[str], httpx.Client], stack: Stack
+) -> None:
+    alice = client("alice")
+    # Given an every-second task that has run
+    task_id = alice.post("/v1/tasks", json={**ECHO, "schedule": {"every_s": 1}}).json()["id"]
+    wait_for(lambda: len(executed_runs(stack, task_id)) >= 1, 10, "a first run")
+    # When alice pauses it, it is paused (at once, or once the run under way has ended)
+    paused = alice.post(f"/v1/tasks/{task_id}/pause")
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["paused_at"] is not None
+    wait_for_status(alice, task_id, {"paused"})
+    executed = executed_runs(stack, task_id)
+    # Then no slot runs for several seconds
+    time.sleep(4)
+    task = alice.get(f"/v1/tasks/{task_id}").json()
+    assert (task["status"], task["next_run_at"]) == ("paused", None)
+    assert executed_runs(stack, task_id) == executed
+    # When alice resumes it, it waits for its next slot and runs again
+    resumed_at = datetime.now(UTC)
+    resumed = alice.post(f"/v1/tasks/{task_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "scheduled"
+    assert ts(resumed.json()["next_run_at"]) > resumed_at - timedelta(seconds=1)
+    wait_for(lambda: len(executed_runs(stack, task_id)) > len(executed), 10, "a run after the resume")
+    cancel(alice, task_id)
+    # And its history shows the pause and the resume by alice, and the slots missed meanwhile as skipped
+    (pause_event,) = events(alice, task_id, "paused")
+    (resume_event,) = events(alice, task_id, "resumed")
+    (skipped,) = [e for e in events(alice, task_id, "run_skipped") if e["data"]["reason"] == "paused"]
+    assert (pause_event["actor"], resume_event["actor"], skipped["actor"]) == ("alice", "alice", "alice")
+    assert skipped["data"]["count"] >= 3
+    assert ts(skipped["data"]["first"]) <= ts(skipped["data"]["last"]) < resumed_at
+    # and no run was for a slot while it was paused
+    assert not any(
+        ts(pause_event["at"]) < ts(r["scheduled_for"]) <= ts(resume_event["at"]) for r in runs(alice, task_id)
+    )
+
+
 @pytest.mark.slow  # ministack only: the cadence is what is tested, and it takes 10-25 s
 def test_overlap_skip_never_overlaps_runs_and_records_the_skipped_slots(
     client: Callable[[str], httpx.Client], stack: Stack

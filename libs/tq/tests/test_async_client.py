@@ -54,6 +54,17 @@ def test_submit_get_update_cancel(gateway: Gateway) -> None:
     assert key.startswith("tq-py-")
 
 
+def test_pause_and_resume(gateway: Gateway) -> None:
+    async def scenario(client: tq.AsyncClient) -> list[Any]:
+        task = await client.submit("echo", "team-a", schedule={"every_s": 60})
+        paused = await client.pause(task.id)
+        resumed = await client.resume(task.id)
+        return [task.status, paused.status, paused.paused_at is not None, resumed.status, resumed.paused_at]
+
+    # The first run is queued at once: paused, it goes on (paused_at set); resumed, it goes on unpaused.
+    assert run(gateway, scenario) == ["queued", "queued", True, "queued", None]
+
+
 def test_listings_are_async_iterators_over_every_page(gateway: Gateway) -> None:
     async def scenario(client: tq.AsyncClient) -> tuple[int, int, list[str], list[str]]:
         for n in range(55):

@@ -17,11 +17,12 @@ from click.testing import CliRunner, Result
 from tq.cli import cli
 from tq.cli.app import State
 from tq.cli.config import Target
+from tq.cli.tasks import STATUSES
 from tq.client import Client
 from tq.models import ENDED
 from tq.retries import Retries
 from tqcore.domain.codec import event_to_dict, ts
-from tqcore.domain.model import ErrorInfo, Progress, RunLog
+from tqcore.domain.model import ErrorInfo, Progress, RunLog, Status
 from tqcore.domain.task import Task
 from tqcore.usecases.service import mutate
 
@@ -173,10 +174,15 @@ def failing_once(world: World) -> str:
 def test_every_command_of_the_contract_is_there() -> None:
     assert set(cli.commands) == {
         *("submit", "get", "ls", "watch", "logs", "runs", "events", "cancel", "redrive", "dlq", "queues", "keys"),
+        *("pause", "resume"),  # contract section 8
         "completion",
     }
     assert set(cli.commands["dlq"].commands) == {"ls", "redrive"}
     assert set(cli.commands["keys"].commands) == {"create", "list", "revoke"}
+
+
+def test_ls_completes_every_status_the_api_serves() -> None:
+    assert set(STATUSES) == {status.value for status in Status}
 
 
 # ------------------------------------------------------------------------------------------------- submit
@@ -428,6 +434,21 @@ def test_cancel_needs_one_id_or_a_group(world: World, args: tuple[str, ...], say
     line = failed(world.tq("cancel", *args), 2)
     assert line.startswith("tq cancel: ")
     assert says in line
+
+
+def test_pause_and_resume(world: World) -> None:
+    # Given an every-minute task whose first run is queued
+    task_id = submitted(world, "--every", "60")
+    # When it is paused, the run goes on, and the task is paused once it ends
+    assert ok(world.tq("pause", task_id)) == f"{task_id} queued (paused once this run ends)\n"
+    world.claim(task_id)
+    world.succeed(task_id)
+    assert json.loads(ok(world.tq("get", task_id, "--json")))["status"] == "paused"
+    # And resumed, it waits for its next slot; resuming again is an API error
+    assert ok(world.tq("resume", task_id)) == f"{task_id} scheduled\n"
+    assert failed(world.tq("resume", task_id), 3).startswith("tq: 409 ")
+    # And a one-shot task cannot be paused
+    assert "repeating" in failed(world.tq("pause", submitted(world), "--json"), 3)
 
 
 def test_dlq_ls_and_redrive(world: World) -> None:

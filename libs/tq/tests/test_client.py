@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -298,6 +299,22 @@ def test_update_with_if_match(client: tq.Client) -> None:
 def test_cancel(client: tq.Client) -> None:
     task = client.submit("echo", "team-a")
     assert client.cancel(task.id, if_match=f'"{task.version}"').status == "cancelled"
+
+
+def test_pause_and_resume(client: tq.Client) -> None:
+    start = client.get(client.submit("echo", "team-a").id).created_at + timedelta(hours=1)
+    task = client.submit("echo", "team-a", schedule={"every_s": 60, "start_at": start})
+    paused = client.pause(task.id)
+    assert (paused.status, paused.paused_at is not None, client.pause(task.id).version) == (
+        "paused",
+        True,
+        paused.version,
+    )
+    resumed = client.resume(task.id)
+    assert (resumed.status, resumed.next_run_at, resumed.paused_at) == ("scheduled", start, None)
+    with pytest.raises(tq.ApiError) as refused:
+        client.resume(task.id)
+    assert refused.value.status == 409
 
 
 def test_wait_returns_an_ended_task_at_once(gateway: Gateway, client: tq.Client) -> None:

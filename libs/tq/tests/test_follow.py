@@ -30,7 +30,8 @@ def task(status: str, version: int) -> Task:
             "timeout_s": 300, "schedule": None, "overlap": "skip", "expires_at": None, "idempotency_key": None,
             "worker": None, "created_at": AT, "updated_at": AT, "queued_at": None, "started_at": None,
             "finished_at": None, "next_run_at": None, "lease_expires_at": None, "run_count": 0,
-            "cancel_requested": False, "parent_id": None, "last_error": None, "result": None, "progress": None,
+            "cancel_requested": False, "paused_at": None, "parent_id": None, "last_error": None, "result": None,
+            "progress": None,
         }
     )  # fmt: skip
 

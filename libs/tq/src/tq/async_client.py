@@ -125,6 +125,14 @@ class AsyncClient:
         """See ``Client.cancel``."""
         return await self._send(calls.cancel(task_id, if_match))
 
+    async def pause(self, task_id: str) -> Task:
+        """See ``Client.pause``."""
+        return await self._send(calls.pause(task_id))
+
+    async def resume(self, task_id: str) -> Task:
+        """See ``Client.resume``."""
+        return await self._send(calls.resume(task_id))
+
     def runs(self, task_id: str) -> AsyncIterator[Run]:
         """See ``Client.runs``."""
         return self._items(lambda cursor: calls.runs_page(task_id, cursor))

@@ -271,6 +271,16 @@ def cancel(task_id: str, if_match: int | str | None) -> Call[Task]:
     return Call("DELETE", task_path(task_id), _model(Task), headers=headers, repeatable=False)
 
 
+def pause(task_id: str) -> Call[Task]:
+    """``POST /v1/tasks/{id}/pause``: repeated safely (pausing a paused task changes nothing)."""
+    return Call("POST", task_path(task_id, "pause"), _model(Task))
+
+
+def resume(task_id: str) -> Call[Task]:
+    """``POST /v1/tasks/{id}/resume``: not repeated (a second send answers 409 for the task it resumed)."""
+    return Call("POST", task_path(task_id, "resume"), _model(Task), repeatable=False)
+
+
 def runs_page(task_id: str, cursor: str | None) -> Call[Page[Run]]:
     """``GET /v1/tasks/{id}/runs``: one page, newest first."""
     return Call("GET", task_path(task_id, "runs"), _model(Page[Run]), params=_query(cursor=cursor))

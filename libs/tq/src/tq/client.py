@@ -145,6 +145,14 @@ class Client:
         """Cancel a task (a running attempt is told to stop)."""
         return self._send(calls.cancel(task_id, if_match))
 
+    def pause(self, task_id: str) -> Task:
+        """Pause a repeating task: it takes no slot until resumed (a run under way finishes first)."""
+        return self._send(calls.pause(task_id))
+
+    def resume(self, task_id: str) -> Task:
+        """Resume a paused task with its next slot (the slots missed meanwhile are recorded as skipped)."""
+        return self._send(calls.resume(task_id))
+
     def runs(self, task_id: str) -> Iterator[Run]:
         """The task's runs (one per attempt), newest first."""
         return self._items(lambda cursor: calls.runs_page(task_id, cursor))

@@ -90,7 +90,7 @@ class Task(Resource):
     priority: str
     pool: str
     #: ``scheduled`` · ``queued`` · ``running`` · ``retrying`` · ``succeeded`` · ``failed`` · ``cancelled`` ·
-    #: ``expired`` (a newer server may add more)
+    #: ``expired`` · ``paused`` (a newer server may add more)
     status: str
     version: int
     attempts: int
@@ -112,6 +112,8 @@ class Task(Resource):
     lease_expires_at: datetime | None
     run_count: int
     cancel_requested: bool
+    #: When a user paused this repeating task (``None`` unless paused; a run under way finishes first).
+    paused_at: datetime | None
     parent_id: str | None
     last_error: LastError | None
     result: Any

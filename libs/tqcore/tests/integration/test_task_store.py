@@ -213,6 +213,27 @@ def test_reap_index_finds_queued_tasks_past_their_resend_deadline(store: TaskSto
     assert not unclaimed(later)
 
 
+def test_a_paused_task_leaves_the_due_index_and_resumed_comes_back_at_its_next_slot(
+    store: TaskStore,
+) -> None:
+    # Given an every-minute task waiting for its first slot at NOW + 1 min
+    task = new_task(schedule={"every_s": 60, "start_at": (NOW + timedelta(minutes=1)).isoformat()})
+    store.create(task)
+    later = NOW + timedelta(minutes=10)
+
+    def found() -> list[datetime | None]:
+        return [t.wake_at for t in store.due(NOW - timedelta(minutes=1), later) if t.id == task.id]
+
+    assert found() == [NOW + timedelta(minutes=1)]
+    # When it is paused, the scheduler's pass cannot find it (the same keys file it for the sweep: none)
+    task = mutate(store, store.get(task.id), lambda t: t.pause("alice", NOW + timedelta(seconds=1)))
+    assert found() == []
+    assert store.get(task.id).status is Status.PAUSED
+    # When it is resumed at NOW + 5 min, it is due again at its next slot (NOW + 6 min)
+    mutate(store, task, lambda t: t.resume("alice", NOW + timedelta(minutes=5)))
+    assert found() == [NOW + timedelta(minutes=6)]
+
+
 def test_the_sweep_finds_every_overdue_waiting_task_however_old_and_no_queued_one(store: TaskStore) -> None:
     # Given a sweep that ran two days ago (its mark is then), tasks written then, due then and due a day from now,
     # and one queued

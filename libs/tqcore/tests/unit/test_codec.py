@@ -82,6 +82,8 @@ def build(status: Status, now: datetime = T0, payload: Any = None, **body: Any) 
     fields = {"type": "echo", "group": "team-a", "payload": payload, "expires_at": now + timedelta(hours=1), **body}
     if status is Status.SCHEDULED:
         fields["schedule"] = {"at": now + timedelta(minutes=5)}
+    if status is Status.PAUSED:
+        fields["schedule"] = {"every_s": 60, "start_at": now + timedelta(minutes=5)}
     if status is Status.FAILED:
         fields["retry"] = {"max_retries": 0}
     cmd = SubmitTask.model_validate(fields)
@@ -95,6 +97,9 @@ def build(status: Status, now: datetime = T0, payload: Any = None, **body: Any) 
         return task
     if status is Status.EXPIRED:
         task.expire(now + timedelta(hours=2))
+        return task
+    if status is Status.PAUSED:
+        task.pause("bob", now + s)
         return task
     task.claim(1, WORKER, now + s, 30)
     if status is Status.SUCCEEDED:

@@ -79,6 +79,12 @@ def expired() -> Task:
     return task
 
 
+def paused() -> Task:
+    task = submit(schedule={"every_s": 60, "start_at": T0 + timedelta(minutes=10)})
+    task.pause(USER, T0 + timedelta(seconds=2))
+    return task
+
+
 #: A task in every status (and the one sub-state that changes behaviour: running with a cancel requested).
 BUILDERS: dict[str, Callable[[], Task]] = {
     "scheduled": lambda: submit(schedule={"at": T0 + timedelta(minutes=10)}),
@@ -90,6 +96,7 @@ BUILDERS: dict[str, Callable[[], Task]] = {
     "failed": failed,
     "cancelled": cancelled,
     "expired": expired,
+    "paused": paused,
 }
 
 #: Every transition, called as its legitimate caller would (the attempt and worker that own the task).
@@ -105,6 +112,8 @@ TRANSITIONS: dict[str, Callable[[Task], None]] = {
     "expire": lambda t: t.expire(LATE),
     "update": lambda t: t.update({"description": "changed"}, USER, LATE),
     "redrive": lambda t: t.redrive(USER, LATE),
+    "pause": lambda t: t.pause(USER, LATE),
+    "resume": lambda t: t.resume(USER, LATE),
 }
 
 #: Who each transition's events are recorded as (contract section 4: users by name, services by role).
@@ -120,10 +129,12 @@ ACTORS = {
     "expire": "scheduler",
     "update": USER,
     "redrive": USER,
+    "pause": USER,
+    "resume": USER,
 }
 
 S, Q, R, RT = Status.SCHEDULED, Status.QUEUED, Status.RUNNING, Status.RETRYING
-OK, FAIL, CXL, EXP = Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.EXPIRED
+OK, FAIL, CXL, EXP, P = Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.EXPIRED, Status.PAUSED
 ILLEGAL, STALE = IllegalTransition, StaleAttempt
 Outcome = tuple[Status, list[str]] | type[IllegalTransition]
 ALL_ILLEGAL_TERMINAL: dict[str, Outcome] = {
@@ -138,6 +149,8 @@ ALL_ILLEGAL_TERMINAL: dict[str, Outcome] = {
     "expire": ILLEGAL,
     "update": ILLEGAL,
     "redrive": ILLEGAL,
+    "pause": ILLEGAL,
+    "resume": ILLEGAL,
 }
 
 #: state -> transition -> (resulting status, event types recorded) or the exact exception raised.
@@ -154,6 +167,8 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
         "expire": (EXP, ["expired"]),
         "update": (S, ["updated"]),
         "redrive": ILLEGAL,
+        "pause": ILLEGAL,  # a one-shot task
+        "resume": ILLEGAL,
     },
     "queued": {
         "promote": ILLEGAL,
@@ -167,6 +182,8 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
         "expire": (EXP, ["expired"]),
         "update": (Q, ["updated"]),
         "redrive": ILLEGAL,
+        "pause": ILLEGAL,  # a one-shot task
+        "resume": ILLEGAL,
     },
     "running": {
         "promote": ILLEGAL,
@@ -180,6 +197,8 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
         "expire": ILLEGAL,  # it has started
         "update": (R, ["updated"]),
         "redrive": ILLEGAL,
+        "pause": ILLEGAL,  # a one-shot task
+        "resume": ILLEGAL,
     },
     "running_cancel_requested": {
         "promote": ILLEGAL,
@@ -193,6 +212,8 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
         "expire": ILLEGAL,
         "update": (R, ["updated"]),
         "redrive": ILLEGAL,
+        "pause": ILLEGAL,  # a one-shot task
+        "resume": ILLEGAL,
     },
     "retrying": {
         "promote": (Q, ["queued"]),
@@ -206,12 +227,22 @@ EXPECTED: dict[str, dict[str, Outcome]] = {
         "expire": (EXP, ["expired"]),
         "update": (RT, ["updated"]),
         "redrive": ILLEGAL,
+        "pause": ILLEGAL,  # a one-shot task
+        "resume": ILLEGAL,
     },
     "succeeded": ALL_ILLEGAL_TERMINAL,
     "failed": {**ALL_ILLEGAL_TERMINAL, "redrive": (Q, ["redriven", "queued"])},
     # Contract section 4: DELETE 409s only after succeeded/failed, so cancelling twice is an idempotent no-op.
     "cancelled": {**ALL_ILLEGAL_TERMINAL, "request_cancel": (CXL, [])},
     "expired": ALL_ILLEGAL_TERMINAL,
+    # A repeating task paused while it waited for its next slot (contract section 8).
+    "paused": {
+        **ALL_ILLEGAL_TERMINAL,
+        "request_cancel": (CXL, ["cancelled"]),
+        "update": (P, ["updated"]),
+        "pause": (P, []),  # pausing twice changes nothing
+        "resume": (S, ["resumed", "run_skipped", "scheduled"]),
+    },
 }
 
 

@@ -15,7 +15,7 @@ from tq_gateway.console import Console, UseCases, add_console
 from tq_gateway.metrics import Metrics, RequestMetrics
 from tq_gateway.openapi import OpenApi
 from tq_gateway.ratelimit import RateLimit, Replicas, instance_name
-from tq_gateway.resources import Health, Ready, TaskBatch, TaskCollection, TaskItem
+from tq_gateway.resources import Health, Ready, TaskBatch, TaskCollection, TaskItem, TaskPause, TaskResume
 from tq_gateway.resources_history import (
     BulkAction,
     DeadLetterCollection,
@@ -122,6 +122,8 @@ def build_app(
     app.add_route("/v1/tasks/{task_id}/runs/{run_id}/log", TaskRunLog(history))
     app.add_route("/v1/tasks/{task_id}/events", TaskEvents(history))
     app.add_route("/v1/tasks/{task_id}/redrive", TaskRedrive(dead_letters))
+    app.add_route("/v1/tasks/{task_id}/pause", TaskPause(tasks))
+    app.add_route("/v1/tasks/{task_id}/resume", TaskResume(tasks))
     app.add_route("/v1/dlq", DeadLetterCollection(dead_letters))
     app.add_route("/v1/dlq/redrive", BulkAction(RedriveDeadLetters, dead_letters.redrive))
     app.add_route("/v1/queues", QueueList(queue, catalog))

@@ -1,7 +1,8 @@
 """``/openapi.json``: OpenAPI 3.1 for every endpoint; request schemas come from the pydantic models.
 
-The task endpoints are described here, a task's history, the dead letters and the queues in
-``openapi_history``, and the shared schemas, responses and headers in ``openapi_components``.
+The task endpoints are described here (pausing and resuming in ``openapi_pause``), a task's history, the dead
+letters and the queues in ``openapi_history``, and the shared schemas, responses and headers in
+``openapi_components``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import falcon
 
-from tq_gateway import openapi_history, openapi_streams
+from tq_gateway import openapi_history, openapi_pause, openapi_streams
 from tq_gateway.openapi_components import (
     GUARDED,
     NAME,
@@ -27,7 +28,8 @@ from tqcore.domain.model import Status
 
 #: The groups of operations (a generated client makes a module of each), and what each holds.
 TAGS = {
-    "tasks": "Submit, read, list, change and cancel tasks, one or a batch at a time, and read a task's events",
+    "tasks": "Submit, read, list, change, pause, resume and cancel tasks, one or a batch at a time, and read a task's"
+    " events",
     "runs": "A task's attempts and each attempt's captured log",
     "dead letters": "Tasks that failed for good: list them and queue them again",
     "queues": "The depth of every queue",
@@ -300,7 +302,13 @@ def build_spec() -> dict[str, Any]:
             "schemas": {**schemas(), **openapi_history.schemas()},
         },
         "security": [{"bearerAuth": []}],
-        "paths": {**_task_paths(), **openapi_history.paths(), **openapi_streams.paths(), **_public_paths()},
+        "paths": {
+            **_task_paths(),
+            **openapi_pause.paths(),
+            **openapi_history.paths(),
+            **openapi_streams.paths(),
+            **_public_paths(),
+        },
     }
 
 

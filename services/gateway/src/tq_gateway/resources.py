@@ -127,6 +127,28 @@ class TaskItem:
         send_task(resp, self._tasks.cancel(task_id, req.context.principal, if_match=if_match(req)))
 
 
+class TaskPause:
+    """``/v1/tasks/{task_id}/pause``."""
+
+    def __init__(self, tasks: Tasks) -> None:
+        self._tasks = tasks
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
+        """Pause a repeating task (a run under way finishes first)."""
+        send_task(resp, self._tasks.pause(task_id, req.context.principal))
+
+
+class TaskResume:
+    """``/v1/tasks/{task_id}/resume``."""
+
+    def __init__(self, tasks: Tasks) -> None:
+        self._tasks = tasks
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
+        """Resume a paused task with its next slot."""
+        send_task(resp, self._tasks.resume(task_id, req.context.principal))
+
+
 def if_match(req: falcon.Request) -> int | None:
     """The version ``If-Match`` names: ``3`` or ``"3"`` (no header, or ``*``: any version).
 

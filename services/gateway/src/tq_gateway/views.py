@@ -1,10 +1,10 @@
 """What the API shows of a task: its own model, apart from how the task is stored.
 
 ``TaskView`` is the task resource of the contract (section 3) plus what users need to follow a task
-(``cancel_requested``, ``lease_expires_at``, ``parent_id``); the stored document also carries the bookkeeping of
-the scheduler, the reaper and the executor (claim seq, resends, poison strikes, slots, trace context), which
-clients must not come to depend on. The OpenAPI ``Task`` schema is generated from these models, and a unit test
-keeps :func:`task_view`'s output and a listed document's view equal to them.
+(``cancel_requested``, ``paused_at``, ``lease_expires_at``, ``parent_id``); the stored document also carries the
+bookkeeping of the scheduler, the reaper and the executor (claim seq, resends, poison strikes, slots, trace
+context), which clients must not come to depend on. The OpenAPI ``Task`` schema is generated from these models,
+and a unit test keeps :func:`task_view`'s output and a listed document's view equal to them.
 """
 
 from __future__ import annotations
@@ -111,6 +111,10 @@ class TaskView(BaseModel):
     lease_expires_at: datetime | None = Field(description="while running: when the attempt's lease runs out")
     run_count: int = Field(ge=0, description="runs finished (repeating tasks)")
     cancel_requested: bool = Field(description="a running attempt was told to stop")
+    paused_at: datetime | None = Field(
+        description="when a user paused this repeating task (null unless paused); a run under way when it was"
+        " paused keeps its status until it ends, then the task is `paused`"
+    )
     parent_id: str | None = Field(description="`overlap: allow`: the repeating task that spawned this run")
     last_error: LastError | None
     result: Any = Field(description="the handler's return value (any JSON value), null until it succeeds")

@@ -27,7 +27,7 @@ from tq.cli.render import (
 PRIORITIES = ("high", "normal", "low")
 RUN_COLUMNS = ("run_id", "attempt", "status", "started_at", "duration_ms", "worker", "error", "log_size")
 EVENT_COLUMNS = ("seq", "type", "at", "actor", "data")
-STATUSES = ("scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled", "expired")
+STATUSES = ("scheduled", "queued", "running", "retrying", "succeeded", "failed", "cancelled", "expired", "paused")
 
 
 def _complete_status(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
@@ -233,6 +233,24 @@ def redrive(task_id: str) -> int:
     return OK
 
 
+@click.command()
+@click.argument("task_id")
+@json_option
+def pause(task_id: str) -> int:
+    """Pause a repeating task: it takes no slot until resumed (a run under way finishes first)."""
+    _show_task(state().client().pause(task_id), short=True)
+    return OK
+
+
+@click.command()
+@click.argument("task_id")
+@json_option
+def resume(task_id: str) -> int:
+    """Resume a paused task with its next slot (the slots missed meanwhile are recorded as skipped)."""
+    _show_task(state().client().resume(task_id), short=True)
+    return OK
+
+
 def _show_task(task: Any, *, short: bool = False) -> None:
     """The task as JSON, as fields, or (``short``) as one ``<id> <status>`` line."""
     document = doc(task)
@@ -240,9 +258,11 @@ def _show_task(task: Any, *, short: bool = False) -> None:
         print_json(document)
     elif short:
         requested = " (cancel requested)" if document.get("cancel_requested") else ""
+        if document.get("paused_at") and document["status"] != "paused":
+            requested += " (paused once this run ends)"
         click.echo(f"{document['id']} {document['status']}{requested}")
     else:
         print_fields(document)
 
 
-COMMANDS = (submit, get, ls, watch, logs, runs, events, cancel, redrive)
+COMMANDS = (submit, get, ls, watch, logs, runs, events, cancel, redrive, pause, resume)

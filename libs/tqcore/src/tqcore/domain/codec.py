@@ -51,9 +51,9 @@ def schedule_to_dict(schedule: Schedule | None) -> dict[str, Any] | None:
 
 
 def task_to_dict(task: Task) -> dict[str, Any]:
-    """Every field of the task: the resource's (contract section 3, and ``cancel_requested``, ``lease_expires_at``,
-    ``parent_id``) and the services' bookkeeping the API does not show (``claim_seq``, ``resends``,
-    ``poison_strikes``, ``next_slot_at``, ``waiting_slot``, ``run_slot``, ``trace_context``)."""
+    """Every field of the task: the resource's (contract section 3, and ``cancel_requested``, ``paused_at``,
+    ``lease_expires_at``, ``parent_id``) and the services' bookkeeping the API does not show (``claim_seq``,
+    ``resends``, ``poison_strikes``, ``next_slot_at``, ``waiting_slot``, ``run_slot``, ``trace_context``)."""
     return {
         "id": task.id,
         "type": task.type,
@@ -91,6 +91,7 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "poison_strikes": task.poison_strikes,
         "claim_seq": task.claim_seq,
         "cancel_requested": task.cancel_requested,
+        "paused_at": ts(task.paused_at),
         "next_slot_at": ts(task.next_slot_at),
         "waiting_slot": ts(task.waiting_slot),
         "run_slot": ts(task.run_slot),
@@ -149,6 +150,7 @@ def task_from_dict(raw: dict[str, Any]) -> Task:
         poison_strikes=raw.get("poison_strikes", 0),
         claim_seq=raw.get("claim_seq"),
         cancel_requested=raw.get("cancel_requested", False),
+        paused_at=parse_ts(raw.get("paused_at")),
         next_slot_at=parse_ts(raw.get("next_slot_at")),
         waiting_slot=parse_ts(raw.get("waiting_slot")),
         run_slot=parse_ts(raw.get("run_slot")),

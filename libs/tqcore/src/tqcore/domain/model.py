@@ -19,6 +19,7 @@ class Status(enum.StrEnum):
     FAILED = "failed"  #: retries exhausted, dead-lettered (terminal until redriven)
     CANCELLED = "cancelled"  #: cancelled by a user (terminal)
     EXPIRED = "expired"  #: not started before ``expires_at`` (terminal)
+    PAUSED = "paused"  #: a repeating task a user paused: no slot runs until it is resumed
 
     @property
     def is_terminal(self) -> bool:
@@ -81,6 +82,8 @@ class EventType(enum.StrEnum):
     RUN_SKIPPED = "run_skipped"  #: a repeating task's slot(s) did not run: overlap, catch-up or too late
     RUN_WAITING = "run_waiting"  #: ``overlap: queue``: a due run waits for the current one to end
     RUN_SPAWNED = "run_spawned"  #: ``overlap: allow``: a due run started as its own task beside the current one
+    PAUSED = "paused"  #: a user paused a repeating task (a run under way finishes first)
+    RESUMED = "resumed"  #: a user resumed a paused task: it waits for its next slot again
 
 
 @dataclass(frozen=True)

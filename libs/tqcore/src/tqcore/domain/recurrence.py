@@ -118,6 +118,20 @@ def catch_up(
     return CatchUp(latest if on_time else None, schedules.next_slot(schedule, created_at, now), skipped)
 
 
+def after_pause(
+    schedule: Schedule, created_at: datetime, first: datetime | None, now: datetime
+) -> tuple[datetime | None, dict[str, Any] | None]:
+    """Where a task resumed at ``now`` goes on: its first slot after ``now``, and the ``run_skipped`` event's data
+    for the slots from ``first`` (its next slot when it was paused) up to ``now`` (``None`` if none passed)."""
+    if first is None:  # the schedule had ended already
+        return None, None
+    skipped = None
+    if first <= now:
+        latest, count = schedules.latest_slot(schedule, created_at, first, now)
+        skipped = {"reason": "paused", "count": count, "first": first, "last": latest}
+    return schedules.next_slot(schedule, created_at, max(now, first - timedelta(milliseconds=1))), skipped
+
+
 class WhileBusy(enum.Enum):
     """What a slot that falls due while a run is under way does."""
 

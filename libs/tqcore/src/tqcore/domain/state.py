@@ -62,6 +62,9 @@ class TaskState:
     #: zombie from an earlier run (attempt numbers restart after a redrive) can never record over this one.
     claim_seq: int | None = None
     cancel_requested: bool = False
+    #: When a user paused this repeating task (``None`` unless paused). A run under way when it was paused keeps
+    #: its status until it ends; the task is ``paused`` from then on.
+    paused_at: datetime | None = None
     #: A repeating task's next slot not yet acted on (``None`` for one-shot tasks and once the schedule ends).
     next_slot_at: datetime | None = None
     #: ``overlap: queue``: the slot of the one run waiting for the current run to end.
@@ -114,7 +117,13 @@ class TaskState:
     @property
     def _slot_pending_while_busy(self) -> bool:
         """A run is under way and a next slot is coming (none once a cancel was requested)."""
-        return self.status in BUSY and self.is_repeating and self.next_slot_at is not None and not self.cancel_requested
+        return (
+            self.status in BUSY
+            and self.is_repeating
+            and self.next_slot_at is not None
+            and not self.cancel_requested
+            and self.paused_at is None
+        )
 
     @property
     def wake_at(self) -> datetime | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqcore.domain import attempts, recurrence
 from tqcore.domain.errors import IllegalTransition
-from tqcore.domain.model import ErrorInfo, Event, EventType, RunLog, RunStatus, Status
+from tqcore.domain.model import ErrorInfo, Event, EventType, RunLog, RunStatus, Schedule, Status
 from tqcore.domain.recurrence import BUSY as BUSY
 from tqcore.domain.state import MUTABLE_FIELDS, TaskState
 
@@ -279,6 +279,40 @@ class Task(TaskState):
             return
         self._finish_cancelled(now, actor, {})
 
+    def pause(self, actor: str, now: datetime) -> None:
+        """A repeating task takes no slot until it is resumed; a run under way finishes first (the task is
+        ``paused`` once it ends). Pausing a paused task changes nothing."""
+        if not self.is_repeating:
+            raise IllegalTransition("only a repeating task can be paused")
+        if self.status.is_terminal:
+            raise IllegalTransition(f"a {self.status.value} task cannot be paused", status=self.status.value)
+        if self.cancel_requested:
+            raise IllegalTransition("the task is being cancelled")
+        if self.paused_at is not None:
+            return
+        self.paused_at = now
+        self._record(EventType.PAUSED, now, actor, {"next_slot_at": self.next_slot_at})
+        if self.waiting_slot is not None:  # ``overlap: queue``: the run waiting for the current one never starts
+            skipped = {"reason": "paused", "scheduled_for": self.waiting_slot}
+            self.waiting_slot = None
+            self._record(EventType.RUN_SKIPPED, now, actor, skipped)
+        if self.status is Status.SCHEDULED:
+            self._park()
+
+    def resume(self, actor: str, now: datetime) -> None:
+        """A paused task goes on with its first slot after ``now``; the slots that passed while it was paused
+        are recorded as skipped (one ``run_skipped`` event, reason ``paused``)."""
+        if self.paused_at is None:
+            raise IllegalTransition(f"task is {self.status.value}, not paused", status=self.status.value)
+        assert self.schedule is not None
+        self._record(EventType.RESUMED, now, actor, {"paused_at": self.paused_at})
+        self.paused_at = None
+        self.next_slot_at, skipped = recurrence.after_pause(self.schedule, self.created_at, self.next_slot_at, now)
+        if skipped is not None:
+            self._record(EventType.RUN_SKIPPED, now, actor, skipped)
+        if self.status is Status.PAUSED:
+            self._schedule_next(now, actor)
+
     def acknowledge_cancel(
         self, attempt: int, worker: str, now: datetime, *, claim_seq: int | None = None, log: RunLog | None = None
     ) -> None:
@@ -311,12 +345,7 @@ class Task(TaskState):
         if not changed:
             return
         if "schedule" in changed:
-            new = recurrence.reschedule(
-                changed["schedule"], self.created_at, now, self.status, self.is_repeating, self.run_slot
-            )
-            self.next_slot_at = new.next_slot_at
-            if not new.keep_next_run:
-                self.next_run_at = new.next_run_at
+            self._reschedule(changed["schedule"], now)
         for name, value in changed.items():
             setattr(self, name, value)
         data: dict[str, Any] = {"fields": sorted(changed)}
@@ -335,6 +364,16 @@ class Task(TaskState):
         self._enqueue(now, actor)
 
     # --------------------------------------------------------------- internals
+    def _reschedule(self, schedule: Schedule | None, now: datetime) -> None:
+        """A new schedule's next slot (and next run); a paused task keeps waiting for ``resume``."""
+        if self.paused_at is not None and not (schedule is not None and schedule.is_repeating):
+            raise IllegalTransition("a paused task's schedule must repeat: resume it first")
+        status = Status.SCHEDULED if self.status is Status.PAUSED else self.status
+        new = recurrence.reschedule(schedule, self.created_at, now, status, self.is_repeating, self.run_slot)
+        self.next_slot_at = new.next_slot_at
+        if not new.keep_next_run and self.status is not Status.PAUSED:
+            self.next_run_at = new.next_run_at
+
     def _end_attempt(
         self,
         error: ErrorInfo,
@@ -399,6 +438,9 @@ class Task(TaskState):
         elif self.next_slot_at is None:
             self.status = Status.SUCCEEDED
             self.finished_at = now
+        elif self.paused_at is not None:  # paused during the run: no slot until it is resumed
+            self.finished_at = None
+            self._park()
         else:
             self.finished_at = None
             self._schedule(self.next_slot_at, now, actor)
@@ -418,11 +460,16 @@ class Task(TaskState):
         self.next_run_at = None
         self._record(EventType.EXPIRED, now, actor, {"reason": "no slot left before the schedule's end_at"})
 
+    def _park(self) -> None:
+        """Paused and idle: out of the scheduler's sight (no ``wake_at``) until resumed."""
+        self.status = Status.PAUSED
+        self.next_run_at = None
+
     def _finish_cancelled(self, now: datetime, actor: str, data: dict[str, Any]) -> None:
         self._release()
         self.status = Status.CANCELLED
         self.finished_at = now
-        self.next_run_at = self.next_slot_at = self.waiting_slot = None
+        self.next_run_at = self.next_slot_at = self.waiting_slot = self.paused_at = None
         self._record(EventType.CANCELLED, now, actor, data)
 
     def _enqueue(self, now: datetime, actor: str, *, scheduled_for: datetime | None = None) -> None:

@@ -277,6 +277,14 @@ class Tasks:
         """DELETE: cancel at once, or ask the running attempt to stop (the task then ends ``cancelled``)."""
         return self._change(task_id, principal, if_match, lambda t: t.request_cancel(principal.name, self._clock.now()))
 
+    def pause(self, task_id: str, principal: Principal) -> Task:
+        """A repeating task takes no slot until it is resumed; a run under way finishes first."""
+        return self._change(task_id, principal, None, lambda t: t.pause(principal.name, self._clock.now()))
+
+    def resume(self, task_id: str, principal: Principal) -> Task:
+        """A paused task goes on with its next slot; the slots passed while it was paused are recorded as skipped."""
+        return self._change(task_id, principal, None, lambda t: t.resume(principal.name, self._clock.now()))
+
     def _change(self, task_id: str, principal: Principal, if_match: int | None, change: Callable[[Task], None]) -> Task:
         """Apply a user's change. With ``If-Match`` the change applies to that version or not at all (412);
         without, it is re-applied to the current version when another writer (say, the scheduler) wins."""
