@@ -36,6 +36,13 @@ def parameters() -> dict[str, Any]:
             "description": "the group to list; without it, all the caller's groups merged (an admin's: every group)",
             "schema": NAME,
         },
+        "Type": {
+            "name": "type",
+            "in": "query",
+            "required": False,
+            "description": "only tasks of this type",
+            "schema": NAME,
+        },
         "Limit": {
             "name": "limit",
             "in": "query",
@@ -186,6 +193,7 @@ def paths() -> dict[str, Any]:
             }
         },
         "/v1/dlq": {"get": _dlq_list()},
+        "/v1/schedules": {"get": _schedule_list()},
         "/v1/dlq/redrive": {"post": _dlq_redrive()},
         "/v1/tasks:cancel": {"post": _bulk_cancel()},
         "/v1/queues": {
@@ -204,11 +212,41 @@ def _dlq_list() -> dict[str, Any]:
         "operationId": "listDeadLetters",
         "tags": ["dead letters"],
         "summary": "Dead-lettered (failed) tasks, newest first by finished_at",
-        "description": "A page of one group's failed tasks (all the caller's groups merged if none is named). "
-        + SHORT_PAGES,
-        "parameters": [ref("Group", "parameters"), ref("Limit", "parameters"), ref("Cursor", "parameters")],
+        "description": "A page of one group's failed tasks (all the caller's groups merged if none is named), of "
+        "one `type` if named (an extension of the contract). " + SHORT_PAGES,
+        "parameters": [
+            ref("Group", "parameters"),
+            ref("Type", "parameters"),
+            ref("Limit", "parameters"),
+            ref("Cursor", "parameters"),
+        ],
         "responses": {
             "200": ok("a page of failed tasks", "TaskPage"),
+            "400": problem("a cursor this listing did not hand out"),
+            "403": problem("not a member of the group"),
+            "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
+            **GUARDED,
+        },
+    }
+
+
+def _schedule_list() -> dict[str, Any]:
+    return {
+        "operationId": "listSchedules",
+        "tags": ["tasks"],
+        "summary": "Schedules: repeating tasks until they end, and one-off `at` tasks until their time, newest first",
+        "description": "A page of one group's repeating tasks (`every_s` or `cron`; `paused` ones too) that have not "
+        "ended, and of its one-off tasks still waiting for their `at` (all the caller's groups merged if none is "
+        "named), of one `type` if named; what the console's schedules page shows (an extension of the contract). "
+        "Served by an index that holds only these tasks. " + SHORT_PAGES,
+        "parameters": [
+            ref("Group", "parameters"),
+            ref("Type", "parameters"),
+            ref("Limit", "parameters"),
+            ref("Cursor", "parameters"),
+        ],
+        "responses": {
+            "200": ok("a page of scheduled tasks", "TaskPage"),
             "400": problem("a cursor this listing did not hand out"),
             "403": problem("not a member of the group"),
             "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
@@ -221,8 +259,9 @@ def _dlq_redrive() -> dict[str, Any]:
     return {
         "operationId": "redriveDeadLetters",
         "tags": ["dead letters"],
-        "summary": "Redrive a group's dead letters: the given ids, or else the newest `limit`",
-        "description": "Ids that are not failed or not in the group are skipped. With `ids`, `limit` is ignored. "
+        "summary": "Redrive a group's dead letters: the given ids, or else the newest `limit` (of `type` if named)",
+        "description": "Ids that are not failed or not in the group are skipped. `type` (an extension of the "
+        "contract) narrows `ids` too. With `ids`, `limit` is ignored. "
         "`dry_run` lists what would be redriven and changes nothing.",
         **_group_action("RedriveDeadLetters", ok("what was (or, on a dry run, would be) redriven", "Redriven")),
     }

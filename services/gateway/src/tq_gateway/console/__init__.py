@@ -14,7 +14,9 @@ import falcon
 
 from tq_gateway.auth import BearerAuth
 from tq_gateway.console.gate import ConsoleGate
+from tq_gateway.console.pages_dlq import DeadLetterList, DeadLetterRedrive
 from tq_gateway.console.pages_overview import Overview
+from tq_gateway.console.pages_schedules import ScheduleAction, Schedules
 from tq_gateway.console.pages_session import SessionEnd, SessionStart, StaticAsset
 from tq_gateway.console.render import Assets, Renderer
 from tq_gateway.console.session import Sessions
@@ -22,7 +24,7 @@ from tq_gateway.settings import GatewaySettings
 from tq_gateway.streams import StreamTiming
 from tq_gateway.waiting import Slots
 from tq_gateway.watch import TaskWatch
-from tqcore.listing import TaskListing
+from tqcore.listing import ScheduleListing, TaskListing
 from tqcore.ports import ManagedQueue, Registry
 from tqcore.usecases.bulk import BulkCancel
 from tqcore.usecases.management import DeadLetters, TaskHistory
@@ -44,6 +46,7 @@ class UseCases:
     watch: TaskWatch
     slots: Slots
     timing: StreamTiming
+    schedules: ScheduleListing
 
 
 class Console:
@@ -69,3 +72,9 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     )
     app.add_route("/ui/session/end", SessionEnd(console.sessions))
     app.add_route("/ui/static/{name}", StaticAsset(console.assets))
+    # Schedules and dead letters (pages_schedules.py, pages_dlq.py).
+    app.add_route("/ui/schedules", Schedules(renderer, uses.schedules, uses.catalog))
+    app.add_route("/ui/schedules/{task_id}/pause", ScheduleAction(uses.tasks, "pause"))
+    app.add_route("/ui/schedules/{task_id}/resume", ScheduleAction(uses.tasks, "resume"))
+    app.add_route("/ui/dlq", DeadLetterList(renderer, uses.dead_letters, uses.catalog))
+    app.add_route("/ui/dlq/redrive", DeadLetterRedrive(renderer, uses.dead_letters))
