@@ -208,37 +208,36 @@ def paths() -> dict[str, Any]:
 
 
 def _dlq_list() -> dict[str, Any]:
-    return {
-        "operationId": "listDeadLetters",
-        "tags": ["dead letters"],
-        "summary": "Dead-lettered (failed) tasks, newest first by finished_at",
-        "description": "A page of one group's failed tasks (all the caller's groups merged if none is named), of "
-        "one `type` if named (an extension of the contract). " + SHORT_PAGES,
-        "parameters": [
-            ref("Group", "parameters"),
-            ref("Type", "parameters"),
-            ref("Limit", "parameters"),
-            ref("Cursor", "parameters"),
-        ],
-        "responses": {
-            "200": ok("a page of failed tasks", "TaskPage"),
-            "400": problem("a cursor this listing did not hand out"),
-            "403": problem("not a member of the group"),
-            "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
-            **GUARDED,
-        },
-    }
+    return _filtered_list(
+        "listDeadLetters",
+        "dead letters",
+        "Dead-lettered (failed) tasks, newest first by finished_at",
+        "A page of one group's failed tasks (all the caller's groups merged if none is named), of one `type` if named "
+        "(an extension of the contract). ",
+        "a page of failed tasks",
+    )
 
 
 def _schedule_list() -> dict[str, Any]:
+    return _filtered_list(
+        "listSchedules",
+        "tasks",
+        "Schedules: repeating tasks until they end, and one-off `at` tasks until their time, newest first",
+        "A page of one group's repeating tasks (`every_s` or `cron`; `paused` ones too) that have not ended, and of "
+        "its one-off tasks still waiting for their `at` (all the caller's groups merged if none is named), of one "
+        "`type` if named; what the console's schedules page shows (an extension of the contract). Served by an "
+        "index that holds only these tasks. ",
+        "a page of scheduled tasks",
+    )
+
+
+def _filtered_list(operation_id: str, tag: str, summary: str, description: str, page: str) -> dict[str, Any]:
+    """A listing of tasks by ``group`` and ``type``, paged."""
     return {
-        "operationId": "listSchedules",
-        "tags": ["tasks"],
-        "summary": "Schedules: repeating tasks until they end, and one-off `at` tasks until their time, newest first",
-        "description": "A page of one group's repeating tasks (`every_s` or `cron`; `paused` ones too) that have not "
-        "ended, and of its one-off tasks still waiting for their `at` (all the caller's groups merged if none is "
-        "named), of one `type` if named; what the console's schedules page shows (an extension of the contract). "
-        "Served by an index that holds only these tasks. " + SHORT_PAGES,
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        "description": description + SHORT_PAGES,
         "parameters": [
             ref("Group", "parameters"),
             ref("Type", "parameters"),
@@ -246,7 +245,7 @@ def _schedule_list() -> dict[str, Any]:
             ref("Cursor", "parameters"),
         ],
         "responses": {
-            "200": ok("a page of scheduled tasks", "TaskPage"),
+            "200": ok(page, "TaskPage"),
             "400": problem("a cursor this listing did not hand out"),
             "403": problem("not a member of the group"),
             "422": problem("an invalid query parameter (errors: [{loc, msg}])"),

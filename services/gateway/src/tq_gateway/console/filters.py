@@ -9,8 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import falcon
+
+from tq_gateway.console.render import Renderer
 from tqcore.documents import FIELDS, ListedTask
 from tqcore.domain.access import Principal
+from tqcore.listing import Page
 from tqcore.usecases.service import Catalog
 
 #: Rows a console page shows at most.
@@ -40,6 +44,33 @@ class Filters:
         params = {"group": self.group, "type": self.type, "cursor": cursor, **extra}
         query = urlencode({name: value for name, value in params.items() if value is not None})
         return f"{path}?{query}" if query else path
+
+
+def list_page(
+    renderer: Renderer,
+    req: falcon.Request,
+    resp: falcon.Response,
+    template: str,
+    catalog: Catalog,
+    read: Callable[[Filters], Page[ListedTask]],
+    row: Callable[[ListedTask], object],
+    **ctx: Any,
+) -> None:
+    """Render a list page: the page ``read`` gives for the request's filters, each task as ``row`` makes it, the
+    filter form's groups and the pager's links."""
+    filters = Filters.read(req.get_param)
+    page = read(filters)
+    renderer.render(
+        req,
+        resp,
+        template,
+        rows=[row(task) for task in page.items],
+        filters=filters,
+        groups=group_choices(req.context.principal, catalog),
+        next_url=None if page.next_cursor is None else filters.url(req.path, cursor=page.next_cursor),
+        first_url=filters.url(req.path) if filters.cursor else None,
+        **ctx,
+    )
 
 
 def group_choices(principal: Principal, catalog: Catalog) -> list[str]:

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import falcon
 
-from tq_gateway.console.filters import Filters, fields, group_choices
+from tq_gateway.console.filters import Filters, fields, list_page
 from tq_gateway.console.render import Renderer, when
 from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
 from tqcore.domain.requests import DeadLetterQuery, RedriveDeadLetters
+from tqcore.listing import TaskPage
 from tqcore.usecases.management import DeadLetters
 from tqcore.usecases.service import Catalog
 
@@ -90,20 +91,21 @@ class DeadLetterList:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = req.context.principal
-        filters = Filters.read(req.get_param)
-        page = self._dead_letters.page(DeadLetterQuery.model_validate(filters.query()), principal)
+
+        def read(filters: Filters) -> TaskPage:
+            return self._dead_letters.page(DeadLetterQuery.model_validate(filters.query()), principal)
+
         redriven = req.get_param("redriven") or ""
-        self._renderer.render(
+        list_page(
+            self._renderer,
             req,
             resp,
             "dlq.html",
-            rows=[dead_letter_row(task) for task in page.items],
-            filters=filters,
-            groups=group_choices(principal, self._catalog),
-            all_group=_sole_group(filters, principal),
+            self._catalog,
+            read,
+            dead_letter_row,
+            all_group=_sole_group(Filters.read(req.get_param), principal),
             redriven=count_words(int(redriven)) if redriven.isdigit() and len(redriven) <= 7 else "",
-            next_url=None if page.next_cursor is None else filters.url(PATH, cursor=page.next_cursor),
-            first_url=filters.url(PATH) if filters.cursor else None,
         )
 
 

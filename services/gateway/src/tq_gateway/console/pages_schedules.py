@@ -12,12 +12,12 @@ from typing import Any
 
 import falcon
 
-from tq_gateway.console.filters import Filters, fields, group_choices
+from tq_gateway.console.filters import Filters, fields, list_page
 from tq_gateway.console.render import Renderer, when
 from tqcore.documents import ListedTask
 from tqcore.domain.model import Status
 from tqcore.domain.requests import ScheduleQuery
-from tqcore.listing import ScheduleListing
+from tqcore.listing import ScheduleListing, TaskPage
 from tqcore.usecases.service import Catalog, Tasks
 
 PATH = "/ui/schedules"
@@ -123,19 +123,10 @@ class Schedules:
         self._catalog = catalog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal = req.context.principal
-        filters = Filters.read(req.get_param)
-        page = self._schedules.page(ScheduleQuery.model_validate(filters.query()), principal)
-        self._renderer.render(
-            req,
-            resp,
-            "schedules.html",
-            rows=[schedule_row(task) for task in page.items],
-            filters=filters,
-            groups=group_choices(principal, self._catalog),
-            next_url=None if page.next_cursor is None else filters.url(PATH, cursor=page.next_cursor),
-            first_url=filters.url(PATH) if filters.cursor else None,
-        )
+        def read(filters: Filters) -> TaskPage:
+            return self._schedules.page(ScheduleQuery.model_validate(filters.query()), req.context.principal)
+
+        list_page(self._renderer, req, resp, "schedules.html", self._catalog, read, schedule_row)
 
 
 class ScheduleAction:

@@ -84,6 +84,35 @@ class DueIndexBackfill:
         """Give one snapshot (as read) its keys, unless it changed since; whether it was given them."""
         raise NotImplementedError
 
+    def _set_keys(
+        self,
+        key: dict[str, Any],
+        version: dict[str, str],
+        names: tuple[str, str],
+        attrs: dict[str, str],
+        condition: str = "",
+        values: dict[str, Any] | None = None,
+    ) -> bool:
+        """Set an index's two keys (``names``, valued from ``attrs``) on a snapshot still at ``version`` without
+        them (and meeting ``condition``): a commit since wrote its own keys, which this must not touch."""
+        pk, sk = names
+        answer = self._db.conditional(
+            "update_item",
+            TableName=self._db.name,
+            Key=key,
+            UpdateExpression=f"SET {pk} = :pk, {sk} = :sk",
+            ConditionExpression=" AND ".join(
+                ["version = :v", *([condition] if condition else []), f"attribute_not_exists({pk})"]
+            ),
+            ExpressionAttributeValues={
+                ":pk": {"S": attrs[pk]},
+                ":sk": {"S": attrs[sk]},
+                ":v": version,
+                **(values or {}),
+            },
+        )
+        return answer is not None
+
     def _given(self, items: list[dict[str, Any]]) -> None:
         """After a page: ``items`` were given their keys."""
         self.updated += len(items)
@@ -130,20 +159,7 @@ class SweepKeysBackfill(DueIndexBackfill):
         except KeyError:
             log.error("skipping an index item without keys or version: %s", item.get("PK"))
             return False
-        answer = self._db.conditional(
-            "update_item",
-            TableName=self._db.name,
-            Key=key,
-            UpdateExpression="SET reap_pk = :pk, reap_sk = :sk",
-            ConditionExpression="version = :v AND due_sk = :due AND attribute_not_exists(reap_pk)",
-            ExpressionAttributeValues={
-                ":pk": {"S": attrs["reap_pk"]},
-                ":sk": {"S": attrs["reap_sk"]},
-                ":v": version,
-                ":due": {"S": due_sk},
-            },
-        )
-        return answer is not None
+        return self._set_keys(key, version, ("reap_pk", "reap_sk"), attrs, "due_sk = :due", {":due": {"S": due_sk}})
 
 
 class ScheduleKeysBackfill(DueIndexBackfill):
@@ -164,19 +180,8 @@ class ScheduleKeysBackfill(DueIndexBackfill):
             return False
         if not keys.on_schedule(task):
             return False
-        answer = self._db.conditional(
-            "update_item",
-            TableName=self._db.name,
-            Key=key,
-            UpdateExpression="SET sch_pk = :pk, sch_sk = :sk",
-            ConditionExpression="version = :v AND attribute_not_exists(sch_pk)",
-            ExpressionAttributeValues={
-                ":pk": {"S": keys.schedule_pk(task.group)},
-                ":sk": {"S": task.id},
-                ":v": version,
-            },
-        )
-        return answer is not None
+        attrs = {"sch_pk": keys.schedule_pk(task.group), "sch_sk": task.id}
+        return self._set_keys(key, version, ("sch_pk", "sch_sk"), attrs)
 
 
 def in_turn(*steps: Callable[[], bool]) -> Callable[[], bool]:
