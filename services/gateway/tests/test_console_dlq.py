@@ -67,7 +67,7 @@ def console() -> Console:
 
 
 def row_ids(page: falcon.testing.Result) -> list[str]:
-    return re.findall(r'<a href="/ui/tasks/([^"]+)" class="mono">', page.text)
+    return re.findall(r'<a href="/ui/tasks/([^"]+)" class="mono"', page.text)
 
 
 def hidden_picks(page: falcon.testing.Result) -> list[str]:
