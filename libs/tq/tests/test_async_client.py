@@ -61,8 +61,8 @@ def test_pause_and_resume(gateway: Gateway) -> None:
         resumed = await client.resume(task.id)
         return [task.status, paused.status, paused.paused_at is not None, resumed.status, resumed.paused_at]
 
-    # The first run is queued at once: paused, it goes on (paused_at set); resumed, it goes on unpaused.
-    assert run(gateway, scenario) == ["queued", "queued", True, "queued", None]
+    # The first run is queued at once: paused, it is withdrawn (the task paused); resumed, the task waits for a slot.
+    assert run(gateway, scenario) == ["queued", "paused", True, "scheduled", None]
 
 
 def test_listings_are_async_iterators_over_every_page(gateway: Gateway) -> None:

@@ -438,11 +438,11 @@ def test_cancel_needs_one_id_or_a_group(world: World, args: tuple[str, ...], say
 
 
 def test_pause_and_resume(world: World) -> None:
-    # Given an every-minute task whose first run is queued
+    # Given an every-minute task whose first run is running
     task_id = submitted(world, "--every", "60")
-    # When it is paused, the run goes on, and the task is paused once it ends
-    assert ok(world.tq("pause", task_id)) == f"{task_id} queued (paused once this run ends)\n"
     world.claim(task_id)
+    # When it is paused, the attempt goes on, and the task is paused once it ends
+    assert ok(world.tq("pause", task_id)) == f"{task_id} running (paused once this attempt ends)\n"
     world.succeed(task_id)
     assert json.loads(ok(world.tq("get", task_id, "--json")))["status"] == "paused"
     # And resumed, it waits for its next slot; resuming again is an API error
@@ -450,6 +450,8 @@ def test_pause_and_resume(world: World) -> None:
     assert failed(world.tq("resume", task_id), 3).startswith("tq: 409 ")
     # And a one-shot task cannot be paused
     assert "repeating" in failed(world.tq("pause", submitted(world), "--json"), 3)
+    # And a task whose run is only queued is paused at once
+    assert ok(world.tq("pause", submitted(world, "--every", "60"))).endswith(" paused\n")
 
 
 def test_dlq_ls_and_redrive(world: World) -> None:

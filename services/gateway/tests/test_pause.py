@@ -3,6 +3,7 @@ scheduler's pass over the same store runs no slot while the task is paused."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -10,8 +11,12 @@ import falcon.testing
 import pytest
 
 from tq_gateway.testing import client_over_fakes
+from tqcore.dispatch import Dispatch
+from tqcore.domain.model import Status
+from tqcore.domain.task import Task
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
-from tqcore.usecases.scheduling import promote_due
+from tqcore.usecases.execution import Attempts
+from tqcore.usecases.scheduling import Promoter, promote_due
 from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
@@ -43,6 +48,10 @@ class Api:
 
     def events(self, task_id: str) -> list[dict[str, Any]]:
         return list(self.http.simulate_get(f"/v1/tasks/{task_id}/events", headers=ALICE).json["items"])
+
+    def executor(self) -> Attempts:
+        """An executor's claims and outcomes over the same store."""
+        return Attempts(self.store, self.queue, self.clock, worker=WORKER, lease_s=30)
 
     def scheduler_pass(self, at_s: float) -> int:
         """Move the clock to ``at_s`` seconds after the start and let the scheduler act: how many runs it queued."""
@@ -101,11 +110,75 @@ def test_a_paused_task_runs_no_slot_and_resumed_goes_on_with_the_next(api: Api) 
     assert api.scheduler_pass(41) == 1
 
 
-def test_pausing_a_task_while_its_run_goes_on_answers_the_run_with_paused_at(api: Api) -> None:
+def test_pausing_a_task_while_an_attempt_runs_answers_it_running_with_paused_at(api: Api) -> None:
     task_id = api.submit(EVERY_10_S)  # its first run is queued at once
+    mutate(api.store, api.store.get(task_id), lambda t: t.claim(1, WORKER, api.clock.now(), 30))
     response = api.post(f"/v1/tasks/{task_id}/pause")
     assert response.status_code == 200, response.text
-    assert (response.json["status"], response.json["paused_at"]) == ("queued", "2026-01-05T08:00:00.000Z")
+    assert (response.json["status"], response.json["paused_at"]) == ("running", "2026-01-05T08:00:00.000Z")
+
+
+def test_pausing_a_run_not_yet_claimed_answers_the_task_paused_and_its_message_starts_nothing(api: Api) -> None:
+    task_id = api.submit(EVERY_10_S)  # its first run is queued at once, its message sent
+    (message,) = api.queue.sent
+    response = api.post(f"/v1/tasks/{task_id}/pause")
+    assert response.status_code == 200, response.text
+    assert (response.json["status"], response.json["next_run_at"]) == ("paused", None)
+    assert api.executor().claim(Dispatch.of(message)) is None
+    assert api.store.get(task_id).status is Status.PAUSED
+
+
+def test_a_run_staged_ahead_of_its_slot_and_paused_before_it_never_starts(api: Api) -> None:
+    # Given an every-10-s task waiting for its slot at +10 s, and a scheduler staging runs due within 5 s
+    task_id = waiting_task(api)
+    promoter = Promoter(api.store, api.queue, api.clock, starting_deadline_s=3600, stage_s=5)
+    try:
+        # When the scheduler's pass at +6 s stages the run of +10 s (committed queued, sent at +10 s)
+        api.clock.advance(6)
+        assert promoter.run(api.start).queued == 1
+        assert (api.store.get(task_id).status, promoter.staged()) == (Status.QUEUED, 1)
+        # And alice pauses the task at +7 s
+        api.clock.advance(1)
+        response = api.post(f"/v1/tasks/{task_id}/pause")
+        # Then it is paused at once, the staged slot its next slot again
+        assert response.status_code == 200, response.text
+        assert (response.json["status"], response.json["next_run_at"]) == ("paused", None)
+        paused = api.events(task_id)[-1]
+        assert paused["data"]["withdrawn"] == {
+            "attempt": 1,
+            "run_id": "2.1",
+            "scheduled_for": "2026-01-05T08:00:10.000Z",
+        }
+        # And the staged message, sent at +10 s all the same, starts nothing
+        api.clock.advance(3)
+        stale = Dispatch.of(wait_for_send(api, promoter))
+        assert api.executor().claim(stale) is None
+        assert api.store.get(task_id).status is Status.PAUSED
+        # When alice resumes it at +12 s and the scheduler stages its slot at +20 s
+        api.clock.advance(2)
+        assert api.post(f"/v1/tasks/{task_id}/resume").json["next_run_at"] == "2026-01-05T08:00:20.000Z"
+        api.clock.advance(4)
+        assert promoter.run(api.start).queued == 1
+        # Then the withdrawn slot's message cannot start that run (same run, same attempt, another enqueue)
+        assert api.executor().claim(stale) is None
+        # And only the new message does, once sent at +20 s
+        api.clock.advance(4)
+        fresh = Dispatch.of(wait_for_send(api, promoter))
+        claimed = api.executor().claim(fresh)
+        assert claimed is not None
+        assert (claimed.run_slot, claimed.run_no) == (api.start + timedelta(seconds=20), 2)
+    finally:
+        api.clock.advance(60)  # the sender thread sends what is staged at its time, then stops
+        promoter.close()
+
+
+def wait_for_send(api: Api, promoter: Promoter) -> Task:
+    """The message the scheduler's staged-sender thread sends once its time has come."""
+    deadline = time.monotonic() + 5
+    while promoter.staged() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert promoter.staged() == 0, "the staged run was not sent"
+    return api.queue.sent[-1]
 
 
 def test_pausing_twice_answers_the_paused_task_unchanged(api: Api) -> None:

@@ -146,7 +146,7 @@ class Client:
         return self._send(calls.cancel(task_id, if_match))
 
     def pause(self, task_id: str) -> Task:
-        """Pause a repeating task: it takes no slot until resumed (a run under way finishes first)."""
+        """Pause a repeating task: it starts no attempt until resumed (an attempt running finishes first)."""
         return self._send(calls.pause(task_id))
 
     def resume(self, task_id: str) -> Task:

@@ -112,7 +112,7 @@ class Task(Resource):
     lease_expires_at: datetime | None
     run_count: int
     cancel_requested: bool
-    #: When a user paused this repeating task (``None`` unless paused; a run under way finishes first).
+    #: When a user paused this repeating task (``None`` unless paused; an attempt running finishes first).
     paused_at: datetime | None
     parent_id: str | None
     last_error: LastError | None

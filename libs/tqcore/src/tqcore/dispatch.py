@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from tqcore.domain import attempts
 from tqcore.domain.codec import task_from_dict, task_to_dict
 from tqcore.domain.model import Priority
 from tqcore.domain.task import Task
@@ -28,10 +29,9 @@ def actor_name(priority: Priority) -> str:
 def enqueue_of(task: Task) -> str | None:
     """A queued task's enqueue: the time it was queued (ms) and its poison strikes. A re-send leaves both
     alone; every new enqueue (submit, promotion, retry, redrive, a run's next attempt) sets ``queued_at``, and
-    the re-send after SQS dead-lettered the message counts a strike."""
-    if task.queued_at is None:
-        return None
-    return f"q{int(task.queued_at.timestamp() * 1000)}.p{task.poison_strikes}"
+    the re-send after SQS dead-lettered the message counts a strike. The claim refuses a message whose enqueue
+    is no longer the task's (``attempts.check_next``)."""
+    return attempts.enqueue_token(task.queued_at, task.poison_strikes)
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,25 @@ def test_a_paused_task_leaves_the_due_index_and_resumed_comes_back_at_its_next_s
     assert found() == [NOW + timedelta(minutes=6)]
 
 
+def test_a_queued_run_withdrawn_by_a_pause_is_never_re_sent_and_waits_in_no_index(store: TaskStore) -> None:
+    # Given an every-minute task whose first run is queued at once (the reaper re-sends it if nobody claims it)
+    task = new_task(schedule={"every_s": 60})
+    store.create(task)
+    later, resend = NOW + timedelta(minutes=10), NOW + timedelta(seconds=2)
+    assert [t.id for t in store.unclaimed(resend) if t.id == task.id] == [task.id]
+    # When it is paused before an executor claims it
+    paused = mutate(store, store.get(task.id), lambda t: t.pause("alice", NOW + timedelta(seconds=1)))
+    # Then it is paused at once, and neither the reaper nor the scheduler finds it
+    assert store.get(task.id).status is Status.PAUSED
+    assert [t.id for t in store.unclaimed(resend) if t.id == task.id] == []
+    assert [t.id for t in store.due(NOW - timedelta(minutes=1), later) if t.id == task.id] == []
+    # And resumed, it is due at its next slot (its withdrawn first slot at NOW was missed while paused)
+    mutate(store, paused, lambda t: t.resume("alice", NOW + timedelta(seconds=30)))
+    assert [t.wake_at for t in store.due(NOW - timedelta(minutes=1), later) if t.id == task.id] == [
+        NOW + timedelta(minutes=1)
+    ]
+
+
 def test_the_sweep_finds_every_overdue_waiting_task_however_old_and_no_queued_one(store: TaskStore) -> None:
     # Given a sweep that ran two days ago (its mark is then), tasks written then, due then and due a day from now,
     # and one queued

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from tqcore.domain.attempts import enqueue_token
 from tqcore.domain.commands import SubmitTask, UpdateTask
-from tqcore.domain.errors import IllegalTransition
+from tqcore.domain.errors import IllegalTransition, StaleAttempt
 from tqcore.domain.model import ErrorInfo, EventType, Status
 from tqcore.domain.task import Task
 
@@ -117,6 +118,151 @@ def test_a_run_under_way_finishes_and_then_the_task_is_paused() -> None:
     # Then the task is paused, not scheduled, and nothing was queued
     assert (task.status, task.next_run_at, task.wake_at, task.run_count) == (Status.PAUSED, None, None, 1)
     assert EventType.SCHEDULED not in types(task)
+    assert EventType.QUEUED not in types(task)
+
+
+def staged(every_s: float = 10) -> Task:
+    """An interval task whose slot at T0 + ``every_s`` the scheduler staged 4 s ahead: committed ``queued`` as of
+    the slot, its message sent when the slot comes."""
+    task = waiting(every_s)
+    task.on_due(at(every_s), starting_deadline_s=DEADLINE_S)
+    assert (task.status, task.queued_at, task.run_slot) == (Status.QUEUED, at(every_s), at(every_s))
+    return task.committed()
+
+
+def test_pausing_a_run_staged_ahead_of_its_slot_withdraws_it_and_gives_the_slot_back() -> None:
+    # Given the run of the slot at T0+10s staged (queued as of T0+10s), its message on the way
+    task = staged()
+    message = (task.attempts + 1, task.run_no, enqueue_token(task.queued_at, task.poison_strikes))
+    # When a user pauses the task at T0+7s
+    task.pause(USER, at(7))
+    # Then it is paused at once, with nothing to wake for, and its next slot is the staged one again
+    assert (task.status, task.next_run_at, task.wake_at, task.next_slot_at) == (Status.PAUSED, None, None, at(10))
+    (paused,) = task.pending_events
+    assert paused.data == {
+        "next_slot_at": at(10),
+        "withdrawn": {"attempt": 1, "run_id": "2.1", "scheduled_for": at(10)},
+    }
+    # And the staged message, arriving at T0+10s, cannot start the run
+    attempt, run, enqueue = message
+    with pytest.raises(IllegalTransition):
+        task.claim(attempt, WORKER, at(10), 30, run=run, enqueue=enqueue)
+
+
+@pytest.mark.parametrize(
+    ("resumed_s", "next_run_s", "skipped"),
+    [(8, 10, None), (25, 30, {"reason": "paused", "count": 2, "first": at(10), "last": at(20)})],
+    ids=["before the slot", "after it"],
+)
+def test_a_withdrawn_slot_runs_if_resumed_before_it_else_it_is_skipped(
+    resumed_s: float, next_run_s: float, skipped: dict[str, Any] | None
+) -> None:
+    task = staged()
+    task.pause(USER, at(7))
+    task = task.committed()
+    task.resume(USER, at(resumed_s))
+    assert (task.status, task.next_run_at) == (Status.SCHEDULED, at(next_run_s))
+    assert [e.data for e in task.pending_events if e.type is EventType.RUN_SKIPPED] == ([skipped] if skipped else [])
+
+
+def test_the_message_of_a_withdrawn_run_cannot_start_the_run_queued_after_the_resume() -> None:
+    # Given a staged run (slot T0+10s) withdrawn by a pause, the task resumed at T0+12s
+    task = staged()
+    stale = enqueue_token(task.queued_at, task.poison_strikes)
+    task.pause(USER, at(7))
+    task.resume(USER, at(12))
+    # When the scheduler queues the same run and attempt for the next slot (T0+20s)
+    task.on_due(at(20), starting_deadline_s=DEADLINE_S)
+    task = task.committed()
+    assert (task.status, task.run_no, task.attempts) == (Status.QUEUED, 2, 0)
+    # Then the withdrawn enqueue's message is refused, the new one's taken
+    with pytest.raises(StaleAttempt, match="withdrawn"):
+        task.claim(1, WORKER, at(20), 30, run=2, enqueue=stale)
+    task.claim(1, WORKER, at(20), 30, run=2, enqueue=enqueue_token(task.queued_at, task.poison_strikes))
+    assert task.status is Status.RUNNING
+
+
+@pytest.mark.parametrize("drift_ms", [-1, 0, 1])
+def test_a_message_of_the_current_enqueue_is_claimed_whatever_its_rounding(drift_ms: int) -> None:
+    # The producer rounds its own (microsecond) copy of queued_at; the stored one has milliseconds.
+    task = staged()
+    token = enqueue_token(task.queued_at + timedelta(milliseconds=drift_ms), task.poison_strikes)
+    task.claim(1, WORKER, at(10), 30, run=2, enqueue=token)
+    assert task.status is Status.RUNNING
+
+
+@pytest.mark.parametrize("enqueue", [None, "v7", "q-junk"], ids=["older producer", "no enqueue", "unreadable"])
+def test_a_message_that_names_no_readable_enqueue_is_fenced_by_run_and_attempt_alone(enqueue: str | None) -> None:
+    task = staged()
+    task.claim(1, WORKER, at(10), 30, run=2, enqueue=enqueue)
+    assert task.status is Status.RUNNING
+
+
+def test_pausing_a_due_run_not_yet_claimed_withdraws_it() -> None:
+    # Given the run of the slot at T0+10s queued at T0+10s, waiting for an executor
+    task = waiting()
+    task.on_due(at(10), starting_deadline_s=DEADLINE_S)
+    task = task.committed()
+    # When a user pauses the task at T0+11s, then resumes it at T0+25s
+    task.pause(USER, at(11))
+    assert (task.status, task.next_slot_at) == (Status.PAUSED, at(10))
+    task.resume(USER, at(25))
+    # Then the withdrawn slot is among those skipped while paused
+    skipped = [e.data for e in task.pending_events if e.type is EventType.RUN_SKIPPED]
+    assert skipped == [{"reason": "paused", "count": 2, "first": at(10), "last": at(20)}]
+    assert task.next_run_at == at(30)
+
+
+@pytest.mark.parametrize("retry_queued", [False, True], ids=["waiting for its backoff", "retry queued"])
+def test_pausing_between_the_attempts_of_a_run_ends_the_run(retry_queued: bool) -> None:
+    # Given a run whose first attempt failed and whose retry waits (or is queued)
+    task = submit(schedule={"every_s": 10}, retry={"max_retries": 3})
+    task.claim(1, WORKER, at(1), 30)
+    task.fail(1, WORKER, ErrorInfo("ValueError", "boom"), at(2), jitter=0.0)
+    assert task.status is Status.RETRYING
+    if retry_queued:
+        assert task.next_run_at is not None
+        task.on_due(task.next_run_at, starting_deadline_s=DEADLINE_S)
+        assert task.status is Status.QUEUED
+    task = task.committed()
+    # When a user pauses the task
+    task.pause(USER, at(5))
+    # Then the retry never starts: the run is over, the task paused with nothing to wake for
+    assert (task.status, task.wake_at, task.run_count, task.attempts) == (Status.PAUSED, None, 1, 0)
+    assert task.pending_events[0].data == {"next_slot_at": at(10), "withdrawn": {"attempt": 2, "run_id": "1.2"}}
+    with pytest.raises(IllegalTransition):
+        task.claim(2, WORKER, at(6), 30, run=1)
+    # And on resume the schedule goes on with its next slot
+    task.resume(USER, at(6))
+    assert (task.status, task.next_run_at) == (Status.SCHEDULED, at(10))
+
+
+def test_an_attempt_failing_while_paused_is_not_retried() -> None:
+    # Given a running attempt with retries left, its task paused
+    task = submit(schedule={"every_s": 10}, retry={"max_retries": 3})
+    task.claim(1, WORKER, at(1), 30)
+    task.pause(USER, at(2))
+    task = task.committed()
+    # When it fails
+    task.fail(1, WORKER, ErrorInfo("ValueError", "boom"), at(3), jitter=0.0)
+    # Then the failure is recorded, no retry follows, and the task is paused
+    (failed,) = task.pending_events
+    assert (failed.type, failed.data["retryable"], failed.data["paused"]) == (EventType.FAILED, False, True)
+    assert (task.status, task.wake_at, task.run_count, task.worker, task.claim_seq) == (
+        Status.PAUSED,
+        None,
+        1,
+        None,
+        None,
+    )
+
+
+def test_an_attempt_given_back_while_paused_is_not_queued_again() -> None:
+    task = submit(schedule={"every_s": 10})
+    task.claim(1, WORKER, at(1), 30)
+    task.pause(USER, at(2))
+    task.release(1, WORKER, at(3))
+    assert (task.status, task.wake_at) == (Status.PAUSED, None)
     assert EventType.QUEUED not in types(task)
 
 

@@ -12,10 +12,12 @@ def paths() -> dict[str, Any]:
     return {
         "/v1/tasks/{task_id}/pause": _operation(
             "pauseTask",
-            "Pause a repeating task: it takes no slot until resumed (no body)",
-            "A run under way finishes first: until it ends the task keeps its status (`queued`, `running` or "
-            "`retrying`) with `paused_at` set, then it is `paused`. Pausing a paused task changes nothing.",
-            ok("the task, `paused` (or its run still under way, with `paused_at` set)", "Task", ETag="ETag"),
+            "Pause a repeating task: it starts no attempt until resumed (no body)",
+            "The task is `paused` at once, and an attempt waiting to start (a queued run, a retry) never starts: a "
+            "run not started gives its slot back. An attempt running finishes first (its outcome is recorded, no "
+            "retry follows): until it ends the task stays `running` with `paused_at` set, then it is `paused`. "
+            "Pausing a paused task changes nothing.",
+            ok("the task, `paused` (or `running` with `paused_at` set, while an attempt runs)", "Task", ETag="ETag"),
             "the task does not repeat, has ended, or is being cancelled",
         ),
         "/v1/tasks/{task_id}/resume": _operation(
@@ -24,7 +26,7 @@ def paths() -> dict[str, Any]:
             "The task waits for its first slot after now (`scheduled`); the slots that passed while it was paused "
             'are recorded as one `run_skipped` event with `"reason": "paused"`, their `count`, `first` and `last`. '
             "A task whose schedule ended meanwhile ends `expired`.",
-            ok("the task, `scheduled` (or its paused run still under way)", "Task", ETag="ETag"),
+            ok("the task, `scheduled` (or `running`, the attempt running when it was paused)", "Task", ETag="ETag"),
             "the task is not paused",
         ),
     }

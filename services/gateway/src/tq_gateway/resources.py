@@ -134,7 +134,7 @@ class TaskPause:
         self._tasks = tasks
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        """Pause a repeating task (a run under way finishes first)."""
+        """Pause a repeating task (an attempt running finishes first)."""
         send_task(resp, self._tasks.pause(task_id, req.context.principal))
 
 

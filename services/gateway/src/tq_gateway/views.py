@@ -112,8 +112,8 @@ class TaskView(BaseModel):
     run_count: int = Field(ge=0, description="runs finished (repeating tasks)")
     cancel_requested: bool = Field(description="a running attempt was told to stop")
     paused_at: datetime | None = Field(
-        description="when a user paused this repeating task (null unless paused); a run under way when it was"
-        " paused keeps its status until it ends, then the task is `paused`"
+        description="when a user paused this repeating task (null unless paused); an attempt running when it"
+        " was paused keeps the task `running` until it ends (no retry follows), then the task is `paused`"
     )
     parent_id: str | None = Field(description="`overlap: allow`: the repeating task that spawned this run")
     last_error: LastError | None

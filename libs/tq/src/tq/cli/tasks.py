@@ -237,7 +237,7 @@ def redrive(task_id: str) -> int:
 @click.argument("task_id")
 @json_option
 def pause(task_id: str) -> int:
-    """Pause a repeating task: it takes no slot until resumed (a run under way finishes first)."""
+    """Pause a repeating task: it starts no attempt until resumed (an attempt running finishes first)."""
     _show_task(state().client().pause(task_id), short=True)
     return OK
 
@@ -259,7 +259,7 @@ def _show_task(task: Any, *, short: bool = False) -> None:
     elif short:
         requested = " (cancel requested)" if document.get("cancel_requested") else ""
         if document.get("paused_at") and document["status"] != "paused":
-            requested += " (paused once this run ends)"
+            requested += " (paused once this attempt ends)"
         click.echo(f"{document['id']} {document['status']}{requested}")
     else:
         print_fields(document)

@@ -4,8 +4,9 @@ follows a failure. Pure functions of values; the task aggregate applies them."""
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tqcore.domain.errors import StaleAttempt
@@ -24,12 +25,48 @@ def duration_ms(started_at: datetime | None, now: datetime) -> int | None:
     return int((now - started_at).total_seconds() * 1000)
 
 
-def check_next(attempt: int, run: int | None, *, attempts: int, run_no: int) -> None:
-    """``StaleAttempt`` unless ``attempt`` (of ``run``, when known) is the next one to start."""
+def enqueue_token(queued_at: datetime | None, poison_strikes: int) -> str | None:
+    """Which enqueue of a task a message is for: the time it was queued (ms) and its poison strikes (see
+    ``tqcore.dispatch.Dispatch.deduplication_id``); ``None`` for a task never queued."""
+    if queued_at is None:
+        return None
+    return f"q{int(queued_at.timestamp() * 1000)}.p{poison_strikes}"
+
+
+_ENQUEUE = re.compile(r"q(-?\d+)\.p\d+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _same_enqueue(enqueue: str | None, queued_at: datetime | None) -> bool:
+    """Whether a message's enqueue (:func:`enqueue_token`) is the task's current one. A message without one (an
+    older producer) or in another form is taken to be. The producer computed its time from its own copy of
+    ``queued_at`` (microseconds, through a float) and the claim from the stored one (milliseconds): one
+    millisecond apart is still the same enqueue."""
+    found = _ENQUEUE.fullmatch(enqueue or "")
+    if found is None or queued_at is None:
+        return True
+    return abs(int(found[1]) - (queued_at - _EPOCH) // timedelta(milliseconds=1)) <= 1
+
+
+def check_next(
+    attempt: int,
+    run: int | None,
+    *,
+    attempts: int,
+    run_no: int,
+    enqueue: str | None = None,
+    queued_at: datetime | None = None,
+) -> None:
+    """``StaleAttempt`` unless ``attempt`` (of ``run``, when known) is the next one to start, and the message
+    (``enqueue``, when known) is for the task's current enqueue (``queued_at``): a message sent for an enqueue
+    that was withdrawn (a pause drops a run not started yet) must not start a later enqueue of the same run and
+    attempt, say the first slot after a resume, before its time."""
     if run is not None and run != run_no:
         raise StaleAttempt(f"the message is for run {run}, not the next one ({run_no})")
     if attempt != attempts + 1:
         raise StaleAttempt(f"attempt {attempt} is not the next one ({attempts + 1})")
+    if not _same_enqueue(enqueue, queued_at):
+        raise StaleAttempt(f"the message is for an enqueue withdrawn since ({enqueue})")
 
 
 def check_owner(
@@ -122,6 +159,8 @@ class AfterFailure(enum.Enum):
     RETRY = "retry"
     #: The retry budget is spent, or the failure is permanent: the run is dead-lettered.
     GIVE_UP = "give_up"
+    #: Budget left, but the (repeating) task was paused: the run ends with no further attempt.
+    STOP = "stop"
 
     @property
     def retries(self) -> bool:
@@ -130,12 +169,21 @@ class AfterFailure(enum.Enum):
 
 
 def after_failure(
-    attempt: int, max_retries: int, *, cancel_requested: bool, backoff: bool, permanent: bool = False
+    attempt: int,
+    max_retries: int,
+    *,
+    cancel_requested: bool,
+    backoff: bool,
+    permanent: bool = False,
+    paused: bool = False,
 ) -> AfterFailure:
-    """What follows the failure of ``attempt``: a run has at most ``1 + max_retries`` attempts, and only one when
-    the failure is ``permanent`` (the handler said retrying cannot help)."""
+    """What follows the failure of ``attempt``: a run has at most ``1 + max_retries`` attempts, only one when
+    the failure is ``permanent`` (the handler said retrying cannot help), and no more once its task is
+    ``paused``."""
     if cancel_requested:
         return AfterFailure.CANCEL
     if permanent or attempt > max_retries:
         return AfterFailure.GIVE_UP
+    if paused:
+        return AfterFailure.STOP
     return AfterFailure.RETRY if backoff else AfterFailure.REQUEUE

@@ -82,7 +82,7 @@ class EventType(enum.StrEnum):
     RUN_SKIPPED = "run_skipped"  #: a repeating task's slot(s) did not run: overlap, catch-up or too late
     RUN_WAITING = "run_waiting"  #: ``overlap: queue``: a due run waits for the current one to end
     RUN_SPAWNED = "run_spawned"  #: ``overlap: allow``: a due run started as its own task beside the current one
-    PAUSED = "paused"  #: a user paused a repeating task (a run under way finishes first)
+    PAUSED = "paused"  #: a user paused a repeating task (an attempt running finishes first)
     RESUMED = "resumed"  #: a user resumed a paused task: it waits for its next slot again
 
 

@@ -62,8 +62,8 @@ class TaskState:
     #: zombie from an earlier run (attempt numbers restart after a redrive) can never record over this one.
     claim_seq: int | None = None
     cancel_requested: bool = False
-    #: When a user paused this repeating task (``None`` unless paused). A run under way when it was paused keeps
-    #: its status until it ends; the task is ``paused`` from then on.
+    #: When a user paused this repeating task (``None`` unless paused). An attempt running when it was paused keeps
+    #: the task ``running`` until it ends; the task is ``paused`` from then on.
     paused_at: datetime | None = None
     #: A repeating task's next slot not yet acted on (``None`` for one-shot tasks and once the schedule ends).
     next_slot_at: datetime | None = None

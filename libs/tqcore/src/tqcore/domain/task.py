@@ -157,11 +157,23 @@ class Task(TaskState):
         self.resends += 1
         self._record(EventType.QUEUED, now, actor, {"attempt": self.attempts + 1, "resend": self.resends})
 
-    def claim(self, attempt: int, worker: str, now: datetime, lease_s: float, *, run: int | None = None) -> None:
-        """An executor takes the lease for ``attempt`` (of run ``run``, when the message says); only the attempt
-        the queue was given can start: attempt numbers restart with every run, run numbers never repeat."""
+    def claim(
+        self,
+        attempt: int,
+        worker: str,
+        now: datetime,
+        lease_s: float,
+        *,
+        run: int | None = None,
+        enqueue: str | None = None,
+    ) -> None:
+        """An executor takes the lease for ``attempt`` (of run ``run`` and enqueue ``enqueue``, when the message
+        says); only the attempt the queue was given can start: attempt numbers restart with every run, run
+        numbers never repeat, and a withdrawn enqueue's message never starts a later one."""
         self._require(Status.QUEUED)
-        attempts.check_next(attempt, run, attempts=self.attempts, run_no=self.run_no)
+        attempts.check_next(
+            attempt, run, attempts=self.attempts, run_no=self.run_no, enqueue=enqueue, queued_at=self.queued_at
+        )
         self.status = Status.RUNNING
         self.attempts = attempt
         self.worker = worker
@@ -280,8 +292,10 @@ class Task(TaskState):
         self._finish_cancelled(now, actor, {})
 
     def pause(self, actor: str, now: datetime) -> None:
-        """A repeating task takes no slot until it is resumed; a run under way finishes first (the task is
-        ``paused`` once it ends). Pausing a paused task changes nothing."""
+        """A repeating task starts no attempt until it is resumed. With no attempt running it is ``paused`` at
+        once: an attempt waiting to start (a queued run, one staged ahead of its time, a retry) never starts.
+        An attempt running finishes (the task is ``paused`` once it ends, with no retry). Pausing a paused task
+        changes nothing."""
         if not self.is_repeating:
             raise IllegalTransition("only a repeating task can be paused")
         if self.status.is_terminal:
@@ -291,13 +305,31 @@ class Task(TaskState):
         if self.paused_at is not None:
             return
         self.paused_at = now
-        self._record(EventType.PAUSED, now, actor, {"next_slot_at": self.next_slot_at})
+        withdrawn = self._withdraw() if self.status in (Status.QUEUED, Status.RETRYING) else None
+        data: dict[str, Any] = {"next_slot_at": self.next_slot_at}
+        if withdrawn is not None:
+            data["withdrawn"] = withdrawn
+        self._record(EventType.PAUSED, now, actor, data)
         if self.waiting_slot is not None:  # ``overlap: queue``: the run waiting for the current one never starts
             skipped = {"reason": "paused", "scheduled_for": self.waiting_slot}
             self.waiting_slot = None
             self._record(EventType.RUN_SKIPPED, now, actor, skipped)
-        if self.status is Status.SCHEDULED:
+        if self.status in (Status.SCHEDULED, Status.QUEUED, Status.RETRYING):
             self._park()
+
+    def _withdraw(self) -> dict[str, Any]:
+        """Paused with no attempt running: the attempt waiting to start never does (its message, if one is on
+        the way, is refused at the claim: the task is no longer ``queued``, and a later enqueue is another
+        one). A run not started gives its slot back (the task's next slot is that one again: it runs if the task
+        is resumed before it, else it is among the slots skipped while paused); a run whose earlier attempts
+        failed ends. What was withdrawn, for the ``paused`` event."""
+        withdrawn: dict[str, Any] = {"attempt": self.attempts + 1, "run_id": self.run_id(self.attempts + 1)}
+        if self.attempts == 0 and self.run_slot is not None and self.status is Status.QUEUED:
+            withdrawn["scheduled_for"] = self.run_slot
+            self.next_slot_at = self.run_slot
+        else:
+            self._end_run()
+        return withdrawn
 
     def resume(self, actor: str, now: datetime) -> None:
         """A paused task goes on with its first slot after ``now``; the slots that passed while it was paused
@@ -394,14 +426,21 @@ class Task(TaskState):
             cancel_requested=self.cancel_requested,
             backoff=backoff,
             permanent=permanent,
+            paused=self.paused_at is not None,
         )
         data = attempts.failed_data(
             attempt, self.run_no, self.started_at, now, error, run_status, log, retryable=after.retries
         )
+        if after is attempts.AfterFailure.STOP:
+            data["paused"] = True  # budget left, but no attempt starts while paused
         self._record(EventType.FAILED, now, actor, data)
         self._release()
         if after is attempts.AfterFailure.CANCEL:
             self._finish_cancelled(now, actor, {})
+        elif after is attempts.AfterFailure.STOP:  # the run ends here; the task waits to be resumed
+            self._end_run()
+            self.finished_at = None
+            self._park()
         elif after is attempts.AfterFailure.REQUEUE:
             self._enqueue(now, actor)
         elif after is attempts.AfterFailure.RETRY:
@@ -426,9 +465,7 @@ class Task(TaskState):
     def _run_ended(self, now: datetime, actor: str) -> None:
         """A repeating task's run is over: stop if cancelled, else start the waiting run, wait for the next
         slot, or end (``succeeded``: its last run is done and no slot is left)."""
-        self.run_count += 1
-        self.attempts = 0
-        self.poison_strikes = 0
+        self._end_run()
         if self.cancel_requested:
             self._finish_cancelled(now, actor, {})
         elif self.waiting_slot is not None:
@@ -444,6 +481,12 @@ class Task(TaskState):
         else:
             self.finished_at = None
             self._schedule(self.next_slot_at, now, actor)
+
+    def _end_run(self) -> None:
+        """Count the run just over; the next one starts with attempt 1."""
+        self.run_count += 1
+        self.attempts = 0
+        self.poison_strikes = 0
 
     def _start_run(self, now: datetime, actor: str, slot: datetime) -> None:
         """Queue a repeating task's run for ``slot``."""

@@ -74,7 +74,9 @@ class Attempts:
             return mutate(
                 self._store,
                 task,
-                lambda t: t.claim(dispatch.attempt, self.worker, now, self._lease_s, run=dispatch.run),
+                lambda t: t.claim(
+                    dispatch.attempt, self.worker, now, self._lease_s, run=dispatch.run, enqueue=dispatch.enqueue
+                ),
             )
         except IllegalTransition as refused:
             log.info(

@@ -278,7 +278,7 @@ class Tasks:
         return self._change(task_id, principal, if_match, lambda t: t.request_cancel(principal.name, self._clock.now()))
 
     def pause(self, task_id: str, principal: Principal) -> Task:
-        """A repeating task takes no slot until it is resumed; a run under way finishes first."""
+        """A repeating task starts no attempt until it is resumed; an attempt running finishes first."""
         return self._change(task_id, principal, None, lambda t: t.pause(principal.name, self._clock.now()))
 
     def resume(self, task_id: str, principal: Principal) -> Task:
