@@ -320,18 +320,19 @@ def test_the_consoles_schedules_page_lists_a_repeating_task_and_pauses_and_resum
     assert f'href="/ui/tasks/{once}"' not in page.text
     assert "every 3600 s" in page.text
     # And Pause pauses it through the API's use case, with alice as the actor
-    paused = user.post(f"/ui/schedules/{task_id}/pause", {"group": "team-a"})
+    assert '<input type="hidden" name="back" value="/ui/schedules?group=team-a">' in page.text
+    paused = user.post(f"/ui/tasks/{task_id}/pause", {"back": "/ui/schedules?group=team-a"})
     assert paused.status_code == 303
     assert paused.headers["location"] == "/ui/schedules?group=team-a&done=paused"
     assert alice.get(f"/v1/tasks/{task_id}").json()["status"] == "paused"
     assert ">Resume</button>" in user.get("/ui/schedules", group="team-a").text
     # And Resume resumes it
-    assert user.post(f"/ui/schedules/{task_id}/resume", {}).status_code == 303
+    assert user.post(f"/ui/tasks/{task_id}/resume", {"back": "/ui/schedules"}).status_code == 303
     assert alice.get(f"/v1/tasks/{task_id}").json()["status"] == "scheduled"
     assert [e["actor"] for e in events(alice, task_id, "paused")] == ["alice"]
     assert [e["actor"] for e in events(alice, task_id, "resumed")] == ["alice"]
     # And bob's console neither lists it nor pauses it
     bob = console("bob")
     assert f"/ui/tasks/{task_id}" not in bob.get("/ui/schedules").text
-    assert bob.post(f"/ui/schedules/{task_id}/pause", {}).status_code == 404
+    assert bob.post(f"/ui/tasks/{task_id}/pause", {"back": "/ui/schedules"}).status_code == 404
     alice.delete(f"/v1/tasks/{task_id}")

@@ -17,6 +17,7 @@ from tqcore.documents import ListedTask
 from tqcore.domain.codec import task_to_dict
 from tqcore.domain.model import EventType, Status
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
 
@@ -77,8 +78,9 @@ def test_the_page_lists_repeating_and_waiting_tasks_newest_first_with_their_sche
     assert 'aria-current="page">Schedules</a>' in page.text
     # And each repeating task has a Pause button (the one-off task has none), going to its own action
     assert page.text.count(">Pause</button>") == 2
-    assert f'action="/ui/schedules/{every}/pause"' in page.text
-    assert f'action="/ui/schedules/{at}/pause"' not in page.text
+    assert f'action="/ui/tasks/{every}/pause"' in page.text
+    assert f'action="/ui/tasks/{at}/pause"' not in page.text
+    assert '<input type="hidden" name="back" value="/ui/schedules">' in page.text
 
 
 def test_pause_and_resume_go_through_the_api_use_case_with_the_user_as_actor(console: Console) -> None:
@@ -88,7 +90,9 @@ def test_pause_and_resume_go_through_the_api_use_case_with_the_user_as_actor(con
     browser.get("/ui/schedules")
     # When she pauses it (the page's filters kept)
     assert console.store.get(task_id).status is Status.SCHEDULED
-    paused = browser.post(f"/ui/schedules/{task_id}/pause", {"group": "team-a", "type": "", "cursor": ""})
+    page = browser.get("/ui/schedules", group="team-a")
+    assert '<input type="hidden" name="back" value="/ui/schedules?group=team-a">' in page.text
+    paused = browser.post(f"/ui/tasks/{task_id}/pause", {"back": "/ui/schedules?group=team-a"})
     # Then she is back on the page, filtered as before, told what happened, and the task shows paused
     assert paused.status_code == 303
     assert paused.headers["location"] == "/ui/schedules?group=team-a&done=paused"
@@ -100,7 +104,7 @@ def test_pause_and_resume_go_through_the_api_use_case_with_the_user_as_actor(con
     assert ">Pause</button>" not in page.text
     assert console.store.get(task_id).status is Status.PAUSED
     # When she resumes it
-    resumed = browser.post(f"/ui/schedules/{task_id}/resume")
+    resumed = browser.post(f"/ui/tasks/{task_id}/resume", {"back": "/ui/schedules"})
     # Then it is scheduled again, and both changes are in its events with alice as the actor
     assert resumed.headers["location"] == "/ui/schedules?done=resumed"
     assert console.store.get(task_id).status is Status.SCHEDULED
@@ -112,7 +116,7 @@ def test_pause_and_resume_go_through_the_api_use_case_with_the_user_as_actor(con
 def test_resuming_a_task_that_is_not_paused_is_a_409_page_with_the_reason(console: Console) -> None:
     task_id = console.submit(schedule={"every_s": 60})
     browser = console.signed_in()
-    refused = browser.post(f"/ui/schedules/{task_id}/resume")
+    refused = browser.post(f"/ui/tasks/{task_id}/resume", {"back": "/ui/schedules"})
     assert refused.status_code == 409
     assert refused.headers["content-type"] == "text/html; charset=utf-8"
     assert "not paused" in refused.text
@@ -129,7 +133,7 @@ def test_bob_sees_none_of_alices_schedules_and_cannot_pause_them(console: Consol
     # And asking for alice's group is refused
     assert browser.get("/ui/schedules", group="team-a").status_code == 403
     # And pausing hers is a 404 page that changes nothing
-    refused = browser.post(f"/ui/schedules/{hers}/pause")
+    refused = browser.post(f"/ui/tasks/{hers}/pause", {"back": "/ui/schedules"})
     assert refused.status_code == 404
     assert "<h1>404 Not Found</h1>" in refused.text
     task = console.store.get(hers)
@@ -140,8 +144,8 @@ def test_bob_sees_none_of_alices_schedules_and_cannot_pause_them(console: Consol
 def test_a_forged_pause_is_refused_and_changes_nothing(console: Console) -> None:
     task_id = console.submit(schedule={"every_s": 60})
     browser = console.signed_in()
-    assert browser.post(f"/ui/schedules/{task_id}/pause", csrf=False).status_code == 403
-    forged = browser.post(f"/ui/schedules/{task_id}/pause", headers={"Origin": "https://evil.example"})
+    assert browser.post(f"/ui/tasks/{task_id}/pause", {"back": "/ui/schedules"}, csrf=False).status_code == 403
+    forged = browser.post(f"/ui/tasks/{task_id}/pause", headers={"Origin": "https://evil.example"})
     assert forged.status_code == 403
     assert console.store.get(task_id).paused_at is None
 
@@ -173,7 +177,7 @@ def test_signed_out_the_page_sends_to_sign_in_and_an_action_is_refused(console: 
     page = console.browser.get("/ui/schedules")
     assert page.status_code == 303
     assert page.headers["location"] == "/ui/?next=%2Fui%2Fschedules"
-    assert console.browser.post(f"/ui/schedules/{task_id}/pause", csrf=False).status_code == 403
+    assert console.browser.post(f"/ui/tasks/{task_id}/pause", csrf=False).status_code == 403
 
 
 def test_an_invalid_filter_is_a_422_page(console: Console) -> None:
@@ -230,13 +234,17 @@ def test_the_api_lists_the_same_schedules(console: Console) -> None:
     assert bad.status_code == 400
 
 
-def test_pausing_during_a_run_says_the_run_finishes_first(console: Console) -> None:
-    task_id = console.submit(schedule={"every_s": 60})  # its first run is queued at once
+def test_pausing_during_a_running_attempt_says_it_finishes_first(console: Console) -> None:
+    # Given an every-minute task whose first run an executor has claimed
+    task_id = console.submit(schedule={"every_s": 60})
+    task = console.store.get(task_id)
+    mutate(console.store, task, lambda t: t.claim(1, "host-a:1", console.clock.now(), 30))
     browser = console.signed_in()
     browser.get("/ui/schedules")
-    paused = browser.post(f"/ui/schedules/{task_id}/pause")
+    # When alice pauses it, she is told the attempt finishes first, and the row shows it pausing
+    paused = browser.post(f"/ui/tasks/{task_id}/pause", {"back": "/ui/schedules"})
     assert paused.headers["location"] == "/ui/schedules?done=pause_requested"
     page = browser.get("/ui/schedules", done="pause_requested")
     assert "Pausing: the run under way finishes first." in page.text
-    assert "pausing (queued)" in page.text
-    assert console.store.get(task_id).status is Status.QUEUED
+    assert "pausing (running)" in page.text
+    assert console.store.get(task_id).status is Status.RUNNING

@@ -16,8 +16,22 @@ from tq_gateway.auth import BearerAuth
 from tq_gateway.console.gate import ConsoleGate
 from tq_gateway.console.pages_dlq import DeadLetterList, DeadLetterRedrive
 from tq_gateway.console.pages_overview import Overview
-from tq_gateway.console.pages_schedules import ScheduleAction, Schedules
+from tq_gateway.console.pages_schedules import Schedules
 from tq_gateway.console.pages_session import SessionEnd, SessionStart, StaticAsset
+from tq_gateway.console.pages_task import (
+    Pausable,
+    RunLog,
+    TaskAction,
+    TaskPage,
+    acting,
+    cancelled,
+    done,
+    paused,
+    priority_change,
+    schedule_change,
+    update,
+)
+from tq_gateway.console.pages_tasks import TaskTable
 from tq_gateway.console.render import Assets, Renderer
 from tq_gateway.console.session import Sessions
 from tq_gateway.settings import GatewaySettings
@@ -72,9 +86,18 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     )
     app.add_route("/ui/session/end", SessionEnd(console.sessions))
     app.add_route("/ui/static/{name}", StaticAsset(console.assets))
-    # Schedules and dead letters (pages_schedules.py, pages_dlq.py).
+    # The tasks table and the task page.
+    app.add_route("/ui/tasks", TaskTable(renderer, uses.listing, uses.catalog))
+    app.add_route("/ui/tasks/{task_id}", TaskPage(renderer, uses.tasks, uses.history))
+    app.add_route("/ui/tasks/{task_id}/runs/{run_id}/log", RunLog(uses.history))
+    app.add_route("/ui/tasks/{task_id}/cancel", TaskAction(acting(uses.tasks.cancel, cancelled)))
+    app.add_route("/ui/tasks/{task_id}/redrive", TaskAction(acting(uses.dead_letters.redrive_task, done("redriven"))))
+    app.add_route("/ui/tasks/{task_id}/update", TaskAction(update(uses.tasks, priority_change)))
+    app.add_route("/ui/tasks/{task_id}/schedule", TaskAction(update(uses.tasks, schedule_change)))
+    if isinstance(uses.tasks, Pausable):  # pause and resume (contract section 8), once the use case has them
+        app.add_route("/ui/tasks/{task_id}/pause", TaskAction(acting(uses.tasks.pause, paused)))
+        app.add_route("/ui/tasks/{task_id}/resume", TaskAction(acting(uses.tasks.resume, done("resumed"))))
+    # Schedules and dead letters (pages_schedules.py, pages_dlq.py); Pause/Resume are the task page's actions.
     app.add_route("/ui/schedules", Schedules(renderer, uses.schedules, uses.catalog))
-    app.add_route("/ui/schedules/{task_id}/pause", ScheduleAction(uses.tasks, "pause"))
-    app.add_route("/ui/schedules/{task_id}/resume", ScheduleAction(uses.tasks, "resume"))
     app.add_route("/ui/dlq", DeadLetterList(renderer, uses.dead_letters, uses.catalog))
     app.add_route("/ui/dlq/redrive", DeadLetterRedrive(renderer, uses.dead_letters))

@@ -57,7 +57,7 @@ def list_page(
     **ctx: Any,
 ) -> None:
     """Render a list page: the page ``read`` gives for the request's filters, each task as ``row`` makes it, the
-    filter form's groups and the pager's links."""
+    filter form's groups, the pager's links and ``here`` (this page, for an action's way back)."""
     filters = Filters.read(req.get_param)
     page = read(filters)
     renderer.render(
@@ -69,6 +69,7 @@ def list_page(
         groups=group_choices(req.context.principal, catalog),
         next_url=None if page.next_cursor is None else filters.url(req.path, cursor=page.next_cursor),
         first_url=filters.url(req.path) if filters.cursor else None,
+        here=filters.url(req.path, cursor=filters.cursor),
         **ctx,
     )
 

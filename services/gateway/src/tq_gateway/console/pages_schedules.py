@@ -1,8 +1,9 @@
 """``/ui/schedules``: the caller's repeating tasks (and one-off ``at`` tasks not yet run), with Pause and Resume.
 
 The page reads ``ScheduleListing`` (``GET /v1/schedules``: the sparse ``sched`` index, then the page's snapshots),
-and its buttons call ``Tasks.pause`` / ``Tasks.resume`` (``POST /v1/tasks/{id}/pause|resume``) as the signed-in
-user: the same use cases, the same access checks (a task outside the user's groups is a 404 page), the same events.
+and its buttons are the task page's actions (``POST /ui/tasks/{id}/pause|resume``, with ``back`` naming this page and
+its filters): ``Tasks.pause`` / ``Tasks.resume`` as ``POST /v1/tasks/{id}/pause|resume`` call them, as the
+signed-in user: the same access checks (a task outside the user's groups is a 404 page), the same events.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from tqcore.documents import ListedTask
 from tqcore.domain.model import Status
 from tqcore.domain.requests import ScheduleQuery
 from tqcore.listing import ScheduleListing, TaskPage
-from tqcore.usecases.service import Catalog, Tasks
+from tqcore.usecases.service import Catalog
 
-PATH = "/ui/schedules"
 #: The document fields a row shows.
 _ROW_FIELDS = (
     "id",
@@ -127,23 +127,3 @@ class Schedules:
             return self._schedules.page(ScheduleQuery.model_validate(filters.query()), req.context.principal)
 
         list_page(self._renderer, req, resp, "schedules.html", self._catalog, read, schedule_row)
-
-
-class ScheduleAction:
-    """``POST /ui/schedules/{task_id}/pause`` and ``.../resume``: the API's pause or resume as the signed-in user,
-    then back to the schedules page (its filters kept) with what happened."""
-
-    def __init__(self, tasks: Tasks, verb: str) -> None:
-        self._tasks = tasks
-        self._verb = verb
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
-        principal = req.context.principal
-        if self._verb == "pause":
-            task = self._tasks.pause(task_id, principal)
-            done = "paused" if task.status is Status.PAUSED else "pause_requested"
-        else:
-            task = self._tasks.resume(task_id, principal)
-            done = "resumed"
-        back = Filters.read(req.context.form.get)
-        raise falcon.HTTPSeeOther(back.url(PATH, cursor=back.cursor, done=done))
