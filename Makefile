@@ -171,7 +171,8 @@ bench-calls: install
 bench-history: install
 	$(BIN)/python bench/history_reads.py
 
-## make bench-console: the console's tasks table (50 rows), a filtered page and a task page, server and client time.
+## make bench-console: the console's tasks table (50 rows), a filtered page, a task page and the schedules page
+## (50 rows), server and client time.
 bench-console: install
 	$(BIN)/python bench/console_pages.py
 

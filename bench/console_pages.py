@@ -1,5 +1,6 @@
 """Benchmark the console's pages (issue 18): ``GET /ui/tasks`` with 50 rows (target: under 300 ms server time),
-filtered, and a task page, against ``GET /v1/tasks?limit=50`` for reference.
+filtered, a task page and the schedules page (50 repeating tasks among the others), against ``GET /v1/tasks?limit=50``
+and ``GET /v1/schedules?limit=50`` for reference.
 
 Starts ministack and a local stack (gunicorn gateway, scheduler, reaper, no executors), submits ``--tasks`` tasks
 (named, with a ~1 KiB payload) in batches, signs in at the console as alice, then times each page over HTTP on
@@ -70,7 +71,19 @@ def run(stack: Stack, args: argparse.Namespace) -> None:
         answer = api.post("/v1/tasks:batch", json={"tasks": batch})
         answer.raise_for_status()
         submitted += [item["task"]["id"] for item in answer.json()["items"]]
-    print(f"{len(submitted)} tasks submitted")
+    start = "2099-01-01T00:00:00Z"  # waiting: the schedules page lists them, no run starts during the bench
+    repeating = [
+        {
+            "type": "echo",
+            "group": "team-a",
+            "name": f"hourly {n}",
+            "payload": payload,
+            "schedule": {"every_s": 3600, "start_at": start},
+        }
+        for n in range(args.schedules)
+    ]
+    api.post("/v1/tasks:batch", json={"tasks": repeating}).raise_for_status()
+    print(f"{len(submitted)} tasks and {args.schedules} repeating tasks submitted")
     with httpx.Client(base_url=stack.url, timeout=60) as browser:
         signed = browser.post("/ui/session", data={"token": "dev-alice"})
         assert signed.status_code == 303, signed.text
@@ -85,7 +98,9 @@ def run(stack: Stack, args: argparse.Namespace) -> None:
             "GET /ui/tasks/{id}              "
             + timed(browser, f"/ui/tasks/{submitted[-1]}", "/ui/tasks/{task_id}", args.requests)
         )
+        print(f"GET /ui/schedules (50 rows)      {timed(browser, '/ui/schedules', '/ui/schedules', args.requests)}")
     print(f"GET /v1/tasks?limit=50           {timed(api, '/v1/tasks', '/v1/tasks', args.requests, limit='50')}")
+    print("GET /v1/schedules?limit=50       " + timed(api, "/v1/schedules", "/v1/schedules", args.requests, limit="50"))
     api.close()
 
 
@@ -93,6 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--schedules", type=int, default=50)
     args = parser.parse_args()
     with benchmark_stack("console") as stack:
         run(stack, args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -129,3 +130,49 @@ def processes(*argv: str) -> list[int]:
             if parts and [Path(parts[0].decode()).name, *(p.decode() for p in parts[1:])] == list(argv):
                 found.append(int(entry.name))
     return found
+
+
+class ConsoleUser:
+    """A console user over plain HTTP (no browser): signs in with a token, keeps the session cookie and the last
+    page's CSRF token, and posts forms as a same-origin page does."""
+
+    def __init__(self, stack: Stack, token: str) -> None:
+        self.http = httpx.Client(base_url=stack.url, timeout=10, follow_redirects=False)
+        self._origin = stack.url.rstrip("/")
+        self.csrf = ""
+        signed_in = self.post("/ui/session", {"token": token}, csrf=False)
+        assert signed_in.status_code == 303, signed_in.text
+        self.get("/ui/")
+
+    def get(self, path: str, **params: str) -> httpx.Response:
+        """GET a page; remembers its CSRF token."""
+        page = self.http.get(path, params=params)
+        if found := re.search(r'name="csrf" value="([0-9a-f]+)"', page.text):
+            self.csrf = found.group(1)
+        return page
+
+    def post(self, path: str, fields: list[tuple[str, str]] | dict[str, str], *, csrf: bool = True) -> httpx.Response:
+        """POST a form from one of the console's pages (with the CSRF token unless ``csrf`` is false)."""
+        pairs = list(fields.items()) if isinstance(fields, dict) else list(fields)
+        form: dict[str, list[str]] = {}
+        for name, value in pairs + ([("csrf", self.csrf)] if csrf else []):
+            form.setdefault(name, []).append(value)
+        headers = {"Origin": self._origin, "Sec-Fetch-Site": "same-origin"}
+        return self.http.post(path, data=form, headers=headers)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.fixture
+def console(stack: Stack) -> Iterator[Callable[[str], ConsoleUser]]:
+    """``console("alice")``: a console user signed in as a dev principal."""
+    made: list[ConsoleUser] = []
+
+    def as_user(user: str) -> ConsoleUser:
+        made.append(ConsoleUser(stack, TOKENS[user]))
+        return made[-1]
+
+    yield as_user
+    for user in made:
+        user.close()

@@ -8,7 +8,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.conftest import executions, wait_for_status
+from tests.conftest import ConsoleUser, executions, wait_for_status
 from tqdev.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -92,3 +92,30 @@ def test_out_of_retries_is_failed_after_exactly_6_attempts_listed_in_the_dlq_and
     ok_id = alice.post("/v1/tasks", json={"type": "echo", "group": "team-a"}).json()["id"]
     wait_for_status(alice, ok_id, {"succeeded"})
     assert alice.post(f"/v1/tasks/{ok_id}/redrive").status_code == 409
+
+
+def test_the_consoles_dead_letter_page_redrives_after_a_dry_run_as_the_user(
+    client: Callable[[str], httpx.Client], console: Callable[[str], ConsoleUser]
+) -> None:
+    # Given a task of bob's that failed for good (no retries)
+    bob = client("bob")
+    body = {"type": "flaky", "group": "team-b", "payload": {"fail_times": 99}, "retry": {"max_retries": 0}}
+    task_id = bob.post("/v1/tasks", json=body).json()["id"]
+    wait_for_status(bob, task_id, {"failed"}, timeout_s=20)
+    # When bob opens the dead-letter page, it lists the task with a Redrive button
+    user = console("bob")
+    page = user.get("/ui/dlq", group="team-b")
+    assert page.status_code == 200
+    assert f'name="only" value="team-b:{task_id}"' in page.text
+    # And its Redrive first shows the dry run's count, changing nothing
+    dry = user.post("/ui/dlq/redrive", {"group": "team-b", "type": "", "only": f"team-b:{task_id}"})
+    assert "A dry run found <strong>1 task</strong> to redrive" in dry.text
+    assert bob.get(f"/v1/tasks/{task_id}").json()["status"] == "failed"
+    # And confirmed, the task runs again, redriven by bob, and the page says how many
+    done = user.post("/ui/dlq/redrive", [("confirm", "yes"), ("group", "team-b"), ("pick", f"team-b:{task_id}")])
+    assert done.status_code == 303
+    assert done.headers["location"] == "/ui/dlq?group=team-b&redriven=1"
+    events = bob.get(f"/v1/tasks/{task_id}/events").json()["items"]
+    assert [e["actor"] for e in events if e["type"] == "redriven"] == ["bob"]
+    # And alice's console never lists it
+    assert task_id not in console("alice").get("/ui/dlq").text

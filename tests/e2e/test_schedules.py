@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.conftest import MOTO_TRANSACTIONS_NOT_ATOMIC, executed_runs, executions, wait_for_status
+from tests.conftest import MOTO_TRANSACTIONS_NOT_ATOMIC, ConsoleUser, executed_runs, executions, wait_for_status
 from tqdev.metrics import scrape, value
 from tqdev.stack import Stack
 
@@ -301,3 +301,38 @@ def test_after_scheduler_downtime_a_repeating_task_runs_once_to_catch_up_then_ke
     slots = [ts(r["scheduled_for"]) for r in [catch_up, *cadence]]
     assert all((b - a).total_seconds() == pytest.approx(10.0) for a, b in itertools.pairwise(slots))
     assert len(history) - len(after) == missed_before  # nothing ran while the scheduler was down
+
+
+def test_the_consoles_schedules_page_lists_a_repeating_task_and_pauses_and_resumes_it(
+    client: Callable[[str], httpx.Client], console: Callable[[str], ConsoleUser]
+) -> None:
+    # Given alice's task every hour from an hour from now, and a one-off task that runs now
+    alice = client("alice")
+    start = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    schedule = {"every_s": 3600, "start_at": start}
+    task_id = alice.post("/v1/tasks", json={**ECHO, "name": "hourly", "schedule": schedule}).json()["id"]
+    once = alice.post("/v1/tasks", json=ECHO).json()["id"]
+    # When she opens the schedules page (served from the sched index), it lists the repeating task only
+    user = console("alice")
+    page = user.get("/ui/schedules", group="team-a")
+    assert page.status_code == 200
+    assert f'href="/ui/tasks/{task_id}"' in page.text
+    assert f'href="/ui/tasks/{once}"' not in page.text
+    assert "every 3600 s" in page.text
+    # And Pause pauses it through the API's use case, with alice as the actor
+    assert '<input type="hidden" name="back" value="/ui/schedules?group=team-a">' in page.text
+    paused = user.post(f"/ui/tasks/{task_id}/pause", {"back": "/ui/schedules?group=team-a"})
+    assert paused.status_code == 303
+    assert paused.headers["location"] == "/ui/schedules?group=team-a&done=paused"
+    assert alice.get(f"/v1/tasks/{task_id}").json()["status"] == "paused"
+    assert ">Resume</button>" in user.get("/ui/schedules", group="team-a").text
+    # And Resume resumes it
+    assert user.post(f"/ui/tasks/{task_id}/resume", {"back": "/ui/schedules"}).status_code == 303
+    assert alice.get(f"/v1/tasks/{task_id}").json()["status"] == "scheduled"
+    assert [e["actor"] for e in events(alice, task_id, "paused")] == ["alice"]
+    assert [e["actor"] for e in events(alice, task_id, "resumed")] == ["alice"]
+    # And bob's console neither lists it nor pauses it
+    bob = console("bob")
+    assert f"/ui/tasks/{task_id}" not in bob.get("/ui/schedules").text
+    assert bob.post(f"/ui/tasks/{task_id}/pause", {"back": "/ui/schedules"}).status_code == 404
+    alice.delete(f"/v1/tasks/{task_id}")

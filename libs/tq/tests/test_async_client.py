@@ -89,7 +89,12 @@ def test_log_wait_dead_letters_and_queues(gateway: Gateway) -> None:
         done = await client.wait(task.id)
         dead = [t.id for t in await collect(client.dlq("team-a"))]
         page = await client.dlq_page("team-a", limit=1)
-        dry = await client.redrive_dlq("team-a", dry_run=True)
+        dry = await client.redrive_dlq("team-a", dry_run=True, type="echo")
+        none = await client.dlq_page("team-a", type="other")
+        assert none.items == []
+        every = await client.submit("echo", "team-a", schedule={"every_s": 60, "start_at": "2099-01-01T00:00:00Z"})
+        assert [t.id for t in await collect(client.schedules(type="echo"))] == [every.id]
+        assert [t.id for t in (await client.schedules_page("team-a", limit=1)).items] == [every.id]
         redriven = await client.redrive(task.id)
         queues = await client.queues()
         return [done.status, await client.log(task.id, "1.1"), dead == [task.id], len(page.items), dry,

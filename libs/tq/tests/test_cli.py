@@ -176,6 +176,7 @@ def test_every_command_of_the_contract_is_there() -> None:
         *("submit", "get", "ls", "watch", "logs", "runs", "events", "cancel", "redrive", "dlq", "queues", "keys"),
         *("pause", "resume"),  # contract section 8
         "overview",
+        "schedules",  # beside GET /v1/schedules (an extension of the contract)
         "completion",
     }
     assert set(cli.commands["dlq"].commands) == {"ls", "redrive"}
@@ -470,6 +471,37 @@ def test_dlq_ls_and_redrive(world: World) -> None:
     )
     assert world.task(ids[0]).status.value == "failed"
     assert ok(world.tq("dlq", "redrive", "-g", "team-a", "--limit", "1")).startswith("redrove 1 task:")
+
+
+def test_dlq_by_type_and_schedules(world: World) -> None:
+    # Given a dead letter of type echo, an every-minute task and a task that just runs
+    dead = submitted(world, "--max-retries", "0")
+    world.claim(dead)
+    world.fail(dead)
+    every = submitted(world, "--every", "60")
+    submitted(world)
+    # Then the dead letters filter by type, and a redrive by a type that matches none redrives nothing
+    assert [t["id"] for t in json.loads(ok(world.tq("dlq", "ls", "--type", "echo", "--json")))["items"]] == [dead]
+    assert json.loads(ok(world.tq("dlq", "ls", "--type", "other", "--json")))["items"] == []
+    none = json.loads(ok(world.tq("dlq", "redrive", "-g", "team-a", "--type", "other", "--json")))
+    assert (none["count"], world.task(dead).status.value) == (0, "failed")
+    # And tq schedules lists the repeating task only, with its schedule
+    listed = json.loads(ok(world.tq("schedules", "--group", "team-a", "--json")))
+    assert [t["id"] for t in listed["items"]] == [every]
+    table = ok(world.tq("schedules"))
+    assert table.split()[:9] == [
+        "ID",
+        "TYPE",
+        "GROUP",
+        "STATUS",
+        "ATTEMPTS",
+        "PRIORITY",
+        "CREATED_AT",
+        "SCHEDULE",
+        "NEXT_RUN_AT",
+    ]
+    assert every in table
+    assert json.loads(ok(world.tq("schedules", "--type", "other", "--json")))["items"] == []
 
 
 def test_queues(world: World) -> None:

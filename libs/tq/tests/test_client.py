@@ -251,6 +251,17 @@ def test_the_dead_letters_are_listed_and_redriven(gateway: Gateway, client: tq.C
     assert list(client.dlq("team-a")) == []
 
 
+def test_dead_letters_by_type_and_schedules(gateway: Gateway, client: tq.Client) -> None:
+    dead = failed_task(gateway, client)
+    assert [t.id for t in client.dlq("team-a", type="echo")] == [dead.id]
+    assert client.dlq_page("team-a", type="other").items == []
+    assert client.redrive_dlq("team-a", type="other", dry_run=True) == Redriven(count=0, ids=[], dry_run=True)
+    every = client.submit("echo", "team-a", schedule={"every_s": 60})
+    client.submit("echo", "team-a")
+    assert [t.id for t in client.schedules("team-a")] == [every.id]
+    assert [t.id for t in client.schedules_page(type="echo", limit=1).items] == [every.id]
+
+
 def test_tasks_are_cancelled_in_bulk_after_a_dry_run(gateway: Gateway, client: tq.Client) -> None:
     # Given two queued echo tasks of team-a and one that already ran
     queued = [client.submit("echo", "team-a") for _ in range(2)]

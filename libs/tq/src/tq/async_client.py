@@ -145,25 +145,40 @@ class AsyncClient:
         """See ``Client.events``."""
         return self._items(lambda cursor: calls.events_page(task_id, cursor))
 
-    def dlq(self, group: str | None = None) -> AsyncIterator[Task]:
+    def dlq(self, group: str | None = None, type: str | None = None) -> AsyncIterator[Task]:
         """See ``Client.dlq``."""
-        return self._items(lambda cursor: calls.dlq_page(group, None, cursor))
+        return self._items(lambda cursor: calls.dlq_page(group, None, cursor, type))
 
     async def dlq_page(
-        self, group: str | None = None, limit: int | None = None, cursor: str | None = None
+        self, group: str | None = None, limit: int | None = None, cursor: str | None = None, type: str | None = None
     ) -> Page[Task]:
         """See ``Client.dlq_page``."""
-        return await self._send(calls.dlq_page(group, limit, cursor))
+        return await self._send(calls.dlq_page(group, limit, cursor, type))
+
+    def schedules(self, group: str | None = None, type: str | None = None) -> AsyncIterator[Task]:
+        """See ``Client.schedules``."""
+        return self._items(lambda cursor: calls.schedules_page(group, type, None, cursor))
+
+    async def schedules_page(
+        self, group: str | None = None, type: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Task]:
+        """See ``Client.schedules_page``."""
+        return await self._send(calls.schedules_page(group, type, limit, cursor))
 
     async def redrive(self, task_id: str) -> Task:
         """See ``Client.redrive``."""
         return await self._send(calls.redrive(task_id))
 
     async def redrive_dlq(
-        self, group: str, ids: builtins.list[str] | None = None, limit: int | None = None, dry_run: bool = False
+        self,
+        group: str,
+        ids: builtins.list[str] | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+        type: str | None = None,
     ) -> Redriven:
         """See ``Client.redrive_dlq``."""
-        return await self._send(calls.redrive_dlq(group, ids, limit, dry_run))
+        return await self._send(calls.redrive_dlq(group, ids, limit, dry_run, type))
 
     async def cancel_many(
         self,

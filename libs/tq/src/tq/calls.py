@@ -301,14 +301,25 @@ def redrive(task_id: str) -> Call[Task]:
     return Call("POST", task_path(task_id, "redrive"), _model(Task), repeatable=False)
 
 
-def dlq_page(group: str | None, limit: int | None, cursor: str | None) -> Call[Page[Task]]:
+def dlq_page(
+    group: str | None, limit: int | None, cursor: str | None, task_type: str | None = None
+) -> Call[Page[Task]]:
     """``GET /v1/dlq``: one page, newest first."""
-    return Call("GET", "/v1/dlq", _model(Page[Task]), params=_query(group=group, limit=limit, cursor=cursor))
+    params = _query(group=group, type=task_type, limit=limit, cursor=cursor)
+    return Call("GET", "/v1/dlq", _model(Page[Task]), params=params)
 
 
-def redrive_dlq(group: str, ids: list[str] | None, limit: int | None, dry_run: bool) -> Call[Redriven]:
+def schedules_page(group: str | None, task_type: str | None, limit: int | None, cursor: str | None) -> Call[Page[Task]]:
+    """``GET /v1/schedules``: one page, newest first."""
+    params = _query(group=group, type=task_type, limit=limit, cursor=cursor)
+    return Call("GET", "/v1/schedules", _model(Page[Task]), params=params)
+
+
+def redrive_dlq(
+    group: str, ids: list[str] | None, limit: int | None, dry_run: bool, task_type: str | None = None
+) -> Call[Redriven]:
     """``POST /v1/dlq/redrive``: repeated only as a dry run (a second redrive takes the next ``limit``)."""
-    body = _group_action(group, ids, dry_run, limit=limit)
+    body = _group_action(group, ids, dry_run, limit=limit, type=task_type)
     return Call("POST", "/v1/dlq/redrive", _model(Redriven), body=body, repeatable=dry_run)
 
 

@@ -165,23 +165,41 @@ class Client:
         """The task's event history, oldest first."""
         return self._items(lambda cursor: calls.events_page(task_id, cursor))
 
-    def dlq(self, group: str | None = None) -> Iterator[Task]:
-        """The group's dead-lettered (failed) tasks, newest first."""
-        return self._items(lambda cursor: calls.dlq_page(group, None, cursor))
+    def dlq(self, group: str | None = None, type: str | None = None) -> Iterator[Task]:
+        """The group's dead-lettered (failed) tasks (of ``type`` if given), newest first."""
+        return self._items(lambda cursor: calls.dlq_page(group, None, cursor, type))
 
-    def dlq_page(self, group: str | None = None, limit: int | None = None, cursor: str | None = None) -> Page[Task]:
+    def dlq_page(
+        self, group: str | None = None, limit: int | None = None, cursor: str | None = None, type: str | None = None
+    ) -> Page[Task]:
         """One page of dead letters, as ``GET /v1/dlq`` answers it."""
-        return self._send(calls.dlq_page(group, limit, cursor))
+        return self._send(calls.dlq_page(group, limit, cursor, type))
+
+    def schedules(self, group: str | None = None, type: str | None = None) -> Iterator[Task]:
+        """Repeating tasks not yet ended (paused ones too) and one-off tasks waiting for their time, newest first."""
+        return self._items(lambda cursor: calls.schedules_page(group, type, None, cursor))
+
+    def schedules_page(
+        self, group: str | None = None, type: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Task]:
+        """One page of schedules, as ``GET /v1/schedules`` answers it."""
+        return self._send(calls.schedules_page(group, type, limit, cursor))
 
     def redrive(self, task_id: str) -> Task:
         """Queue a failed task again with a fresh retry budget."""
         return self._send(calls.redrive(task_id))
 
     def redrive_dlq(
-        self, group: str, ids: builtins.list[str] | None = None, limit: int | None = None, dry_run: bool = False
+        self,
+        group: str,
+        ids: builtins.list[str] | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+        type: str | None = None,
     ) -> Redriven:
-        """Redrive the group's dead letters: ``ids``, or else the newest ``limit``; a dry run changes nothing."""
-        return self._send(calls.redrive_dlq(group, ids, limit, dry_run))
+        """Redrive the group's dead letters (of ``type`` if given): ``ids``, or else the newest ``limit``; a dry
+        run changes nothing."""
+        return self._send(calls.redrive_dlq(group, ids, limit, dry_run, type))
 
     def cancel_many(
         self,

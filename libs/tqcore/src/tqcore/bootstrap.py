@@ -53,7 +53,7 @@ def bootstrap(settings: CoreSettings, pools: Sequence[str] = ()) -> None:
 
 
 def create_table(ddb: Any, name: str) -> None:
-    """The single table with its four GSIs and TTL."""
+    """The single table with its GSIs and TTL; a table made by an older version gets the indexes it lacks."""
     try:
         ddb.create_table(
             TableName=name,
@@ -67,6 +67,7 @@ def create_table(ddb: Any, name: str) -> None:
         if error.response["Error"]["Code"] != "ResourceInUseException":
             raise
     _wait_active(ddb, name)
+    _add_missing_indexes(ddb, name)
     ttl = ddb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
     if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
         ddb.update_time_to_live(
@@ -91,12 +92,41 @@ def global_secondary_indexes() -> list[dict[str, Any]]:
     ]
 
 
-def _wait_active(ddb: Any, name: str, timeout_s: float = 60) -> None:
+#: How long bootstrap waits for DynamoDB to build an index added to an existing table (it reads the whole table).
+INDEX_BUILD_S = 900
+
+
+def _add_missing_indexes(ddb: Any, name: str) -> None:
+    """Create the GSIs an existing table lacks (one ``UpdateTable`` each, as DynamoDB allows), waiting for each."""
+    table = ddb.describe_table(TableName=name)["Table"]
+    present = {index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])}
+    for index in global_secondary_indexes():
+        if index["IndexName"] in present:
+            continue
+        pk, sk = (key["AttributeName"] for key in index["KeySchema"])
+        ddb.update_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in (pk, sk)],
+            GlobalSecondaryIndexUpdates=[{"Create": index}],
+        )
+        log.info("adding index %s to table %s", index["IndexName"], name)
+        _wait_active(ddb, name, INDEX_BUILD_S, index=index["IndexName"])
+
+
+def _wait_active(ddb: Any, name: str, timeout_s: float = 60, *, index: str | None = None) -> None:
     deadline = time.monotonic() + timeout_s
-    while ddb.describe_table(TableName=name)["Table"]["TableStatus"] != "ACTIVE":
+    while not _active(ddb.describe_table(TableName=name)["Table"], index):
         if time.monotonic() > deadline:
             raise TimeoutError(f"table {name} did not become ACTIVE in {timeout_s} s")
         time.sleep(0.2)
+
+
+def _active(table: dict[str, Any], index: str | None) -> bool:
+    """Whether the table (and ``index``, if named: DynamoDB builds a new index on its own) is ``ACTIVE``."""
+    if table["TableStatus"] != "ACTIVE":
+        return False
+    indexes = {i["IndexName"]: i.get("IndexStatus", "ACTIVE") for i in table.get("GlobalSecondaryIndexes", [])}
+    return index is None or indexes.get(index) == "ACTIVE"
 
 
 def create_queue_pair(sqs: Any, settings: CoreSettings, priority: Priority, pool: str = DEFAULT_POOL) -> None:

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
 from tqcore.domain.errors import Forbidden, GroupRequired
-from tqcore.domain.requests import TaskListQuery
+from tqcore.domain.requests import ScheduleQuery, TaskListQuery
 from tqcore.queries import TaskQueries, encode_cursor, task_after
 
 #: A filtered listing reads at most this many tasks per page: a page may come back short (even empty) with a
@@ -153,3 +153,36 @@ class TaskListing:
             query.limit, self._page_bytes, self._budget if filtered else max(self._budget, query.limit), filtered
         )
         return fill_page(((task_id, task_id) for task_id in ids), self._queries.listed, keep, rules, "tasks")
+
+
+class ScheduleListing:
+    """``GET /v1/schedules``: a group's schedules (or all the caller's groups merged), newest first: its repeating
+    tasks until they end (paused ones too) and its one-off ``at`` tasks until their time.
+
+    Served by the sparse keys-only ``sched`` index, which holds those tasks only: a page reads the schedules it
+    shows (plus, with a ``type`` filter, the others it passes over), never the group's other tasks.
+    """
+
+    def __init__(
+        self,
+        queries: TaskQueries,
+        *,
+        every_group: Callable[[], list[str]] | None = None,
+        page_bytes: int = PAGE_BYTES,
+    ) -> None:
+        self._queries = queries
+        self._every_group = every_group
+        self._page_bytes = page_bytes
+
+    def page(self, query: ScheduleQuery, principal: Principal) -> TaskPage:
+        """A page of schedules of the type asked (any if none); ``InvalidCursor`` for a cursor not from here."""
+        before = None if query.cursor is None else task_after(query.cursor, "schedules")
+        groups = listed_groups(query.group, principal, "schedules", self._every_group)
+        ids = heapq.merge(*(self._queries.scheduled_ids(group, before) for group in groups), reverse=True)
+
+        def keep(_: str, task: ListedTask) -> bool:
+            # The index may lag the snapshot by a moment: a schedule that has just ended is not listed.
+            return not task.status.is_terminal and (query.type is None or task.type == query.type)
+
+        rules = PageRules(query.limit, self._page_bytes, filtered=query.type is not None)
+        return fill_page(((task_id, task_id) for task_id in ids), self._queries.listed, keep, rules, "schedules")

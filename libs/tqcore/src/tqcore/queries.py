@@ -44,6 +44,11 @@ class TaskQueries(Protocol):
         only; fetched lazily, page by page, as the caller consumes them."""
         ...
 
+    def scheduled_ids(self, group: str, before: str | None = None) -> Iterator[str]:
+        """Ids of ``group``'s schedules (repeating tasks until they end, ``at`` tasks until their time), newest
+        first, those sorting before ``before`` only; fetched lazily, page by page, as the caller consumes them."""
+        ...
+
     def tasks(self, ids: Sequence[str]) -> list[Task]:
         """The current snapshots of the tasks with these ids, in the order given; ids of tasks that no longer
         exist (their history expired) are left out."""
@@ -95,9 +100,10 @@ def dlq_after(cursor: str) -> str:
     return position
 
 
-def task_after(cursor: str) -> str:
-    """The task id a task-listing cursor holds (list what sorts before it); ``InvalidCursor`` if malformed."""
-    position = decode_cursor("tasks", cursor)
+def task_after(cursor: str, kind: str = "tasks") -> str:
+    """The task id a task-listing cursor (of ``kind``) holds (list what sorts before it); ``InvalidCursor`` if
+    malformed."""
+    position = decode_cursor(kind, cursor)
     if not _TASK_POSITION.fullmatch(position):
         raise InvalidCursor()
     return position

@@ -363,6 +363,12 @@ class InMemoryTaskQueries:
             ids = [task.id for task in self._store._tasks.values() if task.group == group]
         yield from sorted((i for i in ids if before is None or i < before), reverse=True)
 
+    def scheduled_ids(self, group: str, before: str | None = None) -> Iterator[str]:
+        """Ids of ``group``'s schedules, newest first, by the sparse ``sched`` index's keys (as in DynamoDB)."""
+        with self._store._lock:
+            ids = [t.id for t in self._store._tasks.values() if t.group == group and keys.on_schedule(t)]
+        yield from sorted((i for i in ids if before is None or i < before), reverse=True)
+
     def tasks(self, ids: Sequence[str]) -> list[Task]:
         """Copies of the tasks that exist (with their lease's current expiry), in the order given."""
         with self._store._lock:

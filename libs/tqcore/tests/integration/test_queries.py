@@ -215,3 +215,33 @@ def test_the_oldest_queued_task_is_found_per_pool_and_priority(backend: Backend)
     # When the oldest queued tasks are looked up
     # Then each pool's queue of a priority has the earliest queued_at of its tasks; empty queues are left out
     assert queries.oldest_queued() == made
+
+
+def test_a_groups_schedules_come_newest_first_and_leave_when_they_end(backend: Backend, settings: CoreSettings) -> None:
+    # Given a group's repeating tasks, a one-off task waiting for its time, and a task that runs now
+    store, queries = backend
+    group = f"grp-{new_task_id()}"  # a group of its own: the table is shared by the module's tests
+    repeating = [scheduled(store, group, {"every_s": 60}) for _ in range(4)]
+    waiting = scheduled(store, group, {"at": "2026-03-02T00:00:00Z"})
+    submitted(store, group, T0)
+    scheduled(store, f"other-{group}", {"every_s": 60})
+    if isinstance(queries, DynamoTaskQueries):
+        queries = DynamoTaskQueries(aws.client(settings, "dynamodb"), settings, page_size=2)  # several pages
+    # Then the sched index lists exactly the schedules, newest first, across pages and from a position
+    made = sorted([t.id for t in repeating] + [waiting.id], reverse=True)
+    assert list(queries.scheduled_ids(group)) == made
+    assert list(queries.scheduled_ids(group, before=made[2])) == made[3:]
+    # When one is cancelled and the one-off task's time comes (it is queued)
+    mutate(store, repeating[0], lambda t: t.request_cancel("alice", T0))
+    mutate(store, waiting, lambda t: t.promote(T0 + timedelta(days=1)))
+    # Then they leave the index; the others stay
+    assert list(queries.scheduled_ids(group)) == sorted((t.id for t in repeating[1:]), reverse=True)
+
+
+def scheduled(store: TaskStore, group: str, schedule: dict[str, object]) -> Task:
+    cmd = SubmitTask.model_validate({"type": "echo", "group": group, "schedule": schedule})
+    task = Task.submit(
+        task_id=new_task_id(), owner="alice", now=T0, submitted=cmd.model_dump(mode="json"), **cmd.task_fields()
+    )
+    store.create(task)
+    return task.committed()

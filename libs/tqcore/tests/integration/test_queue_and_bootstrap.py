@@ -10,7 +10,7 @@ import pytest
 
 from tqcore.adapters import aws
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
-from tqcore.bootstrap import bootstrap
+from tqcore.bootstrap import bootstrap, create_table, global_secondary_indexes
 from tqcore.clock import new_task_id
 from tqcore.dispatch import Dispatch
 from tqcore.domain.commands import SubmitTask
@@ -47,13 +47,40 @@ def receive_all(sqs: Any, url: str, *, visibility: int = 30) -> list[dict[str, A
 def test_bootstrap_is_idempotent_and_creates_every_index_and_ttl(settings: CoreSettings) -> None:
     # Given resources already bootstrapped by the fixture, When bootstrapping again
     bootstrap(settings)
-    # Then the table has the four indexes and TTL on expires_ttl
+    # Then the table has the five indexes and TTL on expires_ttl
     ddb = aws.client(settings, "dynamodb")
     table = ddb.describe_table(TableName=settings.table_name)["Table"]
-    assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == ["by_group", "dlq", "due", "reap"]
+    assert sorted(i["IndexName"] for i in table["GlobalSecondaryIndexes"]) == [
+        "by_group",
+        "dlq",
+        "due",
+        "reap",
+        "sched",
+    ]
     ttl = ddb.describe_time_to_live(TableName=settings.table_name)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_ttl"
     assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING")
+
+
+def test_bootstrap_adds_the_indexes_a_table_made_by_an_older_version_lacks(settings: CoreSettings) -> None:
+    # Given a table made before the sched index existed
+    ddb = aws.client(settings, "dynamodb")
+    name = f"{settings.table_name}-old"
+    older = [index for index in global_secondary_indexes() if index["IndexName"] != "sched"]
+    used = sorted({"PK", "SK", *(key["AttributeName"] for index in older for key in index["KeySchema"])})
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in used],
+        GlobalSecondaryIndexes=older,
+    )
+    # When bootstrap meets it
+    create_table(ddb, name)
+    # Then it has every index, the new one active
+    table = ddb.describe_table(TableName=name)["Table"]
+    indexes = {i["IndexName"]: i.get("IndexStatus", "ACTIVE") for i in table["GlobalSecondaryIndexes"]}
+    assert indexes == dict.fromkeys(["by_group", "due", "reap", "dlq", "sched"], "ACTIVE")
 
 
 def test_the_log_bucket_is_encrypted_and_not_public(settings: CoreSettings) -> None:

@@ -9,7 +9,14 @@ import pytest
 
 from tqcore.adapters import aws
 from tqcore.adapters.dynamodb import keys
-from tqcore.adapters.dynamodb.backfill import SWEEP_KEYS, SweepKeysBackfill
+from tqcore.adapters.dynamodb.backfill import (
+    SCHEDULE_KEYS,
+    SWEEP_KEYS,
+    ScheduleKeysBackfill,
+    SweepKeysBackfill,
+    in_turn,
+)
+from tqcore.adapters.dynamodb.queries import DynamoTaskQueries
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.clock import new_task_id
 from tqcore.domain.commands import SubmitTask
@@ -29,9 +36,13 @@ def ddb(settings: CoreSettings) -> Any:
     return aws.client(settings, "dynamodb")
 
 
-def scheduled(store: DynamoTaskStore, at: datetime) -> Task:
-    """A one-shot task due ``at``, submitted an hour before, stored by today's code."""
-    cmd = SubmitTask.model_validate({"type": "echo", "group": "team-a", "schedule": {"at": at.isoformat()}})
+def scheduled(
+    store: DynamoTaskStore, at: datetime, group: str = "team-a", schedule: dict[str, Any] | None = None
+) -> Task:
+    """A one-shot task due ``at`` (or one of ``schedule``, from ``at``), submitted an hour before, stored by today's
+    code."""
+    body = {"at": at.isoformat()} if schedule is None else {**schedule, "start_at": at.isoformat()}
+    cmd = SubmitTask.model_validate({"type": "echo", "group": group, "schedule": body})
     submitted_at = at - timedelta(hours=1)
     task = Task.submit(
         task_id=new_task_id(),
@@ -114,3 +125,41 @@ def test_the_backfill_never_overwrites_a_commit_made_after_it_read_the_index(
     after = snapshot(ddb, settings, task.id)
     assert after["status"] == {"S": "cancelled"}
     assert "reap_pk" not in after
+
+
+def test_the_schedule_backfill_files_waiting_schedules_written_before_the_sched_index(
+    dynamo_store: DynamoTaskStore, ddb: Any, settings: CoreSettings
+) -> None:
+    # Given a one-off task and a repeating task waiting since before the sched index (no sched keys), a one-off
+    # task written by today's code, and a task that is due but no schedule's (a retry's backoff)
+    queries = DynamoTaskQueries(ddb, settings)
+    group = f"grp-{new_task_id()}"
+    old_at = without_sched_keys(ddb, settings, scheduled(dynamo_store, NOW + timedelta(days=1), group))
+    old_every = without_sched_keys(ddb, settings, scheduled(dynamo_store, NOW, group, {"every_s": 3600}))
+    new = scheduled(dynamo_store, NOW + timedelta(days=1), group)
+    assert list(queries.scheduled_ids(group)) == [new.id]
+    # When the schedule backfill runs after the sweep backfill, two index items a step
+    step = in_turn(SweepKeysBackfill(ddb, settings).step, ScheduleKeysBackfill(ddb, settings, page_size=2).step)
+    while not step():
+        pass
+    # Then the schedules page lists all three, and the snapshots are otherwise as they were
+    assert list(queries.scheduled_ids(group)) == sorted([old_at.id, old_every.id, new.id], reverse=True)
+    assert snapshot(ddb, settings, old_every.id)["version"] == {"N": str(old_every.version)}
+    record = ddb.get_item(
+        TableName=settings.table_name, Key={"PK": {"S": keys.MIGRATION_PK}, "SK": {"S": SCHEDULE_KEYS}}
+    )["Item"]
+    assert int(record["updated"]["N"]) >= 2  # the table is shared by the module's tests: at least these two
+    # And a later run touches nothing
+    later = without_sched_keys(ddb, settings, scheduled(dynamo_store, NOW + timedelta(days=1), group))
+    assert ScheduleKeysBackfill(ddb, settings).run() == 0
+    assert "sch_pk" not in snapshot(ddb, settings, later.id)
+
+
+def without_sched_keys(ddb: Any, settings: CoreSettings, task: Task) -> Task:
+    """The task's snapshot as the code before the sched index wrote it."""
+    ddb.update_item(
+        TableName=settings.table_name,
+        Key={"PK": {"S": keys.task_pk(task.id)}, "SK": {"S": keys.SNAPSHOT_SK}},
+        UpdateExpression="REMOVE sch_pk, sch_sk",
+    )
+    return task

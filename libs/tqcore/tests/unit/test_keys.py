@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tqcore.adapters.dynamodb import keys
 from tqcore.domain.codec import parse_ts
-from tqcore.domain.model import Status
+from tqcore.domain.model import Schedule, Status
 from tqcore.domain.task import Task
 
 pytestmark = pytest.mark.unit
@@ -183,3 +183,22 @@ def test_a_tasks_events_live_in_history_partitions_of_consecutive_seqs_apart_fro
     assert {keys.event_pk("t-1", seq) for seq in (1, 2, size - 1)} == {"HIST#t-1#0"}
     assert keys.event_pk("t-1", size) == keys.history_pk("t-1", 1) == "HIST#t-1#1"
     assert keys.event_pk("t-1", 1) != keys.task_pk("t-1")
+
+
+@pytest.mark.parametrize("status", list(Status))
+@pytest.mark.parametrize(
+    "schedule",
+    [None, Schedule(at=T0 + timedelta(hours=1)), Schedule(every_s=60), Schedule(cron="0 * * * *")],
+    ids=["none", "at", "every", "cron"],
+)
+def test_the_sched_index_holds_repeating_tasks_until_they_end_and_at_tasks_until_their_time(
+    status: Status, schedule: Schedule | None
+) -> None:
+    task = task_in(status)
+    task.schedule = schedule
+    got = attrs(task)
+    listed = False if schedule is None or status.is_terminal else schedule.is_repeating or status is Status.SCHEDULED
+    assert ("sch_pk" in got) == listed
+    if listed:
+        assert (got["sch_pk"], got["sch_sk"]) == ("S#team-a", "01hqtask")
+    assert keys.on_schedule(task) == listed

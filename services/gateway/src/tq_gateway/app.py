@@ -21,6 +21,7 @@ from tq_gateway.resources_history import (
     BulkAction,
     DeadLetterCollection,
     QueueList,
+    ScheduleCollection,
     TaskEvents,
     TaskRedrive,
     TaskRunLog,
@@ -41,7 +42,7 @@ from tqcore.adapters.sqs.task_queue import SqsTaskQueue
 from tqcore.api_keys import ApiKeys
 from tqcore.clock import SystemClock, new_task_id
 from tqcore.domain.requests import CancelTasks, RedriveDeadLetters
-from tqcore.listing import TaskListing
+from tqcore.listing import ScheduleListing, TaskListing
 from tqcore.logs import configure_logging
 from tqcore.metrics import observe_commit
 from tqcore.ports import Clock, ManagedQueue, Registry, RunLogStore, TaskStore
@@ -88,6 +89,7 @@ def build_app(
     )
     overview = SystemOverview(queue, queries, registry, clock, pools=catalog.pools, every_group=catalog.groups)
     listing = TaskListing(queries, every_group=catalog.groups, page_bytes=settings.list_page_bytes)
+    schedules = ScheduleListing(queries, every_group=catalog.groups, page_bytes=settings.list_page_bytes)
     # One watch and one set of wait slots per worker process: its streams and waits share them.
     watch = TaskWatch(queries.stamps, settings.watch_interval_s)
     slots = Slots(settings.gateway_streams, settings.gateway_streams_per_principal)
@@ -128,6 +130,7 @@ def build_app(
     app.add_route("/v1/tasks/{task_id}/pause", TaskPause(tasks))
     app.add_route("/v1/tasks/{task_id}/resume", TaskResume(tasks))
     app.add_route("/v1/dlq", DeadLetterCollection(dead_letters))
+    app.add_route("/v1/schedules", ScheduleCollection(schedules))
     app.add_route("/v1/dlq/redrive", BulkAction(RedriveDeadLetters, dead_letters.redrive))
     app.add_route("/v1/queues", QueueList(queue, catalog))
     app.add_route("/v1/overview", OverviewResource(overview))
@@ -150,6 +153,7 @@ def build_app(
             watch,
             slots,
             timing,
+            schedules=schedules,
             overview=overview,
         ),
     )

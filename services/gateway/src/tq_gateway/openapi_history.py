@@ -36,6 +36,13 @@ def parameters() -> dict[str, Any]:
             "description": "the group to list; without it, all the caller's groups merged (an admin's: every group)",
             "schema": NAME,
         },
+        "Type": {
+            "name": "type",
+            "in": "query",
+            "required": False,
+            "description": "only tasks of this type",
+            "schema": NAME,
+        },
         "Limit": {
             "name": "limit",
             "in": "query",
@@ -186,6 +193,7 @@ def paths() -> dict[str, Any]:
             }
         },
         "/v1/dlq": {"get": _dlq_list()},
+        "/v1/schedules": {"get": _schedule_list()},
         "/v1/dlq/redrive": {"post": _dlq_redrive()},
         "/v1/tasks:cancel": {"post": _bulk_cancel()},
         "/v1/queues": {
@@ -200,15 +208,44 @@ def paths() -> dict[str, Any]:
 
 
 def _dlq_list() -> dict[str, Any]:
+    return _filtered_list(
+        "listDeadLetters",
+        "dead letters",
+        "Dead-lettered (failed) tasks, newest first by finished_at",
+        "A page of one group's failed tasks (all the caller's groups merged if none is named), of one `type` if named "
+        "(an extension of the contract). ",
+        "a page of failed tasks",
+    )
+
+
+def _schedule_list() -> dict[str, Any]:
+    return _filtered_list(
+        "listSchedules",
+        "tasks",
+        "Schedules: repeating tasks until they end, and one-off `at` tasks until their time, newest first",
+        "A page of one group's repeating tasks (`every_s` or `cron`; `paused` ones too) that have not ended, and of "
+        "its one-off tasks still waiting for their `at` (all the caller's groups merged if none is named), of one "
+        "`type` if named; what the console's schedules page shows (an extension of the contract). Served by an "
+        "index that holds only these tasks. ",
+        "a page of scheduled tasks",
+    )
+
+
+def _filtered_list(operation_id: str, tag: str, summary: str, description: str, page: str) -> dict[str, Any]:
+    """A listing of tasks by ``group`` and ``type``, paged."""
     return {
-        "operationId": "listDeadLetters",
-        "tags": ["dead letters"],
-        "summary": "Dead-lettered (failed) tasks, newest first by finished_at",
-        "description": "A page of one group's failed tasks (all the caller's groups merged if none is named). "
-        + SHORT_PAGES,
-        "parameters": [ref("Group", "parameters"), ref("Limit", "parameters"), ref("Cursor", "parameters")],
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        "description": description + SHORT_PAGES,
+        "parameters": [
+            ref("Group", "parameters"),
+            ref("Type", "parameters"),
+            ref("Limit", "parameters"),
+            ref("Cursor", "parameters"),
+        ],
         "responses": {
-            "200": ok("a page of failed tasks", "TaskPage"),
+            "200": ok(page, "TaskPage"),
             "400": problem("a cursor this listing did not hand out"),
             "403": problem("not a member of the group"),
             "422": problem("an invalid query parameter (errors: [{loc, msg}])"),
@@ -221,8 +258,9 @@ def _dlq_redrive() -> dict[str, Any]:
     return {
         "operationId": "redriveDeadLetters",
         "tags": ["dead letters"],
-        "summary": "Redrive a group's dead letters: the given ids, or else the newest `limit`",
-        "description": "Ids that are not failed or not in the group are skipped. With `ids`, `limit` is ignored. "
+        "summary": "Redrive a group's dead letters: the given ids, or else the newest `limit` (of `type` if named)",
+        "description": "Ids that are not failed or not in the group are skipped. `type` (an extension of the "
+        "contract) narrows `ids` too. With `ids`, `limit` is ignored. "
         "`dry_run` lists what would be redriven and changes nothing.",
         **_group_action("RedriveDeadLetters", ok("what was (or, on a dry run, would be) redriven", "Redriven")),
     }

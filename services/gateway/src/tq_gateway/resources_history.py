@@ -14,9 +14,10 @@ from tq_gateway.body import json_object, query_params
 from tq_gateway.resources import send_page, send_task
 from tqcore.domain.access import Principal
 from tqcore.domain.codec import event_to_dict
-from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, GroupAction, PageQuery
+from tqcore.domain.requests import DeadLetterQuery, EventPageQuery, GroupAction, PageQuery, ScheduleQuery
 from tqcore.domain.runs import run_to_dict
 from tqcore.errors import QueueUnavailable, StoreUnavailable
+from tqcore.listing import ScheduleListing
 from tqcore.ports import ManagedQueue, QueueDepth
 from tqcore.usecases.bulk import Affected
 from tqcore.usecases.management import DeadLetters, TaskHistory
@@ -82,8 +83,20 @@ class DeadLetterCollection:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of dead letters, newest first."""
-        query = DeadLetterQuery.model_validate(query_params(req, "group", "limit", "cursor"))
+        query = DeadLetterQuery.model_validate(query_params(req, "group", "type", "limit", "cursor"))
         send_page(resp, self._dead_letters.page(query, req.context.principal))
+
+
+class ScheduleCollection:
+    """``/v1/schedules``: repeating tasks not yet ended and one-off tasks waiting for their time."""
+
+    def __init__(self, schedules: ScheduleListing) -> None:
+        self._schedules = schedules
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """A page of schedules, newest first."""
+        query = ScheduleQuery.model_validate(query_params(req, "group", "type", "limit", "cursor"))
+        send_page(resp, self._schedules.page(query, req.context.principal))
 
 
 class BulkAction(Generic[A]):

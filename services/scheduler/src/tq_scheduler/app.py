@@ -7,7 +7,7 @@ from collections.abc import Callable
 from tq_scheduler.scheduler import Scheduler
 from tq_scheduler.settings import SchedulerSettings
 from tqcore.adapters import aws
-from tqcore.adapters.dynamodb.backfill import SweepKeysBackfill
+from tqcore.adapters.dynamodb.backfill import ScheduleKeysBackfill, SweepKeysBackfill, in_turn
 from tqcore.adapters.dynamodb.registry import DynamoRegistry
 from tqcore.adapters.dynamodb.task_store import DynamoTaskStore
 from tqcore.adapters.sqs.task_queue import SqsTaskQueue
@@ -57,5 +57,5 @@ def create_service(settings: SchedulerSettings) -> PeriodicService:
         queue=SqsTaskQueue(aws.client(settings, "sqs"), settings),
         registry=DynamoRegistry(ddb, settings),
         clock=SystemClock(),
-        backfill=SweepKeysBackfill(ddb, settings).step,
+        backfill=in_turn(SweepKeysBackfill(ddb, settings).step, ScheduleKeysBackfill(ddb, settings).step),
     )

@@ -41,7 +41,7 @@ class Scheduler:
     the pause between passes, and how far ahead a pass looks so that the next one can start exactly when the
     earliest task it saw falls due. Runs due within ``stage_s`` are committed ahead and sent at their time
     (see ``tqcore.usecases.scheduling``). ``backfill`` is stepped once per pass, before the pass, until it returns
-    ``True`` (the sweep keys of tasks written before the sweep existed: ``tqcore.adapters.dynamodb.backfill``).
+    ``True`` (the index keys of tasks written before their index existed: ``tqcore.adapters.dynamodb.backfill``).
     """
 
     def __init__(

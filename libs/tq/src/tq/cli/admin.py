@@ -1,4 +1,4 @@
-"""The operator commands: dead letters, queues, the overview, API keys, and shell completion."""
+"""The operator commands: dead letters, schedules, queues, the overview, API keys, and shell completion."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ def dlq() -> None:
 
 @dlq.command(name="ls")
 @click.option("--group", "-g", help="Only this group's dead letters.")
+@click.option("--type", "type_", help="Only dead letters of this type.")
 @click.option("--limit", type=click.IntRange(1, 200), help="Tasks on the page (1-200, default 50).")
 @click.option("--cursor", help="The page after the one that gave this next_cursor.")
 @json_option
-def dlq_ls(group: str | None, limit: int | None, cursor: str | None) -> int:
+def dlq_ls(group: str | None, type_: str | None, limit: int | None, cursor: str | None) -> int:
     """List dead letters, newest first: one page (--cursor reads the next)."""
-    page = doc(state().client().dlq_page(group=group, limit=limit, cursor=cursor))
+    page = doc(state().client().dlq_page(group=group, limit=limit, cursor=cursor, type=type_))
     print_page(page, (*TASK_COLUMNS, "last_error"), empty="no dead letters", as_json=state().json)
     return OK
 
@@ -31,13 +32,27 @@ def dlq_ls(group: str | None, limit: int | None, cursor: str | None) -> int:
 @dlq.command(name="redrive")
 @click.option("--group", "-g", required=True, help="The group whose dead letters to redrive.")
 @click.option("--id", "ids", multiple=True, metavar="ID", help="Only this task (repeat).")
+@click.option("--type", "type_", help="Only dead letters of this type.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many tasks.")
 @click.option("--dry-run", is_flag=True, help="Say which tasks would be redriven; change nothing.")
 @json_option
-def dlq_redrive(group: str, ids: tuple[str, ...], limit: int | None, dry_run: bool) -> int:
+def dlq_redrive(group: str, ids: tuple[str, ...], type_: str | None, limit: int | None, dry_run: bool) -> int:
     """Queue a group's dead letters again, each with a fresh retry budget."""
-    outcome = state().client().redrive_dlq(group, ids=list(ids) or None, limit=limit, dry_run=dry_run)
+    outcome = state().client().redrive_dlq(group, ids=list(ids) or None, limit=limit, dry_run=dry_run, type=type_)
     print_outcome(outcome, state().json, done="redrove", would="would redrive")
+    return OK
+
+
+@click.command()
+@click.option("--group", "-g", help="Only this group's schedules.")
+@click.option("--type", "type_", help="Only schedules of this type.")
+@click.option("--limit", type=click.IntRange(1, 200), help="Tasks on the page (1-200, default 50).")
+@click.option("--cursor", help="The page after the one that gave this next_cursor.")
+@json_option
+def schedules(group: str | None, type_: str | None, limit: int | None, cursor: str | None) -> int:
+    """List repeating tasks not yet ended (paused too) and one-off tasks waiting for their time, newest first."""
+    page = doc(state().client().schedules_page(group=group, type=type_, limit=limit, cursor=cursor))
+    print_page(page, (*TASK_COLUMNS, "schedule", "next_run_at"), empty="no schedules", as_json=state().json)
     return OK
 
 
@@ -142,4 +157,4 @@ def completion(ctx: click.Context, shell: str) -> int:
     return OK
 
 
-COMMANDS = (dlq, queues, overview, keys, completion)
+COMMANDS = (dlq, schedules, queues, overview, keys, completion)

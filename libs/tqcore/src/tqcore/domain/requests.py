@@ -51,9 +51,19 @@ class TaskReadQuery(BaseModel):
 
 
 class DeadLetterQuery(PageQuery):
-    """``GET /v1/dlq``: a page of one group's dead letters (all the caller's groups if none is named)."""
+    """``GET /v1/dlq``: a page of one group's dead letters (all the caller's groups if none is named), of one
+    ``type`` if named."""
 
     group: Name | None = None
+    type: Name | None = None
+
+
+class ScheduleQuery(PageQuery):
+    """``GET /v1/schedules``: a page of one group's schedules (all the caller's groups if none is named), of one
+    ``type`` if named."""
+
+    group: Name | None = None
+    type: Name | None = None
 
 
 #: The longest ``name`` filter: a task's name is at most 200 characters.
@@ -87,7 +97,10 @@ class GroupAction(BaseModel):
 
 
 class RedriveDeadLetters(GroupAction):
-    """The body of ``POST /v1/dlq/redrive``: the given ``ids``, or else the newest ``limit`` dead letters."""
+    """The body of ``POST /v1/dlq/redrive``: the given ``ids``, or else the newest ``limit`` dead letters, of this
+    ``type`` if named."""
+
+    type: Name | None = None
 
 
 class CancelTasks(GroupAction):

@@ -155,9 +155,14 @@ class DeadLetters:
         def keep(position: str, task: ListedTask) -> bool:
             # The snapshot is read consistently, the index may lag it: a task redriven (or failed again, at a
             # newer position) since the index was written is not listed here.
-            return task.status is Status.FAILED and task.dlq_position == position
+            return (
+                task.status is Status.FAILED
+                and task.dlq_position == position
+                and (query.type is None or task.type == query.type)
+            )
 
-        return fill_page(positions, self._queries.listed, keep, PageRules(query.limit, self._page_bytes), "dlq")
+        rules = PageRules(query.limit, self._page_bytes, filtered=query.type is not None)
+        return fill_page(positions, self._queries.listed, keep, rules, "dlq")
 
     def redrive_task(self, task_id: str, principal: Principal) -> Task:
         """Queue a ``failed`` task again with a fresh retry budget; ``IllegalTransition`` if it is not failed."""
@@ -170,12 +175,16 @@ class DeadLetters:
     def redrive(self, cmd: RedriveDeadLetters, principal: Principal) -> Affected:
         """Redrive the given failed tasks of a group (others are skipped), or else its newest ``limit``."""
         require_group(principal, cmd.group, "redrive")
+
+        def keep(task: Task) -> bool:
+            return task.status is Status.FAILED and (cmd.type is None or task.type == cmd.type)
+
         if cmd.ids is not None:
-            candidates = by_ids(self._store, cmd.ids, cmd.group, _failed)
+            candidates = by_ids(self._store, cmd.ids, cmd.group, keep)
         else:
             # The index may lag the table by a moment: a task redriven just now can still be listed.
             ids = (task_id for _, task_id in self._queries.dead_letter_positions(cmd.group))
-            candidates = newest(self._queries, ids, _failed, cmd.limit)
+            candidates = newest(self._queries, ids, keep, cmd.limit)
         now = self._clock.now()
         return apply_each(
             self._store, candidates, lambda t: t.redrive(principal.name, now), dry_run=cmd.dry_run, then=self._send
@@ -187,7 +196,3 @@ class DeadLetters:
         except QueueUnavailable:
             # The task is durable and queued: the reaper re-sends tasks left queued (docs/ARCHITECTURE.md).
             log.warning("enqueue after redrive failed; the reaper will re-send", extra={"task_id": task.id})
-
-
-def _failed(task: Task) -> bool:
-    return task.status is Status.FAILED

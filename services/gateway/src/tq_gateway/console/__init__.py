@@ -14,7 +14,9 @@ import falcon
 
 from tq_gateway.auth import BearerAuth
 from tq_gateway.console.gate import ConsoleGate
+from tq_gateway.console.pages_dlq import DeadLetterList, DeadLetterRedrive
 from tq_gateway.console.pages_overview import Overview
+from tq_gateway.console.pages_schedules import Schedules
 from tq_gateway.console.pages_session import SessionEnd, SessionStart, StaticAsset
 from tq_gateway.console.pages_task import (
     Pausable,
@@ -36,7 +38,7 @@ from tq_gateway.settings import GatewaySettings
 from tq_gateway.streams import StreamTiming
 from tq_gateway.waiting import Slots
 from tq_gateway.watch import TaskWatch
-from tqcore.listing import TaskListing
+from tqcore.listing import ScheduleListing, TaskListing
 from tqcore.ports import ManagedQueue, Registry
 from tqcore.usecases.bulk import BulkCancel
 from tqcore.usecases.management import DeadLetters, TaskHistory
@@ -59,6 +61,7 @@ class UseCases:
     watch: TaskWatch
     slots: Slots
     timing: StreamTiming
+    schedules: ScheduleListing
     overview: SystemOverview
 
 
@@ -96,3 +99,7 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     if isinstance(uses.tasks, Pausable):  # pause and resume (contract section 8), once the use case has them
         app.add_route("/ui/tasks/{task_id}/pause", TaskAction(acting(uses.tasks.pause, paused)))
         app.add_route("/ui/tasks/{task_id}/resume", TaskAction(acting(uses.tasks.resume, done("resumed"))))
+    # Schedules and dead letters (pages_schedules.py, pages_dlq.py); Pause/Resume are the task page's actions.
+    app.add_route("/ui/schedules", Schedules(renderer, uses.schedules, uses.catalog))
+    app.add_route("/ui/dlq", DeadLetterList(renderer, uses.dead_letters, uses.catalog))
+    app.add_route("/ui/dlq/redrive", DeadLetterRedrive(renderer, uses.dead_letters))

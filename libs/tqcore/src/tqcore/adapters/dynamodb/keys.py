@@ -33,10 +33,12 @@ INDEXES: dict[str, tuple[str, str]] = {
     "due": ("due_pk", "due_sk"),
     "reap": ("reap_pk", "reap_sk"),
     "dlq": ("dlq_pk", "dlq_sk"),
+    "sched": ("sch_pk", "sch_sk"),
 }
 #: Only these indexes project whole items; ``by_group`` keeps keys only so a busy group's partition
-#: is written once per task (at creation) instead of at every state change.
-KEYS_ONLY_INDEXES = frozenset({"by_group"})
+#: is written once per task (at creation) instead of at every state change, and ``sched`` likewise once when a
+#: scheduled task is submitted and once when it leaves (its runs write it no more).
+KEYS_ONLY_INDEXES = frozenset({"by_group", "sched"})
 TTL_ATTRIBUTE = "expires_ttl"
 
 
@@ -86,6 +88,19 @@ def group_pk(group: str) -> str:
     return f"G#{group}"
 
 
+def schedule_pk(group: str) -> str:
+    """Partition of a group in the ``sched`` index (its schedules: see :func:`on_schedule`)."""
+    return f"S#{group}"
+
+
+def on_schedule(task: Task) -> bool:
+    """Whether the schedules page lists the task (the sparse ``sched`` index holds it): a repeating task until
+    it ends (paused too), a one-off ``at`` task while it waits for its time (not yet run)."""
+    if task.schedule is None or task.status.is_terminal:
+        return False
+    return task.is_repeating or task.status is Status.SCHEDULED
+
+
 def shard_of(task_id: str, shards: int) -> int:
     """A stable shard number for a task (crc32, not ``hash()``, which changes per process)."""
     return zlib.crc32(task_id.encode()) % shards
@@ -125,6 +140,9 @@ def minute_buckets(since: datetime, until: datetime) -> list[str]:
 def index_attributes(task: Task, *, due_shards: int, reap_shards: int, resend_after_s: float) -> dict[str, str]:
     """The sparse index keys a snapshot carries in its current state."""
     attrs = {"grp_pk": group_pk(task.group), "grp_sk": task.id}
+    if on_schedule(task):
+        attrs["sch_pk"] = schedule_pk(task.group)
+        attrs["sch_sk"] = task.id
     wake_at = due_at(task)
     if wake_at is not None:
         shard = shard_of(task.id, due_shards)

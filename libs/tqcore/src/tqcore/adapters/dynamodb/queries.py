@@ -100,6 +100,11 @@ class DynamoTaskQueries:
         for item in self._newest("by_group", keys.group_pk(group), before, page_size=self._page_size):
             yield item["grp_sk"]["S"]
 
+    def scheduled_ids(self, group: str, before: str | None = None) -> Iterator[str]:
+        """Ids from the sparse keys-only ``sched`` index, newest first, a query page at a time."""
+        for item in self._newest("sched", keys.schedule_pk(group), before, page_size=self._page_size):
+            yield item["sch_sk"]["S"]
+
     def tasks(self, ids: Sequence[str]) -> list[Task]:
         """Snapshots by ``BatchGetItem`` (strongly consistent, 100 keys a call), in the order of ``ids``, each with
         its live lease expiry (heartbeats move it in the item without a new snapshot)."""
