@@ -110,8 +110,9 @@ class DeadLetterList:
 
 
 class DeadLetterRedrive:
-    """``POST /ui/dlq/redrive``: a dry run of the redrive asked for (the row's ``only``, the ``pick``ed rows, or
-    ``scope=all``: the newest ``REDRIVE_ALL_MAX`` matching the filters), answered with a confirmation page; with
+    """``POST /ui/dlq/redrive``: a dry run of the redrive asked for (the ``pick``ed rows; with none picked, the
+    newest ``REDRIVE_ALL_MAX`` matching the filters when they name one group, else the page's rows), answered with
+    a confirmation page; with
     ``confirm``, the redrive of the tasks that page named, then back to the list with how many were redriven."""
 
     def __init__(self, renderer: Renderer, dead_letters: DeadLetters) -> None:
@@ -122,23 +123,18 @@ class DeadLetterRedrive:
         principal = req.context.principal
         form = req.context.form
         filters = Filters.read(form.get)
-        only = form.get("only")
-        picks = [only] if only else form.getall("pick")
+        picks = form.getall("pick")
         if form.get("confirm") == "yes":
             count = len(self._redrive(picks, filters, principal, dry_run=False))
             raise falcon.HTTPSeeOther(filters.url(PATH, redriven=count))
         capped = False
-        if not only and form.get("scope") == "all":
-            group = _sole_group(filters, principal)
-            if group is None:
-                raise falcon.HTTPUnprocessableEntity(
-                    title="Unprocessable Entity", description="Choose a group: all matching dead letters of one group."
-                )
+        group = _sole_group(filters, principal)
+        if not picks and group is not None:
             cmd = RedriveDeadLetters(group=group, type=filters.type, limit=REDRIVE_ALL_MAX, dry_run=True)
             picks = [f"{group}:{task_id}" for task_id in self._dead_letters.redrive(cmd, principal).ids]
             capped = len(picks) == REDRIVE_ALL_MAX
         else:
-            picks = self._redrive(picks, filters, principal, dry_run=True)
+            picks = self._redrive(picks or form.getall("page_pick"), filters, principal, dry_run=True)
         self._renderer.render(
             req,
             resp,
