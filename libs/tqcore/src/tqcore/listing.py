@@ -18,7 +18,7 @@ from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
 from tqcore.domain.errors import Forbidden, GroupRequired
 from tqcore.domain.requests import TaskListQuery
-from tqcore.queries import TaskQueries, encode_cursor, task_after
+from tqcore.queries import TaskQueries, TaskStamp, encode_cursor, task_after
 
 #: A filtered listing reads at most this many tasks per page: a page may come back short (even empty) with a
 #: ``next_cursor`` where the reading stopped, so one request never scans a whole group.
@@ -151,3 +151,16 @@ class TaskListing:
             query.limit, self._page_bytes, self._budget if filtered else max(self._budget, query.limit), filtered
         )
         return fill_page(((task_id, task_id) for task_id in ids), self._queries.listed, keep, rules, "tasks")
+
+    def newest_id(self, query: TaskListQuery, principal: Principal) -> str | None:
+        """The id of the newest task of the groups ``query`` lists (its filters and cursor aside), if any: a cheap
+        look for new arrivals (the first page of each group's keys-only index, no task read)."""
+        groups = listed_groups(query.group, principal, "tasks", self._every_group)
+        return max(
+            (newest for group in groups if (newest := next(self._queries.newest_ids(group), None))), default=None
+        )
+
+    def stamps(self, ids: Sequence[str]) -> dict[str, TaskStamp]:
+        """The stamps of tasks a page of this listing showed (read in bulk, eventually consistent): whether any of
+        them moved since."""
+        return self._queries.stamps(ids)

@@ -120,6 +120,20 @@ def test_another_groups_listing_is_forbidden_and_an_admin_names_any_group() -> N
     assert [t.id for t in everything.page(TaskListQuery(), ADMIN).items] == [mine, made]
 
 
+def test_the_newest_id_is_the_newest_of_the_listed_groups_whatever_the_filters() -> None:
+    # A live table's cheap look for arrivals: the listing's groups (and their access check), no task read
+    store, make = new_store_and_maker()
+    listing = TaskListing(InMemoryTaskQueries(store))
+    assert listing.newest_id(TaskListQuery(), CAROL) is None
+    older, newer = make("team-a").id, make("team-b").id
+    assert listing.newest_id(TaskListQuery(), CAROL) == newer
+    assert listing.newest_id(TaskListQuery(status=Status.RUNNING, group="team-a"), CAROL) == older
+    assert listing.newest_id(TaskListQuery(), ALICE) == older
+    with pytest.raises(Forbidden):
+        listing.newest_id(TaskListQuery(group="team-b"), ALICE)
+    assert set(listing.stamps([older, newer, "t-9999"])) == {older, newer}
+
+
 @pytest.mark.parametrize("cursor", ["garbage!", encode_cursor("dlq", "t-0001"), encode_cursor("tasks", "a b")])
 def test_a_cursor_not_from_this_listing_is_refused(cursor: str) -> None:
     store, _ = new_store_and_maker()

@@ -14,6 +14,7 @@ import falcon
 
 from tq_gateway.auth import BearerAuth
 from tq_gateway.console.gate import ConsoleGate
+from tq_gateway.console.live import TableLive, TaskLive
 from tq_gateway.console.pages_overview import Overview
 from tq_gateway.console.pages_session import SessionEnd, SessionStart, StaticAsset
 from tq_gateway.console.render import Assets, Renderer
@@ -69,3 +70,9 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     )
     app.add_route("/ui/session/end", SessionEnd(console.sessions))
     app.add_route("/ui/static/{name}", StaticAsset(console.assets))
+    # Live parts (SSE): the tasks table's and the task page's.
+    app.add_route(
+        "/ui/tasks/live",
+        TableLive(uses.listing, uses.watch, uses.slots, uses.timing, console.settings.console_table_check_s),
+    )
+    app.add_route("/ui/tasks/{task_id}/live", TaskLive(uses.history, uses.watch, uses.slots, uses.timing))
