@@ -10,7 +10,7 @@ PACKAGES := -e 'libs/tq[cli]' -e libs/tqcore -e libs/tqdev -e services/gateway -
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-streams bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
+.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-console bench-streams bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -156,6 +156,10 @@ bench-calls: install
 ## make bench-history: /runs?limit=50 and /events?limit=100 of a repeating task with 50,000 events against one with 6.
 bench-history: install
 	$(BIN)/python bench/history_reads.py
+
+## make bench-console: the console's tasks table (50 rows), a filtered page and a task page, server and client time.
+bench-console: install
+	$(BIN)/python bench/console_pages.py
 
 ## make bench-streams: concurrent SSE streams on one gateway worker (1,000 wait slots), opened in steps: ordinary
 ## requests' latency, the worker's RSS, CPU and threads, the watch's DynamoDB calls per second.

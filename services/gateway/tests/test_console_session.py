@@ -260,3 +260,28 @@ def test_the_api_still_needs_its_bearer_header_and_ignores_the_cookie() -> None:
     browser.sign_in()
     api = browser.client.simulate_get("/v1/tasks", cookies=browser.cookies)
     assert api.status_code == 401
+
+
+def test_console_requests_count_against_the_principals_rate_limit() -> None:
+    browser = browser_over_fakes(GatewaySettings(rate_limit_rps=0.001, rate_limit_burst=3))
+    browser.sign_in()  # the overview after sign-in: one request of alice's
+    assert browser.get("/ui/").status_code == 200
+    assert browser.get("/ui/").status_code == 200
+    limited = browser.get("/ui/")
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "text/html; charset=utf-8"
+    assert "<h1>429 Too Many Requests</h1>" in limited.text
+    assert int(limited.headers["retry-after"]) >= 1
+
+
+def test_repeated_wrong_sign_ins_from_one_address_are_refused_before_any_lookup() -> None:
+    browser = browser_over_fakes(GatewaySettings(auth_failure_rps=0.001, auth_failure_burst=2))
+    assert [browser.post("/ui/session", {"token": "wrong"}, csrf=False).status_code for _ in range(3)] == [
+        401,
+        401,
+        429,
+    ]
+    refused = browser.post("/ui/session", {"token": "still-wrong"}, csrf=False)
+    assert refused.status_code == 429
+    assert "<h1>429 Too Many Requests</h1>" in refused.text
+    assert browser.post("/ui/session", {"token": "dev-alice"}, csrf=False).status_code == 303  # known without lookup

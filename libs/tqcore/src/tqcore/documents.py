@@ -45,6 +45,8 @@ class ListedTask:
     id: str
     status: Status
     type: str
+    #: The task's ``name`` (the listing's ``name`` filter reads it).
+    name: str | None
     claim_seq: int | None
     finished_at: str | None
     #: The stored task document, UTF-8 JSON (the gateway serves its view of it).
@@ -66,6 +68,7 @@ class ListedTask:
                 id=msgspec.json.decode(fields["id"], type=str),
                 status=Status(msgspec.json.decode(fields["status"], type=str)),
                 type=msgspec.json.decode(fields["type"], type=str),
+                name=msgspec.json.decode(fields["name"], type=str | None),
                 claim_seq=msgspec.json.decode(fields["claim_seq"], type=int | None),
                 finished_at=msgspec.json.decode(fields["finished_at"], type=str | None),
                 doc=doc.encode() if isinstance(doc, str) else bytes(doc),

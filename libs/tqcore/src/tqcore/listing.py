@@ -142,11 +142,13 @@ class TaskListing:
         ids = heapq.merge(*(self._queries.newest_ids(group, before) for group in groups), reverse=True)
 
         def keep(_: str, task: ListedTask) -> bool:
-            return (query.status is None or task.status is query.status) and (
-                query.type is None or task.type == query.type
+            return (
+                (query.status is None or task.status is query.status)
+                and (query.type is None or task.type == query.type)
+                and query.matches_name(task.name)
             )
 
-        filtered = query.status is not None or query.type is not None
+        filtered = query.status is not None or query.type is not None or query.name is not None
         rules = PageRules(
             query.limit, self._page_bytes, self._budget if filtered else max(self._budget, query.limit), filtered
         )

@@ -35,8 +35,8 @@ def new_store_and_maker() -> tuple[InMemoryTaskStore, Make]:
     store, clock = InMemoryTaskStore(), FixedClock()
     ids = (f"t-{n:04d}" for n in itertools.count(1))
 
-    def make(group: str = "team-a", type_: str = "echo", *, cancelled: bool = False) -> Task:
-        cmd = SubmitTask.model_validate({"type": type_, "group": group})
+    def make(group: str = "team-a", type_: str = "echo", *, cancelled: bool = False, name: str | None = None) -> Task:
+        cmd = SubmitTask.model_validate({"type": type_, "group": group, "name": name})
         task = Task.submit(
             task_id=next(ids),
             owner="alice",
@@ -152,6 +152,20 @@ def test_a_rare_filter_returns_short_pages_within_the_scan_budget_and_still_find
     assert first.next_cursor is not None
     ids, pages = every_page(listing, ALICE, group="team-a", type="sleep")
     assert (ids, pages) == ([rare], 3)
+
+
+def test_the_name_filter_keeps_names_containing_it_ignoring_case_and_pages_like_the_others() -> None:
+    store, make = new_store_and_maker()
+    report = make(name="Nightly-Report").id
+    make(name="hourly sync")
+    make()  # no name
+    other = make(name="nightly-cleanup", type_="sleep").id
+    listing = TaskListing(InMemoryTaskQueries(store), scan_budget=2)
+    ids, pages = every_page(listing, ALICE, group="team-a", name="NIGHTLY")
+    assert ids == [other, report]
+    assert pages == 2  # a filtered page reads at most the scan budget (2 of the 4), and pages on past it
+    assert every_page(listing, ALICE, group="team-a", name="nightly", type="echo")[0] == [report]
+    assert every_page(listing, ALICE, group="team-a", name="weekly")[0] == []
 
 
 @settings(max_examples=60, deadline=None)

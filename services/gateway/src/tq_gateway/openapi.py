@@ -24,6 +24,7 @@ from tq_gateway.openapi_components import (
     schemas,
 )
 from tqcore.domain.model import Status
+from tqcore.domain.requests import NAME_FILTER_MAX
 
 #: The groups of operations (a generated client makes a module of each), and what each holds.
 TAGS = {
@@ -72,6 +73,11 @@ def _task_paths() -> dict[str, Any]:
                         "status", "only tasks in this status", {"type": "string", "enum": [s.value for s in Status]}
                     ),
                     _query("type", "only tasks of this type", NAME),
+                    _query(
+                        "name",
+                        "only tasks whose name contains this text, ignoring case",
+                        {"type": "string", "minLength": 1, "maxLength": NAME_FILTER_MAX},
+                    ),
                     ref("Limit", "parameters"),
                     ref("Cursor", "parameters"),
                 ],

@@ -52,7 +52,7 @@ class TaskCollection:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A page of tasks, newest first."""
-        query = TaskListQuery.model_validate(query_params(req, "group", "status", "type", "limit", "cursor"))
+        query = TaskListQuery.model_validate(query_params(req, "group", "status", "type", "name", "limit", "cursor"))
         send_page(resp, self._listing.page(query, req.context.principal))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -56,12 +56,22 @@ class DeadLetterQuery(PageQuery):
     group: Name | None = None
 
 
+#: The longest ``name`` filter: a task's name is at most 200 characters.
+NAME_FILTER_MAX = 200
+
+
 class TaskListQuery(PageQuery):
-    """``GET /v1/tasks``: a page of one group's tasks (all the caller's groups if none is named), filtered."""
+    """``GET /v1/tasks``: a page of one group's tasks (all the caller's groups if none is named), filtered; ``name``
+    keeps the tasks whose name contains it, ignoring case."""
 
     group: Name | None = None
     status: Status | None = None
     type: Name | None = None
+    name: Annotated[str, Field(min_length=1, max_length=NAME_FILTER_MAX)] | None = None
+
+    def matches_name(self, name: str | None) -> bool:
+        """Whether a task named ``name`` passes the ``name`` filter."""
+        return self.name is None or (name is not None and self.name.casefold() in name.casefold())
 
 
 class GroupAction(BaseModel):

@@ -17,6 +17,18 @@ from tq_gateway.console.gate import ConsoleGate
 from tq_gateway.console.live import TableLive, TaskLive
 from tq_gateway.console.pages_overview import Overview
 from tq_gateway.console.pages_session import SessionEnd, SessionStart, StaticAsset
+from tq_gateway.console.pages_task import (
+    Pausable,
+    RunLog,
+    TaskAction,
+    TaskPage,
+    acting,
+    cancelled,
+    done,
+    paused,
+    update,
+)
+from tq_gateway.console.pages_tasks import TaskTable
 from tq_gateway.console.render import Assets, Renderer
 from tq_gateway.console.session import Sessions
 from tq_gateway.settings import GatewaySettings
@@ -70,6 +82,16 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     )
     app.add_route("/ui/session/end", SessionEnd(console.sessions))
     app.add_route("/ui/static/{name}", StaticAsset(console.assets))
+    # The tasks table and the task page.
+    app.add_route("/ui/tasks", TaskTable(renderer, uses.listing, uses.catalog))
+    app.add_route("/ui/tasks/{task_id}", TaskPage(renderer, uses.tasks, uses.history))
+    app.add_route("/ui/tasks/{task_id}/runs/{run_id}/log", RunLog(uses.history))
+    app.add_route("/ui/tasks/{task_id}/cancel", TaskAction(acting(uses.tasks.cancel, cancelled)))
+    app.add_route("/ui/tasks/{task_id}/redrive", TaskAction(acting(uses.dead_letters.redrive_task, done("redriven"))))
+    app.add_route("/ui/tasks/{task_id}/update", TaskAction(update(uses.tasks)))
+    if isinstance(uses.tasks, Pausable):  # pause and resume (contract section 8), once the use case has them
+        app.add_route("/ui/tasks/{task_id}/pause", TaskAction(acting(uses.tasks.pause, paused)))
+        app.add_route("/ui/tasks/{task_id}/resume", TaskAction(acting(uses.tasks.resume, done("resumed"))))
     # Live parts (SSE): the tasks table's and the task page's.
     app.add_route(
         "/ui/tasks/live",

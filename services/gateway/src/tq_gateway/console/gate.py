@@ -162,7 +162,17 @@ class ConsoleGate:
             resp,
             "error.html",
             status=status,
+            back=_back(req),
             title=title,
             detail="" if detail in (title, f"{status} {title}") else detail,
             status_code=status,
         )
+
+
+def _back(req: falcon.Request) -> str:
+    """Where an error page's link leads: the page a refused action was on (its form POSTs to a path below it),
+    else the tasks (signed in) or the sign-in page."""
+    parent = req.path.rsplit("/", 1)[0]
+    if req.method == "POST" and is_console(parent) and getattr(req.context, "principal", None) is not None:
+        return parent
+    return "/ui/tasks" if getattr(req.context, "principal", None) is not None else "/ui/"
