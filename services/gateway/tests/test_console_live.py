@@ -3,7 +3,9 @@ wakes them, what does not, their seen tokens, isolation, the stream slots they h
 
 from __future__ import annotations
 
+import html
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -83,6 +85,11 @@ class Console:
     def get(self, path: str, **params: str) -> falcon.testing.Result:
         return self.browser.get(path, **params)
 
+    def follow(self, url: str) -> falcon.testing.Result:
+        """GET a page's live URL (its query string as it is) to the stream's end."""
+        path, _, query = url.partition("?")
+        return self.client.simulate_get(path, query_string=query, cookies=self.browser.cookies)
+
 
 def later(delay_s: float, action: Callable[[], object]) -> None:
     """Run ``action`` in a thread after ``delay_s`` (while the test reads a stream)."""
@@ -153,6 +160,19 @@ def test_progress_reports_are_changes_but_told_at_most_once_a_second() -> None:
     assert all(token.split(".")[0] == str(task.version) for token in told)
 
 
+def test_a_busy_tasks_page_stream_still_ends_at_its_lifetime() -> None:
+    # Given a task reporting progress every 50 ms for 3 s, and streams that last 1 s
+    console = Console(stream_max_s=1)
+    task = console.claim(console.submit().id)
+    reporting = threading.Thread(target=lambda: [(console.report(task, n / 60), time.sleep(0.05)) for n in range(60)])
+    reporting.start()
+    started = time.monotonic()
+    # Then its page's stream ends after about 1 s (the gap between changes never puts the end off)
+    assert changes(console.get(f"/ui/tasks/{task.id}/live", seen=task_seen(task)))
+    assert time.monotonic() - started < 2.2
+    reporting.join()
+
+
 def test_a_task_outside_the_callers_groups_is_a_404_page_before_any_stream_and_takes_no_slot() -> None:
     # Given bob signed in on a replica with a single stream slot, and alice's task
     console = Console("dev-bob", gateway_streams=1, stream_max_s=0.2)
@@ -217,7 +237,7 @@ def test_the_worker_stopping_ends_the_live_streams_at_once() -> None:
         started = time.monotonic()
         # Then it ends when the worker stops, long before its lifetime
         assert_stream(console.get(path))
-        assert 0.3 <= time.monotonic() - started < 3
+        assert 0.25 <= time.monotonic() - started < 3
         stop.join()
 
 
@@ -358,3 +378,28 @@ def table_query_of(**params: str) -> TaskListQuery:
     """``table_query`` of a request with these parameters."""
     req = falcon.testing.create_req(query_string="&".join(f"{k}={v}" for k, v in params.items()))
     return table_query(req)
+
+
+def live_url_of(page: falcon.testing.Result) -> str:
+    """The page's ``data-live`` URL, as the browser reads the attribute."""
+    found = re.search(r'<main id="main" data-live="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return html.unescape(found.group(1))
+
+
+def test_the_pages_carry_live_urls_that_tell_nothing_until_something_moves() -> None:
+    # Given alice's table filtered by group and status, and her task's page
+    console = Console(stream_max_s=0.4)
+    task = console.submit()
+    table = console.get("/ui/tasks", group="team-a", status="queued", name="")
+    page = console.get(f"/ui/tasks/{task.id}")
+    # Then each page's live URL names what it shows, and a stream of it tells no change
+    table_url, task_url = live_url_of(table), live_url_of(page)
+    assert table_url.startswith("/ui/tasks/live?group=team-a&status=queued&seen=")
+    assert task_url == f"/ui/tasks/{task.id}/live?seen={task_seen(task)}"
+    for url in (table_url, task_url):
+        assert changes(console.follow(url)) == []
+    # And once the task moved, both streams tell it at once (the pages as rendered are stale)
+    console.claim(task.id)
+    for url in (table_url, task_url):
+        assert len(changes(console.follow(url))) == 1

@@ -109,12 +109,17 @@ class Pacer:
         """``sleep`` (a watcher's wait: it returns early when something moves) at most until the next ping is due,
         counted from the last write whatever woke the stream since (or ``soon_s``, if that is sooner); False when
         the stream must end (its lifetime is over, or ``closed``: the worker stops)."""
-        now = time.monotonic()
-        if now >= self._ends_at:
+        if self.over:
             return False
+        now = time.monotonic()
         wait_s = min(self._written_at + self._ping_s, self._ends_at) - now
         sleep(wait_s if soon_s is None else min(wait_s, soon_s))
         return not closed()
+
+    @property
+    def over(self) -> bool:
+        """Whether the stream's lifetime is over."""
+        return time.monotonic() >= self._ends_at
 
     def keep_alive(self) -> Iterator[bytes]:
         """A ping, if the stream has been silent for ``ping_s``: a client that left makes this write fail, and the

@@ -29,7 +29,6 @@ import re
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode
 
 import falcon
@@ -49,8 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Rows of the tasks table (one page).
 TABLE_ROWS = 50
-#: The table's filters, as its form names them (and its live URL repeats them).
-TABLE_FILTERS = ("group", "status", "type", "name", "cursor")
+#: The table's filters, as its form names them (the API's names; its live URL repeats them and the cursor).
+TABLE_FILTERS = ("group", "status", "type", "name")
 #: A stream tells at most one change per this many seconds (the browser then fetches the page once for many moves).
 CHANGED_GAP_S = 1.0
 #: A filtered table is read again every this many looks even when nothing on screen moved.
@@ -101,18 +100,21 @@ def table_seen(page: TaskPage) -> str:
     return hashlib.sha256(f"{text}\n{page.next_cursor is not None}".encode()).hexdigest()[:16]
 
 
+def table_filters(req: falcon.Request) -> dict[str, str]:
+    """The table's filters the request names (a field left empty in the filter form is no filter)."""
+    return {name: value for name in TABLE_FILTERS if (value := (req.get_param(name) or "").strip())}
+
+
 def table_query(req: falcon.Request) -> TaskListQuery:
-    """The table's query from the request's parameters (a field left empty in the filter form is no filter); a
-    pydantic ``ValidationError`` (422) for values the API would refuse."""
-    fields: dict[str, Any] = {
-        name: value for name in TABLE_FILTERS if isinstance(value := req.params.get(name), str) and value.strip()
-    }
-    return TaskListQuery.model_validate({**fields, "limit": TABLE_ROWS})
+    """The table's query (its filters, the page's cursor, ``TABLE_ROWS`` rows) from the request's parameters: the
+    page and its live stream read the same; a pydantic ``ValidationError`` (422) for values the API would refuse."""
+    cursor = req.get_param("cursor") or None
+    return TaskListQuery.model_validate({**table_filters(req), "limit": TABLE_ROWS, "cursor": cursor})
 
 
 def table_live_url(query: TaskListQuery, page: TaskPage) -> str:
     """A table page's ``data-live`` URL: its filters and its seen token."""
-    shown = query.model_dump(mode="json", include=set(TABLE_FILTERS), exclude_none=True)
+    shown = query.model_dump(mode="json", include={*TABLE_FILTERS, "cursor"}, exclude_none=True)
     return f"/ui/tasks/live?{urlencode({**shown, 'seen': table_seen(page)})}"
 
 
@@ -154,7 +156,7 @@ class TaskLive(TaskFollower):
                     shown = now
                     yield changed("{}.{}".format(*now))
                     pacer.wrote()
-                    if not self._watch.sleep(CHANGED_GAP_S):
+                    if not self._watch.sleep(CHANGED_GAP_S) or pacer.over:  # a busy task: still ends in time
                         return
                     continue
                 if not pacer.pause(watcher.wait, lambda: watcher.closed):
@@ -211,7 +213,7 @@ class TableLook:
         self._listing = listing
         self._query = query
         self._principal = principal
-        self._filtered = any(v is not None for v in (query.status, query.type, getattr(query, "name", None)))
+        self._filtered = any(v is not None for v in (query.status, query.type, query.name))
         self._arrivals = query.cursor is None  # a later page starts below a fixed id: new tasks never reach it
         self.looked_at = 0.0
         self.rows: list[Row] = []
