@@ -53,7 +53,7 @@ class Console:
         self.client = client_over_fakes(
             GatewaySettings(**{**FAST, **settings}),
             store=self.store,
-            registry=InMemoryRegistry(["echo"]),
+            registry=InMemoryRegistry(["echo", "sleep"]),
             clock=self.clock,
             new_id=lambda: f"t-{next(numbers):04d}",  # ids that sort as they are made, as real ones do
         )
@@ -340,6 +340,28 @@ def test_a_quiet_unfiltered_look_reads_the_rows_stamps_and_each_groups_newest_id
     queries.reads.clear()
     look.again(relist=False)
     assert "listed 3" in queries.reads
+    assert look.seen != seen
+
+
+def test_a_filtered_look_reads_only_the_new_tasks_and_the_page_only_when_one_passes_the_filter() -> None:
+    # Given alice's table of sleep tasks, with one
+    console = Console()
+    console.submit(type_="sleep")
+    queries = CountingQueries(console.store)
+    look = TableLook(TaskListing(queries), table_query_of(type="sleep"), ALICE)
+    seen = look.seen
+    # When two echo tasks arrive, then a look reads their snapshots only, once, and the page is what it was
+    console.submit(), console.submit()
+    queries.reads.clear()
+    look.again(relist=False)
+    assert queries.reads == ["stamps 1", "newest team-a", "listed 2"]
+    queries.reads.clear()
+    look.again(relist=False)
+    assert queries.reads == ["stamps 1", "newest team-a"]
+    assert look.seen == seen
+    # And when a sleep task arrives, the page is read again and differs
+    console.submit(type_="sleep")
+    look.again(relist=False)
     assert look.seen != seen
 
 

@@ -6,11 +6,13 @@ fetches it again and swaps its ``<main>``.
   the watch's bulk reads (one ``BatchGetItem`` per 100 watched tasks a watch interval, shared by every stream and wait
   of the worker).
 - ``GET /ui/tasks/live?<the table's filters>``: the tasks table. Every ``console_table_check_s`` it reads the stamps of
-  the rows on screen (one ``BatchGetItem`` of at most 50 keys, eventually consistent) and, on a first page, the newest
-  task id of each listed group (one keys-only ``Query`` each); only when one of them moved does it read the page again
-  (the listing the page itself runs) and compare. A filtered page is also read again every ``RELIST_EVERY``-th look,
-  for older tasks that entered its filter (a task turning ``failed`` under ``status=failed``). So an open table costs
-  at most one page view's reads per look, and a quiet one a stamps read and a query per group.
+  the rows on screen (one ``BatchGetItem`` of at most 50 keys, eventually consistent) and, on a first page, each
+  listed group's ids newer than the newest it knows (one keys-only ``Query`` each; on a filtered page, the new tasks'
+  snapshots too, to see whether they pass the filters). Only when a row moved or a matching task arrived does it read
+  the page again (the listing the page itself runs) and compare. A filtered page is also read again every
+  ``RELIST_EVERY``-th look, for older tasks that entered its filter (a task turning ``failed`` under
+  ``status=failed``). So an open table costs at most one page view's reads per look, and a quiet one a stamps read
+  and a query per group.
 
 Each message is ``event: changed`` with ``id`` and ``data`` the page's new *seen* token: the task's
 ``<version>.<progress ms>``, or a digest of the table's rows (id, status, version). A page carries the token it
@@ -237,8 +239,9 @@ class TableLook:
             if any(row.moved(stamps.get(row.id)) for row in self.rows):
                 return True
         if self._arrivals:
-            newest = self._listing.newest_id(self._query, self._principal)
-            return newest is not None and (self.newest is None or newest > self.newest)
+            found = self._listing.arrivals(self._query, self._principal, self.newest)
+            self.newest = found.newest  # new tasks that do not pass the filters are not read again
+            return found.matching
         return False
 
     def _read(self) -> None:
