@@ -221,6 +221,8 @@ class TableLook:
         self.rows: list[Row] = []
         self.newest: str | None = None
         self.seen = ""
+        if self._arrivals:  # before the page: a task arriving in between is then seen at the next look
+            self.newest = listing.newest_id(query, principal)
         self._read()  # not caught: the request is refused (a group not the caller's, an outage) before any stream
 
     def again(self, *, relist: bool) -> None:
@@ -246,8 +248,6 @@ class TableLook:
 
     def _read(self) -> None:
         self.looked_at = time.monotonic()
-        if self._arrivals:  # before the page: a task arriving in between is then seen at the next look
-            self.newest = self._listing.newest_id(self._query, self._principal)
         page = self._listing.page(self._query, self._principal)
         self.rows = [Row.of(item) for item in page.items]
         self.seen = table_seen(page)
