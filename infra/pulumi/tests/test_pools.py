@@ -148,7 +148,8 @@ def test_secrets_reach_the_environment_and_only_the_pool_s_execution_role_reads_
     shared = policy(stack, "tq-test-execution")["Statement"]
     assert not [a for s in shared for a in s["Action"] if a.startswith(("ssm:", "secretsmanager:"))]
     for family, (_, other) in containers(stack).items():
-        assert family == "tq-test-executor-thumbnails" or "secrets" not in other
+        # (the gateway reads the console's key: test_stack.py)
+        assert family in ("tq-test-executor-thumbnails", "tq-test-gateway") or "secrets" not in other
     # ECS reads them from private subnets through their endpoints
     endpoints = {r.inputs["serviceName"] for r in checks.of_type(stack, "aws:ec2/vpcEndpoint:VpcEndpoint")}
     assert {f"com.amazonaws.{REGION}.{s}" for s in ("ssm", "secretsmanager", "kms")} <= endpoints

@@ -47,7 +47,7 @@ def test_the_stack_has_every_resource_the_issue_names(stack: list[Registered]) -
     assert counts["aws:ecs/taskDefinition:TaskDefinition"] == 4
     assert counts["aws:ecr/repository:Repository"] == 4
     assert counts["aws:cloudwatch/logGroup:LogGroup"] == 4
-    assert counts["aws:iam/role:Role"] == 5  # a task role per service and the execution role
+    assert counts["aws:iam/role:Role"] == 6  # a task role per service, the execution role and the gateway's
     assert counts["aws:lb/listener:Listener"] == 1
     assert counts["aws:appautoscaling/policy:Policy"] == 2
     endpoints = {
@@ -85,6 +85,42 @@ def test_the_gateway_trusts_the_one_proxy_in_front_of_it(stack: list[Registered]
         hops[container["name"]] = {e["name"]: e["value"] for e in container["environment"]}.get("TQ_TRUSTED_PROXY_HOPS")
     assert hops == {service: ("1" if service == "gateway" else None) for service in hops}
     assert hops["gateway"] == "1"
+
+
+def test_every_gateway_replica_gets_the_one_console_key_only_its_execution_role_reads(stack: list[Registered]) -> None:
+    (parameter,) = checks.of_type(stack, "aws:ssm/parameter:Parameter")
+    assert parameter.inputs["type"] == "SecureString"
+    secret = parameter.inputs["value"]  # a Pulumi secret (encrypted in the stack's state): {<signature>, value}
+    assert isinstance(secret, dict)
+    assert len(secret["value"]) >= 32
+    arn = f"arn:aws:ssm:eu-west-1:123456789012:{parameter.inputs['name']}"
+    secrets = {}
+    for definition in checks.of_type(stack, "aws:ecs/taskDefinition:TaskDefinition"):
+        (container,) = json.loads(definition.inputs["containerDefinitions"])
+        secrets[container["name"]] = container.get("secrets")
+        assert "TQ_CONSOLE_SECRET" not in {e["name"] for e in container["environment"]}  # never in clear
+        if container["name"] == "gateway":
+            assert definition.inputs["executionRoleArn"].endswith(":tq-test-gateway-execution")
+    assert secrets.pop("gateway") == [{"name": "TQ_CONSOLE_SECRET", "valueFrom": arn}]
+    assert set(secrets.values()) == {None}
+    readers = {
+        r.name
+        for r in checks.of_type(stack, "aws:iam/rolePolicy:RolePolicy")
+        if arn in r.inputs["policy"] or "ssm:" in r.inputs["policy"]
+    }
+    assert readers == {"tq-test-gateway-execution"}
+    endpoints = {r.inputs["serviceName"] for r in checks.of_type(stack, "aws:ec2/vpcEndpoint:VpcEndpoint")}
+    assert "com.amazonaws.eu-west-1.ssm" in endpoints  # ECS reads it from private subnets
+
+
+def test_a_console_key_in_tq_env_is_refused() -> None:
+    from dataclasses import replace
+
+    from tq_infra.stack import build
+
+    config = replace(CONFIG, env={"TQ_CONSOLE_SECRET": "x" * 40})
+    with pytest.raises(Exception, match="TQ_CONSOLE_SECRET"):
+        run(lambda: build(config))
 
 
 def test_every_queue_is_fifo_and_redrives(stack: list[Registered]) -> None:

@@ -3,6 +3,7 @@ one executor service per pool), the ALB and autoscaling."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ GATEWAY_PORT = 8080
 METRICS_PORT = 9100
 #: CPU units and MiB per task.
 SIZES = {"gateway": (512, 1024), "executor": (1024, 2048), "scheduler": (256, 512), "reaper": (256, 512)}
+#: The gateway's environment variable ECS fills from the console's key (one for every replica).
+CONSOLE_SECRET_ENV = "TQ_CONSOLE_SECRET"  # noqa: S105 - a variable name, not a secret
 #: Services whose task count autoscaling sets.
 AUTOSCALED = frozenset({"gateway", "executor"})
 
@@ -84,6 +87,29 @@ class Services(pulumi.ComponentResource):
         )
         self.task_roles: dict[str, aws.iam.Role] = {}
         execution_roles: dict[str, aws.iam.Role] = {}
+        if CONSOLE_SECRET_ENV in config.env:
+            raise ValueError(
+                f"tq:env sets {CONSOLE_SECRET_ENV}: the stack makes the console's key itself (a SecureString the"
+                " gateways read at start); a value in tq:env would sit in the task definition in clear"
+            )
+        # The console's key: the same on every gateway replica (a session made by one is read by all), generated
+        # once when the stack is created and kept by every later run (ignore_changes), so deploys keep sessions.
+        self.console_secret = aws.ssm.Parameter(
+            f"{name}-console-secret",
+            name=f"/tq/{name}/console-secret",
+            type="SecureString",
+            value=pulumi.Output.secret(secrets.token_urlsafe(48)),
+            description="tq console: the key of its session cookies and CSRF tokens (TQ_CONSOLE_SECRET)",
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+        )
+        # The gateway's execution role reads exactly that parameter, into its environment.
+        execution_roles["gateway"] = self._execution_role(
+            f"{name}-gateway-execution",
+            [repositories.repositories["gateway"]],
+            [self.log_groups["gateway"]],
+            [{"Effect": "Allow", "Action": ["ssm:GetParameters"], "Resource": [self.console_secret.arn]}],
+            child,
+        )
         for unit, pool in units.items():
             if pool is None:
                 self.task_roles[unit] = self._task_role(f"{name}-{unit}", unit, resources, child)
@@ -355,6 +381,8 @@ class Services(pulumi.ComponentResource):
             ports = [GATEWAY_PORT]
             health = f"http://127.0.0.1:{GATEWAY_PORT}/healthz"
         extra: dict[str, Any] = {}
+        if service == "gateway":
+            extra["secrets"] = [{"name": CONSOLE_SECRET_ENV, "valueFrom": self.console_secret.arn}]
         image: pulumi.Output[str] = pulumi.Output.concat(
             repositories.repositories[service].repository_url, ":", config.image_tags[service]
         )

@@ -1,7 +1,7 @@
 """The network tier: a VPC of its own, private subnets for the tasks, public ones for the load balancer only.
 
 The tasks reach AWS through VPC endpoints (gateway endpoints for DynamoDB and S3, interface endpoints for SQS,
-ECR and CloudWatch Logs) instead of a NAT gateway: no route to the internet, no per-GB NAT charge. An executor
+ECR, CloudWatch Logs and SSM) instead of a NAT gateway: no route to the internet, no per-GB NAT charge. An executor
 pool that needs more (``tq:pools.<pool>.egress``) adds interface endpoints by name, or a NAT gateway; a task then
 reaches only what its security groups allow (an executor pool's egress group: the networks it names).
 """
@@ -14,8 +14,9 @@ from collections.abc import Iterable
 import pulumi
 import pulumi_aws as aws
 
-#: Interface endpoints the tasks need (ECR's ``dkr`` serves image layers' manifests; the layers come from S3).
-INTERFACE_ENDPOINTS = ("sqs", "ecr.api", "ecr.dkr", "logs")
+#: Interface endpoints the tasks need (ECR's ``dkr`` serves image layers' manifests; the layers come from S3; ECS
+#: reads the gateways' console key from SSM).
+INTERFACE_ENDPOINTS = ("sqs", "ecr.api", "ecr.dkr", "logs", "ssm")
 GATEWAY_ENDPOINTS = ("dynamodb", "s3")
 HTTPS = 443
 

@@ -26,6 +26,8 @@ from tq_gateway.console.pages_task import (
     cancelled,
     done,
     paused,
+    priority_change,
+    schedule_change,
     update,
 )
 from tq_gateway.console.pages_tasks import TaskTable
@@ -88,7 +90,8 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     app.add_route("/ui/tasks/{task_id}/runs/{run_id}/log", RunLog(uses.history))
     app.add_route("/ui/tasks/{task_id}/cancel", TaskAction(acting(uses.tasks.cancel, cancelled)))
     app.add_route("/ui/tasks/{task_id}/redrive", TaskAction(acting(uses.dead_letters.redrive_task, done("redriven"))))
-    app.add_route("/ui/tasks/{task_id}/update", TaskAction(update(uses.tasks)))
+    app.add_route("/ui/tasks/{task_id}/update", TaskAction(update(uses.tasks, priority_change)))
+    app.add_route("/ui/tasks/{task_id}/schedule", TaskAction(update(uses.tasks, schedule_change)))
     if isinstance(uses.tasks, Pausable):  # pause and resume (contract section 8), once the use case has them
         app.add_route("/ui/tasks/{task_id}/pause", TaskAction(acting(uses.tasks.pause, paused)))
         app.add_route("/ui/tasks/{task_id}/resume", TaskAction(acting(uses.tasks.resume, done("resumed"))))

@@ -163,6 +163,7 @@ class ConsoleGate:
             "error.html",
             status=status,
             back=_back(req),
+            errors=[_reason(item) for item in problem.get("errors") or [] if isinstance(item, dict)],
             title=title,
             detail="" if detail in (title, f"{status} {title}") else detail,
             status_code=status,
@@ -176,3 +177,9 @@ def _back(req: falcon.Request) -> str:
     if req.method == "POST" and is_console(parent) and getattr(req.context, "principal", None) is not None:
         return parent
     return "/ui/tasks" if getattr(req.context, "principal", None) is not None else "/ui/"
+
+
+def _reason(error: dict[str, Any]) -> str:
+    """One validation error of a problem document (``{"loc": [...], "msg": ...}``) as a line of text."""
+    where = ".".join(str(part) for part in error.get("loc") or [])
+    return f"{where}: {error.get('msg', '')}" if where else str(error.get("msg", ""))

@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import falcon
 
-from tq_gateway.console.gate import Access
+from tq_gateway.console.gate import Access, Form
 from tq_gateway.console.live import task_live_url
 from tq_gateway.console.pages_session import safe_next
 from tq_gateway.console.render import Renderer
@@ -98,6 +98,7 @@ def allowed_actions(task: Task, tasks: Tasks) -> dict[str, bool]:
         "pause": isinstance(tasks, Pausable) and repeating and not ended and status != PAUSED and not pausing,
         "resume": isinstance(tasks, Pausable) and (status == PAUSED or pausing),
         "update": not ended,
+        "reschedule": repeating and not ended,
     }
 
 
@@ -186,17 +187,33 @@ def paused(task: Task) -> str:
     return "paused" if task.status.value == PAUSED else "pause_requested"
 
 
-def update(tasks: Tasks) -> Action:
-    """Change the priority, at the version the page showed (412 if the task changed meanwhile)."""
+def update(tasks: Tasks, changes: Callable[[Form], dict[str, Any]]) -> Action:
+    """A change (``PATCH``'s use case) of the fields ``changes`` reads from the form, at the version the page showed
+    (412 if the task changed meanwhile); what the API would refuse is refused alike (422, 409)."""
 
     def act(req: falcon.Request, task_id: str, principal: Principal) -> str:
-        form = req.context.form
-        cmd = UpdateTask.model_validate({"priority": form.get("priority")})
+        form: Form = req.context.form
+        cmd = UpdateTask.model_validate(changes(form))
         version = form.get("version") or ""
         tasks.update(task_id, cmd, principal, if_match=int(version) if version.isdigit() else None)
         return "updated"
 
     return act
+
+
+def priority_change(form: Form) -> dict[str, Any]:
+    """``Save priority``: the new priority."""
+    return {"priority": form.get("priority")}
+
+
+#: The schedule form's fields (empty ones are left out: ``every_s`` or ``cron`` says which kind).
+SCHEDULE_FIELDS = ("every_s", "cron", "timezone", "start_at", "end_at")
+
+
+def schedule_change(form: Form) -> dict[str, Any]:
+    """``Save schedule``: an interval (``every_s``) or a cron with its zone, keeping the window the form carries."""
+    fields = {name: value for name in SCHEDULE_FIELDS if (value := (form.get(name) or "").strip())}
+    return {"schedule": fields}
 
 
 def done(key: str) -> Callable[[Task], str]:
