@@ -172,9 +172,11 @@ bench-history: install
 	$(BIN)/python bench/history_reads.py
 
 ## make bench-console: the console's tasks table (50 rows), a filtered page, a task page and the schedules page
-## (50 rows), server and client time.
+## (50 rows): server and client time, p50/p95 of 200 each; then what its open live pages cost in AWS calls per
+## second (bench/console_live.py).
 bench-console: install
 	$(BIN)/python bench/console_pages.py
+	$(BIN)/python bench/console_live.py
 
 ## make bench-streams: concurrent SSE streams on one gateway worker (1,000 wait slots), opened in steps: ordinary
 ## requests' latency, the worker's RSS, CPU and threads, the watch's DynamoDB calls per second.

@@ -18,7 +18,7 @@ from tqcore.documents import ListedTask
 from tqcore.domain.access import Principal
 from tqcore.domain.errors import Forbidden, GroupRequired
 from tqcore.domain.requests import ScheduleQuery, TaskListQuery
-from tqcore.queries import TaskQueries, encode_cursor, task_after
+from tqcore.queries import TaskQueries, TaskStamp, encode_cursor, task_after
 
 #: A filtered listing reads at most this many tasks per page: a page may come back short (even empty) with a
 #: ``next_cursor`` where the reading stopped, so one request never scans a whole group.
@@ -117,6 +117,28 @@ def listed_groups(
     return sorted(principal.groups)
 
 
+def matches(query: TaskListQuery, task: ListedTask) -> bool:
+    """Whether a task passes the listing's filters (status, type, name)."""
+    return (
+        (query.status is None or task.status is query.status)
+        and (query.type is None or task.type == query.type)
+        and query.matches_name(task.name)
+    )
+
+
+def is_filtered(query: TaskListQuery) -> bool:
+    """Whether the listing filters (so a page may be short, and read more tasks than it holds)."""
+    return query.status is not None or query.type is not None or query.name is not None
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """What :meth:`TaskListing.arrivals` found: the newest task id now, and whether a new task passes the filters."""
+
+    newest: str | None
+    matching: bool
+
+
 class TaskListing:
     """``GET /v1/tasks``: a group's tasks (or all the caller's groups merged), newest first, filtered."""
 
@@ -142,17 +164,47 @@ class TaskListing:
         ids = heapq.merge(*(self._queries.newest_ids(group, before) for group in groups), reverse=True)
 
         def keep(_: str, task: ListedTask) -> bool:
-            return (
-                (query.status is None or task.status is query.status)
-                and (query.type is None or task.type == query.type)
-                and query.matches_name(task.name)
-            )
+            return matches(query, task)
 
-        filtered = query.status is not None or query.type is not None or query.name is not None
+        filtered = is_filtered(query)
         rules = PageRules(
             query.limit, self._page_bytes, self._budget if filtered else max(self._budget, query.limit), filtered
         )
         return fill_page(((task_id, task_id) for task_id in ids), self._queries.listed, keep, rules, "tasks")
+
+    def newest_id(self, query: TaskListQuery, principal: Principal) -> str | None:
+        """The id of the newest task of the groups ``query`` lists (its filters and cursor aside), if any: a cheap
+        look for new arrivals (the first page of each group's keys-only index, no task read)."""
+        groups = listed_groups(query.group, principal, "tasks", self._every_group)
+        return max(
+            (newest for group in groups if (newest := next(self._queries.newest_ids(group), None))), default=None
+        )
+
+    def arrivals(
+        self, query: TaskListQuery, principal: Principal, since: str | None, cap: int = READ_BATCH
+    ) -> Arrivals:
+        """The tasks of the groups ``query`` lists created after the task ``since`` (``None``: none was seen): their
+        newest id, and whether one passes the query's filters (its cursor aside). Reads each group's newest ids down
+        to ``since`` (keys-only) and, for a filtered query, the snapshots of the new ones; more than ``cap`` new
+        tasks count as matching without a read."""
+        fresh: list[str] = []
+        for group in listed_groups(query.group, principal, "tasks", self._every_group):
+            for task_id in self._queries.newest_ids(group):
+                if since is not None and task_id <= since:
+                    break
+                fresh.append(task_id)
+                if len(fresh) > cap:
+                    return Arrivals(max(fresh), matching=True)
+        if not fresh:
+            return Arrivals(since, matching=False)
+        if not is_filtered(query):
+            return Arrivals(max(fresh), matching=True)
+        return Arrivals(max(fresh), matching=any(matches(query, task) for task in self._queries.listed(fresh)))
+
+    def stamps(self, ids: Sequence[str]) -> dict[str, TaskStamp]:
+        """The stamps of tasks a page of this listing showed (read in bulk, eventually consistent): whether any of
+        them moved since."""
+        return self._queries.stamps(ids)
 
 
 class ScheduleListing:

@@ -15,7 +15,7 @@ from tqcore.domain.errors import Forbidden, GroupRequired, InvalidCursor
 from tqcore.domain.model import Status
 from tqcore.domain.requests import TaskListQuery
 from tqcore.domain.task import Task
-from tqcore.listing import TaskListing
+from tqcore.listing import Arrivals, TaskListing
 from tqcore.queries import encode_cursor
 from tqcore.testing import FixedClock, InMemoryTaskQueries, InMemoryTaskStore
 
@@ -118,6 +118,39 @@ def test_another_groups_listing_is_forbidden_and_an_admin_names_any_group() -> N
     mine = make("team-a").id
     everything = TaskListing(InMemoryTaskQueries(store), every_group=lambda: ["team-a", "team-b"])
     assert [t.id for t in everything.page(TaskListQuery(), ADMIN).items] == [mine, made]
+
+
+def test_the_newest_id_is_the_newest_of_the_listed_groups_whatever_the_filters() -> None:
+    # A live table's cheap look for arrivals: the listing's groups (and their access check), no task read
+    store, make = new_store_and_maker()
+    listing = TaskListing(InMemoryTaskQueries(store))
+    assert listing.newest_id(TaskListQuery(), CAROL) is None
+    older, newer = make("team-a").id, make("team-b").id
+    assert listing.newest_id(TaskListQuery(), CAROL) == newer
+    assert listing.newest_id(TaskListQuery(status=Status.RUNNING, group="team-a"), CAROL) == older
+    assert listing.newest_id(TaskListQuery(), ALICE) == older
+    with pytest.raises(Forbidden):
+        listing.newest_id(TaskListQuery(group="team-b"), ALICE)
+    assert set(listing.stamps([older, newer, "t-9999"])) == {older, newer}
+
+
+def test_arrivals_are_the_tasks_newer_than_the_last_seen_and_match_only_through_the_filters() -> None:
+    store, make = new_store_and_maker()
+    listing = TaskListing(InMemoryTaskQueries(store))
+    seen = make("team-a").id
+    assert listing.arrivals(TaskListQuery(), CAROL, seen) == Arrivals(seen, matching=False)
+    sleepy, other = make("team-b", "sleep").id, make("team-c").id
+    # Unfiltered, any new task of the caller's groups is a match (another group's is not even looked at)
+    assert listing.arrivals(TaskListQuery(), CAROL, seen) == Arrivals(sleepy, matching=True)
+    assert listing.arrivals(TaskListQuery(), ALICE, seen) == Arrivals(seen, matching=False)
+    # Filtered, the new tasks are read and matched: type echo is not the new sleep task
+    assert listing.arrivals(TaskListQuery(type="echo"), CAROL, seen) == Arrivals(sleepy, matching=False)
+    assert listing.arrivals(TaskListQuery(type="sleep"), CAROL, seen) == Arrivals(sleepy, matching=True)
+    assert listing.arrivals(TaskListQuery(type="echo"), CAROL, None) == Arrivals(sleepy, matching=True)
+    # More new tasks than the cap count as a match without a read
+    many = [make("team-a", "sleep").id for _ in range(3)]
+    assert listing.arrivals(TaskListQuery(type="echo"), CAROL, sleepy, cap=2).matching
+    assert other not in many
 
 
 @pytest.mark.parametrize("cursor", ["garbage!", encode_cursor("dlq", "t-0001"), encode_cursor("tasks", "a b")])

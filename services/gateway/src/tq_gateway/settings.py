@@ -111,6 +111,11 @@ class GatewaySettings(CoreSettings):
     #: How long a console session lasts after sign-in (the cookie's lifetime); an API key revoked meanwhile
     #: ends it within the key cache's 10 s.
     console_session_s: float = Field(default=8 * 3600, ge=60, le=7 * 86_400)
+    #: How often an open tasks table (the console's ``/ui/tasks/live`` stream) looks whether its page would differ:
+    #: the state of the rows on screen (one BatchGetItem) and, on a first page, the newest task of each listed group
+    #: (one keys-only Query each); only when one moved is the page read again. A filtered page (status, type or name)
+    #: is also read again every fifth look, for older tasks that entered the filter. How late a table can be.
+    console_table_check_s: float = Field(default=2, ge=0.5, le=60)
     #: Set by the gunicorn master for its workers: the host's shared rate-limit table file ...
     rate_limit_table: str | None = None
     #: ... the host's shared table of failed authentications per client address ...

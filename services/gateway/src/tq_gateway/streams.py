@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import falcon
 
 from tq_gateway.waiting import Slot, Slots, stamp
-from tq_gateway.watch import TaskWatch, Watcher
+from tq_gateway.watch import TaskWatch
 from tqcore.domain.codec import event_to_dict, progress_to_dict
 from tqcore.domain.model import Event, Progress
 from tqcore.domain.task import Task
@@ -47,7 +47,7 @@ class StreamTiming:
     recheck_s: float
 
 
-def frame(*, data: dict[str, Any], event: str, event_id: int | None = None) -> bytes:
+def frame(*, data: dict[str, Any], event: str, event_id: int | str | None = None) -> bytes:
     """One SSE message (the JSON is one line: ``json.dumps`` escapes newlines inside strings)."""
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
@@ -92,22 +92,52 @@ def last_event_id(req: falcon.Request, task: Task) -> int:
     return int(raw)
 
 
-class EventStream:
-    """The messages of one task's stream: the iterator the WSGI server writes, one message a chunk. Closing it
-    (the stream ended, or the client left and a write failed) frees its slot, even if it never started."""
+class Pacer:
+    """When a stream writes a keep-alive and when it ends: a ping after ``ping_s`` without a write, the end after
+    ``max_s`` (the client reconnects)."""
 
-    def __init__(
-        self, task: Task, after_seq: int, history: TaskHistory, watch: TaskWatch, slot: Slot, timing: StreamTiming
-    ) -> None:
-        self._task = task
-        self._sent = after_seq
-        self._history = history
-        self._watch = watch
+    def __init__(self, timing: StreamTiming) -> None:
+        self._ping_s = timing.ping_s
+        self._ends_at = time.monotonic() + timing.max_s
+        self._written_at = time.monotonic()
+
+    def wrote(self) -> None:
+        """A message was written just now."""
+        self._written_at = time.monotonic()
+
+    def pause(self, sleep: Callable[[float], object], closed: Callable[[], bool], soon_s: float | None = None) -> bool:
+        """``sleep`` (a watcher's wait: it returns early when something moves) at most until the next ping is due,
+        counted from the last write whatever woke the stream since (or ``soon_s``, if that is sooner); False when
+        the stream must end (its lifetime is over, or ``closed``: the worker stops)."""
+        if self.over:
+            return False
+        now = time.monotonic()
+        wait_s = min(self._written_at + self._ping_s, self._ends_at) - now
+        sleep(wait_s if soon_s is None else min(wait_s, soon_s))
+        return not closed()
+
+    @property
+    def over(self) -> bool:
+        """Whether the stream's lifetime is over."""
+        return time.monotonic() >= self._ends_at
+
+    def keep_alive(self) -> Iterator[bytes]:
+        """A ping, if the stream has been silent for ``ping_s``: a client that left makes this write fail, and the
+        server closes the stream (freeing its slot)."""
+        if time.monotonic() - self._written_at >= self._ping_s:
+            yield PING
+            self.wrote()
+
+
+class HeldStream:
+    """A stream's messages as the iterator the WSGI server writes, one message a chunk. Closing it (the stream
+    ended, or the client left and a write failed) frees its slot, even if it never started."""
+
+    def __init__(self, messages: Generator[bytes], slot: Slot) -> None:
+        self._messages = messages
         self._slot = slot
-        self._timing = timing
-        self._messages = self._generate()
 
-    def __iter__(self) -> EventStream:
+    def __iter__(self) -> HeldStream:
         return self
 
     def __next__(self) -> bytes:
@@ -120,10 +150,36 @@ class EventStream:
         finally:
             self._slot.release()
 
+
+def retry_line(timing: StreamTiming) -> bytes:
+    """A stream's first line: the reconnection delay its client should use."""
+    return f"retry: {timing.retry_ms}\n\n".encode()
+
+
+def send_stream(resp: falcon.Response, stream: HeldStream) -> None:
+    """Answer with an SSE stream (its slot taken: a full replica answered 503 before any header)."""
+    resp.content_type = "text/event-stream; charset=utf-8"
+    resp.set_header("Cache-Control", "no-cache")
+    resp.set_header("X-Accel-Buffering", "no")  # nginx and the like: pass each message on at once
+    resp.stream = stream
+
+
+class EventStream(HeldStream):
+    """The messages of one task's stream (see the module's docstring)."""
+
+    def __init__(
+        self, task: Task, after_seq: int, history: TaskHistory, watch: TaskWatch, slot: Slot, timing: StreamTiming
+    ) -> None:
+        self._task = task
+        self._sent = after_seq
+        self._history = history
+        self._watch = watch
+        self._timing = timing
+        super().__init__(self._generate(), slot)
+
     def _generate(self) -> Generator[bytes]:
-        yield f"retry: {self._timing.retry_ms}\n\n".encode()
-        ends_at = time.monotonic() + self._timing.max_s
-        written_at = time.monotonic()
+        yield retry_line(self._timing)
+        pacer = Pacer(self._timing)
         shown: Progress | None = None
         with self._watch.watching(self._task.id, stamp(self._task)) as watcher:
             while True:
@@ -131,16 +187,15 @@ class EventStream:
                 progress = now.progress if newer(now.progress, shown) else None
                 for message in in_order(self._events_up_to(now.version), progress):
                     yield message
-                    written_at = time.monotonic()
+                    pacer.wrote()
                 shown = progress or shown
                 if now.status.is_terminal and self._sent >= now.version:
                     return
-                ping_at = written_at + self._timing.ping_s  # from the last write, whatever woke the stream since
-                if not self._pause(watcher, behind=self._sent < now.version, ping_at=ping_at, ends_at=ends_at):
+                # When its events lag the stamp, look again in a moment rather than wait for the next move.
+                soon_s = self._timing.recheck_s if self._sent < now.version else None
+                if not pacer.pause(watcher.wait, lambda: watcher.closed, soon_s):
                     return
-                if time.monotonic() - written_at >= self._timing.ping_s:
-                    yield PING  # a client that left makes this write fail: the server closes the stream
-                    written_at = time.monotonic()
+                yield from pacer.keep_alive()
 
     def _events_up_to(self, version: int) -> Iterator[Event]:
         """The events after the last one sent, up to ``version``, read a page at a time as they are sent (a long
@@ -153,19 +208,10 @@ class EventStream:
                 yield event
                 self._sent = event.seq
 
-    def _pause(self, watcher: Watcher, *, behind: bool, ping_at: float, ends_at: float) -> bool:
-        """Wait for the task to move, at most until the next ping is due at ``ping_at`` (or a moment, when its events
-        lag the stamp); False when the stream must end (its lifetime is over, or the worker stops)."""
-        now = time.monotonic()
-        if now >= ends_at:
-            return False
-        wait_s = min(ping_at, ends_at) - now
-        watcher.wait(min(wait_s, self._timing.recheck_s) if behind else wait_s)
-        return not watcher.closed
 
-
-class TaskEventStream:
-    """``/v1/tasks/{task_id}/stream``."""
+class TaskFollower:
+    """What a resource following one task needs: the history (its access check), the worker's watch, its stream
+    slots and the streams' pacing (the API's ``/stream``, the console's task page)."""
 
     def __init__(self, history: TaskHistory, watch: TaskWatch, slots: Slots, timing: StreamTiming) -> None:
         self._history = history
@@ -173,13 +219,14 @@ class TaskEventStream:
         self._slots = slots
         self._timing = timing
 
+
+class TaskEventStream(TaskFollower):
+    """``/v1/tasks/{task_id}/stream``."""
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, task_id: str) -> None:
         """The task's events from ``Last-Event-ID`` on (all of them without), then as they happen."""
         task = self._history.visible(task_id, req.context.principal)
         after = last_event_id(req, task)
         # Before any header: a full replica (or the caller's full share of it) answers a plain 503.
         slot = self._slots.take("stream", req.context.principal.name)
-        resp.content_type = "text/event-stream; charset=utf-8"
-        resp.set_header("Cache-Control", "no-cache")
-        resp.set_header("X-Accel-Buffering", "no")  # nginx and the like: pass each message on at once
-        resp.stream = EventStream(task, after, self._history, self._watch, slot, self._timing)
+        send_stream(resp, EventStream(task, after, self._history, self._watch, slot, self._timing))

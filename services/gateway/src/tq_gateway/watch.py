@@ -72,6 +72,7 @@ class TaskWatch:
         self._watchers: dict[str, set[Watcher]] = {}
         self._stamps: dict[str, TaskStamp] = {}
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
         self.closed = False
         _WATCHES.add(self)
 
@@ -130,10 +131,16 @@ class TaskWatch:
         with self._lock:
             return len(self._watchers)
 
+    def sleep(self, timeout_s: float) -> bool:
+        """Sleep ``timeout_s`` without watching a task, cut short when the watch closes; False once it is closed
+        (a request that polls on its own pace still ends at once when the worker stops)."""
+        return not self._closing.wait(max(timeout_s, 0.0))
+
     def close(self) -> None:
         """End every watch now (the worker is stopping): each watcher wakes and sees ``closed``."""
         with self._lock:
             self.closed = True
+            self._closing.set()
             watchers = [w for group in self._watchers.values() for w in group]
             self._someone_watches.notify()
         for watcher in watchers:

@@ -14,6 +14,7 @@ import falcon
 
 from tq_gateway.auth import BearerAuth
 from tq_gateway.console.gate import ConsoleGate
+from tq_gateway.console.live import TableLive, TaskLive
 from tq_gateway.console.pages_dlq import DeadLetterList, DeadLetterRedrive
 from tq_gateway.console.pages_overview import Overview
 from tq_gateway.console.pages_schedules import Schedules
@@ -103,3 +104,9 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     app.add_route("/ui/schedules", Schedules(renderer, uses.schedules, uses.catalog))
     app.add_route("/ui/dlq", DeadLetterList(renderer, uses.dead_letters, uses.catalog))
     app.add_route("/ui/dlq/redrive", DeadLetterRedrive(renderer, uses.dead_letters))
+    # Live parts (SSE): the tasks table's and the task page's.
+    app.add_route(
+        "/ui/tasks/live",
+        TableLive(uses.listing, uses.watch, uses.slots, uses.timing, console.settings.console_table_check_s),
+    )
+    app.add_route("/ui/tasks/{task_id}/live", TaskLive(uses.history, uses.watch, uses.slots, uses.timing))

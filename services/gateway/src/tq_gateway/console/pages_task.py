@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 import falcon
 
 from tq_gateway.console.gate import Access, Form
+from tq_gateway.console.live import task_live_url
 from tq_gateway.console.pages_session import safe_next
 from tq_gateway.console.render import Renderer
 from tq_gateway.views import task_view
@@ -120,6 +121,7 @@ class TaskPage:
             resp,
             "task.html",
             task=view,
+            live_url=task_live_url(task),
             payload=pretty(view["payload"]),
             result=pretty(view["result"]) if view["result"] is not None else "",
             schedule=schedule_text(task.schedule),

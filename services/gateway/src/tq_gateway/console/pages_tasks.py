@@ -8,17 +8,12 @@ from urllib.parse import urlencode
 import falcon
 import msgspec
 
+from tq_gateway.console.live import table_filters, table_live_url, table_query
 from tq_gateway.console.render import Renderer
 from tqcore.domain.access import Principal
 from tqcore.domain.model import Status
-from tqcore.domain.requests import TaskListQuery
 from tqcore.listing import TaskListing
 from tqcore.usecases.service import Catalog
-
-#: Tasks a page of the table holds.
-PAGE_SIZE = 50
-#: The table's filters, as query parameters (the API's names).
-FILTERS = ("group", "status", "type", "name")
 
 
 class Row(msgspec.Struct):
@@ -40,11 +35,6 @@ class Row(msgspec.Struct):
 ROW = msgspec.json.Decoder(Row)
 
 
-def filters_of(req: falcon.Request) -> dict[str, str]:
-    """The filters the request names (empty form fields are no filter)."""
-    return {name: value for name in FILTERS if (value := (req.get_param(name) or "").strip())}
-
-
 def visible_groups(principal: Principal, catalog: Catalog) -> list[str]:
     """The groups the filter offers: the caller's own, or (an admin) every group tasks were submitted to."""
     return catalog.groups() if principal.admin else sorted(principal.groups)
@@ -59,9 +49,9 @@ class TaskTable:
         self._catalog = catalog
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        filters = filters_of(req)
+        filters = table_filters(req)
         cursor = req.get_param("cursor") or None
-        query = TaskListQuery.model_validate({**filters, "limit": PAGE_SIZE, "cursor": cursor})
+        query = table_query(req)
         page = self._listing.page(query, req.context.principal)
         rows = [ROW.decode(item.doc) for item in page.items]
         self._renderer.render(
@@ -75,7 +65,7 @@ class TaskTable:
             paged=bool(cursor),
             next_url=_page_url(filters, page.next_cursor) if page.next_cursor else "",
             newest_url=_page_url(filters, None),
-            live_url="/ui/tasks/live" + _query_string(filters, cursor),
+            live_url=table_live_url(query, page),
         )
 
 
