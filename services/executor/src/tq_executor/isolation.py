@@ -255,11 +255,20 @@ def cap_log(path: str, max_bytes: int) -> None:
             os.truncate(path, max_bytes + 1)
 
 
+#: Imported once by the fork server, before the handler modules. ``tq_executor.main`` too: every child re-runs the
+#: executor's main script (or module) as ``__mp_main__``, and its imports (boto3, Dramatiq) took each handler
+#: process about 0.5 s to start on an idle host, several seconds on a loaded one, when the server had not.
+FORK_SERVER_PRELOAD = [
+    "tq_executor.forkserver_init",
+    "tq_executor.isolation",
+    "tq_executor.sandbox",
+    "tq_executor.main",
+]
+
+
 def prepare(modules: list[str]) -> None:
     """Start the fork server now, with the handler modules preloaded, so each child starts warm and fast."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["tq_executor.forkserver_init", "tq_executor.isolation", "tq_executor.sandbox", *modules]
-    )
+    multiprocessing.get_context("forkserver").set_forkserver_preload([*FORK_SERVER_PRELOAD, *modules])
     forkserver.ensure_running()
 
 
