@@ -124,6 +124,63 @@ def test_killing_the_executor_of_a_running_task_reruns_it_after_its_lease(
         stack.stop()
 
 
+#: A handler module whose import takes ``SLOW_HANDLERS_S`` in the executor's fork server only (started as
+#: ``python -c``), as heavy handler dependencies do on a loaded host: the executor itself imports it at once and
+#: starts consuming, while its handler processes cannot start yet. ``SLOW_HANDLERS_MARK`` notes the import.
+SLOW_HANDLERS = """
+import os
+import sys
+import time
+from pathlib import Path
+
+if sys.argv[:1] == ["-c"]:
+    Path(os.environ["SLOW_HANDLERS_MARK"]).write_text(str(os.getpid()))
+    time.sleep(float(os.environ["SLOW_HANDLERS_S"]))
+"""
+
+
+def test_an_executor_killed_while_its_handler_processes_start_costs_its_task_no_attempt(
+    emulator: str, tmp_path: Path, api_for: Any
+) -> None:
+    modules = tmp_path / "handlers"
+    modules.mkdir()
+    (modules / "slow_handlers.py").write_text(SLOW_HANDLERS)
+    mark = tmp_path / "fork-server-importing"
+    stack = start_stack(emulator, tmp_path, executors=0, env=FAST_LEASES)
+    try:
+        api = api_for(stack)
+        task_id = submit_sleep(api, 0)
+        # Given an executor whose handler processes take 20 s to start
+        slow = stack.add_executor(
+            {
+                "TQ_HANDLER_MODULES": "tq_executor.demo,slow_handlers",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(modules), os.environ.get("PYTHONPATH")])),
+                "SLOW_HANDLERS_S": "20",
+                "SLOW_HANDLERS_MARK": str(mark),
+            }
+        )
+        deadline = time.monotonic() + 30
+        while not mark.exists():  # its fork server is importing the handler modules
+            assert time.monotonic() < deadline, "the executor's fork server never started"
+            time.sleep(0.05)
+        time.sleep(2)  # its consumers could have received the task by now
+        # Then it holds no lease it cannot serve: the task is still queued
+        assert api.get(f"/v1/tasks/{task_id}").json()["status"] == "queued"
+        # and when it is SIGKILLed then, another executor runs the task's first attempt within about a lease
+        os.kill(slow.pid, signal.SIGKILL)
+        killed_at = time.time()
+        stack.add_executor()
+        done = wait_for_status(api, task_id, {"succeeded", "failed"}, timeout_s=30)
+        assert done["status"] == "succeeded"
+        assert done["attempts"] == 1
+        events = [e["type"] for e in api.get(f"/v1/tasks/{task_id}/events").json()["items"]]
+        assert "lease_expired" not in events, events
+        assert ts(claims(api, task_id)[0]["at"]) - killed_at < 6 + 4
+        assert [e for e in executions(stack) if e[0] == task_id] == [(task_id, 1)]
+    finally:
+        stack.stop()
+
+
 def test_sigterm_lets_a_running_attempt_finish_within_the_grace_period(
     emulator: str, tmp_path: Path, api_for: Any
 ) -> None:

@@ -142,8 +142,14 @@ def chaos(url: str, tmp_path: Path, count: int, chaos_s: float, proxy: FaultProx
             noted = set(ids[:count])  # the demo handlers note their calls (the script type may not)
             submitted_s = time.monotonic() - started
 
+            seen_at: dict[str, float] = {}  # when the handlers first saw each task (s since the start)
+
             def finished() -> int:
-                return len({task_id for task_id, _ in executions(stack)} & noted)
+                now = time.monotonic() - started
+                for task_id, _ in executions(stack):
+                    if task_id in noted:
+                        seen_at.setdefault(task_id, now)
+                return len(seen_at)
 
             # Every 3 s: SIGKILL a random live executor and start a new one, until the handlers have seen
             # every task and at least MIN_KILLS executors died (then stop the chaos and let retries and reclaims
@@ -178,6 +184,10 @@ def chaos(url: str, tmp_path: Path, count: int, chaos_s: float, proxy: FaultProx
                     break
                 time.sleep(2)
             total_s = time.monotonic() - started
+            finished()
+            last = max(noted, key=lambda task_id: seen_at.get(task_id, float("inf")))
+            story = api.get(f"/v1/tasks/{last}/events")  # faults may refuse it: then its status is shown
+            last_story = Counter(e["type"] for e in story.json()["items"]) if story.is_success else story.status_code
             # Each script's output reached S3 (faults and all) and reads back whole
             logs = {
                 t["id"]: api.get(f"/v1/tasks/{t['id']}/runs/1.{t['attempts']}/log")
@@ -199,6 +209,9 @@ def chaos(url: str, tmp_path: Path, count: int, chaos_s: float, proxy: FaultProx
         f"handler executions {len(ran)}, attempts beyond the first {sum(t['attempts'] - 1 for t in tasks)}, "
         f"duplicate (task, attempt) executions {len(duplicates)}; tasks run by then: {', '.join(progress)}"
     )
+    # What held the last one back (lost attempts, retries, re-sends) when the run is slow
+    seen = f"{seen_at[last]:.0f} s" if last in seen_at else "never"
+    print(f"last task seen: {last} ({spec[last]['type']}) at {seen}, its events {last_story}")
     if proxy:
         by_service = Counter[str]()
         for (service, _), n in proxy.calls.items():

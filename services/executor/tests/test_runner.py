@@ -214,6 +214,62 @@ def test_an_unexpected_error_running_an_attempt_fails_it_and_stops_its_heartbeat
     assert runner.heartbeat._running() == []
 
 
+class SlowToStart(HandlerProcess):
+    """A handler process whose start waits for ``go`` (a fork server still importing heavy handler modules),
+    then fails if ``fail``."""
+
+    def __init__(self, modules: list[str], *, fail: bool = False) -> None:
+        super().__init__(modules)
+        self.starting, self.go, self.fail = threading.Event(), threading.Event(), fail
+
+    def _ensure_child(self) -> Any:
+        if self._process is None:
+            self.starting.set()
+            assert self.go.wait(10)
+            if self.fail:
+                raise OSError("the fork server is gone")
+        return super()._ensure_child()
+
+
+def test_an_attempt_is_claimed_only_once_its_handler_process_has_started(env: Env) -> None:
+    # An executor that dies while its handler process starts must hold no lease: the attempt would be lost, and
+    # its task wait for the lease to expire and a backoff, though no handler ever ran.
+    task_id = env.submit("t-echo")
+    dispatch = json.loads(Dispatch.of(env.queue.sent[-1]).encode())["args"][0]
+    runner = Runner(env.attempts, Heartbeat(env.attempts, interval_s=60, lease_s=30), MODULES)
+    slow = SlowToStart(MODULES)
+
+    def deliver() -> None:
+        runner._local.process = slow
+        runner.run(dispatch)
+
+    worker = threading.Thread(target=deliver)
+    worker.start()
+    try:
+        assert slow.starting.wait(10)
+        assert env.store.get(task_id).status is Status.QUEUED
+    finally:
+        slow.go.set()
+        worker.join(20)
+        runner.close()
+    assert env.store.get(task_id).status is Status.SUCCEEDED
+
+
+def test_a_handler_process_that_cannot_start_claims_nothing_and_leaves_the_message_to_sqs(env: Env) -> None:
+    task_id = env.submit("t-echo")
+    dispatch = json.loads(Dispatch.of(env.queue.sent[-1]).encode())["args"][0]
+    runner = Runner(env.attempts, Heartbeat(env.attempts, interval_s=60, lease_s=30), MODULES)
+    runner._local.process = broken = SlowToStart(MODULES, fail=True)
+    broken.go.set()
+    try:
+        with pytest.raises(OSError, match="fork server is gone"):  # the broker nacks: SQS redelivers it later
+            runner.run(dispatch)
+    finally:
+        runner.close()
+    assert env.store.get(task_id).status is Status.QUEUED
+    assert [e.type.value for e in env.store.events(task_id)] == ["submitted", "queued"]
+
+
 def test_the_last_progress_report_is_written_before_the_outcome(env: Env) -> None:
     # Given a handler that reports three times within a few milliseconds (the throttle writes the first only)
     task_id = env.submit("t-progress", payload={"fractions": [0.25, 0.5, 1.0]})

@@ -11,6 +11,7 @@ from tqcore.dispatch import Dispatch
 from tqcore.domain.access import Principal
 from tqcore.domain.commands import SubmitTask
 from tqcore.domain.model import Priority, Status
+from tqcore.domain.task import Task
 from tqcore.ports import DeadLetter
 from tqcore.testing import FixedClock, InMemoryRegistry, InMemoryTaskStore, RecordingQueue
 from tqcore.usecases.execution import Attempts
@@ -87,6 +88,39 @@ def test_a_decodable_dead_letter_sends_the_task_again_twice_then_fails_it(env: t
         assert queue.sent[-1].version == store.get(task_id).version  # a fresh message was sent
     assert settle_dead_letters(store, queue, Inbox([letter(task_id, Dispatch.of(store.get(task_id)))]), clock) == 1
     assert store.get(task_id).status is Status.FAILED
+
+
+class ResentMeanwhile(InMemoryTaskStore):
+    """Another reaper re-sends ``task_id`` just after this one read it (the same version, the same message)."""
+
+    def __init__(self, clock: FixedClock) -> None:
+        super().__init__(resend_after_s=30)
+        self.clock, self.task_id = clock, ""
+
+    def get(self, task_id: str) -> Task:
+        task = super().get(task_id)
+        if task_id == self.task_id:
+            self.task_id = ""
+            other = super().get(task_id)
+            other.resend(self.clock.now())
+            self.commit(other)
+        return task
+
+
+def test_a_dead_letter_of_a_task_resent_meanwhile_still_sends_it_again_with_a_fresh_message() -> None:
+    # Discarding the letter on that lost race would leave the task queued with no message at all: SQS drops
+    # every re-send of the same message as a duplicate for five minutes, so the task would wait that long.
+    clock = FixedClock()
+    store, queue = ResentMeanwhile(clock), RecordingQueue()
+    tasks = Tasks(store, queue, Catalog(InMemoryRegistry(["echo"])), clock, lambda: "t-1")
+    task_id = tasks.submit(SubmitTask(type="echo", group="team-a"), ALICE).task.id
+    sent = Dispatch.of(store.get(task_id))
+    clock.advance(31)
+    store.task_id = task_id
+    assert settle_dead_letters(store, queue, Inbox([letter(task_id, sent)]), clock) == 1
+    task = store.get(task_id)
+    assert (task.status, task.poison_strikes) == (Status.QUEUED, 1)
+    assert Dispatch.of(queue.sent[-1]).deduplication_id != sent.deduplication_id
 
 
 def test_a_dead_letter_of_a_task_that_moved_on_changes_nothing(env: tuple) -> None:

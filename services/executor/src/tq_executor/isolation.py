@@ -153,6 +153,14 @@ class HandlerProcess:
                 return self._crashed()
             cap_log(job.log_path, job.log_max_bytes)
 
+    def start(self) -> None:
+        """Start the child now unless it runs (the next job then waits for no process start).
+
+        The first start waits for the fork server to have imported the handler modules: seconds with heavy
+        dependencies or on a loaded host.
+        """
+        self._ensure_child()
+
     def _receive(self, conn: Connection, progress: ProgressSink | None) -> Outcome | None:
         """The job's outcome if the child sent it within a poll; progress reports read on the way go to
         ``progress`` (a bounded number per poll, so a flood of them cannot hold back the checks)."""
@@ -247,12 +255,34 @@ def cap_log(path: str, max_bytes: int) -> None:
             os.truncate(path, max_bytes + 1)
 
 
+#: Imported once by the fork server, before the handler modules. ``tq_executor.main`` too: every child re-runs the
+#: executor's main script (or module) as ``__mp_main__``, and its imports (boto3, Dramatiq) took each handler
+#: process about 0.5 s to start on an idle host, several seconds on a loaded one, when the server had not.
+FORK_SERVER_PRELOAD = [
+    "tq_executor.forkserver_init",
+    "tq_executor.isolation",
+    "tq_executor.sandbox",
+    "tq_executor.main",
+]
+
+
 def prepare(modules: list[str]) -> None:
     """Start the fork server now, with the handler modules preloaded, so each child starts warm and fast."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["tq_executor.forkserver_init", "tq_executor.isolation", "tq_executor.sandbox", *modules]
-    )
+    multiprocessing.get_context("forkserver").set_forkserver_preload([*FORK_SERVER_PRELOAD, *modules])
     forkserver.ensure_running()
+
+
+def warm_up(modules: list[str]) -> float:
+    """Wait until the fork server :func:`prepare` started has imported the handler modules (a handler process
+    starts and is closed); how long it took. An executor that receives work before then would hold messages,
+    and with them tasks, that it cannot start for as long as those imports take."""
+    started = time.monotonic()
+    probe = HandlerProcess(modules)
+    try:
+        probe.start()
+    finally:
+        probe.close()
+    return time.monotonic() - started
 
 
 def die_with_parent() -> None:

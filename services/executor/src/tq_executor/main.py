@@ -250,6 +250,9 @@ def serve(
     dworker = dramatiq.Worker(broker, worker_threads=settings.threads)
     # Messages buffered unstarted wait for this executor's threads (given back after about a lease): few.
     dworker.queue_prefetch = settings.prefetch
+    # Receive nothing before a handler process can start: until then every message received would stay hidden,
+    # its task waiting, for as long as the fork server takes to import the handler modules.
+    log.info("handler processes ready in %.1f s", isolation.warm_up(modules))
     keeper.start()
     dworker.start()
     heartbeat.start()

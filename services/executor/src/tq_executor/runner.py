@@ -58,6 +58,11 @@ class Runner:
         """Run the attempt the message names (its dispatch, decoded or as sent), if it is still ours to run."""
         if not isinstance(dispatch, Dispatch):
             dispatch = Dispatch.from_dict(dispatch)
+        # The handler process first, then the lease: starting it can take seconds (a fork server still importing
+        # the handler modules, a child replaced after a kill). An executor that dies meanwhile has claimed
+        # nothing, so its task loses no attempt and waits for no lease to expire and no backoff: its message
+        # shows again within a lease for another executor. (An error here leaves the message to SQS.)
+        self._process().start()
         task = self.attempts.claim(dispatch)
         if task is None:
             return

@@ -24,6 +24,7 @@ from tqcore.domain.state import DEFAULT_POOL
 from tqcore.domain.task import Task
 from tqcore.errors import QueueUnavailable
 from tqcore.ports import Clock, DeadLetter, DeadLetterInbox, LeaseRecord, TaskQueue, TaskStore
+from tqcore.usecases.service import mutate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -180,14 +181,19 @@ def _settle(
     attempt = letter.dispatch.attempt if letter.dispatch is not None else None
     run = letter.dispatch.run if letter.dispatch is not None else None
     try:
-        task.poisoned(attempt, letter.receives, clock.now(), strikes_allowed=strikes_allowed, run=run)
-        store.commit(task)
+        # On a lost race (another reaper re-sent the task meanwhile) the domain decides again on the current
+        # task: discarding the letter then would leave a queued task with no message at all, every re-send of
+        # it dropped by SQS as a duplicate for five minutes.
+        done = mutate(
+            store,
+            task,
+            lambda t: t.poisoned(attempt, letter.receives, clock.now(), strikes_allowed=strikes_allowed, run=run),
+        )
     except (IllegalTransition, VersionConflict):
         # Not the task's live message (an old attempt's, or the task moved on): nothing to settle.
         inbox.discard(letter)
         return 0
     inbox.discard(letter)
-    done = task.committed()
     log.warning(
         "a dead-lettered message %s its task",
         "failed" if done.status is Status.FAILED else "re-sent",
