@@ -1,6 +1,6 @@
-"""The console's dead-letter page over in-memory fakes: the list and its filters, the redrive of one, the selected
-or all matching (a dry run first, then the confirmed redrive of exactly what it named), isolation, CSRF, escaping,
-and the ``type`` filter the API gained with it."""
+"""The console's dead-letter page over in-memory fakes: the list and its filters, its one ``Redrive`` (the ticked
+rows; none ticked: all matching of the one group, else the page's rows; a dry run first, then the confirmed redrive
+of exactly what it named), isolation, CSRF, escaping, and the ``type`` filter the API gained with it."""
 
 from __future__ import annotations
 
@@ -79,17 +79,23 @@ def test_counts_are_said_as_n_task_or_n_tasks(count: int, words: str) -> None:
     assert count_words(count) == words
 
 
-def test_the_page_lists_dead_letters_newest_first_with_their_error_and_a_redrive_per_row(console: Console) -> None:
+def page_picks(page: falcon.testing.Result) -> list[str]:
+    return re.findall(r'<input type="hidden" name="page_pick" value="([^"]+)">', page.text)
+
+
+def test_the_page_lists_dead_letters_newest_first_with_their_error_and_one_redrive(console: Console) -> None:
     older = console.dead_letter(error="disk full")
     newer = console.dead_letter(type="resize")
     page = console.signed_in().get("/ui/dlq")
     assert page.status_code == 200
     assert row_ids(page) == [newer, older]
     assert "Boom: disk full" in page.text
-    assert page.text.count(">Redrive</button>") == 2
-    assert f'name="only" value="team-a:{older}"' in page.text
-    assert ">Redrive selected</button>" in page.text
-    assert ">Redrive all matching</button>" in page.text  # alice has one group: "all" means it
+    # One Redrive button (no per-row buttons: by role and name it is unambiguous), a checkbox per row
+    assert page.text.count("<button") - page.text.count(">Filter</button>") - page.text.count(">Sign out</button>") == 1
+    assert page.text.count(">Redrive</button>") == 1
+    assert f'name="pick" value="team-a:{older}"' in page.text
+    assert f'aria-label="Select {older}"' in page.text
+    assert "every dead letter of group team-a" in page.text  # alice has one group: none ticked means all of it
     assert 'aria-current="page">Dead letters</a>' in page.text
     # And the type filter narrows it, as GET /v1/dlq?type= does
     assert row_ids(console.browser.get("/ui/dlq", type="resize")) == [newer]
@@ -99,19 +105,22 @@ def test_the_page_lists_dead_letters_newest_first_with_their_error_and_a_redrive
     assert [t["id"] for t in api.json["items"]] == [newer]
 
 
-def test_redriving_one_row_shows_a_dry_run_of_1_task_then_redrives_it_when_confirmed(console: Console) -> None:
+def test_redriving_one_ticked_row_shows_a_dry_run_of_1_task_then_redrives_it_when_confirmed(console: Console) -> None:
     # Given two dead letters
     target = console.dead_letter()
     other = console.dead_letter()
     browser = console.signed_in()
-    browser.get("/ui/dlq")
-    # When alice presses one row's Redrive
-    dry = browser.post("/ui/dlq/redrive", {"group": "", "type": "", "only": f"team-a:{target}"})
+    page = browser.get("/ui/dlq")
+    # When alice ticks one row and presses Redrive
+    dry = browser.post("/ui/dlq/redrive", [("group", ""), ("type", ""), ("pick", f"team-a:{target}")] + [
+        ("page_pick", pick) for pick in page_picks(page)
+    ])  # fmt: skip
     # Then a confirmation page says the dry run found 1 task, and nothing has changed yet
     assert dry.status_code == 200
     assert "A dry run found <strong>1 task</strong> to redrive" in dry.text
-    assert ">Confirm</button>" in dry.text
-    assert ">Back to dead letters</a>" in dry.text
+    assert ">Confirm redrive</button>" in dry.text
+    assert ">Back</a>" in dry.text
+    assert "Dead letters</a>" not in dry.text.replace('aria-current="page">Dead letters</a>', "")
     assert hidden_picks(dry) == [f"team-a:{target}"]
     assert console.status(target) is Status.FAILED
     assert console.queue.sent == []
@@ -133,55 +142,61 @@ def test_redriving_the_selected_rows_counts_2_tasks(console: Console) -> None:
     browser = console.signed_in()
     browser.get("/ui/dlq")
     picks = [("pick", f"team-a:{first}"), ("pick", f"team-a:{third}")]
-    dry = browser.post("/ui/dlq/redrive", [("scope", "selected"), *picks])
+    dry = browser.post("/ui/dlq/redrive", picks)
     assert "A dry run found <strong>2 tasks</strong> to redrive" in dry.text
     done = browser.post("/ui/dlq/redrive", [("confirm", "yes"), *picks])
     assert done.headers["location"] == "/ui/dlq?redriven=2"
     assert [console.status(t) for t in (first, second, third)] == [Status.QUEUED, Status.FAILED, Status.QUEUED]
 
 
-def test_redriving_all_matching_redrives_exactly_what_the_dry_run_named(console: Console) -> None:
-    # Given dead letters of two types
-    echoes = [console.dead_letter() for _ in range(2)]
+def test_redrive_with_none_ticked_takes_all_matching_of_the_one_group_as_the_dry_run_named(console: Console) -> None:
+    # Given dead letters of two types, more of them than a page shows
+    echoes = [console.dead_letter() for _ in range(51)]
     resize = console.dead_letter(type="resize")
     browser = console.signed_in()
-    browser.get("/ui/dlq", type="echo")
-    # When alice redrives all matching type echo: the dry run names both echo tasks
-    dry = browser.post("/ui/dlq/redrive", {"scope": "all", "group": "", "type": "echo"})
-    assert "A dry run found <strong>2 tasks</strong> to redrive (type echo)" in dry.text
+    page = browser.get("/ui/dlq", type="echo")
+    assert len(page_picks(page)) == 50
+    # When alice (one group) presses Redrive with none ticked: the dry run names every echo task, not only the page's
+    dry = browser.post(
+        "/ui/dlq/redrive", [("group", ""), ("type", "echo")] + [("page_pick", p) for p in page_picks(page)]
+    )
+    assert "A dry run found <strong>51 tasks</strong> to redrive (type echo)" in dry.text
     assert sorted(hidden_picks(dry)) == sorted(f"team-a:{t}" for t in echoes)
     # And a dead letter that arrives before she confirms is not redriven by the confirmation
     late = console.dead_letter()
     done = browser.post(
         "/ui/dlq/redrive", [("confirm", "yes"), ("type", "echo")] + [("pick", p) for p in hidden_picks(dry)]
     )
-    assert done.headers["location"] == "/ui/dlq?type=echo&redriven=2"
-    assert [console.status(t) for t in echoes] == [Status.QUEUED, Status.QUEUED]
+    assert done.headers["location"] == "/ui/dlq?type=echo&redriven=51"
+    assert {console.status(t) for t in echoes} == {Status.QUEUED}
     assert console.status(resize) is Status.FAILED
     assert console.status(late) is Status.FAILED
 
 
 def test_a_dry_run_that_finds_nothing_offers_no_confirm(console: Console) -> None:
-    console.dead_letter()
+    # Given a ticked row that is no longer a dead letter by the time Redrive is pressed (redriven in another tab)
+    target = console.dead_letter()
     browser = console.signed_in()
     browser.get("/ui/dlq")
-    dry = browser.post("/ui/dlq/redrive", {"scope": "selected"})
+    browser.post("/ui/dlq/redrive", [("confirm", "yes"), ("pick", f"team-a:{target}")])
+    dry = browser.post("/ui/dlq/redrive", [("pick", f"team-a:{target}")])
     assert "A dry run found <strong>0 tasks</strong> to redrive: nothing to do." in dry.text
-    assert ">Confirm</button>" not in dry.text
+    assert "Confirm redrive" not in dry.text
 
 
-def test_all_matching_needs_a_group_when_the_user_has_several(console: Console) -> None:
-    # carol is in team-a and team-b: "all matching" without a group would be ambiguous
-    console.dead_letter()
-    console.dead_letter("team-b")
+def test_with_several_groups_and_none_chosen_redrive_takes_the_pages_rows(console: Console) -> None:
+    # carol is in team-a and team-b: "all matching" without a group would be ambiguous, so the page's rows it is
+    mine_a = console.dead_letter()
+    mine_b = console.dead_letter("team-b")
     browser = console.signed_in("dev-carol")
     page = browser.get("/ui/dlq")
     assert len(row_ids(page)) == 2
-    assert ">Redrive all matching</button>" not in page.text
-    assert "Choose a group to redrive all its matching dead letters." in page.text
-    refused = browser.post("/ui/dlq/redrive", {"scope": "all"})
-    assert refused.status_code == 422
-    assert ">Redrive all matching</button>" in browser.get("/ui/dlq", group="team-b").text
+    assert "the dead letters on this page (choose a group to take all of its matching ones)" in page.text
+    dry = browser.post("/ui/dlq/redrive", [("group", "")] + [("page_pick", p) for p in page_picks(page)])
+    assert "<strong>2 tasks</strong>" in dry.text
+    assert sorted(hidden_picks(dry)) == sorted([f"team-a:{mine_a}", f"team-b:{mine_b}"])
+    # And with a group chosen, none ticked means every dead letter of it
+    assert "every dead letter of group team-b" in browser.get("/ui/dlq", group="team-b").text
 
 
 def test_selected_rows_of_several_groups_are_redriven_group_by_group(console: Console) -> None:
@@ -203,7 +218,7 @@ def test_bob_sees_none_of_alices_dead_letters_and_cannot_redrive_them(console: C
     assert row_ids(browser.get("/ui/dlq")) == [his]
     assert browser.get("/ui/dlq", group="team-a").status_code == 403
     # Her id under his group is not found (nothing revealed), under her group refused: nothing changes either way
-    dry = browser.post("/ui/dlq/redrive", {"only": f"team-b:{hers}"})
+    dry = browser.post("/ui/dlq/redrive", {"pick": f"team-b:{hers}"})
     assert "<strong>0 tasks</strong>" in dry.text
     assert (
         browser.post("/ui/dlq/redrive", [("confirm", "yes"), ("pick", f"team-b:{hers}")]).headers["location"]

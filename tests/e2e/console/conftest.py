@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Playwright, sync_playwright
 
 from tests.conftest import TOKENS, running_stack
 from tests.e2e.console.ui import DESKTOP, PHONE, STACK_ENV, TIMEOUT_MS
@@ -48,7 +48,9 @@ def chromium(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-#: A task type whose run log says what its payload says: hostile text reaches a log this way.
+#: A task type whose run log says what its payload says: hostile text reaches a log this way. With ``fail`` it then
+#: fails with that message; with ``later_runs_sleep_s`` a repeating task's runs after its first sleep that long (so a
+#: page shows a running repeating task that has a finished run with a log).
 SAY = """
 from tq import TaskContext, handler
 
@@ -58,6 +60,10 @@ def say(ctx: TaskContext) -> dict:
     for line in ctx.payload["lines"]:
         ctx.log(f"said: {line}")
     ctx.progress(1.0, "all said")
+    if ctx.payload.get("fail"):
+        raise RuntimeError(ctx.payload["fail"])
+    if ctx.payload.get("later_runs_sleep_s") and not ctx.run_id.startswith("1."):
+        ctx.sleep(ctx.payload["later_runs_sleep_s"])
     return {"said": len(ctx.payload["lines"])}
 """
 
@@ -96,8 +102,9 @@ def new_page(chromium: Browser, stack: Stack) -> Iterator[Callable[..., Page]]:
     """``new_page(**context_options)``: a page in a browser context of its own (no cookies shared with any other),
     at 1280x800 unless the options say otherwise, addressed relative to the stack's gateway.
 
-    Confirmation dialogs are accepted (as the user who clicked would). Uncaught script errors and Content
-    Security Policy violations fail the test: the console's own assets must run under its own policy.
+    The console opens no dialog (a hidden ``confirm()`` is dismissed by Playwright's default, and the action it
+    guarded would silently not happen): any dialog is dismissed and fails the test, as do uncaught script errors
+    and Content Security Policy violations (the console's own assets must run under its own policy).
     """
     contexts = []
     problems: list[str] = []
@@ -106,12 +113,16 @@ def new_page(chromium: Browser, stack: Stack) -> Iterator[Callable[..., Page]]:
         if message.type == "error" and "Content Security Policy" in message.text:
             problems.append(f"CSP: {message.text}")
 
+    def on_dialog(dialog: Dialog) -> None:
+        problems.append(f"dialog ({dialog.type}): {dialog.message}")
+        dialog.dismiss()
+
     def make(**options: Any) -> Page:
         context = chromium.new_context(**{"base_url": stack.url, "viewport": DESKTOP, **options})
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
-        page.on("dialog", lambda dialog: dialog.accept())
+        page.on("dialog", on_dialog)
         page.on("console", on_console)
         page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
         return page

@@ -23,7 +23,7 @@ from tqcore.usecases.management import DeadLetters
 from tqcore.usecases.service import Catalog
 
 PATH = "/ui/dlq"
-#: What "Redrive all matching" redrives at most at once (the API's largest ``limit``).
+#: What a Redrive with no row ticked (all matching of one group) redrives at most at once (the API's largest ``limit``).
 REDRIVE_ALL_MAX = 1000
 #: Ids the confirmation page names (it counts them all).
 NAMED_MAX = 20

@@ -1,13 +1,6 @@
-// tq console: progressive enhancement only (every page works without it). No framework, no inline script.
+// tq console: progressive enhancement only (every page works without it). No framework, no inline script, no
+// dialogs (a destructive action that needs a second look has a confirmation page, as the dead letters' redrive).
 "use strict";
-
-// Forms with data-confirm ask before they POST.
-document.addEventListener("submit", (event) => {
-  const form = event.target;
-  if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
-    event.preventDefault();
-  }
-});
 
 // A run's "Log" link shows the log text in place (its <pre data-log-for="...">) instead of navigating.
 document.addEventListener("click", async (event) => {
