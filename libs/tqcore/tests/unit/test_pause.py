@@ -182,6 +182,26 @@ def test_the_message_of_a_withdrawn_run_cannot_start_the_run_queued_after_the_re
     assert task.status is Status.RUNNING
 
 
+def test_the_dead_lettered_message_of_a_withdrawn_run_is_not_taken_for_the_run_queued_after_the_resume() -> None:
+    # Given a staged run (slot T0+10s) withdrawn by a pause, the task resumed at T0+12s and the run of its next
+    # slot (T0+20s) staged, queued as of T0+20s
+    task = staged()
+    stale = enqueue_token(task.queued_at, task.poison_strikes)
+    task.pause(USER, at(7))
+    task.resume(USER, at(12))
+    task.on_due(at(20), starting_deadline_s=DEADLINE_S)
+    task = task.committed()
+    assert (task.status, task.run_no, task.attempts, task.poison_strikes) == (Status.QUEUED, 2, 0, 0)
+    # When SQS dead-letters the withdrawn enqueue's message and the reaper settles it at T0+16s
+    with pytest.raises(StaleAttempt, match="withdrawn"):
+        task.poisoned(1, 5, at(16), strikes_allowed=3, run=2, enqueue=stale)
+    # Then the task's own run is untouched: no strike, no fresh message
+    assert (task.status, task.poison_strikes, task.pending_events) == (Status.QUEUED, 0, [])
+    # And a dead letter of the live enqueue still counts
+    task.poisoned(1, 5, at(21), strikes_allowed=3, run=2, enqueue=enqueue_token(task.queued_at, 0))
+    assert (task.poison_strikes, types(task)) == (1, [EventType.QUEUED])
+
+
 @pytest.mark.parametrize("drift_ms", [-1, 0, 1])
 def test_a_message_of_the_current_enqueue_is_claimed_whatever_its_rounding(drift_ms: int) -> None:
     # The producer rounds its own (microsecond) copy of queued_at; the stored one has milliseconds.

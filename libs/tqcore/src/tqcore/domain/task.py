@@ -257,17 +257,21 @@ class Task(TaskState):
         *,
         strikes_allowed: int,
         run: int | None = None,
+        enqueue: str | None = None,
         actor: str = "reaper",
     ) -> None:
         """SQS dead-lettered the queued task's message after ``receives`` deliveries.
 
-        ``attempt`` is the attempt the message carried (``None`` if it could not even be decoded). An
+        ``attempt`` is the attempt the message carried (``None`` if it could not even be decoded), with its run
+        and enqueue as :meth:`claim` checks them: a withdrawn enqueue's message is not the task's live one. An
         undecodable message fails the task at once. A decodable one may only have bounced (a backlog, a store
         outage): the task is sent again with a fresh message, up to ``strikes_allowed`` times, then failed.
         """
         self._require(Status.QUEUED)
         if attempt is not None:
-            attempts.check_next(attempt, run, attempts=self.attempts, run_no=self.run_no)
+            attempts.check_next(
+                attempt, run, attempts=self.attempts, run_no=self.run_no, enqueue=enqueue, queued_at=self.queued_at
+            )
         self.poison_strikes += 1
         verdict = attempts.poisoned(attempt, receives, self.attempts, self.poison_strikes, strikes_allowed)
         if verdict.error is None:
