@@ -309,7 +309,7 @@ class Task(TaskState):
         if self.paused_at is not None:
             return
         self.paused_at = now
-        withdrawn = self._withdraw() if self.status in (Status.QUEUED, Status.RETRYING) else None
+        withdrawn = self._withdraw(now) if self.status in (Status.QUEUED, Status.RETRYING) else None
         data: dict[str, Any] = {"next_slot_at": self.next_slot_at}
         if withdrawn is not None:
             data["withdrawn"] = withdrawn
@@ -321,14 +321,18 @@ class Task(TaskState):
         if self.status in (Status.SCHEDULED, Status.QUEUED, Status.RETRYING):
             self._park()
 
-    def _withdraw(self) -> dict[str, Any]:
+    def _withdraw(self, now: datetime) -> dict[str, Any]:
         """Paused with no attempt running: the attempt waiting to start never does (its message, if one is on
         the way, is refused at the claim: the task is no longer ``queued``, and a later enqueue is another
         one). A run not started gives its slot back (the task's next slot is that one again: it runs if the task
-        is resumed before it, else it is among the slots skipped while paused); a run whose earlier attempts
-        failed ends. What was withdrawn, for the ``paused`` event."""
+        is resumed before it, else it is among the slots skipped while paused) if it is the slot's own run: its
+        slot is still ahead, or the schedule has slots after it. A run whose earlier attempts failed ends, and
+        so does a run redriven after its schedule ended (its slot long past, none after it: giving it back would
+        have the resume record a stale slot as skipped). What was withdrawn, for the ``paused`` event."""
         withdrawn: dict[str, Any] = {"attempt": self.attempts + 1, "run_id": self.run_id(self.attempts + 1)}
-        if self.attempts == 0 and self.run_slot is not None and self.status is Status.QUEUED:
+        slot = self.run_slot
+        own_slot = slot is not None and (self.next_slot_at is not None or slot > now)
+        if self.attempts == 0 and own_slot and self.status is Status.QUEUED:
             withdrawn["scheduled_for"] = self.run_slot
             self.next_slot_at = self.run_slot
         else:
