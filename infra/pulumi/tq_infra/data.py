@@ -36,7 +36,8 @@ def queue_arguments(attributes: dict[str, str]) -> dict[str, Any]:
 
 
 class Table(pulumi.ComponentResource):
-    """The single table: on demand, point-in-time recovery, TTL, the four GSIs, optional replicas."""
+    """The single table: on demand, point-in-time recovery, TTL, its GSIs (``bootstrap.global_secondary_indexes``,
+    five today), optional replicas."""
 
     def __init__(
         self, name: str, settings: CoreSettings, replica_regions: list[str], opts: pulumi.ResourceOptions | None = None

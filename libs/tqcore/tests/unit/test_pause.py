@@ -165,21 +165,41 @@ def test_a_withdrawn_slot_runs_if_resumed_before_it_else_it_is_skipped(
     assert [e.data for e in task.pending_events if e.type is EventType.RUN_SKIPPED] == ([skipped] if skipped else [])
 
 
-def test_the_message_of_a_withdrawn_run_cannot_start_the_run_queued_after_the_resume() -> None:
-    # Given a staged run (slot T0+10s) withdrawn by a pause, the task resumed at T0+12s
+def withdrawn_then_restaged() -> tuple[Task, str | None]:
+    """A staged run (slot T0+10s) withdrawn by a pause at T0+7s, the task resumed at T0+12s and the run of its
+    next slot (T0+20s) staged, queued as of T0+20s: the same run and attempt numbers, another enqueue. The task,
+    and the withdrawn enqueue's token."""
     task = staged()
     stale = enqueue_token(task.queued_at, task.poison_strikes)
     task.pause(USER, at(7))
     task.resume(USER, at(12))
-    # When the scheduler queues the same run and attempt for the next slot (T0+20s)
     task.on_due(at(20), starting_deadline_s=DEADLINE_S)
     task = task.committed()
-    assert (task.status, task.run_no, task.attempts) == (Status.QUEUED, 2, 0)
+    assert (task.status, task.run_no, task.attempts, task.poison_strikes) == (Status.QUEUED, 2, 0, 0)
+    return task, stale
+
+
+def test_the_message_of_a_withdrawn_run_cannot_start_the_run_queued_after_the_resume() -> None:
+    # Given a staged run withdrawn by a pause, and after the resume the same run and attempt queued for the next slot
+    task, stale = withdrawn_then_restaged()
     # Then the withdrawn enqueue's message is refused, the new one's taken
     with pytest.raises(StaleAttempt, match="withdrawn"):
         task.claim(1, WORKER, at(20), 30, run=2, enqueue=stale)
     task.claim(1, WORKER, at(20), 30, run=2, enqueue=enqueue_token(task.queued_at, task.poison_strikes))
     assert task.status is Status.RUNNING
+
+
+def test_the_dead_lettered_message_of_a_withdrawn_run_is_not_taken_for_the_run_queued_after_the_resume() -> None:
+    # Given a staged run withdrawn by a pause, and after the resume the run of the next slot (T0+20s) staged
+    task, stale = withdrawn_then_restaged()
+    # When SQS dead-letters the withdrawn enqueue's message and the reaper settles it at T0+16s
+    with pytest.raises(StaleAttempt, match="withdrawn"):
+        task.poisoned(1, 5, at(16), strikes_allowed=3, run=2, enqueue=stale)
+    # Then the task's own run is untouched: no strike, no fresh message
+    assert (task.status, task.poison_strikes, task.pending_events) == (Status.QUEUED, 0, [])
+    # And a dead letter of the live enqueue still counts
+    task.poisoned(1, 5, at(21), strikes_allowed=3, run=2, enqueue=enqueue_token(task.queued_at, 0))
+    assert (task.poison_strikes, types(task)) == (1, [EventType.QUEUED])
 
 
 @pytest.mark.parametrize("drift_ms", [-1, 0, 1])
@@ -211,6 +231,67 @@ def test_pausing_a_due_run_not_yet_claimed_withdraws_it() -> None:
     skipped = [e.data for e in task.pending_events if e.type is EventType.RUN_SKIPPED]
     assert skipped == [{"reason": "paused", "count": 2, "first": at(10), "last": at(20)}]
     assert task.next_run_at == at(30)
+
+
+def ended_and_redriven() -> Task:
+    """A task repeating every 10 s until T0+15s whose last run (slot T0+10s) failed for good (no slot left, so the
+    task failed), redriven at T0+30s: queued, attempt 1 of a new run, its ``run_slot`` still the old slot."""
+    task = submit(schedule={"every_s": 10, "end_at": at(15).isoformat()}, retry={"max_retries": 0})
+    task.claim(1, WORKER, at(1), 30)
+    task.succeed(1, WORKER, None, at(2))
+    task.on_due(at(10), starting_deadline_s=DEADLINE_S)
+    task.claim(1, WORKER, at(10), 30, run=2)
+    task.fail(1, WORKER, ErrorInfo("ValueError", "boom"), at(11), jitter=0.0)
+    assert (task.status, task.next_slot_at) == (Status.FAILED, None)
+    task.redrive(USER, at(30))
+    assert (task.status, task.attempts, task.run_slot) == (Status.QUEUED, 0, at(10))
+    return task.committed()
+
+
+def test_pausing_a_redriven_run_of_an_ended_schedule_gives_back_no_old_slot() -> None:
+    # Given a repeating task whose schedule had ended, redriven and queued
+    task = ended_and_redriven()
+    # When a user pauses it before an executor claims the run
+    task.pause(USER, at(31))
+    # Then the redriven run ends (it was no slot's run), and the task holds no slot
+    assert (task.status, task.next_slot_at, task.wake_at, task.attempts) == (Status.PAUSED, None, None, 0)
+    assert task.pending_events[0].data == {"next_slot_at": None, "withdrawn": {"attempt": 1, "run_id": "3.1"}}
+    # And a resume ends the task with no slot said to be skipped
+    task = task.committed()
+    task.resume(USER, at(40))
+    assert task.status is Status.EXPIRED
+    assert EventType.RUN_SKIPPED not in types(task)
+
+
+@pytest.mark.parametrize(
+    ("resumed_s", "status", "skipped"),
+    [
+        (13, Status.SCHEDULED, None),
+        (25, Status.EXPIRED, {"reason": "paused", "count": 1, "first": at(20), "last": at(20)}),
+    ],
+    ids=["resumed before the slot", "after it"],
+)
+def test_pausing_the_last_slot_staged_ahead_gives_it_back(
+    resumed_s: float, status: Status, skipped: dict[str, Any] | None
+) -> None:
+    # Given a task repeating every 10 s until T0+25s, the run of its last slot (T0+20s) staged
+    task = submit(schedule={"every_s": 10, "end_at": at(25).isoformat()})
+    task.claim(1, WORKER, at(1), 30)
+    task.succeed(1, WORKER, None, at(2))
+    task.on_due(at(10), starting_deadline_s=DEADLINE_S)
+    task.claim(1, WORKER, at(10), 30, run=2)
+    task.succeed(1, WORKER, None, at(11))
+    task.on_due(at(20), starting_deadline_s=DEADLINE_S)
+    assert (task.status, task.run_slot, task.next_slot_at) == (Status.QUEUED, at(20), None)
+    # When a user pauses it before the slot, then resumes it
+    task.pause(USER, at(17))
+    assert task.next_slot_at == at(20)
+    task = task.committed()
+    task.resume(USER, at(resumed_s))
+    # Then the slot runs if resumed before it, else it is recorded as skipped and the task ends
+    assert task.status is status
+    assert task.next_run_at == (at(20) if status is Status.SCHEDULED else None)
+    assert [e.data for e in task.pending_events if e.type is EventType.RUN_SKIPPED] == ([skipped] if skipped else [])
 
 
 @pytest.mark.parametrize("retry_queued", [False, True], ids=["waiting for its backoff", "retry queued"])

@@ -149,3 +149,31 @@ def test_dead_letter_records_stay_while_their_task_is_failed_and_go_after_a_redr
     inbox = Inbox([record])
     settle_dead_letters(store, queue, inbox, clock)
     assert inbox.discarded == [record]
+
+
+def test_a_dead_letter_of_a_run_withdrawn_by_a_pause_leaves_the_run_queued_after_the_resume(env: tuple) -> None:
+    tasks, store, queue, clock = env
+    task_id = tasks.submit(SubmitTask(type="echo", group="team-a", schedule={"every_s": 10}), ALICE).task.id
+    t0 = store.get(task_id).created_at
+    first = Attempts(store, queue, clock, worker="h:1", lease_s=30).claim(Dispatch.of(store.get(task_id)))
+    assert first is not None
+    task = store.get(task_id)
+    task.succeed(1, "h:1", None, t0 + timedelta(seconds=1), claim_seq=task.claim_seq)
+    # Given the run of the slot at t0+10s staged (its message on the way), withdrawn by a pause, the task resumed
+    task.on_due(t0 + timedelta(seconds=10), starting_deadline_s=3600)
+    withdrawn = Dispatch.of(task)
+    task.pause("alice", t0 + timedelta(seconds=7))
+    task.resume("alice", t0 + timedelta(seconds=12))
+    # and the run of its next slot (t0+20s) staged: the same run and attempt numbers, another enqueue
+    task.on_due(t0 + timedelta(seconds=20), starting_deadline_s=3600)
+    store.commit(task)
+    live = store.get(task_id)
+    assert (withdrawn.run, withdrawn.attempt) == (live.run_no, live.attempts + 1)
+    # When SQS dead-letters the withdrawn message and the reaper settles it at t0+16s
+    clock.advance(16)
+    inbox = Inbox([letter(task_id, withdrawn)])
+    assert settle_dead_letters(store, queue, inbox, clock) == 0
+    # Then the letter is discarded and the queued run is untouched: no strike, no fresh message
+    assert store.get(task_id).version == live.version
+    assert store.get(task_id).poison_strikes == 0
+    assert len(inbox.discarded) == 1

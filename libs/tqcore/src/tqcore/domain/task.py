@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from tqcore.domain import attempts, recurrence
+from tqcore.domain import attempts, pausing, recurrence
 from tqcore.domain.errors import IllegalTransition
 from tqcore.domain.model import ErrorInfo, Event, EventType, RunLog, RunStatus, Schedule, Status
 from tqcore.domain.recurrence import BUSY as BUSY
@@ -257,17 +257,21 @@ class Task(TaskState):
         *,
         strikes_allowed: int,
         run: int | None = None,
+        enqueue: str | None = None,
         actor: str = "reaper",
     ) -> None:
         """SQS dead-lettered the queued task's message after ``receives`` deliveries.
 
-        ``attempt`` is the attempt the message carried (``None`` if it could not even be decoded). An
+        ``attempt`` is the attempt the message carried (``None`` if it could not even be decoded), with its run
+        and enqueue as :meth:`claim` checks them: a withdrawn enqueue's message is not the task's live one. An
         undecodable message fails the task at once. A decodable one may only have bounced (a backlog, a store
         outage): the task is sent again with a fresh message, up to ``strikes_allowed`` times, then failed.
         """
         self._require(Status.QUEUED)
         if attempt is not None:
-            attempts.check_next(attempt, run, attempts=self.attempts, run_no=self.run_no)
+            attempts.check_next(
+                attempt, run, attempts=self.attempts, run_no=self.run_no, enqueue=enqueue, queued_at=self.queued_at
+            )
         self.poison_strikes += 1
         verdict = attempts.poisoned(attempt, receives, self.attempts, self.poison_strikes, strikes_allowed)
         if verdict.error is None:
@@ -293,43 +297,28 @@ class Task(TaskState):
 
     def pause(self, actor: str, now: datetime) -> None:
         """A repeating task starts no attempt until it is resumed. With no attempt running it is ``paused`` at
-        once: an attempt waiting to start (a queued run, one staged ahead of its time, a retry) never starts.
-        An attempt running finishes (the task is ``paused`` once it ends, with no retry). Pausing a paused task
-        changes nothing."""
-        if not self.is_repeating:
-            raise IllegalTransition("only a repeating task can be paused")
-        if self.status.is_terminal:
-            raise IllegalTransition(f"a {self.status.value} task cannot be paused", status=self.status.value)
-        if self.cancel_requested:
-            raise IllegalTransition("the task is being cancelled")
+        once: an attempt waiting to start (a queued run, one staged ahead of its time, a retry) never starts
+        (``pausing.withdraw``). An attempt running finishes (the task is ``paused`` once it ends, with no retry).
+        Pausing a paused task changes nothing."""
+        pausing.check(repeating=self.is_repeating, status=self.status, cancel_requested=self.cancel_requested)
         if self.paused_at is not None:
             return
         self.paused_at = now
-        withdrawn = self._withdraw() if self.status in (Status.QUEUED, Status.RETRYING) else None
-        data: dict[str, Any] = {"next_slot_at": self.next_slot_at}
-        if withdrawn is not None:
-            data["withdrawn"] = withdrawn
-        self._record(EventType.PAUSED, now, actor, data)
+        next_attempt = self.attempts + 1
+        withdrawal = pausing.withdraw(
+            self.status, self.attempts, self.run_slot, self.next_slot_at, self.run_id(next_attempt), now
+        )
+        if withdrawal is not None and withdrawal.slot is not None:
+            self.next_slot_at = withdrawal.slot
+        elif withdrawal is not None:
+            self._end_run()
+        self._record(EventType.PAUSED, now, actor, pausing.paused_data(self.next_slot_at, withdrawal))
         if self.waiting_slot is not None:  # ``overlap: queue``: the run waiting for the current one never starts
             skipped = {"reason": "paused", "scheduled_for": self.waiting_slot}
             self.waiting_slot = None
             self._record(EventType.RUN_SKIPPED, now, actor, skipped)
         if self.status in (Status.SCHEDULED, Status.QUEUED, Status.RETRYING):
             self._park()
-
-    def _withdraw(self) -> dict[str, Any]:
-        """Paused with no attempt running: the attempt waiting to start never does (its message, if one is on
-        the way, is refused at the claim: the task is no longer ``queued``, and a later enqueue is another
-        one). A run not started gives its slot back (the task's next slot is that one again: it runs if the task
-        is resumed before it, else it is among the slots skipped while paused); a run whose earlier attempts
-        failed ends. What was withdrawn, for the ``paused`` event."""
-        withdrawn: dict[str, Any] = {"attempt": self.attempts + 1, "run_id": self.run_id(self.attempts + 1)}
-        if self.attempts == 0 and self.run_slot is not None and self.status is Status.QUEUED:
-            withdrawn["scheduled_for"] = self.run_slot
-            self.next_slot_at = self.run_slot
-        else:
-            self._end_run()
-        return withdrawn
 
     def resume(self, actor: str, now: datetime) -> None:
         """A paused task goes on with its first slot after ``now``; the slots that passed while it was paused

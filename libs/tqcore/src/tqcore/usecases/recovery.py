@@ -178,8 +178,8 @@ def _settle(
         if task.status is not Status.FAILED:
             inbox.discard(letter)
         return 0
-    attempt = letter.dispatch.attempt if letter.dispatch is not None else None
-    run = letter.dispatch.run if letter.dispatch is not None else None
+    sent = letter.dispatch
+    attempt, run, enqueue = (sent.attempt, sent.run, sent.enqueue) if sent is not None else (None, None, None)
     try:
         # On a lost race (another reaper re-sent the task meanwhile) the domain decides again on the current
         # task: discarding the letter then would leave a queued task with no message at all, every re-send of
@@ -187,7 +187,9 @@ def _settle(
         done = mutate(
             store,
             task,
-            lambda t: t.poisoned(attempt, letter.receives, clock.now(), strikes_allowed=strikes_allowed, run=run),
+            lambda t: t.poisoned(
+                attempt, letter.receives, clock.now(), strikes_allowed=strikes_allowed, run=run, enqueue=enqueue
+            ),
         )
     except (IllegalTransition, VersionConflict):
         # Not the task's live message (an old attempt's, or the task moved on): nothing to settle.
