@@ -16,7 +16,6 @@ import pytest
 
 from tq_gateway import watch as watch_module
 from tq_gateway.console.live import (
-    RELIST_EVERY,
     TableLook,
     table_live_url,
     table_query,
@@ -197,14 +196,16 @@ def test_a_seen_token_that_is_none_of_the_pages_is_a_400_page() -> None:
     assert console.get("/ui/tasks/live", seen="not-a-digest").status_code == 400
 
 
-def test_without_a_session_a_live_url_sends_to_sign_in_and_opens_nothing() -> None:
+def test_without_a_session_a_live_url_is_a_401_and_opens_nothing() -> None:
+    # An EventSource would follow a redirect to the sign-in page and retry it forever: a 401 stops it, and
+    # console.js then reloads the page (which goes to sign in)
     console = Console()
     task = console.submit()
     stranger = Browser(console.client)
     for path in (f"/ui/tasks/{task.id}/live", "/ui/tasks/live"):
         answer = stranger.get(path)
-        assert answer.status_code == 303
-        assert answer.headers["location"].startswith("/ui/?next=")
+        assert answer.status_code == 401
+        assert "location" not in answer.headers
         assert "event:" not in answer.text
 
 
@@ -279,7 +280,7 @@ def test_a_quiet_table_and_other_groups_moving_tell_nothing() -> None:
 
 def test_a_filtered_table_tells_an_older_task_that_entered_its_filter() -> None:
     # Given alice's table of running tasks (none yet) over two queued tasks, the older one claimed in the stream
-    console = Console(stream_max_s=0.5 * RELIST_EVERY + 1.2)
+    console = Console(stream_max_s=2.2, console_table_relist_s=1)
     older, _ = console.submit(), console.submit()
     later(0.3, lambda: console.claim(older.id))
     # When the table's stream runs, then the task that started running is told (by the filtered page's re-read)
@@ -328,17 +329,17 @@ def test_a_quiet_unfiltered_look_reads_the_rows_stamps_and_each_groups_newest_id
         console.submit(group, token="dev-carol")
     queries = CountingQueries(console.store)
     carol = Principal("carol", frozenset({"team-a", "team-b"}))
-    look = TableLook(TaskListing(queries), table_query_of(), carol)
+    look = TableLook(TaskListing(queries), table_query_of(), carol, 60)
     seen = look.seen
     queries.reads.clear()
     # When it looks with nothing moved, then it read one batch of stamps and one page of ids per group, no task
-    look.again(relist=True)
+    look.again()
     assert queries.reads == ["stamps 3", "newest team-a", "newest team-b"]
     assert look.seen == seen
     # And when one of them moved, it reads the page again and its token changes
     console.claim(look.rows[0].id)
     queries.reads.clear()
-    look.again(relist=False)
+    look.again()
     assert "listed 3" in queries.reads
     assert look.seen != seen
 
@@ -348,20 +349,20 @@ def test_a_filtered_look_reads_only_the_new_tasks_and_the_page_only_when_one_pas
     console = Console()
     console.submit(type_="sleep")
     queries = CountingQueries(console.store)
-    look = TableLook(TaskListing(queries), table_query_of(type="sleep"), ALICE)
+    look = TableLook(TaskListing(queries), table_query_of(type="sleep"), ALICE, 60)
     seen = look.seen
     # When two echo tasks arrive, then a look reads their snapshots only, once, and the page is what it was
     console.submit(), console.submit()
     queries.reads.clear()
-    look.again(relist=False)
+    look.again()
     assert queries.reads == ["stamps 1", "newest team-a", "listed 2"]
     queries.reads.clear()
-    look.again(relist=False)
+    look.again()
     assert queries.reads == ["stamps 1", "newest team-a"]
     assert look.seen == seen
     # And when a sleep task arrives, the page is read again and differs
     console.submit(type_="sleep")
-    look.again(relist=False)
+    look.again()
     assert look.seen != seen
 
 
@@ -378,13 +379,13 @@ def test_a_look_that_cannot_read_keeps_the_stream_and_tries_again() -> None:
             return super().stamps(ids)
 
     queries = Down(console.store)
-    look = TableLook(TaskListing(queries), table_query_of(), ALICE)
+    look = TableLook(TaskListing(queries), table_query_of(), ALICE, 60)
     queries.down = True
-    look.again(relist=False)  # logged, not raised
+    look.again()  # logged, not raised
     queries.down = False
     console.claim(look.rows[0].id)
     seen = look.seen
-    look.again(relist=False)
+    look.again()
     assert look.seen != seen
 
 
@@ -425,3 +426,95 @@ def test_the_pages_carry_live_urls_that_tell_nothing_until_something_moves() -> 
     console.claim(task.id)
     for url in (table_url, task_url):
         assert len(changes(console.follow(url))) == 1
+
+
+# ------------------------------------------------------------------------------------ ended tasks, costs of a table
+def test_an_ended_or_paused_task_page_has_no_live_url_and_its_stream_is_a_204() -> None:
+    console = Console(stream_max_s=0.3)
+    done = console.succeed(console.claim(console.submit().id).id)
+    answer = console.client.simulate_post(
+        "/v1/tasks",
+        json={"type": "echo", "group": "team-a", "schedule": {"every_s": 60}},
+        headers={"Authorization": "Bearer dev-alice"},
+    )
+    paused = answer.json["id"]
+    console.browser.post(f"/ui/tasks/{paused}/pause")
+    assert console.store.get(paused).status.value == "paused"
+    for task_id in (done.id, paused):
+        page = console.get(f"/ui/tasks/{task_id}")
+        assert page.status_code == 200
+        assert "data-live" not in page.text
+        answer = console.get(f"/ui/tasks/{task_id}/live", seen="1.0")  # even from a page rendered before it ended
+        assert answer.status_code == 204
+        assert answer.text == ""
+    # A task that can still move has its stream
+    assert "data-live" in console.get(f"/ui/tasks/{console.submit().id}").text
+
+
+def test_a_task_page_stream_ends_once_it_told_the_task_ended() -> None:
+    # Given a running task's stream (long lifetime), the task succeeding 0.2 s in
+    console = Console(stream_max_s=30, stream_ping_s=20)
+    task = console.claim(console.submit().id)
+    later(0.2, lambda: console.succeed(task.id))
+    started = time.monotonic()
+    answer = console.get(f"/ui/tasks/{task.id}/live", seen=task_seen(task))
+    # Then it told the move and ended at once, not at its lifetime
+    assert changes(answer) == [task_seen(console.store.get(task.id))]
+    assert time.monotonic() - started < 5
+
+
+class Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_filtered_table_reads_its_page_again_only_every_relist_s_and_never_after_a_scanned_out_read() -> None:
+    # Given alice's table of failed tasks (none), looked at every 2 s with a relist every 60 s
+    console = Console()
+    for _ in range(3):
+        console.submit()
+    queries = CountingQueries(console.store)
+    ticks = Ticks()
+    look = TableLook(TaskListing(queries), table_query_of(status="failed"), ALICE, 60, ticks)
+    pages = 0
+    for _ in range(60):  # two minutes of looks
+        queries.reads.clear()
+        ticks.now += 2
+        look.again()
+        pages += "listed 3" in queries.reads
+    # Then the page was read twice (at 60 s and 120 s), not every fifth look
+    assert pages == 2
+    # And a page whose read stopped at the scan budget (a budget of 2 tasks here) is never read again by the clock
+    budgeted = TableLook(TaskListing(queries, scan_budget=2), table_query_of(status="failed"), ALICE, 60, ticks)
+    assert not budgeted.relist_due()
+    queries.reads.clear()
+    for _ in range(90):
+        ticks.now += 2
+        budgeted.again()
+    assert not any(read.startswith("listed") for read in queries.reads)
+    # While an unfiltered page is never read again by the clock either (it sees every arrival)
+    plain = TableLook(TaskListing(queries), table_query_of(), ALICE, 60, ticks)
+    ticks.now += 600
+    assert not plain.relist_due()
+
+
+def test_an_admins_table_of_every_group_looks_at_its_rows_only_and_a_group_filter_brings_arrivals_back() -> None:
+    console = Console()
+    for group in ("team-a", "team-b"):
+        console.submit(group, token="dev-carol")
+    queries = CountingQueries(console.store)
+    admin = Principal("root", frozenset(), admin=True)
+    listing = TaskListing(queries, every_group=lambda: ["team-a", "team-b"])
+    look = TableLook(listing, table_query_of(), admin, 60)
+    queries.reads.clear()
+    look.again()
+    assert queries.reads == ["stamps 2"]  # no query per group of the system
+    one = TableLook(listing, table_query_of(group="team-a"), admin, 60)
+    queries.reads.clear()
+    one.again()
+    assert queries.reads == ["stamps 1", "newest team-a"]

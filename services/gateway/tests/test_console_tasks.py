@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
-from tq_gateway.console.pages_task import Pausable
 from tq_gateway.testing import Browser, browser_over_fakes
 from tqcore.domain.model import ErrorInfo, RunLog, Status
 from tqcore.domain.task import Task
 from tqcore.testing import FixedClock, InMemoryRunLogs, InMemoryTaskStore
-from tqcore.usecases.service import Tasks, mutate
+from tqcore.usecases.service import mutate
 
 pytestmark = pytest.mark.unit
 
@@ -105,7 +104,7 @@ def test_bob_sees_none_of_alices_tasks_not_even_by_url() -> None:
     assert bob.get(f"/ui/tasks/{alices}/runs/1.1/log").status_code == 404
     assert bob.get("/ui/tasks", group="team-a").status_code == 403
     for action in ("cancel", "update"):
-        refused = bob.post(f"/ui/tasks/{alices}/{action}", {"priority": "high"})
+        refused = bob.post(f"/ui/tasks/{alices}/{action}", {"priority": "high", "version": "2"})
         assert refused.status_code == 404
     assert console.store.get(alices).status is Status.QUEUED
     assert console.store.get(alices).version == 2
@@ -241,8 +240,14 @@ def test_priority_is_changed_at_the_version_the_page_showed() -> None:
     stale = console.browser.post(f"/ui/tasks/{task_id}/update", {"priority": "low", "version": version.group(1)})
     assert stale.status_code == 412
     assert console.store.get(task_id).priority.value == "high"
-    bad = console.browser.post(f"/ui/tasks/{task_id}/update", {"priority": "urgent"})
+    bad = console.browser.post(f"/ui/tasks/{task_id}/update", {"priority": "urgent", "version": "3"})
     assert bad.status_code == 422
+    # A change without the version the page showed is refused (never applied blind, without If-Match)
+    blind = console.browser.post(f"/ui/tasks/{task_id}/update", {"priority": "low"})
+    assert blind.status_code == 422
+    assert blind.headers["content-type"] == "text/html; charset=utf-8"
+    assert "version" in blind.text
+    assert console.store.get(task_id).priority.value == "high"
     events = console.api(f"/v1/tasks/{task_id}/events")["items"]
     assert (events[-1]["type"], events[-1]["actor"]) == ("updated", "alice")
 
@@ -263,14 +268,10 @@ def test_a_repeating_task_shows_its_schedule_and_next_runs() -> None:
     assert slots == [f"2026-01-05 09:0{n}:00Z" for n in range(5)]
 
 
-def test_pause_and_resume_where_the_use_case_has_them() -> None:
+def test_pause_and_resume_a_repeating_task() -> None:
     console = Console()
     task_id = console.submit(schedule={"every_s": 60, "start_at": "2026-01-05T09:00:00Z"})
     page = console.browser.get(f"/ui/tasks/{task_id}")
-    if not issubclass(Tasks, Pausable):  # before pause and resume land: no button, no route
-        assert ">Pause</button>" not in page.text
-        assert console.browser.post(f"/ui/tasks/{task_id}/pause").status_code == 404
-        return
     assert ">Pause</button>" in page.text
     assert ">Resume</button>" not in page.text
     assert console.act(task_id, "pause") == "paused"
@@ -293,6 +294,14 @@ def test_without_a_session_the_task_pages_send_to_sign_in() -> None:
     assert page.status_code == 303
     assert page.headers["location"] == f"/ui/?next=%2Fui%2Ftasks%2F{task_id}"
     assert anonymous.get("/ui/tasks").status_code == 303
+    # A page's script (the Log control's fetch, the live refresh) gets a 401, not the sign-in page's HTML as its
+    # text: console.js then reloads the page, which goes to sign in
+    for path in (f"/ui/tasks/{task_id}/runs/1.1/log", f"/ui/tasks/{task_id}"):
+        scripted = anonymous.client.simulate_get(path, headers={"Sec-Fetch-Mode": "cors"})
+        assert scripted.status_code == 401
+        assert "location" not in scripted.headers
+    navigated = anonymous.client.simulate_get(f"/ui/tasks/{task_id}", headers={"Sec-Fetch-Mode": "navigate"})
+    assert navigated.status_code == 303
 
 
 @pytest.mark.parametrize(

@@ -167,6 +167,23 @@ def test_a_running_tasks_page_follows_it_to_its_end_without_a_reload(
     expect(page.get_by_text("running", exact=True).first).to_be_visible()
     expect(page.get_by_text("succeeded", exact=True).first).to_be_visible(timeout=40_000)
     assert same_document(page)
+    # And the page of the ended task follows nothing any more (no live URL: its stream is not opened again)
+    expect(page.locator("main[data-live]")).to_have_count(0)
+
+
+def test_a_log_opened_after_the_session_ended_goes_to_sign_in_not_the_sign_in_html_as_log(
+    page: Page, api: Callable[[str], httpx.Client]
+) -> None:
+    # Given alice on the page of her ended task, and her session gone (the cookie cleared, as at its end)
+    alice = api("alice")
+    task_id = submit(alice, "console.say", {"lines": ["a line"]})
+    wait_for_status(alice, task_id, {"succeeded"}, timeout_s=30)
+    signed_in(page, "dev-alice").goto(f"/ui/tasks/{task_id}")
+    page.context.clear_cookies()
+    # When she opens the run's log, then the page goes to sign in (coming back here after), no HTML as the log
+    log_control(page).first.click()
+    expect(page.get_by_label("Token")).to_be_visible()
+    assert f"next=%2Fui%2Ftasks%2F{task_id}" in page.url
 
 
 def test_the_tasks_table_shows_a_new_task_without_a_reload(page: Page, api: Callable[[str], httpx.Client]) -> None:

@@ -41,6 +41,9 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+    #: Whether the page ended because it looked at its ``scan_budget`` of entries (a filtered listing passing over
+    #: many tasks the filters leave out): reading it again costs that budget again.
+    scanned_out: bool = False
 
 
 #: A page of tasks, as stored documents.
@@ -98,7 +101,8 @@ def fill_page(
                 more = n < len(chunk) - 1 or next(entries, None) is not None
                 return TaskPage(items, encode_cursor(kind, last) if more else None)
     more = next(entries, None) is not None
-    return TaskPage(items, encode_cursor(kind, last) if more and last is not None else None)
+    cursor = encode_cursor(kind, last) if more and last is not None else None
+    return TaskPage(items, cursor, scanned_out=cursor is not None and scanned >= budget)
 
 
 def listed_groups(

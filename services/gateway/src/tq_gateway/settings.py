@@ -113,9 +113,14 @@ class GatewaySettings(CoreSettings):
     console_session_s: float = Field(default=8 * 3600, ge=60, le=7 * 86_400)
     #: How often an open tasks table (the console's ``/ui/tasks/live`` stream) looks whether its page would differ:
     #: the state of the rows on screen (one BatchGetItem) and, on a first page, the newest task of each listed group
-    #: (one keys-only Query each); only when one moved is the page read again. A filtered page (status, type or name)
-    #: is also read again every fifth look, for older tasks that entered the filter. How late a table can be.
+    #: (one keys-only Query each; none for an admin's table of every group); only when one moved is the page read
+    #: again. How late a table can be.
     console_table_check_s: float = Field(default=2, ge=0.5, le=60)
+    #: How often an open filtered tasks table (status, type or name) reads its page again though nothing on screen
+    #: moved, for older tasks that entered the filter (a task turning failed under status=failed): up to the
+    #: listing's scan budget (1,000 tasks: ~10 Queries and ~91 BatchGetItems) each time; never for a page whose last
+    #: read stopped at that budget. How late such a task can show.
+    console_table_relist_s: float = Field(default=60, ge=0.5, le=3600)
     #: Set by the gunicorn master for its workers: the host's shared rate-limit table file ...
     rate_limit_table: str | None = None
     #: ... the host's shared table of failed authentications per client address ...

@@ -20,7 +20,6 @@ from tq_gateway.console.pages_overview import Overview
 from tq_gateway.console.pages_schedules import Schedules
 from tq_gateway.console.pages_session import SessionEnd, SessionStart, StaticAsset
 from tq_gateway.console.pages_task import (
-    Pausable,
     RunLog,
     TaskAction,
     TaskPage,
@@ -40,8 +39,6 @@ from tq_gateway.streams import StreamTiming
 from tq_gateway.waiting import Slots
 from tq_gateway.watch import TaskWatch
 from tqcore.listing import ScheduleListing, TaskListing
-from tqcore.ports import ManagedQueue, Registry
-from tqcore.usecases.bulk import BulkCancel
 from tqcore.usecases.management import DeadLetters, TaskHistory
 from tqcore.usecases.overview import SystemOverview
 from tqcore.usecases.service import Catalog, Tasks
@@ -55,10 +52,7 @@ class UseCases:
     listing: TaskListing
     history: TaskHistory
     dead_letters: DeadLetters
-    bulk_cancel: BulkCancel
-    queue: ManagedQueue
     catalog: Catalog
-    registry: Registry
     watch: TaskWatch
     slots: Slots
     timing: StreamTiming
@@ -97,9 +91,8 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     app.add_route("/ui/tasks/{task_id}/redrive", TaskAction(acting(uses.dead_letters.redrive_task, done("redriven"))))
     app.add_route("/ui/tasks/{task_id}/update", TaskAction(update(uses.tasks, priority_change)))
     app.add_route("/ui/tasks/{task_id}/schedule", TaskAction(update(uses.tasks, schedule_change)))
-    if isinstance(uses.tasks, Pausable):  # pause and resume (contract section 8), once the use case has them
-        app.add_route("/ui/tasks/{task_id}/pause", TaskAction(acting(uses.tasks.pause, paused)))
-        app.add_route("/ui/tasks/{task_id}/resume", TaskAction(acting(uses.tasks.resume, done("resumed"))))
+    app.add_route("/ui/tasks/{task_id}/pause", TaskAction(acting(uses.tasks.pause, paused)))
+    app.add_route("/ui/tasks/{task_id}/resume", TaskAction(acting(uses.tasks.resume, done("resumed"))))
     # Schedules and dead letters (pages_schedules.py, pages_dlq.py); Pause/Resume are the task page's actions.
     app.add_route("/ui/schedules", Schedules(renderer, uses.schedules, uses.catalog))
     app.add_route("/ui/dlq", DeadLetterList(renderer, uses.dead_letters, uses.catalog))
@@ -107,6 +100,13 @@ def add_console(app: falcon.App[Any, Any], console: Console, uses: UseCases) -> 
     # Live parts (SSE): the tasks table's and the task page's.
     app.add_route(
         "/ui/tasks/live",
-        TableLive(uses.listing, uses.watch, uses.slots, uses.timing, console.settings.console_table_check_s),
+        TableLive(
+            uses.listing,
+            uses.watch,
+            uses.slots,
+            uses.timing,
+            console.settings.console_table_check_s,
+            console.settings.console_table_relist_s,
+        ),
     )
     app.add_route("/ui/tasks/{task_id}/live", TaskLive(uses.history, uses.watch, uses.slots, uses.timing))

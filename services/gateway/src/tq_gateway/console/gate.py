@@ -39,6 +39,9 @@ class Access(enum.Enum):
     PUBLIC = "public"  #: anyone, no session read (static assets, the sign-in POST)
     OPTIONAL = "optional"  #: anyone; ``req.context.principal`` is the signed-in user or ``None``
     SIGNED_IN = "signed_in"  #: a session only: without one, a GET is sent to sign in and a POST refused (403)
+    #: a session only, for a script (an EventSource): without one, 401 (a redirect to the sign-in page would be
+    #: followed and retried, never shown)
+    SCRIPTED = "scripted"
 
 
 class Form:
@@ -66,6 +69,13 @@ class Form:
     def getall(self, name: str) -> list[str]:
         """Every value of the field, in order."""
         return list(self._fields.get(name, []))
+
+
+def scripted(req: falcon.Request) -> bool:
+    """Whether a request comes from a page's script (``fetch``, ``EventSource``), not a navigation: the browser
+    says so in ``Sec-Fetch-Mode`` (a browser that does not send it is taken for a navigation)."""
+    mode = req.get_header("Sec-Fetch-Mode")
+    return mode is not None and mode.lower() != "navigate"
 
 
 def sign_in_url(req: falcon.Request) -> str:
@@ -112,6 +122,10 @@ class ConsoleGate:
                 self._sessions.end(req, resp)
             if access is Access.OPTIONAL:
                 return
+            if access is Access.SCRIPTED or scripted(req):  # the script reloads its page, which goes to sign in
+                raise falcon.HTTPUnauthorized(
+                    title="Unauthorized", description="You are not signed in (or your session has ended)."
+                )
             if req.method in ("GET", "HEAD"):
                 raise falcon.HTTPSeeOther(sign_in_url(req))
             raise falcon.HTTPForbidden(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import falcon
 
@@ -34,21 +34,6 @@ EVENTS_SHOWN = 200
 NEXT_RUNS = 5
 #: Characters of payload or result the page shows; the API serves the whole value.
 VALUE_CHARS = 64 * 1024
-#: ``Status.PAUSED`` where the pause feature is in (contract section 8); compared by value so the page works either way.
-PAUSED = "paused"
-
-
-@runtime_checkable
-class Pausable(Protocol):
-    """``Tasks`` with pause and resume (contract section 8): the buttons and their routes exist only then."""
-
-    def pause(self, task_id: str, principal: Principal) -> Task:
-        """Pause a repeating task."""
-        ...
-
-    def resume(self, task_id: str, principal: Principal) -> Task:
-        """Resume a paused task."""
-        ...
 
 
 def pretty(value: Any) -> str:
@@ -86,17 +71,16 @@ def next_runs(task: Task, count: int = NEXT_RUNS) -> list[datetime]:
     return slots
 
 
-def allowed_actions(task: Task, tasks: Tasks) -> dict[str, bool]:
+def allowed_actions(task: Task) -> dict[str, bool]:
     """Which action buttons the page shows: the ones the API would accept now."""
-    status = task.status.value
     repeating = task.schedule is not None and task.schedule.is_repeating
-    pausing = getattr(task, "paused_at", None) is not None
+    pausing = task.paused_at is not None
     ended = task.status.is_terminal
     return {
         "cancel": not ended and not task.cancel_requested,
         "redrive": task.status is Status.FAILED,
-        "pause": isinstance(tasks, Pausable) and repeating and not ended and status != PAUSED and not pausing,
-        "resume": isinstance(tasks, Pausable) and (status == PAUSED or pausing),
+        "pause": repeating and not ended and task.status is not Status.PAUSED and not pausing,
+        "resume": task.status is Status.PAUSED or pausing,
         "update": not ended,
         "reschedule": repeating and not ended,
     }
@@ -130,7 +114,7 @@ class TaskPage:
             older_runs=f"/ui/tasks/{task.id}?runs={runs.next_cursor}" if runs.next_cursor else "",
             events=[event_to_dict(event) for event in events],
             events_cut=bool(events) and events[0].seq > 1,
-            actions=allowed_actions(task, self._tasks),
+            actions=allowed_actions(task),
             priorities=[priority.value for priority in Priority],
             data_json=lambda data: json.dumps(data, ensure_ascii=False, separators=(", ", ": ")) if data else "",
         )
@@ -184,7 +168,7 @@ def cancelled(task: Task) -> str:
 
 def paused(task: Task) -> str:
     """A run under way finishes before the task is paused."""
-    return "paused" if task.status.value == PAUSED else "pause_requested"
+    return "paused" if task.status is Status.PAUSED else "pause_requested"
 
 
 def update(tasks: Tasks, changes: Callable[[Form], dict[str, Any]]) -> Action:
@@ -194,8 +178,13 @@ def update(tasks: Tasks, changes: Callable[[Form], dict[str, Any]]) -> Action:
     def act(req: falcon.Request, task_id: str, principal: Principal) -> str:
         form: Form = req.context.form
         cmd = UpdateTask.model_validate(changes(form))
-        version = form.get("version") or ""
-        tasks.update(task_id, cmd, principal, if_match=int(version) if version.isdigit() else None)
+        version = (form.get("version") or "").strip()
+        if not version.isdigit():  # the page always sends the version it showed: a change is never applied blind
+            raise falcon.HTTPUnprocessableEntity(
+                title="Unprocessable Content",
+                description="version: the version of the task the form showed is required",
+            )
+        tasks.update(task_id, cmd, principal, if_match=int(version))
         return "updated"
 
     return act

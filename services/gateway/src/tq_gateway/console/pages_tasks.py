@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import urlencode
-
 import falcon
 import msgspec
 
+from tq_gateway.console.filters import Filters, group_choices
 from tq_gateway.console.live import table_filters, table_live_url, table_query
 from tq_gateway.console.render import Renderer
-from tqcore.domain.access import Principal
 from tqcore.domain.model import Status
 from tqcore.listing import TaskListing
 from tqcore.usecases.service import Catalog
@@ -35,11 +32,6 @@ class Row(msgspec.Struct):
 ROW = msgspec.json.Decoder(Row)
 
 
-def visible_groups(principal: Principal, catalog: Catalog) -> list[str]:
-    """The groups the filter offers: the caller's own, or (an admin) every group tasks were submitted to."""
-    return catalog.groups() if principal.admin else sorted(principal.groups)
-
-
 class TaskTable:
     """``GET /ui/tasks``: a page of the caller's tasks (``TaskListing``, as ``GET /v1/tasks``), newest first."""
 
@@ -52,6 +44,8 @@ class TaskTable:
         filters = table_filters(req)
         cursor = req.get_param("cursor") or None
         query = table_query(req)
+        here = Filters(group=filters.get("group"), type=filters.get("type"))
+        others = {name: value for name, value in filters.items() if name not in ("group", "type")}
         page = self._listing.page(query, req.context.principal)
         rows = [ROW.decode(item.doc) for item in page.items]
         self._renderer.render(
@@ -60,21 +54,10 @@ class TaskTable:
             "tasks.html",
             rows=rows,
             filters=filters,
-            groups=visible_groups(req.context.principal, self._catalog),
+            groups=group_choices(req.context.principal, self._catalog),
             statuses=[status.value for status in Status],
             paged=bool(cursor),
-            next_url=_page_url(filters, page.next_cursor) if page.next_cursor else "",
-            newest_url=_page_url(filters, None),
+            next_url=here.url(req.path, cursor=page.next_cursor, **others) if page.next_cursor else "",
+            newest_url=here.url(req.path, **others),
             live_url=table_live_url(query, page),
         )
-
-
-def _query_string(filters: dict[str, str], cursor: str | None) -> str:
-    params: dict[str, Any] = dict(filters)
-    if cursor:
-        params["cursor"] = cursor
-    return "?" + urlencode(params) if params else ""
-
-
-def _page_url(filters: dict[str, str], cursor: str | None) -> str:
-    return "/ui/tasks" + _query_string(filters, cursor)

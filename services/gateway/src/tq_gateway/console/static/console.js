@@ -20,6 +20,10 @@ document.addEventListener("click", async (event) => {
   box.textContent = "Loading…";
   try {
     const response = await fetch(link.href, { credentials: "same-origin" });
+    if (response.status === 401) {
+      window.location.reload(); // the session ended: the page goes to sign in, coming back here after
+      return;
+    }
     const text = await response.text();
     box.textContent = response.ok ? (text || "(the run printed nothing)") : `${response.status}: log not available`;
     if (response.ok) box.dataset.loaded = "1";
@@ -94,12 +98,13 @@ async function refresh() {
   live.fetching = true;
   try {
     const response = await fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } });
-    if (response.redirected) {
-      window.location.assign(response.url); // the session ended: the sign-in page, coming back here after
+    if (response.status === 401 || response.redirected) {
+      window.location.reload(); // the session ended: the page goes to sign in, coming back here after
       return;
     }
     if (response.ok && (response.headers.get("content-type") || "").startsWith("text/html")) {
       swapMain(await response.text());
+      if (!liveUrl()) closeLive(); // the task ended: nothing more to follow
     }
   } catch (error) {
     // Unreachable: the stream fails too and backs off; the next change fetches again.
@@ -134,9 +139,13 @@ function openLive() {
     refresh();
   });
   source.addEventListener("error", () => {
-    // The stream ended (its lifetime is up), was refused (a full replica, an ended session) or the server is out of
-    // reach: open it again after a pause, from the page as it is shown then.
+    // The stream ended (its lifetime is up), was refused (204: the task ended; 401: the session ended; 503: a full
+    // replica) or the server is out of reach: open it again after a pause, from the page as it is shown then. A
+    // refusal (the EventSource closed itself) fetches the page first: an ended task's page has no stream to open,
+    // and an ended session reloads the page, which goes to sign in.
+    const refused = source.readyState === EventSource.CLOSED;
     closeLive();
+    if (refused) refresh();
     live.timer = window.setTimeout(openLive, live.retryMs * (0.75 + Math.random() / 2));
     live.retryMs = Math.min(live.retryMs * 2, LIVE_RETRY_MAX_MS);
   });
