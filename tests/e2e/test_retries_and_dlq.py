@@ -102,13 +102,14 @@ def test_the_consoles_dead_letter_page_redrives_after_a_dry_run_as_the_user(
     body = {"type": "flaky", "group": "team-b", "payload": {"fail_times": 99}, "retry": {"max_retries": 0}}
     task_id = bob.post("/v1/tasks", json=body).json()["id"]
     wait_for_status(bob, task_id, {"failed"}, timeout_s=20)
-    # When bob opens the dead-letter page, it lists the task with a Redrive button
+    # When bob opens the dead-letter page, it lists the task with a box to tick, and one Redrive button
     user = console("bob")
     page = user.get("/ui/dlq", group="team-b")
     assert page.status_code == 200
-    assert f'name="only" value="team-b:{task_id}"' in page.text
-    # And its Redrive first shows the dry run's count, changing nothing
-    dry = user.post("/ui/dlq/redrive", {"group": "team-b", "type": "", "only": f"team-b:{task_id}"})
+    assert f'name="pick" value="team-b:{task_id}"' in page.text
+    assert page.text.count(">Redrive</button>") == 1
+    # And redriving the ticked task first shows the dry run's count, changing nothing
+    dry = user.post("/ui/dlq/redrive", {"group": "team-b", "type": "", "pick": f"team-b:{task_id}"})
     assert "A dry run found <strong>1 task</strong> to redrive" in dry.text
     assert bob.get(f"/v1/tasks/{task_id}").json()["status"] == "failed"
     # And confirmed, the task runs again, redriven by bob, and the page says how many
