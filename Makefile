@@ -10,7 +10,7 @@ PACKAGES := -e 'libs/tq[cli]' -e libs/tqcore -e libs/tqdev -e services/gateway -
 # The machine's pip may add its own constraints; ours come from constraints.txt.
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-observability test-console console-screenshots chaos-then-console beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-console bench-streams bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
+.PHONY: install run test lint typecheck unit examples configuration integration e2e test-ministack test-ministack-core test-core-timed test-core-beside test-core-late test-observability test-console console-screenshots chaos-then-console beside-chaos test-moto test-moto-adapters test-moto-e2e bench bench-batch bench-schedule bench-history bench-console bench-streams bench-memory bench-cost bench-calls test-downtime chaos alerts monitoring infra pants lock clean
 
 install: $(VENV)/.installed $(EMU)/.installed
 
@@ -38,10 +38,11 @@ run: install
 
 ## make test: set up and run every test: lint, types, unit, alert rules, the example handler package, then
 ## integration + e2e on ministack and moto.
-# The chaos runs (about 2-4 minutes for both, on ministack), then the console in a browser, have a second lane beside
-# them: moto's adapter tests, then the observability e2e modules on ministack (about 7 minutes). Neither lane asserts
-# timings the other's load could upset (chaos has only its 420 s progress deadline; the observability modules count,
-# with deadlines of tens of seconds; the browser tests wait with 20 s deadlines).
+# The chaos runs (about 2-4 minutes for both, on ministack), then the console in a browser, then the core modules that
+# time nothing (CORE_LATE) have a second lane beside them: moto's adapter tests, then the observability e2e modules
+# on ministack (about 7 minutes). Neither lane asserts timings the other's load could upset (chaos has only its 420 s
+# progress deadline; the observability modules count, with deadlines of tens of seconds; the browser tests wait with
+# 20 s deadlines).
 # moto's e2e module, which does time a start, runs alone afterwards. lint, typecheck, unit and alerts (each one
 # process, none timing anything) run two at a time first; the integration tiers, which do time things, never
 # run beside them.
@@ -53,6 +54,7 @@ test: install $(CODEGEN)/.installed
 
 chaos-then-console: chaos
 	$(MAKE) test-console
+	$(MAKE) test-core-late
 
 beside-chaos: test-moto-adapters
 	$(MAKE) test-observability
@@ -85,30 +87,36 @@ $(EXAMPLES_VENV)/.installed: constraints.txt libs/tq/pyproject.toml examples/thu
 # Every integration and e2e test on ministack but the chaos run (`make chaos`): the observability modules
 # (metrics, logs, traces, live alerting) and the rest.
 OBSERVABILITY_E2E := tests/e2e/test_metrics.py tests/e2e/test_logs.py tests/e2e/test_traces.py tests/e2e/test_alerting.py
-test-ministack: test-ministack-core test-observability
+test-ministack: test-ministack-core test-core-late test-observability
 
 # Two lanes, each on an emulator of its own: the modules that time things (a start within 1 s of its time,
-# retry gaps, schedule cadence, rate limits, crash and shutdown timings) and the volume and fuzz runs, one after
-# another as before; beside them the modules with only generous deadlines and little CPU of their own (the
-# adapter tests, lost enqueues, poison, throttling, access, auth, mTLS, script fences, listing memory, readiness,
-# the local stack's supervision, your own handler package, executor pools, batch submit, the generated client, the
-# Python client, the tq command line).
+# retry gaps, schedule cadence, rate limits, crash and shutdown timings) and the volume run, one after another as
+# before; beside them the modules with only generous deadlines and little CPU of their own (the adapter tests, lost
+# enqueues, poison, throttling, access, auth, mTLS, script fences, listing memory, readiness, executor pools, batch
+# submit, the Python client, the tq command line).
 CORE := TQ_TEST_EMULATOR=ministack $(BIN)/pytest -m "(integration or e2e) and not chaos and not browser" --durations=8
 CORE_BESIDE := libs/tqcore/tests/integration tests/integration \
 	tests/e2e/test_access.py tests/e2e/test_auth.py tests/e2e/test_mtls.py tests/e2e/test_script_fences.py \
-	tests/e2e/test_listing_memory.py tests/e2e/test_readiness.py tests/e2e/test_local_supervision.py \
-	tests/e2e/test_buffered_give_back.py tests/e2e/test_own_handlers.py tests/e2e/test_pools.py \
-	tests/e2e/test_batch.py tests/e2e/test_generated_client.py \
-	tests/e2e/test_client.py tests/e2e/test_cli.py
+	tests/e2e/test_listing_memory.py tests/e2e/test_readiness.py \
+	tests/e2e/test_buffered_give_back.py tests/e2e/test_pools.py \
+	tests/e2e/test_batch.py tests/e2e/test_client.py tests/e2e/test_cli.py
+# Modules that time nothing, run in `make test` after the chaos runs and the browser tests (beside moto's adapters
+# and the observability modules, the longer lane), to keep the two core lanes short: the schemathesis fuzz, the
+# local stack's supervision, your own handler package, the generated client.
+CORE_LATE := tests/e2e/test_openapi_fuzz.py tests/e2e/test_local_supervision.py tests/e2e/test_own_handlers.py \
+	tests/e2e/test_generated_client.py
 test-ministack-core: install
 	$(MAKE) -j2 --output-sync=target test-core-timed test-core-beside
 
 test-core-timed: install
-	$(CORE) $(addprefix --ignore=,$(OBSERVABILITY_E2E) $(CORE_BESIDE))
+	$(CORE) $(addprefix --ignore=,$(OBSERVABILITY_E2E) $(CORE_BESIDE) $(CORE_LATE))
+
+test-core-beside: install
+	$(CORE) $(CORE_BESIDE)
 
 # The generated-client module needs the generator's own venv (`make test` builds it first; `make run` never).
-test-core-beside: install $(CODEGEN)/.installed
-	$(CORE) $(CORE_BESIDE)
+test-core-late: install $(CODEGEN)/.installed
+	$(CORE) $(CORE_LATE)
 
 # Needs Prometheus and Alertmanager installed, not the rule checks again (`make test` ran `alerts` already).
 test-observability: install monitoring
