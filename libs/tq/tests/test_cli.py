@@ -331,6 +331,15 @@ def test_json_is_exactly_what_the_api_answers(world: World) -> None:
     assert json.loads(ok(world.tq("ls", "--group", "team-a", "--json"))) == page
 
 
+def test_ls_by_name_lists_the_tasks_whose_name_contains_the_text(world: World) -> None:
+    api = falcon.testing.TestClient(world.app)
+    auth = {"Authorization": "Bearer dev-alice"}
+    for name in ("Nightly report", "cleanup"):
+        api.simulate_post("/v1/tasks", json={"type": "echo", "group": "team-a", "name": name}, headers=auth)
+    page = json.loads(ok(world.tq("ls", "--group", "team-a", "--name", "REPORT", "--json")))
+    assert [item["name"] for item in page["items"]] == ["Nightly report"]
+
+
 def test_ls_is_one_page_as_the_api_answers_it(world: World) -> None:
     ids = [submitted(world) for _ in range(3)]
     page = json.loads(ok(world.tq("ls", "--group", "team-a", "--limit", "2", "--json")))

@@ -222,6 +222,14 @@ def test_list_page_is_one_page_as_the_api_answers_it(client: tq.Client) -> None:
     assert ([t.payload for t in rest.items], rest.next_cursor) == ([{"n": 0}], None)
 
 
+def test_list_by_name_asks_the_api_for_names_containing_the_text(gateway: Gateway, client: tq.Client) -> None:
+    wanted = client.submit("echo", "team-a", name="Nightly report").id
+    client.submit("echo", "team-a", name="cleanup")
+    assert [t.id for t in client.list(group="team-a", name="REPORT")] == [wanted]
+    assert [t.id for t in client.list_page(group="team-a", name="report").items] == [wanted]
+    assert gateway.transport.sent[-1].url.params["name"] == "report"
+
+
 def test_runs_log_and_events_of_a_finished_task(gateway: Gateway, client: tq.Client) -> None:
     task = client.submit("echo", "team-a", {"x": 1})
     gateway.run(task.id, result={"x": 1}, log=b"hello\n")

@@ -102,9 +102,11 @@ class AsyncClient:
         group: str | None = None,
         status: str | None = None,
         type: str | None = None,
+        *,
+        name: str | None = None,
     ) -> AsyncIterator[Task]:
         """See ``Client.list``."""
-        return self._items(lambda cursor: calls.list_page(group, status, type, None, cursor))
+        return self._items(lambda cursor: calls.list_page(group, status, type, None, cursor, name))
 
     async def list_page(
         self,
@@ -113,9 +115,11 @@ class AsyncClient:
         type: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        *,
+        name: str | None = None,
     ) -> Page[Task]:
         """See ``Client.list_page``."""
-        return await self._send(calls.list_page(group, status, type, limit, cursor))
+        return await self._send(calls.list_page(group, status, type, limit, cursor, name))
 
     async def update(self, task_id: str, if_match: int | str | None = None, **changes: Any) -> Task:
         """See ``Client.update``."""

@@ -252,10 +252,15 @@ def get(task_id: str, wait_s: int | None = None) -> Call[Task]:
 
 
 def list_page(
-    group: str | None, status: str | None, task_type: str | None, limit: int | None, cursor: str | None
+    group: str | None,
+    status: str | None,
+    task_type: str | None,
+    limit: int | None,
+    cursor: str | None,
+    name: str | None = None,
 ) -> Call[Page[Task]]:
-    """``GET /v1/tasks``: one page."""
-    params = _query(group=group, status=status, type=task_type, limit=limit, cursor=cursor)
+    """``GET /v1/tasks``: one page (``name``: the tasks whose name contains it, ignoring case)."""
+    params = _query(group=group, status=status, type=task_type, name=name, limit=limit, cursor=cursor)
     return Call("GET", "/v1/tasks", _model(Page[Task]), params=params)
 
 

@@ -122,9 +122,11 @@ class Client:
                 return
             self._sleep(pause)
 
-    def list(self, group: str | None = None, status: str | None = None, type: str | None = None) -> Iterator[Task]:
-        """Every task matching the filters, newest first, a page at a time."""
-        return self._items(lambda cursor: calls.list_page(group, status, type, None, cursor))
+    def list(
+        self, group: str | None = None, status: str | None = None, type: str | None = None, *, name: str | None = None
+    ) -> Iterator[Task]:
+        """Every task matching the filters (``name``: contains it, ignoring case), newest first, a page at a time."""
+        return self._items(lambda cursor: calls.list_page(group, status, type, None, cursor, name))
 
     def list_page(
         self,
@@ -133,9 +135,11 @@ class Client:
         type: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        *,
+        name: str | None = None,
     ) -> Page[Task]:
         """One page of tasks (``limit`` 1-200), as ``GET /v1/tasks`` answers it."""
-        return self._send(calls.list_page(group, status, type, limit, cursor))
+        return self._send(calls.list_page(group, status, type, limit, cursor, name))
 
     def update(self, task_id: str, if_match: int | str | None = None, **changes: Any) -> Task:
         """Change a task (``payload``, ``priority``, ``schedule``...); with ``if_match``, only at that version."""

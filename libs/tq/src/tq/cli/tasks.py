@@ -114,12 +114,16 @@ def _follow(task_id: str) -> int:
 @click.option("--group", "-g", help="Only this group's tasks.")
 @click.option("--status", shell_complete=_complete_status, help="Only tasks in this status.")
 @click.option("--type", "type_", help="Only tasks of this type.")
+@click.option("--name", help="Only tasks whose name contains this text (ignoring case).")
 @click.option("--limit", type=click.IntRange(1, 200), help="Tasks on the page (1-200, default 50).")
 @click.option("--cursor", help="The page after the one that gave this next_cursor.")
 @json_option
-def ls(group: str | None, status: str | None, type_: str | None, limit: int | None, cursor: str | None) -> int:
+def ls(
+    group: str | None, status: str | None, type_: str | None, name: str | None, limit: int | None, cursor: str | None
+) -> int:
     """List tasks, newest first: one page (--cursor reads the next)."""
-    page = doc(state().client().list_page(group=group, status=status, type=type_, limit=limit, cursor=cursor))
+    client = state().client()
+    page = doc(client.list_page(group=group, status=status, type=type_, limit=limit, cursor=cursor, name=name))
     print_page(page, TASK_COLUMNS, empty="no tasks", as_json=state().json)
     return OK
 
